@@ -169,7 +169,9 @@ func Build(backends []Backend, size uint32) (*Table, error) {
 // credit reaches maxWeight, spends maxWeight to take the next free slot of
 // its permutation. Members of the largest weight take one slot every round,
 // a member of weight w one every maxWeight/w rounds. Filling stops at the
-// slot that makes the table full, even within a round.
+// slot that makes the table full, even within a round. Very uneven weights
+// cost idle rounds: at worst about N*M credit steps (70 ms for 1000
+// backends, one of weight 2^30 and the others 1, at M = 65537).
 func fill(slots []uint32, members []member, maxWeight uint32) {
 	size := uint32(len(slots))
 	for filled := uint32(0); ; {
