@@ -1,0 +1,47 @@
+package bpf
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf"
+)
+
+// Indexes of the steer program's counters map: mirror enum steer_counter in
+// steer.c (tests check each one against the program's behaviour).
+const (
+	steerSeen = iota
+	steerRedirected
+	steerPassed
+	steerMalformed
+	steerNoSocket
+	steerCounterMax
+)
+
+// Indexes of the decap program's decap_counters map: mirror enum
+// decap_counter in decap.c.
+const (
+	decapDecapsulated = iota
+	decapPassed
+	decapMalformed
+	decapCounterMax
+)
+
+// sumPerCPU reads len(out) entries of a per-CPU array of u64 and stores each
+// entry's sum over CPUs in out.
+func sumPerCPU(m *ebpf.Map, out []uint64) error {
+	if m.MaxEntries() != uint32(len(out)) {
+		return fmt.Errorf("map %s has %d entries, want %d", m, m.MaxEntries(), len(out))
+	}
+	var perCPU []uint64
+	for i := range out {
+		if err := m.Lookup(uint32(i), &perCPU); err != nil {
+			return fmt.Errorf("lookup %d: %w", i, err)
+		}
+		var sum uint64
+		for _, v := range perCPU {
+			sum += v
+		}
+		out[i] = sum
+	}
+	return nil
+}

@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR MIT)
+
+//go:build ignore
+
+// steer: the XDP program in front of the AF_XDP workers. It only decides
+// "is this frame for a VIP?" and, if so, redirects it into the AF_XDP socket
+// bound to the receiving queue. Everything else goes to the kernel untouched.
+// The Go worker re-parses every redirected frame and makes all the real
+// decisions (backend choice, drop reasons, ICMP), so this program stays small.
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define IP_FRAG_OFFSET_MASK 0x1fff
+
+// vip_key is the key of the vips map. Mirrored by bpf.VIPKey in Go.
+// addr holds an IPv4 address in its first 4 bytes (rest zero) or an IPv6
+// address; port is in network byte order; family is 4 or 6.
+//
+// Two special forms:
+//   port 0, proto P: every port of (addr, P).
+//   port 0, proto 0: the "address marker". The Go side inserts one for every
+//                    VIP address; frames to that address whose ports cannot
+//                    be read (non-first fragments, truncated L4 headers, IPv6
+//                    extension headers) or that are neither TCP nor UDP are
+//                    redirected through it, so the worker can classify them.
+struct vip_key {
+	__u8 addr[16];
+	__be16 port;
+	__u8 proto;
+	__u8 family;
+};
+
+struct vip_value {
+	__u32 id;
+	__u32 flags;
+};
+
+// steer_counter indexes the counters map. Mirrored in Go (counter.go).
+// SEEN = REDIRECTED + PASSED + MALFORMED; NO_SOCKET is a subset of PASSED.
+enum steer_counter {
+	STEER_SEEN = 0,
+	STEER_REDIRECTED = 1,
+	STEER_PASSED = 2,
+	STEER_MALFORMED = 3,
+	STEER_NO_SOCKET = 4,
+	STEER_COUNTER_MAX = 5,
+};
+
+struct vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct vip_key);
+	__type(value, struct vip_value);
+	__uint(max_entries, 4096);
+} vips SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 64);
+} xsks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, STEER_COUNTER_MAX);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline int pass(void)
+{
+	count(STEER_PASSED);
+	return XDP_PASS;
+}
+
+// Malformed frames are passed, never dropped: the kernel drops what it
+// cannot parse, and this program must not decide for non-VIP traffic.
+static __always_inline int malformed(void)
+{
+	count(STEER_MALFORMED);
+	return XDP_PASS;
+}
+
+static __always_inline int redirect(struct xdp_md *ctx)
+{
+	// The lower bits of flags are the verdict when the slot is empty.
+	int act = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+
+	if (act == XDP_REDIRECT) {
+		count(STEER_REDIRECTED);
+		return act;
+	}
+	count(STEER_NO_SOCKET);
+	return pass();
+}
+
+SEC("xdp")
+int xlb_steer(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct vip_key key = {};
+	void *l4 = NULL; // NULL: ports cannot be read
+	__u16 ethertype;
+	void *l3;
+
+	count(STEER_SEEN);
+
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return malformed();
+	ethertype = eth->h_proto;
+	l3 = eth + 1;
+
+	if (ethertype == bpf_htons(ETH_P_8021Q) ||
+	    ethertype == bpf_htons(ETH_P_8021AD)) {
+		struct vlan_hdr *vlan = l3;
+		if ((void *)(vlan + 1) > end)
+			return malformed();
+		ethertype = vlan->proto;
+		l3 = vlan + 1;
+	}
+
+	if (ethertype == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = l3;
+		if ((void *)(ip + 1) > end)
+			return malformed();
+		__u32 hlen = ip->ihl * 4;
+		if (hlen < sizeof(*ip))
+			return malformed();
+		if (l3 + hlen > end)
+			return malformed();
+		key.family = 4;
+		key.proto = ip->protocol;
+		__builtin_memcpy(key.addr, &ip->daddr, 4);
+		if (!(ip->frag_off & bpf_htons(IP_FRAG_OFFSET_MASK)))
+			l4 = l3 + hlen;
+	} else if (ethertype == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = l3;
+		if ((void *)(ip6 + 1) > end)
+			return malformed();
+		key.family = 6;
+		key.proto = ip6->nexthdr; // an extension header is not TCP/UDP
+		__builtin_memcpy(key.addr, &ip6->daddr, 16);
+		l4 = ip6 + 1;
+	} else {
+		return pass(); // ARP, LLDP, ...
+	}
+
+	if (l4 && key.proto == IPPROTO_TCP) {
+		struct tcphdr *tcp = l4;
+		if ((void *)(tcp + 1) <= end)
+			key.port = tcp->dest;
+		else
+			l4 = NULL;
+	} else if (l4 && key.proto == IPPROTO_UDP) {
+		struct udphdr *udp = l4;
+		if ((void *)(udp + 1) <= end)
+			key.port = udp->dest;
+		else
+			l4 = NULL;
+	} else {
+		l4 = NULL;
+	}
+
+	if (l4) {
+		if (bpf_map_lookup_elem(&vips, &key))
+			return redirect(ctx);
+		key.port = 0;
+		if (bpf_map_lookup_elem(&vips, &key))
+			return redirect(ctx);
+		return pass();
+	}
+
+	// No ports: is the destination a VIP address at all?
+	key.port = 0;
+	key.proto = 0;
+	if (bpf_map_lookup_elem(&vips, &key))
+		return redirect(ctx);
+	return pass();
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
