@@ -77,6 +77,5 @@
 // and drops its reference when it swaps in the next one; readers need no
 // locks. Build returns an empty table, not an error, when no backend has a
 // weight: a VIP whose backends are all drained still exists and its Lookup
-// returns -1 (drop). ErrNoBackends names that state for callers that must
-// report it. Nothing here holds resources: there is nothing to close.
+// returns -1 (drop). Nothing here holds resources: there is nothing to close.
 package hash

@@ -38,14 +38,6 @@ const (
 )
 
 var (
-	// ErrNoBackends names the state of a VIP whose table is empty: no
-	// backend, or all of them drained (weight 0). Build does not return
-	// it: such a VIP still gets a table, whose Lookup returns -1, so that
-	// it keeps existing while drained. Callers that must refuse or report
-	// that state (see Table.Empty) wrap this sentinel, so that every
-	// package names it the same way.
-	ErrNoBackends = errors.New("no backend with a non-zero weight")
-
 	// ErrTableSize reports a table size that is not a prime in
 	// [MinTableSize, MaxTableSize], or too small for the backends.
 	ErrTableSize = errors.New("invalid table size")
