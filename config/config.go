@@ -1,0 +1,243 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is one validated configuration file.
+type Config struct {
+	// File is the name Parse was given; every error names it.
+	File     string
+	Datapath Datapath
+	Control  Control
+	// VIPs in file order. Parse guarantees at least one, each with at
+	// least one backend, no two with the same (address, port, protocol).
+	VIPs []VIP
+
+	idx *posIndex // where each key is set, for Errorf
+}
+
+// Datapath is the [datapath] table: the interface, its queues and workers,
+// and the AF_XDP socket settings. Zero values for Queues, CPUs and Source
+// mean "resolve on this host": see CheckHost.
+type Datapath struct {
+	Interface string // required
+	// Queues are the RX queues served, one AF_XDP socket and one worker
+	// each. Empty: every RX queue of the interface.
+	Queues []int
+	// CPUs[i] is the CPU worker i (serving Queues[i]) is pinned to. Empty:
+	// queue q runs on the (q mod n)th CPU of the process's affinity mask.
+	CPUs []int
+	// XDPMode is how the steering program is attached: XDPModeAuto,
+	// XDPModeNative or XDPModeGeneric.
+	XDPMode string
+	// ZeroCopy is ZeroCopyAuto, ZeroCopyOn or ZeroCopyOff.
+	ZeroCopy string
+
+	FrameSize  uint32 // UMEM frame size: 2048 or 4096
+	FrameCount uint32 // UMEM frames per queue: a power of two >= FillRing
+	// Headroom is extra UMEM headroom per frame in bytes, on top of the
+	// kernel's XDP_PACKET_HEADROOM (256) that outer headers already use.
+	Headroom uint32
+
+	// Ring sizes: powers of two in [MinRing, MaxRing].
+	RxRing, TxRing, FillRing, CompletionRing uint32
+	// BatchSize is descriptors per batch, 1..MaxBatch and no larger than
+	// any ring.
+	BatchSize uint32
+
+	NeedWakeup     bool // bind with XDP_USE_NEED_WAKEUP
+	BusyPoll       bool // SO_PREFER_BUSY_POLL + SO_BUSY_POLL
+	Spin           bool // busy-spin when idle instead of blocking in poll()
+	BusyPollBudget int  // SO_BUSY_POLL_BUDGET, 1..65535
+	// TxBudget is XDP_MAX_TX_SKB_BUDGET (copy mode): 0 leaves the kernel's
+	// default (32), else 32..TxRing.
+	TxBudget uint32
+	// Source is the outer IPIP source address. Zero: the interface's
+	// first IPv4 address, filled in by CheckHost.
+	Source netip.Addr
+	// TableSize is the default Maglev table size (a prime) of every VIP.
+	TableSize uint32
+}
+
+// Control is the [control] table.
+type Control struct {
+	// Socket is the absolute path of the control socket `xlb stats` talks
+	// to; only root may connect.
+	Socket string
+}
+
+// VIP is one [[vip]]: a virtual service and its backends.
+type VIP struct {
+	Address netip.Addr // IPv4 for now
+	// Port is the destination port; 0 serves every port of Address. A
+	// port-0 VIP may share its address and protocol with specific-port VIPs.
+	Port     uint16
+	Protocol Protocol // default TCP
+	Forward  Forward  // default IPIP
+	// TableSize is the VIP's Maglev table size: its own table_size, else
+	// datapath.table_size. Always set after Parse.
+	TableSize uint32
+	// Backends in file order (the Maglev table does not depend on it).
+	// Their weights may all be 0: the VIP is then fully drained and takes
+	// no new flows.
+	Backends []Backend
+}
+
+// Backend is one [[vip.backend]].
+type Backend struct {
+	Address netip.Addr // IPv4 for now; unique within its VIP
+	// Weight is the backend's share of new flows, 0..MaxWeight (default
+	// 1). 0 drains it: no new flows, established ones stay.
+	Weight uint32
+	// MAC is the static next-hop MAC, valid when HasMAC. Without it the
+	// next hop is resolved from the kernel's route and neighbour tables.
+	MAC    [6]byte
+	HasMAC bool
+}
+
+// Values of Datapath.XDPMode.
+const (
+	XDPModeAuto    = "auto"    // native, else generic
+	XDPModeNative  = "native"  // in the driver; fail if unsupported
+	XDPModeGeneric = "generic" // skb mode: works everywhere, slower
+)
+
+// Values of Datapath.ZeroCopy.
+const (
+	ZeroCopyAuto = "auto" // try zero-copy, fall back to copy mode
+	ZeroCopyOn   = "on"   // XDP_ZEROCOPY; fail if unsupported
+	ZeroCopyOff  = "off"  // XDP_COPY
+)
+
+// Defaults and bounds. DefaultDatapath returns the defaults as a whole.
+const (
+	DefaultXDPMode        = XDPModeAuto
+	DefaultZeroCopy       = ZeroCopyAuto
+	DefaultFrameSize      = 2048
+	DefaultFrameCount     = 4096
+	DefaultRing           = 2048 // every ring
+	DefaultBatchSize      = 64
+	DefaultBusyPollBudget = 64
+	DefaultTxBudget       = 64
+	DefaultTableSize      = 65537
+	DefaultSocket         = "/run/xlb/xlb.sock"
+	DefaultWeight         = 1
+
+	MinRing       = 64
+	MaxRing       = 1 << 15
+	MaxFrameCount = 1 << 18 // 1 GiB of 4 KB frames per queue
+	MaxBatch      = 256
+	MinTxBudget   = 32 // the kernel's own budget; less is refused
+	MinTableSize  = 251
+	MaxTableSize  = 1 << 24
+	MaxWeight     = 65535
+
+	// xdpPacketHeadroom is the kernel's XDP_PACKET_HEADROOM and
+	// frameRoom what a frame must keep for a full-size packet plus outer
+	// headers; Headroom may take what is left.
+	xdpPacketHeadroom = 256
+	frameRoom         = 1536
+)
+
+// DefaultDatapath returns the [datapath] settings used for every key the file
+// leaves out. Interface has no default.
+func DefaultDatapath() Datapath {
+	return Datapath{
+		XDPMode:        DefaultXDPMode,
+		ZeroCopy:       DefaultZeroCopy,
+		FrameSize:      DefaultFrameSize,
+		FrameCount:     DefaultFrameCount,
+		RxRing:         DefaultRing,
+		TxRing:         DefaultRing,
+		FillRing:       DefaultRing,
+		CompletionRing: DefaultRing,
+		BatchSize:      DefaultBatchSize,
+		NeedWakeup:     true,
+		BusyPollBudget: DefaultBusyPollBudget,
+		TxBudget:       DefaultTxBudget,
+		TableSize:      DefaultTableSize,
+	}
+}
+
+// Error is every error this package returns about a file: a key and the line
+// where the file sets it (or, for a key the file lacks, where its table
+// starts). Several errors are joined with errors.Join, one per line, in line
+// order; errors.As finds the first.
+type Error struct {
+	File string
+	Line int    // 1-based; 0 if unknown
+	Key  string // "vip[1].backend[0].address"; may be empty for syntax errors
+	Msg  string
+}
+
+// Error formats "FILE:LINE: KEY: message", leaving out what is unknown.
+func (e *Error) Error() string {
+	s := e.File
+	if e.Line > 0 {
+		s += ":" + strconv.Itoa(e.Line)
+	}
+	if e.Key != "" {
+		if s != "" {
+			s += ": "
+		}
+		s += e.Key
+	}
+	if s != "" {
+		s += ": "
+	}
+	return s + e.Msg
+}
+
+// Load reads and parses the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes data, fills defaults and validates everything that does not
+// depend on the host (CheckHost does the rest). file names the source in
+// errors. Every error is an *Error, or several joined.
+func Parse(file string, data []byte) (*Config, error) {
+	idx := newPosIndex(data)
+	var tree map[string]any
+	if _, err := toml.Decode(string(data), &tree); err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			key := idx.lineKey(pe.Position.Line)
+			if key == "" {
+				key = pe.LastKey
+			}
+			return nil, &Error{File: file, Line: pe.Position.Line, Key: key, Msg: pe.Message}
+		}
+		return nil, &Error{File: file, Line: 1, Msg: err.Error()}
+	}
+	d := &decoder{file: file, idx: idx}
+	c := d.config(tree)
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	d.validate(c)
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	c.idx = idx
+	return c, nil
+}
+
+// Errorf returns an *Error about key ("datapath.interface",
+// "vip[0].backend[1].address") at the line where the file sets it. It is for
+// callers that find a key wrong later, on the host or in the kernel, so that
+// they report it the way Parse does.
+func (c *Config) Errorf(key string, format string, args ...any) error {
+	return &Error{File: c.File, Line: c.idx.line(key), Key: key, Msg: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,34 @@
+// Package config loads and validates xlb's configuration: one TOML file with
+// a [datapath] table, an optional [control] table and one [[vip]] per
+// virtual service, each with its [[vip.backend]]s. examples/xlb.toml in the
+// repository documents every key, its default and why.
+//
+// # Model
+//
+// Parse (or Load, which reads the file first) is pure: it decodes the file
+// strictly (an unknown key is an error, as is a value of the wrong type),
+// fills defaults and checks everything that does not depend on the host. It
+// returns a *Config the caller owns; nothing in it is shared. What depends on
+// the host (the interface, its queues, the CPUs, the source address) is
+// checked and resolved by CheckHost, which the caller runs in the network
+// namespace the datapath will use, once, before starting it. A reload parses
+// the new file into a new Config and runs CheckHost on it again.
+//
+// # Errors
+//
+// Every error about the file is an *Error that names the file, the line and
+// the key, printed as
+//
+//	/etc/xlb.toml:14: vip[1].backend[0].address: "198.18.0.x" is not an IP address
+//
+// Keys are dotted paths with the index of each array element, as written
+// above. A key the file does not set (a missing required key) is reported at
+// the line where its table starts. Parse reports every error it finds, not
+// just the first, joined with errors.Join in line order; errors.As finds the
+// first. Callers that find a key wrong later (the datapath, when the kernel
+// refuses a setting) report it the same way with Config.Errorf.
+//
+// BurntSushi/toml does not expose where a key is set, so the package keeps
+// its own index of key positions, built by a small line scanner over the
+// source (position.go).
+package config

@@ -1,0 +1,128 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// validate checks what a single value cannot tell: values that must agree
+// with each other, and uniqueness. It runs on a decoded tree with no errors,
+// so every value is of the right type and within its own bounds.
+func (d *decoder) validate(c *Config) {
+	dp := &c.Datapath
+	const p = "datapath."
+
+	if dp.FrameSize != 2048 && dp.FrameSize != 4096 {
+		d.errorf(p+"frame_size", "frame size %d is not 2048 or 4096", dp.FrameSize)
+	} else if most := dp.FrameSize - xdpPacketHeadroom - frameRoom; dp.Headroom > most {
+		d.errorf(d.blame(p+"headroom", p+"frame_size"),
+			"headroom %d leaves no room for a full-size packet in a %d-byte frame (at most %d)",
+			dp.Headroom, dp.FrameSize, most)
+	}
+	if !isPow2(dp.FrameCount) {
+		d.errorf(p+"frame_count", "frame count %d is not a power of two", dp.FrameCount)
+	}
+	rings := []struct {
+		name string
+		size uint32
+	}{{"rx_ring", dp.RxRing}, {"tx_ring", dp.TxRing}, {"fill_ring", dp.FillRing}, {"completion_ring", dp.CompletionRing}}
+	for _, r := range rings {
+		if !isPow2(r.size) {
+			d.errorf(p+r.name, "ring size %d is not a power of two", r.size)
+		}
+		if dp.BatchSize > r.size {
+			d.errorf(d.blame(p+"batch_size", p+r.name), "batch_size (%d) is larger than %s (%d)", dp.BatchSize, r.name, r.size)
+		}
+	}
+	// Every fill ring slot needs a frame of its own at start-up; frames
+	// beyond that are what RX and TX hold in flight.
+	if dp.FrameCount < dp.FillRing {
+		d.errorf(d.blame(p+"frame_count", p+"fill_ring"),
+			"frame_count (%d) is smaller than fill_ring (%d): the fill ring could never be filled", dp.FrameCount, dp.FillRing)
+	}
+	if dp.TxBudget != 0 && (dp.TxBudget < MinTxBudget || dp.TxBudget > dp.TxRing) {
+		d.errorf(d.blame(p+"tx_budget", p+"tx_ring"), "tx_budget (%d) must be 0 or %d..tx_ring (%d)", dp.TxBudget, MinTxBudget, dp.TxRing)
+	}
+	if !isPrime(dp.TableSize) {
+		d.errorf(p+"table_size", "table size %d is not a prime", dp.TableSize)
+	}
+	seen := make(map[int]int, len(dp.Queues))
+	for i, q := range dp.Queues {
+		if j, dup := seen[q]; dup {
+			d.errorf(indexKey(p+"queues", i), "queue %d is already datapath.queues[%d]", q, j)
+		}
+		seen[q] = i
+	}
+	if len(dp.CPUs) > 0 && len(dp.Queues) > 0 && len(dp.CPUs) != len(dp.Queues) {
+		d.errorf(p+"cpus", "%d cpus for %d queues: give one CPU per queue", len(dp.CPUs), len(dp.Queues))
+	}
+
+	type vipID struct {
+		addr  netip.Addr
+		port  uint16
+		proto Protocol
+	}
+	vips := make(map[vipID]int, len(c.VIPs))
+	for i := range c.VIPs {
+		v := &c.VIPs[i]
+		key := indexKey("vip", i)
+		id := vipID{v.Address, v.Port, v.Protocol}
+		if j, dup := vips[id]; dup {
+			d.errorf(key, "duplicate of vip[%d] (%s)", j, v)
+		}
+		vips[id] = i
+
+		if v.TableSize == 0 {
+			v.TableSize = dp.TableSize
+		} else if !isPrime(v.TableSize) {
+			d.errorf(key+".table_size", "table size %d is not a prime", v.TableSize)
+		}
+		if len(v.Backends) == 0 {
+			d.errorf(key, "vip has no backend")
+		}
+		if uint32(len(v.Backends)) > v.TableSize {
+			d.errorf(key, "%d backends do not fit a Maglev table of %d slots", len(v.Backends), v.TableSize)
+		}
+		backends := make(map[netip.Addr]int, len(v.Backends))
+		for j, b := range v.Backends {
+			if k, dup := backends[b.Address]; dup {
+				d.errorf(indexKey(key+".backend", j)+".address", "%s is already %s", b.Address, indexKey(key+".backend", k))
+			}
+			backends[b.Address] = j
+		}
+	}
+}
+
+// blame picks the key to report a disagreement between two keys under: the
+// first if the file sets it, else the second. A default found wrong is then
+// reported where the user wrote the value it disagrees with.
+func (d *decoder) blame(first, second string) string {
+	if !d.idx.has(first) && d.idx.has(second) {
+		return second
+	}
+	return first
+}
+
+func isPow2(n uint32) bool { return n != 0 && n&(n-1) == 0 }
+
+// isPrime tests by trial division: table sizes are below 1<<24, so at most
+// 2048 divisions.
+func isPrime(n uint32) bool {
+	if n < 2 {
+		return false
+	}
+	if n%2 == 0 {
+		return n == 2
+	}
+	for i := uint32(3); i*i <= n; i += 2 {
+		if n%i == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// String formats a VIP as "198.18.100.1:80/tcp" for messages.
+func (v VIP) String() string {
+	return fmt.Sprintf("%s/%s", netip.AddrPortFrom(v.Address, v.Port), v.Protocol)
+}
