@@ -56,22 +56,25 @@ func EncapIPIP(buf []byte, off, n int, f *Flow, src, dst [4]byte, srcMAC, dstMAC
 	copy(eth[6:12], srcMAC[:])
 	binary.BigEndian.PutUint16(eth[l3-2:l3], etherTypeIPv4)
 
-	ip := h[l3:]
-	_ = ip[ipv4HeaderLen-1]
-	var frag uint16
+	// The outer header is built as five big-endian words in registers and
+	// summed there: reading back the bytes just stored would stall on
+	// store-to-load forwarding, which doubled the cost of this function.
+	var frag uint32
 	if f.DF {
 		frag = ipFlagDF
 	}
-	ip[0] = 4<<4 | ipv4HeaderLen>>2
-	ip[1] = f.TOS
-	binary.BigEndian.PutUint16(ip[2:4], uint16(ipLen+IPIPOverhead))
-	binary.BigEndian.PutUint16(ip[4:6], id)
-	binary.BigEndian.PutUint16(ip[6:8], frag)
-	ip[8] = outerTTL
-	ip[9] = protoIPIP
-	ip[10], ip[11] = 0, 0
-	copy(ip[12:16], src[:])
-	copy(ip[16:20], dst[:])
-	binary.BigEndian.PutUint16(ip[10:12], Checksum(ip[:ipv4HeaderLen]))
+	w0 := uint32(4<<4|ipv4HeaderLen>>2)<<24 | uint32(f.TOS)<<16 | uint32(ipLen+IPIPOverhead)
+	w1 := uint32(id)<<16 | frag
+	w2 := uint32(outerTTL)<<24 | uint32(protoIPIP)<<16 // checksum 0 while summing
+	w3 := binary.BigEndian.Uint32(src[:])
+	w4 := binary.BigEndian.Uint32(dst[:])
+	sum := fold(uint64(w0) + uint64(w1) + uint64(w2) + uint64(w3) + uint64(w4))
+	ip := h[l3:]
+	_ = ip[ipv4HeaderLen-1]
+	binary.BigEndian.PutUint32(ip[0:4], w0)
+	binary.BigEndian.PutUint32(ip[4:8], w1)
+	binary.BigEndian.PutUint32(ip[8:12], w2|uint32(sum))
+	binary.BigEndian.PutUint32(ip[12:16], w3)
+	binary.BigEndian.PutUint32(ip[16:20], w4)
 	return newOff, newLen, true
 }
