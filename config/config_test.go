@@ -368,7 +368,7 @@ func TestErrorf(t *testing.T) {
 		{"vip[0].backend[0].address", `/etc/xlb.toml:9: vip[0].backend[0].address: no route to 198.18.0.11`},
 		{"datapath.interface", `/etc/xlb.toml:2: datapath.interface: no route to 198.18.0.11`},
 		{"datapath.queues", `/etc/xlb.toml:1: datapath.queues: no route to 198.18.0.11`}, // not set: its table
-		{"control.socket", `/etc/xlb.toml:1: control.socket: no route to 198.18.0.11`},  // no table: line 1
+		{"control.socket", `/etc/xlb.toml:1: control.socket: no route to 198.18.0.11`},   // no table: line 1
 	}
 	for _, tt := range tests {
 		if got := c.Errorf(tt.key, "no route to %s", "198.18.0.11").Error(); got != tt.want {

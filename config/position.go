@@ -470,8 +470,8 @@ func (s *scanner) literalString() {
 	}
 }
 
-// multiline skips """...""" or '''...''' (q is the quote). Up to two more
-// quotes right before the closing three belong to the string.
+// multiline skips a multi-line string, basic or literal; q is its quote
+// character. Up to two more quotes right before the closing three belong to the string.
 func (s *scanner) multiline(q byte) {
 	s.pos += 3
 	for s.pos < len(s.src) {
