@@ -388,10 +388,13 @@ func (s *scanner) array(path string, depth int) {
 		elem := indexKey(path, n)
 		s.idx.set(elem, s.lineAt(s.pos))
 		s.value(elem, depth+1)
+		end := s.pos
 		s.skipSpace()
 		if s.peek(0) != ',' {
 			if s.peek(0) == ']' {
 				s.pos++
+			} else {
+				s.pos = end // broken: leave the next line to be read afresh
 			}
 			return
 		}
@@ -424,10 +427,13 @@ func (s *scanner) inlineTable(path string, depth int) {
 		}
 		s.skipBlank()
 		s.value(key, depth+1)
+		end := s.pos
 		s.skipSpace()
 		if s.peek(0) != ',' {
 			if s.peek(0) == '}' {
 				s.pos++
+			} else {
+				s.pos = end // broken: leave the next line to be read afresh
 			}
 			return
 		}
@@ -471,7 +477,8 @@ func (s *scanner) literalString() {
 }
 
 // multiline skips a multi-line string, basic or literal; q is its quote
-// character. Up to two more quotes right before the closing three belong to the string.
+// character. Up to two more quotes right before the closing three belong to
+// the string.
 func (s *scanner) multiline(q byte) {
 	s.pos += 3
 	for s.pos < len(s.src) {
