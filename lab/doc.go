@@ -1,0 +1,49 @@
+// Package lab builds labs of Linux network namespaces for xlb's
+// integration tests, its demo and its perf lab.
+//
+// # Topology
+//
+// A lab is one "switch" namespace holding a bridge (BridgeLink) and one
+// namespace per host. Each host has a single veth, HostLink ("eth0"), whose
+// peer is a port of the bridge named after the host. Hosts get an IPv4
+// address (and optionally IPv6), a fixed MAC 02:00:00:00:HI:LO derived from
+// their index so captures read easily, their own MTU (the bridge and its
+// ports carry the largest), lo up, extra lo addresses (a VIP on each
+// backend) and routes (a client's route to the VIP via the balancer).
+//
+// Every namespace is a named one, "PREFIX-switch" and "PREFIX-HOST",
+// bind-mounted under /run/netns, so `ip netns exec PREFIX-lb xlb run ...`
+// and tcpdump work on a running lab. Links exist only inside these
+// namespaces; nothing is ever created in, or changed in, the namespace of
+// the process that builds the lab.
+//
+// # Defaults that matter for XDP
+//
+// TX checksum offload is off on every host's eth0 (the SIOCETHTOOL ioctl,
+// no ethtool needed): veth otherwise passes TCP/UDP checksums on partial,
+// and a frame forwarded by XDP or AF_XDP then arrives with a wrong
+// checksum and is dropped by the receiver. Turning it off also turns TSO
+// off; software GSO then writes full checksums. rp_filter is 0 in every
+// host, and hosts with lo addresses get arp_ignore=1/arp_announce=2 so a
+// VIP on several backends' lo is never answered for by ARP.
+//
+// # Lifecycle
+//
+// New builds everything or, on error, removes what it made. Close deletes
+// the lab's namespaces, which deletes the bridge and veths; it is
+// idempotent and touches nothing it did not make. A test registers Close
+// with t.Cleanup right after New. A process that crashed leaves its
+// namespaces behind: Cleanup(prefix) removes them, and New reports such a
+// clash as ErrExists rather than reusing or deleting what it did not make.
+//
+// Sockets belong to the namespace they were created in. Host.Listen,
+// ListenPacket and Dial create theirs inside the host's namespace (on a
+// locked OS thread, see Host.Do) and the caller closes them; a socket or a
+// process (Host.Command) still alive keeps its namespace alive after Close,
+// unnamed, until it ends, so close and wait for those first.
+//
+// ServeHTTP and HTTPClient are the shared HTTP pieces of the demo and the
+// integration tests: a backend that names itself and counts requests and
+// connections, and a client whose every request is a new connection.
+// Backend.Close is the caller's job.
+package lab

@@ -1,0 +1,294 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Lab is a built topology. Its namespaces exist until Close.
+type Lab struct {
+	// Prefix is the Spec's prefix, which every namespace name starts with.
+	Prefix string
+	// Switch is the namespace holding the bridge: its Link is BridgeLink
+	// and it has no address. Use it to capture on the bridge or a port.
+	Switch *Host
+	// Hosts by name.
+	Hosts map[string]*Host
+
+	mu      sync.Mutex
+	closed  bool
+	created []*Host // namespaces this lab made, switch first
+}
+
+// New builds the lab described by spec: the switch namespace with its
+// bridge, then each host's namespace, veth, addresses, routes, sysctls and
+// offloads. Nothing is touched in the caller's namespace. On error it
+// tears down whatever it made and leaves namespaces it did not make, such
+// as an existing one with a clashing name (ErrExists), alone.
+func New(spec Spec) (*Lab, error) {
+	spec, err := spec.normalize()
+	if err != nil {
+		return nil, err
+	}
+	l := &Lab{Prefix: spec.Prefix, Hosts: make(map[string]*Host, len(spec.Hosts))}
+	if err := l.build(spec); err != nil {
+		return nil, errors.Join(err, l.Close())
+	}
+	return l, nil
+}
+
+// makeNS creates the named namespace PREFIX-name and records it for Close.
+func (l *Lab) makeNS(name string) (*Host, error) {
+	ns := nsName(l.Prefix, name)
+	handle, err := createNamed(ns)
+	if err != nil {
+		return nil, err
+	}
+	h := &Host{Name: name, NS: ns, handle: handle}
+	l.created = append(l.created, h)
+	return h, nil
+}
+
+func (l *Lab) build(spec Spec) error {
+	sw, err := l.makeNS(switchName)
+	if err != nil {
+		return err
+	}
+	sw.Link, sw.MTU = BridgeLink, spec.BridgeMTU
+	l.Switch = sw
+	// Bridge ports carry no addresses; without IPv6 they stay silent.
+	if err := sw.Sysctl("net.ipv6.conf.default.disable_ipv6", "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	swnl, err := netlink.NewHandleAt(sw.handle)
+	if err != nil {
+		return fmt.Errorf("lab: netlink in %s: %w", sw.NS, err)
+	}
+	defer swnl.Close()
+	if err := linkUp(swnl, "lo"); err != nil {
+		return fmt.Errorf("lab: %s: %w", sw.NS, err)
+	}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: BridgeLink, MTU: spec.BridgeMTU}}
+	if err := swnl.LinkAdd(br); err != nil {
+		return fmt.Errorf("lab: %s: add bridge %s: %w", sw.NS, BridgeLink, err)
+	}
+	brLink, err := swnl.LinkByName(BridgeLink)
+	if err != nil {
+		return fmt.Errorf("lab: %s: %w", sw.NS, err)
+	}
+	sw.Ifindex = brLink.Attrs().Index
+	sw.MAC = [6]byte(brLink.Attrs().HardwareAddr)
+	if err := swnl.LinkSetUp(brLink); err != nil {
+		return fmt.Errorf("lab: %s: set %s up: %w", sw.NS, BridgeLink, err)
+	}
+	for i, hs := range spec.Hosts {
+		h, err := l.makeNS(hs.Name)
+		if err != nil {
+			return err
+		}
+		l.Hosts[hs.Name] = h
+		if err := buildHost(h, i, hs, swnl, brLink, spec.BridgeMTU); err != nil {
+			return fmt.Errorf("lab: host %s: %w", hs.Name, err)
+		}
+	}
+	return nil
+}
+
+// buildHost sets up host h: sysctls first, so that eth0 is born with the
+// namespace's defaults, then the veth pair created from the switch side
+// with its peer born inside h, then addresses, routes and offloads.
+func buildHost(h *Host, index int, hs HostSpec, swnl *netlink.Handle, br netlink.Link, bridgeMTU int) error {
+	h.Link, h.Port, h.MTU, h.MAC = HostLink, hs.Name, hs.MTU, hostMAC(index)
+	h.Addr, h.Addr6 = hs.Addr.Addr(), hs.Addr6.Addr()
+	h.LoAddrs = slices.Clone(hs.LoAddrs)
+	if err := h.setDefaultSysctls(hs); err != nil {
+		return err
+	}
+	veth := &netlink.Veth{
+		LinkAttrs:        netlink.LinkAttrs{Name: h.Port, MTU: bridgeMTU},
+		PeerName:         HostLink,
+		PeerMTU:          uint32(hs.MTU),
+		PeerHardwareAddr: net.HardwareAddr(h.MAC[:]),
+		PeerNamespace:    netlink.NsFd(h.handle),
+	}
+	if err := swnl.LinkAdd(veth); err != nil {
+		return fmt.Errorf("add veth %s/%s: %w", h.Port, HostLink, err)
+	}
+	port, err := swnl.LinkByName(h.Port)
+	if err != nil {
+		return err
+	}
+	if err := swnl.LinkSetMaster(port, br); err != nil {
+		return fmt.Errorf("enslave %s to %s: %w", h.Port, BridgeLink, err)
+	}
+	if err := swnl.LinkSetUp(port); err != nil {
+		return fmt.Errorf("set %s up: %w", h.Port, err)
+	}
+
+	nl, err := netlink.NewHandleAt(h.handle)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", h.NS, err)
+	}
+	defer nl.Close()
+	if err := linkUp(nl, "lo"); err != nil {
+		return err
+	}
+	eth, err := nl.LinkByName(HostLink)
+	if err != nil {
+		return err
+	}
+	h.Ifindex = eth.Attrs().Index
+	if err := addAddr(nl, eth, hs.Addr); err != nil {
+		return err
+	}
+	if hs.Addr6.IsValid() {
+		if err := addAddr(nl, eth, hs.Addr6); err != nil {
+			return err
+		}
+	}
+	if err := nl.LinkSetUp(eth); err != nil {
+		return fmt.Errorf("set %s up: %w", HostLink, err)
+	}
+	lo, err := nl.LinkByName("lo")
+	if err != nil {
+		return err
+	}
+	for _, a := range hs.LoAddrs {
+		if err := addAddr(nl, lo, a); err != nil {
+			return err
+		}
+	}
+	for _, r := range hs.Routes {
+		route := &netlink.Route{
+			LinkIndex: h.Ifindex,
+			Dst:       prefixNet(r.Dst),
+			Gw:        net.IP(r.Via.AsSlice()),
+		}
+		if err := nl.RouteAdd(route); err != nil {
+			return fmt.Errorf("add route %s via %s: %w", r.Dst, r.Via, err)
+		}
+	}
+	if !hs.KeepChecksumOffload {
+		if err := h.disableTxChecksum(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setDefaultSysctls writes the lab's per-host defaults, then the spec's.
+//   - rp_filter 0 (all and default, so also eth0 and tunnel devices made
+//     later): decapsulated packets arrive on a tunnel device from sources
+//     routed via eth0, which strict reverse-path filtering drops, and new
+//     namespaces may inherit a distribution's rp_filter=2 from the host.
+//   - without Addr6, IPv6 off on links made from now on (eth0).
+//   - with LoAddrs, arp_ignore=1 and arp_announce=2: only answer ARP for
+//     addresses on the asking interface, and never announce a lo address,
+//     so every backend can hold the VIP without stealing it.
+func (h *Host) setDefaultSysctls(hs HostSpec) error {
+	set := [][2]string{
+		{"net.ipv4.conf.all.rp_filter", "0"},
+		{"net.ipv4.conf.default.rp_filter", "0"},
+	}
+	if len(hs.LoAddrs) > 0 {
+		set = append(set,
+			[2]string{"net.ipv4.conf.all.arp_ignore", "1"},
+			[2]string{"net.ipv4.conf.all.arp_announce", "2"},
+		)
+	}
+	for _, k := range slices.Sorted(maps.Keys(hs.Sysctls)) {
+		set = append(set, [2]string{k, hs.Sysctls[k]})
+	}
+	return h.Do(func() error {
+		if !hs.Addr6.IsValid() {
+			err := writeSysctl("net.ipv6.conf.default.disable_ipv6", "1")
+			if err != nil && !errors.Is(err, os.ErrNotExist) { // kernel without IPv6
+				return err
+			}
+		}
+		// Devices that exist already (tunl0 if ipip is loaded) keep
+		// their own rp_filter; the effective value is the max with all.
+		devs, _ := filepath.Glob("/proc/sys/net/ipv4/conf/*/rp_filter")
+		for _, d := range devs {
+			if err := os.WriteFile(d, []byte("0"), 0); err != nil {
+				return fmt.Errorf("lab: sysctl %s: %w", d, err)
+			}
+		}
+		for _, kv := range set {
+			if err := writeSysctl(kv[0], kv[1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func linkUp(nl *netlink.Handle, name string) error {
+	link, err := nl.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	if err := nl.LinkSetUp(link); err != nil {
+		return fmt.Errorf("set %s up: %w", name, err)
+	}
+	return nil
+}
+
+// addAddr adds p to link; IPv6 addresses skip duplicate address detection
+// so they are usable at once rather than after a second or two.
+func addAddr(nl *netlink.Handle, link netlink.Link, p netip.Prefix) error {
+	a := &netlink.Addr{IPNet: prefixNet(p)}
+	if p.Addr().Is6() {
+		a.Flags = unix.IFA_F_NODAD
+	}
+	if err := nl.AddrAdd(link, a); err != nil {
+		return fmt.Errorf("add address %s to %s: %w", p, link.Attrs().Name, err)
+	}
+	return nil
+}
+
+// prefixNet converts for netlink, keeping the host bits of p.
+func prefixNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// Close deletes every namespace the lab made, which deletes the bridge and
+// veths with them, and closes its handles on them. It never touches
+// anything else, and a second call does nothing. Processes still running
+// inside (from Command) and sockets still open (from Listen, Dial) keep
+// their namespace alive, unnamed, until they end: stop them first.
+func (l *Lab) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	var errs []error
+	for _, h := range slices.Backward(l.created) {
+		h.close()
+		errs = append(errs, deleteNamed(h.NS))
+	}
+	return errors.Join(errs...)
+}
+
+// HostList returns the hosts in the order of the spec.
+func (l *Lab) HostList() []*Host {
+	var out []*Host
+	for _, h := range l.created {
+		if h != l.Switch {
+			out = append(out, h)
+		}
+	}
+	return out
+}

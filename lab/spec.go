@@ -1,0 +1,237 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Spec describes a whole lab: one switch namespace holding a bridge and one
+// namespace per host, each host wired to the bridge by a veth pair.
+type Spec struct {
+	// Prefix starts the name of every namespace the lab makes
+	// ("PREFIX-switch", "PREFIX-HOST"). Tests use something unique such as
+	// "xlbt<pid>" so parallel runs and leftovers never collide.
+	Prefix string
+	// Hosts in index order; the index picks each host's MAC address.
+	Hosts []HostSpec
+	// BridgeMTU is the MTU of the bridge and of every bridge port. Zero
+	// means the largest host MTU; a smaller value is rejected, since a veth
+	// drops frames larger than its receiving end's MTU.
+	BridgeMTU int
+}
+
+// HostSpec describes one host namespace and its eth0.
+type HostSpec struct {
+	// Name is 1 to 15 characters of [A-Za-z0-9_], so it also serves as the
+	// bridge port's interface name in the switch namespace.
+	Name string
+	// Addr is the IPv4 address and on-link prefix of eth0 (198.18.0.10/24).
+	Addr netip.Prefix
+	// Addr6 is an optional IPv6 address of eth0 (2001:db8::10/64). Without
+	// it IPv6 is disabled on eth0, which keeps router solicitations and
+	// MLD reports out of captures and out of the balancer's queues.
+	Addr6 netip.Prefix
+	// MTU of eth0; zero means 1500. A balancer and its backends need 20
+	// more than the clients to carry IPIP (e.g. client 1500, others 1600).
+	MTU int
+	// LoAddrs are extra addresses on lo, such as a VIP (/32 or /128) on a
+	// backend that receives decapsulated traffic. A host with LoAddrs gets
+	// arp_ignore=1 and arp_announce=2 so it never answers ARP for them.
+	LoAddrs []netip.Prefix
+	// Routes are added through eth0, e.g. a client's route to a VIP via
+	// the balancer's address.
+	Routes []Route
+	// Sysctls are written inside the namespace after the lab's own
+	// defaults, in key order. Keys are dotted and must start with "net."
+	// (other sysctls are global to the machine, not per namespace).
+	Sysctls map[string]string
+	// KeepChecksumOffload leaves TX checksum offload on. By default it is
+	// turned off: veth otherwise hands TCP/UDP packets on with partial
+	// checksums, and once an XDP or AF_XDP program forwards such a frame
+	// the receiver finds the checksum wrong and silently drops it.
+	KeepChecksumOffload bool
+}
+
+// Route is a route through a host's eth0 to Dst via the gateway Via.
+type Route struct {
+	Dst netip.Prefix
+	Via netip.Addr
+}
+
+// ErrInvalidSpec is wrapped by every error New returns for a bad Spec,
+// before anything is created.
+var ErrInvalidSpec = errors.New("lab: invalid spec")
+
+// Fixed names inside the lab's namespaces. Links live only inside the lab's
+// own namespaces, so they need no prefix to stay apart from anything else.
+const (
+	// HostLink is the name of every host's veth.
+	HostLink = "eth0"
+	// BridgeLink is the name of the bridge in the switch namespace.
+	BridgeLink = "br0"
+	// switchName is the switch namespace's suffix after the prefix.
+	switchName = "switch"
+
+	defaultMTU = 1500
+	maxPrefix  = 64
+	ifNameMax  = 15 // IFNAMSIZ less the terminating NUL
+)
+
+// reservedHostNames clash with the switch namespace or a link in it.
+var reservedHostNames = []string{switchName, BridgeLink, "lo"}
+
+// nsName is the named network namespace of the host (or switch) name.
+func nsName(prefix, name string) string { return prefix + "-" + name }
+
+// ownedBy reports whether the named namespace ns is one that a lab with
+// this prefix could have made. The remainder after "PREFIX-" must be a
+// valid host name (which has no '-') or the switch, so Cleanup("xlb") never
+// touches "xlb-demo-client", the leftovers of prefix "xlb-demo".
+func ownedBy(prefix, ns string) bool {
+	rest, ok := strings.CutPrefix(ns, prefix+"-")
+	if !ok {
+		return false
+	}
+	return rest == switchName || checkHostName(rest) == nil
+}
+
+// hostMAC is the locally administered unicast MAC of the host at index i:
+// 02:00:00:00:HI:LO with HI:LO = i+1, so captures read as "host 1, 2, ...".
+func hostMAC(i int) [6]byte {
+	n := i + 1
+	return [6]byte{0x02, 0, 0, 0, byte(n >> 8), byte(n)}
+}
+
+func checkPrefix(p string) error {
+	if p == "" || len(p) > maxPrefix {
+		return fmt.Errorf("%w: prefix %q must be 1 to %d characters", ErrInvalidSpec, p, maxPrefix)
+	}
+	if p[0] == '-' || p[0] == '.' {
+		return fmt.Errorf("%w: prefix %q must not start with '-' or '.'", ErrInvalidSpec, p)
+	}
+	for _, c := range p {
+		if !isNameChar(c) && c != '-' && c != '.' {
+			return fmt.Errorf("%w: prefix %q: character %q not in [A-Za-z0-9_.-]", ErrInvalidSpec, p, c)
+		}
+	}
+	return nil
+}
+
+func checkHostName(n string) error {
+	if n == "" || len(n) > ifNameMax {
+		return fmt.Errorf("%w: host name %q must be 1 to %d characters", ErrInvalidSpec, n, ifNameMax)
+	}
+	for _, c := range n {
+		if !isNameChar(c) {
+			return fmt.Errorf("%w: host name %q: character %q not in [A-Za-z0-9_]", ErrInvalidSpec, n, c)
+		}
+	}
+	if slices.Contains(reservedHostNames, n) {
+		return fmt.Errorf("%w: host name %q is reserved", ErrInvalidSpec, n)
+	}
+	return nil
+}
+
+func isNameChar(c rune) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+}
+
+// checkSysctlKey accepts dotted keys under net. only: those are per network
+// namespace, every other sysctl would change the whole machine.
+func checkSysctlKey(key string) error {
+	if !strings.HasPrefix(key, "net.") || strings.Contains(key, "/") || strings.Contains(key, "..") || strings.HasSuffix(key, ".") {
+		return fmt.Errorf("lab: sysctl %q: want a dotted key under net. such as net.ipv4.conf.all.rp_filter", key)
+	}
+	return nil
+}
+
+// normalize validates spec and returns a copy with defaults filled in.
+func (spec Spec) normalize() (Spec, error) {
+	if err := checkPrefix(spec.Prefix); err != nil {
+		return Spec{}, err
+	}
+	if len(spec.Hosts) == 0 {
+		return Spec{}, fmt.Errorf("%w: no hosts", ErrInvalidSpec)
+	}
+	if len(spec.Hosts) > 0xfffe {
+		return Spec{}, fmt.Errorf("%w: %d hosts, at most %d", ErrInvalidSpec, len(spec.Hosts), 0xfffe)
+	}
+	out := spec
+	out.Hosts = make([]HostSpec, len(spec.Hosts))
+	names := make(map[string]bool, len(spec.Hosts))
+	addrs := make(map[netip.Addr]string, len(spec.Hosts))
+	maxMTU := 0
+	for i, h := range spec.Hosts {
+		if err := h.check(); err != nil {
+			return Spec{}, err
+		}
+		if names[h.Name] {
+			return Spec{}, fmt.Errorf("%w: host name %q used twice", ErrInvalidSpec, h.Name)
+		}
+		names[h.Name] = true
+		for _, a := range []netip.Prefix{h.Addr, h.Addr6} {
+			if !a.IsValid() {
+				continue
+			}
+			if other, dup := addrs[a.Addr()]; dup {
+				return Spec{}, fmt.Errorf("%w: hosts %q and %q share address %s", ErrInvalidSpec, other, h.Name, a.Addr())
+			}
+			addrs[a.Addr()] = h.Name
+		}
+		if h.MTU == 0 {
+			h.MTU = defaultMTU
+		}
+		maxMTU = max(maxMTU, h.MTU)
+		out.Hosts[i] = h
+	}
+	switch {
+	case spec.BridgeMTU == 0:
+		out.BridgeMTU = maxMTU
+	case spec.BridgeMTU < maxMTU:
+		return Spec{}, fmt.Errorf("%w: bridge MTU %d below the largest host MTU %d", ErrInvalidSpec, spec.BridgeMTU, maxMTU)
+	case spec.BridgeMTU > 65535:
+		return Spec{}, fmt.Errorf("%w: bridge MTU %d above 65535", ErrInvalidSpec, spec.BridgeMTU)
+	}
+	return out, nil
+}
+
+func (h HostSpec) check() error {
+	if err := checkHostName(h.Name); err != nil {
+		return err
+	}
+	if !h.Addr.IsValid() || !h.Addr.Addr().Is4() || h.Addr.Bits() < 1 || h.Addr.Bits() > 31 {
+		return fmt.Errorf("%w: host %q: address %s: want an IPv4 address with a /1 to /31 prefix", ErrInvalidSpec, h.Name, h.Addr)
+	}
+	if h.Addr6.IsValid() && (!h.Addr6.Addr().Is6() || h.Addr6.Addr().Is4In6() || h.Addr6.Bits() < 1 || h.Addr6.Bits() > 127) {
+		return fmt.Errorf("%w: host %q: address %s: want an IPv6 address with a /1 to /127 prefix", ErrInvalidSpec, h.Name, h.Addr6)
+	}
+	minMTU := 68
+	if h.Addr6.IsValid() {
+		minMTU = 1280
+	}
+	if h.MTU != 0 && (h.MTU < minMTU || h.MTU > 65535) {
+		return fmt.Errorf("%w: host %q: MTU %d not in [%d, 65535]", ErrInvalidSpec, h.Name, h.MTU, minMTU)
+	}
+	for _, a := range h.LoAddrs {
+		if !a.IsValid() || a.Addr().Is4In6() {
+			return fmt.Errorf("%w: host %q: lo address %s invalid", ErrInvalidSpec, h.Name, a)
+		}
+	}
+	for _, r := range h.Routes {
+		if !r.Dst.IsValid() || !r.Via.IsValid() || r.Dst.Addr().Is4() != r.Via.Is4() {
+			return fmt.Errorf("%w: host %q: route %s via %s: want a prefix and a gateway of one family", ErrInvalidSpec, h.Name, r.Dst, r.Via)
+		}
+		if r.Via.Is6() && !h.Addr6.IsValid() {
+			return fmt.Errorf("%w: host %q: IPv6 route %s via %s on a host without Addr6", ErrInvalidSpec, h.Name, r.Dst, r.Via)
+		}
+	}
+	for k := range h.Sysctls {
+		if err := checkSysctlKey(k); err != nil {
+			return fmt.Errorf("%w: host %q: %w", ErrInvalidSpec, h.Name, err)
+		}
+	}
+	return nil
+}

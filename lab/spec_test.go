@@ -1,0 +1,164 @@
+package lab
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func validHost(name, addr string) HostSpec {
+	return HostSpec{Name: name, Addr: netip.MustParsePrefix(addr)}
+}
+
+func TestSpecNormalize(t *testing.T) {
+	ok := func(s *Spec) {}
+	tests := []struct {
+		name    string
+		edit    func(*Spec)
+		wantErr string // substring; "" means valid
+	}{
+		{"valid", ok, ""},
+		{"empty prefix", func(s *Spec) { s.Prefix = "" }, "prefix"},
+		{"prefix with slash", func(s *Spec) { s.Prefix = "a/b" }, "prefix"},
+		{"prefix starting with dash", func(s *Spec) { s.Prefix = "-x" }, "prefix"},
+		{"prefix too long", func(s *Spec) { s.Prefix = strings.Repeat("x", 65) }, "prefix"},
+		{"no hosts", func(s *Spec) { s.Hosts = nil }, "no hosts"},
+		{"host name with dash", func(s *Spec) { s.Hosts[0].Name = "a-b" }, "host name"},
+		{"host name too long", func(s *Spec) { s.Hosts[0].Name = "abcdefghijklmnop" }, "host name"},
+		{"host named switch", func(s *Spec) { s.Hosts[0].Name = "switch" }, "reserved"},
+		{"host named br0", func(s *Spec) { s.Hosts[0].Name = "br0" }, "reserved"},
+		{"duplicate name", func(s *Spec) { s.Hosts[1].Name = "a" }, "used twice"},
+		{"duplicate address", func(s *Spec) { s.Hosts[1].Addr = netip.MustParsePrefix("198.18.0.1/24") }, "share address"},
+		{"missing address", func(s *Spec) { s.Hosts[0].Addr = netip.Prefix{} }, "IPv4"},
+		{"IPv6 as Addr", func(s *Spec) { s.Hosts[0].Addr = netip.MustParsePrefix("2001:db8::1/64") }, "IPv4"},
+		{"host prefix /32", func(s *Spec) { s.Hosts[0].Addr = netip.MustParsePrefix("198.18.0.1/32") }, "IPv4"},
+		{"IPv4 as Addr6", func(s *Spec) { s.Hosts[0].Addr6 = netip.MustParsePrefix("198.18.0.9/24") }, "IPv6"},
+		{"MTU too small", func(s *Spec) { s.Hosts[0].MTU = 60 }, "MTU"},
+		{"MTU too small for IPv6", func(s *Spec) {
+			s.Hosts[0].Addr6 = netip.MustParsePrefix("2001:db8::1/64")
+			s.Hosts[0].MTU = 1200
+		}, "MTU"},
+		{"bridge MTU below host", func(s *Spec) { s.Hosts[0].MTU = 1600; s.BridgeMTU = 1500 }, "bridge MTU"},
+		{"route families differ", func(s *Spec) {
+			s.Hosts[0].Routes = []Route{{Dst: netip.MustParsePrefix("198.18.1.1/32"), Via: netip.MustParseAddr("2001:db8::2")}}
+		}, "route"},
+		{"IPv6 route without Addr6", func(s *Spec) {
+			s.Hosts[0].Routes = []Route{{Dst: netip.MustParsePrefix("2001:db8:1::/64"), Via: netip.MustParseAddr("2001:db8::2")}}
+		}, "IPv6 route"},
+		{"route without gateway", func(s *Spec) {
+			s.Hosts[0].Routes = []Route{{Dst: netip.MustParsePrefix("198.18.1.1/32")}}
+		}, "route"},
+		{"global sysctl", func(s *Spec) { s.Hosts[0].Sysctls = map[string]string{"kernel.panic": "1"} }, "sysctl"},
+		{"sysctl path escape", func(s *Spec) { s.Hosts[0].Sysctls = map[string]string{"net../../kernel/panic": "1"} }, "sysctl"},
+		{"net sysctl", func(s *Spec) { s.Hosts[0].Sysctls = map[string]string{"net.ipv4.ip_forward": "1"} }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := Spec{Prefix: "xlblabunit", Hosts: []HostSpec{validHost("a", "198.18.0.1/24"), validHost("b", "198.18.0.2/24")}}
+			tt.edit(&s)
+			_, err := s.normalize()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("normalize: %v", err)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("normalize: got %v, want ErrInvalidSpec mentioning %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestSpecDefaults(t *testing.T) {
+	s := Spec{Prefix: "p", Hosts: []HostSpec{validHost("c", "198.18.0.1/24"), validHost("lb", "198.18.0.2/24")}}
+	s.Hosts[1].MTU = 1600
+	got, err := s.normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Hosts[0].MTU != 1500 || got.Hosts[1].MTU != 1600 || got.BridgeMTU != 1600 {
+		t.Fatalf("MTUs %d %d bridge %d, want 1500 1600 bridge 1600", got.Hosts[0].MTU, got.Hosts[1].MTU, got.BridgeMTU)
+	}
+	if s.Hosts[0].MTU != 0 {
+		t.Fatal("normalize changed the caller's spec")
+	}
+}
+
+func TestOwnedBy(t *testing.T) {
+	tests := []struct {
+		prefix, ns string
+		want       bool
+	}{
+		{"xlbt1", "xlbt1-switch", true},
+		{"xlbt1", "xlbt1-client", true},
+		{"xlbt1", "xlbt1-b_2", true},
+		{"xlbt1", "xlbt12-client", false},
+		{"xlbt1", "xlbt1", false},
+		{"xlbt1", "xlbt1-", false},
+		{"xlb", "xlb-demo-client", false}, // belongs to prefix "xlb-demo"
+		{"xlb-demo", "xlb-demo-client", true},
+		{"xlbt1", "other", false},
+		{"xlbt1", "xlbt1-abcdefghijklmnop", false},
+	}
+	for _, tt := range tests {
+		if got := ownedBy(tt.prefix, tt.ns); got != tt.want {
+			t.Errorf("ownedBy(%q, %q) = %v, want %v", tt.prefix, tt.ns, got, tt.want)
+		}
+	}
+}
+
+func TestHostMAC(t *testing.T) {
+	tests := []struct {
+		index int
+		want  [6]byte
+	}{
+		{0, [6]byte{2, 0, 0, 0, 0, 1}},
+		{9, [6]byte{2, 0, 0, 0, 0, 10}},
+		{255, [6]byte{2, 0, 0, 0, 1, 0}},
+	}
+	for _, tt := range tests {
+		got := hostMAC(tt.index)
+		if got != tt.want {
+			t.Errorf("hostMAC(%d) = % x, want % x", tt.index, got, tt.want)
+		}
+		if got[0]&1 != 0 || got[0]&2 == 0 {
+			t.Errorf("hostMAC(%d) = % x is not a locally administered unicast MAC", tt.index, got)
+		}
+	}
+}
+
+func TestCheckLiteral(t *testing.T) {
+	tests := []struct {
+		addr string
+		ok   bool
+	}{
+		{"198.18.0.1:80", true},
+		{":80", true},
+		{"[2001:db8::1]:80", true},
+		{"localhost:80", false},
+		{"198.18.0.1", false},
+	}
+	for _, tt := range tests {
+		if err := checkLiteral(tt.addr); (err == nil) != tt.ok {
+			t.Errorf("checkLiteral(%q) = %v, want ok=%v", tt.addr, err, tt.ok)
+		}
+	}
+}
+
+func FuzzOwnedBy(f *testing.F) {
+	f.Add("xlbt1", "xlbt1-client")
+	f.Add("xlb", "xlb-demo-switch")
+	f.Add("a", "a-switch")
+	f.Fuzz(func(t *testing.T, prefix, ns string) {
+		if !ownedBy(prefix, ns) {
+			return
+		}
+		// Whatever Cleanup would delete is a name New could have made.
+		rest := strings.TrimPrefix(ns, prefix+"-")
+		if ns != nsName(prefix, rest) || (rest != switchName && checkHostName(rest) != nil) {
+			t.Fatalf("ownedBy(%q, %q) but %q is no name of that lab", prefix, ns, rest)
+		}
+	})
+}
