@@ -3,6 +3,7 @@ package ring
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -170,7 +171,7 @@ func (s *Socket) open(cfg *Config) error {
 		flags |= unix.XDP_USE_NEED_WAKEUP
 	}
 	sa := unix.SockaddrXDP{Flags: flags, Ifindex: uint32(cfg.Ifindex), QueueID: uint32(cfg.Queue)}
-	if err := unix.Bind(fd, &sa); err != nil {
+	if err := bind(fd, &sa); err != nil {
 		return fmt.Errorf("ring: bind %s: %w", s.name, err)
 	}
 	opts, err := unix.GetsockoptInt(fd, unix.SOL_XDP, unix.XDP_OPTIONS)
@@ -186,6 +187,25 @@ func (s *Socket) open(cfg *Config) error {
 	}
 	s.Refill()
 	return nil
+}
+
+// bindBusyWait bounds how long bind retries EBUSY.
+const bindBusyWait = time.Second
+
+// bind binds the socket, retrying for up to bindBusyWait while the queue is
+// busy. The kernel releases a closed socket's hold on its queue in a work
+// queue, a little after close returns, so a socket reopened on the same
+// queue (a restart, a reload) would otherwise fail at random. EBUSY that
+// lasts means another socket really holds the queue.
+func bind(fd int, sa *unix.SockaddrXDP) error {
+	deadline := time.Now().Add(bindBusyWait)
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		err := unix.Bind(fd, sa)
+		if err != unix.EBUSY || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(wait)
+	}
 }
 
 // setBusyPoll turns on preferred busy polling (SO_PREFER_BUSY_POLL,
