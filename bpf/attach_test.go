@@ -1,0 +1,337 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/asavie/xdp"
+	"github.com/cilium/ebpf"
+	"github.com/google/gopacket/layers"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// vethNetns moves the calling test's goroutine, locked to its thread, into a
+// fresh network namespace holding an up veth pair, and returns the pair's
+// names. Cleanup deletes the pair and returns the thread to its namespace
+// (if that fails the thread stays locked and dies with the goroutine).
+func vethNetns(t *testing.T) (string, string) {
+	t.Helper()
+	requireRoot(t)
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatalf("get netns: %v", err)
+	}
+	ns, err := netns.New()
+	if err != nil {
+		orig.Close()
+		runtime.UnlockOSThread()
+		t.Fatalf("new netns: %v", err)
+	}
+	a := fmt.Sprintf("xbpf%da", os.Getpid())
+	b := fmt.Sprintf("xbpf%db", os.Getpid())
+	t.Cleanup(func() {
+		if l, err := netlink.LinkByName(a); err == nil {
+			_ = netlink.LinkDel(l)
+		}
+		err := netns.Set(orig)
+		ns.Close()
+		orig.Close()
+		if err != nil {
+			t.Errorf("return to the original netns: %v", err)
+			return
+		}
+		runtime.UnlockOSThread()
+	})
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: a, MTU: 1500}, PeerName: b}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatalf("add veth %s/%s: %v", a, b, err)
+	}
+	for _, name := range []string{a, b} {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.LinkSetUp(l); err != nil {
+			t.Fatalf("set %s up: %v", name, err)
+		}
+	}
+	return a, b
+}
+
+// xdpProgID returns the ID of the XDP program attached to name, 0 if none.
+func xdpProgID(t *testing.T, name string) uint32 {
+	t.Helper()
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := l.Attrs().Xdp; x != nil && x.Attached {
+		return x.ProgId
+	}
+	return 0
+}
+
+func ifindex(t *testing.T, name string) int {
+	t.Helper()
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Attrs().Index
+}
+
+func progID(t *testing.T, p *ebpf.Program) uint32 {
+	t.Helper()
+	info, err := p.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := info.ID()
+	return uint32(id)
+}
+
+func TestSteerAttach(t *testing.T) {
+	a, _ := vethNetns(t)
+	for _, tc := range []struct{ mode, want string }{
+		{ModeAuto, ModeNative}, // veth has native XDP
+		{ModeNative, ModeNative},
+		{ModeGeneric, ModeGeneric},
+	} {
+		s, err := LoadSteer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Attach(ifindex(t, a), tc.mode)
+		if err != nil {
+			s.Close()
+			t.Fatalf("Attach(%s): %v", tc.mode, err)
+		}
+		if got != tc.want {
+			t.Errorf("Attach(%s) used %s, want %s", tc.mode, got, tc.want)
+		}
+		if id := xdpProgID(t, a); id == 0 || id != progID(t, s.Program()) {
+			t.Errorf("Attach(%s): link shows program %d, want %d", tc.mode, id, progID(t, s.Program()))
+		}
+		if _, err := s.Attach(ifindex(t, a), tc.mode); !errors.Is(err, ErrAlreadyAttached) {
+			t.Errorf("second Attach = %v, want ErrAlreadyAttached", err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if id := xdpProgID(t, a); id != 0 {
+			t.Fatalf("program %d still attached after Close (mode %s)", id, tc.mode)
+		}
+	}
+}
+
+// TestSteerRedirect binds a real AF_XDP socket to queue 0 and checks that a
+// VIP frame is redirected to it, and passed again after ClearSocket.
+func TestSteerRedirect(t *testing.T) {
+	a, _ := vethNetns(t)
+	s := loadTestSteer(t)
+	if _, err := s.Attach(ifindex(t, a), ModeNative); err != nil {
+		t.Fatal(err)
+	}
+	opts := xdp.DefaultSocketOptions
+	opts.NumFrames = 64
+	opts.FillRingNumDescs, opts.CompletionRingNumDescs, opts.RxRingNumDescs, opts.TxRingNumDescs = 32, 32, 32, 32
+	sock, err := xdp.NewSocket(ifindex(t, a), 0, &opts)
+	if err != nil {
+		t.Fatalf("AF_XDP socket on %s queue 0: %v", a, err)
+	}
+	t.Cleanup(func() { sock.Close() })
+	if err := s.SetSocket(0, sock.FD()); err != nil {
+		t.Fatal(err)
+	}
+	frame := frame4(t, vipTCP, layers.IPProtocolTCP, 80)
+	run := func() (uint32, SteerCounters) {
+		before, _ := s.Counters()
+		verdict, err := s.Program().Run(&ebpf.RunOptions{Data: frame})
+		if err != nil {
+			t.Fatal(err)
+		}
+		after, _ := s.Counters()
+		return verdict, sub(after, before)
+	}
+	if v, d := run(); v != xdpRedirect || d != (SteerCounters{Seen: 1, Redirected: 1}) {
+		t.Errorf("with a socket: verdict %d, counters %+v; want XDP_REDIRECT, one Redirected", v, d)
+	}
+	if err := s.ClearSocket(0); err != nil {
+		t.Fatal(err)
+	}
+	if v, d := run(); v != xdpPass || d != outVIP.delta() {
+		t.Errorf("after ClearSocket: verdict %d, counters %+v; want XDP_PASS, NoSocket", v, d)
+	}
+}
+
+func TestDecapAttach(t *testing.T) {
+	a, b := vethNetns(t)
+	if _, err := DecapAttached(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := DetachDecap(a); !errors.Is(err, ErrNotAttached) {
+		t.Errorf("DetachDecap with nothing attached = %v, want ErrNotAttached", err)
+	}
+	if _, err := ReadDecapCounters(a); !errors.Is(err, ErrNotAttached) {
+		t.Errorf("ReadDecapCounters with nothing attached = %v, want ErrNotAttached", err)
+	}
+	mode, err := AttachDecap(a)
+	if err != nil {
+		t.Fatalf("AttachDecap: %v", err)
+	}
+	if mode != ModeNative {
+		t.Errorf("AttachDecap mode %s, want native on veth", mode)
+	}
+	// AttachDecap closed every Go handle before returning: the attachment
+	// alone keeps the program alive.
+	runtime.GC()
+	first := xdpProgID(t, a)
+	if first == 0 {
+		t.Fatal("no XDP program attached after AttachDecap")
+	}
+	if ok, err := DecapAttached(a); !ok || err != nil {
+		t.Errorf("DecapAttached = %v, %v; want true", ok, err)
+	}
+	// The link came up moments ago: IPv6 neighbour discovery may be counted
+	// as passed, but nothing was decapsulated yet.
+	if c, err := ReadDecapCounters(a); err != nil || c.Decapsulated != 0 || c.Malformed != 0 {
+		t.Errorf("ReadDecapCounters = %+v, %v; want nothing decapsulated", c, err)
+	}
+
+	// Attaching again replaces our program in place.
+	if _, err := AttachDecap(a); err != nil {
+		t.Fatalf("second AttachDecap: %v", err)
+	}
+	if id := xdpProgID(t, a); id == 0 || id == first {
+		t.Errorf("second AttachDecap: program %d, want a new one replacing %d", id, first)
+	}
+
+	if err := DetachDecap(a); err != nil {
+		t.Fatalf("DetachDecap: %v", err)
+	}
+	if id := xdpProgID(t, a); id != 0 {
+		t.Errorf("program %d still attached after DetachDecap", id)
+	}
+	if ok, err := DecapAttached(a); ok || err != nil {
+		t.Errorf("DecapAttached after detach = %v, %v", ok, err)
+	}
+
+	// Our program attached in generic mode (as AttachDecap does when the
+	// driver has no native XDP) is replaced and detached in that mode.
+	objs := loadTestDecap(t)
+	lb, err := netlink.LinkByName(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetXdpFdWithFlags(lb, objs.XlbDecap.FD(), unix.XDP_FLAGS_SKB_MODE); err != nil {
+		t.Fatalf("generic attach on %s: %v", b, err)
+	}
+	if mode, err := AttachDecap(b); err != nil || mode != ModeGeneric {
+		t.Errorf("AttachDecap over our generic program = %s, %v; want generic", mode, err)
+	}
+	if err := DetachDecap(b); err != nil {
+		t.Fatal(err)
+	}
+	if id := xdpProgID(t, b); id != 0 {
+		t.Errorf("program %d still attached to %s after DetachDecap", id, b)
+	}
+
+	// A foreign program (here the steer program) is left alone.
+	s := loadTestSteer(t)
+	if _, err := s.Attach(ifindex(t, a), ModeNative); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := AttachDecap(a); !errors.Is(err, ErrForeignProgram) {
+		t.Errorf("AttachDecap over a foreign program = %v, want ErrForeignProgram", err)
+	}
+	if err := DetachDecap(a); !errors.Is(err, ErrForeignProgram) {
+		t.Errorf("DetachDecap of a foreign program = %v, want ErrForeignProgram", err)
+	}
+	if ok, err := DecapAttached(a); ok || !errors.Is(err, ErrForeignProgram) {
+		t.Errorf("DecapAttached with a foreign program = %v, %v", ok, err)
+	}
+	if id := xdpProgID(t, a); id != progID(t, s.Program()) {
+		t.Errorf("foreign program replaced: link shows %d", id)
+	}
+}
+
+// TestDecapDelivers sends an IPIP packet over a veth into an interface
+// running the decap program and receives the inner UDP datagram on a socket
+// bound to the inner destination: the kernel has no ipip tunnel configured,
+// so only the program can have delivered it.
+func TestDecapDelivers(t *testing.T) {
+	a, b := vethNetns(t)
+	la, err := netlink.LinkByName(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cidr := range []string{"198.18.0.50/24", "198.18.0.10/32"} {
+		addr, err := netlink.ParseAddr(cidr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.AddrAdd(la, addr); err != nil {
+			t.Fatalf("add %s to %s: %v", cidr, a, err)
+		}
+	}
+	// The reply route for the client, so reverse-path filtering accepts it.
+	_, clients, _ := net.ParseCIDR("198.18.1.0/24")
+	if err := netlink.RouteAdd(&netlink.Route{LinkIndex: la.Attrs().Index, Dst: clients}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := AttachDecap(a); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = DetachDecap(a) })
+
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: vipTCP.AsSlice(), Port: 5353})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	inner := func() []byte {
+		ip := ipv4(client, vipTCP, layers.IPProtocolUDP)
+		return serialize(t, ip, l4(layers.IPProtocolUDP, 5353, ip), payload)
+	}()
+	frame := encap(t, inner, layers.IPProtocolIPv4, 5, false)
+	copy(frame[0:6], la.Attrs().HardwareAddr)
+
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	dst := &unix.SockaddrLinklayer{Ifindex: ifindex(t, b), Halen: 6}
+	copy(dst.Addr[:], la.Attrs().HardwareAddr)
+
+	buf := make([]byte, 2048)
+	for try := range 5 { // the veth may need a moment to carry traffic
+		if err := unix.Sendto(fd, frame, 0, dst); err != nil {
+			t.Fatalf("send on %s: %v", b, err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+		n, _, err := conn.ReadFromUDP(buf)
+		if err == nil {
+			if string(buf[:n]) != string(payload) {
+				t.Fatalf("received %q, want %q", buf[:n], payload)
+			}
+			c, err := ReadDecapCounters(a)
+			if err != nil || c.Decapsulated < 1 {
+				t.Errorf("counters %+v, %v: want at least one decapsulated", c, err)
+			}
+			return
+		}
+		t.Logf("try %d: %v", try, err)
+	}
+	t.Fatal("inner datagram never delivered")
+}
