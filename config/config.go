@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -213,11 +214,15 @@ func Parse(file string, data []byte) (*Config, error) {
 	if _, err := toml.Decode(string(data), &tree); err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			key := idx.lineKey(pe.Position.Line)
+			line := pe.Position.Line
+			if line < 1 { // seen at the end of the input
+				line = 1 + bytes.Count(data[:min(max(pe.Position.Start, 0), len(data))], []byte("\n"))
+			}
+			key := idx.lineKey(line)
 			if key == "" {
 				key = pe.LastKey
 			}
-			return nil, &Error{File: file, Line: pe.Position.Line, Key: key, Msg: pe.Message}
+			return nil, &Error{File: file, Line: line, Key: key, Msg: pe.Message}
 		}
 		return nil, &Error{File: file, Line: 1, Msg: err.Error()}
 	}
