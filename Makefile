@@ -1,0 +1,56 @@
+# xlb: see README.md. Every target works from a fresh clone; root-only
+# targets say so.
+GO        ?= go
+BIN       := bin/xlb
+PKGS      := ./...
+# Pure-logic packages also run under the race detector (cheap, no kernel).
+RACE_PKGS := ./ring/ ./hash/ ./config/ ./control/ ./datapath/packet/
+FUZZTIME  ?= 10s
+
+.PHONY: all build generate check-generate test test-unit fuzz bench lint demo clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/xlb
+
+# Regenerate the BPF objects and their Go bindings (needs clang, llvm, libbpf-dev).
+generate:
+	$(GO) generate ./bpf/...
+
+# CI: the committed generated files must be what `make generate` produces.
+check-generate: generate
+	@git diff --exit-code -- bpf/ || { echo "bpf/: generated files are stale: run make generate and commit"; exit 1; }
+
+# All tests. Root tests build namespaces of their own; without root they skip.
+test:
+	$(GO) test -count=1 -timeout 25m $(PKGS)
+	$(GO) test -count=1 -race -timeout 10m $(RACE_PKGS)
+
+# Unit tests only (no root needed, seconds).
+test-unit:
+	$(GO) test -count=1 -short $(PKGS)
+
+# Run every fuzz target for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 500ms ./hash/ ./datapath/... ./ring/ ./bpf/
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+
+# The embedded default: a namespace lab with a client, xlb and three backends (root).
+demo: build
+	./$(BIN) demo
+
+clean:
+	rm -rf bin

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/xlbproject/xlb/config"
+)
+
+func cmdCheck(e *env, args []string) int {
+	fs := newFlags(e, "check", "-c FILE")
+	file := fs.String("c", "", "config file (TOML)")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	cfg, code := loadChecked(e, *file)
+	if cfg == nil {
+		return code
+	}
+	printPlan(e.stdout, cfg)
+	return exitOK
+}
+
+// printPlan prints the plan as xlb run would apply it, defaults resolved.
+func printPlan(w io.Writer, cfg *config.Config) {
+	dp := cfg.Datapath
+	fmt.Fprintf(w, "config %s: ok\n", cfg.File)
+	fmt.Fprintf(w, "interface %s  xdp_mode=%s  zero_copy=%s\n", dp.Interface, dp.XDPMode, dp.ZeroCopy)
+	for i, q := range dp.Queues {
+		fmt.Fprintf(w, "  queue %d -> cpu %d\n", q, dp.CPUs[i])
+	}
+	fmt.Fprintf(w, "umem: %d frames x %d bytes, headroom %d\n", dp.FrameCount, dp.FrameSize, dp.Headroom)
+	fmt.Fprintf(w, "rings: rx %d  tx %d  fill %d  completion %d  batch %d  tx_budget %d\n",
+		dp.RxRing, dp.TxRing, dp.FillRing, dp.CompletionRing, dp.BatchSize, dp.TxBudget)
+	fmt.Fprintf(w, "polling: need_wakeup=%t busy_poll=%t budget=%d spin=%t\n", dp.NeedWakeup, dp.BusyPoll, dp.BusyPollBudget, dp.Spin)
+	src := "first IPv4 address of " + dp.Interface
+	if dp.Source.IsValid() {
+		src = dp.Source.String()
+	}
+	fmt.Fprintf(w, "outer source: %s\n", src)
+	fmt.Fprintf(w, "control socket: %s\n", cfg.Control.Socket)
+	for _, v := range cfg.VIPs {
+		port := fmt.Sprint(v.Port)
+		if v.Port == 0 {
+			port = "*"
+		}
+		var total uint64
+		for _, b := range v.Backends {
+			total += uint64(b.Weight)
+		}
+		fmt.Fprintf(w, "vip %s:%s/%s forward=%s maglev_slots=%d backends=%d\n", v.Address, port, v.Protocol, v.Forward, v.TableSize, len(v.Backends))
+		for _, b := range v.Backends {
+			share := 0.0
+			if total > 0 {
+				share = 100 * float64(b.Weight) / float64(total)
+			}
+			nh := "next hop from the kernel's neighbour table"
+			if b.HasMAC {
+				nh = "next hop " + net.HardwareAddr(b.MAC[:]).String() + " (static)"
+			}
+			fmt.Fprintf(w, "  backend %-16s weight %-5d share %5.1f%%  %s\n", b.Address, b.Weight, share, nh)
+		}
+	}
+}

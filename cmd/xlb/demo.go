@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/xlbproject/xlb/control"
+	"github.com/xlbproject/xlb/datapath"
+	"github.com/xlbproject/xlb/lab"
+)
+
+// demoPrefix names the demo's namespaces (xlbdemo-client, xlbdemo-lb, ...).
+const demoPrefix = "xlbdemo"
+
+var demoWeights = []int{1, 1, 2}
+
+func cmdDemo(e *env, args []string) int {
+	fs := newFlags(e, "demo", "[--requests N] [--keep]")
+	requests := fs.Int("requests", 400, "HTTP requests to send, each on a new TCP connection")
+	parallel := fs.Int("parallel", 8, "requests in flight at once")
+	verbose := fs.Bool("v", false, "show xlb's own log")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(e.stderr, "xlb demo needs root: it creates network namespaces and attaches XDP programs")
+		return exitFail
+	}
+	if *requests < 1 || *parallel < 1 {
+		fmt.Fprintln(e.stderr, "xlb demo: --requests and --parallel must be positive")
+		return exitUsage
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(e.stderr, "xlb demo: %v\n", err)
+		return exitFail
+	}
+	dir, err := os.MkdirTemp("", "xlbdemo")
+	if err != nil {
+		fmt.Fprintf(e.stderr, "xlb demo: %v\n", err)
+		return exitFail
+	}
+	defer os.RemoveAll(dir)
+
+	// Ctrl-C or SIGTERM cancels the run; the deferred teardown still runs.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	out := e.stdout
+	fmt.Fprintf(out, "building the lab: namespaces %s-{client,lb,be1,be2,be3} on one bridge\n", demoPrefix)
+	l, err := newLBLab(demoPrefix, bin, dir)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "xlb demo: %v\n", err)
+		return exitFail
+	}
+	defer func() {
+		if err := l.Close(); err != nil {
+			fmt.Fprintf(e.stderr, "xlb demo: teardown: %v\n", err)
+		}
+		fmt.Fprintln(out, "lab torn down")
+	}()
+	fmt.Fprintf(out, "  client %s (mtu %d) -> VIP %s:80 via lb %s\n", labClient.Addr(), clientMTU, labVIP, labLB.Addr())
+	for i, h := range l.backends {
+		fmt.Fprintf(out, "  backend %s %s weight %d: HTTP on the VIP, xlb decap attached\n", h.Name, labBackends[i].Addr(), demoWeights[i])
+	}
+	cfg := configText(l.socketPath(), demoWeights)
+	fmt.Fprintf(out, "\nstarting `xlb run` in %s with:\n%s\n", l.lb.NS, indent(cfg))
+	var logw io.Writer = io.Discard
+	if *verbose {
+		logw = e.stderr
+	}
+	if err := l.startXLB(cfg, logw); err != nil {
+		fmt.Fprintf(e.stderr, "xlb demo: %v (rerun with -v for xlb's log)\n", err)
+		return exitFail
+	}
+
+	fmt.Fprintf(out, "sending %d HTTP requests from the client, each on its own TCP connection...\n", *requests)
+	served, failed := sendRequests(ctx, l, *requests, *parallel)
+	if ctx.Err() != nil {
+		fmt.Fprintln(e.stderr, "interrupted")
+		return exitFail
+	}
+	var total int
+	for _, n := range served {
+		total += n
+	}
+	fmt.Fprintf(out, "\n%-8s %-14s %6s %9s %8s %7s\n", "backend", "address", "weight", "expected", "served", "share")
+	weightSum := 0
+	for _, w := range demoWeights {
+		weightSum += w
+	}
+	for i, h := range l.backends {
+		share := 0.0
+		if total > 0 {
+			share = 100 * float64(served[h.Name]) / float64(total)
+		}
+		fmt.Fprintf(out, "%-8s %-14s %6d %8.1f%% %8d %6.1f%%\n", h.Name, labBackends[i].Addr(), demoWeights[i],
+			100*float64(demoWeights[i])/float64(weightSum), served[h.Name], share)
+	}
+	fmt.Fprintf(out, "%d requests answered, %d failed\n\n", total, failed)
+
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var st datapath.Stats
+	if err := control.Call(sctx, l.socketPath(), "stats", nil, &st); err != nil {
+		fmt.Fprintf(e.stderr, "xlb demo: %v\n", err)
+		return exitFail
+	}
+	fmt.Fprintln(out, "xlb stats:")
+	printStats(out, st)
+	fmt.Fprintln(out)
+	if err := l.stopXLB(); err != nil {
+		fmt.Fprintf(e.stderr, "xlb demo: %v\n", err)
+		return exitFail
+	}
+	fmt.Fprintln(out, "xlb stopped on SIGTERM and detached")
+	if failed > 0 {
+		return exitFail
+	}
+	return exitOK
+}
+
+// sendRequests makes n GET requests to the VIP with at most parallel in
+// flight and counts the answers by backend name.
+func sendRequests(ctx context.Context, l *lbLab, n, parallel int) (served map[string]int, failed int) {
+	client := lab.HTTPClient(l.client)
+	url := fmt.Sprintf("http://%s/", labVIP)
+	var mu sync.Mutex
+	served = map[string]int{}
+	jobs := make(chan struct{})
+	var wg sync.WaitGroup
+	for range parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range jobs {
+				name, err := lab.Get(ctx, client, url)
+				mu.Lock()
+				if err != nil {
+					failed++
+				} else {
+					served[name]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for range n {
+		select {
+		case jobs <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	return served, failed
+}
+
+func indent(s string) string {
+	lines := []byte("    ")
+	for i := 0; i < len(s); i++ {
+		lines = append(lines, s[i])
+		if s[i] == '\n' && i+1 < len(s) {
+			lines = append(lines, "    "...)
+		}
+	}
+	return string(lines)
+}
+

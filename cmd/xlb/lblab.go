@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/xlbproject/xlb/control"
+	"github.com/xlbproject/xlb/lab"
+)
+
+// The demo's and the integration tests' addressing, all in 198.18.0.0/15.
+var (
+	labVIP      = netip.MustParseAddr("198.18.100.1")
+	labLB       = netip.MustParsePrefix("198.18.0.1/24")
+	labClient   = netip.MustParsePrefix("198.18.0.2/24")
+	labBackends = []netip.Prefix{
+		netip.MustParsePrefix("198.18.0.11/24"),
+		netip.MustParsePrefix("198.18.0.12/24"),
+		netip.MustParsePrefix("198.18.0.13/24"),
+	}
+)
+
+// Clients keep a 1500-byte MTU; the balancer and backends carry 1600 so a
+// full-size client packet still fits after the 20-byte IPIP header (the
+// deployments DESIGN.md cites raise the backend path MTU the same way).
+const (
+	clientMTU = 1500
+	fabricMTU = 1600
+)
+
+// lbLab is a running lab: a client, the balancer host and three backends on
+// one bridge, each backend serving HTTP on the VIP with `xlb decap`
+// attached. It is what `xlb demo` shows and what the integration tests use.
+type lbLab struct {
+	*lab.Lab
+	client, lb *lab.Host
+	backends   []*lab.Host
+	servers    []*lab.Backend
+	bin        string // the xlb binary run inside the namespaces
+	dir        string // config files and the control socket
+	xlb        *exec.Cmd
+	xlbDone    chan error
+}
+
+func newLBLab(prefix, bin, dir string) (_ *lbLab, err error) {
+	if err := lab.Cleanup(prefix); err != nil {
+		return nil, err
+	}
+	vip := netip.PrefixFrom(labVIP, 32)
+	spec := lab.Spec{Prefix: prefix, Hosts: []lab.HostSpec{
+		{Name: "client", Addr: labClient, MTU: clientMTU, Routes: []lab.Route{{Dst: vip, Via: labLB.Addr()}}},
+		{Name: "lb", Addr: labLB, MTU: fabricMTU},
+	}}
+	for i, a := range labBackends {
+		spec.Hosts = append(spec.Hosts, lab.HostSpec{Name: fmt.Sprintf("be%d", i+1), Addr: a, MTU: fabricMTU, LoAddrs: []netip.Prefix{vip}})
+	}
+	l, err := lab.New(spec)
+	if err != nil {
+		return nil, err
+	}
+	ll := &lbLab{Lab: l, client: l.Hosts["client"], lb: l.Hosts["lb"], bin: bin, dir: dir}
+	defer func() {
+		if err != nil {
+			ll.Close()
+		}
+	}()
+	for i := range labBackends {
+		h := l.Hosts[fmt.Sprintf("be%d", i+1)]
+		ll.backends = append(ll.backends, h)
+		// The real CLI, as an operator would run it on a backend.
+		if out, err := h.Command(context.Background(), bin, "decap", "attach", "--interface", lab.HostLink).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("xlb decap attach in %s: %v: %s", h.NS, err, out)
+		}
+		srv, err := lab.ServeHTTP(h, netip.AddrPortFrom(labVIP, 80).String(), h.Name)
+		if err != nil {
+			return nil, err
+		}
+		ll.servers = append(ll.servers, srv)
+	}
+	return ll, nil
+}
+
+// configText renders a config for the lab's balancer with the given backend
+// weights (in labBackends order) and control socket.
+func configText(socket string, weights []int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[datapath]\ninterface = %q\nqueues = [0]\n\n[control]\nsocket = %q\n\n", lab.HostLink, socket)
+	fmt.Fprintf(&b, "[[vip]]\naddress = %q\nport = 80\nprotocol = \"tcp\"\nforward = \"ipip\"\n", labVIP)
+	for i, w := range weights {
+		fmt.Fprintf(&b, "\n  [[vip.backend]]\n  address = %q\n  weight = %d\n", labBackends[i].Addr(), w)
+	}
+	return b.String()
+}
+
+// socketPath is where the lab's instance listens.
+func (l *lbLab) socketPath() string { return filepath.Join(l.dir, "xlb.sock") }
+
+// startXLB writes cfg and runs `xlb run` in the balancer's namespace, then
+// waits until its control socket answers. Its log goes to logw.
+func (l *lbLab) startXLB(cfg string, logw io.Writer) error {
+	file := filepath.Join(l.dir, "xlb.toml")
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		return err
+	}
+	cmd := l.lb.Command(context.Background(), l.bin, "run", "-c", file)
+	cmd.Stdout, cmd.Stderr = logw, logw
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start xlb run: %w", err)
+	}
+	l.xlb, l.xlbDone = cmd, make(chan error, 1)
+	go func() { l.xlbDone <- cmd.Wait() }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := control.Call(ctx, l.socketPath(), "stats", nil, nil)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case werr := <-l.xlbDone:
+			l.xlb = nil
+			return fmt.Errorf("xlb run exited before it was ready: %v", werr)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("xlb run not ready after 20s: %w", err)
+		}
+	}
+}
+
+// stopXLB sends SIGTERM and waits (bounded) for a clean exit.
+func (l *lbLab) stopXLB() error {
+	if l.xlb == nil {
+		return nil
+	}
+	cmd := l.xlb
+	l.xlb = nil
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	select {
+	case err := <-l.xlbDone:
+		if err != nil {
+			return fmt.Errorf("xlb run exited with %v", err)
+		}
+		return nil
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		<-l.xlbDone
+		return errors.New("xlb run did not exit within 15s of SIGTERM")
+	}
+}
+
+// Close stops xlb, the HTTP servers, and deletes every namespace.
+func (l *lbLab) Close() error {
+	errs := []error{l.stopXLB()}
+	for _, s := range l.servers {
+		errs = append(errs, s.Close())
+	}
+	errs = append(errs, l.Lab.Close())
+	return errors.Join(errs...)
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/control"
+	"github.com/xlbproject/xlb/datapath"
+)
+
+func cmdRun(e *env, args []string) int {
+	fs := newFlags(e, "run", "-c FILE")
+	file := fs.String("c", "", "config file (TOML)")
+	logJSON := fs.Bool("log-json", false, "log as JSON lines instead of text")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	log := newLogger(e.stderr, *logJSON)
+	cfg, code := loadChecked(e, *file)
+	if cfg == nil {
+		return code
+	}
+	// Subscribe before attaching, so a signal that arrives while the
+	// datapath comes up still detaches it.
+	sigs := e.signals
+	if sigs == nil {
+		sigs = make(chan os.Signal, 4)
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+		defer signal.Stop(sigs)
+	}
+	eng, err := datapath.Start(cfg, log)
+	if err != nil {
+		log.Error("start", "err", err)
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			return exitConfig
+		}
+		return exitFail
+	}
+	srv, err := control.Listen(cfg.Control.Socket, map[string]control.Handler{
+		"stats": func(context.Context, json.RawMessage) (any, error) { return eng.Stats(), nil },
+	})
+	if err != nil {
+		log.Error("control socket", "err", err)
+		if cerr := eng.Close(); cerr != nil {
+			log.Error("detach", "err", cerr)
+		}
+		return exitFail
+	}
+	log.Info("xlb running", "config", cfg.File, "control", srv.Path(), "vips", len(cfg.VIPs), "queues", cfg.Datapath.Queues)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			log.Warn("SIGHUP ignored: this build has no live reload; restart to apply a new config")
+			continue
+		}
+		log.Info("signal received, detaching", "signal", sig.String())
+		break
+	}
+	code = exitOK
+	if err := srv.Close(); err != nil {
+		log.Error("close control socket", "err", err)
+		code = exitFail
+	}
+	if err := eng.Close(); err != nil {
+		log.Error("detach", "err", err)
+		code = exitFail
+	}
+	log.Info("xlb stopped")
+	return code
+}
+
+// loadChecked loads the file and checks it against this network namespace.
+// On failure it prints the error and returns a nil config and the exit code.
+func loadChecked(e *env, file string) (*config.Config, int) {
+	if file == "" {
+		fmt.Fprintln(e.stderr, "xlb: -c FILE is required")
+		return nil, exitUsage
+	}
+	cfg, err := config.Load(file)
+	if err == nil {
+		err = cfg.CheckHost()
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
+		return nil, exitConfig
+	}
+	return cfg, exitOK
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/control"
+	"github.com/xlbproject/xlb/datapath"
+)
+
+func cmdStats(e *env, args []string) int {
+	fs := newFlags(e, "stats", "[-c FILE | --socket PATH] [--json]")
+	file := fs.String("c", "", "config file of the running instance (to find its control socket)")
+	socket := fs.String("socket", config.DefaultSocket, "control socket of the running instance")
+	asJSON := fs.Bool("json", false, "print the raw counters as JSON")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	path := *socket
+	if *file != "" {
+		cfg, err := config.Load(*file)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "xlb: %v\n", err)
+			return exitConfig
+		}
+		path = cfg.Control.Socket
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var st datapath.Stats
+	if err := control.Call(ctx, path, "stats", nil, &st); err != nil {
+		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
+		return exitFail
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st); err != nil {
+			fmt.Fprintf(e.stderr, "xlb: %v\n", err)
+			return exitFail
+		}
+		return exitOK
+	}
+	printStats(e.stdout, st)
+	return exitOK
+}
+
+func printStats(w io.Writer, st datapath.Stats) {
+	fmt.Fprintf(w, "interface %s  xdp_mode %s  up %s\n", st.Interface, st.XDPMode, st.Uptime)
+	s := st.Steer
+	fmt.Fprintf(w, "steering: seen %d  redirected %d  passed %d  malformed %d  no_socket %d\n", s.Seen, s.Redirected, s.Passed, s.Malformed, s.NoSocket)
+	if st.SteerErr != "" {
+		fmt.Fprintf(w, "  steering counters unreadable: %s\n", st.SteerErr)
+	}
+	for _, q := range st.Queues {
+		fmt.Fprintf(w, "queue %d (cpu %d, zero_copy %t): rx %d pkts %d B  tx %d pkts %d B  kicks %d (failed %d)  tx_ring_full %d  polls %d\n",
+			q.Queue, q.CPU, q.ZeroCopy, q.RxPackets, q.RxBytes, q.TxPackets, q.TxBytes, q.Kicks, q.KickFailures, q.TxRingFull, q.Polls)
+		k := q.Socket
+		fmt.Fprintf(w, "  xdp_statistics: rx_dropped %d  rx_invalid_descs %d  tx_invalid_descs %d  rx_ring_full %d  rx_fill_ring_empty_descs %d  tx_ring_empty_descs %d\n",
+			k.RxDropped, k.RxInvalidDescs, k.TxInvalidDescs, k.RxRingFull, k.RxFillRingEmptyDescs, k.TxRingEmptyDescs)
+		if q.SocketErr != "" {
+			fmt.Fprintf(w, "  xdp_statistics unreadable: %s\n", q.SocketErr)
+		}
+		printDrops(w, "  drops:", q.Drops)
+	}
+	printDrops(w, "drops (all queues):", st.Drops)
+	for _, v := range st.VIPs {
+		fmt.Fprintf(w, "vip %s:%d/%s (%s)\n", v.Address, v.Port, v.Protocol, v.Forward)
+		for _, b := range v.Backends {
+			nh := b.NextHop
+			if nh == "" {
+				nh = "unresolved"
+			}
+			fmt.Fprintf(w, "  backend %-16s weight %-5d next_hop %-17s packets %d  bytes %d\n", b.Address, b.Weight, nh, b.Packets, b.Bytes)
+		}
+	}
+}
+
+// printDrops prints every drop reason, zeros included: a reason that is
+// absent from the output is a reason nobody can alert on.
+func printDrops(w io.Writer, title string, drops map[string]uint64) {
+	names := make([]string, 0, len(drops))
+	for n := range drops {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprint(w, title)
+	for _, n := range names {
+		fmt.Fprintf(w, " %s=%d", n, drops[n])
+	}
+	fmt.Fprintln(w)
+}

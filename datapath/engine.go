@@ -1,0 +1,242 @@
+package datapath
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xlbproject/xlb/bpf"
+	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/hash"
+	"github.com/xlbproject/xlb/ring"
+)
+
+// resolveWait bounds how long Start waits for the backends' next hops before
+// it starts forwarding anyway (unresolved backends count no_neighbor drops
+// until the refresher finds them).
+const resolveWait = 3 * time.Second
+
+// refreshEvery is how often next hops are looked up again, so a backend whose
+// MAC changes (failover, re-cabling) is followed.
+const refreshEvery = time.Second
+
+// Engine is a running datapath: the steering program, one socket and worker
+// per queue, and the plan they share.
+type Engine struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	ifindex int
+	steer   *bpf.Steer
+	mode    string
+	socks   []*ring.Socket
+	workers []*Worker
+	plan    atomic.Pointer[Plan]
+	started time.Time
+
+	mu       sync.Mutex // guards the plan inputs below
+	tables   []*hash.Table
+	nexthops map[netip.Addr][6]byte
+	counters map[backendKey]*BackendCounters
+
+	cancel    context.CancelFunc
+	refreshed sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start brings up the datapath for cfg, which must have passed
+// cfg.CheckHost in this network namespace. On error everything it set up is
+// torn down again.
+func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
+	dp := cfg.Datapath
+	ifc, err := net.InterfaceByName(dp.Interface)
+	if err != nil {
+		return nil, cfg.Errorf("datapath.interface", "%v", err)
+	}
+	if len(ifc.HardwareAddr) != 6 {
+		return nil, cfg.Errorf("datapath.interface", "%s has no Ethernet address", dp.Interface)
+	}
+	src := dp.Source
+	if !src.Is4() {
+		return nil, cfg.Errorf("datapath.source", "no IPv4 outer source address (run Config.CheckHost first)")
+	}
+	var srcMAC [6]byte
+	copy(srcMAC[:], ifc.HardwareAddr)
+
+	e := &Engine{
+		cfg:      cfg,
+		log:      log,
+		ifindex:  ifc.Index,
+		nexthops: map[netip.Addr][6]byte{},
+		counters: map[backendKey]*BackendCounters{},
+		started:  time.Now(),
+	}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	if e.tables, err = buildTables(cfg); err != nil {
+		return nil, err
+	}
+	e.resolveAll(time.Now().Add(resolveWait))
+	if err := e.publish(); err != nil {
+		return nil, err
+	}
+	if e.steer, err = bpf.LoadSteer(); err != nil {
+		return nil, err
+	}
+	for i, q := range dp.Queues {
+		sock, err := ring.Open(ring.Config{
+			Ifindex:        ifc.Index,
+			Ifname:         ifc.Name,
+			Queue:          q,
+			FrameSize:      dp.FrameSize,
+			FrameCount:     dp.FrameCount,
+			Headroom:       dp.Headroom,
+			FillSize:       dp.FillRing,
+			CompletionSize: dp.CompletionRing,
+			RxSize:         dp.RxRing,
+			TxSize:         dp.TxRing,
+			ZeroCopy:       dp.ZeroCopy,
+			NeedWakeup:     dp.NeedWakeup,
+			TxBudget:       dp.TxBudget,
+			BusyPoll:       dp.BusyPoll,
+			BusyPollBudget: dp.BusyPollBudget,
+		})
+		if err != nil {
+			return nil, err
+		}
+		e.socks = append(e.socks, sock)
+		if err := e.steer.SetSocket(q, sock.FD()); err != nil {
+			return nil, err
+		}
+		fwd := NewForwarder(i, src.As4(), srcMAC, ifc.MTU)
+		w := newWorker(q, dp.CPUs[i], sock, &e.plan, fwd, int(dp.BatchSize), dp.Spin)
+		e.workers = append(e.workers, w)
+		w.start()
+		log.Info("worker started", "queue", q, "cpu", dp.CPUs[i], "zero_copy", sock.ZeroCopy(), "batch", w.batch)
+	}
+	if err := e.steer.SetVIPs(vipEntries(cfg)); err != nil {
+		return nil, err
+	}
+	// Attach last: from this moment VIP traffic is steered, and every socket
+	// it can be steered to is already served.
+	if e.mode, err = e.steer.Attach(ifc.Index, dp.XDPMode); err != nil {
+		return nil, err
+	}
+	log.Info("steering program attached", "interface", ifc.Name, "ifindex", ifc.Index, "xdp_mode", e.mode, "source", src, "mtu", ifc.MTU)
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	e.refreshed.Add(1)
+	go e.refresh(ctx)
+	return e, nil
+}
+
+func vipEntries(cfg *config.Config) []bpf.VIPEntry {
+	out := make([]bpf.VIPEntry, len(cfg.VIPs))
+	for i, v := range cfg.VIPs {
+		out[i] = bpf.VIPEntry{Key: bpf.NewVIPKey(v.Address, v.Port, uint8(v.Protocol)), ID: uint32(i)}
+	}
+	return out
+}
+
+// resolveAll looks up every backend's next hop, retrying until all are known
+// or the deadline passes. It reports whether anything changed.
+func (e *Engine) resolveAll(deadline time.Time) bool {
+	changed := false
+	for {
+		pending := 0
+		for _, v := range e.cfg.VIPs {
+			for _, b := range v.Backends {
+				if b.HasMAC {
+					continue
+				}
+				mac, ok, err := nextHop(e.ifindex, b.Address)
+				if err != nil {
+					e.log.Warn("next hop", "backend", b.Address, "err", err)
+					continue
+				}
+				if !ok {
+					pending++
+					continue
+				}
+				e.mu.Lock()
+				if old, had := e.nexthops[b.Address]; !had || old != mac {
+					e.nexthops[b.Address] = mac
+					changed = true
+					e.log.Info("next hop resolved", "backend", b.Address, "mac", net.HardwareAddr(mac[:]).String())
+				}
+				e.mu.Unlock()
+			}
+		}
+		if pending == 0 || time.Now().After(deadline) {
+			if pending > 0 {
+				e.log.Warn("next hops unresolved; their packets count as no_neighbor drops until resolved", "backends", pending)
+			}
+			return changed
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// publish builds a plan from the current inputs and swaps it in.
+func (e *Engine) publish() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p, err := buildPlan(planInput{cfg: e.cfg, tables: e.tables, nexthops: e.nexthops, counters: e.counters, workers: len(e.cfg.Datapath.Queues)})
+	if err != nil {
+		return err
+	}
+	e.plan.Store(p)
+	return nil
+}
+
+func (e *Engine) refresh(ctx context.Context) {
+	defer e.refreshed.Done()
+	t := time.NewTicker(refreshEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if e.resolveAll(time.Now()) {
+			if err := e.publish(); err != nil {
+				e.log.Error("publish plan", "err", err)
+			}
+		}
+	}
+}
+
+// XDPMode is how the steering program was attached ("native" or "generic").
+func (e *Engine) XDPMode() string { return e.mode }
+
+// Close detaches the steering program, stops the workers and closes the
+// sockets. It is safe to call more than once.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() {
+		var errs []error
+		if e.cancel != nil {
+			e.cancel()
+			e.refreshed.Wait()
+		}
+		if e.steer != nil {
+			errs = append(errs, e.steer.Close())
+		}
+		for _, w := range e.workers {
+			errs = append(errs, w.halt())
+		}
+		for _, s := range e.socks {
+			errs = append(errs, s.Close())
+		}
+		e.closeErr = errors.Join(errs...)
+	})
+	return e.closeErr
+}

@@ -1,0 +1,189 @@
+package datapath
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/hash"
+)
+
+// Plan is the immutable forwarding state the workers read per packet. It is
+// built by the control side and published whole through an atomic.Pointer.
+type Plan struct {
+	vips  []vipState
+	index vipIndex
+}
+
+type vipState struct {
+	cfg      config.VIP
+	table    *hash.Table
+	backends []backendState
+}
+
+type backendState struct {
+	addr     [4]byte
+	mac      [6]byte
+	resolved bool // mac is known; otherwise the packet is dropped as no_neighbor
+	counters *BackendCounters
+}
+
+// BackendCounters holds one backend's packet and byte counters, one padded
+// slot per worker so that workers on different CPUs never share a cache line.
+// The same object is carried from plan to plan while the backend stays, so a
+// new plan does not reset what `xlb stats` shows.
+type BackendCounters struct {
+	slots []backendSlot
+}
+
+type backendSlot struct {
+	packets atomic.Uint64
+	bytes   atomic.Uint64
+	_       [48]byte
+}
+
+func newBackendCounters(workers int) *BackendCounters {
+	return &BackendCounters{slots: make([]backendSlot, workers)}
+}
+
+// Totals sums the counters over every worker.
+func (c *BackendCounters) Totals() (packets, bytes uint64) {
+	for i := range c.slots {
+		packets += c.slots[i].packets.Load()
+		bytes += c.slots[i].bytes.Load()
+	}
+	return packets, bytes
+}
+
+// planInput is what a plan is built from: the config, its Maglev tables (built
+// once per config and reused when only next hops change), the next hops known
+// so far and the counters to keep.
+type planInput struct {
+	cfg      *config.Config
+	tables   []*hash.Table
+	nexthops map[netip.Addr][6]byte
+	counters map[backendKey]*BackendCounters
+	workers  int
+}
+
+type backendKey struct {
+	vip     int
+	backend netip.Addr
+}
+
+// buildTables builds one Maglev table per VIP. This is the expensive part of
+// a plan (milliseconds per VIP) and runs off the datapath.
+func buildTables(cfg *config.Config) ([]*hash.Table, error) {
+	tables := make([]*hash.Table, len(cfg.VIPs))
+	for i, v := range cfg.VIPs {
+		bs := make([]hash.Backend, len(v.Backends))
+		for j, b := range v.Backends {
+			bs[j] = hash.Backend{Addr: b.Address, Weight: b.Weight}
+		}
+		t, err := hash.Build(bs, v.TableSize)
+		if err != nil {
+			return nil, fmt.Errorf("datapath: maglev table for vip %s: %w", vipName(v), err)
+		}
+		tables[i] = t
+	}
+	return tables, nil
+}
+
+func buildPlan(in planInput) (*Plan, error) {
+	p := &Plan{vips: make([]vipState, len(in.cfg.VIPs))}
+	for i, v := range in.cfg.VIPs {
+		vs := vipState{cfg: v, table: in.tables[i], backends: make([]backendState, len(v.Backends))}
+		for j, b := range v.Backends {
+			key := backendKey{vip: i, backend: b.Address}
+			c := in.counters[key]
+			if c == nil {
+				c = newBackendCounters(in.workers)
+				in.counters[key] = c
+			}
+			bs := backendState{addr: b.Address.As4(), counters: c}
+			if b.HasMAC {
+				bs.mac, bs.resolved = b.MAC, true
+			} else if mac, ok := in.nexthops[b.Address]; ok {
+				bs.mac, bs.resolved = mac, true
+			}
+			vs.backends[j] = bs
+		}
+		p.vips[i] = vs
+	}
+	idx, err := newVIPIndex(in.cfg.VIPs)
+	if err != nil {
+		return nil, err
+	}
+	p.index = idx
+	return p, nil
+}
+
+func vipName(v config.VIP) string {
+	return fmt.Sprintf("%s/%s", netip.AddrPortFrom(v.Address, v.Port), v.Protocol)
+}
+
+// vipIndex maps (IPv4 destination, port, protocol) to a VIP's position in the
+// plan. It is a small open-addressing table over a fixed array: a lookup is a
+// multiply, a mask and one or two compares, with no Go map on the hot path.
+type vipIndex struct {
+	slots []vipSlot
+	mask  uint32
+}
+
+type vipSlot struct {
+	dst   uint32 // address bytes loaded little-endian, as packet.Flow holds them
+	port  uint16
+	proto uint8
+	used  bool
+	vip   int32
+}
+
+func newVIPIndex(vips []config.VIP) (vipIndex, error) {
+	size := uint32(8)
+	for size < uint32(len(vips))*4 {
+		size <<= 1
+	}
+	x := vipIndex{slots: make([]vipSlot, size), mask: size - 1}
+	for i, v := range vips {
+		a := v.Address.As4()
+		s := vipSlot{dst: binary.LittleEndian.Uint32(a[:]), port: v.Port, proto: uint8(v.Protocol), used: true, vip: int32(i)}
+		j := vipSlotHash(s.dst, s.port, s.proto) & x.mask
+		for x.slots[j].used {
+			if o := x.slots[j]; o.dst == s.dst && o.port == s.port && o.proto == s.proto {
+				return vipIndex{}, fmt.Errorf("datapath: duplicate vip %s", vipName(v))
+			}
+			j = (j + 1) & x.mask
+		}
+		x.slots[j] = s
+	}
+	return x, nil
+}
+
+func vipSlotHash(dst uint32, port uint16, proto uint8) uint32 {
+	return (dst ^ uint32(port)<<16 ^ uint32(proto)) * 0x9e3779b1 >> 7
+}
+
+// lookup finds the VIP for an exact port, then for the every-port entry.
+func (x *vipIndex) lookup(dst uint32, port uint16, proto uint8) int32 {
+	if v := x.find(dst, port, proto); v >= 0 || port == 0 {
+		return v
+	}
+	return x.find(dst, 0, proto)
+}
+
+func (x *vipIndex) find(dst uint32, port uint16, proto uint8) int32 {
+	j := vipSlotHash(dst, port, proto) & x.mask
+	for range x.slots {
+		s := &x.slots[j]
+		if !s.used {
+			return -1
+		}
+		if s.dst == dst && s.port == port && s.proto == proto {
+			return s.vip
+		}
+		j = (j + 1) & x.mask
+	}
+	return -1
+}

@@ -1,0 +1,112 @@
+package datapath
+
+import (
+	"net"
+	"time"
+
+	"github.com/xlbproject/xlb/bpf"
+	"github.com/xlbproject/xlb/ring"
+)
+
+// Stats is what `xlb stats` shows: a consistent-enough snapshot (each counter
+// is read atomically; the set is not one instant).
+type Stats struct {
+	Interface string            `json:"interface"`
+	XDPMode   string            `json:"xdp_mode"`
+	Uptime    string            `json:"uptime"`
+	Steer     bpf.SteerCounters `json:"steer"`
+	SteerErr  string            `json:"steer_error,omitempty"`
+	Queues    []QueueStats      `json:"queues"`
+	VIPs      []VIPStats        `json:"vips"`
+	Drops     map[string]uint64 `json:"drops"` // summed over queues
+}
+
+// QueueStats are one worker's counters and its socket's XDP_STATISTICS.
+type QueueStats struct {
+	Queue        int               `json:"queue"`
+	CPU          int               `json:"cpu"`
+	ZeroCopy     bool              `json:"zero_copy"`
+	RxPackets    uint64            `json:"rx_packets"`
+	RxBytes      uint64            `json:"rx_bytes"`
+	TxPackets    uint64            `json:"tx_packets"`
+	TxBytes      uint64            `json:"tx_bytes"`
+	Drops        map[string]uint64 `json:"drops"`
+	Kicks        uint64            `json:"kicks"`
+	KickFailures uint64            `json:"kick_failures"`
+	TxRingFull   uint64            `json:"tx_ring_full"`
+	Polls        uint64            `json:"polls"`
+	Socket       ring.Stats        `json:"socket"`
+	SocketErr    string            `json:"socket_error,omitempty"`
+}
+
+// VIPStats are the per-backend counters of one VIP.
+type VIPStats struct {
+	Address  string         `json:"address"`
+	Port     uint16         `json:"port"`
+	Protocol string         `json:"protocol"`
+	Forward  string         `json:"forward"`
+	Backends []BackendStats `json:"backends"`
+}
+
+// BackendStats are one backend's counters, summed over the workers.
+type BackendStats struct {
+	Address string `json:"address"`
+	Weight  uint32 `json:"weight"`
+	NextHop string `json:"next_hop,omitempty"` // empty while unresolved
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// Stats reads every counter of the running engine.
+func (e *Engine) Stats() Stats {
+	s := Stats{
+		Interface: e.cfg.Datapath.Interface,
+		XDPMode:   e.mode,
+		Uptime:    time.Since(e.started).Round(time.Second).String(),
+		Drops:     map[string]uint64{},
+	}
+	var err error
+	if s.Steer, err = e.steer.Counters(); err != nil {
+		s.SteerErr = err.Error()
+	}
+	for _, w := range e.workers {
+		q := QueueStats{
+			Queue:        w.Queue,
+			CPU:          w.CPU,
+			ZeroCopy:     w.sock.ZeroCopy(),
+			RxPackets:    w.rxPackets.Load(),
+			RxBytes:      w.rxBytes.Load(),
+			TxPackets:    w.txPackets.Load(),
+			TxBytes:      w.txBytes.Load(),
+			Drops:        map[string]uint64{},
+			Kicks:        w.kicks.Load(),
+			KickFailures: w.kickFailures.Load(),
+			TxRingFull:   w.txRingFull.Load(),
+			Polls:        w.polls.Load(),
+		}
+		// Reason 0 is the parser's OK: not a drop.
+		for d := Drop(1); d < numDrops; d++ {
+			n := w.fwd.drops[d].Load()
+			q.Drops[d.String()] = n
+			s.Drops[d.String()] += n
+		}
+		if q.Socket, err = w.sock.Stats(); err != nil {
+			q.SocketErr = err.Error()
+		}
+		s.Queues = append(s.Queues, q)
+	}
+	p := e.plan.Load()
+	for _, v := range p.vips {
+		vs := VIPStats{Address: v.cfg.Address.String(), Port: v.cfg.Port, Protocol: v.cfg.Protocol.String(), Forward: v.cfg.Forward.String()}
+		for j, b := range v.backends {
+			bs := BackendStats{Address: v.cfg.Backends[j].Address.String(), Weight: v.cfg.Backends[j].Weight}
+			if b.resolved {
+				bs.NextHop = net.HardwareAddr(b.mac[:]).String()
+			}
+			bs.Packets, bs.Bytes = b.counters.Totals()
+			vs.Backends = append(vs.Backends, bs)
+		}
+		s.VIPs = append(s.VIPs, vs)
+	}
+	return s
+}
