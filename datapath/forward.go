@@ -46,15 +46,14 @@ func (d Drop) String() string {
 	return "unknown"
 }
 
-
 // Forwarder does the per-packet work of one worker: parse, pick, encapsulate.
 // It is not safe for concurrent use; each worker has its own.
 type Forwarder struct {
-	worker int     // slot in the per-backend counters
-	src    [4]byte // outer source address
-	srcMAC [6]byte // the interface's MAC
-	mtu    int     // egress MTU: the outer IP packet must fit
-	ipID   uint16  // outer IPv4 ID, per worker
+	worker int                     // slot in the per-backend counters
+	src    [4]byte                 // outer source address
+	srcMAC [6]byte                 // the interface's MAC
+	mtu    int                     // egress MTU: the outer IP packet must fit
+	ipID   uint16                  // outer IPv4 ID, per worker
 	drops  [numDrops]atomic.Uint64 // drops are rare: an uncontended atomic add is cheap
 }
 
