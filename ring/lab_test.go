@@ -1,6 +1,7 @@
 package ring
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -267,14 +268,14 @@ func (l *vethLab) udpFrame(t *testing.T, seq uint32) []byte {
 	return buf.Bytes()
 }
 
-// frameSeq returns the sequence number of a test frame, or false for any
-// other frame.
+// frameSeq returns the sequence number of a test frame (under any prepended
+// header), or false for any other frame.
 func frameSeq(frame []byte) (uint32, bool) {
-	const off = 14 + 20 + 8
-	if len(frame) < off+len(testMagic)+4 || string(frame[off:off+len(testMagic)]) != testMagic {
+	i := bytes.Index(frame, []byte(testMagic))
+	if i < 0 || len(frame) < i+len(testMagic)+4 {
 		return 0, false
 	}
-	return binary.BigEndian.Uint32(frame[off+len(testMagic):]), true
+	return binary.BigEndian.Uint32(frame[i+len(testMagic):]), true
 }
 
 // send writes frames out of B's veth.

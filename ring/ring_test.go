@@ -274,3 +274,52 @@ func BenchmarkRingBatch(b *testing.B) {
 		})
 	}
 }
+
+// FuzzRingOps drives a producer and a consumer over one ring from a byte
+// script and checks each step against a model: a ring of size holds at most
+// size entries, Reserve gets min(n, free), Peek gets min(n, filled), and
+// entries come out in order, whatever the starting index.
+func FuzzRingOps(f *testing.F) {
+	f.Add(uint32(0), []byte{0x21, 0x12, 0x41, 0x0a})
+	f.Add(uint32(1<<32-3), []byte{0xff, 0xfe, 0x05, 0x06, 0x81, 0x82})
+	f.Add(uint32(1<<31), []byte{0x01, 0x01, 0x01, 0x02, 0x02, 0x03})
+	f.Fuzz(func(t *testing.T, start uint32, script []byte) {
+		const size = 16
+		p, c, _ := pair[uint64](t, size, start)
+		var produced, consumed, reserved uint64 // reserved: not yet submitted
+		for _, op := range script {
+			n := uint32(op >> 2)
+			switch op & 3 {
+			case 0, 1: // reserve n, fill, submit all reserved
+				idx, got := p.Reserve(n)
+				if want := min(uint64(n), size-(produced+reserved-consumed)); uint64(got) != want {
+					t.Fatalf("Reserve(%d) got %d, want %d", n, got, want)
+				}
+				for i := range got {
+					p.Set(idx+i, produced+reserved+uint64(i))
+				}
+				reserved += uint64(got)
+				if op&3 == 1 {
+					p.Submit(uint32(reserved))
+					produced += reserved
+					reserved = 0
+				}
+			case 2, 3: // peek n, check, release
+				idx, got := c.Peek(n)
+				if want := min(uint64(n), produced-consumed); uint64(got) != want {
+					t.Fatalf("Peek(%d) got %d, want %d", n, got, want)
+				}
+				for i := range got {
+					if v := c.Get(idx + i); v != consumed+uint64(i) {
+						t.Fatalf("entry %d = %d", consumed+uint64(i), v)
+					}
+				}
+				c.Release(got)
+				consumed += uint64(got)
+			}
+			if out := p.Outstanding(); uint64(out) != produced-consumed {
+				t.Fatalf("Outstanding = %d, want %d", out, produced-consumed)
+			}
+		}
+	})
+}
