@@ -213,9 +213,11 @@ func (s *Steer) Attach(ifindex int, mode string) (string, error) {
 }
 
 // SetVIPs replaces the contents of the vips map with vips plus one address
-// marker per distinct VIP address. New entries are written before stale ones
-// are deleted, so a VIP present before and after never stops matching.
-// Invalid input changes nothing.
+// marker per distinct VIP address. A VIP present before and after never stops
+// matching: entries are updated in place, and new entries are written before
+// stale ones are deleted (unless old and new together overflow the map: then
+// the stale ones go first). Invalid input changes nothing; a failure of the
+// kernel part way leaves a mix, which a retry repairs.
 func (s *Steer) SetVIPs(vips []VIPEntry) error {
 	want := make(map[VIPKey]vipValue, 2*len(vips))
 	for _, v := range vips {
@@ -240,11 +242,6 @@ func (s *Steer) SetVIPs(vips []VIPEntry) error {
 	if n := uint32(len(want)); n > m.MaxEntries() {
 		return fmt.Errorf("%w: %d entries (markers included), room for %d", ErrTooManyVIPs, n, m.MaxEntries())
 	}
-	for k, v := range want {
-		if err := m.Update(k, v, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("bpf: set VIP %v: %w", k, err)
-		}
-	}
 	var stale []VIPKey
 	var k VIPKey
 	var v vipValue
@@ -257,7 +254,27 @@ func (s *Steer) SetVIPs(vips []VIPEntry) error {
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("bpf: list VIPs: %w", err)
 	}
-	for _, k := range stale {
+	// Old and new together may not fit: then make room first. Deleting a
+	// stale entry early only loses what is going away anyway.
+	staleFirst := uint32(len(want)+len(stale)) > m.MaxEntries()
+	if staleFirst {
+		if err := deleteVIPs(m, stale); err != nil {
+			return err
+		}
+	}
+	for k, v := range want {
+		if err := m.Update(k, v, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("bpf: set VIP %v: %w", k, err)
+		}
+	}
+	if !staleFirst {
+		return deleteVIPs(m, stale)
+	}
+	return nil
+}
+
+func deleteVIPs(m *ebpf.Map, keys []VIPKey) error {
+	for _, k := range keys {
 		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("bpf: delete stale VIP %v: %w", k, err)
 		}

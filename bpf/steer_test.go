@@ -288,6 +288,42 @@ func TestSteerSetVIPs(t *testing.T) {
 	}
 }
 
+// TestSteerSetVIPsFull swaps two VIP sets that each fill most of the map,
+// so old and new never fit together.
+func TestSteerSetVIPsFull(t *testing.T) {
+	s := loadTestSteer(t)
+	set := func(third byte) []VIPEntry {
+		vips := make([]VIPEntry, 2000) // 4000 entries with the markers
+		for i := range vips {
+			addr := netip.AddrFrom4([4]byte{198, 19, third + byte(i>>8), byte(i)})
+			vips[i] = VIPEntry{Key: NewVIPKey(addr, 80, 6), ID: uint32(i)}
+		}
+		return vips
+	}
+	for _, third := range []byte{0, 100, 0} {
+		vips := set(third)
+		if err := s.SetVIPs(vips); err != nil {
+			t.Fatalf("SetVIPs(set %d): %v", third, err)
+		}
+		var k VIPKey
+		var v vipValue
+		n := 0
+		it := s.objs.Vips.Iterate()
+		for it.Next(&k, &v) {
+			n++
+			if k.Addr[2] < third || k.Addr[2] >= third+8 {
+				t.Fatalf("set %d: stale key %v left", third, k)
+			}
+		}
+		if err := it.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if n != 2*len(vips) {
+			t.Fatalf("set %d: %d entries, want %d", third, n, 2*len(vips))
+		}
+	}
+}
+
 func TestSteerSocketArgs(t *testing.T) {
 	s := loadTestSteer(t)
 	for _, q := range []int{-1, MaxQueues} {
