@@ -97,7 +97,7 @@ func (l *Lab) build(spec Spec) error {
 			return err
 		}
 		l.Hosts[hs.Name] = h
-		if err := buildHost(h, i, hs, swnl, brLink, spec.BridgeMTU); err != nil {
+		if err := buildHost(h, i, hs, sw, swnl, brLink, spec.BridgeMTU); err != nil {
 			return fmt.Errorf("lab: host %s: %w", hs.Name, err)
 		}
 	}
@@ -107,7 +107,7 @@ func (l *Lab) build(spec Spec) error {
 // buildHost sets up host h: sysctls first, so that eth0 is born with the
 // namespace's defaults, then the veth pair created from the switch side
 // with its peer born inside h, then addresses, routes and offloads.
-func buildHost(h *Host, index int, hs HostSpec, swnl *netlink.Handle, br netlink.Link, bridgeMTU int) error {
+func buildHost(h *Host, index int, hs HostSpec, sw *Host, swnl *netlink.Handle, br netlink.Link, bridgeMTU int) error {
 	h.Link, h.Port, h.MTU, h.MAC = HostLink, hs.Name, hs.MTU, hostMAC(index)
 	h.Addr, h.Addr6 = hs.Addr.Addr(), hs.Addr6.Addr()
 	h.LoAddrs = slices.Clone(hs.LoAddrs)
@@ -133,6 +133,11 @@ func buildHost(h *Host, index int, hs HostSpec, swnl *netlink.Handle, br netlink
 	}
 	if err := swnl.LinkSetUp(port); err != nil {
 		return fmt.Errorf("set %s up: %w", h.Port, err)
+	}
+	if hs.PortXDP {
+		if err := sw.attachPassXDP(port.Attrs().Index); err != nil {
+			return err
+		}
 	}
 
 	nl, err := netlink.NewHandleAt(h.handle)

@@ -17,7 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 )
 
 // The test lab: a client on a 1500 path, two backends on 1600 that both
@@ -664,5 +667,101 @@ func TestNewLeavesExistingNamespaces(t *testing.T) {
 	got := leftovers(t, prefix)
 	if !slices.Equal(got, []string{nsName(prefix, "b2")}) {
 		t.Fatalf("after the failed New: %v, want only the existing %s", got, nsName(prefix, "b2"))
+	}
+}
+
+// TestPortXDP bounces every frame b1 receives back out of its eth0 with
+// XDP_TX and counts, at b1's bridge port, the client's datagrams that come
+// back: a veth delivers them only when the port runs an XDP program.
+func TestPortXDP(t *testing.T) {
+	tests := []struct {
+		portXDP bool
+		want    func(n int) bool
+	}{
+		{true, func(n int) bool { return n == 5 }},
+		{false, func(n int) bool { return n == 0 }},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("PortXDP=%v", tt.portXDP), func(t *testing.T) {
+			spec := testSpec(testPrefix())
+			spec.Hosts[1].PortXDP = tt.portXDP
+			l := newLab(t, spec)
+			client, b1 := l.Hosts["client"], l.Hosts["b1"]
+			attachXDPTx(t, b1)
+			// b1 cannot answer ARP any more: tell the client its MAC.
+			nl, err := netlink.NewHandleAt(client.handle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nl.Close()
+			neigh := &netlink.Neigh{LinkIndex: client.Ifindex, State: netlink.NUD_PERMANENT,
+				IP: b1.Addr.AsSlice(), HardwareAddr: b1.MAC[:]}
+			if err := nl.NeighAdd(neigh); err != nil {
+				t.Fatal(err)
+			}
+			frames := capture(t, l.Switch, b1.Port, func() {
+				c, err := client.Dial(ctxFor(t, 5*time.Second), "udp4", netip.AddrPortFrom(b1.Addr, 7003).String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				for range 5 {
+					if _, err := c.Write([]byte("bounce")); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+			n := 0
+			for _, f := range frames {
+				if len(f) >= 42 && f[12] == 0x08 && f[13] == 0 && f[23] == 17 &&
+					netip.AddrFrom4([4]byte(f[26:30])) == client.Addr && int(f[36])<<8|int(f[37]) == 7003 {
+					n++
+				}
+			}
+			if !tt.want(n) {
+				t.Fatalf("captured %d bounced datagrams on b1's port", n)
+			}
+		})
+	}
+}
+
+// attachXDPTx makes h's eth0 send every frame it receives straight back.
+func attachXDPTx(t *testing.T, h *Host) {
+	t.Helper()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.XDP, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 3 /* XDP_TX */), asm.Return()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	err = h.Do(func() error {
+		link := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: h.Ifindex}}
+		return netlink.LinkSetXdpFdWithFlags(link, prog.FD(), nl.XDP_FLAGS_DRV_MODE)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNewFailureTearsDown makes the kernel refuse the last step (a route
+// through a gateway that is not on the link) and checks that New removes
+// every namespace it had made by then.
+func TestNewFailureTearsDown(t *testing.T) {
+	requireRoot(t)
+	spec := testSpec(testPrefix())
+	t.Cleanup(func() { Cleanup(spec.Prefix) })
+	spec.Hosts[2].Routes = []Route{{Dst: netip.MustParsePrefix("198.19.0.0/24"), Via: netip.MustParseAddr("198.18.9.9")}}
+	l, err := New(spec)
+	if err == nil {
+		l.Close()
+		t.Fatal("New accepted a route through an unreachable gateway")
+	}
+	if !strings.Contains(err.Error(), "b2") {
+		t.Errorf("error %q does not name the host", err)
+	}
+	if got := leftovers(t, spec.Prefix); len(got) > 0 {
+		t.Fatalf("after the failed New: %v", got)
 	}
 }

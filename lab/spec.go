@@ -53,6 +53,12 @@ type HostSpec struct {
 	// checksums, and once an XDP or AF_XDP program forwards such a frame
 	// the receiver finds the checksum wrong and silently drops it.
 	KeepChecksumOffload bool
+	// PortXDP attaches a pass-all XDP program to the host's bridge port.
+	// A veth drops the frames its peer transmits with XDP_TX or
+	// XDP_REDIRECT unless the receiving end runs an XDP program: set it on
+	// the host that runs the balancer in native XDP mode. AF_XDP's copy-mode
+	// transmit sends ordinary packets and does not need it.
+	PortXDP bool
 }
 
 // Route is a route through a host's eth0 to Dst via the gateway Via.
