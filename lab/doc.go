@@ -26,6 +26,10 @@
 // off; software GSO then writes full checksums. rp_filter is 0 in every
 // host, and hosts with lo addresses get arp_ignore=1/arp_announce=2 so a
 // VIP on several backends' lo is never answered for by ARP.
+// HostSpec.PortXDP attaches a pass-all XDP program (two instructions, no
+// compiler needed) to a host's bridge port: without one, a veth drops what
+// its peer transmits with XDP_TX or XDP_REDIRECT, so the balancer's host
+// needs it in native mode.
 //
 // # Lifecycle
 //
