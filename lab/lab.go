@@ -87,7 +87,7 @@ func (l *Lab) build(spec Spec) error {
 		return fmt.Errorf("lab: %s: %w", sw.NS, err)
 	}
 	sw.Ifindex = brLink.Attrs().Index
-	sw.MAC = [6]byte(brLink.Attrs().HardwareAddr)
+	copy(sw.MAC[:], brLink.Attrs().HardwareAddr)
 	if err := swnl.LinkSetUp(brLink); err != nil {
 		return fmt.Errorf("lab: %s: set %s up: %w", sw.NS, BridgeLink, err)
 	}
