@@ -70,6 +70,15 @@ func (l *Lab) build(spec Spec) error {
 	if err := sw.Sysctl("net.ipv6.conf.default.disable_ipv6", "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	// A lab switch is plain L2. With br_netfilter loaded (as on hosts that
+	// run containers) bridged IP frames would go through the firewall's
+	// header checks, which silently drop exactly the malformed frames the
+	// tests replay at the balancer.
+	for _, k := range []string{"net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables", "net.bridge.bridge-nf-call-arptables"} {
+		if err := sw.Sysctl(k, "0"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
 	swnl, err := netlink.NewHandleAt(sw.handle)
 	if err != nil {
 		return fmt.Errorf("lab: netlink in %s: %w", sw.NS, err)
