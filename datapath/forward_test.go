@@ -457,7 +457,9 @@ func gopacketStep(b *testing.B, p *Plan, in []byte) func() {
 	}
 }
 
-func le32(a [4]byte) uint32 { return uint32(a[0]) | uint32(a[1])<<8 | uint32(a[2])<<16 | uint32(a[3])<<24 }
+func le32(a [4]byte) uint32 {
+	return uint32(a[0]) | uint32(a[1])<<8 | uint32(a[2])<<16 | uint32(a[3])<<24
+}
 
 func Example_dropNames() {
 	for _, d := range []Drop{DropNoVIP, DropNoBackend, DropNoNeighbor, DropTooBig, DropNoHeadroom, Drop(packet.Fragment)} {
