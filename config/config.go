@@ -210,6 +210,9 @@ func Load(path string) (*Config, error) {
 // errors. Every error is an *Error, or several joined.
 func Parse(file string, data []byte) (*Config, error) {
 	idx := newPosIndex(data)
+	if idx.deep > 0 {
+		return nil, &Error{File: file, Line: idx.deep, Key: idx.lineKey(idx.deep), Msg: fmt.Sprintf("nested more than %d levels deep", maxDepth)}
+	}
 	var tree map[string]any
 	if _, err := toml.Decode(string(data), &tree); err != nil {
 		var pe toml.ParseError

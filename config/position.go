@@ -22,6 +22,11 @@ import (
 type posIndex struct {
 	lines   map[string]int
 	entries []posEntry // in source order, for lineKey
+	// deep is the line where the source first nests keys or values more
+	// than maxDepth levels, or 0. xlb's schema nests three levels; the TOML
+	// library takes time quadratic in the depth, so Parse refuses such a
+	// file before decoding it.
+	deep int
 }
 
 type posEntry struct {
@@ -29,9 +34,9 @@ type posEntry struct {
 	key  string
 }
 
-// maxDepth bounds the nesting of arrays and inline tables the scanner follows,
-// so that hostile input cannot recurse without end.
-const maxDepth = 64
+// maxDepth bounds the nesting of keys, arrays and inline tables: deeper
+// input is refused (posIndex.deep), and the scanner does not recurse further.
+const maxDepth = 32
 
 // newPosIndex scans src. It never panics and always terminates.
 func newPosIndex(src []byte) *posIndex {
@@ -308,12 +313,27 @@ func (s *scanner) key() []string {
 			return segs
 		}
 		segs = append(segs, seg)
+		if !s.depthOK(len(segs)) {
+			return segs
+		}
 		s.skipBlank()
 		if s.peek(0) != '.' {
 			return segs
 		}
 		s.pos++
 	}
+}
+
+// depthOK reports whether depth is within maxDepth, noting the first line
+// where it is not.
+func (s *scanner) depthOK(depth int) bool {
+	if depth < maxDepth {
+		return true
+	}
+	if s.idx.deep == 0 {
+		s.idx.deep = s.lineAt(s.pos)
+	}
+	return false
 }
 
 func (s *scanner) keySegment() (string, bool) {
@@ -354,11 +374,11 @@ func (s *scanner) value(path string, depth int) {
 			s.literalString()
 		}
 	case '[':
-		if depth < maxDepth {
+		if s.depthOK(depth) {
 			s.array(path, depth)
 		}
 	case '{':
-		if depth < maxDepth {
+		if s.depthOK(depth) {
 			s.inlineTable(path, depth)
 		}
 	default:

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -189,5 +191,27 @@ func TestJoinKey(t *testing.T) {
 	want := []string{"vip", "vip[0].backend", `a."b.c"`, `a.""`, "q[3]"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestParseRefusesDeepNesting(t *testing.T) {
+	// The TOML library is quadratic in nesting depth; xlb nests three
+	// levels. Each input here, 5000 levels deep, took seconds to decode.
+	tests := map[string]string{
+		"dotted key": "x = 1\n" + strings.Repeat("a.", 5000) + "b = 1\n",
+		"table":      "x = 1\n[" + strings.Repeat("a.", 5000) + "b]\n",
+		"inline":     "x = 1\na = " + strings.Repeat("{b = ", 5000) + "1" + strings.Repeat("}", 5000) + "\n",
+		"array":      "x = 1\na = " + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + "\n",
+	}
+	for name, src := range tests {
+		_, err := Parse("f", []byte(src))
+		var e *Error
+		if !errors.As(err, &e) || e.Line != 2 || e.Msg != "nested more than 32 levels deep" {
+			t.Errorf("%s: error %v", name, err)
+		}
+	}
+	// 31 levels is fine for the scanner (the schema refuses it later).
+	if _, err := Parse("f", []byte("a = "+strings.Repeat("[", 31)+strings.Repeat("]", 31))); err == nil || strings.Contains(err.Error(), "nested") {
+		t.Errorf("31 levels: %v", err)
 	}
 }
