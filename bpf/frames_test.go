@@ -152,3 +152,79 @@ const (
 	xdpPass     = 2
 	xdpRedirect = 4
 )
+
+// extHdr is one IPv6 extension header of type typ (hop-by-hop, routing,
+// destination options or fragment) followed by next, as raw bytes. units is
+// the length field: the header is 8*(units+1) bytes, filled with a PadN
+// option (a routing header of type 253, experimental, for routing; offset 0
+// with MF set for fragment, which ignores units).
+func extHdr(typ, next layers.IPProtocol, units int) []byte {
+	if typ == layers.IPProtocolIPv6Fragment {
+		return []byte{byte(next), 0, 0, 1, 0, 0, 0, 42}
+	}
+	h := make([]byte, 8*(units+1))
+	h[0], h[1] = byte(next), byte(units)
+	if typ == layers.IPProtocolIPv6Routing {
+		h[2] = 253
+		return h
+	}
+	h[2], h[3] = 1, byte(len(h)-4) // PadN over the rest
+	return h
+}
+
+// frame6Ext is an IPv6 frame from client6 to dst whose fixed header is
+// followed by the extension headers exts (in order), then a TCP header to
+// port, or an ICMPv6 echo request if proto is ICMPv6.
+func frame6Ext(t testing.TB, dst netip.Addr, exts []layers.IPProtocol, proto layers.IPProtocol, port uint16) []byte {
+	first := proto
+	if len(exts) > 0 {
+		first = exts[0]
+	}
+	ip := ipv6(client6, dst, first)
+	var chain []byte
+	for i, typ := range exts {
+		next := proto
+		if i+1 < len(exts) {
+			next = exts[i+1]
+		}
+		chain = append(chain, extHdr(typ, next, i%3)...)
+	}
+	var l4l gopacket.SerializableLayer
+	if proto == layers.IPProtocolICMPv6 {
+		ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeEchoRequest, 0)}
+		_ = ic.SetNetworkLayerForChecksum(ip)
+		l4l = ic
+	} else {
+		l4l = l4(proto, port, ip)
+	}
+	return serialize(t, eth(layers.EthernetTypeIPv6), ip, gopacket.Payload(chain), l4l, payload)
+}
+
+// quoted4 is what an ICMP error quotes: the IPv4 header and first 8 bytes
+// of a packet a backend sent from vip:80 to the client.
+func quoted4(t testing.TB, vip netip.Addr) []byte {
+	ip := ipv4(vip, client, layers.IPProtocolTCP)
+	ip.Flags = layers.IPv4DontFragment
+	return serialize(t, ip, l4(layers.IPProtocolTCP, 40000, ip), payload)[:28]
+}
+
+// icmp4Error is an ICMP error of type/code from a router to dst quoting a
+// packet the backends sent with source vip. For "fragmentation needed" the
+// next-hop MTU (1400) is in the second half of the rest-of-header word.
+func icmp4Error(t testing.TB, dst, vip netip.Addr, typ, code uint8) []byte {
+	ip := ipv4(netip.MustParseAddr("198.18.5.1"), dst, layers.IPProtocolICMPv4)
+	return serialize(t, eth(layers.EthernetTypeIPv4), ip,
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(typ, code), Seq: 1400}, gopacket.Payload(quoted4(t, vip)))
+}
+
+// icmp6Error is an ICMPv6 error of type/code from a router to dst quoting a
+// packet the backends sent with source vip; the 4 bytes after the ICMPv6
+// header carry the MTU (1280) for "packet too big".
+func icmp6Error(t testing.TB, dst, vip netip.Addr, typ, code uint8) []byte {
+	inner := ipv6(vip, client6, layers.IPProtocolTCP)
+	quoted := serialize(t, inner, l4(layers.IPProtocolTCP, 40000, inner), payload)
+	ip := ipv6(netip.MustParseAddr("2001:db8:5::1"), dst, layers.IPProtocolICMPv6)
+	ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(typ, code)}
+	_ = ic.SetNetworkLayerForChecksum(ip)
+	return serialize(t, eth(layers.EthernetTypeIPv6), ip, ic, gopacket.Payload(append([]byte{0, 0, 5, 0}, quoted...)))
+}

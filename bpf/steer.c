@@ -20,6 +20,11 @@
 
 #define IP_FRAG_OFFSET_MASK 0x1fff
 
+// MAX_IPV6_EXT_HDRS bounds the IPv6 extension headers (hop-by-hop, routing,
+// destination options) skipped to find the ports. Real traffic carries one
+// or two; a frame with more goes through the address marker.
+#define MAX_IPV6_EXT_HDRS 4
+
 // vip_key is the key of the vips map. Mirrored by bpf.VIPKey in Go.
 // addr holds an IPv4 address in its first 4 bytes (rest zero) or an IPv6
 // address; port is in network byte order; family is 4 or 6.
@@ -28,9 +33,12 @@
 //   port 0, proto P: every port of (addr, P).
 //   port 0, proto 0: the "address marker". The Go side inserts one for every
 //                    VIP address; frames to that address whose ports cannot
-//                    be read (non-first fragments, truncated L4 headers, IPv6
-//                    extension headers) or that are neither TCP nor UDP are
-//                    redirected through it, so the worker can classify them.
+//                    be read (non-first IPv4 fragments, IPv6 fragments,
+//                    truncated L4 headers, too many IPv6 extension headers)
+//                    or that are neither TCP nor UDP (ICMP and ICMPv6,
+//                    errors included: a backend's reply leaves with the VIP
+//                    as its source, so errors about it come back to the VIP)
+//                    are redirected through it, so the worker classifies them.
 struct vip_key {
 	__u8 addr[16];
 	__be16 port;
@@ -161,9 +169,25 @@ int xlb_steer(struct xdp_md *ctx)
 		if ((void *)(ip6 + 1) > end)
 			return malformed();
 		key.family = 6;
-		key.proto = ip6->nexthdr; // an extension header is not TCP/UDP
 		__builtin_memcpy(key.addr, &ip6->daddr, 16);
+		__u8 next = ip6->nexthdr;
 		l4 = ip6 + 1;
+		// Skip the extension headers that come before the transport
+		// header of an unfragmented packet. A fragment header, or more
+		// of them than the bound, leaves next on an extension header:
+		// not TCP/UDP, so the frame goes through the address marker.
+#pragma unroll
+		for (int i = 0; i < MAX_IPV6_EXT_HDRS; i++) {
+			if (next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING &&
+			    next != IPPROTO_DSTOPTS)
+				break;
+			struct ipv6_opt_hdr *opt = l4;
+			if ((void *)(opt + 1) > end)
+				return malformed();
+			next = opt->nexthdr;
+			l4 += (opt->hdrlen + 1) * 8;
+		}
+		key.proto = next;
 	} else {
 		return pass(); // ARP, LLDP, ...
 	}

@@ -66,6 +66,7 @@ type steerCase struct {
 
 func steerCases(t testing.TB) []steerCase {
 	tcp, udp := layers.IPProtocolTCP, layers.IPProtocolUDP
+	hbh, rt, do, frag := layers.IPProtocolIPv6HopByHop, layers.IPProtocolIPv6Routing, layers.IPProtocolIPv6Destination, layers.IPProtocolIPv6Fragment
 	cases := []steerCase{
 		{"tcp to VIP exact port", frame4(t, vipTCP, tcp, 80), outVIP},
 		{"tcp to VIP address, other port", frame4(t, vipTCP, tcp, 81), outPass},
@@ -93,6 +94,28 @@ func steerCases(t testing.TB) []steerCase {
 		{"ipv6 hop-by-hop to VIP address", frame6HopByHop(t, vip6, 443), outVIP},
 		{"ipv6 hop-by-hop to non-VIP", frame6HopByHop(t, nonVIP6, 443), outPass},
 		{"icmpv6 to VIP address", icmp6(t, vip6), outVIP},
+		{"ipv6 hop-by-hop to VIP address, other port", frame6HopByHop(t, vip6, 444), outPass},
+		{"ipv6 routing to VIP port", frame6Ext(t, vip6, []layers.IPProtocol{rt}, tcp, 443), outVIP},
+		{"ipv6 routing to other port", frame6Ext(t, vip6, []layers.IPProtocol{rt}, tcp, 444), outPass},
+		{"ipv6 dest options to VIP port", frame6Ext(t, vip6, []layers.IPProtocol{do}, tcp, 443), outVIP},
+		{"ipv6 hbh, routing, dest options to VIP port", frame6Ext(t, vip6, []layers.IPProtocol{hbh, rt, do}, tcp, 443), outVIP},
+		{"ipv6 hbh, routing, dest options to other port", frame6Ext(t, vip6, []layers.IPProtocol{hbh, rt, do}, tcp, 444), outPass},
+		{"ipv6 4 extension headers to VIP port", frame6Ext(t, vip6, []layers.IPProtocol{hbh, do, rt, do}, tcp, 443), outVIP},
+		{"ipv6 4 extension headers to other port", frame6Ext(t, vip6, []layers.IPProtocol{hbh, do, rt, do}, tcp, 444), outPass},
+		{"ipv6 5 extension headers to VIP address", frame6Ext(t, vip6, []layers.IPProtocol{hbh, do, rt, do, do}, tcp, 444), outVIP},
+		{"ipv6 5 extension headers to non-VIP", frame6Ext(t, nonVIP6, []layers.IPProtocol{hbh, do, rt, do, do}, tcp, 443), outPass},
+		{"ipv6 fragment to VIP address", frame6Ext(t, vip6, []layers.IPProtocol{frag}, tcp, 444), outVIP},
+		{"ipv6 hbh then fragment to VIP address", frame6Ext(t, vip6, []layers.IPProtocol{hbh, frag}, tcp, 444), outVIP},
+		{"ipv6 fragment to non-VIP", frame6Ext(t, nonVIP6, []layers.IPProtocol{frag}, tcp, 443), outPass},
+		{"icmpv6 after hop-by-hop to VIP address", frame6Ext(t, vip6, []layers.IPProtocol{hbh}, layers.IPProtocolICMPv6, 0), outVIP},
+		{"icmp frag-needed to VIP address", icmp4Error(t, vipTCP, vipTCP, layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeFragmentationNeeded), outVIP},
+		{"icmp port-unreachable to VIP address", icmp4Error(t, vipUDP, vipUDP, layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodePort), outVIP},
+		{"icmp time-exceeded to VIP address", icmp4Error(t, vipTCP, vipTCP, layers.ICMPv4TypeTimeExceeded, 0), outVIP},
+		{"icmp frag-needed to non-VIP quoting a VIP", icmp4Error(t, nonVIP, vipTCP, layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeFragmentationNeeded), outPass},
+		{"icmpv6 packet-too-big to VIP address", icmp6Error(t, vip6, vip6, layers.ICMPv6TypePacketTooBig, 0), outVIP},
+		{"icmpv6 unreachable to VIP address", icmp6Error(t, vip6, vip6, layers.ICMPv6TypeDestinationUnreachable, layers.ICMPv6CodeAddressUnreachable), outVIP},
+		{"icmpv6 time-exceeded to VIP address", icmp6Error(t, vip6, vip6, layers.ICMPv6TypeTimeExceeded, 0), outVIP},
+		{"icmpv6 packet-too-big to non-VIP quoting a VIP", icmp6Error(t, nonVIP6, vip6, layers.ICMPv6TypePacketTooBig, 0), outPass},
 		{"ipv4 14-byte frame", frame4(t, vipTCP, tcp, 80)[:14], outMalformed},
 	}
 	for ihl := 6; ihl <= 15; ihl++ {
@@ -105,28 +128,32 @@ func steerCases(t testing.TB) []steerCase {
 		cases = append(cases, steerCase{fmt.Sprintf("ihl %d", ihl), withIHL(frame4(t, vipTCP, tcp, 80), 14, ihl), outMalformed})
 	}
 	// Truncation at every length: inside the L2/L3 headers it is malformed;
-	// inside the L4 header to a VIP address it goes to the worker through
-	// the address marker, elsewhere it is passed.
+	// past them (inside the L4 header, or inside an IPv6 extension header
+	// whose next-header and length bytes are there) to a VIP address it goes
+	// to the worker through the address marker, elsewhere it is passed.
 	truncations := []struct {
-		name  string
-		frame []byte
-		l3    int // offset of the IP header
-		l4    int // offset of the L4 header
-		l4len int
-		vip   bool
+		name   string
+		frame  []byte
+		l3     int // offset of the IP header
+		parsed int // the frame is malformed below this length
+		end    int // end of the L4 header
+		vip    bool
 	}{
-		{"tcp", frame4(t, vipTCP, tcp, 80), 14, 34, 20, true},
-		{"udp", frame4(t, vipUDP, udp, 53), 14, 34, 8, true},
-		{"tcp non-VIP", frame4(t, nonVIP, tcp, 80), 14, 34, 20, false},
-		{"vlan tcp", frame4VLAN(t, layers.EthernetTypeDot1Q, vipTCP, tcp, 80), 18, 38, 20, true},
-		{"ihl 15 tcp", frame4Opts(t, vipTCP, 80, 15), 14, 74, 20, true},
-		{"ipv6 tcp", frame6(t, vip6, tcp, 443), 14, 54, 20, true},
-		{"ipv6 tcp non-VIP", frame6(t, nonVIP6, tcp, 443), 14, 54, 20, false},
+		{"tcp", frame4(t, vipTCP, tcp, 80), 14, 34, 54, true},
+		{"udp", frame4(t, vipUDP, udp, 53), 14, 34, 42, true},
+		{"tcp non-VIP", frame4(t, nonVIP, tcp, 80), 14, 34, 54, false},
+		{"vlan tcp", frame4VLAN(t, layers.EthernetTypeDot1Q, vipTCP, tcp, 80), 18, 38, 58, true},
+		{"ihl 15 tcp", frame4Opts(t, vipTCP, 80, 15), 14, 74, 94, true},
+		{"ipv6 tcp", frame6(t, vip6, tcp, 443), 14, 54, 74, true},
+		{"ipv6 tcp non-VIP", frame6(t, nonVIP6, tcp, 443), 14, 54, 74, false},
+		{"ipv6 hbh tcp", frame6Ext(t, vip6, []layers.IPProtocol{hbh}, tcp, 443), 14, 56, 82, true},
+		{"ipv6 hbh, routing, dest options tcp", frame6Ext(t, vip6, []layers.IPProtocol{hbh, rt, do}, tcp, 443), 14, 80, 122, true},
+		{"ipv6 hbh tcp non-VIP", frame6Ext(t, nonVIP6, []layers.IPProtocol{hbh}, tcp, 443), 14, 56, 82, false},
 	}
 	for _, tr := range truncations {
-		for n := 14; n < tr.l4+tr.l4len; n++ {
+		for n := 14; n < tr.end; n++ {
 			want := outMalformed
-			if n >= tr.l4 {
+			if n >= tr.parsed {
 				want = outPass
 				if tr.vip {
 					want = outVIP
