@@ -161,10 +161,19 @@ func TestBalance(t *testing.T) {
 		}
 	}
 
-	st := stats(t, l)
+	// Counters are read one by one while the last ACKs and FINs may still
+	// be in flight: wait (bounded) for the queue's and the backends' views
+	// to agree, then check them.
+	var st datapath.Stats
 	var pkts uint64
-	for _, b := range st.VIPs[0].Backends {
-		pkts += b.Packets
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, pkts = stats(t, l), 0
+		for _, b := range st.VIPs[0].Backends {
+			pkts += b.Packets
+		}
+		if st.Queues[0].TxPackets == pkts || time.Now().After(deadline) {
+			break
+		}
 	}
 	q := st.Queues[0]
 	if q.TxPackets != pkts || q.RxPackets < pkts {
