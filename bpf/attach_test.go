@@ -264,21 +264,22 @@ func TestDecapAttach(t *testing.T) {
 	}
 }
 
-// TestDecapDelivers sends an IPIP packet over a veth into an interface
-// running the decap program and receives the inner UDP datagram on a socket
-// bound to the inner destination: the kernel has no ipip tunnel configured,
-// so only the program can have delivered it.
+// TestDecapDelivers sends IPIP, GUE (over IPv4 and IPv6) and 6in6 packets
+// over a veth into an interface running the decap program and receives each
+// inner UDP datagram on a socket bound to the inner destination: the kernel
+// has no tunnel configured, so only the program can have delivered it.
 func TestDecapDelivers(t *testing.T) {
 	a, b := vethNetns(t)
 	la, err := netlink.LinkByName(a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, cidr := range []string{"198.18.0.50/24", "198.18.0.10/32"} {
+	for _, cidr := range []string{"198.18.0.50/24", "198.18.0.10/32", "2001:db8::50/64", "2001:db8::10/128"} {
 		addr, err := netlink.ParseAddr(cidr)
 		if err != nil {
 			t.Fatal(err)
 		}
+		addr.Flags = unix.IFA_F_NODAD // usable at once, no duplicate detection wait
 		if err := netlink.AddrAdd(la, addr); err != nil {
 			t.Fatalf("add %s to %s: %v", cidr, a, err)
 		}
@@ -293,18 +294,21 @@ func TestDecapDelivers(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = DetachDecap(a) })
 
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: vipTCP.AsSlice(), Port: 5353})
+	conn4, err := net.ListenUDP("udp4", &net.UDPAddr{IP: vipTCP.AsSlice(), Port: 5353})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer conn4.Close()
+	conn6, err := net.ListenUDP("udp6", &net.UDPAddr{IP: vip6.AsSlice(), Port: 5353})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn6.Close()
 
-	inner := func() []byte {
-		ip := ipv4(client, vipTCP, layers.IPProtocolUDP)
-		return serialize(t, ip, l4(layers.IPProtocolUDP, 5353, ip), payload)
-	}()
-	frame := encap(t, inner, layers.IPProtocolIPv4, 5, false)
-	copy(frame[0:6], la.Attrs().HardwareAddr)
+	ip4 := ipv4(client, vipTCP, layers.IPProtocolUDP)
+	inner4 := serialize(t, ip4, l4(layers.IPProtocolUDP, 5353, ip4), payload)
+	ip6 := ipv6(client6, vip6, layers.IPProtocolUDP)
+	inner6 := serialize(t, ip6, l4(layers.IPProtocolUDP, 5353, ip6), payload)
 
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
 	if err != nil {
@@ -314,24 +318,46 @@ func TestDecapDelivers(t *testing.T) {
 	dst := &unix.SockaddrLinklayer{Ifindex: ifindex(t, b), Halen: 6}
 	copy(dst.Addr[:], la.Attrs().HardwareAddr)
 
-	buf := make([]byte, 2048)
-	for try := range 5 { // the veth may need a moment to carry traffic
-		if err := unix.Sendto(fd, frame, 0, dst); err != nil {
-			t.Fatalf("send on %s: %v", b, err)
-		}
-		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
-		n, _, err := conn.ReadFromUDP(buf)
-		if err == nil {
-			if string(buf[:n]) != string(payload) {
-				t.Fatalf("received %q, want %q", buf[:n], payload)
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		conn  *net.UDPConn
+		kind  func(DecapCounters) uint64
+	}{
+		{"ipip", encap(t, inner4, layers.IPProtocolIPv4, 5, false), conn4, func(c DecapCounters) uint64 { return c.IPIP }},
+		{"gue over ipv4", gueFrame(t, true, DefaultGUEPort, gueHdr(4, 0, false), inner4, false), conn4, func(c DecapCounters) uint64 { return c.GUE }},
+		{"6in6", encap6(t, inner6, layers.IPProtocolIPv6, false), conn6, func(c DecapCounters) uint64 { return c.IP6in6 }},
+		{"gue over ipv6", gueFrame(t, false, DefaultGUEPort, gueHdr(41, 0, false), inner6, false), conn6, func(c DecapCounters) uint64 { return c.GUE }},
+	} {
+		// No t.Run: a subtest runs on another goroutine, outside this
+		// thread's network namespace.
+		func() {
+			frame := tc.frame
+			copy(frame[0:6], la.Attrs().HardwareAddr)
+			before, err := ReadDecapCounters(a)
+			if err != nil {
+				t.Fatal(err)
 			}
-			c, err := ReadDecapCounters(a)
-			if err != nil || c.Decapsulated < 1 {
-				t.Errorf("counters %+v, %v: want at least one decapsulated", c, err)
+			buf := make([]byte, 2048)
+			for try := range 5 { // the veth may need a moment to carry traffic
+				if err := unix.Sendto(fd, frame, 0, dst); err != nil {
+					t.Fatalf("%s: send on %s: %v", tc.name, b, err)
+				}
+				_ = tc.conn.SetReadDeadline(time.Now().Add(time.Second))
+				n, _, err := tc.conn.ReadFromUDP(buf)
+				if err == nil {
+					if string(buf[:n]) != string(payload) {
+						t.Fatalf("%s: received %q, want %q", tc.name, buf[:n], payload)
+					}
+					after, err := ReadDecapCounters(a)
+					if err != nil || tc.kind(after) <= tc.kind(before) {
+						t.Errorf("%s: counters %+v -> %+v, %v: want this kind counted", tc.name, before, after, err)
+					}
+					return
+				}
+				t.Logf("%s: try %d: %v", tc.name, try, err)
 			}
-			return
-		}
-		t.Logf("try %d: %v", try, err)
+			t.Errorf("%s: inner datagram never delivered", tc.name)
+		}()
 	}
-	t.Fatal("inner datagram never delivered")
 }

@@ -20,7 +20,11 @@ const (
 // Indexes of the decap program's decap_counters map: mirror enum
 // decap_counter in decap.c.
 const (
-	decapDecapsulated = iota
+	decapIPIP = iota
+	decap6in4
+	decap4in6
+	decap6in6
+	decapGUE
 	decapPassed
 	decapMalformed
 	decapCounterMax

@@ -2,32 +2,53 @@
 
 //go:build ignore
 
-// decap: the backend-side XDP program for hosts whose kernel has no ipip
-// module. It strips the outer IPv4 header of IPIP (protocol 4) and 6in4
-// (protocol 41) packets and passes the inner packet to the stack as if it had
-// arrived on the interface, keeping the Ethernet addresses and any VLAN tag.
+// decap: the backend-side XDP program for hosts whose kernel has no tunnel
+// modules. It strips the outer header of
 //
-// Every unfragmented IPIP/6in4 packet arriving on the interface is
-// decapsulated, whatever its outer destination: attach it only on a backend's
-// interface that faces the balancer. Everything else is passed untouched.
+//   IPIP (IPv4 in IPv4), 6in4 (IPv6 in IPv4, protocol 41),
+//   4in6 (IPv4 in IPv6, next header 4), 6in6 (next header 41), and
+//   GUE: outer IPv4 or IPv6, UDP to the port in gue_port, then a GUE
+//        header: variant 0 (4 bytes plus optional fields, its proto field
+//        4 or 41) or variant 1 (no header: the inner IP packet directly)
+//
+// and passes the inner packet to the stack as if it had arrived on the
+// interface, keeping the Ethernet addresses and any VLAN tag.
+//
+// Every such packet arriving on the interface is decapsulated, whatever its
+// outer destination: attach it only on a backend's interface that faces the
+// balancer. Outer IPv4 fragments and outer IPv6 extension headers (the
+// fragment header included) are left to the stack. Everything else is
+// passed untouched.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
 #define IP_FRAG_MASK 0x3fff // MF flag and fragment offset
 
 // decap_counter indexes decap_counters. Mirrored in Go (counter.go).
-// Every frame is counted once: DECAPSULATED + PASSED + MALFORMED = all.
+// Every frame is counted once: the five kinds + PASSED + MALFORMED = all.
 enum decap_counter {
-	DECAP_DECAPSULATED = 0,
-	DECAP_PASSED = 1,
-	DECAP_MALFORMED = 2,
-	DECAP_COUNTER_MAX = 3,
+	DECAP_IPIP = 0,
+	DECAP_6IN4 = 1,
+	DECAP_4IN6 = 2,
+	DECAP_6IN6 = 3,
+	DECAP_GUE = 4,
+	DECAP_PASSED = 5,
+	DECAP_MALFORMED = 6,
+	DECAP_COUNTER_MAX = 7,
 };
+
+// GUE header, first byte: version (2 bits), C (control), hlen (5 bits,
+// optional fields in 32-bit words); then the inner protocol and flags.
+#define GUE_VERSION_SHIFT 6
+#define GUE_CONTROL 0x20
+#define GUE_HLEN_MASK 0x1f
 
 struct vlan_hdr {
 	__be16 tci;
@@ -40,12 +61,27 @@ struct l2_hdr {
 	struct vlan_hdr vlan;
 };
 
+struct gue_hdr {
+	__u8 flags_hlen;
+	__u8 proto;
+	__be16 flags;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(max_entries, DECAP_COUNTER_MAX);
 } decap_counters SEC(".maps");
+
+// gue_port holds the GUE UDP destination port in host byte order; 0 (the
+// value until the loader sets it) disables GUE.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+} gue_port SEC(".maps");
 
 static __always_inline int count(__u32 idx)
 {
@@ -56,14 +92,27 @@ static __always_inline int count(__u32 idx)
 	return XDP_PASS;
 }
 
+// inner_kind returns the counter of an IP-in-IP packet whose outer header
+// is IPv4 (outer4) or IPv6 and carries proto, or -1 if proto is neither
+// IPv4 (4) nor IPv6 (41).
+static __always_inline int inner_kind(int outer4, __u8 proto)
+{
+	if (proto == IPPROTO_IPIP)
+		return outer4 ? DECAP_IPIP : DECAP_4IN6;
+	if (proto == IPPROTO_IPV6)
+		return outer4 ? DECAP_6IN4 : DECAP_6IN6;
+	return -1;
+}
+
 SEC("xdp")
 int xlb_decap(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct l2_hdr l2;
-	__u16 inner_type;
-	__u8 inner_version;
+	__u32 outer_len; // bytes to strip after the L2 header
+	__u8 proto;      // protocol after the outer IP header
+	int outer4;
 	int tagged = 0;
 
 	struct ethhdr *eth = data;
@@ -81,37 +130,89 @@ int xlb_decap(struct xdp_md *ctx)
 		l3 = vlan + 1;
 		tagged = 1;
 	}
-	if (ethertype != bpf_htons(ETH_P_IP))
-		return count(DECAP_PASSED);
 
-	struct iphdr *ip = l3;
-	if ((void *)(ip + 1) > end)
-		return count(DECAP_MALFORMED);
-	__u32 hlen = ip->ihl * 4;
-	if (hlen < sizeof(*ip))
-		return count(DECAP_MALFORMED);
-	if (ip->protocol == IPPROTO_IPIP) {
-		inner_type = bpf_htons(ETH_P_IP);
-		inner_version = 4;
-	} else if (ip->protocol == IPPROTO_IPV6) {
-		inner_type = bpf_htons(ETH_P_IPV6);
-		inner_version = 6;
+	if (ethertype == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = l3;
+		if ((void *)(ip + 1) > end)
+			return count(DECAP_MALFORMED);
+		outer_len = ip->ihl * 4;
+		if (outer_len < sizeof(*ip))
+			return count(DECAP_MALFORMED);
+		proto = ip->protocol;
+		outer4 = 1;
+		if (proto != IPPROTO_IPIP && proto != IPPROTO_IPV6 &&
+		    proto != IPPROTO_UDP)
+			return count(DECAP_PASSED);
+		// A fragment cannot be decapsulated on its own: let the stack
+		// have it.
+		if (ip->frag_off & bpf_htons(IP_FRAG_MASK))
+			return count(DECAP_PASSED);
+	} else if (ethertype == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = l3;
+		if ((void *)(ip6 + 1) > end)
+			return count(DECAP_MALFORMED);
+		outer_len = sizeof(*ip6);
+		proto = ip6->nexthdr;
+		outer4 = 0;
+		if (proto != IPPROTO_IPIP && proto != IPPROTO_IPV6 &&
+		    proto != IPPROTO_UDP)
+			return count(DECAP_PASSED);
 	} else {
 		return count(DECAP_PASSED);
 	}
-	// A fragment cannot be decapsulated on its own: let the stack have it.
-	if (ip->frag_off & bpf_htons(IP_FRAG_MASK))
-		return count(DECAP_PASSED);
 
-	// The outer header and at least the inner version byte must be there.
-	__u8 *inner = l3 + hlen;
+	int kind = inner_kind(outer4, proto);
+	if (proto == IPPROTO_UDP) {
+		__u32 zero = 0;
+		__u32 *port = bpf_map_lookup_elem(&gue_port, &zero);
+		if (!port || !*port)
+			return count(DECAP_PASSED);
+		struct udphdr *udp = l3 + outer_len;
+		if ((void *)(udp + 1) > end)
+			return count(DECAP_MALFORMED);
+		if (udp->dest != bpf_htons((__u16)*port))
+			return count(DECAP_PASSED);
+		outer_len += sizeof(*udp);
+
+		struct gue_hdr *gue = (void *)(udp + 1);
+		if ((void *)(gue + 1) > end)
+			return count(DECAP_MALFORMED);
+		switch (gue->flags_hlen >> GUE_VERSION_SHIFT) {
+		case 0:
+			// A control message is for a GUE endpoint, not us.
+			if (gue->flags_hlen & GUE_CONTROL)
+				return count(DECAP_PASSED);
+			if (inner_kind(1, gue->proto) < 0)
+				return count(DECAP_PASSED);
+			proto = gue->proto;
+			outer_len += sizeof(*gue) + (gue->flags_hlen & GUE_HLEN_MASK) * 4;
+			break;
+		case 1:
+			// Variant 1: the inner IP packet follows the UDP header;
+			// the first nibble says which version.
+			proto = (gue->flags_hlen >> 4) == 6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
+			break;
+		default:
+			return count(DECAP_PASSED);
+		}
+		kind = DECAP_GUE;
+	}
+
+	// At least the inner version byte must be there, and match.
+	__u8 *inner = l3 + outer_len;
 	if ((void *)(inner + 1) > end)
 		return count(DECAP_MALFORMED);
+	__u16 inner_type = bpf_htons(ETH_P_IP);
+	__u8 inner_version = 4;
+	if (proto == IPPROTO_IPV6) {
+		inner_type = bpf_htons(ETH_P_IPV6);
+		inner_version = 6;
+	}
 	if ((*inner >> 4) != inner_version)
 		return count(DECAP_MALFORMED);
 
-	// Save the L2 header, move the start of the frame past the outer IP
-	// header, and write the L2 header back in front of the inner packet.
+	// Save the L2 header, move the start of the frame past the outer
+	// headers, and write the L2 header back in front of the inner packet.
 	if (tagged) {
 		__builtin_memcpy(&l2, data, sizeof(struct l2_hdr));
 		l2.vlan.proto = inner_type;
@@ -119,7 +220,7 @@ int xlb_decap(struct xdp_md *ctx)
 		__builtin_memcpy(&l2.eth, data, sizeof(struct ethhdr));
 		l2.eth.h_proto = inner_type;
 	}
-	if (bpf_xdp_adjust_head(ctx, (int)hlen))
+	if (bpf_xdp_adjust_head(ctx, (int)outer_len))
 		return count(DECAP_MALFORMED);
 
 	data = (void *)(long)ctx->data;
@@ -133,7 +234,7 @@ int xlb_decap(struct xdp_md *ctx)
 			return count(DECAP_MALFORMED);
 		__builtin_memcpy(data, &l2.eth, sizeof(struct ethhdr));
 	}
-	return count(DECAP_DECAPSULATED);
+	return count(kind);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

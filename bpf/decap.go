@@ -23,9 +23,25 @@ var (
 const decapProgName = "xlb_decap"
 
 // DecapCounters are the decap program's counters summed over CPUs. Every
-// frame is counted once: Decapsulated + Passed + Malformed = all frames.
+// frame is counted once: Decapsulated + Passed + Malformed = all frames, and
+// Decapsulated is the sum of the five kinds.
 type DecapCounters struct {
-	Decapsulated, Passed, Malformed uint64
+	Decapsulated uint64
+	// By kind: outer IPv4 carrying IPv4 (IPIP) or IPv6 (6in4), outer IPv6
+	// carrying IPv4 (4in6) or IPv6 (6in6), and GUE whatever the families.
+	IPIP, IP6in4, IP4in6, IP6in6, GUE uint64
+	Passed, Malformed                 uint64
+}
+
+// DefaultGUEPort is the GUE UDP destination port AttachDecap listens on.
+// GUE has no IANA port; 6080 is what the balancer sends to by default.
+const DefaultGUEPort = 6080
+
+// DecapOptions configure the decap program for AttachDecapWith.
+type DecapOptions struct {
+	// GUEPort is the UDP destination port of GUE packets to decapsulate;
+	// 0 disables GUE (UDP is then always passed untouched).
+	GUEPort uint16
 }
 
 // decapState is what is attached to an interface's XDP hook.
@@ -60,14 +76,20 @@ func inspectXDP(ifname string) (decapState, error) {
 	return st, nil
 }
 
-// AttachDecap attaches the decap program to ifname (in the calling thread's
-// network namespace) through netlink, not a bpf_link, so the attachment
-// outlives the process: `xlb decap attach` exits and the backend keeps
-// decapsulating until DetachDecap. It tries native (driver) mode, then
-// generic, and returns the mode used. If xlb's decap program is already
-// attached it is replaced in place (an upgrade); any other XDP program is
-// left alone and ErrForeignProgram returned.
+// AttachDecap is AttachDecapWith(ifname, DecapOptions{GUEPort: DefaultGUEPort}).
 func AttachDecap(ifname string) (string, error) {
+	return AttachDecapWith(ifname, DecapOptions{GUEPort: DefaultGUEPort})
+}
+
+// AttachDecapWith attaches the decap program, configured by opts, to ifname
+// (in the calling thread's network namespace) through netlink, not a
+// bpf_link, so the attachment outlives the process: `xlb decap attach` exits
+// and the backend keeps decapsulating until DetachDecap. It tries native
+// (driver) mode, then generic, and returns the mode used. If xlb's decap
+// program is already attached it is replaced in place (an upgrade, or new
+// options; the counters restart from zero); any other XDP program is left
+// alone and ErrForeignProgram returned.
+func AttachDecapWith(ifname string, opts DecapOptions) (string, error) {
 	if err := memlockOnce(); err != nil {
 		return "", err
 	}
@@ -85,6 +107,9 @@ func AttachDecap(ifname string) (string, error) {
 	}
 	// The attachment holds its own reference to the program.
 	defer objs.Close()
+	if err := objs.GuePort.Update(uint32(0), uint32(opts.GUEPort), ebpf.UpdateAny); err != nil {
+		return "", fmt.Errorf("bpf: decap: set GUE port %d: %w", opts.GUEPort, err)
+	}
 	fd := objs.XlbDecap.FD()
 
 	if st.ours {
@@ -199,9 +224,15 @@ func readDecapCounters(m *ebpf.Map) (DecapCounters, error) {
 	if err := sumPerCPU(m, raw[:]); err != nil {
 		return DecapCounters{}, err
 	}
-	return DecapCounters{
-		Decapsulated: raw[decapDecapsulated],
-		Passed:       raw[decapPassed],
-		Malformed:    raw[decapMalformed],
-	}, nil
+	c := DecapCounters{
+		IPIP:      raw[decapIPIP],
+		IP6in4:    raw[decap6in4],
+		IP4in6:    raw[decap4in6],
+		IP6in6:    raw[decap6in6],
+		GUE:       raw[decapGUE],
+		Passed:    raw[decapPassed],
+		Malformed: raw[decapMalformed],
+	}
+	c.Decapsulated = c.IPIP + c.IP6in4 + c.IP4in6 + c.IP6in6 + c.GUE
+	return c, nil
 }

@@ -17,6 +17,7 @@ import (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	decapMapDecapCounters = "decap_counters"
+	decapMapGuePort       = "gue_port"
 	decapProgXlbDecap     = "xlb_decap"
 )
 
@@ -70,6 +71,7 @@ type decapProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type decapMapSpecs struct {
 	DecapCounters *ebpf.MapSpec `ebpf:"decap_counters"`
+	GuePort       *ebpf.MapSpec `ebpf:"gue_port"`
 }
 
 // decapVariableSpecs contains global variables before they are loaded into the kernel.
@@ -99,11 +101,13 @@ func (o *decapObjects) Close() error {
 // It can be passed to loadDecapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type decapMaps struct {
 	DecapCounters *ebpf.Map `ebpf:"decap_counters"`
+	GuePort       *ebpf.Map `ebpf:"gue_port"`
 }
 
 func (m *decapMaps) Close() error {
 	return _DecapClose(
 		m.DecapCounters,
+		m.GuePort,
 	)
 }
 

@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -11,8 +12,10 @@ import (
 )
 
 var (
-	balancer = netip.MustParseAddr("198.18.0.1")
-	backend  = netip.MustParseAddr("198.18.0.50")
+	balancer  = netip.MustParseAddr("198.18.0.1")
+	backend   = netip.MustParseAddr("198.18.0.50")
+	balancer6 = netip.MustParseAddr("2001:db8::1")
+	backend6  = netip.MustParseAddr("2001:db8::50")
 )
 
 func loadTestDecap(t testing.TB) *decapObjects {
@@ -60,58 +63,185 @@ func l2(t testing.TB, vlan bool, ethertype layers.EthernetType, ls ...gopacket.S
 	return serialize(t, append([]gopacket.SerializableLayer{eth(ethertype)}, ls...)...)
 }
 
+// encap6 prepends an outer IPv6 header (balancer6 -> backend6) whose next
+// header is next, then extension headers exts if any, and an Ethernet
+// header with an optional VLAN tag.
+func encap6(t testing.TB, inner []byte, next layers.IPProtocol, vlan bool, exts ...layers.IPProtocol) []byte {
+	first := next
+	if len(exts) > 0 {
+		first = exts[0]
+	}
+	var chain []byte
+	for i, typ := range exts {
+		n := next
+		if i+1 < len(exts) {
+			n = exts[i+1]
+		}
+		chain = append(chain, extHdr(typ, n, 0)...)
+	}
+	outer := ipv6(balancer6, backend6, first)
+	return l2(t, vlan, layers.EthernetTypeIPv6, outer, gopacket.Payload(append(chain, inner...)))
+}
+
+// gueHdr is a GUE variant 0 header carrying proto with hlen words of
+// optional fields (zeros) and the control bit if ctrl.
+func gueHdr(proto byte, hlen int, ctrl bool) []byte {
+	h := make([]byte, 4+4*hlen)
+	h[0], h[1] = byte(hlen), proto
+	if ctrl {
+		h[0] |= 0x20
+	}
+	return h
+}
+
+// gueFrame wraps inner, preceded by the GUE header hdr (nil for variant 1),
+// in UDP to port and an outer IPv4 (outer4) or IPv6 header, balancer to
+// backend.
+func gueFrame(t testing.TB, outer4 bool, port uint16, hdr, inner []byte, vlan bool) []byte {
+	udp := &layers.UDP{SrcPort: 51234, DstPort: layers.UDPPort(port)}
+	body := gopacket.Payload(append(append([]byte(nil), hdr...), inner...))
+	if outer4 {
+		ip := ipv4(balancer, backend, layers.IPProtocolUDP)
+		_ = udp.SetNetworkLayerForChecksum(ip)
+		return l2(t, vlan, layers.EthernetTypeIPv4, ip, udp, body)
+	}
+	ip := ipv6(balancer6, backend6, layers.IPProtocolUDP)
+	_ = udp.SetNetworkLayerForChecksum(ip)
+	return l2(t, vlan, layers.EthernetTypeIPv6, ip, udp, body)
+}
+
 type decapCase struct {
 	name string
 	in   []byte
 	out  []byte // nil: the frame must come out untouched
 	want DecapCounters
+	gue  bool // a whole GUE frame (passed untouched when GUE is disabled)
+}
+
+func subDecap(a, b DecapCounters) DecapCounters {
+	return DecapCounters{a.Decapsulated - b.Decapsulated, a.IPIP - b.IPIP, a.IP6in4 - b.IP6in4,
+		a.IP4in6 - b.IP4in6, a.IP6in6 - b.IP6in6, a.GUE - b.GUE, a.Passed - b.Passed, a.Malformed - b.Malformed}
 }
 
 func decapCases(t testing.TB) []decapCase {
 	in4, in6 := innerTCP4(t), innerTCP6(t)
+	out4 := func(vlan bool) []byte { return l2(t, vlan, layers.EthernetTypeIPv4, gopacket.Payload(in4)) }
+	out6 := func(vlan bool) []byte { return l2(t, vlan, layers.EthernetTypeIPv6, gopacket.Payload(in6)) }
 	ipip := encap(t, in4, layers.IPProtocolIPv4, 5, false)
-	decapped := DecapCounters{Decapsulated: 1}
-	passed := DecapCounters{Passed: 1}
-	malformed := DecapCounters{Malformed: 1}
+	var (
+		ipipN   = DecapCounters{Decapsulated: 1, IPIP: 1}
+		sixIn4  = DecapCounters{Decapsulated: 1, IP6in4: 1}
+		fourIn6 = DecapCounters{Decapsulated: 1, IP4in6: 1}
+		sixIn6  = DecapCounters{Decapsulated: 1, IP6in6: 1}
+		gue     = DecapCounters{Decapsulated: 1, GUE: 1}
+		passed  = DecapCounters{Passed: 1}
+		bad     = DecapCounters{Malformed: 1}
+	)
+	const port = DefaultGUEPort
+	v4, v6 := byte(layers.IPProtocolIPv4), byte(layers.IPProtocolIPv6)
 	fragment := encap(t, in4, layers.IPProtocolIPv4, 5, false)
 	fragment[14+6] |= 0x20 // MF
+	gueFragment := gueFrame(t, true, port, gueHdr(v4, 0, false), in4, false)
+	gueFragment[14+6] |= 0x20
 	cases := []decapCase{
-		{"ipip", ipip, l2(t, false, layers.EthernetTypeIPv4, gopacket.Payload(in4)), decapped},
-		{"ipip outer ihl 7", encap(t, in4, layers.IPProtocolIPv4, 7, false), l2(t, false, layers.EthernetTypeIPv4, gopacket.Payload(in4)), decapped},
-		{"ipip outer ihl 15", encap(t, in4, layers.IPProtocolIPv4, 15, false), l2(t, false, layers.EthernetTypeIPv4, gopacket.Payload(in4)), decapped},
-		{"ipip vlan", encap(t, in4, layers.IPProtocolIPv4, 5, true), l2(t, true, layers.EthernetTypeIPv4, gopacket.Payload(in4)), decapped},
-		{"6in4", encap(t, in6, layers.IPProtocolIPv6, 5, false), l2(t, false, layers.EthernetTypeIPv6, gopacket.Payload(in6)), decapped},
-		{"6in4 vlan", encap(t, in6, layers.IPProtocolIPv6, 5, true), l2(t, true, layers.EthernetTypeIPv6, gopacket.Payload(in6)), decapped},
-		{"plain tcp", frame4(t, backend, layers.IPProtocolTCP, 80), nil, passed},
-		{"plain ipv6", frame6(t, vip6, layers.IPProtocolTCP, 443), nil, passed},
-		{"arp", arp(t), nil, passed},
-		{"ipip fragment", fragment, nil, passed},
-		{"ipip outer ihl 4", withIHL(ipip, 14, 4), nil, malformed},
-		{"ipip no inner", ipip[:34], nil, malformed},
-		{"ipip inner version mismatch", encap(t, in6, layers.IPProtocolIPv4, 5, false), nil, malformed},
-		{"6in4 inner version mismatch", encap(t, in4, layers.IPProtocolIPv6, 5, false), nil, malformed},
-		{"ipip vlan truncated tag", encap(t, in4, layers.IPProtocolIPv4, 5, true)[:16], nil, malformed},
-		{"ipip ihl 15 truncated options", encap(t, in4, layers.IPProtocolIPv4, 15, false)[:60], nil, malformed},
+		{"ipip", ipip, out4(false), ipipN, false},
+		{"ipip outer ihl 7", encap(t, in4, layers.IPProtocolIPv4, 7, false), out4(false), ipipN, false},
+		{"ipip outer ihl 15", encap(t, in4, layers.IPProtocolIPv4, 15, false), out4(false), ipipN, false},
+		{"ipip vlan", encap(t, in4, layers.IPProtocolIPv4, 5, true), out4(true), ipipN, false},
+		{"6in4", encap(t, in6, layers.IPProtocolIPv6, 5, false), out6(false), sixIn4, false},
+		{"6in4 vlan", encap(t, in6, layers.IPProtocolIPv6, 5, true), out6(true), sixIn4, false},
+		{"4in6", encap6(t, in4, layers.IPProtocolIPv4, false), out4(false), fourIn6, false},
+		{"4in6 vlan", encap6(t, in4, layers.IPProtocolIPv4, true), out4(true), fourIn6, false},
+		{"6in6", encap6(t, in6, layers.IPProtocolIPv6, false), out6(false), sixIn6, false},
+		{"6in6 vlan", encap6(t, in6, layers.IPProtocolIPv6, true), out6(true), sixIn6, false},
+		{"gue ipv4 in ipv4", gueFrame(t, true, port, gueHdr(v4, 0, false), in4, false), out4(false), gue, true},
+		{"gue ipv6 in ipv4", gueFrame(t, true, port, gueHdr(v6, 0, false), in6, false), out6(false), gue, true},
+		{"gue ipv4 in ipv6", gueFrame(t, false, port, gueHdr(v4, 0, false), in4, false), out4(false), gue, true},
+		{"gue ipv6 in ipv6", gueFrame(t, false, port, gueHdr(v6, 0, false), in6, false), out6(false), gue, true},
+		{"gue vlan", gueFrame(t, true, port, gueHdr(v4, 0, false), in4, true), out4(true), gue, true},
+		{"gue ipv6 vlan", gueFrame(t, false, port, gueHdr(v6, 0, false), in6, true), out6(true), gue, true},
+		{"gue optional fields", gueFrame(t, true, port, gueHdr(v4, 2, false), in4, false), out4(false), gue, true},
+		{"gue longest optional fields", gueFrame(t, false, port, gueHdr(v6, 31, false), in6, false), out6(false), gue, true},
+		{"gue variant 1 ipv4", gueFrame(t, true, port, nil, in4, false), out4(false), gue, true},
+		{"gue variant 1 ipv6", gueFrame(t, false, port, nil, in6, false), out6(false), gue, true},
+		{"gue control message", gueFrame(t, true, port, gueHdr(v4, 0, true), in4, false), nil, passed, true},
+		{"gue carrying udp", gueFrame(t, true, port, gueHdr(17, 0, false), in4, false), nil, passed, true},
+		{"gue version 2", gueFrame(t, true, port, []byte{0x80, v4, 0, 0}, in4, false), nil, passed, true},
+		{"gue version 3", gueFrame(t, true, port, []byte{0xc0, v4, 0, 0}, in4, false), nil, passed, true},
+		{"gue inner version mismatch", gueFrame(t, true, port, gueHdr(v4, 0, false), in6, false), nil, bad, true},
+		{"gue variant 1 bad version", gueFrame(t, true, port, nil, append([]byte{0x55}, in4[1:]...), false), nil, bad, true},
+		{"gue outer fragment", gueFragment, nil, passed, false},
+		{"udp to another port", gueFrame(t, true, port+1, gueHdr(v4, 0, false), in4, false), nil, passed, false},
+		{"udp to another port over ipv6", gueFrame(t, false, port-1, gueHdr(v4, 0, false), in4, false), nil, passed, false},
+		{"plain tcp", frame4(t, backend, layers.IPProtocolTCP, 80), nil, passed, false},
+		{"plain ipv6", frame6(t, vip6, layers.IPProtocolTCP, 443), nil, passed, false},
+		{"plain udp", frame4(t, backend, layers.IPProtocolUDP, 53), nil, passed, false},
+		{"arp", arp(t), nil, passed, false},
+		{"ipip fragment", fragment, nil, passed, false},
+		{"6in6 behind hop-by-hop", encap6(t, in6, layers.IPProtocolIPv6, false, layers.IPProtocolIPv6HopByHop), nil, passed, false},
+		{"6in6 fragment", encap6(t, in6, layers.IPProtocolIPv6, false, layers.IPProtocolIPv6Fragment), nil, passed, false},
+		{"ipip outer ihl 4", withIHL(ipip, 14, 4), nil, bad, false},
+		{"ipip no inner", ipip[:34], nil, bad, false},
+		{"ipip inner version mismatch", encap(t, in6, layers.IPProtocolIPv4, 5, false), nil, bad, false},
+		{"6in4 inner version mismatch", encap(t, in4, layers.IPProtocolIPv6, 5, false), nil, bad, false},
+		{"4in6 inner version mismatch", encap6(t, in6, layers.IPProtocolIPv4, false), nil, bad, false},
+		{"6in6 inner version mismatch", encap6(t, in4, layers.IPProtocolIPv6, false), nil, bad, false},
+		{"ipip vlan truncated tag", encap(t, in4, layers.IPProtocolIPv4, 5, true)[:16], nil, bad, false},
+		{"ipip ihl 15 truncated options", encap(t, in4, layers.IPProtocolIPv4, 15, false)[:60], nil, bad, false},
 	}
-	for n := 14; n < 34; n++ {
-		cases = append(cases, decapCase{"ipip outer cut", ipip[:n], nil, malformed})
+	// Truncation at every length up to and including the inner version
+	// byte is malformed; the inner packet itself is the stack's business.
+	truncations := []struct {
+		name  string
+		frame []byte
+		inner int // offset of the inner packet
+	}{
+		{"ipip", ipip, 34},
+		{"6in6", encap6(t, in6, layers.IPProtocolIPv6, false), 54},
+		{"6in6 vlan", encap6(t, in6, layers.IPProtocolIPv6, true), 58},
+		{"gue over ipv4", gueFrame(t, true, port, gueHdr(v4, 0, false), in4, false), 46},
+		{"gue over ipv6", gueFrame(t, false, port, gueHdr(v6, 0, false), in6, false), 66},
+		{"gue optional fields", gueFrame(t, true, port, gueHdr(v4, 3, false), in4, false), 58},
+	}
+	for _, tr := range truncations {
+		for n := 14; n <= tr.inner; n++ {
+			cases = append(cases, decapCase{fmt.Sprintf("%s cut at %d", tr.name, n), tr.frame[:n], nil, bad, false})
+		}
 	}
 	return cases
 }
 
+func runDecap(t *testing.T, objs *decapObjects, in []byte) (uint32, []byte, DecapCounters) {
+	t.Helper()
+	before, err := readDecapCounters(objs.DecapCounters)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+256)}
+	verdict, err := objs.XlbDecap.Run(&opts)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	after, err := readDecapCounters(objs.DecapCounters)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return verdict, opts.DataOut, subDecap(after, before)
+}
+
+func setGUEPort(t testing.TB, objs *decapObjects, port uint16) {
+	t.Helper()
+	if err := objs.GuePort.Update(uint32(0), uint32(port), ebpf.UpdateAny); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestDecapFrames(t *testing.T) {
 	objs := loadTestDecap(t)
+	setGUEPort(t, objs, DefaultGUEPort)
 	for _, tc := range decapCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
-			before, err := readDecapCounters(objs.DecapCounters)
-			if err != nil {
-				t.Fatal(err)
-			}
-			opts := ebpf.RunOptions{Data: tc.in, DataOut: make([]byte, len(tc.in)+256)}
-			verdict, err := objs.XlbDecap.Run(&opts)
-			if err != nil {
-				t.Fatalf("run: %v", err)
-			}
+			verdict, out, got := runDecap(t, objs, tc.in)
 			if verdict != xdpPass {
 				t.Errorf("verdict %d, want XDP_PASS", verdict)
 			}
@@ -119,14 +249,9 @@ func TestDecapFrames(t *testing.T) {
 			if want == nil {
 				want = tc.in
 			}
-			if !bytes.Equal(opts.DataOut, want) {
-				t.Errorf("output frame\n got % x\nwant % x", opts.DataOut, want)
+			if !bytes.Equal(out, want) {
+				t.Errorf("output frame\n got % x\nwant % x", out, want)
 			}
-			after, err := readDecapCounters(objs.DecapCounters)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := DecapCounters{after.Decapsulated - before.Decapsulated, after.Passed - before.Passed, after.Malformed - before.Malformed}
 			if got != tc.want {
 				t.Errorf("counter delta %+v, want %+v", got, tc.want)
 			}
@@ -134,13 +259,34 @@ func TestDecapFrames(t *testing.T) {
 	}
 }
 
+// TestDecapGUEDisabled: with GUE port 0 (the map's value until the loader
+// sets it) every GUE frame is passed untouched, and IP-in-IP still works.
+func TestDecapGUEDisabled(t *testing.T) {
+	objs := loadTestDecap(t)
+	for _, tc := range decapCases(t) {
+		if !tc.gue && tc.name != "ipip" {
+			continue
+		}
+		want := DecapCounters{Passed: 1}
+		if !tc.gue {
+			want = tc.want
+		}
+		_, out, got := runDecap(t, objs, tc.in)
+		if got != want || (tc.gue && !bytes.Equal(out, tc.in)) {
+			t.Errorf("%s: counter delta %+v (want %+v), frame changed %v", tc.name, got, want, !bytes.Equal(out, tc.in))
+		}
+	}
+}
+
 // FuzzDecap: every frame passes, and comes out either untouched or with
-// exactly the outer IPv4 header removed from behind its L2 header.
+// exactly the outer headers (IPv4 with options or IPv6, then UDP and GUE
+// with optional fields for GUE) removed from behind its L2 header.
 func FuzzDecap(f *testing.F) {
 	for _, tc := range decapCases(f) {
 		f.Add(tc.in)
 	}
 	objs := loadTestDecap(f)
+	setGUEPort(f, objs, DefaultGUEPort)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if len(in) < 14 {
 			return // BPF_PROG_TEST_RUN refuses frames shorter than Ethernet
@@ -162,7 +308,7 @@ func FuzzDecap(f *testing.F) {
 			l2len = 18
 		}
 		cut := len(in) - len(out)
-		if cut < 20 || cut > 60 || !bytes.Equal(out[:l2len-2], in[:l2len-2]) || !bytes.Equal(out[l2len:], in[l2len+cut:]) {
+		if cut < 20 || cut > 60+8+4+124 || !bytes.Equal(out[:l2len-2], in[:l2len-2]) || !bytes.Equal(out[l2len:], in[l2len+cut:]) {
 			t.Fatalf("unexpected rewrite\n in % x\nout % x", in, out)
 		}
 	})

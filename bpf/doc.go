@@ -4,21 +4,28 @@
 // # steer (balancer side)
 //
 // steer.c runs on every frame the balancer's NIC receives. It parses
-// Ethernet (at most one 802.1Q/802.1ad tag), IPv4 (honouring IHL) or the
-// fixed IPv6 header, and the TCP/UDP destination port, then looks the
-// destination up in the vips map: first (addr, port, proto), then
-// (addr, 0, proto) for a VIP that covers every port. A match is redirected
-// into the AF_XDP socket bound to the receiving queue (xsks map, index = RX
-// queue); everything else is passed to the kernel. Malformed frames are
-// counted and passed, never dropped: the kernel drops what it cannot parse,
-// and this program must not decide for non-VIP traffic.
+// Ethernet (at most one 802.1Q/802.1ad tag), IPv4 (honouring IHL) or IPv6
+// (skipping up to four hop-by-hop, routing and destination-options extension
+// headers), and the TCP/UDP destination port, then looks the destination up
+// in the vips map: first (addr, port, proto), then (addr, 0, proto) for a
+// VIP that covers every port. A match is redirected into the AF_XDP socket
+// bound to the receiving queue (xsks map, index = RX queue); everything else
+// is passed to the kernel. Malformed frames (truncated L2/L3 headers, IPv4
+// IHL below 5, a truncated IPv6 extension header) are counted and passed,
+// never dropped: the kernel drops what it cannot parse, and this program
+// must not decide for non-VIP traffic.
 //
 // The address marker contract: for every VIP address SetVIPs also inserts
 // (addr, port 0, proto 0), see AddrKey. Frames to a VIP address whose ports
-// cannot be read (non-first IPv4 fragments, truncated TCP/UDP headers, IPv6
-// extension headers) or that are neither TCP nor UDP (ICMP, ...) match the
-// marker and are redirected too: the Go worker re-parses every frame it
-// receives and decides (forward, answer or count a drop reason). Whoever
+// cannot be read (non-first IPv4 fragments, any IPv6 fragment header, more
+// than four IPv6 extension headers, truncated TCP/UDP headers) or that are
+// neither TCP nor UDP match the marker and are redirected too: the Go worker
+// re-parses every frame it receives and decides (forward, answer or count a
+// drop reason). ICMP and ICMPv6 errors about a VIP's traffic (fragmentation
+// needed, packet too big, unreachable, time exceeded) take this path: a
+// backend answers with the VIP as source address, so the error quoting that
+// answer is addressed to the VIP. The program never looks inside an ICMP
+// message; the worker reads the quoted packet to find the flow. Whoever
 // writes the vips map by other means must keep the markers.
 //
 // A VIP frame on a queue without a socket is passed to the kernel and
@@ -33,16 +40,22 @@
 //
 // # decap (backend side)
 //
-// decap.c is for backends whose kernel has no ipip module. It strips the
-// outer IPv4 header of every unfragmented IPIP (protocol 4) or 6in4
-// (protocol 41) packet arriving on the interface, whatever its outer
-// destination, keeps the Ethernet header and VLAN tag, and passes the inner
-// packet to the stack. Everything else is passed untouched. Attach it only on
-// the interface facing the balancer.
+// decap.c is for backends whose kernel has no tunnel modules. It strips the
+// outer header of every IP-in-IP packet arriving on the interface: IPIP
+// (IPv4 in IPv4) and 6in4 (IPv6 in IPv4, protocol 41), 4in6 and 6in6 (outer
+// IPv6 whose next header is 4 or 41), and GUE: outer IPv4 or IPv6, UDP to
+// the configured port (DecapOptions.GUEPort, DefaultGUEPort for AttachDecap,
+// 0 disables it), then a GUE variant 0 header (optional fields skipped, its
+// protocol 4 or 41; control messages are passed) or variant 1 (the inner
+// packet right after UDP). It does so whatever the outer destination,
+// keeps the Ethernet header and VLAN tag, and passes the inner packet to the
+// stack. Outer IPv4 fragments and outer IPv6 extension headers are left to
+// the stack, and everything else is passed untouched. Attach it only on the
+// interface facing the balancer. Counters are per kind (DecapCounters).
 //
-// AttachDecap attaches it through netlink rather than a bpf_link, so the
-// attachment outlives the process (`xlb decap attach` exits; the backend keeps
-// decapsulating) until DetachDecap. The attached program is recognised as
+// AttachDecap and AttachDecapWith attach it through netlink rather than a
+// bpf_link, so the attachment outlives the process (`xlb decap attach`
+// exits; the backend keeps decapsulating) until DetachDecap. The attached program is recognised as
 // xlb's by its kernel name, xlb_decap; any other XDP program on the interface
 // is left alone (ErrForeignProgram). These functions work in the calling
 // thread's network namespace.
