@@ -55,9 +55,11 @@
 // nor addressed to the VIP (every backend holds the VIP, so a probe to it
 // would reach whichever one a route picks), so a backend's server must
 // listen on the backend's address or on 0.0.0.0 (or ::) for its checks to
-// pass, not only on the VIP. The checker never
-// changes namespace; WithDial replaces the dialer, which tests use to probe
-// from a lab host's namespace.
+// pass, not only on the VIP. Probes leave from the balancer's own address
+// and their answers come back to it, not to a VIP, so the steering program
+// passes them to the kernel. The checker never changes namespace; WithDial
+// replaces the dialer, which tests use to probe from a lab host's
+// namespace.
 //
 // # Lifecycle
 //
