@@ -24,13 +24,13 @@ func reportMpps(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds()/1e6, "Mpps")
 }
 
-func BenchmarkParseIPv4(b *testing.B) {
+func BenchmarkParse(b *testing.B) {
 	for _, bf := range benchFrames {
 		b.Run(bf.name, func(b *testing.B) {
 			frame := build(b, bf.s)
 			b.ReportAllocs()
 			for b.Loop() {
-				sinkReason = ParseIPv4(frame, &sinkFlow)
+				sinkReason = Parse(frame, &sinkFlow)
 			}
 			if sinkReason != OK {
 				b.Fatal(sinkReason)
@@ -45,7 +45,7 @@ func BenchmarkEncapIPIP(b *testing.B) {
 		b.Run(bf.name, func(b *testing.B) {
 			frame := build(b, bf.s)
 			var f Flow
-			if r := ParseIPv4(frame, &f); r != OK {
+			if r := Parse(frame, &f); r != OK {
 				b.Fatal(r)
 			}
 			buf := place(frame, testHeadroom, 0)
@@ -70,7 +70,7 @@ func xlbStep(b *testing.B, frame []byte) func() {
 		// received frame would have it.
 		copy(buf[testHeadroom:testHeadroom+18], frame)
 		var f Flow
-		if r := ParseIPv4(buf[testHeadroom:testHeadroom+len(frame)], &f); r != OK {
+		if r := Parse(buf[testHeadroom:testHeadroom+len(frame)], &f); r != OK {
 			b.Fatal(r)
 		}
 		off, n, ok := EncapIPIP(buf, testHeadroom, len(frame), &f, lbIP, backendIP, lbMACArr, nextMAC, 1, 9000)

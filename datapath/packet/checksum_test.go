@@ -51,7 +51,7 @@ func TestChecksum(t *testing.T) {
 	for _, s := range []spec{{}, {optWords: 10}, {vlan: true, tos: 0xff, df: true}} {
 		frame := build(t, s)
 		var f Flow
-		if r := ParseIPv4(frame, &f); r != OK {
+		if r := Parse(frame, &f); r != OK {
 			t.Fatalf("%+v: %v", s, r)
 		}
 		if c := Checksum(frame[f.L3Off:f.L4Off]); c != 0 {

@@ -5,7 +5,7 @@
 // # Model
 //
 // A worker receives a frame as a window buf[off:off+n] of its UMEM, with
-// buf[:off] free headroom reserved at XDP_UMEM_REG time. ParseIPv4 reads
+// buf[:off] free headroom reserved at XDP_UMEM_REG time. Parse reads
 // buf[off:off+n] and fills a Flow: header offsets plus the address and port
 // words that hash.Flow4 takes, loaded the same way (raw bytes as
 // little-endian words), so no byte swap happens between the parser and the
@@ -43,7 +43,7 @@
 // reassembly or a 3-tuple policy that xlb does not have yet.
 //
 // Ethernet padding (bytes past the IP total length in a short frame) is not
-// part of the packet: ParseIPv4 ignores it and EncapIPIP drops it, so the
+// part of the packet: Parse ignores it and EncapIPIP drops it, so the
 // encapsulated frame is exactly L2 header + 20 + IP total length bytes.
 //
 // # Rules of this package

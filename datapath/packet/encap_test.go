@@ -38,7 +38,7 @@ func TestEncapIPIP(t *testing.T) {
 		t.Run(c.description, func(t *testing.T) {
 			frame := build(t, c.s)
 			var f Flow
-			if r := ParseIPv4(frame, &f); r != OK {
+			if r := Parse(frame, &f); r != OK {
 				t.Fatalf("ParseIPv4: %v", r)
 			}
 			buf := place(frame, testHeadroom, 16)
@@ -136,7 +136,7 @@ func checkEncap(t *testing.T, out, frame []byte, f *Flow, id uint16) {
 func TestEncapIPIPRefuses(t *testing.T) {
 	frame := build(t, spec{vlan: true, payload: 1500 - 40})
 	var f Flow
-	if r := ParseIPv4(frame, &f); r != OK {
+	if r := Parse(frame, &f); r != OK {
 		t.Fatalf("ParseIPv4: %v", r)
 	}
 	n := len(frame) // 1518: a full-size packet on a 1500-byte MTU, tagged
@@ -196,14 +196,14 @@ func TestNoAllocs(t *testing.T) {
 	frame := build(t, spec{vlan: true, optWords: 2, payload: 32})
 	buf := place(frame, testHeadroom, 0)
 	if a := testing.AllocsPerRun(1000, func() {
-		sinkReason = ParseIPv4(frame, &sinkFlow)
+		sinkReason = Parse(frame, &sinkFlow)
 	}); a != 0 {
 		t.Errorf("ParseIPv4: %v allocs per run", a)
 	}
 	if a := testing.AllocsPerRun(1000, func() {
 		copy(buf[testHeadroom:], frame)
 		var f Flow
-		ParseIPv4(buf[testHeadroom:], &f)
+		Parse(buf[testHeadroom:], &f)
 		off, n, _ := EncapIPIP(buf, testHeadroom, len(frame), &f, lbIP, backendIP, lbMACArr, nextMAC, 1, 1518)
 		sinkInt += off + n
 	}); a != 0 {

@@ -15,44 +15,106 @@ func fuzzSeeds(f *testing.F) [][]byte {
 	return seeds
 }
 
-// checkFlow checks the invariants of a frame ParseIPv4 accepted: every
-// offset is inside the frame, and every field is what the bytes there say.
+// checkFlow checks the invariants of a frame Parse accepted: every offset
+// is inside the frame, and every field is what the bytes there say.
 func checkFlow(t *testing.T, frame []byte, f *Flow) {
 	t.Helper()
 	l3, l4, end := int(f.L3Off), int(f.L4Off), int(f.L3Off)+int(f.IPLen)
 	if l3 != 14 && l3 != 18 {
 		t.Fatalf("L3Off %d", l3)
 	}
-	ihl := l4 - l3
-	if ihl < 20 || ihl > 60 || ihl%4 != 0 || ihl != int(frame[l3]&0x0f)*4 || frame[l3]>>4 != 4 {
-		t.Fatalf("L4Off %d with L3Off %d, version/IHL byte %#02x", l4, l3, frame[l3])
+	if end > len(frame) {
+		t.Fatalf("IPLen %d past the frame's %d bytes", f.IPLen, len(frame))
 	}
-	need := 20
-	if f.Proto == protoUDP {
-		need = 8
-	} else if f.Proto != protoTCP {
-		t.Fatalf("Proto %d", f.Proto)
+	et := binary.BigEndian.Uint16(frame[l3-2:])
+	ip := frame[l3:end]
+	var proto uint8 // the upper layer's protocol number in the packet
+	switch f.Family {
+	case 4:
+		ihl := l4 - l3
+		if et != etherTypeIPv4 || ihl < 20 || ihl > 60 || ihl%4 != 0 || ihl != int(ip[0]&0x0f)*4 || ip[0]>>4 != 4 ||
+			int(binary.BigEndian.Uint16(ip[2:])) != int(f.IPLen) {
+			t.Fatalf("L4Off %d with L3Off %d, EtherType %#x, version/IHL byte %#02x, IPLen %d", l4, l3, et, ip[0], f.IPLen)
+		}
+		if ip[1] != f.TOS || ip[8] != f.HopLimit || f.DF != (ip[6]&0x40 != 0) || f.FlowLabel != 0 || f.Src6 != [16]byte{} || f.Dst6 != [16]byte{} {
+			t.Fatalf("flow %+v disagrees with header %x", f, ip[:ihl])
+		}
+		if binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 {
+			t.Fatalf("fragment accepted: %x", frame)
+		}
+		proto = ip[9]
+		if f.ICMP != ICMPError && (f.Src != le32(ip[12:]) || f.Dst != le32(ip[16:])) {
+			t.Fatalf("flow %+v disagrees with header %x", f, ip[:ihl])
+		}
+	case 6:
+		if et != etherTypeIPv6 || ip[0]>>4 != 6 || l4 < l3+40 || (l4-l3)%8 != 0 || int(f.IPLen) != 40+int(binary.BigEndian.Uint16(ip[4:])) {
+			t.Fatalf("L4Off %d with L3Off %d, EtherType %#x, IPv6 header %x", l4, l3, et, ip[:40])
+		}
+		w0 := binary.BigEndian.Uint32(ip)
+		if uint8(w0>>20) != f.TOS || w0&0xfffff != f.FlowLabel || ip[7] != f.HopLimit || !f.DF || f.Src != 0 || f.Dst != 0 {
+			t.Fatalf("flow %+v disagrees with header %x", f, ip[:40])
+		}
+		// Walk the extension headers to L4Off: each names the next.
+		proto = ip[6]
+		at, n := l3+40, 0
+		for ; at < l4 && n <= MaxExtHeaders; n++ {
+			proto = frame[at]
+			at += (int(frame[at+1]) + 1) * 8
+		}
+		if at != l4 || n > MaxExtHeaders {
+			t.Fatalf("L4Off %d, extension headers end at %d after %d", l4, at, n)
+		}
+		if f.ICMP != ICMPError && (f.Src6 != [16]byte(ip[8:24]) || f.Dst6 != [16]byte(ip[24:40])) {
+			t.Fatalf("flow %+v disagrees with header %x", f, ip[:40])
+		}
+	default:
+		t.Fatalf("family %d", f.Family)
 	}
-	if end > len(frame) || l4+need > end || int(binary.BigEndian.Uint16(frame[l3+2:])) != int(f.IPLen) {
-		t.Fatalf("IPLen %d, L4Off %d, frame %d bytes", f.IPLen, l4, len(frame))
-	}
-	if frame[l3+9] != f.Proto || frame[l3+1] != f.TOS || f.DF != (frame[l3+6]&0x40 != 0) ||
-		f.Src != le32(frame[l3+12:]) || f.Dst != le32(frame[l3+16:]) ||
-		f.Ports != le32(frame[l4:]) || f.DstPort != binary.BigEndian.Uint16(frame[l4+2:]) {
-		t.Fatalf("flow %+v disagrees with frame %x", f, frame)
-	}
-	if binary.BigEndian.Uint16(frame[l3+6:])&0x3fff != 0 {
-		t.Fatalf("fragment accepted: %x", frame)
+	rest := frame[l4:end]
+	switch f.ICMP {
+	case ICMPNone:
+		need := 20
+		if f.Proto == protoUDP {
+			need = 8
+		} else if f.Proto != protoTCP {
+			t.Fatalf("Proto %d", f.Proto)
+		}
+		if proto != f.Proto || len(rest) < need || f.Ports != le32(rest) || f.DstPort != binary.BigEndian.Uint16(rest[2:]) ||
+			f.InnerOff != 0 || f.ICMPType != 0 || f.ICMPCode != 0 {
+			t.Fatalf("flow %+v disagrees with frame %x", f, frame)
+		}
+	case ICMPEchoRequest:
+		if (proto != protoICMP && proto != protoICMPv6) || f.Proto != proto || len(rest) < 8 || rest[0] != f.ICMPType || rest[1] != f.ICMPCode ||
+			(rest[0] != icmpEchoRequest && rest[0] != icmp6EchoRequest) || f.Ports != 0 || f.DstPort != 0 || f.InnerOff != 0 {
+			t.Fatalf("echo request %+v disagrees with frame %x", f, frame)
+		}
+	case ICMPError:
+		if (proto != protoICMP && proto != protoICMPv6) || len(rest) < 8+28 || rest[0] != f.ICMPType || rest[1] != f.ICMPCode ||
+			int(f.InnerOff) != l4+8 || (f.Proto != protoTCP && f.Proto != protoUDP) {
+			t.Fatalf("error %+v disagrees with frame %x", f, frame)
+		}
+		q := frame[f.InnerOff:end]
+		if f.Family == 4 {
+			ihl := int(q[0]&0x0f) * 4
+			if q[0]>>4 != 4 || len(q) < ihl+8 || q[9] != f.Proto || f.Src != le32(q[16:]) || f.Dst != le32(q[12:]) ||
+				f.DstPort != binary.BigEndian.Uint16(q[ihl:]) || f.Ports != le32([]byte{q[ihl+2], q[ihl+3], q[ihl], q[ihl+1]}) {
+				t.Fatalf("error %+v disagrees with quote %x", f, q)
+			}
+		} else if q[0]>>4 != 6 || len(q) < 48 || f.Src6 != [16]byte(q[24:40]) || f.Dst6 != [16]byte(q[8:24]) {
+			t.Fatalf("error %+v disagrees with quote %x", f, q)
+		}
+	default:
+		t.Fatalf("ICMP kind %d", f.ICMP)
 	}
 }
 
-func FuzzParseIPv4(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		var fl Flow
-		r := ParseIPv4(frame, &fl)
+		r := Parse(frame, &fl)
 		if r >= NumReasons {
 			t.Fatalf("reason %d out of range", r)
 		}
@@ -62,7 +124,7 @@ func FuzzParseIPv4(f *testing.F) {
 		checkFlow(t, frame, &fl)
 		// Bytes after the frame (padding) change nothing.
 		var again Flow
-		if r := ParseIPv4(append(frame[:len(frame):len(frame)], 0xaa, 0xbb), &again); r != OK || again != fl {
+		if r := Parse(append(frame[:len(frame):len(frame)], 0xaa, 0xbb), &again); r != OK || again != fl {
 			t.Fatalf("with two more bytes: %v %+v, was %+v", r, again, fl)
 		}
 	})
@@ -74,7 +136,7 @@ func FuzzEncapIPIP(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, frame []byte, headroom uint8, maxLen, id, l3, ipLen uint16) {
 		var fl Flow
-		parsed := ParseIPv4(frame, &fl) == OK
+		parsed := Parse(frame, &fl) == OK
 		if !parsed {
 			// Exercise the argument checks with whatever Flow the fuzzer makes.
 			fl = Flow{L3Off: l3, IPLen: ipLen}
