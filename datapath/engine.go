@@ -28,7 +28,7 @@ const refreshEvery = time.Second
 // Engine is a running datapath: the steering program, one socket and worker
 // per queue, and the plan they share.
 type Engine struct {
-	cfg     *config.Config
+	ifname  string
 	log     *slog.Logger
 	ifindex int
 	steer   *bpf.Steer
@@ -38,7 +38,9 @@ type Engine struct {
 	plan    atomic.Pointer[Plan]
 	started time.Time
 
+	reloadMu sync.Mutex // one reload at a time
 	mu       sync.Mutex // guards the plan inputs below
+	cfg      *config.Config
 	tables   []*hash.Table
 	nexthops map[netip.Addr][6]byte
 	counters map[backendKey]*BackendCounters
@@ -70,6 +72,7 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 
 	e := &Engine{
 		cfg:      cfg,
+		ifname:   ifc.Name,
 		log:      log,
 		ifindex:  ifc.Index,
 		nexthops: map[netip.Addr][6]byte{},
@@ -116,7 +119,7 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 		if err := e.steer.SetSocket(q, sock.FD()); err != nil {
 			return nil, err
 		}
-		fwd := NewForwarder(i, src.As4(), srcMAC, ifc.MTU)
+		fwd := NewForwarder(i, srcMAC, ifc.MTU)
 		w := newWorker(q, dp.CPUs[i], sock, &e.plan, fwd, int(dp.BatchSize), dp.Spin)
 		e.workers = append(e.workers, w)
 		w.start()
@@ -149,31 +152,36 @@ func vipEntries(cfg *config.Config) []bpf.VIPEntry {
 // resolveAll looks up every backend's next hop, retrying until all are known
 // or the deadline passes. It reports whether anything changed.
 func (e *Engine) resolveAll(deadline time.Time) bool {
+	e.mu.Lock()
+	var want []netip.Addr
+	for _, v := range e.cfg.VIPs {
+		for _, b := range v.Backends {
+			if !b.HasMAC {
+				want = append(want, b.Address)
+			}
+		}
+	}
+	e.mu.Unlock()
 	changed := false
 	for {
 		pending := 0
-		for _, v := range e.cfg.VIPs {
-			for _, b := range v.Backends {
-				if b.HasMAC {
-					continue
-				}
-				mac, ok, err := nextHop(e.ifindex, b.Address)
-				if err != nil {
-					e.log.Warn("next hop", "backend", b.Address, "err", err)
-					continue
-				}
-				if !ok {
-					pending++
-					continue
-				}
-				e.mu.Lock()
-				if old, had := e.nexthops[b.Address]; !had || old != mac {
-					e.nexthops[b.Address] = mac
-					changed = true
-					e.log.Info("next hop resolved", "backend", b.Address, "mac", net.HardwareAddr(mac[:]).String())
-				}
-				e.mu.Unlock()
+		for _, addr := range want {
+			mac, ok, err := nextHop(e.ifindex, addr)
+			if err != nil {
+				e.log.Warn("next hop", "backend", addr, "err", err)
+				continue
 			}
+			if !ok {
+				pending++
+				continue
+			}
+			e.mu.Lock()
+			if old, had := e.nexthops[addr]; !had || old != mac {
+				e.nexthops[addr] = mac
+				changed = true
+				e.log.Info("next hop resolved", "backend", addr, "mac", net.HardwareAddr(mac[:]).String())
+			}
+			e.mu.Unlock()
 		}
 		if pending == 0 || time.Now().After(deadline) {
 			if pending > 0 {
@@ -189,6 +197,10 @@ func (e *Engine) resolveAll(deadline time.Time) bool {
 func (e *Engine) publish() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.publishLocked()
+}
+
+func (e *Engine) publishLocked() error {
 	p, err := buildPlan(planInput{cfg: e.cfg, tables: e.tables, nexthops: e.nexthops, counters: e.counters, workers: len(e.cfg.Datapath.Queues)})
 	if err != nil {
 		return err

@@ -58,8 +58,8 @@ type Forwarder struct {
 }
 
 // NewForwarder returns the per-packet state for worker number worker.
-func NewForwarder(worker int, src [4]byte, srcMAC [6]byte, mtu int) *Forwarder {
-	return &Forwarder{worker: worker, src: src, srcMAC: srcMAC, mtu: mtu}
+func NewForwarder(worker int, srcMAC [6]byte, mtu int) *Forwarder {
+	return &Forwarder{worker: worker, srcMAC: srcMAC, mtu: mtu}
 }
 
 // Forward rewrites the packet buf[off:off+n] in place for the backend that p
@@ -93,7 +93,7 @@ func (f *Forwarder) Forward(p *Plan, buf []byte, off, n int) (newOff, newLen int
 		return 0, 0, false
 	}
 	f.ipID++
-	newOff, newLen, ok = packet.EncapIPIP(buf, off, n, &fl, f.src, be.addr, f.srcMAC, be.mac, f.ipID, f.mtu+int(fl.L3Off))
+	newOff, newLen, ok = packet.EncapIPIP(buf, off, n, &fl, p.src, be.addr, f.srcMAC, be.mac, f.ipID, f.mtu+int(fl.L3Off))
 	if !ok {
 		f.drops[DropTooBig].Add(1)
 		return 0, 0, false

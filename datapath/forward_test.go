@@ -75,6 +75,7 @@ func testPlan(tb testing.TB, nexthops map[netip.Addr][6]byte) (*Plan, *config.Co
 	if err != nil {
 		tb.Fatal(err)
 	}
+	cfg.Datapath.Source = lbAddr
 	tables, err := buildTables(cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -137,7 +138,7 @@ func umemFrame(f []byte) []byte {
 
 func TestForwardEncapsulatesToTheMaglevBackend(t *testing.T) {
 	p, cfg := testPlan(t, map[netip.Addr][6]byte{netip.MustParseAddr("198.18.0.13"): {0x02, 0, 0, 0, 0, 0x13}})
-	fwd := NewForwarder(0, lbAddr.As4(), lbMAC, 1500)
+	fwd := NewForwarder(0, lbMAC, 1500)
 	backends := cfg.VIPs[0].Backends
 	seen := map[netip.Addr]int{}
 	for sport := uint16(1000); sport < 1300; sport++ {
@@ -215,7 +216,7 @@ func TestForwardDrops(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fwd := NewForwarder(0, lbAddr.As4(), lbMAC, tt.mtu)
+			fwd := NewForwarder(0, lbMAC, tt.mtu)
 			buf := make([]byte, 2048)
 			copy(buf[tt.headroom:], tt.in)
 			before := bytes.Clone(buf)
@@ -234,7 +235,7 @@ func TestForwardDrops(t *testing.T) {
 
 func TestForwardUnresolvedNextHop(t *testing.T) {
 	p, cfg := testPlan(t, nil)
-	fwd := NewForwarder(0, lbAddr.As4(), lbMAC, 1500)
+	fwd := NewForwarder(0, lbMAC, 1500)
 	// Find a flow that Maglev gives to the backend without a MAC.
 	for sport := uint16(1); sport < 2000; sport++ {
 		in := frame(t, frameSpec{dst: vipAddr, sport: sport, dport: 80})
@@ -256,7 +257,7 @@ func TestForwardUnresolvedNextHop(t *testing.T) {
 
 func TestForwardWildcardPort(t *testing.T) {
 	p, _ := testPlan(t, nil)
-	fwd := NewForwarder(0, lbAddr.As4(), lbMAC, 1500)
+	fwd := NewForwarder(0, lbMAC, 1500)
 	for _, port := range []uint16{1, 53, 4789, 65535} {
 		in := frame(t, frameSpec{dst: netip.MustParseAddr("198.18.100.2"), sport: 9, dport: port, udp: true})
 		buf := umemFrame(in)
@@ -323,7 +324,7 @@ func TestVIPIndex(t *testing.T) {
 
 func TestForwardAllocatesNothing(t *testing.T) {
 	p, _ := testPlan(t, nil)
-	fwd := NewForwarder(0, lbAddr.As4(), lbMAC, 1500)
+	fwd := NewForwarder(0, lbMAC, 1500)
 	in := frame(t, frameSpec{dst: netip.MustParseAddr("198.18.100.2"), sport: 9, dport: 7, udp: true, payload: 64})
 	buf := umemFrame(in)
 	allocs := testing.AllocsPerRun(1000, func() {
@@ -399,7 +400,7 @@ func BenchmarkPerPacket(b *testing.B) {
 
 // xlbStep is one received frame through the worker's per-packet code.
 func xlbStep(b *testing.B, p *Plan, in []byte) func() {
-	fwd := NewForwarder(0, lbAddr.As4(), lbMAC, 1500)
+	fwd := NewForwarder(0, lbMAC, 1500)
 	buf := umemFrame(in)
 	return func() {
 		// A received frame has its own L2 header where the last

@@ -15,6 +15,7 @@ import (
 type Plan struct {
 	vips  []vipState
 	index vipIndex
+	src   [4]byte // outer source address (reloadable, so it lives here)
 }
 
 type vipState struct {
@@ -68,8 +69,20 @@ type planInput struct {
 	workers  int
 }
 
+// vipID is a VIP's identity across reloads: its position in the file may
+// change, its (address, port, protocol) may not without it being another VIP.
+type vipID struct {
+	addr  netip.Addr
+	port  uint16
+	proto config.Protocol
+}
+
+func idOf(v config.VIP) vipID { return vipID{v.Address, v.Port, v.Protocol} }
+
+// backendKey names a backend of a VIP across reloads, so that its counters
+// (and later its tracked flows) survive a change of file order or weights.
 type backendKey struct {
-	vip     int
+	vip     vipID
 	backend netip.Addr
 }
 
@@ -93,10 +106,13 @@ func buildTables(cfg *config.Config) ([]*hash.Table, error) {
 
 func buildPlan(in planInput) (*Plan, error) {
 	p := &Plan{vips: make([]vipState, len(in.cfg.VIPs))}
+	if src := in.cfg.Datapath.Source; src.Is4() { // unset for xlb lookup, which sends nothing
+		p.src = src.As4()
+	}
 	for i, v := range in.cfg.VIPs {
 		vs := vipState{cfg: v, table: in.tables[i], backends: make([]backendState, len(v.Backends))}
 		for j, b := range v.Backends {
-			key := backendKey{vip: i, backend: b.Address}
+			key := backendKey{vip: idOf(v), backend: b.Address}
 			c := in.counters[key]
 			if c == nil {
 				c = newBackendCounters(in.workers)

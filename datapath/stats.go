@@ -60,7 +60,7 @@ type BackendStats struct {
 // Stats reads every counter of the running engine.
 func (e *Engine) Stats() Stats {
 	s := Stats{
-		Interface: e.cfg.Datapath.Interface,
+		Interface: e.ifname,
 		XDPMode:   e.mode,
 		Uptime:    time.Since(e.started).Round(time.Second).String(),
 		Drops:     map[string]uint64{},

@@ -45,11 +45,13 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"run":   {"attach to an interface and balance traffic", cmdRun},
-		"check": {"validate a config file and print the resolved plan", cmdCheck},
-		"stats": {"print the counters of a running instance", cmdStats},
-		"decap": {"attach or detach the backend IPIP decapsulation program", cmdDecap},
-		"demo":  {"build a namespace lab, balance real HTTP through xlb, tear it down", cmdDemo},
+		"run":    {"attach to an interface and balance traffic", cmdRun},
+		"check":  {"validate a config file and print the resolved plan", cmdCheck},
+		"stats":  {"print the counters of a running instance", cmdStats},
+		"reload": {"make a running instance load its config file again, keeping flows", cmdReload},
+		"decap":  {"attach or detach the backend IPIP decapsulation program", cmdDecap},
+		"lookup": {"print the backend a new flow gets, from the config alone", cmdLookup},
+		"demo":   {"build a namespace lab, balance real HTTP through xlb, tear it down", cmdDemo},
 	}
 }
 

@@ -43,8 +43,28 @@ func cmdRun(e *env, args []string) int {
 		}
 		return exitFail
 	}
+	// SIGHUP and `xlb reload` both read the file again; a file that fails
+	// validation changes nothing and the reason goes back to the caller.
+	reload := func() ([]string, error) {
+		next, err := config.Load(*file)
+		if err == nil {
+			err = next.CheckHost()
+		}
+		if err != nil {
+			return nil, err
+		}
+		return eng.Reload(next)
+	}
 	srv, err := control.Listen(cfg.Control.Socket, map[string]control.Handler{
 		"stats": func(context.Context, json.RawMessage) (any, error) { return eng.Stats(), nil },
+		"reload": func(context.Context, json.RawMessage) (any, error) {
+			changes, err := reload()
+			if err != nil {
+				log.Error("reload refused; the running config stays", "err", err)
+				return nil, err
+			}
+			return changes, nil
+		},
 	})
 	if err != nil {
 		log.Error("control socket", "err", err)
@@ -56,7 +76,9 @@ func cmdRun(e *env, args []string) int {
 	log.Info("xlb running", "config", cfg.File, "control", srv.Path(), "vips", len(cfg.VIPs), "queues", cfg.Datapath.Queues)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			log.Warn("SIGHUP ignored: this build has no live reload; restart to apply a new config")
+			if _, err := reload(); err != nil {
+				log.Error("reload refused; the running config stays", "err", err)
+			}
 			continue
 		}
 		log.Info("signal received, detaching", "signal", sig.String())

@@ -21,14 +21,9 @@ func cmdStats(e *env, args []string) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	path := *socket
-	if *file != "" {
-		cfg, err := config.Load(*file)
-		if err != nil {
-			fmt.Fprintf(e.stderr, "xlb: %v\n", err)
-			return exitConfig
-		}
-		path = cfg.Control.Socket
+	path, code := socketPath(e, *file, *socket)
+	if path == "" {
+		return code
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/datapath"
+)
+
+func cmdLookup(e *env, args []string) int {
+	fs := newFlags(e, "lookup", "-c FILE tcp|udp SRC:SPORT DST:DPORT")
+	file := fs.String("c", "", "config file (TOML)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if *file == "" || fs.NArg() != 3 {
+		fs.Usage()
+		return exitUsage
+	}
+	var proto config.Protocol
+	if err := proto.UnmarshalText([]byte(fs.Arg(0))); err != nil {
+		fmt.Fprintf(e.stderr, "xlb: lookup: %v\n", err)
+		return exitUsage
+	}
+	src, err1 := netip.ParseAddrPort(fs.Arg(1))
+	dst, err2 := netip.ParseAddrPort(fs.Arg(2))
+	if err1 != nil || err2 != nil {
+		fmt.Fprintf(e.stderr, "xlb: lookup: want SRC:SPORT DST:DPORT, got %s %s\n", fs.Arg(1), fs.Arg(2))
+		return exitUsage
+	}
+	// The config alone decides: no interface is needed, so the host is not
+	// checked and lookup works on any machine.
+	cfg, err := config.Load(*file)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
+		return exitConfig
+	}
+	r, err := datapath.NewResolver(cfg)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
+		return exitFail
+	}
+	_, b, err := r.Lookup(proto, src, dst)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
+		return exitFail
+	}
+	fmt.Fprintln(e.stdout, b.Address)
+	return exitOK
+}

@@ -1,0 +1,60 @@
+package datapath
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/hash"
+)
+
+// ErrNoVIP: the flow's destination is not a configured VIP.
+var ErrNoVIP = errors.New("not a VIP")
+
+// Resolver answers, from a config alone, which backend a new flow gets: the
+// same VIP match, flow hash and Maglev tables as the workers. Two instances
+// given the same backends agree on every flow, whatever order their files
+// list them in, which is what lets several xlb instances sit behind ECMP.
+type Resolver struct {
+	plan *Plan
+	cfg  *config.Config
+}
+
+// NewResolver builds the tables of cfg.
+func NewResolver(cfg *config.Config) (*Resolver, error) {
+	tables, err := buildTables(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p, err := buildPlan(planInput{cfg: cfg, tables: tables, counters: map[backendKey]*BackendCounters{}, workers: 1})
+	if err != nil {
+		return nil, err
+	}
+	return &Resolver{plan: p, cfg: cfg}, nil
+}
+
+// Lookup returns the backend a new flow from src to dst would be sent to.
+func (r *Resolver) Lookup(proto config.Protocol, src, dst netip.AddrPort) (config.VIP, config.Backend, error) {
+	s, d := src.Addr().Unmap(), dst.Addr().Unmap()
+	if !s.Is4() || !d.Is4() {
+		return config.VIP{}, config.Backend{}, fmt.Errorf("datapath: lookup %s -> %s: only IPv4 flows are balanced", src, dst)
+	}
+	sa, da := s.As4(), d.As4()
+	dl := binary.LittleEndian.Uint32(da[:])
+	vi := r.plan.index.lookup(dl, dst.Port(), uint8(proto))
+	if vi < 0 {
+		return config.VIP{}, config.Backend{}, fmt.Errorf("datapath: lookup %s/%s: %w", dst, proto, ErrNoVIP)
+	}
+	v := r.plan.vips[vi]
+	var ports [4]byte
+	binary.BigEndian.PutUint16(ports[0:], src.Port())
+	binary.BigEndian.PutUint16(ports[2:], dst.Port())
+	h := hash.Flow4(binary.LittleEndian.Uint32(sa[:]), dl, binary.LittleEndian.Uint32(ports[:]), uint8(proto))
+	bi := v.table.Lookup(h)
+	if bi < 0 {
+		return v.cfg, config.Backend{}, fmt.Errorf("datapath: lookup: vip %s has no backend with a weight", v.cfg)
+	}
+	return v.cfg, v.cfg.Backends[bi], nil
+}
