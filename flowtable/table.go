@@ -152,6 +152,7 @@ func New[K Key](cfg Config) (*Table[K], error) {
 		udp:     uint32(cfg.UDPTimeout / time.Millisecond),
 	}
 	t.stats.Capacity = uint64(n * Ways)
+	adviseHugePages(t.buckets)
 	return t, nil
 }
 
