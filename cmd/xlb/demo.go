@@ -69,7 +69,7 @@ func cmdDemo(e *env, args []string) int {
 	for i, h := range l.backends {
 		fmt.Fprintf(out, "  backend %s %s weight %d: HTTP on the VIP, xlb decap attached\n", h.Name, labBackends[i].Addr(), demoWeights[i])
 	}
-	cfg := configText(l.socketPath(), demoWeights)
+	cfg := configText(l.socketPath(), 80, demoWeights)
 	fmt.Fprintf(out, "\nstarting `xlb run` in %s with:\n%s\n", l.lb.NS, indent(cfg))
 	var logw io.Writer = io.Discard
 	if *verbose {

@@ -89,12 +89,12 @@ func newLBLab(prefix, bin, dir string) (_ *lbLab, err error) {
 	return ll, nil
 }
 
-// configText renders a config for the lab's balancer with the given backend
-// weights (in labBackends order) and control socket.
-func configText(socket string, weights []int) string {
+// configText renders a config for the lab's balancer: one TCP VIP on port
+// (0 = every port) with the given backend weights (in labBackends order).
+func configText(socket string, port uint16, weights []int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[datapath]\ninterface = %q\nqueues = [0]\n\n[control]\nsocket = %q\n\n", lab.HostLink, socket)
-	fmt.Fprintf(&b, "[[vip]]\naddress = %q\nport = 80\nprotocol = \"tcp\"\nforward = \"ipip\"\n", labVIP)
+	fmt.Fprintf(&b, "[[vip]]\naddress = %q\nport = %d\nprotocol = \"tcp\"\nforward = \"ipip\"\n", labVIP, port)
 	for i, w := range weights {
 		fmt.Fprintf(&b, "\n  [[vip.backend]]\n  address = %q\n  weight = %d\n", labBackends[i].Addr(), w)
 	}

@@ -79,7 +79,7 @@ func startLab(t *testing.T, weights []int) *lbLab {
 			t.Logf("xlb log:\n%s", logw.String())
 		}
 	})
-	if err := l.startXLB(configText(l.socketPath(), weights), logw); err != nil {
+	if err := l.startXLB(configText(l.socketPath(), 0, weights), logw); err != nil {
 		t.Fatal(err)
 	}
 	return l
@@ -388,7 +388,7 @@ func sendRaw(h *lab.Host, frames [][]byte) error {
 // TestBadConfig: every broken file is refused with exit code 3 and a
 // FILE:LINE: message naming the key.
 func TestBadConfig(t *testing.T) {
-	good := func(mod func(string) string) string { return mod(configText("/run/xlb/t.sock", []int{1, 1})) }
+	good := func(mod func(string) string) string { return mod(configText("/run/xlb/t.sock", 80, []int{1, 1})) }
 	tests := []struct {
 		name, text, want string
 	}{
@@ -421,7 +421,7 @@ func TestBadConfig(t *testing.T) {
 // TestCheckPrintsPlan: a good file prints the resolved plan.
 func TestCheckPrintsPlan(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "ok.toml")
-	text := strings.Replace(configText("/run/xlb/t.sock", []int{1, 3}), `interface = "eth0"`, `interface = "lo"`, 1)
+	text := strings.Replace(configText("/run/xlb/t.sock", 80, []int{1, 3}), `interface = "eth0"`, `interface = "lo"`, 1)
 	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// streamPort is where the backends run their echo servers (the lab's VIP
+// serves every port).
+const streamPort = 9000
+
+// startEchoServers runs, in every backend, a server on VIP:streamPort that
+// first names itself ("be2\n") and then echoes every byte back.
+func startEchoServers(t *testing.T, l *lbLab) {
+	t.Helper()
+	for _, h := range l.backends {
+		ln, err := h.Listen("tcp", netip.AddrPortFrom(labVIP, streamPort).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		name := h.Name
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					if _, err := io.WriteString(c, name+"\n"); err != nil {
+						return
+					}
+					_, _ = io.Copy(c, c)
+				}()
+			}
+		}()
+	}
+}
+
+// stream is one long-lived connection through xlb that sends a known byte
+// pattern continuously and checks that the echo comes back complete and in
+// order.
+type stream struct {
+	id       int
+	conn     net.Conn
+	backend  string
+	sent     atomic.Int64
+	verified atomic.Int64
+	err      error // first error seen by the reader or writer
+	errOnce  sync.Once
+	done     chan struct{}
+}
+
+func patternByte(id int, off int64) byte { return byte((off*7 + int64(id)*13) % 251) }
+
+func (s *stream) fail(err error) { s.errOnce.Do(func() { s.err = err }) }
+
+// streams is a set of streams and the way to stop them.
+type streams struct {
+	list []*stream
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// startStreams opens n streams from the client and keeps them busy.
+func startStreams(t *testing.T, l *lbLab, n int) *streams {
+	t.Helper()
+	ss := &streams{stop: make(chan struct{})}
+	for i := range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := l.client.Dial(ctx, "tcp", netip.AddrPortFrom(labVIP, streamPort).String())
+		cancel()
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		s := &stream{id: i, conn: c, done: make(chan struct{})}
+		r := bufio.NewReader(c)
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		name, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stream %d: read backend name: %v", i, err)
+		}
+		s.backend = strings.TrimSpace(name)
+		ss.list = append(ss.list, s)
+		ss.wg.Add(2)
+		go ss.write(s)
+		go ss.read(s, r)
+	}
+	t.Cleanup(func() {
+		for _, s := range ss.list {
+			s.conn.Close()
+		}
+	})
+	return ss
+}
+
+func (ss *streams) write(s *stream) {
+	defer ss.wg.Done()
+	buf := make([]byte, 2048)
+	var off int64
+	for {
+		select {
+		case <-ss.stop:
+			// Half-close: the reader drains the echo of everything sent.
+			if err := s.conn.(*net.TCPConn).CloseWrite(); err != nil {
+				s.fail(fmt.Errorf("close write: %w", err))
+			}
+			return
+		case <-time.After(2 * time.Millisecond):
+		}
+		for i := range buf {
+			buf[i] = patternByte(s.id, off+int64(i))
+		}
+		_ = s.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		n, err := s.conn.Write(buf)
+		off += int64(n)
+		s.sent.Store(off)
+		if err != nil {
+			s.fail(fmt.Errorf("write after %d bytes: %w", off, err))
+			return
+		}
+	}
+}
+
+func (ss *streams) read(s *stream, r *bufio.Reader) {
+	defer ss.wg.Done()
+	defer close(s.done)
+	buf := make([]byte, 4096)
+	var off int64
+	for {
+		_ = s.conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+		n, err := r.Read(buf)
+		for i := range buf[:n] {
+			if buf[i] != patternByte(s.id, off) {
+				s.fail(fmt.Errorf("byte %d of the echo is wrong: data lost or reordered", off))
+				return
+			}
+			off++
+		}
+		s.verified.Store(off)
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			s.fail(fmt.Errorf("read after %d bytes: %w", off, err))
+			return
+		}
+	}
+}
+
+// finish stops the writers, waits for every echo and checks each stream
+// delivered every byte it sent, with no error (a reset shows up as one).
+func (ss *streams) finish(t *testing.T) {
+	t.Helper()
+	close(ss.stop)
+	done := make(chan struct{})
+	go func() { ss.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("streams did not finish within 30s")
+	}
+	for _, s := range ss.list {
+		if s.err != nil {
+			t.Errorf("stream %d (on %s): %v", s.id, s.backend, s.err)
+			continue
+		}
+		if s.sent.Load() != s.verified.Load() || s.sent.Load() == 0 {
+			t.Errorf("stream %d (on %s): sent %d bytes, %d came back", s.id, s.backend, s.sent.Load(), s.verified.Load())
+		}
+	}
+}
+
+// progress waits until every stream has moved at least min more bytes, so
+// a test knows traffic flowed across the event it is checking.
+func (ss *streams) progress(t *testing.T, min int64) {
+	t.Helper()
+	start := make([]int64, len(ss.list))
+	for i, s := range ss.list {
+		start[i] = s.verified.Load()
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for i, s := range ss.list {
+		for s.verified.Load() < start[i]+min && s.err == nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("stream %d stalled at %d bytes (on %s)", s.id, s.verified.Load(), s.backend)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// reloadWith rewrites the running instance's config file and reloads it
+// through the real CLI; it returns the command's output and exit status.
+func reloadWith(t *testing.T, l *lbLab, text string) (string, error) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(l.dir, "xlb.toml"), []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := l.lb.Command(context.Background(), l.bin, "reload", "--socket", l.socketPath()).CombinedOutput()
+	return string(out), err
+}
+
+// TestReloadInvalidFileKeepsRunningConfig: a broken file is refused with its
+// reason, nothing changes, and every stream keeps flowing.
+func TestReloadInvalidFileKeepsRunningConfig(t *testing.T) {
+	l := startLab(t, []int{1, 1, 1})
+	startEchoServers(t, l)
+	ss := startStreams(t, l, 50)
+	ss.progress(t, 8<<10)
+	good := configText(l.socketPath(), 0, []int{1, 1, 1})
+	for _, bad := range []struct{ text, want string }{
+		{strings.Replace(good, "weight = 1", "weight = -1", 1), "vip[0].backend[0].weight"},
+		{strings.Replace(good, "queues = [0]", "queues = [0]\nbogus = 1", 1), "datapath.bogus"},
+	} {
+		out, err := reloadWith(t, l, bad.text)
+		if err == nil || !strings.Contains(out, bad.want) || !strings.Contains(out, "unchanged") {
+			t.Errorf("reload of a bad file: err %v, output %q; want a refusal naming %s", err, out, bad.want)
+		}
+	}
+	// A key that needs a restart is refused too.
+	out, err := reloadWith(t, l, strings.Replace(good, "queues = [0]", "queues = [0]\nbatch_size = 32", 1))
+	if err == nil || !strings.Contains(out, "restart") {
+		t.Errorf("reload changing batch_size: err %v, output %q; want a restart-needed refusal", err, out)
+	}
+	ss.progress(t, 8<<10)
+	ss.finish(t)
+	if st := stats(t, l); st.Drops["no_vip"] != 0 || st.Drops["no_backend"] != 0 {
+		t.Errorf("drops after refused reloads: %v", st.Drops)
+	}
+}
+
+// TestLookupAgreesWithDatapath: for 200 real connections, `xlb lookup` on the
+// running config names the backend that actually served the connection.
+func TestLookupAgreesWithDatapath(t *testing.T) {
+	l := startLab(t, []int{1, 2, 1})
+	byName := map[string]netip.Addr{}
+	for i, h := range l.backends {
+		byName[h.Name] = labBackends[i].Addr()
+	}
+	file := filepath.Join(l.dir, "xlb.toml")
+	for i := range 200 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := l.client.Dial(ctx, "tcp", netip.AddrPortFrom(labVIP, 80).String())
+		cancel()
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		src := c.LocalAddr().(*net.TCPAddr).AddrPort()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		_, err = io.WriteString(c, "GET / HTTP/1.0\r\n\r\n")
+		var resp []byte
+		if err == nil {
+			resp, err = io.ReadAll(c)
+		}
+		c.Close()
+		if err != nil {
+			t.Fatalf("connection %d from %s: %v", i, src, err)
+		}
+		_, body, _ := bytes.Cut(resp, []byte("\r\n\r\n"))
+		served := byName[strings.TrimSpace(string(body))]
+		out, err := l.lb.Command(context.Background(), l.bin, "lookup", "-c", file, "tcp", src.String(), netip.AddrPortFrom(labVIP, 80).String()).Output()
+		if err != nil {
+			t.Fatalf("xlb lookup: %v", err)
+		}
+		if got := strings.TrimSpace(string(out)); got != served.String() {
+			t.Fatalf("connection from %s was served by %s, xlb lookup says %s", src, served, got)
+		}
+	}
+}
