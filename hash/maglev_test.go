@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -251,23 +252,39 @@ func TestLookupSlot(t *testing.T) {
 // permutation that depends on positions or on the set's size, which moves
 // most slots.
 func TestDisruption(t *testing.T) {
+	report := []string{
+		"| N | remove one: moved | of which between survivors | add one: moved | between survivors | one weight doubles: moved | between others | max/min slots per backend |",
+		"| --- | --- | --- | --- | --- | --- | --- | --- |",
+	}
 	for _, n := range []int{10, 100, 1000} {
 		bs := backends4(n + 1)
-		before := owners(mustBuild(t, bs[:n], 0), bs[:n])
+		table := mustBuild(t, bs[:n], 0)
+		before := owners(table, bs[:n])
 		rng := rand.New(rand.NewPCG(uint64(n), 3))
 		k := rng.IntN(n)
 		removed := slices.Delete(slices.Clone(bs[:n]), k, k+1)
 		after := owners(mustBuild(t, removed, 0), removed)
-		checkMoves(t, fmt.Sprintf("N=%d remove", n), before, after, bs[k].Addr, n)
+		rm, rmBetween := checkMoves(t, fmt.Sprintf("N=%d remove", n), before, after, bs[k].Addr, n)
 
 		added := owners(mustBuild(t, bs, 0), bs)
-		checkMoves(t, fmt.Sprintf("N=%d add", n), before, added, bs[n].Addr, n)
+		ad, adBetween := checkMoves(t, fmt.Sprintf("N=%d add", n), before, added, bs[n].Addr, n)
+
+		doubled := slices.Clone(bs[:n])
+		doubled[k].Weight = 2
+		dw, dwBetween := checkMoves(t, fmt.Sprintf("N=%d double", n), before, owners(mustBuild(t, doubled, 0), doubled), bs[k].Addr, n)
+
+		sh := shares(table, n)
+		report = append(report, fmt.Sprintf("| %d | %.2f%% | %.2f%% | %.2f%% | %.2f%% | %.2f%% | %.2f%% | %.3f |",
+			n, 100*rm, 100*rmBetween, 100*ad, 100*adBetween, 100*dw, 100*dwBetween, float64(slices.Max(sh))/float64(slices.Min(sh))))
 	}
+	// The README's disruption table: go test -v -run TestDisruption ./hash/
+	t.Log("Maglev disruption at M = 65537:\n" + strings.Join(report, "\n"))
 }
 
 // checkMoves compares slot owners before and after a change of backend
-// changed, and bounds the moves as TestDisruption explains.
-func checkMoves(t *testing.T, name string, before, after []netip.Addr, changed netip.Addr, n int) {
+// changed, bounds the moves as TestDisruption explains, and returns the
+// fraction of slots that moved and of those that moved between others.
+func checkMoves(t *testing.T, name string, before, after []netip.Addr, changed netip.Addr, n int) (frac, between float64) {
 	t.Helper()
 	var moved, survivors int
 	for s := range before {
@@ -280,12 +297,11 @@ func checkMoves(t *testing.T, name string, before, after []netip.Addr, changed n
 		}
 	}
 	m := float64(len(before))
-	frac, between := float64(moved)/m, float64(survivors)/m
-	t.Logf("%s: %.3f%% of slots moved (1/N = %.3f%%), %.3f%% between surviving backends",
-		name, 100*frac, 100/float64(n), 100*between)
+	frac, between = float64(moved)/m, float64(survivors)/m
 	if limit := 1/float64(n) + 0.01; frac > limit {
 		t.Errorf("%s: %.3f%% of slots moved, want at most %.3f%%", name, 100*frac, 100*limit)
 	}
+	return frac, between
 }
 
 func TestLookupAllocs(t *testing.T) {
