@@ -237,7 +237,9 @@ func (t *Table[K]) Upsert(h uint32, k *K, now uint32, e Entry) {
 	b.slot[free] = slot[K]{key: *k, val: e}
 }
 
-// Delete removes the entry of flow k and reports whether it was live.
+// Delete removes the entry of flow k and reports whether it was live at now;
+// an entry already past its deadline is reclaimed as expired and reported
+// false.
 func (t *Table[K]) Delete(h uint32, k *K, now uint32) bool {
 	b := t.bucket(h)
 	tag := h | 1
