@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -60,11 +61,25 @@ type Datapath struct {
 	// TxBudget is XDP_MAX_TX_SKB_BUDGET (copy mode): 0 leaves the kernel's
 	// default (32), else 32..TxRing.
 	TxBudget uint32
-	// Source is the outer IPIP source address. Zero: the interface's
-	// first IPv4 address, filled in by CheckHost.
+	// Source is the outer IPv4 source address (IPIP, GUE to IPv4
+	// backends). Zero: the interface's first IPv4 address, filled in by
+	// CheckHost, which fails only if a VIP needs it.
 	Source netip.Addr
+	// Source6 is the outer IPv6 source address (4in6, IP6IP6, GUE to IPv6
+	// backends). Zero: the interface's first global IPv6 address, filled
+	// in by CheckHost, which fails only if a VIP needs it.
+	Source6 netip.Addr
 	// TableSize is the default Maglev table size (a prime) of every VIP.
 	TableSize uint32
+
+	// FlowTableSize is the connection tracking capacity of each worker:
+	// a power of two in [MinFlowTableSize, MaxFlowTableSize]. It sizes
+	// memory allocated at start-up, so changing it needs a restart.
+	FlowTableSize uint32
+	// FlowTCPTimeout and FlowUDPTimeout are how long a flow stays on its
+	// backend without a packet: TCP, and every other protocol (UDP).
+	// Both in [MinFlowTimeout, MaxFlowTimeout].
+	FlowTCPTimeout, FlowUDPTimeout time.Duration
 }
 
 // Control is the [control] table.
@@ -76,12 +91,25 @@ type Control struct {
 
 // VIP is one [[vip]]: a virtual service and its backends.
 type VIP struct {
-	Address netip.Addr // IPv4 for now
+	Address netip.Addr // IPv4 or IPv6
 	// Port is the destination port; 0 serves every port of Address. A
 	// port-0 VIP may share its address and protocol with specific-port VIPs.
 	Port     uint16
 	Protocol Protocol // default TCP
 	Forward  Forward  // default IPIP
+	// GUEPort is the UDP destination port of the outer GUE header: set
+	// (default DefaultGUEPort) when Forward is GUE, else 0.
+	GUEPort uint16
+	// ICMPEcho: the balancer answers ICMP echo requests (ping) to the VIP
+	// itself instead of sending them to a backend. Default true.
+	ICMPEcho bool
+	// Fragments is the policy for fragments the datapath cannot balance
+	// (they lack the ports of their flow): FragmentsDrop or FragmentsPass.
+	Fragments string
+	// Health is the VIP's health check, defaults filled in. Every backend
+	// carries its own resolved copy in Backend.Health, which the datapath
+	// and the checker use; this one is what the backends inherit.
+	Health HealthCheck
 	// TableSize is the VIP's Maglev table size: its own table_size, else
 	// datapath.table_size. Always set after Parse.
 	TableSize uint32
@@ -93,14 +121,58 @@ type VIP struct {
 
 // Backend is one [[vip.backend]].
 type Backend struct {
-	Address netip.Addr // IPv4 for now; unique within its VIP
-	// Weight is the backend's share of new flows, 0..MaxWeight (default
-	// 1). 0 drains it: no new flows, established ones stay.
+	// Address is unique within its VIP. Every backend of a VIP is of one
+	// family; see Forward for which.
+	Address netip.Addr
+	// Weight is the backend's configured share of new flows, 0..MaxWeight
+	// (default 1). 0 drains it: no new flows, established ones stay. The
+	// datapath uses EffectiveWeight, which also honours State.
 	Weight uint32
+	// State is StateActive or StateDrain. Draining keeps Weight as
+	// configured, so setting the state back to active restores it.
+	State string
 	// MAC is the static next-hop MAC, valid when HasMAC. Without it the
 	// next hop is resolved from the kernel's route and neighbour tables.
+	// With forward = "dsr" the next hop is the backend itself.
 	MAC    [6]byte
 	HasMAC bool
+	// Health is the backend's check: its own [vip.backend.health] over
+	// the VIP's spec, else the VIP's spec. Always resolved after Parse.
+	Health HealthCheck
+}
+
+// EffectiveWeight is the weight new flows see: 0 while the backend drains,
+// else Weight. A backend with State "" (a Backend built by hand) is active.
+func (b Backend) EffectiveWeight() uint32 {
+	if b.State == StateDrain {
+		return 0
+	}
+	return b.Weight
+}
+
+// HealthCheck is one resolved health check: [vip.health], or a backend's
+// [vip.backend.health] over it. It is comparable, so a reload can tell a
+// changed check from an unchanged one with ==. Fields that only an HTTP
+// check uses (Path, Host, Expect) are zero for the other kinds.
+type HealthCheck struct {
+	Kind string // HealthNone, HealthTCP or HealthHTTP
+	// Port probed on the backend's address: the file's port, else the
+	// VIP's. Never 0 when Kind is not HealthNone.
+	Port uint16
+	// Path is the HTTP request target, an absolute path with an optional
+	// query ("/healthz?full=1").
+	Path string
+	// Host is the HTTP Host header; "" sends the backend's "ADDR:PORT".
+	Host string
+	// Expect is the HTTP status that counts as up, 100..599.
+	Expect int
+	// Interval between probes, in [MinHealthInterval, MaxHealthInterval];
+	// Timeout bounds one probe and is shorter than Interval, so probes of
+	// one backend never overlap.
+	Interval, Timeout time.Duration
+	// Rise consecutive successes bring a down backend up; Fall consecutive
+	// failures take an up one down. Both 1..MaxHealthThreshold.
+	Rise, Fall int
 }
 
 // Values of Datapath.XDPMode.
@@ -117,6 +189,30 @@ const (
 	ZeroCopyOff  = "off"  // XDP_COPY
 )
 
+// Values of Backend.State.
+const (
+	StateActive = "active" // takes new flows by its weight
+	StateDrain  = "drain"  // no new flows; established ones stay
+)
+
+// Values of VIP.Fragments.
+const (
+	// FragmentsDrop counts and drops fragments the datapath cannot
+	// balance: a non-first fragment carries no ports, so its flow (and
+	// backend) is unknown.
+	FragmentsDrop = "drop"
+	// FragmentsPass hands them to the kernel's stack, for a host that
+	// reassembles or forwards them itself.
+	FragmentsPass = "pass"
+)
+
+// Values of HealthCheck.Kind.
+const (
+	HealthNone = "none" // never probed: always up
+	HealthTCP  = "tcp"  // up when a TCP connection to the port is accepted
+	HealthHTTP = "http" // up when GET Path answers with status Expect
+)
+
 // Defaults and bounds. DefaultDatapath returns the defaults as a whole.
 const (
 	DefaultXDPMode        = XDPModeAuto
@@ -130,6 +226,19 @@ const (
 	DefaultTableSize      = 65537
 	DefaultSocket         = "/run/xlb/xlb.sock"
 	DefaultWeight         = 1
+	DefaultFlowTableSize  = 1 << 18
+	DefaultFlowTCPTimeout = 15 * time.Minute
+	DefaultFlowUDPTimeout = 30 * time.Second
+	DefaultGUEPort        = 6080
+	DefaultFragments      = FragmentsDrop
+
+	DefaultHealthKind     = HealthNone
+	DefaultHealthPath     = "/"
+	DefaultHealthExpect   = 200
+	DefaultHealthInterval = time.Second
+	DefaultHealthTimeout  = 500 * time.Millisecond
+	DefaultHealthRise     = 2
+	DefaultHealthFall     = 3
 
 	MinRing       = 64
 	MaxRing       = 1 << 15
@@ -139,6 +248,16 @@ const (
 	MinTableSize  = 251
 	MaxTableSize  = 1 << 24
 	MaxWeight     = 65535
+
+	MinFlowTableSize = 1 << 10
+	MaxFlowTableSize = 1 << 24
+	MinFlowTimeout   = time.Second
+	MaxFlowTimeout   = 24 * time.Hour // the flow table's own limit
+
+	MinHealthInterval  = 10 * time.Millisecond
+	MaxHealthInterval  = time.Hour
+	MaxHealthThreshold = 100
+	maxHealthPath      = 1024
 
 	// xdpPacketHeadroom is the kernel's XDP_PACKET_HEADROOM and
 	// frameRoom what a frame must keep for a full-size packet plus outer
@@ -164,6 +283,22 @@ func DefaultDatapath() Datapath {
 		BusyPollBudget: DefaultBusyPollBudget,
 		TxBudget:       DefaultTxBudget,
 		TableSize:      DefaultTableSize,
+		FlowTableSize:  DefaultFlowTableSize,
+		FlowTCPTimeout: DefaultFlowTCPTimeout,
+		FlowUDPTimeout: DefaultFlowUDPTimeout,
+	}
+}
+
+// DefaultHealth returns the health check of a VIP whose file sets none, for
+// a VIP on port.
+func DefaultHealth(port uint16) HealthCheck {
+	return HealthCheck{
+		Kind:     DefaultHealthKind,
+		Port:     port,
+		Interval: DefaultHealthInterval,
+		Timeout:  DefaultHealthTimeout,
+		Rise:     DefaultHealthRise,
+		Fall:     DefaultHealthFall,
 	}
 }
 

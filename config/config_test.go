@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 const exampleFile = "../examples/xlb.toml"
@@ -36,13 +37,20 @@ func TestParseMinimalDefaults(t *testing.T) {
 	if c.Control.Socket != DefaultSocket {
 		t.Errorf("socket = %q, want %q", c.Control.Socket, DefaultSocket)
 	}
+	health := HealthCheck{Kind: HealthNone, Port: 80, Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 3}
+	if DefaultHealth(80) != health {
+		t.Errorf("DefaultHealth(80) = %+v, want %+v", DefaultHealth(80), health)
+	}
 	wantVIPs := []VIP{{
 		Address:   netip.MustParseAddr("198.18.100.1"),
 		Port:      80,
 		Protocol:  TCP,
 		Forward:   IPIP,
+		ICMPEcho:  true,
+		Fragments: FragmentsDrop,
+		Health:    health,
 		TableSize: DefaultTableSize,
-		Backends:  []Backend{{Address: netip.MustParseAddr("198.18.0.11"), Weight: 1}},
+		Backends:  []Backend{{Address: netip.MustParseAddr("198.18.0.11"), Weight: 1, State: StateActive, Health: health}},
 	}}
 	if !reflect.DeepEqual(c.VIPs, wantVIPs) {
 		t.Errorf("vips:\n got %+v\nwant %+v", c.VIPs, wantVIPs)
@@ -56,7 +64,10 @@ func TestDefaultDatapathIsValid(t *testing.T) {
 	// The defaults must pass the checks they are subject to.
 	dp := DefaultDatapath()
 	if dp.BatchSize > dp.RxRing || dp.FrameCount < dp.FillRing || !isPrime(dp.TableSize) ||
-		dp.TxBudget < MinTxBudget || dp.TxBudget > dp.TxRing {
+		dp.TxBudget < MinTxBudget || dp.TxBudget > dp.TxRing ||
+		!isPow2(dp.FlowTableSize) || dp.FlowTableSize < MinFlowTableSize || dp.FlowTableSize > MaxFlowTableSize ||
+		dp.FlowTCPTimeout < MinFlowTimeout || dp.FlowTCPTimeout > MaxFlowTimeout ||
+		dp.FlowUDPTimeout < MinFlowTimeout || dp.FlowUDPTimeout > MaxFlowTimeout {
 		t.Errorf("defaults disagree with validation: %+v", dp)
 	}
 }
@@ -73,18 +84,34 @@ func TestExampleParses(t *testing.T) {
 	if dp.Source.IsValid() {
 		t.Errorf("source = %v, want unset (empty string)", dp.Source)
 	}
-	if len(c.VIPs) != 2 {
-		t.Fatalf("%d vips, want 2", len(c.VIPs))
+	if len(c.VIPs) != 4 {
+		t.Fatalf("%d vips, want 4", len(c.VIPs))
 	}
-	v0, v1 := c.VIPs[0], c.VIPs[1]
-	if v0.String() != "198.18.100.1:80/tcp" || v1.String() != "198.18.100.2:53/udp" {
-		t.Errorf("vips = %v, %v", v0, v1)
+	v0, v1, v2, v3 := c.VIPs[0], c.VIPs[1], c.VIPs[2], c.VIPs[3]
+	if v0.String() != "198.18.100.1:80/tcp" || v1.String() != "198.18.100.2:53/udp" ||
+		v2.String() != "[2001:db8:100::1]:443/tcp" || v3.String() != "198.18.100.4:25/tcp" {
+		t.Errorf("vips = %v, %v, %v, %v", v0, v1, v2, v3)
 	}
 	if len(v0.Backends) != 2 || !v0.Backends[0].HasMAC || v0.Backends[0].MAC != [6]byte{2, 0, 0, 0, 0, 0x11} || v0.Backends[1].HasMAC {
 		t.Errorf("vip[0] backends = %+v", v0.Backends)
 	}
-	if len(v1.Backends) != 2 || v1.Backends[0].Weight != 1 || v1.Backends[1].Weight != 0 {
+	http := HealthCheck{Kind: HealthHTTP, Port: 80, Path: "/healthz", Expect: 200, Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 3}
+	ready := http
+	ready.Path = "/ready"
+	if v0.Health != http || v0.Backends[0].Health != ready || v0.Backends[1].Health != http {
+		t.Errorf("vip[0] health %+v, backends %+v and %+v", v0.Health, v0.Backends[0].Health, v0.Backends[1].Health)
+	}
+	if len(v1.Backends) != 2 || v1.Backends[1].State != StateDrain || v1.Backends[1].Weight != 1 ||
+		v1.Backends[1].EffectiveWeight() != 0 || v1.Backends[0].EffectiveWeight() != 1 {
 		t.Errorf("vip[1] backends = %+v", v1.Backends)
+	}
+	tcp443 := DefaultHealth(443)
+	tcp443.Kind = HealthTCP
+	if v2.Forward != GUE || v2.GUEPort != DefaultGUEPort || len(v2.Backends) != 2 || !v2.Backends[0].Address.Is6() || v2.Backends[1].Health != tcp443 {
+		t.Errorf("vip[2] = %+v", v2)
+	}
+	if v3.Forward != DSR || v3.GUEPort != 0 || v3.Health != DefaultHealth(25) {
+		t.Errorf("vip[3] = %+v", v3)
 	}
 	// The example sets every key at its default, except where it says so.
 	want := DefaultDatapath()
@@ -104,13 +131,32 @@ func TestExampleSetsEveryKey(t *testing.T) {
 	for _, k := range datapathKeys {
 		keys = append(keys, "datapath."+k)
 	}
-	for _, k := range vipKeys {
-		keys = append(keys, "vip[0]."+k)
+	for _, k := range healthKeys {
+		keys = append(keys, "vip[0].health."+k)
 	}
-	keys = append(keys, "control.socket", "vip[0].backend[0].address", "vip[0].backend[0].weight", "vip[0].backend[0].mac")
+	keys = append(keys, "control.socket", "vip[0].backend[0].health")
 	for _, k := range keys {
 		if !idx.has(k) {
 			t.Errorf("example does not show %s", k)
+		}
+	}
+	// VIP and backend keys: each in some VIP (gue_port only fits a gue VIP).
+	anyVIP := func(sub string) bool {
+		for i := range 8 {
+			if idx.has(indexKey("vip", i) + "." + sub) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, k := range vipKeys {
+		if !anyVIP(k) {
+			t.Errorf("example does not show vip.%s", k)
+		}
+	}
+	for _, k := range backendKeys {
+		if !anyVIP("backend[0]." + k) {
+			t.Errorf("example does not show vip.backend.%s", k)
 		}
 	}
 }
@@ -164,8 +210,8 @@ protocol = "tcp"
 			`f.toml:17: vip[1].backend[0].address: "198.18.0.x" is not an IP address`},
 		{"bad vip address", edit(`address = "198.18.100.1"`, `address = "vip"`),
 			`f.toml:5: vip[0].address: "vip" is not an IP address`},
-		{"ipv6 vip", edit(`address = "198.18.100.1"`, `address = "2001:db8::1"`),
-			`f.toml:5: vip[0].address: 2001:db8::1: IPv6 is not supported yet`},
+		{"ipv6 vip with ipv4 backend", edit(`address = "198.18.100.1"`, `address = "2001:db8::1"`),
+			`f.toml:9: vip[0].backend[0].address: IPv4 backend for IPv6 VIP 2001:db8::1: ipip does not carry IPv6 in IPv4 (6in4); use IPv6 backends`},
 		{"multicast backend", edit(`address = "198.18.0.11"`, `  address = "224.0.0.1"`),
 			`f.toml:9: vip[0].backend[0].address: 224.0.0.1 is not a unicast address`},
 		{"missing backend", "[datapath]\ninterface = \"eth0\"\n\n[[vip]]\naddress = \"198.18.100.1\"\nport = 80\n",
@@ -180,8 +226,8 @@ protocol = "tcp"
 			`f.toml:4: vip[0].port: required key is missing`},
 		{"bad protocol", edit("port", "port = 80\nprotocol = \"sctp\""),
 			`f.toml:7: vip[0].protocol: unknown protocol "sctp" (want "tcp" or "udp")`},
-		{"bad forward", edit("port", "port = 80\nforward = \"dsr\""),
-			`f.toml:7: vip[0].forward: unknown forward method "dsr" (want "ipip")`},
+		{"bad forward", edit("port", "port = 80\nforward = \"nat\""),
+			`f.toml:7: vip[0].forward: unknown forward method "nat" (want "ipip", "gue" or "dsr")`},
 		{"syntax error", edit("port", "port = = 80"),
 			`f.toml:6: vip[0].port: expected value but found '=' instead`},
 		{"duplicate key", edit("port", "port = 80\nport = 81"),
@@ -249,7 +295,7 @@ protocol = "tcp"
 		{"bad bool", edit(`interface`, "interface = \"eth0\"\nspin = \"yes\""),
 			`f.toml:3: datapath.spin: expected true or false, got string "yes"`},
 		{"ipv6 source", edit(`interface`, "interface = \"eth0\"\nsource = \"2001:db8::1\""),
-			`f.toml:3: datapath.source: 2001:db8::1: IPv6 is not supported yet`},
+			`f.toml:3: datapath.source: 2001:db8::1 is not an IPv4 address (an IPv6 outer source is datapath.source6)`},
 		{"bad interface name", edit(`interface`, `interface = "a/b"`),
 			`f.toml:2: datapath.interface: "a/b" is not a valid interface name`},
 		{"relative socket", minimal + "[control]\nsocket = \"xlb.sock\"\n",
@@ -315,6 +361,10 @@ spin = true
 tx_budget = 0
 source = "198.18.0.1"
 table_size = 251
+source6 = "2001:db8::1"
+flow_table_size = 1024
+flow_tcp_timeout = "1h30m"
+flow_udp_timeout = "2s"
 
 [control]
 socket = "/tmp/x.sock"
@@ -323,8 +373,16 @@ socket = "/tmp/x.sock"
 address = "198.18.100.9"
 port = 0
 protocol = "udp"
+forward = "gue"
+gue_port = 9000
 table_size = 16777213
-backend = [{address = "198.18.0.1", weight = 65535, mac = "02-00-00-00-00-01"}]
+icmp_echo = false
+fragments = "pass"
+health = {kind = "http", port = 8080, path = "/h?x=1", host = "svc.example:8080", expect = 204, interval = "2s", timeout = "1500ms", rise = 5, fall = 7}
+backend = [
+  {address = "2001:db8::a", weight = 65535, state = "drain", mac = "02-00-00-00-00-01", health = {kind = "tcp", port = 9090, interval = "100ms", timeout = "50ms", rise = 1, fall = 100}},
+  {address = "2001:db8::b", state = "active", health = {path = "/other"}},
+]
 `
 	c, err := Parse("v.toml", []byte(src))
 	if err != nil {
@@ -337,6 +395,8 @@ backend = [{address = "198.18.0.1", weight = 65535, mac = "02-00-00-00-00-01"}]
 		RxRing: 4096, TxRing: 512, FillRing: 8192, CompletionRing: 64, BatchSize: 32,
 		NeedWakeup: false, BusyPoll: true, BusyPollBudget: 16, Spin: true, TxBudget: 0,
 		Source: netip.MustParseAddr("198.18.0.1"), TableSize: 251,
+		Source6: netip.MustParseAddr("2001:db8::1"), FlowTableSize: 1024,
+		FlowTCPTimeout: 90 * time.Minute, FlowUDPTimeout: 2 * time.Second,
 	}
 	if !reflect.DeepEqual(c.Datapath, want) {
 		t.Errorf("datapath:\n got %+v\nwant %+v", c.Datapath, want)
@@ -344,9 +404,18 @@ backend = [{address = "198.18.0.1", weight = 65535, mac = "02-00-00-00-00-01"}]
 	if c.Control.Socket != "/tmp/x.sock" {
 		t.Errorf("socket = %q", c.Control.Socket)
 	}
+	vh := HealthCheck{Kind: HealthHTTP, Port: 8080, Path: "/h?x=1", Host: "svc.example:8080", Expect: 204,
+		Interval: 2 * time.Second, Timeout: 1500 * time.Millisecond, Rise: 5, Fall: 7}
+	b0h := HealthCheck{Kind: HealthTCP, Port: 9090, Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond, Rise: 1, Fall: 100}
+	b1h := vh
+	b1h.Path = "/other"
 	wantVIP := VIP{
-		Address: netip.MustParseAddr("198.18.100.9"), Port: 0, Protocol: UDP, Forward: IPIP, TableSize: 16777213,
-		Backends: []Backend{{Address: netip.MustParseAddr("198.18.0.1"), Weight: 65535, MAC: [6]byte{2, 0, 0, 0, 0, 1}, HasMAC: true}},
+		Address: netip.MustParseAddr("198.18.100.9"), Port: 0, Protocol: UDP, Forward: GUE, GUEPort: 9000,
+		TableSize: 16777213, ICMPEcho: false, Fragments: FragmentsPass, Health: vh,
+		Backends: []Backend{
+			{Address: netip.MustParseAddr("2001:db8::a"), Weight: 65535, State: StateDrain, MAC: [6]byte{2, 0, 0, 0, 0, 1}, HasMAC: true, Health: b0h},
+			{Address: netip.MustParseAddr("2001:db8::b"), Weight: 1, State: StateActive, Health: b1h},
+		},
 	}
 	if len(c.VIPs) != 1 || !reflect.DeepEqual(c.VIPs[0], wantVIP) {
 		t.Errorf("vips:\n got %+v\nwant %+v", c.VIPs, wantVIP)
@@ -425,10 +494,21 @@ func TestProtocolText(t *testing.T) {
 	if Protocol(1).String() != "Protocol(1)" || uint8(TCP) != 6 || uint8(UDP) != 17 {
 		t.Error("protocol numbers")
 	}
-	b, err := IPIP.MarshalText()
-	var f Forward
-	if err != nil || f.UnmarshalText(b) != nil || f != IPIP || Forward(0).String() != "Forward(0)" {
-		t.Errorf("forward round trip: %q %v %v", b, err, f)
+	for _, m := range []Forward{IPIP, GUE, DSR} {
+		b, err := m.MarshalText()
+		var f Forward
+		if err != nil || f.UnmarshalText(b) != nil || f != m {
+			t.Errorf("forward round trip: %q %v %v", b, err, f)
+		}
+	}
+	if IPIP.String() != "ipip" || GUE.String() != "gue" || DSR.String() != "dsr" ||
+		Forward(0).String() != "Forward(0)" || Forward(4).String() != "Forward(4)" {
+		t.Error("forward names")
+	}
+	for _, f := range []Forward{0, 4} {
+		if _, err := f.MarshalText(); err == nil {
+			t.Errorf("%v marshalled", f)
+		}
 	}
 }
 

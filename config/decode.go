@@ -23,6 +23,11 @@ type decoder struct {
 	file string
 	idx  *posIndex
 	errs []*Error
+	// health holds the health tables the file sets, by the path of the VIP
+	// or backend that holds them ("vip[0]", "vip[0].backend[1]"). They
+	// are resolved in validate, once the whole VIP is known: a backend's
+	// check inherits from its VIP's, which TOML may set after it.
+	health map[string]*healthDecl
 }
 
 func (d *decoder) errorf(key, format string, args ...any) {
@@ -227,7 +232,39 @@ func (d *decoder) oneOf(key string, v any, allowed ...string) (string, bool) {
 	return s, true
 }
 
-// addr parses a unicast IPv4 address.
+// duration parses a Go duration string ("300ms", "5m") within [lo, hi].
+func (d *decoder) duration(key string, v any, what string, lo, hi time.Duration) (time.Duration, bool) {
+	s, ok := v.(string)
+	if !ok {
+		d.errorf(key, "expected a duration such as \"500ms\" or \"5m\", got %s", typeName(v))
+		return 0, false
+	}
+	t, err := time.ParseDuration(s)
+	if err != nil {
+		d.errorf(key, "%q is not a duration (such as \"500ms\" or \"5m\")", s)
+		return 0, false
+	}
+	if t < lo || t > hi {
+		d.errorf(key, "%s out of range: %s (must be %s..%s)", what, fmtDuration(t), fmtDuration(lo), fmtDuration(hi))
+		return 0, false
+	}
+	return t, true
+}
+
+// fmtDuration writes a duration as a file would: "24h", "1m30s", not
+// time.Duration's "24h0m0s".
+func fmtDuration(t time.Duration) string {
+	s := t.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// addr parses a unicast IPv4 or IPv6 address.
 func (d *decoder) addr(key string, v any) (netip.Addr, bool) {
 	s, ok := d.str(key, v)
 	if !ok {
@@ -238,8 +275,12 @@ func (d *decoder) addr(key string, v any) (netip.Addr, bool) {
 		d.errorf(key, "%q is not an IP address", s)
 		return netip.Addr{}, false
 	}
-	if err := checkFamily(a); err != nil {
-		d.errorf(key, "%s: %v", s, err)
+	if a.Zone() != "" {
+		d.errorf(key, "%s: an address with a zone is link-local to one interface, not a service address", s)
+		return netip.Addr{}, false
+	}
+	if a.Is4In6() {
+		d.errorf(key, "%s is an IPv4-mapped IPv6 address: write it as %s", s, a.Unmap())
 		return netip.Addr{}, false
 	}
 	if !a.IsGlobalUnicast() {
@@ -249,16 +290,21 @@ func (d *decoder) addr(key string, v any) (netip.Addr, bool) {
 	return a, true
 }
 
-// errIPv6 is what checkFamily says about IPv6 until the datapath carries it.
-var errIPv6 = errors.New("IPv6 is not supported yet")
-
-// checkFamily is the one place that limits addresses to IPv4; IPv6 support
-// changes it and nothing else here.
-func checkFamily(a netip.Addr) error {
-	if !a.Is4() {
-		return errIPv6
+// addrFamily parses an address of one family (want4: IPv4, else IPv6).
+func (d *decoder) addrFamily(key string, v any, want4 bool) (netip.Addr, bool) {
+	a, ok := d.addr(key, v)
+	if !ok {
+		return a, false
 	}
-	return nil
+	switch {
+	case want4 && !a.Is4():
+		d.errorf(key, "%s is not an IPv4 address (an IPv6 outer source is datapath.source6)", a)
+		return netip.Addr{}, false
+	case !want4 && !a.Is6():
+		d.errorf(key, "%s is not an IPv6 address (an IPv4 outer source is datapath.source)", a)
+		return netip.Addr{}, false
+	}
+	return a, true
 }
 
 func (d *decoder) required(t map[string]any, path string, names ...string) {
@@ -271,6 +317,7 @@ func (d *decoder) required(t map[string]any, path string, names ...string) {
 
 func (d *decoder) config(tree map[string]any) *Config {
 	c := &Config{File: d.file, Datapath: DefaultDatapath(), Control: Control{Socket: DefaultSocket}}
+	d.health = make(map[string]*healthDecl)
 	d.fields("", tree, []string{"datapath", "control", "vip"}, func(name, key string, v any) {
 		switch name {
 		case "datapath":
@@ -303,7 +350,8 @@ var datapathKeys = []string{
 	"frame_size", "frame_count", "headroom",
 	"rx_ring", "tx_ring", "fill_ring", "completion_ring", "batch_size",
 	"need_wakeup", "busy_poll", "busy_poll_budget", "spin", "tx_budget",
-	"source", "table_size",
+	"source", "source6", "table_size",
+	"flow_table_size", "flow_tcp_timeout", "flow_udp_timeout",
 }
 
 func (d *decoder) datapath(dp *Datapath, path string, t map[string]any) {
@@ -357,9 +405,24 @@ func (d *decoder) datapath(dp *Datapath, path string, t map[string]any) {
 			if s, ok := v.(string); ok && s == "" {
 				return // "" = the interface's address, as when absent
 			}
-			dp.Source, _ = d.addr(key, v)
+			dp.Source, _ = d.addrFamily(key, v, true)
+		case "source6":
+			if s, ok := v.(string); ok && s == "" {
+				return
+			}
+			dp.Source6, _ = d.addrFamily(key, v, false)
 		case "table_size":
 			d.u32(&dp.TableSize, key, v, "table size", MinTableSize, MaxTableSize)
+		case "flow_table_size":
+			d.u32(&dp.FlowTableSize, key, v, "flow table size", MinFlowTableSize, MaxFlowTableSize)
+		case "flow_tcp_timeout":
+			if t, ok := d.duration(key, v, "flow timeout", MinFlowTimeout, MaxFlowTimeout); ok {
+				dp.FlowTCPTimeout = t
+			}
+		case "flow_udp_timeout":
+			if t, ok := d.duration(key, v, "flow timeout", MinFlowTimeout, MaxFlowTimeout); ok {
+				dp.FlowUDPTimeout = t
+			}
 		}
 	})
 }
@@ -388,10 +451,15 @@ func (d *decoder) control(ctl *Control, path string, t map[string]any) {
 	})
 }
 
-var vipKeys = []string{"address", "port", "protocol", "forward", "table_size", "backend"}
+var vipKeys = []string{
+	"address", "port", "protocol", "forward", "gue_port", "table_size",
+	"icmp_echo", "fragments", "health", "backend",
+}
+
+var backendKeys = []string{"address", "weight", "state", "mac", "health"}
 
 func (d *decoder) vip(path string, t map[string]any) VIP {
-	v := VIP{Protocol: TCP, Forward: IPIP}
+	v := VIP{Protocol: TCP, Forward: IPIP, ICMPEcho: true, Fragments: DefaultFragments}
 	d.required(t, path, "address", "port")
 	d.fields(path, t, vipKeys, func(name, key string, val any) {
 		switch name {
@@ -413,8 +481,20 @@ func (d *decoder) vip(path string, t map[string]any) VIP {
 					d.errorf(key, "%v", err)
 				}
 			}
+		case "gue_port":
+			if n, ok := d.integer(key, val, "GUE port", 1, math.MaxUint16); ok {
+				v.GUEPort = uint16(n)
+			}
 		case "table_size":
 			d.u32(&v.TableSize, key, val, "table size", MinTableSize, MaxTableSize)
+		case "icmp_echo":
+			v.ICMPEcho, _ = d.boolean(key, val)
+		case "fragments":
+			v.Fragments, _ = d.oneOf(key, val, FragmentsDrop, FragmentsPass)
+		case "health":
+			if ht, ok := d.table(key, val); ok {
+				d.health[path] = d.healthTable(key, ht)
+			}
 		case "backend":
 			if ts, ok := d.tables(key, val); ok {
 				for i, bt := range ts {
@@ -427,14 +507,20 @@ func (d *decoder) vip(path string, t map[string]any) VIP {
 }
 
 func (d *decoder) backend(path string, t map[string]any) Backend {
-	b := Backend{Weight: DefaultWeight}
+	b := Backend{Weight: DefaultWeight, State: StateActive}
 	d.required(t, path, "address")
-	d.fields(path, t, []string{"address", "weight", "mac"}, func(name, key string, v any) {
+	d.fields(path, t, backendKeys, func(name, key string, v any) {
 		switch name {
 		case "address":
 			b.Address, _ = d.addr(key, v)
 		case "weight":
 			d.u32(&b.Weight, key, v, "weight", 0, MaxWeight)
+		case "state":
+			b.State, _ = d.oneOf(key, v, StateActive, StateDrain)
+		case "health":
+			if ht, ok := d.table(key, v); ok {
+				d.health[path] = d.healthTable(key, ht)
+			}
 		case "mac":
 			if s, ok := d.str(key, v); ok {
 				mac, err := parseMAC(s)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -24,6 +25,8 @@ func FuzzParse(f *testing.F) {
 		"[[vip]]\n[[vip.backend]]\n[vip]\n",
 		"vip = [{address = \"198.18.100.1\", port = 1, backend = [{address = \"198.18.0.1\"}]}]\n[datapath]\ninterface = \"x\"\n",
 		"\"\\u00e9\" = 1\n'a.b'.c = {d = 1979-05-27}\n",
+		minimal + "  state = \"drain\"\n  [vip.backend.health]\n  kind = \"http\"\n  timeout = \"2s\"\n",
+		strings.Replace(minimal, "port = 80", "port = 0\nforward = \"gue\"\nhealth = {kind = \"tcp\", port = 1}", 1),
 	} {
 		f.Add([]byte(seed))
 	}
@@ -47,8 +50,20 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted a config without vip or interface: %+v", c)
 		}
 		for _, v := range c.VIPs {
-			if len(v.Backends) == 0 || !isPrime(v.TableSize) || !v.Address.Is4() {
+			if len(v.Backends) == 0 || !isPrime(v.TableSize) || !v.Address.IsGlobalUnicast() ||
+				(v.Forward == GUE) != (v.GUEPort != 0) || v.Health.Timeout >= v.Health.Interval {
 				t.Fatalf("accepted a bad vip: %+v", v)
+			}
+			fam := v.Backends[0].Address.Is4()
+			if v.Address.Is6() && fam || v.Forward == DSR && fam != v.Address.Is4() {
+				t.Fatalf("accepted a vip with backends of the wrong family: %+v", v)
+			}
+			for _, b := range v.Backends {
+				h := b.Health
+				if b.Address.Is4() != fam || h.Kind != HealthNone && h.Port == 0 || h.Timeout >= h.Interval ||
+					(h.Kind == HealthHTTP) != (h.Path != "") || b.EffectiveWeight() > b.Weight {
+					t.Fatalf("accepted a bad backend of %v: %+v", v, b)
+				}
 			}
 		}
 		_ = c.Errorf("datapath.interface", "x").Error()

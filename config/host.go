@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -22,10 +23,17 @@ import (
 //   - every CPU must be in the process's affinity mask; empty CPUs become
 //     the default mapping, queue q on the (q mod n)th of the n allowed CPUs;
 //     CPUs given with Queues left empty must number one per RX queue;
-//   - a zero Source becomes the interface's first IPv4 address.
+//   - a zero Source becomes the interface's first IPv4 address and a zero
+//     Source6 its first global IPv6 address. Either is required only when
+//     a VIP encapsulates (ipip, gue) to backends of its family; otherwise
+//     it stays zero if the interface has no such address;
+//   - every backend of a dsr VIP must be on-link on the interface: the
+//     kernel's route to it (RouteGet) has no gateway and leaves through
+//     the interface, since DSR rewrites only the destination MAC.
 //
-// Errors are *Error values naming the key, like Parse's. CheckHost changes c
-// only when it succeeds.
+// Errors are *Error values naming the key, like Parse's; on-link errors are
+// reported for every backend, joined. CheckHost changes c only when it
+// succeeds.
 func (c *Config) CheckHost() error {
 	dp := c.Datapath
 	ifc, err := net.InterfaceByName(dp.Interface)
@@ -68,15 +76,90 @@ func (c *Config) CheckHost() error {
 		}
 	}
 
+	need4, need6 := c.outerFamilies()
 	if !dp.Source.IsValid() {
-		src, err := firstIPv4(ifc)
-		if err != nil {
-			return c.Errorf("datapath.source", "%v; set source", err)
+		src, err := firstAddr(ifc, true)
+		if err != nil && need4 != "" {
+			return c.Errorf("datapath.source", "%v; set source (%s encapsulates to IPv4 backends)", err, need4)
 		}
 		dp.Source = src
 	}
+	if !dp.Source6.IsValid() {
+		src, err := firstAddr(ifc, false)
+		if err != nil && need6 != "" {
+			return c.Errorf("datapath.source6", "%v; set source6 (%s encapsulates to IPv6 backends)", err, need6)
+		}
+		dp.Source6 = src
+	}
+	if err := c.checkOnLink(ifc); err != nil {
+		return err
+	}
 	c.Datapath = dp
 	return nil
+}
+
+// outerFamilies names the first VIP ("vip[2]") that encapsulates to IPv4
+// backends and the first that encapsulates to IPv6 ones; "" if none does.
+func (c *Config) outerFamilies() (need4, need6 string) {
+	for i, v := range c.VIPs {
+		if !v.Forward.Encapsulates() || len(v.Backends) == 0 {
+			continue
+		}
+		switch {
+		case v.Backends[0].Address.Is4() && need4 == "":
+			need4 = indexKey("vip", i)
+		case v.Backends[0].Address.Is6() && need6 == "":
+			need6 = indexKey("vip", i)
+		}
+	}
+	return need4, need6
+}
+
+// checkOnLink asks the kernel for its route to every backend of a dsr VIP:
+// DSR hands the frame to the backend's MAC on the interface's own link, so
+// a route through a gateway or another interface would deliver it to the
+// wrong host, or not at all.
+func (c *Config) checkOnLink(ifc *net.Interface) error {
+	var errs []error
+	for i, v := range c.VIPs {
+		if v.Forward != DSR {
+			continue
+		}
+		for j, b := range v.Backends {
+			key := indexKey(indexKey("vip", i)+".backend", j) + ".address"
+			if why := onLink(ifc, b.Address); why != "" {
+				errs = append(errs, c.Errorf(key, "%s is not on-link on %s (%s): dsr backends must share the interface's link", b.Address, ifc.Name, why))
+			}
+		}
+	}
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
+}
+
+// onLink returns "" if the kernel routes a to ifc directly, else why not.
+func onLink(ifc *net.Interface, a netip.Addr) string {
+	routes, err := netlink.RouteGet(net.IP(a.AsSlice()))
+	if err != nil {
+		return fmt.Sprintf("no route: %v", err)
+	}
+	for _, r := range routes {
+		switch {
+		case r.LinkIndex != ifc.Index:
+			name := strconv.Itoa(r.LinkIndex)
+			if l, err := net.InterfaceByIndex(r.LinkIndex); err == nil {
+				name = l.Name
+			}
+			return "the route leaves through " + name
+		case r.Gw != nil:
+			return "the route goes via the gateway " + r.Gw.String()
+		}
+	}
+	if len(routes) == 0 {
+		return "no route"
+	}
+	return ""
 }
 
 // rxQueues counts the interface's RX queues, as AF_XDP's bind checks them
@@ -119,17 +202,33 @@ func cpuList(set *unix.CPUSet) []int {
 	return cpus
 }
 
-func firstIPv4(ifc *net.Interface) (netip.Addr, error) {
+// firstAddr returns the interface's first IPv4 address (want4), or its
+// first global IPv6 address: link-local ones are no source for a packet
+// that may cross a router.
+func firstAddr(ifc *net.Interface, want4 bool) (netip.Addr, error) {
 	addrs, err := ifc.Addrs()
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("addresses of %s: %w", ifc.Name, err)
 	}
 	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok {
-			if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap().Is4() {
-				return ip.Unmap(), nil
-			}
+		n, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(n.IP)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
+		if want4 && ip.Is4() {
+			return ip, nil
+		}
+		if !want4 && ip.Is6() && ip.IsGlobalUnicast() {
+			return ip, nil
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("%s has no IPv4 address", ifc.Name)
+	if want4 {
+		return netip.Addr{}, fmt.Errorf("%s has no IPv4 address", ifc.Name)
+	}
+	return netip.Addr{}, fmt.Errorf("%s has no global IPv6 address", ifc.Name)
 }

@@ -49,40 +49,64 @@ func (p *Protocol) UnmarshalText(b []byte) error {
 
 // Forward is how packets reach a VIP's backends. The zero value is not a
 // valid method: Parse always sets one.
+//
+// The outer family of IPIP and GUE is the backends' family: an IPv4 VIP may
+// have IPv4 backends (IPIP, protocol 4) or IPv6 backends (4in6, next header
+// 4); an IPv6 VIP has IPv6 backends (IP6IP6, next header 41). IPv6 inside
+// IPv4 (6in4) is not offered: its outer header could not carry every IPv6
+// packet a client may send. DSR needs the backends in the VIP's family.
 type Forward uint8
 
-// The forwarding methods. Only IPIP exists so far; GUE and L2 DSR come later.
+// The forwarding methods.
 const (
-	// IPIP wraps the client's packet in an outer IPv4 header (protocol 4)
-	// from datapath.source to the backend, which decapsulates it and answers
-	// the client directly.
+	// IPIP wraps the client's packet in an outer IP header from
+	// datapath.source (or source6) to the backend, which decapsulates it
+	// and answers the client directly.
 	IPIP Forward = 1
+	// GUE wraps it in outer IP and UDP headers (to the VIP's gue_port) and
+	// a GUE header: the UDP source port carries the flow's entropy, so
+	// ECMP and RSS on the way to the backend spread flows as they would
+	// the clients' own packets.
+	GUE Forward = 2
+	// DSR (L2 direct server return) rewrites only the destination MAC to
+	// the backend's: no header is added, so nothing grows beyond the MTU,
+	// but every backend must be on-link on the datapath interface and
+	// hold the VIP itself.
+	DSR Forward = 3
 )
+
+var forwardNames = [...]string{IPIP: "ipip", GUE: "gue", DSR: "dsr"}
 
 // String returns the name used in the file.
 func (f Forward) String() string {
-	if f == IPIP {
-		return "ipip"
+	if f >= IPIP && f <= DSR {
+		return forwardNames[f]
 	}
 	return fmt.Sprintf("Forward(%d)", uint8(f))
 }
 
 // MarshalText returns the name used in the file.
 func (f Forward) MarshalText() ([]byte, error) {
-	if f != IPIP {
+	if f < IPIP || f > DSR {
 		return nil, fmt.Errorf("config: unknown forward method %d", uint8(f))
 	}
 	return []byte(f.String()), nil
 }
 
-// UnmarshalText accepts "ipip".
+// UnmarshalText accepts "ipip", "gue" or "dsr".
 func (f *Forward) UnmarshalText(b []byte) error {
-	if string(b) != "ipip" {
-		return fmt.Errorf("unknown forward method %q (want \"ipip\")", b)
+	for m := IPIP; m <= DSR; m++ {
+		if string(b) == forwardNames[m] {
+			*f = m
+			return nil
+		}
 	}
-	*f = IPIP
-	return nil
+	return fmt.Errorf("unknown forward method %q (want \"ipip\", \"gue\" or \"dsr\")", b)
 }
+
+// Encapsulates reports whether f adds an outer header, which leaves from
+// datapath.source (IPv4 backends) or datapath.source6 (IPv6 backends).
+func (f Forward) Encapsulates() bool { return f == IPIP || f == GUE }
 
 // parseMAC accepts a unicast Ethernet address ("02:00:00:00:00:11", also
 // with dashes or in Cisco dotted form). The zero, broadcast and multicast

@@ -46,6 +46,9 @@ func (d *decoder) validate(c *Config) {
 	if !isPrime(dp.TableSize) {
 		d.errorf(p+"table_size", "table size %d is not a prime", dp.TableSize)
 	}
+	if !isPow2(dp.FlowTableSize) {
+		d.errorf(p+"flow_table_size", "flow table size %d is not a power of two", dp.FlowTableSize)
+	}
 	seen := make(map[int]int, len(dp.Queues))
 	for i, q := range dp.Queues {
 		if j, dup := seen[q]; dup {
@@ -90,7 +93,63 @@ func (d *decoder) validate(c *Config) {
 			}
 			backends[b.Address] = j
 		}
+		d.families(v, key)
+
+		switch {
+		case v.Forward == GUE && v.GUEPort == 0:
+			v.GUEPort = DefaultGUEPort
+		case v.Forward != GUE && v.GUEPort != 0:
+			d.errorf(key+".gue_port", "gue_port is only used with forward = \"gue\" (forward is %q)", v.Forward)
+		}
+
+		vh := d.health[key]
+		v.Health = vh.apply(DefaultHealth(v.Port))
+		if vh != nil {
+			d.checkHealth(vh, v.Health)
+		}
+		for j := range v.Backends {
+			b := &v.Backends[j]
+			bh := d.health[indexKey(key+".backend", j)]
+			b.Health = bh.apply(v.Health)
+			if bh != nil {
+				d.checkHealth(bh, b.Health)
+			}
+		}
 	}
+}
+
+// families checks the address families of a VIP and its backends. The
+// backends share one family, so the VIP has one outer family: IPIP and GUE
+// carry an IPv4 VIP to IPv4 or IPv6 backends and an IPv6 VIP to IPv6
+// backends; DSR sends the client's packet as it is, so its backends are of
+// the VIP's family.
+func (d *decoder) families(v *VIP, key string) {
+	if len(v.Backends) == 0 {
+		return
+	}
+	first := v.Backends[0].Address
+	for j, b := range v.Backends[1:] {
+		if b.Address.Is4() != first.Is4() {
+			d.errorf(indexKey(key+".backend", j+1)+".address", "%s is %s but %s.backend[0] is %s: a VIP's backends must be of one family",
+				b.Address, family(b.Address), key, family(first))
+		}
+	}
+	bkey := indexKey(key+".backend", 0) + ".address"
+	switch {
+	case v.Forward == DSR && first.Is4() != v.Address.Is4():
+		d.errorf(bkey, "%s backend for %s VIP %s: dsr forwards the client's packet unchanged, so backends must be of the VIP's family",
+			family(first), family(v.Address), v.Address)
+	case v.Forward != DSR && v.Address.Is6() && first.Is4():
+		d.errorf(bkey, "IPv4 backend for IPv6 VIP %s: %s does not carry IPv6 in IPv4 (6in4); use IPv6 backends",
+			v.Address, v.Forward)
+	}
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
 }
 
 // blame picks the key to report a disagreement between two keys under: the
