@@ -9,41 +9,75 @@ import "encoding/binary"
 // checksum in place it gives 0 if the header is intact.
 //
 // The 20-byte case, an IPv4 header without options, is unrolled into five
-// 32-bit loads. EncapIPIP does not call it: it sums the words of the header
-// it writes before storing them (see fold).
+// 32-bit loads. The encapsulations do not call it: they sum the words of
+// the header they write before storing them (see fold).
 func Checksum(b []byte) uint16 {
-	var sum uint64
 	if len(b) == ipv4HeaderLen {
-		sum = uint64(binary.BigEndian.Uint32(b[0:4])) +
+		return fold(uint64(binary.BigEndian.Uint32(b[0:4])) +
 			uint64(binary.BigEndian.Uint32(b[4:8])) +
 			uint64(binary.BigEndian.Uint32(b[8:12])) +
 			uint64(binary.BigEndian.Uint32(b[12:16])) +
-			uint64(binary.BigEndian.Uint32(b[16:20]))
-	} else {
-		for len(b) >= 4 {
-			sum += uint64(binary.BigEndian.Uint32(b))
-			b = b[4:]
-		}
-		if len(b) >= 2 {
-			sum += uint64(binary.BigEndian.Uint16(b))
-			b = b[2:]
-		}
-		if len(b) == 1 {
-			sum += uint64(b[0]) << 8
-		}
+			uint64(binary.BigEndian.Uint32(b[16:20])))
 	}
-	return fold(sum)
+	return fold(sum(b, 0))
 }
 
-// fold returns the Internet checksum of a sum of big-endian 32-bit (or
-// 16-bit) words of at most 2^33: the sum folded to 16 bits with end-around
+// sum adds the big-endian 16-bit words of b, an odd last byte padded with
+// zero, to acc, unfolded: it adds big-endian 32-bit words into 64 bits,
+// which cannot overflow for any packet, and leaves the end-around carries
+// to fold. b must start at an even offset of the checksummed data.
+func sum(b []byte, acc uint64) uint64 {
+	for len(b) >= 16 {
+		acc += uint64(binary.BigEndian.Uint32(b[0:4])) +
+			uint64(binary.BigEndian.Uint32(b[4:8])) +
+			uint64(binary.BigEndian.Uint32(b[8:12])) +
+			uint64(binary.BigEndian.Uint32(b[12:16]))
+		b = b[16:]
+	}
+	for len(b) >= 4 {
+		acc += uint64(binary.BigEndian.Uint32(b))
+		b = b[4:]
+	}
+	if len(b) >= 2 {
+		acc += uint64(binary.BigEndian.Uint16(b))
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		acc += uint64(b[0]) << 8
+	}
+	return acc
+}
+
+// pseudo6 is the unfolded sum of the IPv6 pseudo-header (RFC 8200 section
+// 8.1) that the UDP and ICMPv6 checksums cover: source and destination
+// addresses, upper-layer length and next header.
+func pseudo6(src, dst *[16]byte, length uint32, proto uint8) uint64 {
+	return uint64(binary.BigEndian.Uint32(src[0:4])) + uint64(binary.BigEndian.Uint32(src[4:8])) +
+		uint64(binary.BigEndian.Uint32(src[8:12])) + uint64(binary.BigEndian.Uint32(src[12:16])) +
+		uint64(binary.BigEndian.Uint32(dst[0:4])) + uint64(binary.BigEndian.Uint32(dst[4:8])) +
+		uint64(binary.BigEndian.Uint32(dst[8:12])) + uint64(binary.BigEndian.Uint32(dst[12:16])) +
+		uint64(length) + uint64(proto)
+}
+
+// fold returns the Internet checksum of an unfolded sum of big-endian
+// 32-bit (or 16-bit) words: the sum folded to 16 bits with end-around
 // carries, complemented. Summing 32-bit words and folding gives the same
 // ones'-complement sum as summing 16-bit words, since 2^16 ≡ 1 modulo
-// 2^16-1.
+// 2^16-1; the first step takes any 64-bit sum down to 33 bits.
 func fold(sum uint64) uint16 {
 	sum = (sum >> 32) + (sum & 0xffffffff)
 	sum = (sum >> 16) + (sum & 0xffff)
 	sum = (sum >> 16) + (sum & 0xffff)
 	sum = (sum >> 16) + (sum & 0xffff)
 	return ^uint16(sum)
+}
+
+// update returns checksum hc after one 16-bit word it covers changed from
+// old to new, without summing the data again: RFC 1624's equation 3,
+// HC' = ~(~HC + ~m + m'). A checksum that was wrong stays wrong.
+func update(hc, old, new uint16) uint16 {
+	s := uint32(^hc) + uint32(^old) + uint32(new)
+	s = (s >> 16) + (s & 0xffff)
+	s = (s >> 16) + (s & 0xffff)
+	return ^uint16(s)
 }

@@ -130,54 +130,133 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-func FuzzEncapIPIP(f *testing.F) {
+// FuzzEncap runs one forwarding mode (mode % 5: the encapModes, then
+// RewriteDSR) on a frame in a buffer with headroom bytes in front. When
+// Parse refuses the frame, the Flow is made up from the arguments, to
+// exercise the argument checks.
+func FuzzEncap(f *testing.F) {
 	for i, s := range fuzzSeeds(f) {
-		f.Add(s, uint8(20+i%3), uint16(1518), uint16(i), uint16(14), uint16(len(s)))
+		f.Add(s, uint8(i), uint8(20+i%40), uint16(1518), uint16(14), uint16(len(s)), uint8(4))
 	}
-	f.Fuzz(func(t *testing.T, frame []byte, headroom uint8, maxLen, id, l3, ipLen uint16) {
+	f.Fuzz(func(t *testing.T, frame []byte, mode, headroom uint8, maxLen, l3, ipLen uint16, family uint8) {
 		var fl Flow
 		parsed := Parse(frame, &fl) == OK
 		if !parsed {
-			// Exercise the argument checks with whatever Flow the fuzzer makes.
-			fl = Flow{L3Off: l3, IPLen: ipLen}
+			fl = Flow{L3Off: l3, IPLen: ipLen, Family: family}
 		}
 		buf := place(frame, int(headroom), 3)
 		orig := append([]byte(nil), buf...)
 		off, n := int(headroom), len(frame)
-		newOff, newLen, ok := EncapIPIP(buf, off, n, &fl, lbIP, backendIP, lbMACArr, nextMAC, id, int(maxLen))
+		if int(mode)%5 == len(encapModes) {
+			newOff, newLen, ok := RewriteDSR(buf, off, n, &fl, lbMACArr, nextMAC)
+			if !ok {
+				if !bytes.Equal(buf, orig) {
+					t.Fatal("refused but wrote to buf")
+				}
+				return
+			}
+			if newOff != off || newLen != n || !bytes.Equal(buf[off+12:], orig[off+12:]) || !bytes.Equal(buf[:off], orig[:off]) ||
+				!bytes.Equal(buf[off:off+6], nextMAC[:]) || !bytes.Equal(buf[off+6:off+12], lbMACArr[:]) {
+				t.Fatalf("RewriteDSR changed more than the MACs: %d, %d", newOff, newLen)
+			}
+			return
+		}
+		m := &encapModes[int(mode)%5]
+		newOff, newLen, ok := m.run(buf, off, n, &fl, int(maxLen))
 		if !ok {
 			if !bytes.Equal(buf, orig) {
 				t.Fatal("refused but wrote to buf")
 			}
 			return
 		}
-		if off < 20 || newLen > int(maxLen) || newOff != off-20 {
-			t.Fatalf("accepted headroom %d maxLen %d: %d, %d", off, maxLen, newOff, newLen)
+		if off < m.overhead || newLen > int(maxLen) || newOff != off-m.overhead {
+			t.Fatalf("%s accepted headroom %d maxLen %d: %d, %d", m.name, off, maxLen, newOff, newLen)
 		}
 		if !bytes.Equal(buf[:newOff], orig[:newOff]) || !bytes.Equal(buf[newOff+newLen:], orig[newOff+newLen:]) {
 			t.Fatal("wrote outside the new frame")
 		}
 		if !parsed {
+			if fl.Family != 4 && fl.Family != 6 {
+				t.Fatalf("accepted family %d", fl.Family)
+			}
 			return
 		}
 		l := int(fl.L3Off)
-		if newLen != l+20+int(fl.IPLen) || (l+int(fl.IPLen) == n && newLen != n+20) {
+		if newLen != l+m.overhead+int(fl.IPLen) || (l+int(fl.IPLen) == n && newLen != n+m.overhead) {
 			t.Fatalf("newLen %d for n %d, flow %+v", newLen, n, fl)
 		}
 		out := buf[newOff : newOff+newLen]
-		ip := out[l : l+20]
+		et := uint16(etherTypeIPv4)
+		if m.name == "ipip6" || m.name == "gue6" {
+			et = etherTypeIPv6
+		}
 		if !bytes.Equal(out[0:6], nextMAC[:]) || !bytes.Equal(out[6:12], lbMACArr[:]) ||
-			binary.BigEndian.Uint16(out[l-2:]) != etherTypeIPv4 || !bytes.Equal(out[12:l-2], frame[12:l-2]) {
+			binary.BigEndian.Uint16(out[l-2:]) != et || !bytes.Equal(out[12:l-2], frame[12:l-2]) {
 			t.Fatalf("L2 header %x from %x", out[:l], frame[:l])
 		}
-		if ip[0] != 0x45 || ip[1] != fl.TOS || int(binary.BigEndian.Uint16(ip[2:])) != int(fl.IPLen)+20 ||
-			binary.BigEndian.Uint16(ip[4:]) != id || (ip[6]&0x40 != 0) != fl.DF || ip[6]&0xbf != 0 || ip[7] != 0 ||
-			ip[8] != 64 || ip[9] != protoIPIP || !bytes.Equal(ip[12:16], lbIP[:]) || !bytes.Equal(ip[16:20], backendIP[:]) ||
-			Checksum(ip) != 0 {
-			t.Fatalf("outer header %x", ip)
-		}
-		if !bytes.Equal(out[l+20:], frame[l:l+int(fl.IPLen)]) {
+		ip := out[l : l+m.overhead]
+		inner := out[l+m.overhead:]
+		if !bytes.Equal(inner, frame[l:l+int(fl.IPLen)]) {
 			t.Fatal("inner packet changed")
 		}
+		checkOuterBytes(t, m.name, ip, inner, &fl)
 	})
+}
+
+// checkOuterBytes checks the outer headers hdr an encapsulation wrote in
+// front of inner, byte by byte, with the reference checksum.
+func checkOuterBytes(t *testing.T, mode string, hdr, inner []byte, f *Flow) {
+	t.Helper()
+	proto := uint8(protoIPIP)
+	if f.Family == 6 {
+		proto = protoIPv6
+	}
+	next, udp := proto, []byte(nil)
+	if mode == "gue4" || mode == "gue6" {
+		next = protoUDP
+	}
+	switch mode {
+	case "ipip", "gue4":
+		ip := hdr[:20]
+		if ip[0] != 0x45 || ip[1] != f.TOS || int(binary.BigEndian.Uint16(ip[2:])) != len(hdr)+len(inner) ||
+			binary.BigEndian.Uint16(ip[4:]) != testID || (ip[6]&0x40 != 0) != f.DF || ip[6]&0xbf != 0 || ip[7] != 0 ||
+			ip[8] != 64 || ip[9] != next || !bytes.Equal(ip[12:16], lbIP[:]) || !bytes.Equal(ip[16:20], backendIP[:]) ||
+			refChecksum(ip) != 0 {
+			t.Fatalf("outer header %x", ip)
+		}
+		udp = hdr[20:]
+	default:
+		ip := hdr[:40]
+		if binary.BigEndian.Uint32(ip) != 6<<28|uint32(f.TOS)<<20|testFlowHash&0xfffff ||
+			int(binary.BigEndian.Uint16(ip[4:])) != len(hdr)-40+len(inner) || ip[6] != next || ip[7] != 64 ||
+			!bytes.Equal(ip[8:24], lbIP6[:]) || !bytes.Equal(ip[24:40], backendIP6[:]) {
+			t.Fatalf("outer header %x", ip)
+		}
+		udp = hdr[40:]
+	}
+	if next != protoUDP {
+		return
+	}
+	if binary.BigEndian.Uint16(udp[0:]) < GUEPortBase || binary.BigEndian.Uint16(udp[2:]) != testGUEPort ||
+		int(binary.BigEndian.Uint16(udp[4:])) != len(udp)+len(inner) || !bytes.Equal(udp[8:12], []byte{0, proto, 0, 0}) {
+		t.Fatalf("UDP and GUE headers %x", udp)
+	}
+	csum := binary.BigEndian.Uint16(udp[6:])
+	if mode == "gue4" {
+		if csum != 0 {
+			t.Fatalf("UDP checksum over IPv4 %#04x", csum)
+		}
+		return
+	}
+	// The reference checksum over pseudo-header, UDP and GUE headers and
+	// inner packet, written out in full.
+	var ph []byte
+	ph = append(ph, hdr[8:40]...)
+	ph = binary.BigEndian.AppendUint32(ph, uint32(len(udp)+len(inner)))
+	ph = append(ph, 0, 0, 0, protoUDP)
+	ph = append(ph, udp...)
+	ph = append(ph, inner...)
+	if csum == 0 || refChecksum(ph) != 0 {
+		t.Fatalf("UDP checksum %#04x does not verify", csum)
+	}
 }
