@@ -12,6 +12,7 @@ import (
 
 	"github.com/xlbproject/xlb/bpf"
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/flowtable"
 	"github.com/xlbproject/xlb/hash"
 	"github.com/xlbproject/xlb/ring"
 )
@@ -44,6 +45,8 @@ type Engine struct {
 	tables   []*hash.Table
 	nexthops map[netip.Addr][6]byte
 	counters map[backendKey]*BackendCounters
+	ids      *idAllocator
+	down     map[backendKey]bool
 
 	cancel    context.CancelFunc
 	refreshed sync.WaitGroup
@@ -77,6 +80,8 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 		ifindex:  ifc.Index,
 		nexthops: map[netip.Addr][6]byte{},
 		counters: map[backendKey]*BackendCounters{},
+		ids:      newIDAllocator(),
+		down:     map[backendKey]bool{},
 		started:  time.Now(),
 	}
 	defer func() {
@@ -84,7 +89,7 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 			e.Close()
 		}
 	}()
-	if e.tables, err = buildTables(cfg); err != nil {
+	if e.tables, err = buildTables(cfg, e.down); err != nil {
 		return nil, err
 	}
 	e.resolveAll(time.Now().Add(resolveWait))
@@ -119,7 +124,10 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 		if err := e.steer.SetSocket(q, sock.FD()); err != nil {
 			return nil, err
 		}
-		fwd := NewForwarder(i, srcMAC, ifc.MTU)
+		fwd, err := NewForwarder(i, srcMAC, ifc.MTU, flowtable.Config{})
+		if err != nil {
+			return nil, err
+		}
 		w := newWorker(q, dp.CPUs[i], sock, &e.plan, fwd, int(dp.BatchSize), dp.Spin)
 		e.workers = append(e.workers, w)
 		w.start()
@@ -201,7 +209,7 @@ func (e *Engine) publish() error {
 }
 
 func (e *Engine) publishLocked() error {
-	p, err := buildPlan(planInput{cfg: e.cfg, tables: e.tables, nexthops: e.nexthops, counters: e.counters, workers: len(e.cfg.Datapath.Queues)})
+	p, err := buildPlan(planInput{cfg: e.cfg, tables: e.tables, nexthops: e.nexthops, counters: e.counters, ids: e.ids, down: e.down, workers: len(e.cfg.Datapath.Queues)})
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,11 @@
 package datapath
 
 import (
+	"fmt"
 	"sync/atomic"
 
 	"github.com/xlbproject/xlb/datapath/packet"
+	"github.com/xlbproject/xlb/flowtable"
 	"github.com/xlbproject/xlb/hash"
 )
 
@@ -49,17 +51,23 @@ func (d Drop) String() string {
 // Forwarder does the per-packet work of one worker: parse, pick, encapsulate.
 // It is not safe for concurrent use; each worker has its own.
 type Forwarder struct {
+	flows  *flowtable.Table[flowtable.Key4]
+	now    uint32                  // coarse clock (ms) for the flow table, set once per batch
 	worker int                     // slot in the per-backend counters
-	src    [4]byte                 // outer source address
 	srcMAC [6]byte                 // the interface's MAC
 	mtu    int                     // egress MTU: the outer IP packet must fit
 	ipID   uint16                  // outer IPv4 ID, per worker
 	drops  [numDrops]atomic.Uint64 // drops are rare: an uncontended atomic add is cheap
 }
 
-// NewForwarder returns the per-packet state for worker number worker.
-func NewForwarder(worker int, srcMAC [6]byte, mtu int) *Forwarder {
-	return &Forwarder{worker: worker, srcMAC: srcMAC, mtu: mtu}
+// NewForwarder returns the per-packet state for worker number worker, with
+// its own flow table.
+func NewForwarder(worker int, srcMAC [6]byte, mtu int, flows flowtable.Config) (*Forwarder, error) {
+	t, err := flowtable.New[flowtable.Key4](flows)
+	if err != nil {
+		return nil, fmt.Errorf("datapath: worker %d: %w", worker, err)
+	}
+	return &Forwarder{flows: t, worker: worker, srcMAC: srcMAC, mtu: mtu}, nil
 }
 
 // Forward rewrites the packet buf[off:off+n] in place for the backend that p
@@ -78,12 +86,12 @@ func (f *Forwarder) Forward(p *Plan, buf []byte, off, n int) (newOff, newLen int
 		return 0, 0, false
 	}
 	v := &p.vips[vi]
-	bi := v.table.Lookup(hash.Flow4(fl.Src, fl.Dst, fl.Ports, fl.Proto))
-	if bi < 0 {
+	h := hash.Flow4(fl.Src, fl.Dst, fl.Ports, fl.Proto)
+	be := f.pick(p, v, &fl, buf[off:off+n], h)
+	if be == nil {
 		f.drops[DropNoBackend].Add(1)
 		return 0, 0, false
 	}
-	be := &v.backends[bi]
 	if !be.resolved {
 		f.drops[DropNoNeighbor].Add(1)
 		return 0, 0, false
@@ -102,4 +110,28 @@ func (f *Forwarder) Forward(p *Plan, buf []byte, off, n int) (newOff, newLen int
 	c.packets.Add(1)
 	c.bytes.Add(uint64(n))
 	return newOff, newLen, true
+}
+
+// pick returns the backend of the packet's flow: the tracked one while it is
+// still in the plan and up (even if drained or its weight changed), else a
+// fresh Maglev decision, which is then tracked. A TCP SYN always takes a
+// fresh decision, so a reused 5-tuple is not pinned to a stale choice.
+func (f *Forwarder) pick(p *Plan, v *vipState, fl *packet.Flow, pkt []byte, h uint32) *backendState {
+	k := flowtable.Key4{Src: fl.Src, Dst: fl.Dst, Ports: fl.Ports, Proto: fl.Proto}
+	// SYN set, ACK clear; Parse guarantees the whole TCP header is there.
+	syn := fl.Proto == 6 && pkt[fl.L4Off+13]&0x12 == 0x02
+	if !syn {
+		if e, ok := f.flows.Lookup(h, &k, f.now); ok && e.VIP == v.id && int(e.Backend) < len(p.byID) {
+			if be := p.byID[e.Backend]; be != nil {
+				return be
+			}
+		}
+	}
+	bi := v.table.Lookup(h)
+	if bi < 0 {
+		return nil
+	}
+	be := &v.backends[bi]
+	f.flows.Upsert(h, &k, f.now, flowtable.Entry{Backend: be.id, VIP: v.id})
+	return be
 }

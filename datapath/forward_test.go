@@ -13,6 +13,7 @@ import (
 
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/datapath/packet"
+	"github.com/xlbproject/xlb/flowtable"
 	"github.com/xlbproject/xlb/hash"
 )
 
@@ -76,14 +77,14 @@ func testPlan(tb testing.TB, nexthops map[netip.Addr][6]byte) (*Plan, *config.Co
 		tb.Fatal(err)
 	}
 	cfg.Datapath.Source = lbAddr
-	tables, err := buildTables(cfg)
+	tables, err := buildTables(cfg, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	if nexthops == nil {
 		nexthops = map[netip.Addr][6]byte{}
 	}
-	p, err := buildPlan(planInput{cfg: cfg, tables: tables, nexthops: nexthops, counters: map[backendKey]*BackendCounters{}, workers: 1})
+	p, err := buildPlan(planInput{cfg: cfg, tables: tables, nexthops: nexthops, counters: map[backendKey]*BackendCounters{}, ids: newIDAllocator(), workers: 1})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -138,7 +139,7 @@ func umemFrame(f []byte) []byte {
 
 func TestForwardEncapsulatesToTheMaglevBackend(t *testing.T) {
 	p, cfg := testPlan(t, map[netip.Addr][6]byte{netip.MustParseAddr("198.18.0.13"): {0x02, 0, 0, 0, 0, 0x13}})
-	fwd := NewForwarder(0, lbMAC, 1500)
+	fwd := newForwarder(t, 1500)
 	backends := cfg.VIPs[0].Backends
 	seen := map[netip.Addr]int{}
 	for sport := uint16(1000); sport < 1300; sport++ {
@@ -216,7 +217,7 @@ func TestForwardDrops(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fwd := NewForwarder(0, lbMAC, tt.mtu)
+			fwd := newForwarder(t, tt.mtu)
 			buf := make([]byte, 2048)
 			copy(buf[tt.headroom:], tt.in)
 			before := bytes.Clone(buf)
@@ -235,7 +236,7 @@ func TestForwardDrops(t *testing.T) {
 
 func TestForwardUnresolvedNextHop(t *testing.T) {
 	p, cfg := testPlan(t, nil)
-	fwd := NewForwarder(0, lbMAC, 1500)
+	fwd := newForwarder(t, 1500)
 	// Find a flow that Maglev gives to the backend without a MAC.
 	for sport := uint16(1); sport < 2000; sport++ {
 		in := frame(t, frameSpec{dst: vipAddr, sport: sport, dport: 80})
@@ -257,7 +258,7 @@ func TestForwardUnresolvedNextHop(t *testing.T) {
 
 func TestForwardWildcardPort(t *testing.T) {
 	p, _ := testPlan(t, nil)
-	fwd := NewForwarder(0, lbMAC, 1500)
+	fwd := newForwarder(t, 1500)
 	for _, port := range []uint16{1, 53, 4789, 65535} {
 		in := frame(t, frameSpec{dst: netip.MustParseAddr("198.18.100.2"), sport: 9, dport: port, udp: true})
 		buf := umemFrame(in)
@@ -324,7 +325,7 @@ func TestVIPIndex(t *testing.T) {
 
 func TestForwardAllocatesNothing(t *testing.T) {
 	p, _ := testPlan(t, nil)
-	fwd := NewForwarder(0, lbMAC, 1500)
+	fwd := newForwarder(t, 1500)
 	in := frame(t, frameSpec{dst: netip.MustParseAddr("198.18.100.2"), sport: 9, dport: 7, udp: true, payload: 64})
 	buf := umemFrame(in)
 	allocs := testing.AllocsPerRun(1000, func() {
@@ -334,6 +335,16 @@ func TestForwardAllocatesNothing(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("Forward allocates %v times per packet", allocs)
 	}
+}
+
+// newForwarder is a worker's per-packet state with a small flow table.
+func newForwarder(tb testing.TB, mtu int) *Forwarder {
+	tb.Helper()
+	f, err := NewForwarder(0, lbMAC, mtu, flowtable.Config{Entries: 1 << 12})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return f
 }
 
 func dropsOf(f *Forwarder) map[string]uint64 {
@@ -400,7 +411,7 @@ func BenchmarkPerPacket(b *testing.B) {
 
 // xlbStep is one received frame through the worker's per-packet code.
 func xlbStep(b *testing.B, p *Plan, in []byte) func() {
-	fwd := NewForwarder(0, lbMAC, 1500)
+	fwd := newForwarder(b, 1500)
 	buf := umemFrame(in)
 	return func() {
 		// A received frame has its own L2 header where the last

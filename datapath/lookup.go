@@ -24,11 +24,11 @@ type Resolver struct {
 
 // NewResolver builds the tables of cfg.
 func NewResolver(cfg *config.Config) (*Resolver, error) {
-	tables, err := buildTables(cfg)
+	tables, err := buildTables(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
-	p, err := buildPlan(planInput{cfg: cfg, tables: tables, counters: map[backendKey]*BackendCounters{}, workers: 1})
+	p, err := buildPlan(planInput{cfg: cfg, tables: tables, counters: map[backendKey]*BackendCounters{}, ids: newIDAllocator(), workers: 1})
 	if err != nil {
 		return nil, err
 	}

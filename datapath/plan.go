@@ -16,15 +16,21 @@ type Plan struct {
 	vips  []vipState
 	index vipIndex
 	src   [4]byte // outer source address (reloadable, so it lives here)
+	// byID maps a backend's stable ID (what the flow tables store) to its
+	// state in this plan; nil means the backend is gone or down, and a
+	// tracked flow on it takes a fresh Maglev decision.
+	byID []*backendState
 }
 
 type vipState struct {
 	cfg      config.VIP
+	id       uint32
 	table    *hash.Table
 	backends []backendState
 }
 
 type backendState struct {
+	id       uint32
 	addr     [4]byte
 	mac      [6]byte
 	resolved bool // mac is known; otherwise the packet is dropped as no_neighbor
@@ -66,7 +72,42 @@ type planInput struct {
 	tables   []*hash.Table
 	nexthops map[netip.Addr][6]byte
 	counters map[backendKey]*BackendCounters
+	ids      *idAllocator
+	down     map[backendKey]bool // health checks say down
 	workers  int
+}
+
+// idAllocator hands out the stable IDs that flow tables store. An ID is
+// never reused in the life of the process, so a tracked flow can never land
+// on a different backend that took over its number.
+type idAllocator struct {
+	vips     map[vipID]uint32
+	backends map[backendKey]uint32
+	next     uint32
+}
+
+func newIDAllocator() *idAllocator {
+	return &idAllocator{vips: map[vipID]uint32{}, backends: map[backendKey]uint32{}}
+}
+
+func (a *idAllocator) vip(k vipID) uint32 {
+	id, ok := a.vips[k]
+	if !ok {
+		id = a.next
+		a.next++
+		a.vips[k] = id
+	}
+	return id
+}
+
+func (a *idAllocator) backend(k backendKey) uint32 {
+	id, ok := a.backends[k]
+	if !ok {
+		id = a.next
+		a.next++
+		a.backends[k] = id
+	}
+	return id
 }
 
 // vipID is a VIP's identity across reloads: its position in the file may
@@ -87,13 +128,18 @@ type backendKey struct {
 }
 
 // buildTables builds one Maglev table per VIP. This is the expensive part of
-// a plan (milliseconds per VIP) and runs off the datapath.
-func buildTables(cfg *config.Config) ([]*hash.Table, error) {
+// a plan (milliseconds per VIP) and runs off the datapath. Backends that
+// health checks hold down get no slots, like drained ones.
+func buildTables(cfg *config.Config, down map[backendKey]bool) ([]*hash.Table, error) {
 	tables := make([]*hash.Table, len(cfg.VIPs))
 	for i, v := range cfg.VIPs {
 		bs := make([]hash.Backend, len(v.Backends))
 		for j, b := range v.Backends {
-			bs[j] = hash.Backend{Addr: b.Address, Weight: b.Weight}
+			w := b.Weight
+			if down[backendKey{idOf(v), b.Address}] {
+				w = 0
+			}
+			bs[j] = hash.Backend{Addr: b.Address, Weight: w}
 		}
 		t, err := hash.Build(bs, v.TableSize)
 		if err != nil {
@@ -110,7 +156,7 @@ func buildPlan(in planInput) (*Plan, error) {
 		p.src = src.As4()
 	}
 	for i, v := range in.cfg.VIPs {
-		vs := vipState{cfg: v, table: in.tables[i], backends: make([]backendState, len(v.Backends))}
+		vs := vipState{cfg: v, id: in.ids.vip(idOf(v)), table: in.tables[i], backends: make([]backendState, len(v.Backends))}
 		for j, b := range v.Backends {
 			key := backendKey{vip: idOf(v), backend: b.Address}
 			c := in.counters[key]
@@ -118,7 +164,7 @@ func buildPlan(in planInput) (*Plan, error) {
 				c = newBackendCounters(in.workers)
 				in.counters[key] = c
 			}
-			bs := backendState{addr: b.Address.As4(), counters: c}
+			bs := backendState{id: in.ids.backend(key), addr: b.Address.As4(), counters: c}
 			if b.HasMAC {
 				bs.mac, bs.resolved = b.MAC, true
 			} else if mac, ok := in.nexthops[b.Address]; ok {
@@ -127,6 +173,15 @@ func buildPlan(in planInput) (*Plan, error) {
 			vs.backends[j] = bs
 		}
 		p.vips[i] = vs
+	}
+	p.byID = make([]*backendState, in.ids.next)
+	for i := range p.vips {
+		v := &p.vips[i]
+		for j := range v.backends {
+			if b := &v.backends[j]; !in.down[backendKey{idOf(v.cfg), v.cfg.Backends[j].Address}] {
+				p.byID[b.id] = b
+			}
+		}
 	}
 	idx, err := newVIPIndex(in.cfg.VIPs)
 	if err != nil {

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -27,7 +28,10 @@ func (e *Engine) Reload(cfg *config.Config) ([]string, error) {
 	if keys := restartKeys(old, cfg); len(keys) > 0 {
 		return nil, cfg.Errorf(keys[0], "cannot change %s on a running instance: restart xlb to apply it", strings.Join(keys, ", "))
 	}
-	tables, err := buildTables(cfg)
+	e.mu.Lock()
+	down := maps.Clone(e.down)
+	e.mu.Unlock()
+	tables, err := buildTables(cfg, down)
 	if err != nil {
 		return nil, err
 	}

@@ -35,8 +35,20 @@ type QueueStats struct {
 	KickFailures uint64            `json:"kick_failures"`
 	TxRingFull   uint64            `json:"tx_ring_full"`
 	Polls        uint64            `json:"polls"`
+	Flows        FlowStats         `json:"flows"`
 	Socket       ring.Stats        `json:"socket"`
 	SocketErr    string            `json:"socket_error,omitempty"`
+}
+
+// FlowStats are one worker's flow table counters.
+type FlowStats struct {
+	Entries   uint64 `json:"entries"`
+	Capacity  uint64 `json:"capacity"`
+	Hits      uint64 `json:"hits"`
+	Misses    uint64 `json:"misses"`
+	Inserts   uint64 `json:"inserts"`
+	Evictions uint64 `json:"evictions"` // live flows pushed out by a full bucket
+	Expired   uint64 `json:"expired"`   // idle flows reclaimed
 }
 
 // VIPStats are the per-backend counters of one VIP.
@@ -83,6 +95,11 @@ func (e *Engine) Stats() Stats {
 			KickFailures: w.kickFailures.Load(),
 			TxRingFull:   w.txRingFull.Load(),
 			Polls:        w.polls.Load(),
+			Flows: FlowStats{
+				Entries: w.flows.entries.Load(), Capacity: w.flows.capacity.Load(),
+				Hits: w.flows.hits.Load(), Misses: w.flows.misses.Load(), Inserts: w.flows.inserts.Load(),
+				Evictions: w.flows.evictions.Load(), Expired: w.flows.expired.Load(),
+			},
 		}
 		// Reason 0 is the parser's OK: not a drop.
 		for d := Drop(1); d < numDrops; d++ {

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xlbproject/xlb/flowtable"
 	"github.com/xlbproject/xlb/ring"
 )
 
@@ -30,6 +32,10 @@ type Worker struct {
 	spin  bool
 	stop  atomic.Bool
 	done  chan error
+
+	// flows is the flow table's counters as of the last batch: the table
+	// itself is the worker's alone.
+	flows flowStats
 
 	rxPackets, rxBytes  atomic.Uint64
 	txPackets, txBytes  atomic.Uint64
@@ -70,7 +76,12 @@ func (w *Worker) halt() error {
 func (w *Worker) loop() error {
 	umem := w.sock.UMEM()
 	fsize := uint64(w.sock.FrameSize())
+	epoch := time.Now()
 	for !w.stop.Load() {
+		// One clock read per batch: the flow table's idle timeouts need
+		// milliseconds, not a time.Now per packet.
+		w.fwd.now = uint32(time.Since(epoch) / time.Millisecond)
+		w.fwd.flows.Sweep(w.fwd.now, 8)
 		n := w.sock.Receive(w.rx[:w.batch])
 		if n > 0 {
 			p := w.plan.Load()
@@ -96,6 +107,7 @@ func (w *Worker) loop() error {
 			w.rxBytes.Add(rxBytes)
 			w.txPackets.Add(uint64(ntx))
 			w.txBytes.Add(txBytes)
+			w.flows.publish(w.fwd.flows.Stats())
 		}
 		w.sock.Complete()
 		w.sock.Refill()
@@ -144,4 +156,19 @@ func (w *Worker) kick() {
 	if err := w.sock.Kick(); err != nil {
 		w.kickFailures.Add(1)
 	}
+}
+
+// flowStats mirrors flowtable.Stats for readers on other goroutines.
+type flowStats struct {
+	hits, misses, inserts, evictions, expired, entries, capacity atomic.Uint64
+}
+
+func (f *flowStats) publish(s flowtable.Stats) {
+	f.hits.Store(s.Hits)
+	f.misses.Store(s.Misses)
+	f.inserts.Store(s.Inserts)
+	f.evictions.Store(s.Evictions)
+	f.expired.Store(s.Expired)
+	f.entries.Store(s.Entries)
+	f.capacity.Store(s.Capacity)
 }
