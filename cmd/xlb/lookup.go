@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"net/netip"
 
@@ -12,6 +14,9 @@ func cmdLookup(e *env, args []string) int {
 	fs := newFlags(e, "lookup", "-c FILE tcp|udp SRC:SPORT DST:DPORT")
 	file := fs.String("c", "", "config file (TOML)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
 		return exitUsage
 	}
 	if *file == "" || fs.NArg() != 3 {
