@@ -213,7 +213,7 @@ protocol = "tcp"
 		{"ipv6 vip with ipv4 backend", edit(`address = "198.18.100.1"`, `address = "2001:db8::1"`),
 			`f.toml:9: vip[0].backend[0].address: IPv4 backend for IPv6 VIP 2001:db8::1: ipip does not carry IPv6 in IPv4 (6in4); use IPv6 backends`},
 		{"multicast backend", edit(`address = "198.18.0.11"`, `  address = "224.0.0.1"`),
-			`f.toml:9: vip[0].backend[0].address: 224.0.0.1 is not a unicast address`},
+			`f.toml:9: vip[0].backend[0].address: 224.0.0.1 is not a global unicast address`},
 		{"missing backend", "[datapath]\ninterface = \"eth0\"\n\n[[vip]]\naddress = \"198.18.100.1\"\nport = 80\n",
 			`f.toml:4: vip[0]: vip has no backend`},
 		{"port too large", edit("port", "port = 70000"),
@@ -305,22 +305,26 @@ protocol = "tcp"
 			`f.toml:9: vip[0].backend[1].address: 198.18.0.11 is already vip[0].backend[0]`},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := Parse("f.toml", []byte(tt.src))
-			if err == nil {
-				t.Fatalf("no error; config %+v", c)
-			}
-			if c != nil {
-				t.Errorf("config returned with an error")
-			}
-			if err.Error() != tt.want {
-				t.Errorf("error:\n got %s\nwant %s", err, tt.want)
-			}
-			var e *Error
-			if !errors.As(err, &e) || e.File != "f.toml" || e.Line == 0 {
-				t.Errorf("error %#v is not a located *Error", err)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkParseError(t, tt.src, tt.want) })
+	}
+}
+
+// checkParseError parses src as f.toml and wants exactly the error want.
+func checkParseError(t *testing.T, src, want string) {
+	t.Helper()
+	c, err := Parse("f.toml", []byte(src))
+	if err == nil {
+		t.Fatalf("no error; config %+v", c)
+	}
+	if c != nil {
+		t.Errorf("config returned with an error")
+	}
+	if err.Error() != want {
+		t.Errorf("error:\n got %s\nwant %s", err, want)
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.File != "f.toml" || e.Line == 0 {
+		t.Errorf("error %#v is not a located *Error", err)
 	}
 }
 

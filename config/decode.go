@@ -284,7 +284,7 @@ func (d *decoder) addr(key string, v any) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	if !a.IsGlobalUnicast() {
-		d.errorf(key, "%s is not a unicast address", s)
+		d.errorf(key, "%s is not a global unicast address", s)
 		return netip.Addr{}, false
 	}
 	return a, true

@@ -36,11 +36,11 @@ var restartKeys = []struct {
 }
 
 // RestartKeys returns the keys whose values differ between c, the running
-// configuration, and next, and that only a restart can apply, in file order
-// ("datapath.queues", "control.socket"). nil means next can be applied by a
-// reload. Both configs should have passed CheckHost, so that resolved
-// values are compared: queues left to the host and queues that name the same
-// ones are then equal.
+// configuration, and next, and that only a restart can apply
+// ("datapath.queues", "control.socket"), in the order examples/xlb.toml
+// lists them. nil means a reload can apply next. Both configs should have
+// passed CheckHost, so that resolved values are compared: queues left to the
+// host and queues that name the same ones are then equal.
 func (c *Config) RestartKeys(next *Config) []string {
 	var keys []string
 	for _, k := range restartKeys {
