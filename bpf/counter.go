@@ -30,6 +30,33 @@ const (
 	decapCounterMax
 )
 
+// Indexes of the lb program's counters map: mirror enum lb_counter in lb.c.
+const (
+	lbSeen = iota
+	lbForwarded
+	lbPassed
+	lbMalformed
+	lbFlowHit
+	lbFirstDrop // the drop reasons follow, in lbDropNames order
+)
+
+// lbDropNames are the lb program's drop reasons in enum lb_counter order,
+// named as the Go worker names them (datapath.Drop).
+var lbDropNames = [...]string{
+	"bad_ip_version",
+	"bad_ip_length",
+	"fragment",
+	"unsupported_protocol",
+	"truncated_l4",
+	"no_vip",
+	"no_backend",
+	"no_neighbor",
+	"too_big",
+	"no_headroom",
+}
+
+const lbCounterMax = lbFirstDrop + len(lbDropNames)
+
 // sumPerCPU reads len(out) entries of a per-CPU array of u64 and stores each
 // entry's sum over CPUs in out.
 func sumPerCPU(m *ebpf.Map, out []uint64) error {

@@ -7,3 +7,4 @@ package bpf
 
 //go:generate go tool bpf2go -cc clang -strip llvm-strip -target bpfel steer steer.c -- -I/usr/include/x86_64-linux-gnu -Wall -Werror
 //go:generate go tool bpf2go -cc clang -strip llvm-strip -target bpfel decap decap.c -- -I/usr/include/x86_64-linux-gnu -Wall -Werror
+//go:generate go tool bpf2go -cc clang -strip llvm-strip -target bpfel lb lb.c -- -I/usr/include/x86_64-linux-gnu -Wall -Werror

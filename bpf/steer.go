@@ -116,8 +116,10 @@ func (k VIPKey) validate() error {
 	return nil
 }
 
-// VIPEntry is one VIP for SetVIPs. ID is stored in the map value for
-// diagnostics (bpftool map dump); the steer program does not use it.
+// VIPEntry is one VIP for Steer.SetVIPs and LB.SetVIPs. For the steer
+// program ID is only stored in the map value for diagnostics (bpftool map
+// dump); for the LB program it is the VIP's index, whose Maglev table
+// LB.SetTable(ID, ...) sets.
 type VIPEntry struct {
 	Key VIPKey
 	ID  uint32
@@ -175,19 +177,6 @@ func LoadSteer() (*Steer, error) {
 // traffic steered into sockets nobody reads. mode is "auto" (native, then
 // generic), "native" or "generic"; the mode used is returned.
 func (s *Steer) Attach(ifindex int, mode string) (string, error) {
-	if ifindex <= 0 {
-		return "", fmt.Errorf("bpf: attach steer: invalid interface index: %d", ifindex)
-	}
-	var modes []string
-	switch mode {
-	case ModeAuto:
-		modes = []string{ModeNative, ModeGeneric}
-	case ModeNative, ModeGeneric:
-		modes = []string{mode}
-	default:
-		return "", fmt.Errorf("bpf: attach steer: invalid mode %q (want auto, native or generic)", mode)
-	}
-
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -196,20 +185,42 @@ func (s *Steer) Attach(ifindex int, mode string) (string, error) {
 	if s.link != nil {
 		return "", ErrAlreadyAttached
 	}
+	l, m, err := attachXDP(s.objs.XlbSteer, ifindex, mode)
+	if err != nil {
+		return "", fmt.Errorf("bpf: attach steer: %w", err)
+	}
+	s.link = l
+	return m, nil
+}
+
+// attachXDP attaches prog to ifindex with a bpf_link in mode (auto: native,
+// then generic) and returns the link and the mode used.
+func attachXDP(prog *ebpf.Program, ifindex int, mode string) (link.Link, string, error) {
+	if ifindex <= 0 {
+		return nil, "", fmt.Errorf("invalid interface index: %d", ifindex)
+	}
+	var modes []string
+	switch mode {
+	case ModeAuto:
+		modes = []string{ModeNative, ModeGeneric}
+	case ModeNative, ModeGeneric:
+		modes = []string{mode}
+	default:
+		return nil, "", fmt.Errorf("invalid mode %q (want auto, native or generic)", mode)
+	}
 	var errs []error
 	for _, m := range modes {
 		flags := link.XDPDriverMode
 		if m == ModeGeneric {
 			flags = link.XDPGenericMode
 		}
-		l, err := link.AttachXDP(link.XDPOptions{Program: s.objs.XlbSteer, Interface: ifindex, Flags: flags})
+		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: flags})
 		if err == nil {
-			s.link = l
-			return m, nil
+			return l, m, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", m, err))
 	}
-	return "", fmt.Errorf("bpf: attach steer to ifindex %d: %w", ifindex, errors.Join(errs...))
+	return nil, "", fmt.Errorf("ifindex %d: %w", ifindex, errors.Join(errs...))
 }
 
 // SetVIPs replaces the contents of the vips map with vips plus one address
@@ -219,26 +230,46 @@ func (s *Steer) Attach(ifindex int, mode string) (string, error) {
 // the stale ones go first). Invalid input changes nothing; a failure of the
 // kernel part way leaves a mix, which a retry repairs.
 func (s *Steer) SetVIPs(vips []VIPEntry) error {
+	want, err := vipEntries(vips, nil)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return syncVIPs(s.objs.Vips, want)
+}
+
+// vipEntries validates vips (each also by check, if not nil) and returns
+// the map contents they stand for: the VIPs and one address marker per
+// distinct address.
+func vipEntries(vips []VIPEntry, check func(VIPEntry) error) (map[VIPKey]vipValue, error) {
 	want := make(map[VIPKey]vipValue, 2*len(vips))
 	for _, v := range vips {
 		if err := v.Key.validate(); err != nil {
-			return err
+			return nil, err
+		}
+		if check != nil {
+			if err := check(v); err != nil {
+				return nil, err
+			}
 		}
 		if old, ok := want[v.Key]; ok && old.ID != v.ID {
-			return fmt.Errorf("bpf: VIP %v given twice, with IDs %d and %d", v.Key, old.ID, v.ID)
+			return nil, fmt.Errorf("bpf: VIP %v given twice, with IDs %d and %d", v.Key, old.ID, v.ID)
 		}
 		want[v.Key] = vipValue{ID: v.ID}
 	}
 	for _, v := range vips {
 		want[AddrKey(v.Key.IP())] = vipValue{Flags: vipFlagAddrMarker}
 	}
+	return want, nil
+}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	m := s.objs.Vips
+// syncVIPs makes the vips map m hold exactly want (see Steer.SetVIPs for
+// the order of the updates).
+func syncVIPs(m *ebpf.Map, want map[VIPKey]vipValue) error {
 	if n := uint32(len(want)); n > m.MaxEntries() {
 		return fmt.Errorf("%w: %d entries (markers included), room for %d", ErrTooManyVIPs, n, m.MaxEntries())
 	}

@@ -19,6 +19,7 @@ const (
 	genMapSent    = "sent"
 	genProgXlbGen = "xlb_gen"
 	genVarFlows   = "flows"
+	genVarIfindex = "ifindex"
 	genVarIpSum   = "ip_sum"
 	genVarL4Proto = "l4_proto"
 	genVarL4Sum   = "l4_sum"
@@ -82,6 +83,7 @@ type genMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type genVariableSpecs struct {
 	Flows   *ebpf.VariableSpec `ebpf:"flows"`
+	Ifindex *ebpf.VariableSpec `ebpf:"ifindex"`
 	IpSum   *ebpf.VariableSpec `ebpf:"ip_sum"`
 	L4Proto *ebpf.VariableSpec `ebpf:"l4_proto"`
 	L4Sum   *ebpf.VariableSpec `ebpf:"l4_sum"`
@@ -122,6 +124,7 @@ func (m *genMaps) Close() error {
 // It can be passed to loadGenObjects or ebpf.CollectionSpec.LoadAndAssign.
 type genVariables struct {
 	Flows   *ebpf.Variable `ebpf:"flows"`
+	Ifindex *ebpf.Variable `ebpf:"ifindex"`
 	IpSum   *ebpf.Variable `ebpf:"ip_sum"`
 	L4Proto *ebpf.Variable `ebpf:"l4_proto"`
 	L4Sum   *ebpf.Variable `ebpf:"l4_sum"`

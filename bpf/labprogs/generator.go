@@ -34,8 +34,9 @@ const (
 	ipDstOff   = ethLen + 16
 )
 
-// xdpMD mirrors struct xdp_md, the context of an XDP test run. Only the
-// interface and queue are read: data pointers must be zero.
+// xdpMD mirrors struct xdp_md, the context of an XDP test run: data and
+// data_meta must be 0 and data_end the length of the data (no metadata),
+// egress_ifindex 0.
 type xdpMD struct {
 	Data, DataEnd, DataMeta uint32
 	IngressIfindex          uint32
@@ -44,9 +45,10 @@ type xdpMD struct {
 }
 
 // Gen is the loaded generator: a template frame and the program that
-// sends it with new source addresses and ports.
+// sends it with new source addresses and ports out of one interface.
 type Gen struct {
 	template []byte
+	ifindex  int
 	objs     genObjects
 }
 
@@ -62,8 +64,17 @@ func FlowSource(src netip.Addr, f uint32) netip.AddrPort {
 // LoadGen loads the generator for template, an Ethernet frame carrying an
 // IPv4 packet without options and a TCP or UDP header, whose IP total
 // length covers the rest of the frame; its source address is the first of
-// the flows' addresses. flows is 1 to MaxFlows. The template is copied.
-func LoadGen(template []byte, flows uint32) (*Gen, error) {
+// the flows' addresses. flows is 1 to MaxFlows. It will send out of the
+// interface ifindex (of the namespace Run is called in). The template is
+// copied.
+//
+// Program returns the program to attach, in generic mode, to an interface
+// that receives nothing (such as lo of a namespace that sends nothing
+// locally): run on anything but a test run for ifindex it passes the frame
+// untouched, and attached it stays registered with the kernel's XDP
+// dispatcher, which otherwise every Run re-registers at a cost of tens of
+// milliseconds.
+func LoadGen(template []byte, flows uint32, ifindex int) (*Gen, error) {
 	ipSum, l4Sum, proto, err := templateSums(template)
 	if err != nil {
 		return nil, err
@@ -71,9 +82,13 @@ func LoadGen(template []byte, flows uint32) (*Gen, error) {
 	if flows == 0 || flows > MaxFlows {
 		return nil, fmt.Errorf("%w: %d flows: want 1 to %d", ErrInvalid, flows, MaxFlows)
 	}
-	g := &Gen{template: append([]byte(nil), template...)}
+	if ifindex <= 0 {
+		return nil, fmt.Errorf("%w: invalid interface index: %d", ErrInvalid, ifindex)
+	}
+	g := &Gen{template: append([]byte(nil), template...), ifindex: ifindex}
 	spec, err := loadGen()
 	err = load("gen", spec, err, map[string]any{
+		"ifindex":  uint32(ifindex),
 		"flows":    flows,
 		"src_base": binary.BigEndian.Uint32(template[ipSrcOff : ipSrcOff+4]),
 		"l4_proto": proto,
@@ -148,13 +163,18 @@ func sumLE(b []byte) uint32 {
 	return s
 }
 
-// Run transmits the template repeat times out of the interface ifindex,
-// queue, with the kernel's live-frame test run: each repetition runs the
-// program and its XDP_TX sends the frame. The calling thread must be in
-// the interface's network namespace (the kernel looks ifindex up there).
-// It blocks until done; a repeat of 1<<15 takes milliseconds.
-func (g *Gen) Run(ifindex, queue int, repeat uint32) error {
-	ctx := xdpMD{IngressIfindex: uint32(ifindex), RxQueueIndex: uint32(queue)}
+// Program is the generator's program, to keep attached (see LoadGen).
+func (g *Gen) Program() *ebpf.Program { return g.objs.XlbGen }
+
+// Run transmits the template repeat times out of the generator's
+// interface, from queue, with the kernel's live-frame test run: each
+// repetition runs the program and its XDP_TX sends the frame. The calling
+// thread must be in the interface's network namespace (the kernel looks
+// the ifindex up there). It blocks until done: at about a million frames
+// a second, a repeat of 1<<16 takes tens of milliseconds.
+func (g *Gen) Run(queue int, repeat uint32) error {
+	ifindex := g.ifindex
+	ctx := xdpMD{DataEnd: uint32(len(g.template)), IngressIfindex: uint32(ifindex), RxQueueIndex: uint32(queue)}
 	_, err := g.objs.XlbGen.Run(&ebpf.RunOptions{
 		Data:    g.template,
 		Repeat:  repeat,

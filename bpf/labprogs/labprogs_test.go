@@ -247,11 +247,14 @@ func TestTemplateSumsErrors(t *testing.T) {
 			}
 		})
 	}
-	if _, err := LoadGen(good, 0); !errors.Is(err, ErrInvalid) {
+	if _, err := LoadGen(good, 0, 1); !errors.Is(err, ErrInvalid) {
 		t.Errorf("LoadGen with 0 flows: err = %v, want ErrInvalid", err)
 	}
-	if _, err := LoadGen(good, MaxFlows+1); !errors.Is(err, ErrInvalid) {
+	if _, err := LoadGen(good, MaxFlows+1, 1); !errors.Is(err, ErrInvalid) {
 		t.Errorf("LoadGen with MaxFlows+1 flows: err = %v, want ErrInvalid", err)
+	}
+	if _, err := LoadGen(good, 1, 0); !errors.Is(err, ErrInvalid) {
+		t.Errorf("LoadGen with ifindex 0: err = %v, want ErrInvalid", err)
 	}
 }
 
@@ -296,7 +299,8 @@ func TestGen(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			g, err := LoadGen(tmpl, flows)
+			// A test run without a context comes from lo, ifindex 1.
+			g, err := LoadGen(tmpl, flows, loIfindex)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -333,6 +337,33 @@ func TestGen(t *testing.T) {
 				t.Errorf("Sent() = %d, want %d", sent, want)
 			}
 		})
+	}
+}
+
+// loIfindex is lo's ifindex in every namespace: test runs without a
+// context carry it as their ingress interface.
+const loIfindex = 1
+
+// TestGenPassesOtherInterfaces: on a frame from any interface but its own
+// (as when it sits attached to an idle one) the generator passes the frame
+// untouched and counts nothing.
+func TestGenPassesOtherInterfaces(t *testing.T) {
+	requireRoot(t)
+	tmpl, err := BuildTemplate(spec(protoUDP, 0, 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := LoadGen(tmpl, 10, loIfindex+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	ret, out := runOnce(t, g.Program(), tmpl)
+	if ret != xdpPass || string(out) != string(tmpl) {
+		t.Errorf("verdict %d, frame changed %v; want XDP_PASS and the frame untouched", ret, string(out) != string(tmpl))
+	}
+	if sent, err := g.Sent(); err != nil || sent != 0 {
+		t.Errorf("Sent() = %d, %v; want 0", sent, err)
 	}
 }
 
