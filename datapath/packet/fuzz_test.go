@@ -260,3 +260,117 @@ func checkOuterBytes(t *testing.T, mode string, hdr, inner []byte, f *Flow) {
 		t.Fatalf("UDP checksum %#04x does not verify", csum)
 	}
 }
+
+func FuzzEchoReply(f *testing.F) {
+	for i, s := range fuzzSeeds(f) {
+		f.Add(s, uint8(i))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte, headroom uint8) {
+		var fl Flow
+		if Parse(frame, &fl) != OK {
+			return
+		}
+		buf := place(frame, int(headroom), 3)
+		orig := append([]byte(nil), buf...)
+		off, n := int(headroom), len(frame)
+		newOff, newLen, ok := EchoReply(buf, off, n, &fl)
+		if !ok {
+			if fl.ICMP == ICMPEchoRequest && int(fl.L4Off-fl.L3Off) == 20+20*btoi(fl.Family == 6) {
+				t.Fatalf("refused an echo request without options: %+v", fl)
+			}
+			if !bytes.Equal(buf, orig) {
+				t.Fatal("refused but wrote to buf")
+			}
+			return
+		}
+		l3, l4, end := int(fl.L3Off), int(fl.L4Off), int(fl.L3Off)+int(fl.IPLen)
+		if fl.ICMP != ICMPEchoRequest || newOff != off || newLen != end {
+			t.Fatalf("EchoReply = %d, %d for %+v", newOff, newLen, fl)
+		}
+		if !bytes.Equal(buf[:off], orig[:off]) || !bytes.Equal(buf[off+end:], orig[off+end:]) {
+			t.Fatal("wrote outside the reply")
+		}
+		out, in := buf[off:off+end], frame[:end]
+		if !bytes.Equal(out[0:6], in[6:12]) || !bytes.Equal(out[6:12], in[0:6]) || !bytes.Equal(out[12:l3], in[12:l3]) {
+			t.Fatalf("L2 header %x from %x", out[:l3], in[:l3])
+		}
+		ip, inIP := out[l3:l4], in[l3:l4]
+		if fl.Family == 4 {
+			if !bytes.Equal(ip[12:16], inIP[16:20]) || !bytes.Equal(ip[16:20], inIP[12:16]) || ip[8] != 64 ||
+				!bytes.Equal(ip[:8], inIP[:8]) || ip[9] != inIP[9] || refChecksum(ip) != 0 || out[l4] != icmpEchoReply {
+				t.Fatalf("IPv4 header %x from %x", ip, inIP)
+			}
+		} else if !bytes.Equal(ip[8:24], inIP[24:40]) || !bytes.Equal(ip[24:40], inIP[8:24]) || ip[7] != 64 ||
+			!bytes.Equal(ip[:7], inIP[:7]) || out[l4] != icmp6EchoReply {
+			t.Fatalf("IPv6 header %x from %x", ip, inIP)
+		}
+		if refChecksum(out[l4:]) != refChecksum(in[l4:]) || !bytes.Equal(out[l4+4:], in[l4+4:]) || out[l4+1] != in[l4+1] {
+			t.Fatalf("ICMP message %x from %x", out[l4:], in[l4:])
+		}
+	})
+}
+
+func FuzzFragNeeded(f *testing.F) {
+	for i, s := range fuzzSeeds(f) {
+		f.Add(s, uint8(i*7), uint8(i*13), uint16(1280+i))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte, headroom, tail uint8, mtu uint16) {
+		var fl Flow
+		if Parse(frame, &fl) != OK {
+			return
+		}
+		buf := place(frame, int(headroom), int(tail))
+		orig := append([]byte(nil), buf...)
+		off, n := int(headroom), len(frame)
+		newOff, newLen, ok := FragNeeded(buf, off, n, &fl, int(mtu))
+		overhead, limit, minMTU := 28, 576, 68
+		if fl.Family == 6 {
+			overhead, limit, minMTU = 48, 1280, 1280
+		}
+		l3 := int(fl.L3Off)
+		q := min(int(fl.IPLen), limit-overhead)
+		if !ok {
+			room := off >= overhead || off+l3+overhead+q <= len(buf)
+			if fl.ICMP != ICMPError && int(mtu) >= minMTU && room {
+				t.Fatalf("refused mtu %d, headroom %d, tail %d: %+v", mtu, headroom, tail, fl)
+			}
+			if !bytes.Equal(buf, orig) {
+				t.Fatal("refused but wrote to buf")
+			}
+			return
+		}
+		if fl.ICMP == ICMPError || int(mtu) < minMTU || newLen != l3+overhead+q ||
+			(off >= overhead && newOff != off-overhead) || (off < overhead && newOff != off) {
+			t.Fatalf("FragNeeded = %d, %d for mtu %d, headroom %d, %+v", newOff, newLen, mtu, headroom, fl)
+		}
+		if !bytes.Equal(buf[:newOff], orig[:newOff]) || !bytes.Equal(buf[newOff+newLen:], orig[newOff+newLen:]) {
+			t.Fatal("wrote outside the new frame")
+		}
+		out := buf[newOff : newOff+newLen]
+		if !bytes.Equal(out[0:6], frame[6:12]) || !bytes.Equal(out[6:12], frame[0:6]) || !bytes.Equal(out[12:l3-2], frame[12:l3-2]) ||
+			!bytes.Equal(out[l3+overhead:], frame[l3:l3+q]) {
+			t.Fatalf("L2 header or quote wrong: %x from %x", out, frame)
+		}
+		ip, msg := out[l3:l3+overhead-8], out[l3+overhead-8:]
+		if fl.Family == 4 {
+			if ip[0] != 0x45 || int(binary.BigEndian.Uint16(ip[2:])) != overhead+q || ip[9] != protoICMP || refChecksum(ip) != 0 ||
+				!bytes.Equal(ip[12:16], frame[l3+16:l3+20]) || !bytes.Equal(ip[16:20], frame[l3+12:l3+16]) ||
+				msg[0] != 3 || msg[1] != 4 || binary.BigEndian.Uint32(msg[4:]) != uint32(mtu) || refChecksum(msg) != 0 {
+				t.Fatalf("ICMP error %x", out[l3:l3+overhead])
+			}
+		} else {
+			ph := append(append(append([]byte(nil), ip[8:40]...), binary.BigEndian.AppendUint32(nil, uint32(len(msg)))...), 0, 0, 0, protoICMPv6)
+			if ip[0]>>4 != 6 || int(binary.BigEndian.Uint16(ip[4:])) != 8+q || ip[6] != protoICMPv6 ||
+				!bytes.Equal(ip[8:24], frame[l3+24:l3+40]) || !bytes.Equal(ip[24:40], frame[l3+8:l3+24]) ||
+				msg[0] != 2 || msg[1] != 0 || binary.BigEndian.Uint32(msg[4:]) != uint32(mtu) || refChecksum(append(ph, msg...)) != 0 {
+				t.Fatalf("ICMPv6 error %x", out[l3:l3+overhead])
+			}
+		}
+		// Parsed, the error is about the packet: its flow turned around.
+		var e Flow
+		r := Parse(out, &e)
+		if fl.ICMP == ICMPNone && (r != OK || e.ICMP != ICMPError || e.Src != fl.Dst || e.Dst != fl.Src || e.Src6 != fl.Dst6 || e.Dst6 != fl.Src6) {
+			t.Fatalf("the error parses as %v, %+v, for %+v", r, e, fl)
+		}
+	})
+}
