@@ -130,13 +130,8 @@ func New[K Key](cfg Config) (*Table[K], error) {
 	if cfg.Entries < 0 || cfg.Entries > MaxEntries {
 		return nil, fmt.Errorf("flowtable: entries %d out of range [1, %d]", cfg.Entries, MaxEntries)
 	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"tcp", cfg.TCPTimeout}, {"udp", cfg.UDPTimeout}} {
-		if d.v < time.Millisecond || d.v > MaxTimeout {
-			return nil, fmt.Errorf("flowtable: %s timeout %v out of range [1ms, %v]", d.name, d.v, MaxTimeout)
-		}
+	if err := checkTimeouts(cfg.TCPTimeout, cfg.UDPTimeout); err != nil {
+		return nil, err
 	}
 	n := 1 // buckets
 	bits := uint32(0)
@@ -298,6 +293,29 @@ func (t *Table[K]) bucket(h uint32) *bucket[K] {
 }
 
 // timeout returns the idle timeout of k's protocol in ms.
+func checkTimeouts(tcp, udp time.Duration) error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"tcp", tcp}, {"udp", udp}} {
+		if d.v < time.Millisecond || d.v > MaxTimeout {
+			return fmt.Errorf("flowtable: %s timeout %v out of range [1ms, %v]", d.name, d.v, MaxTimeout)
+		}
+	}
+	return nil
+}
+
+// SetTimeouts changes the idle timeouts (a config reload). Entries keep the
+// deadline they have until their next hit, which applies the new timeout.
+// Like every other method it belongs to the table's owner goroutine.
+func (t *Table[K]) SetTimeouts(tcp, udp time.Duration) error {
+	if err := checkTimeouts(tcp, udp); err != nil {
+		return err
+	}
+	t.tcp, t.udp = uint32(tcp/time.Millisecond), uint32(udp/time.Millisecond)
+	return nil
+}
+
 func (t *Table[K]) timeout(k *K) uint32 {
 	var proto uint8
 	switch k := any(k).(type) {

@@ -401,3 +401,30 @@ func checkAllocs[K Key](t *testing.T, mk func(int, uint8) (K, uint32)) {
 		t.Errorf("%v allocations per run, want 0", allocs)
 	}
 }
+
+func TestSetTimeouts(t *testing.T) {
+	tb, err := New[Key4](Config{Entries: 64, TCPTimeout: time.Second, UDPTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := Key4{Src: 1, Dst: 2, Ports: 3, Proto: 17}
+	tb.Upsert(7, &k, 0, Entry{Backend: 1})
+	if err := tb.SetTimeouts(time.Second, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The old deadline holds until the next hit, which applies the new one.
+	if _, ok := tb.Lookup(7, &k, 500); !ok {
+		t.Fatal("miss before the old deadline")
+	}
+	if _, ok := tb.Lookup(7, &k, 9000); !ok {
+		t.Fatal("miss before the new deadline")
+	}
+	if _, ok := tb.Lookup(7, &k, 20000); ok {
+		t.Fatal("hit after the new deadline")
+	}
+	for _, bad := range [][2]time.Duration{{0, time.Second}, {time.Second, MaxTimeout + 1}} {
+		if err := tb.SetTimeouts(bad[0], bad[1]); err == nil {
+			t.Errorf("SetTimeouts(%v, %v) accepted", bad[0], bad[1])
+		}
+	}
+}
