@@ -1,0 +1,129 @@
+package perf
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/xlbproject/xlb/bpf/labprogs"
+)
+
+// Kinds of datapath, as the report labels them.
+const (
+	KindXLB      = "xlb"      // the balancer itself
+	KindCeiling  = "ceiling"  // a forwarder doing the least possible work on one transport
+	KindBaseline = "baseline" // another implementation doing the balancer's work
+)
+
+// datapath is one entry of the comparison: how to start it in the lab's
+// balancer namespace, on the balancer's CPU, forwarding to the sink.
+type datapath struct {
+	name  string
+	kind  string
+	about string
+	// nativeTX: it transmits with XDP_TX, so the balancer's bridge port
+	// must run an XDP program to accept its frames.
+	nativeTX bool
+	// skip, when set, says why the entry cannot run yet; it is reported
+	// instead of measured.
+	skip  string
+	start func(*perfLab, Options) (instance, error)
+}
+
+// instance is a running datapath.
+type instance interface {
+	// counters returns cumulative counters worth reporting (ring and
+	// worker statistics), by name; nil when there are none.
+	counters() (map[string]uint64, error)
+	// close stops it and removes everything it attached.
+	close() error
+}
+
+// datapaths is the comparison's list, in report order. Adding a datapath
+// is adding an entry.
+var datapaths = []datapath{
+	{
+		name:  "xlb-afxdp",
+		kind:  KindXLB,
+		about: "`xlb run`: steering program, AF_XDP worker, parse + Maglev + IPIP",
+		start: startXLB(""),
+	},
+	{
+		name:     "xlb-native",
+		kind:     KindXLB,
+		about:    "`xlb run` with mode = \"native\": Maglev + IPIP in XDP, XDP_TX",
+		nativeTX: true,
+		// Hook: when the engine's native mode lands, delete this line.
+		skip:  "the engine's native XDP mode is not written yet",
+		start: startXLB("mode = \"native\"\n"),
+	},
+	{
+		name:     "xdp-tx",
+		kind:     KindCeiling,
+		about:    "XDP program rewriting MACs, XDP_TX: native XDP limit",
+		nativeTX: true,
+		start:    startL2Fwd,
+	},
+	{
+		name:  "ring-fwd",
+		kind:  KindCeiling,
+		about: "xlb's ring package forwarding frames with MACs rewritten: AF_XDP transport limit",
+		start: startRingFwd,
+	},
+	{
+		name:  "asavie",
+		kind:  KindBaseline,
+		about: "asavie/xdp v0.3.3 as shipped + xlb's parse, Maglev and IPIP",
+		start: startAsavie,
+	},
+}
+
+// Datapaths returns the names of every datapath Compare knows, in report
+// order.
+func Datapaths() []string {
+	out := make([]string, len(datapaths))
+	for i, d := range datapaths {
+		out[i] = d.name
+	}
+	return out
+}
+
+func findDatapath(name string) *datapath {
+	for i := range datapaths {
+		if datapaths[i].name == name {
+			return &datapaths[i]
+		}
+	}
+	return nil
+}
+
+// l2fwd is the native-XDP ceiling: labprogs' MAC-rewriting XDP_TX program
+// on the balancer's link.
+type l2fwd struct {
+	prog *ebpf.Program
+	link link.Link
+}
+
+func startL2Fwd(p *perfLab, _ Options) (instance, error) {
+	prog, err := labprogs.LoadL2Fwd(p.sink.MAC, p.lb.MAC)
+	if err != nil {
+		return nil, err
+	}
+	l, err := attach(p.lb, prog, p.lb.Ifindex)
+	if err != nil {
+		return nil, errors.Join(err, prog.Close())
+	}
+	return &l2fwd{prog: prog, link: l}, nil
+}
+
+func (f *l2fwd) counters() (map[string]uint64, error) { return nil, nil }
+
+func (f *l2fwd) close() error {
+	err := errors.Join(f.link.Close(), f.prog.Close())
+	if err != nil {
+		return fmt.Errorf("perf: xdp-tx: %w", err)
+	}
+	return nil
+}

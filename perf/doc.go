@@ -1,0 +1,41 @@
+// Package perf is xlb's performance lab: it measures the balancer and its
+// reference points side by side, on the same lab, the same traffic and the
+// same CPUs, and reports rates, losses and where the CPU time went.
+//
+// # Lab
+//
+// Compare builds a lab (package lab) of three namespaces on one bridge:
+// gen, lb and sink, all in 198.18.0.0/15, with static bridge forwarding
+// entries so that nothing is flooded. The generator (bpf/labprogs Gen) runs
+// BPF_PROG_TEST_RUN in live-frame mode in gen: one pinned thread per
+// generator CPU transmits template frames to lb's MAC and the VIP, spread
+// over many flows, in chunks of test-run repetitions until its window ends.
+// Whatever lb forwards goes to the sink's MAC (the backends' static next
+// hop in xlb's config), where an XDP program counts per CPU and drops; only
+// frames from lb's MAC count as delivered.
+//
+// # Datapaths
+//
+// Each entry of the datapath list is started in lb, with its worker (or
+// forwarding thread) pinned to the balancer CPU, then measured with every
+// traffic kind and frame size: a warm-up, then Repeat windows of Duration
+// back to back, each with the sink read every second and /proc/stat read
+// at both ends (per-core user, system and softirq time). The list:
+// xlb-afxdp (the real `xlb run` binary), xlb-native (a hook until the
+// engine's native mode exists), xdp-tx (native-XDP ceiling), ring-fwd
+// (AF_XDP transport ceiling on xlb's own ring package) and asavie (the
+// asavie/xdp library as shipped doing xlb's per-packet work). Adding one is
+// adding an entry.
+//
+// Every loop is bounded in time: generator threads stop by themselves a
+// little after their planned run, xlb gets bounded waits to start and stop.
+//
+// # Lifecycle
+//
+// Compare owns everything it makes: the lab, the programs it attaches, the
+// xlb process and the binary it builds when Options.XLBBinary is empty. It
+// removes all of it before returning, on success and on failure; a crashed
+// run leaves namespaces named PREFIX-*, which the next run with the same
+// prefix removes first (lab.Cleanup). The numbers are only comparable
+// within one report: the machine, its load and the lab set them.
+package perf

@@ -1,0 +1,202 @@
+package perf
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/xlbproject/xlb/bpf/labprogs"
+)
+
+// Traffic is a kind of generated traffic.
+type Traffic string
+
+// The traffic kinds. Every frame of a run has the same size; the flows
+// differ in source address and port.
+const (
+	UDP    Traffic = "udp"     // UDP datagrams
+	TCPSyn Traffic = "tcp-syn" // TCP SYNs (carrying payload to reach the frame size)
+	TCPAck Traffic = "tcp-ack" // TCP ACKs with data, as an established flow sends
+)
+
+// Traffics lists every traffic kind.
+var Traffics = []Traffic{UDP, TCPSyn, TCPAck}
+
+// ErrInvalidOptions is wrapped by every error about bad Options.
+var ErrInvalidOptions = errors.New("perf: invalid options")
+
+// Tuning is what the AF_XDP datapaths (xlb and the ring forwarder; the
+// asavie baseline only takes the ring sizes) are run with: per-queue
+// tuning runs change these. Zero values take xlb's defaults.
+type Tuning struct {
+	Batch    int  // descriptors per batch (xlb default 64)
+	Ring     int  // every ring's size (xlb default 2048)
+	TxBudget int  // XDP_MAX_TX_SKB_BUDGET (xlb default 64)
+	Spin     bool // busy-spin when idle instead of blocking in poll()
+	BusyPoll bool // SO_PREFER_BUSY_POLL + SO_BUSY_POLL
+}
+
+// Options configure Compare. Zero values take the defaults, sized for a
+// 2-CPU machine: one generator thread on CPU 0, the balancer on CPU 1.
+type Options struct {
+	// Duration of each measured repeat (default 5s).
+	Duration time.Duration
+	// Warmup is traffic sent before the first repeat of each run, not
+	// measured (default 1s; negative for none).
+	Warmup time.Duration
+	// Repeat is the number of measured repeats per run (default 3).
+	Repeat int
+	// FrameSizes are Ethernet frame sizes without FCS, 60 to 1514
+	// (default 64).
+	FrameSizes []int
+	// Traffic kinds to send (default UDP).
+	Traffic []Traffic
+	// Datapaths to compare, by name (default: all of Datapaths()).
+	Datapaths []string
+	// Flows is the number of distinct 5-tuples (default 4096).
+	Flows int
+	// Backends is the number of backends of the VIPs (default 4). They
+	// all share the sink's link and MAC, at consecutive addresses.
+	Backends int
+	// GenCPUs are the CPUs of the generator threads, one thread each
+	// (default [0]).
+	GenCPUs []int
+	// LBCPUs are the CPUs of the balancer's workers (or the reference
+	// forwarders' threads), one per queue. The lab's veths have one queue,
+	// so one CPU (default [1], or [0] on a 1-CPU machine).
+	LBCPUs []int
+	// Tuning of the AF_XDP datapaths.
+	Tuning Tuning
+	// XLBBinary is the xlb binary to run; empty builds one with
+	// `go build` (which needs the Go toolchain and this module's source).
+	XLBBinary string
+	// Prefix of the lab's namespaces (default "xlbperf<pid>").
+	Prefix string
+	// JSONFile, if set, receives the report as JSON.
+	JSONFile string
+	// Out receives progress lines and, at the end, the markdown table
+	// (nil: discarded).
+	Out io.Writer
+}
+
+const (
+	defaultDuration = 5 * time.Second
+	defaultWarmup   = time.Second
+	defaultRepeat   = 3
+	defaultFlows    = 4096
+	defaultBackends = 4
+	maxBackends     = 200  // consecutive addresses from .20 stay in the /24
+	maxRepeat       = 1000 // bounds the run time of a typo
+	maxFrame        = 1514 // the generator's link has MTU 1500
+)
+
+// withDefaults validates o and fills in the defaults.
+func (o Options) withDefaults() (Options, error) {
+	bad := func(format string, args ...any) (Options, error) {
+		return Options{}, fmt.Errorf("%w: %s", ErrInvalidOptions, fmt.Sprintf(format, args...))
+	}
+	if o.Duration == 0 {
+		o.Duration = defaultDuration
+	}
+	if o.Duration < 100*time.Millisecond || o.Duration > time.Hour {
+		return bad("duration %s: want 100ms to 1h", o.Duration)
+	}
+	switch {
+	case o.Warmup == 0:
+		o.Warmup = defaultWarmup
+	case o.Warmup < 0:
+		o.Warmup = 0
+	case o.Warmup > time.Hour:
+		return bad("warmup %s: want at most 1h", o.Warmup)
+	}
+	if o.Repeat == 0 {
+		o.Repeat = defaultRepeat
+	}
+	if o.Repeat < 1 || o.Repeat > maxRepeat {
+		return bad("repeat %d: want 1 to %d", o.Repeat, maxRepeat)
+	}
+	if len(o.FrameSizes) == 0 {
+		o.FrameSizes = []int{64}
+	}
+	for _, s := range o.FrameSizes {
+		if s < labprogs.MinFrame || s > maxFrame {
+			return bad("frame size %d: want %d to %d", s, labprogs.MinFrame, maxFrame)
+		}
+	}
+	if len(o.Traffic) == 0 {
+		o.Traffic = []Traffic{UDP}
+	}
+	for _, t := range o.Traffic {
+		if !slices.Contains(Traffics, t) {
+			return bad("traffic %q: want one of %v", t, Traffics)
+		}
+	}
+	if len(o.Datapaths) == 0 {
+		o.Datapaths = Datapaths()
+	}
+	for _, d := range o.Datapaths {
+		if findDatapath(d) == nil {
+			return bad("datapath %q: want one of %v", d, Datapaths())
+		}
+	}
+	if o.Flows == 0 {
+		o.Flows = defaultFlows
+	}
+	if o.Flows < 1 || o.Flows > labprogs.MaxFlows {
+		return bad("flows %d: want 1 to %d", o.Flows, labprogs.MaxFlows)
+	}
+	if o.Backends == 0 {
+		o.Backends = defaultBackends
+	}
+	if o.Backends < 1 || o.Backends > maxBackends {
+		return bad("backends %d: want 1 to %d", o.Backends, maxBackends)
+	}
+	ncpu := runtime.NumCPU()
+	if len(o.GenCPUs) == 0 {
+		o.GenCPUs = []int{0}
+	}
+	for _, c := range o.GenCPUs {
+		if c < 0 || c >= ncpu {
+			return bad("generator CPU %d: want 0 to %d", c, ncpu-1)
+		}
+	}
+	if len(o.LBCPUs) == 0 {
+		o.LBCPUs = []int{min(1, ncpu-1)}
+	}
+	if len(o.LBCPUs) != 1 {
+		return bad("%d balancer CPUs: the lab's veths have one queue, give one CPU", len(o.LBCPUs))
+	}
+	if c := o.LBCPUs[0]; c < 0 || c >= ncpu {
+		return bad("balancer CPU %d: want 0 to %d", c, ncpu-1)
+	}
+	tu := &o.Tuning
+	if tu.Batch == 0 {
+		tu.Batch = 64
+	}
+	if tu.Ring == 0 {
+		tu.Ring = 2048
+	}
+	if tu.TxBudget == 0 {
+		tu.TxBudget = max(64, tu.Batch)
+	}
+	if tu.Batch < 1 || tu.Batch > 256 {
+		return bad("batch %d: want 1 to 256", tu.Batch)
+	}
+	if tu.Ring < 64 || tu.Ring > 1<<15 || tu.Ring&(tu.Ring-1) != 0 || tu.Ring < tu.Batch {
+		return bad("ring size %d: want a power of 2 from 64 to 32768, at least the batch", tu.Ring)
+	}
+	if tu.TxBudget < 32 || tu.TxBudget > tu.Ring {
+		return bad("tx budget %d: want 32 to the ring size %d", tu.TxBudget, tu.Ring)
+	}
+	if o.Prefix == "" {
+		o.Prefix = fmt.Sprintf("xlbperf%d", os.Getpid())
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	return o, nil
+}

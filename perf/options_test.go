@@ -1,0 +1,50 @@
+package perf
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestOptionsDefaults(t *testing.T) {
+	o, err := Options{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Duration != defaultDuration || o.Repeat != defaultRepeat || len(o.FrameSizes) != 1 || o.FrameSizes[0] != 64 ||
+		len(o.Traffic) != 1 || o.Traffic[0] != UDP || len(o.Datapaths) != len(datapaths) || o.Flows != defaultFlows ||
+		len(o.GenCPUs) != 1 || len(o.LBCPUs) != 1 || o.Tuning.Batch != 64 || o.Tuning.Ring != 2048 || o.Out == nil || o.Prefix == "" {
+		t.Errorf("defaults: %+v", o)
+	}
+	if o, _ := (Options{Warmup: -1}).withDefaults(); o.Warmup != 0 {
+		t.Errorf("negative warmup: %s, want none", o.Warmup)
+	}
+}
+
+func TestOptionsInvalid(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    Options
+	}{
+		{"short-duration", Options{Duration: time.Millisecond}},
+		{"repeat", Options{Repeat: -1}},
+		{"frame-small", Options{FrameSizes: []int{59}}},
+		{"frame-big", Options{FrameSizes: []int{1515}}},
+		{"traffic", Options{Traffic: []Traffic{"icmp"}}},
+		{"datapath", Options{Datapaths: []string{"dpdk"}}},
+		{"flows", Options{Flows: -1}},
+		{"backends", Options{Backends: 201}},
+		{"gen-cpu", Options{GenCPUs: []int{-1}}},
+		{"lb-cpus", Options{LBCPUs: []int{0, 1}}},
+		{"lb-cpu", Options{LBCPUs: []int{1 << 20}}},
+		{"batch", Options{Tuning: Tuning{Batch: 512}}},
+		{"ring", Options{Tuning: Tuning{Ring: 1000}}},
+		{"tx-budget", Options{Tuning: Tuning{TxBudget: 16}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := tc.o.withDefaults(); !errors.Is(err, ErrInvalidOptions) {
+				t.Errorf("err = %v, want ErrInvalidOptions", err)
+			}
+		})
+	}
+}

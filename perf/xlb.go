@@ -1,0 +1,206 @@
+package perf
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/xlbproject/xlb/control"
+)
+
+// Bounds on the xlb process's life.
+const (
+	xlbReadyWait = 20 * time.Second
+	xlbStopWait  = 15 * time.Second
+	xlbCallWait  = 2 * time.Second
+)
+
+// buildXLB builds cmd/xlb into dir with the go tool and returns its path.
+// It needs the module's source: the working directory must be inside it.
+func buildXLB(dir string) (string, error) {
+	bin := filepath.Join(dir, "xlb")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/xlbproject/xlb/cmd/xlb").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("perf: go build cmd/xlb (or set Options.XLBBinary): %w: %s", err, bytes.TrimSpace(out))
+	}
+	return bin, nil
+}
+
+// xlbConfig renders the balancer's config: one UDP and one TCP VIP on
+// vipPort, each with every backend, all with the sink's MAC as a static
+// next hop (no ARP). extra is added to [datapath].
+func xlbConfig(p *perfLab, o Options, socket, extra string) string {
+	var b strings.Builder
+	t := o.Tuning
+	mac := net.HardwareAddr(p.sink.MAC[:]).String()
+	fmt.Fprintf(&b, "[datapath]\ninterface = %q\nqueues = [0]\ncpus = [%d]\nsource = %q\n", p.lb.Link, o.LBCPUs[0], lbAddr.Addr())
+	fmt.Fprintf(&b, "batch_size = %d\nrx_ring = %d\ntx_ring = %d\nfill_ring = %d\ncompletion_ring = %d\nframe_count = %d\ntx_budget = %d\n",
+		t.Batch, t.Ring, t.Ring, t.Ring, t.Ring, 2*t.Ring, t.TxBudget)
+	fmt.Fprintf(&b, "spin = %t\nbusy_poll = %t\n%s", t.Spin, t.BusyPoll, extra)
+	fmt.Fprintf(&b, "\n[control]\nsocket = %q\n", socket)
+	for _, proto := range []string{"udp", "tcp"} {
+		fmt.Fprintf(&b, "\n[[vip]]\naddress = %q\nport = %d\nprotocol = %q\n", vip, vipPort, proto)
+		for _, a := range backends(o.Backends) {
+			fmt.Fprintf(&b, "  [[vip.backend]]\n  address = %q\n  mac = %q\n", a, mac)
+		}
+	}
+	return b.String()
+}
+
+// xlbProcess is `xlb run` in the balancer's namespace.
+type xlbProcess struct {
+	cmd    *exec.Cmd
+	done   chan error
+	socket string
+	log    *tailBuffer
+}
+
+// startXLB returns the starter of an xlb datapath whose config's
+// [datapath] table gets extra.
+func startXLB(extra string) func(*perfLab, Options) (instance, error) {
+	return func(p *perfLab, o Options) (instance, error) {
+		name := fmt.Sprintf("xlb%d", time.Now().UnixNano())
+		socket := filepath.Join(p.dir, name+".sock")
+		file := filepath.Join(p.dir, name+".toml")
+		if err := os.WriteFile(file, []byte(xlbConfig(p, o, socket, extra)), 0o600); err != nil {
+			return nil, fmt.Errorf("perf: %w", err)
+		}
+		x := &xlbProcess{socket: socket, log: &tailBuffer{max: 8 << 10}, done: make(chan error, 1)}
+		x.cmd = p.lb.Command(context.Background(), o.XLBBinary, "run", "-c", file)
+		x.cmd.Stdout, x.cmd.Stderr = x.log, x.log
+		if err := x.cmd.Start(); err != nil {
+			return nil, fmt.Errorf("perf: start xlb run: %w", err)
+		}
+		go func() { x.done <- x.cmd.Wait() }()
+		if err := x.waitReady(); err != nil {
+			return nil, errors.Join(err, x.close())
+		}
+		return x, nil
+	}
+}
+
+// waitReady waits until the control socket answers, the process exits, or
+// xlbReadyWait passes.
+func (x *xlbProcess) waitReady() error {
+	deadline := time.Now().Add(xlbReadyWait)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), xlbCallWait)
+		err := control.Call(ctx, x.socket, "stats", nil, nil)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case werr := <-x.done:
+			x.done <- werr // for close
+			return fmt.Errorf("perf: xlb run exited before it was ready (%v): %s", werr, x.log)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("perf: xlb run not ready after %s: %w: %s", xlbReadyWait, err, x.log)
+		}
+	}
+}
+
+// xlbStats is the part of `xlb stats` (datapath.Stats as JSON) the report
+// keeps.
+type xlbStats struct {
+	Queues []struct {
+		RxPackets  uint64 `json:"rx_packets"`
+		TxPackets  uint64 `json:"tx_packets"`
+		Kicks      uint64 `json:"kicks"`
+		TxRingFull uint64 `json:"tx_ring_full"`
+		Polls      uint64 `json:"polls"`
+		Socket     struct {
+			RxDropped            uint64 `json:"RxDropped"`
+			RxInvalidDescs       uint64 `json:"RxInvalidDescs"`
+			TxInvalidDescs       uint64 `json:"TxInvalidDescs"`
+			RxRingFull           uint64 `json:"RxRingFull"`
+			RxFillRingEmptyDescs uint64 `json:"RxFillRingEmptyDescs"`
+			TxRingEmptyDescs     uint64 `json:"TxRingEmptyDescs"`
+		} `json:"socket"`
+	} `json:"queues"`
+	Drops map[string]uint64 `json:"drops"`
+}
+
+func (x *xlbProcess) counters() (map[string]uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), xlbCallWait)
+	defer cancel()
+	var st xlbStats
+	if err := control.Call(ctx, x.socket, "stats", nil, &st); err != nil {
+		return nil, fmt.Errorf("perf: xlb stats: %w", err)
+	}
+	m := map[string]uint64{}
+	for _, q := range st.Queues {
+		add := func(k string, v uint64) { m[k] += v }
+		add("rx_packets", q.RxPackets)
+		add("tx_packets", q.TxPackets)
+		add("kicks", q.Kicks)
+		add("polls", q.Polls)
+		add("tx_ring_full", q.TxRingFull)
+		add("rx_dropped", q.Socket.RxDropped)
+		add("rx_ring_full", q.Socket.RxRingFull)
+		add("rx_fill_ring_empty", q.Socket.RxFillRingEmptyDescs)
+		add("tx_ring_empty", q.Socket.TxRingEmptyDescs)
+		add("rx_invalid_descs", q.Socket.RxInvalidDescs)
+		add("tx_invalid_descs", q.Socket.TxInvalidDescs)
+	}
+	for k, v := range st.Drops {
+		if v != 0 {
+			m["drop_"+k] = v
+		}
+	}
+	return m, nil
+}
+
+// close sends SIGTERM and waits, bounded, for a clean exit.
+func (x *xlbProcess) close() error {
+	if err := x.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("perf: stop xlb run: %w", err)
+	}
+	select {
+	case err := <-x.done:
+		if err != nil {
+			return fmt.Errorf("perf: xlb run exited with %v: %s", err, x.log)
+		}
+		return nil
+	case <-time.After(xlbStopWait):
+		_ = x.cmd.Process.Kill()
+		<-x.done
+		return fmt.Errorf("perf: xlb run did not exit within %s of SIGTERM", xlbStopWait)
+	}
+}
+
+// tailBuffer keeps the last max bytes written to it, for error messages.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if over := len(t.b) - t.max; over > 0 {
+		t.b = append(t.b[:0], t.b[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(bytes.TrimSpace(t.b))
+}
