@@ -668,3 +668,24 @@ func BenchmarkLB(b *testing.B) {
 		})
 	}
 }
+
+// TestLBSetTable reads the tables back through the map: what SetTable
+// wrote into the map's memory is what the program looks up, and a table
+// never set is empty.
+func TestLBSetTable(t *testing.T) {
+	lb := loadTestLB(t)
+	tab := lbTestTable(t)
+	want := map[uint32][]uint32{0: tab.Slots(), 1: tab.Slots(), 2: fill(lbTestTableSize, hash.EmptySlot),
+		3: fill(lbTestTableSize, 3), 7: fill(lbTestTableSize, hash.EmptySlot)}
+	for vip, slots := range want {
+		for i, s := range slots {
+			var got uint32
+			if err := lb.objs.Maglev.Lookup(vip*lbTestTableSize+uint32(i), &got); err != nil {
+				t.Fatal(err)
+			}
+			if got != s {
+				t.Fatalf("VIP %d slot %d holds %#x, want %#x", vip, i, got, s)
+			}
+		}
+	}
+}
