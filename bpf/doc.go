@@ -89,9 +89,10 @@
 // Lifecycle: LoadLB loads (sizing the maps from LBOptions); SetVIPs,
 // SetBackends, SetTable and SetSource fill the maps (SetSource before
 // Attach); Attach uses a bpf_link as Steer does; Close detaches and releases
-// everything. SetTable writes slots in place, not atomically: new flows may
-// see a mix of old and new tables for a moment, established ones keep their
-// backend. The program is not multi-buffer aware: the interface MTU must let
+// everything. SetTable writes the slots in place through the map's memory,
+// each slot atomically but not the table as a whole: new flows may see a
+// mix of the old and new tables for a few microseconds, established ones
+// keep their backend. The program is not multi-buffer aware: the interface MTU must let
 // a frame fit one page (about 3.5 KB), as for any XDP_TX on veth.
 //
 // # Generated code
