@@ -35,6 +35,7 @@ type Report struct {
 
 // ReportSetup is what the runs were made with.
 type ReportSetup struct {
+	Topology    string  `json:"topology"`
 	DurationSec float64 `json:"duration_sec"`
 	WarmupSec   float64 `json:"warmup_sec"`
 	Repeat      int     `json:"repeat"`
@@ -108,11 +109,11 @@ func Compare(opts Options) (Report, error) {
 		Kernel:  kernelRelease(),
 		CPUs:    runtime.NumCPU(),
 		Setup: ReportSetup{
-			DurationSec: o.Duration.Seconds(), WarmupSec: o.Warmup.Seconds(), Repeat: o.Repeat,
+			Topology: o.Topology, DurationSec: o.Duration.Seconds(), WarmupSec: o.Warmup.Seconds(), Repeat: o.Repeat,
 			Flows: o.Flows, Backends: o.Backends, GenCPUs: o.GenCPUs, LBCPUs: o.LBCPUs, Tuning: o.Tuning,
 		},
 	}
-	pl, err := newPerfLab(o.Prefix)
+	pl, err := newPerfLab(o.Prefix, o.Topology)
 	if err != nil {
 		return rep, err
 	}
@@ -121,8 +122,8 @@ func Compare(opts Options) (Report, error) {
 			return rep, errors.Join(err, pl.Close())
 		}
 	}
-	fmt.Fprintf(o.Out, "perf lab %s: gen cpus %v -> lb cpu %v -> sink; %d flows, %d backends, %s x %d per run\n",
-		o.Prefix, o.GenCPUs, o.LBCPUs, o.Flows, o.Backends, o.Duration, o.Repeat)
+	fmt.Fprintf(o.Out, "perf lab %s (%s): gen cpus %v -> lb cpu %v -> sink; %d flows, %d backends, %s x %d per run\n",
+		o.Prefix, o.Topology, o.GenCPUs, o.LBCPUs, o.Flows, o.Backends, o.Duration, o.Repeat)
 	var errs []error
 	for _, name := range o.Datapaths {
 		recs, err := runDatapath(pl, findDatapath(name), o)
@@ -267,7 +268,7 @@ func measure(pl *perfLab, inst instance, r *Record, o Options) (err error) {
 	}
 	defer g.Close()
 	planned := o.Warmup + time.Duration(o.Repeat)*o.Duration
-	gr, err := startGenerator(pl.gen, g, o.GenCPUs, planned+genSlack)
+	gr, err := startGenerator(pl.gen.Host, g, o.GenCPUs, planned+genSlack)
 	if err != nil {
 		return err
 	}
@@ -406,8 +407,8 @@ func writeJSONFile(path string, r Report) error {
 // WriteMarkdown writes the report as a markdown table, one row per record.
 func (r Report) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Kernel %s, %d CPUs; generator on cpu %v, balancer on cpu %v; %d flows, %d backends; %gs x %d repeats (median, min-max).\n\n",
-		r.Kernel, r.CPUs, r.Setup.GenCPUs, r.Setup.LBCPUs, r.Setup.Flows, r.Setup.Backends, r.Setup.DurationSec, r.Setup.Repeat)
+	fmt.Fprintf(&b, "Kernel %s, %d CPUs, %s topology; generator on cpu %v, balancer on cpu %v; %d flows, %d backends; %gs x %d repeats (median, min-max).\n\n",
+		r.Kernel, r.CPUs, r.Setup.Topology, r.Setup.GenCPUs, r.Setup.LBCPUs, r.Setup.Flows, r.Setup.Backends, r.Setup.DurationSec, r.Setup.Repeat)
 	b.WriteString("| datapath | kind | traffic | frame | Mpps delivered | Gbit/s | Mpps sent | loss | CPU usr/sys/si % | counters per delivered frame |\n")
 	b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---|---|\n")
 	for _, rec := range r.Records {

@@ -11,17 +11,23 @@ import (
 	"time"
 )
 
-// TestCompareSmoke runs every datapath for one short repeat of 64-byte UDP
-// and checks that each one that is not skipped delivered traffic to the
-// sink, and that the JSON report is well formed. It checks behaviour, not
-// rates.
+// TestCompareSmoke runs every datapath in both topologies for one short
+// repeat of 64-byte UDP and checks that each one that is not skipped
+// delivered traffic to the sink, and that the JSON report is well formed.
+// It checks behaviour, not rates.
 func TestCompareSmoke(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a namespace lab and runs every datapath (~30s)")
+		t.Skip("builds namespace labs and runs every datapath (~25s)")
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: network namespaces, XDP and AF_XDP")
 	}
+	for _, topo := range []string{TopologyBridge, TopologyDirect} {
+		t.Run(topo, func(t *testing.T) { smoke(t, topo) })
+	}
+}
+
+func smoke(t *testing.T, topology string) {
 	var out bytes.Buffer
 	jsonFile := filepath.Join(t.TempDir(), "report.json")
 	prefix := fmt.Sprintf("xlbperf%d", os.Getpid())
@@ -32,6 +38,7 @@ func TestCompareSmoke(t *testing.T) {
 		FrameSizes: []int{64},
 		Traffic:    []Traffic{UDP},
 		Prefix:     prefix,
+		Topology:   topology,
 		JSONFile:   jsonFile,
 		Out:        &out,
 	})

@@ -111,7 +111,7 @@ func startL2Fwd(p *perfLab, _ Options) (instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := attach(p.lb, prog, p.lb.Ifindex)
+	l, err := attach(p.lb.Host, prog, p.lb.Ifindex)
 	if err != nil {
 		return nil, errors.Join(err, prog.Close())
 	}

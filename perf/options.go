@@ -71,6 +71,8 @@ type Options struct {
 	LBCPUs []int
 	// Tuning of the AF_XDP datapaths.
 	Tuning Tuning
+	// Topology is TopologyBridge (default) or TopologyDirect.
+	Topology string
 	// XLBBinary is the xlb binary to run; empty builds one with
 	// `go build` (which needs the Go toolchain and this module's source).
 	XLBBinary string
@@ -191,6 +193,13 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if tu.TxBudget < 32 || tu.TxBudget > tu.Ring {
 		return bad("tx budget %d: want 32 to the ring size %d", tu.TxBudget, tu.Ring)
+	}
+	switch o.Topology {
+	case "":
+		o.Topology = TopologyBridge
+	case TopologyBridge, TopologyDirect:
+	default:
+		return bad("topology %q: want %q or %q", o.Topology, TopologyBridge, TopologyDirect)
 	}
 	if o.Prefix == "" {
 		o.Prefix = fmt.Sprintf("xlbperf%d", os.Getpid())

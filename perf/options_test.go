@@ -13,7 +13,7 @@ func TestOptionsDefaults(t *testing.T) {
 	}
 	if o.Duration != defaultDuration || o.Repeat != defaultRepeat || len(o.FrameSizes) != 1 || o.FrameSizes[0] != 64 ||
 		len(o.Traffic) != 1 || o.Traffic[0] != UDP || len(o.Datapaths) != len(datapaths) || o.Flows != defaultFlows ||
-		len(o.GenCPUs) != 1 || len(o.LBCPUs) != 1 || o.Tuning.Batch != 64 || o.Tuning.Ring != 2048 || o.Out == nil || o.Prefix == "" {
+		len(o.GenCPUs) != 1 || len(o.LBCPUs) != 1 || o.Tuning.Batch != 64 || o.Tuning.Ring != 2048 || o.Out == nil || o.Prefix == "" || o.Topology != TopologyBridge {
 		t.Errorf("defaults: %+v", o)
 	}
 	if o, _ := (Options{Warmup: -1}).withDefaults(); o.Warmup != 0 {
@@ -40,6 +40,7 @@ func TestOptionsInvalid(t *testing.T) {
 		{"batch", Options{Tuning: Tuning{Batch: 512}}},
 		{"ring", Options{Tuning: Tuning{Ring: 1000}}},
 		{"tx-budget", Options{Tuning: Tuning{TxBudget: 16}}},
+		{"topology", Options{Topology: "mesh"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := tc.o.withDefaults(); !errors.Is(err, ErrInvalidOptions) {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -34,14 +35,55 @@ const (
 	fabricMTU = 1600
 )
 
-// perfLab is the lab every datapath is measured in: three namespaces on
-// one bridge. gen transmits toward lb's MAC and the VIP; whatever lb
+// Topologies for Options.Topology.
+const (
+	// TopologyBridge: gen, lb and sink each have a veth to one bridge, as
+	// a balancer between clients and backends on one segment. Every
+	// forwarded frame crosses the bridge twice, as an skb.
+	TopologyBridge = "bridge"
+	// TopologyDirect: one veth pair between lb and sink; the generator
+	// sends from the sink's end, so frames reach lb directly and lb's
+	// output comes straight back to the sink. No bridge, no skb on the
+	// generator's side: closer to what a datapath costs by itself.
+	TopologyDirect = "direct"
+)
+
+// directLink is the name of both ends of the direct veth pair.
+const directLink = "xd0"
+
+// Locally administered MACs of the direct pair's ends.
+var (
+	directLBMAC   = [6]byte{0x02, 0, 0, 0, 0x01, 0x02}
+	directSinkMAC = [6]byte{0x02, 0, 0, 0, 0x01, 0x03}
+)
+
+// endpoint is one namespace's interface in the measured path. Its fields
+// shadow the host's own eth0 ones, so that the datapaths use whichever
+// link the topology puts in the path.
+type endpoint struct {
+	*lab.Host
+	Link    string
+	Ifindex int
+	MAC     [6]byte
+	MTU     int
+}
+
+func hostEndpoint(h *lab.Host) endpoint {
+	return endpoint{Host: h, Link: h.Link, Ifindex: h.Ifindex, MAC: h.MAC, MTU: h.MTU}
+}
+
+// perfLab is the lab every datapath is measured in: namespaces gen, lb and
+// sink on one bridge, plus, in the direct topology, a veth pair between lb
+// and sink. gen transmits toward lb's MAC and the VIP; whatever lb
 // forwards goes to the sink's MAC, where an XDP program counts and drops
 // it. Bridge forwarding entries are static, so no frame is ever flooded
 // (a flooded generator frame would reach the sink without the balancer).
 type perfLab struct {
 	*lab.Lab
-	gen, lb, sink *lab.Host
+	topology string
+	// gen is where the generator sends from: gen's eth0, or the sink's
+	// end of the direct pair.
+	gen, lb, sink endpoint
 	dir           string // xlb configs and control sockets
 
 	counter  *labprogs.Sink
@@ -55,7 +97,7 @@ type perfLab struct {
 	portLink link.Link
 }
 
-func newPerfLab(prefix string) (_ *perfLab, err error) {
+func newPerfLab(prefix, topology string) (_ *perfLab, err error) {
 	if err := lab.Cleanup(prefix); err != nil {
 		return nil, err
 	}
@@ -69,30 +111,91 @@ func newPerfLab(prefix string) (_ *perfLab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &perfLab{Lab: l, gen: l.Hosts["gen"], lb: l.Hosts["lb"], sink: l.Hosts["sink"]}
+	p := &perfLab{
+		Lab: l, topology: topology,
+		gen: hostEndpoint(l.Hosts["gen"]), lb: hostEndpoint(l.Hosts["lb"]), sink: hostEndpoint(l.Hosts["sink"]),
+	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, p.Close())
 		}
 	}()
+	if topology == TopologyDirect {
+		if err := p.addDirectPair(); err != nil {
+			return nil, err
+		}
+	}
 	if p.dir, err = os.MkdirTemp("", "xlbperf"); err != nil {
 		return nil, fmt.Errorf("perf: %w", err)
 	}
-	for _, h := range []*lab.Host{p.gen, p.lb, p.sink} {
-		if err := p.staticFDB(h); err != nil {
+	for _, name := range []string{"gen", "lb", "sink"} {
+		if err := p.staticFDB(l.Hosts[name]); err != nil {
 			return nil, err
 		}
 	}
 	if p.counter, err = labprogs.LoadSink(p.lb.MAC); err != nil {
 		return nil, err
 	}
-	if p.sinkLink, err = attach(p.sink, p.counter.Program(), p.sink.Ifindex); err != nil {
+	if p.sinkLink, err = attach(p.sink.Host, p.counter.Program(), p.sink.Ifindex); err != nil {
 		return nil, err
 	}
 	if p.pass, err = labprogs.LoadPass(); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// addDirectPair creates the veth pair lb:xd0 <-> sink:xd0, both ends up
+// with the fabric MTU, and makes it the measured path: the generator sends
+// from the sink's end.
+func (p *perfLab) addDirectPair() error {
+	f, err := os.Open(filepath.Join(lab.NetnsDir, p.lb.NS))
+	if err != nil {
+		return fmt.Errorf("perf: %w", err)
+	}
+	defer f.Close()
+	err = p.sink.Do(func() error {
+		err := netlink.LinkAdd(&netlink.Veth{
+			LinkAttrs:        netlink.LinkAttrs{Name: directLink, MTU: fabricMTU, HardwareAddr: net.HardwareAddr(directSinkMAC[:])},
+			PeerName:         directLink,
+			PeerMTU:          fabricMTU,
+			PeerHardwareAddr: net.HardwareAddr(directLBMAC[:]),
+			PeerNamespace:    netlink.NsFd(int(f.Fd())),
+		})
+		if err != nil {
+			return err
+		}
+		p.sink.Link, p.sink.MAC, p.sink.MTU = directLink, directSinkMAC, fabricMTU
+		p.sink.Ifindex, err = linkUp(directLink)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("perf: direct veth %s in %s: %w", directLink, p.sink.NS, err)
+	}
+	err = p.lb.Do(func() error {
+		p.lb.Link, p.lb.MAC, p.lb.MTU = directLink, directLBMAC, fabricMTU
+		var err error
+		p.lb.Ifindex, err = linkUp(directLink)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("perf: direct veth %s in %s: %w", directLink, p.lb.NS, err)
+	}
+	p.gen = p.sink
+	return nil
+}
+
+// linkUp sets the link name of the calling thread's namespace up and
+// returns its ifindex.
+func linkUp(name string) (int, error) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return 0, err
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return 0, err
+	}
+	return l.Attrs().Index, nil
 }
 
 // staticFDB pins h's MAC to its bridge port (`bridge fdb add MAC dev PORT
@@ -133,8 +236,12 @@ func attach(h *lab.Host, prog *ebpf.Program, ifindex int) (link.Link, error) {
 }
 
 // setPortXDP attaches (on) or detaches the pass-all program on the
-// balancer's bridge port.
+// balancer's bridge port. The direct topology has no port in the path (the
+// sink's counting program receives lb's XDP_TX frames).
 func (p *perfLab) setPortXDP(on bool) error {
+	if p.topology == TopologyDirect {
+		return nil
+	}
 	if !on {
 		if p.portLink == nil {
 			return nil

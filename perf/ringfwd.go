@@ -66,7 +66,7 @@ func startRingFwd(p *perfLab, o Options) (_ instance, err error) {
 	if err := f.xsk.SetSocket(0, f.sock.FD()); err != nil {
 		return nil, err
 	}
-	if f.link, err = attach(p.lb, f.xsk.Program(), p.lb.Ifindex); err != nil {
+	if f.link, err = attach(p.lb.Host, f.xsk.Program(), p.lb.Ifindex); err != nil {
 		return nil, err
 	}
 	f.loop.start(o.LBCPUs[0], f.run)
