@@ -3,6 +3,7 @@ package datapath
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -14,6 +15,7 @@ import (
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/flowtable"
 	"github.com/xlbproject/xlb/hash"
+	"github.com/xlbproject/xlb/health"
 	"github.com/xlbproject/xlb/ring"
 )
 
@@ -46,7 +48,13 @@ type Engine struct {
 	nexthops map[netip.Addr][6]byte
 	counters map[backendKey]*BackendCounters
 	ids      *idAllocator
-	down     map[backendKey]bool
+	down     map[backendKey]bool // backends health checks hold down
+
+	health     *health.Checker
+	healthKeys map[string]backendKey // guarded by mu
+	healthMu   sync.Mutex            // guards healthNews
+	healthNews map[string]bool       // target ID -> down, not applied yet
+	healthWake chan struct{}
 
 	cancel    context.CancelFunc
 	refreshed sync.WaitGroup
@@ -83,6 +91,9 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 		ids:      newIDAllocator(),
 		down:     map[backendKey]bool{},
 		started:  time.Now(),
+
+		healthNews: map[string]bool{},
+		healthWake: make(chan struct{}, 1),
 	}
 	defer func() {
 		if err != nil {
@@ -124,7 +135,9 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 		if err := e.steer.SetSocket(q, sock.FD()); err != nil {
 			return nil, err
 		}
-		fwd, err := NewForwarder(i, srcMAC, ifc.MTU, flowtable.Config{})
+		fwd, err := NewForwarder(i, srcMAC, ifc.MTU, flowtable.Config{
+			Entries: int(dp.FlowTableSize), TCPTimeout: dp.FlowTCPTimeout, UDPTimeout: dp.FlowUDPTimeout,
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -142,6 +155,12 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 		return nil, err
 	}
 	log.Info("steering program attached", "interface", ifc.Name, "ifindex", ifc.Index, "xdp_mode", e.mode, "source", src, "mtu", ifc.MTU)
+	targets, keys := healthTargets(cfg)
+	e.healthKeys = keys
+	e.health = health.New(log, e.onHealth)
+	if err := e.health.Set(targets); err != nil {
+		return nil, fmt.Errorf("datapath: health checks: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	e.refreshed.Add(1)
@@ -225,6 +244,9 @@ func (e *Engine) refresh(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-e.healthWake:
+			e.applyHealth()
+			continue
 		case <-t.C:
 		}
 		if e.resolveAll(time.Now()) {
@@ -243,6 +265,9 @@ func (e *Engine) XDPMode() string { return e.mode }
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		var errs []error
+		if e.health != nil {
+			e.health.Close()
+		}
 		if e.cancel != nil {
 			e.cancel()
 			e.refreshed.Wait()

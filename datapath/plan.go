@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/hash"
@@ -20,6 +21,9 @@ type Plan struct {
 	// state in this plan; nil means the backend is gone or down, and a
 	// tracked flow on it takes a fresh Maglev decision.
 	byID []*backendState
+	// Flow idle timeouts: reloadable, applied by each worker to its own
+	// flow table when it first sees this plan.
+	tcpTimeout, udpTimeout time.Duration
 }
 
 type vipState struct {
@@ -135,7 +139,7 @@ func buildTables(cfg *config.Config, down map[backendKey]bool) ([]*hash.Table, e
 	for i, v := range cfg.VIPs {
 		bs := make([]hash.Backend, len(v.Backends))
 		for j, b := range v.Backends {
-			w := b.Weight
+			w := b.EffectiveWeight()
 			if down[backendKey{idOf(v), b.Address}] {
 				w = 0
 			}
@@ -151,7 +155,7 @@ func buildTables(cfg *config.Config, down map[backendKey]bool) ([]*hash.Table, e
 }
 
 func buildPlan(in planInput) (*Plan, error) {
-	p := &Plan{vips: make([]vipState, len(in.cfg.VIPs))}
+	p := &Plan{vips: make([]vipState, len(in.cfg.VIPs)), tcpTimeout: in.cfg.Datapath.FlowTCPTimeout, udpTimeout: in.cfg.Datapath.FlowUDPTimeout}
 	if src := in.cfg.Datapath.Source; src.Is4() { // unset for xlb lookup, which sends nothing
 		p.src = src.As4()
 	}

@@ -2,8 +2,6 @@ package datapath
 
 import (
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"time"
 
@@ -25,11 +23,12 @@ func (e *Engine) Reload(cfg *config.Config) ([]string, error) {
 	e.mu.Lock()
 	old := e.cfg
 	e.mu.Unlock()
-	if keys := restartKeys(old, cfg); len(keys) > 0 {
+	if keys := old.RestartKeys(cfg); len(keys) > 0 {
 		return nil, cfg.Errorf(keys[0], "cannot change %s on a running instance: restart xlb to apply it", strings.Join(keys, ", "))
 	}
+	targets, keys := healthTargets(cfg)
 	e.mu.Lock()
-	down := maps.Clone(e.down)
+	down := carriedDown(e.down, keys)
 	e.mu.Unlock()
 	tables, err := buildTables(cfg, down)
 	if err != nil {
@@ -41,8 +40,13 @@ func (e *Engine) Reload(cfg *config.Config) ([]string, error) {
 	if err := e.steer.SetVIPs(vipEntries(cfg)); err != nil {
 		return nil, err
 	}
+	// The checker keeps the state of targets that stay, which is what
+	// carriedDown assumed; new targets start up.
+	if err := e.health.Set(targets); err != nil {
+		return nil, fmt.Errorf("datapath: health checks: %w", err)
+	}
 	e.mu.Lock()
-	e.cfg, e.tables = cfg, tables
+	e.cfg, e.tables, e.down, e.healthKeys = cfg, tables, down, keys
 	err = e.publishLocked()
 	e.mu.Unlock()
 	if err != nil {
@@ -63,42 +67,13 @@ func (e *Engine) Reload(cfg *config.Config) ([]string, error) {
 	return changes, nil
 }
 
-// restartKeys lists the settings that size or bind sockets and workers: they
-// cannot change under running workers.
-func restartKeys(old, next *config.Config) []string {
-	a, b := old.Datapath, next.Datapath
-	var keys []string
-	check := func(key string, same bool) {
-		if !same {
-			keys = append(keys, key)
-		}
-	}
-	check("datapath.interface", a.Interface == b.Interface)
-	check("datapath.queues", slices.Equal(a.Queues, b.Queues))
-	check("datapath.cpus", slices.Equal(a.CPUs, b.CPUs))
-	check("datapath.xdp_mode", a.XDPMode == b.XDPMode)
-	check("datapath.zero_copy", a.ZeroCopy == b.ZeroCopy)
-	check("datapath.frame_size", a.FrameSize == b.FrameSize)
-	check("datapath.frame_count", a.FrameCount == b.FrameCount)
-	check("datapath.headroom", a.Headroom == b.Headroom)
-	check("datapath.rx_ring", a.RxRing == b.RxRing)
-	check("datapath.tx_ring", a.TxRing == b.TxRing)
-	check("datapath.fill_ring", a.FillRing == b.FillRing)
-	check("datapath.completion_ring", a.CompletionRing == b.CompletionRing)
-	check("datapath.batch_size", a.BatchSize == b.BatchSize)
-	check("datapath.need_wakeup", a.NeedWakeup == b.NeedWakeup)
-	check("datapath.busy_poll", a.BusyPoll == b.BusyPoll)
-	check("datapath.busy_poll_budget", a.BusyPollBudget == b.BusyPollBudget)
-	check("datapath.spin", a.Spin == b.Spin)
-	check("datapath.tx_budget", a.TxBudget == b.TxBudget)
-	check("control.socket", old.Control.Socket == next.Control.Socket)
-	return keys
-}
-
 // diff describes what a reload changes, one line per change, for the log
 // and the reply to `xlb reload`.
 func diff(old, next *config.Config) []string {
 	var out []string
+	if a, b := old.Datapath, next.Datapath; a.FlowTCPTimeout != b.FlowTCPTimeout || a.FlowUDPTimeout != b.FlowUDPTimeout {
+		out = append(out, fmt.Sprintf("flow timeouts tcp %v udp %v -> tcp %v udp %v", a.FlowTCPTimeout, a.FlowUDPTimeout, b.FlowTCPTimeout, b.FlowUDPTimeout))
+	}
 	if old.Datapath.Source != next.Datapath.Source {
 		out = append(out, fmt.Sprintf("outer source %s -> %s", old.Datapath.Source, next.Datapath.Source))
 	}
@@ -131,6 +106,12 @@ func diff(old, next *config.Config) []string {
 				out = append(out, fmt.Sprintf("vip %s backend %s added (weight %d)", v, b.Address, b.Weight))
 			case p.Weight != b.Weight:
 				out = append(out, fmt.Sprintf("vip %s backend %s weight %d -> %d", v, b.Address, p.Weight, b.Weight))
+			}
+			if ok && p.State != b.State {
+				out = append(out, fmt.Sprintf("vip %s backend %s state %s -> %s", v, b.Address, p.State, b.State))
+			}
+			if ok && p.Health != b.Health {
+				out = append(out, fmt.Sprintf("vip %s backend %s health check changed", v, b.Address))
 			}
 			if ok && (p.HasMAC != b.HasMAC || p.MAC != b.MAC) {
 				out = append(out, fmt.Sprintf("vip %s backend %s next hop override changed", v, b.Address))

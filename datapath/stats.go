@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/xlbproject/xlb/bpf"
+	"github.com/xlbproject/xlb/health"
 	"github.com/xlbproject/xlb/ring"
 )
 
@@ -65,8 +66,12 @@ type BackendStats struct {
 	Address string `json:"address"`
 	Weight  uint32 `json:"weight"`
 	NextHop string `json:"next_hop,omitempty"` // empty while unresolved
-	Packets uint64 `json:"packets"`
-	Bytes   uint64 `json:"bytes"`
+	// Health is "up" or "down" for a checked backend, empty without checks.
+	Health      string `json:"health,omitempty"`
+	HealthSince string `json:"health_since,omitempty"`
+	HealthError string `json:"health_error,omitempty"` // the last failed probe's error
+	Packets     uint64 `json:"packets"`
+	Bytes       uint64 `json:"bytes"`
 }
 
 // Stats reads every counter of the running engine.
@@ -112,6 +117,10 @@ func (e *Engine) Stats() Stats {
 		}
 		s.Queues = append(s.Queues, q)
 	}
+	checks := map[string]health.Status{}
+	for _, st := range e.health.Status() {
+		checks[st.ID] = st
+	}
 	p := e.plan.Load()
 	for _, v := range p.vips {
 		vs := VIPStats{Address: v.cfg.Address.String(), Port: v.cfg.Port, Protocol: v.cfg.Protocol.String(), Forward: v.cfg.Forward.String()}
@@ -121,6 +130,9 @@ func (e *Engine) Stats() Stats {
 				bs.NextHop = net.HardwareAddr(b.mac[:]).String()
 			}
 			bs.Packets, bs.Bytes = b.counters.Totals()
+			if hs, ok := checks[healthID(v.cfg, v.cfg.Backends[j].Address)]; ok {
+				bs.Health, bs.HealthSince, bs.HealthError = hs.State.String(), hs.Since.Format(time.RFC3339), hs.LastError
+			}
 			vs.Backends = append(vs.Backends, bs)
 		}
 		s.VIPs = append(s.VIPs, vs)

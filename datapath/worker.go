@@ -77,6 +77,7 @@ func (w *Worker) loop() error {
 	umem := w.sock.UMEM()
 	fsize := uint64(w.sock.FrameSize())
 	epoch := time.Now()
+	var seen *Plan
 	for !w.stop.Load() {
 		// One clock read per batch: the flow table's idle timeouts need
 		// milliseconds, not a time.Now per packet.
@@ -85,6 +86,11 @@ func (w *Worker) loop() error {
 		n := w.sock.Receive(w.rx[:w.batch])
 		if n > 0 {
 			p := w.plan.Load()
+			if p != seen {
+				// A new plan: take its flow timeouts (validated by config).
+				_ = w.fwd.flows.SetTimeouts(p.tcpTimeout, p.udpTimeout)
+				seen = p
+			}
 			ntx := 0
 			var rxBytes, txBytes uint64
 			for i := range w.rx[:n] {

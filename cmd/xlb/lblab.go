@@ -80,7 +80,9 @@ func newLBLab(prefix, bin, dir string) (_ *lbLab, err error) {
 		if out, err := h.Command(context.Background(), bin, "decap", "attach", "--interface", lab.HostLink).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("xlb decap attach in %s: %v: %s", h.NS, err, out)
 		}
-		srv, err := lab.ServeHTTP(h, netip.AddrPortFrom(labVIP, 80).String(), h.Name)
+		// On every address: the VIP (decapsulated traffic) and the
+		// backend's own, where health checks probe it.
+		srv, err := lab.ServeHTTP(h, "0.0.0.0:80", h.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -99,6 +101,12 @@ func configText(socket string, port uint16, weights []int) string {
 		fmt.Fprintf(&b, "\n  [[vip.backend]]\n  address = %q\n  weight = %d\n", labBackends[i].Addr(), w)
 	}
 	return b.String()
+}
+
+// withHealth adds a [vip.health] table (its body given as TOML lines) to a
+// config made by configText.
+func withHealth(cfg, body string) string {
+	return strings.Replace(cfg, "\n  [[vip.backend]]", "\n[vip.health]\n"+body+"\n  [[vip.backend]]", 1)
 }
 
 // socketPath is where the lab's instance listens.

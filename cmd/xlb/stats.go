@@ -55,6 +55,9 @@ func printStats(w io.Writer, st datapath.Stats) {
 	for _, q := range st.Queues {
 		fmt.Fprintf(w, "queue %d (cpu %d, zero_copy %t): rx %d pkts %d B  tx %d pkts %d B  kicks %d (failed %d)  tx_ring_full %d  polls %d\n",
 			q.Queue, q.CPU, q.ZeroCopy, q.RxPackets, q.RxBytes, q.TxPackets, q.TxBytes, q.Kicks, q.KickFailures, q.TxRingFull, q.Polls)
+		f := q.Flows
+		fmt.Fprintf(w, "  flows: %d of %d entries  hits %d  misses %d  inserts %d  evictions %d  expired %d\n",
+			f.Entries, f.Capacity, f.Hits, f.Misses, f.Inserts, f.Evictions, f.Expired)
 		k := q.Socket
 		fmt.Fprintf(w, "  xdp_statistics: rx_dropped %d  rx_invalid_descs %d  tx_invalid_descs %d  rx_ring_full %d  rx_fill_ring_empty_descs %d  tx_ring_empty_descs %d\n",
 			k.RxDropped, k.RxInvalidDescs, k.TxInvalidDescs, k.RxRingFull, k.RxFillRingEmptyDescs, k.TxRingEmptyDescs)
@@ -71,7 +74,14 @@ func printStats(w io.Writer, st datapath.Stats) {
 			if nh == "" {
 				nh = "unresolved"
 			}
-			fmt.Fprintf(w, "  backend %-16s weight %-5d next_hop %-17s packets %d  bytes %d\n", b.Address, b.Weight, nh, b.Packets, b.Bytes)
+			fmt.Fprintf(w, "  backend %-16s weight %-5d next_hop %-17s packets %d  bytes %d", b.Address, b.Weight, nh, b.Packets, b.Bytes)
+			if b.Health != "" {
+				fmt.Fprintf(w, "  health %s since %s", b.Health, b.HealthSince)
+				if b.HealthError != "" {
+					fmt.Fprintf(w, " (last error: %s)", b.HealthError)
+				}
+			}
+			fmt.Fprintln(w)
 		}
 	}
 }
