@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/xlbproject/xlb/lab"
 )
 
 // streamPort is where the backends run their echo servers (the lab's VIP
@@ -327,5 +329,52 @@ func TestReloadKeepsFlows(t *testing.T) {
 	ss.finish(t)
 	if !t.Failed() {
 		t.Logf("%d streams (%d on the drained backend) intact across 3 reloads", len(ss.list), onDrained)
+	}
+}
+
+// TestHealthChecks: stopping a backend's server takes it out of the table
+// within fall x interval plus one interval (every new connection then goes
+// to the others and succeeds); restarting it brings it back after rise
+// successful checks.
+func TestHealthChecks(t *testing.T) {
+	const interval, fall, rise = 200 * time.Millisecond, 3, 2
+	l := startLab(t, nil)
+	cfg := withHealth(configText(l.socketPath(), 0, []int{1, 1, 1}),
+		fmt.Sprintf("kind = \"http\"\nport = 80\ninterval = \"%v\"\ntimeout = \"100ms\"\nrise = %d\nfall = %d\n", interval, rise, fall))
+	if err := l.startXLB(cfg, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if served, failed := sendRequests(ctx, l, 60, 4); failed > 0 || len(served) != 3 {
+		t.Fatalf("before: %d failed, served %v", failed, served)
+	}
+
+	// Stop be2's server.
+	if err := l.servers[1].Close(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	time.Sleep(fall*interval + interval)
+	if served, failed := sendRequests(ctx, l, 100, 4); failed > 0 || served["be2"] != 0 {
+		t.Fatalf("%v after stopping be2: %d of 100 failed, served %v", time.Since(stopped).Round(time.Millisecond), failed, served)
+	}
+	st := stats(t, l)
+	if b := st.VIPs[0].Backends[1]; b.Health != "down" || b.HealthError == "" {
+		t.Errorf("stats for be2: health %q error %q, want down with the reason", b.Health, b.HealthError)
+	}
+
+	// Restart it: back after rise checks.
+	srv, err := lab.ServeHTTP(l.backends[1], "0.0.0.0:80", "be2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.servers[1] = srv
+	time.Sleep(rise*interval + interval)
+	if served, failed := sendRequests(ctx, l, 100, 4); failed > 0 || served["be2"] == 0 {
+		t.Fatalf("after restarting be2: %d failed, served %v", failed, served)
+	}
+	if b := stats(t, l).VIPs[0].Backends[1]; b.Health != "up" {
+		t.Errorf("stats for be2 after restart: health %q", b.Health)
 	}
 }
