@@ -31,7 +31,7 @@ func TestChecksum(t *testing.T) {
 		t.Errorf("IPv4 example: %#04x, want 0xb861", got)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	for n := 0; n <= 80; n++ {
+	for n := 0; n <= 300; n++ {
 		for range 50 {
 			b := make([]byte, n)
 			for i := range b {
@@ -57,5 +57,60 @@ func TestChecksum(t *testing.T) {
 		if c := Checksum(frame[f.L3Off:f.L4Off]); c != 0 {
 			t.Errorf("%+v: gopacket's header sums to %#04x, want 0", s, c)
 		}
+	}
+}
+
+// TestSumLong checks sum on packet-sized buffers, from an odd initial
+// sum, against the reference.
+func TestSumLong(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{1279, 1280, 1400, 1500, 9000, 65535} {
+		for _, fill := range []int{-1, 0xff, 0} {
+			b := make([]byte, n+2)
+			for i := range b {
+				if fill < 0 {
+					b[i] = byte(rng.Uint32())
+				} else {
+					b[i] = byte(fill)
+				}
+			}
+			// acc holds 0x1234 + 0x5678 as the first two words would.
+			b[0], b[1], b[2], b[3] = 0x12, 0x34, 0x56, 0x78
+			if got, want := fold(sum(b[4:], 0x12345678)), refChecksum(b); got != want {
+				t.Errorf("%d bytes of %d: %#04x, want %#04x", n, fill, got, want)
+			}
+		}
+	}
+}
+
+// TestUpdate checks the RFC 1624 update against summing again, for every
+// value of the changed word on random data.
+func TestUpdate(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	b := make([]byte, 64)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	b[2], b[3] = 0, 0
+	c := refChecksum(b)
+	b[2], b[3] = byte(c>>8), byte(c)
+	for w := 0; w <= 0xffff; w++ {
+		old := uint16(b[10])<<8 | uint16(b[11])
+		got := update(uint16(b[2])<<8|uint16(b[3]), old, uint16(w))
+		b[10], b[11] = byte(w>>8), byte(w)
+		b[2], b[3] = byte(got>>8), byte(got)
+		if refChecksum(b) != 0 {
+			t.Fatalf("after setting word 5 to %#04x from %#04x the data sums to %#04x", w, old, refChecksum(b))
+		}
+	}
+}
+
+func TestPseudo6(t *testing.T) {
+	var ph []byte
+	ph = append(ph, lbIP6[:]...)
+	ph = append(ph, backendIP6[:]...)
+	ph = append(ph, 0, 1, 0x23, 0x45, 0, 0, 0, protoUDP)
+	if got, want := fold(pseudo6(&lbIP6, &backendIP6, 0x12345, protoUDP)), refChecksum(ph); got != want {
+		t.Errorf("pseudo6: %#04x, want %#04x", got, want)
 	}
 }
