@@ -26,9 +26,12 @@ const genSlack = 30 * time.Second
 
 // Report is the outcome of Compare.
 type Report struct {
-	Started time.Time   `json:"started"`
-	Kernel  string      `json:"kernel"`
-	CPUs    int         `json:"cpus"`
+	Started time.Time `json:"started"`
+	Kernel  string    `json:"kernel"`
+	CPUs    int       `json:"cpus"`
+	// LoadAvg is the machine's 1-minute load average at the start and at
+	// the end: other work on the machine shares the CPUs being measured.
+	LoadAvg [2]float64  `json:"loadavg"`
 	Setup   ReportSetup `json:"setup"`
 	Records []Record    `json:"records"`
 }
@@ -113,6 +116,7 @@ func Compare(opts Options) (Report, error) {
 			Flows: o.Flows, Backends: o.Backends, GenCPUs: o.GenCPUs, LBCPUs: o.LBCPUs, Tuning: o.Tuning,
 		},
 	}
+	rep.LoadAvg[0] = loadAvg()
 	pl, err := newPerfLab(o.Prefix, o.Topology)
 	if err != nil {
 		return rep, err
@@ -134,6 +138,7 @@ func Compare(opts Options) (Report, error) {
 		}
 	}
 	errs = append(errs, pl.Close())
+	rep.LoadAvg[1] = loadAvg()
 	if o.JSONFile != "" {
 		errs = append(errs, writeJSONFile(o.JSONFile, rep))
 	}
@@ -149,6 +154,19 @@ func needsXLB(o Options) bool {
 		}
 	}
 	return false
+}
+
+// loadAvg is the 1-minute load average, or NaN if unreadable.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return math.NaN()
+	}
+	var l float64
+	if _, err := fmt.Sscan(string(b), &l); err != nil {
+		return math.NaN()
+	}
+	return l
 }
 
 func kernelRelease() string {
@@ -407,8 +425,8 @@ func writeJSONFile(path string, r Report) error {
 // WriteMarkdown writes the report as a markdown table, one row per record.
 func (r Report) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Kernel %s, %d CPUs, %s topology; generator on cpu %v, balancer on cpu %v; %d flows, %d backends; %gs x %d repeats (median, min-max).\n\n",
-		r.Kernel, r.CPUs, r.Setup.Topology, r.Setup.GenCPUs, r.Setup.LBCPUs, r.Setup.Flows, r.Setup.Backends, r.Setup.DurationSec, r.Setup.Repeat)
+	fmt.Fprintf(&b, "Kernel %s, %d CPUs (load average %.1f at start, %.1f at end), %s topology; generator on cpu %v, balancer on cpu %v; %d flows, %d backends; %gs x %d repeats (median, min-max).\n\n",
+		r.Kernel, r.CPUs, r.LoadAvg[0], r.LoadAvg[1], r.Setup.Topology, r.Setup.GenCPUs, r.Setup.LBCPUs, r.Setup.Flows, r.Setup.Backends, r.Setup.DurationSec, r.Setup.Repeat)
 	b.WriteString("| datapath | kind | traffic | frame | Mpps delivered | Gbit/s | Mpps sent | loss | CPU usr/sys/si % | counters per delivered frame |\n")
 	b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---|---|\n")
 	for _, rec := range r.Records {

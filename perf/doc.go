@@ -7,12 +7,21 @@
 // Compare builds a lab (package lab) of three namespaces on one bridge:
 // gen, lb and sink, all in 198.18.0.0/15, with static bridge forwarding
 // entries so that nothing is flooded. The generator (bpf/labprogs Gen) runs
-// BPF_PROG_TEST_RUN in live-frame mode in gen: one pinned thread per
-// generator CPU transmits template frames to lb's MAC and the VIP, spread
-// over many flows, in chunks of test-run repetitions until its window ends.
-// Whatever lb forwards goes to the sink's MAC (the backends' static next
-// hop in xlb's config), where an XDP program counts per CPU and drops; only
+// BPF_PROG_TEST_RUN in live-frame mode: one pinned thread per generator
+// CPU transmits template frames to lb's MAC and the VIP, spread over many
+// flows, in chunks of test-run repetitions until its window ends. Whatever
+// lb forwards goes to the sink's MAC (the backends' static next hop in
+// xlb's config), where an XDP program counts per CPU and drops; only
 // frames from lb's MAC count as delivered.
+//
+// In the bridge topology the generator sends from gen's eth0 and every
+// forwarded frame crosses the bridge twice, as an skb. The direct topology
+// adds a veth pair between lb and sink and measures on it: the generator
+// sends from the sink's end, so the path is the datapath and one veth
+// hop each way. veth runs a receiver's XDP and softirq work on the sending
+// CPU: the generator's CPU carries lb's receive side (and, for XDP_TX, all
+// of lb), the balancer's CPU carries the sink's receive side of what it
+// transmits from user space.
 //
 // # Datapaths
 //
