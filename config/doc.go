@@ -11,8 +11,36 @@
 // returns a *Config the caller owns; nothing in it is shared. What depends on
 // the host (the interface, its queues, the CPUs, the source address) is
 // checked and resolved by CheckHost, which the caller runs in the network
-// namespace the datapath will use, once, before starting it. A reload parses
-// the new file into a new Config and runs CheckHost on it again.
+// namespace the datapath will use, once, before starting it: the interface,
+// queues and CPUs, the outer source addresses (source for IPv4 backends,
+// source6 for IPv6 ones, each required only when a VIP encapsulates to that
+// family) and, for forward = "dsr", that the kernel routes every backend
+// on-link through the interface.
+//
+// # Forwarding and families
+//
+// IPv4 and IPv6 are both accepted. A VIP's backends are all of one family,
+// which is the outer family of ipip and gue: an IPv4 VIP to IPv4 (IPIP) or
+// IPv6 (4in6) backends, an IPv6 VIP to IPv6 backends (IP6IP6); 6in4 is
+// refused. dsr adds no header, so its backends are of the VIP's family.
+//
+// # Health checks
+//
+// [vip.health] applies over the defaults (DefaultHealth) and every backend
+// inherits the result; [vip.backend.health] applies over its VIP's check,
+// key by key. After Parse every VIP.Health and Backend.Health is resolved
+// and comparable; HTTP-only fields are zero for the other kinds.
+//
+// # Reload
+//
+// A reload parses the new file into a new Config and runs CheckHost on it
+// again; running.RestartKeys(next) lists the keys that differ and that only
+// a restart can apply (socket and memory sizing: the interface, queues, CPUs,
+// UMEM, rings, socket options, flow_table_size, control.socket). Everything
+// else (VIPs, backends, weights, drain states, health checks, Maglev table
+// sizes, sources, flow timeouts) is applied live, and established flows keep
+// their backend through the flow table. A backend's State "drain" takes it
+// out of new flows like weight 0 but keeps its weight (EffectiveWeight).
 //
 // # Errors
 //
