@@ -388,6 +388,26 @@ backend = [
   {address = "2001:db8::b", state = "active", health = {path = "/other"}},
 ]
 `
+	// The file sets every key there is, so that each is seen decoded.
+	idx := newPosIndex([]byte(src))
+	keys := []string{"control.socket"}
+	for _, k := range datapathKeys {
+		keys = append(keys, "datapath."+k)
+	}
+	for _, k := range vipKeys {
+		keys = append(keys, "vip[0]."+k)
+	}
+	for _, k := range backendKeys {
+		keys = append(keys, "vip[0].backend[0]."+k)
+	}
+	for _, k := range healthKeys {
+		keys = append(keys, "vip[0].health."+k)
+	}
+	for _, k := range keys {
+		if !idx.has(k) {
+			t.Errorf("the test does not set %s", k)
+		}
+	}
 	c, err := Parse("v.toml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
