@@ -74,10 +74,6 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 	if len(ifc.HardwareAddr) != 6 {
 		return nil, cfg.Errorf("datapath.interface", "%s has no Ethernet address", dp.Interface)
 	}
-	src := dp.Source
-	if !src.Is4() {
-		return nil, cfg.Errorf("datapath.source", "no IPv4 outer source address (run Config.CheckHost first)")
-	}
 	var srcMAC [6]byte
 	copy(srcMAC[:], ifc.HardwareAddr)
 
@@ -154,7 +150,7 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 	if e.mode, err = e.steer.Attach(ifc.Index, dp.XDPMode); err != nil {
 		return nil, err
 	}
-	log.Info("steering program attached", "interface", ifc.Name, "ifindex", ifc.Index, "xdp_mode", e.mode, "source", src, "mtu", ifc.MTU)
+	log.Info("steering program attached", "interface", ifc.Name, "ifindex", ifc.Index, "xdp_mode", e.mode, "source", dp.Source, "source6", dp.Source6, "mtu", ifc.MTU)
 	targets, keys := healthTargets(cfg)
 	e.healthKeys = keys
 	e.health = health.New(log, e.onHealth)

@@ -278,9 +278,8 @@ func TestVIPIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	le := func(a string) uint32 {
-		b := netip.MustParseAddr(a).As4()
-		return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+	key := func(a string, port uint16, proto uint8) vipKey {
+		return keyOf(config.VIP{Address: netip.MustParseAddr(a), Port: port, Protocol: config.Protocol(proto)})
 	}
 	tests := []struct {
 		dst   string
@@ -295,9 +294,10 @@ func TestVIPIndex(t *testing.T) {
 		{"198.18.100.2", 0, 17, 1},
 		{"198.18.100.3", 53, 17, 2},
 		{"198.18.100.4", 80, 6, -1},
+		{"2001:db8::1", 80, 6, -1},
 	}
 	for _, tt := range tests {
-		if got := idx.lookup(le(tt.dst), tt.port, tt.proto); got != tt.want {
+		if got := idx.lookup(key(tt.dst, tt.port, tt.proto)); got != tt.want {
 			t.Errorf("lookup(%s:%d/%d) = %d, want %d", tt.dst, tt.port, tt.proto, got, tt.want)
 		}
 	}
@@ -311,11 +311,11 @@ func TestVIPIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range many {
-		if got := idx.lookup(le(many[i].Address.String()), 80, 6); got != int32(i) {
+		if got := idx.lookup(key(many[i].Address.String(), 80, 6)); got != int32(i) {
 			t.Fatalf("vip %d found as %d", i, got)
 		}
 	}
-	if got := idx.lookup(le("198.18.201.1"), 80, 6); got != -1 {
+	if got := idx.lookup(key("198.18.201.1", 80, 6)); got != -1 {
 		t.Fatalf("miss found %d", got)
 	}
 	if _, err := newVIPIndex(append(many, many[3])); err == nil {
@@ -453,7 +453,7 @@ func gopacketStep(b *testing.B, p *Plan, in []byte) func() {
 		}
 		dst, _ := netip.AddrFromSlice(ip.DstIP)
 		a := dst.As4()
-		vi := p.index.lookup(uint32(a[0])|uint32(a[1])<<8|uint32(a[2])<<16|uint32(a[3])<<24, dport, uint8(ip.Protocol))
+		vi := p.index.lookup(keyOf(config.VIP{Address: dst, Port: dport, Protocol: config.Protocol(ip.Protocol)}))
 		if vi < 0 {
 			b.Fatal("no vip")
 		}

@@ -38,20 +38,30 @@ func NewResolver(cfg *config.Config) (*Resolver, error) {
 // Lookup returns the backend a new flow from src to dst would be sent to.
 func (r *Resolver) Lookup(proto config.Protocol, src, dst netip.AddrPort) (config.VIP, config.Backend, error) {
 	s, d := src.Addr().Unmap(), dst.Addr().Unmap()
-	if !s.Is4() || !d.Is4() {
-		return config.VIP{}, config.Backend{}, fmt.Errorf("datapath: lookup %s -> %s: only IPv4 flows are balanced", src, dst)
+	if s.Is4() != d.Is4() {
+		return config.VIP{}, config.Backend{}, fmt.Errorf("datapath: lookup %s -> %s: mixed address families", src, dst)
 	}
-	sa, da := s.As4(), d.As4()
-	dl := binary.LittleEndian.Uint32(da[:])
-	vi := r.plan.index.lookup(dl, dst.Port(), uint8(proto))
+	var ports [4]byte
+	binary.BigEndian.PutUint16(ports[0:], src.Port())
+	binary.BigEndian.PutUint16(ports[2:], dst.Port())
+	pw := binary.LittleEndian.Uint32(ports[:])
+	k := vipKey{port: dst.Port(), proto: uint8(proto), fam: 6}
+	var h uint32
+	if d.Is4() {
+		sa, da := s.As4(), d.As4()
+		copy(k.addr[:4], da[:])
+		k.fam = 4
+		h = hash.Flow4(binary.LittleEndian.Uint32(sa[:]), binary.LittleEndian.Uint32(da[:]), pw, uint8(proto))
+	} else {
+		sa, da := s.As16(), d.As16()
+		k.addr = da
+		h = hash.Flow6(&sa, &da, pw, uint8(proto))
+	}
+	vi := r.plan.index.lookup(k)
 	if vi < 0 {
 		return config.VIP{}, config.Backend{}, fmt.Errorf("datapath: lookup %s/%s: %w", dst, proto, ErrNoVIP)
 	}
 	v := r.plan.vips[vi]
-	var ports [4]byte
-	binary.BigEndian.PutUint16(ports[0:], src.Port())
-	binary.BigEndian.PutUint16(ports[2:], dst.Port())
-	h := hash.Flow4(binary.LittleEndian.Uint32(sa[:]), dl, binary.LittleEndian.Uint32(ports[:]), uint8(proto))
 	bi := v.table.Lookup(h)
 	if bi < 0 {
 		return v.cfg, config.Backend{}, fmt.Errorf("datapath: lookup: vip %s has no backend with a weight", v.cfg)

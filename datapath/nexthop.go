@@ -39,7 +39,13 @@ func nextHop(ifindex int, dst netip.Addr) (mac [6]byte, ok bool, err error) {
 	if gw, ok := netip.AddrFromSlice(r.Gw); ok && !gw.IsUnspecified() {
 		hop = gw.Unmap()
 	}
-	neighs, err := netlink.NeighList(ifindex, netlink.FAMILY_V4)
+	// IPv6 neighbours (NDP) and IPv4 ones (ARP) live in the same way in
+	// their family's table.
+	family := netlink.FAMILY_V4
+	if hop.Is6() {
+		family = netlink.FAMILY_V6
+	}
+	neighs, err := netlink.NeighList(ifindex, family)
 	if err != nil {
 		return mac, false, fmt.Errorf("datapath: neighbours of interface %d: %w", ifindex, err)
 	}
@@ -53,7 +59,7 @@ func nextHop(ifindex int, dst netip.Addr) (mac [6]byte, ok bool, err error) {
 	}
 	err = netlink.NeighSet(&netlink.Neigh{
 		LinkIndex: ifindex,
-		Family:    netlink.FAMILY_V4,
+		Family:    family,
 		IP:        net.IP(hop.AsSlice()),
 		State:     netlink.NUD_NONE,
 		Flags:     netlink.NTF_USE,

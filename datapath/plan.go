@@ -16,7 +16,8 @@ import (
 type Plan struct {
 	vips  []vipState
 	index vipIndex
-	src   [4]byte // outer source address (reloadable, so it lives here)
+	src   [4]byte // outer source addresses (reloadable, so they live here)
+	src6  [16]byte
 	// byID maps a backend's stable ID (what the flow tables store) to its
 	// state in this plan; nil means the backend is gone or down, and a
 	// tracked flow on it takes a fresh Maglev decision.
@@ -35,7 +36,9 @@ type vipState struct {
 
 type backendState struct {
 	id       uint32
-	addr     [4]byte
+	addr     [4]byte  // IPv4 backend
+	addr6    [16]byte // IPv6 backend
+	v6       bool
 	mac      [6]byte
 	resolved bool // mac is known; otherwise the packet is dropped as no_neighbor
 	counters *BackendCounters
@@ -156,8 +159,12 @@ func buildTables(cfg *config.Config, down map[backendKey]bool) ([]*hash.Table, e
 
 func buildPlan(in planInput) (*Plan, error) {
 	p := &Plan{vips: make([]vipState, len(in.cfg.VIPs)), tcpTimeout: in.cfg.Datapath.FlowTCPTimeout, udpTimeout: in.cfg.Datapath.FlowUDPTimeout}
-	if src := in.cfg.Datapath.Source; src.Is4() { // unset for xlb lookup, which sends nothing
+	// Unset for xlb lookup, which sends nothing.
+	if src := in.cfg.Datapath.Source; src.Is4() {
 		p.src = src.As4()
+	}
+	if src := in.cfg.Datapath.Source6; src.Is6() {
+		p.src6 = src.As16()
 	}
 	for i, v := range in.cfg.VIPs {
 		vs := vipState{cfg: v, id: in.ids.vip(idOf(v)), table: in.tables[i], backends: make([]backendState, len(v.Backends))}
@@ -168,7 +175,12 @@ func buildPlan(in planInput) (*Plan, error) {
 				c = newBackendCounters(in.workers)
 				in.counters[key] = c
 			}
-			bs := backendState{id: in.ids.backend(key), addr: b.Address.As4(), counters: c}
+			bs := backendState{id: in.ids.backend(key), counters: c}
+			if b.Address.Is4() {
+				bs.addr = b.Address.As4()
+			} else {
+				bs.addr6, bs.v6 = b.Address.As16(), true
+			}
 			if b.HasMAC {
 				bs.mac, bs.resolved = b.MAC, true
 			} else if mac, ok := in.nexthops[b.Address]; ok {
@@ -199,63 +211,99 @@ func vipName(v config.VIP) string {
 	return fmt.Sprintf("%s/%s", netip.AddrPortFrom(v.Address, v.Port), v.Protocol)
 }
 
-// vipIndex maps (IPv4 destination, port, protocol) to a VIP's position in the
-// plan. It is a small open-addressing table over a fixed array: a lookup is a
-// multiply, a mask and one or two compares, with no Go map on the hot path.
+// vipKey is what the VIP index matches: the destination address as it sits
+// in the packet (IPv4 in the first four bytes), port and protocol. Protocol
+// 0 with port 0 is an address marker: the first VIP on that address, for
+// echo requests, which have no port.
+type vipKey struct {
+	addr  [16]byte
+	port  uint16
+	proto uint8
+	fam   uint8
+}
+
+func keyOf(v config.VIP) vipKey {
+	k := vipKey{port: v.Port, proto: uint8(v.Protocol), fam: 6}
+	if v.Address.Is4() {
+		a := v.Address.As4()
+		copy(k.addr[:4], a[:])
+		k.fam = 4
+	} else {
+		k.addr = v.Address.As16()
+	}
+	return k
+}
+
+// vipIndex maps a vipKey to a VIP's position in the plan. It is a small
+// open-addressing table over a fixed array: a lookup is a multiply, a mask
+// and one or two compares, with no Go map on the hot path.
 type vipIndex struct {
 	slots []vipSlot
 	mask  uint32
 }
 
 type vipSlot struct {
-	dst   uint32 // address bytes loaded little-endian, as packet.Flow holds them
-	port  uint16
-	proto uint8
-	used  bool
-	vip   int32
+	key  vipKey
+	used bool
+	vip  int32
 }
 
 func newVIPIndex(vips []config.VIP) (vipIndex, error) {
 	size := uint32(8)
-	for size < uint32(len(vips))*4 {
+	for size < uint32(len(vips))*8 {
 		size <<= 1
 	}
 	x := vipIndex{slots: make([]vipSlot, size), mask: size - 1}
 	for i, v := range vips {
-		a := v.Address.As4()
-		s := vipSlot{dst: binary.LittleEndian.Uint32(a[:]), port: v.Port, proto: uint8(v.Protocol), used: true, vip: int32(i)}
-		j := vipSlotHash(s.dst, s.port, s.proto) & x.mask
-		for x.slots[j].used {
-			if o := x.slots[j]; o.dst == s.dst && o.port == s.port && o.proto == s.proto {
-				return vipIndex{}, fmt.Errorf("datapath: duplicate vip %s", vipName(v))
-			}
-			j = (j + 1) & x.mask
+		k := keyOf(v)
+		if !x.insert(k, int32(i)) {
+			return vipIndex{}, fmt.Errorf("datapath: duplicate vip %s", vipName(v))
 		}
-		x.slots[j] = s
+		marker := vipKey{addr: k.addr, fam: k.fam}
+		x.insert(marker, int32(i)) // the first VIP on an address keeps the marker
 	}
 	return x, nil
 }
 
-func vipSlotHash(dst uint32, port uint16, proto uint8) uint32 {
-	return (dst ^ uint32(port)<<16 ^ uint32(proto)) * 0x9e3779b1 >> 7
+func (x *vipIndex) insert(k vipKey, vip int32) bool {
+	j := k.hash() & x.mask
+	for x.slots[j].used {
+		if x.slots[j].key == k {
+			return false
+		}
+		j = (j + 1) & x.mask
+	}
+	x.slots[j] = vipSlot{key: k, used: true, vip: vip}
+	return true
+}
+
+func (k *vipKey) hash() uint32 {
+	a := binary.LittleEndian.Uint64(k.addr[:8]) ^ binary.LittleEndian.Uint64(k.addr[8:])
+	return uint32((a ^ uint64(k.port)<<48 ^ uint64(k.proto)<<40) * 0x9e3779b97f4a7c15 >> 32)
 }
 
 // lookup finds the VIP for an exact port, then for the every-port entry.
-func (x *vipIndex) lookup(dst uint32, port uint16, proto uint8) int32 {
-	if v := x.find(dst, port, proto); v >= 0 || port == 0 {
+func (x *vipIndex) lookup(k vipKey) int32 {
+	if v := x.find(k); v >= 0 || k.port == 0 {
 		return v
 	}
-	return x.find(dst, 0, proto)
+	k.port = 0
+	return x.find(k)
 }
 
-func (x *vipIndex) find(dst uint32, port uint16, proto uint8) int32 {
-	j := vipSlotHash(dst, port, proto) & x.mask
+// lookupAddr finds the first VIP on an address, whatever its port.
+func (x *vipIndex) lookupAddr(k vipKey) int32 {
+	return x.find(vipKey{addr: k.addr, fam: k.fam})
+}
+
+func (x *vipIndex) find(k vipKey) int32 {
+	j := k.hash() & x.mask
 	for range x.slots {
 		s := &x.slots[j]
 		if !s.used {
 			return -1
 		}
-		if s.dst == dst && s.port == port && s.proto == proto {
+		if s.key == k {
 			return s.vip
 		}
 		j = (j + 1) & x.mask

@@ -19,7 +19,8 @@ type Stats struct {
 	SteerErr  string            `json:"steer_error,omitempty"`
 	Queues    []QueueStats      `json:"queues"`
 	VIPs      []VIPStats        `json:"vips"`
-	Drops     map[string]uint64 `json:"drops"` // summed over queues
+	Drops     map[string]uint64 `json:"drops"`  // summed over queues
+	Events    map[string]uint64 `json:"events"` // summed over queues
 }
 
 // QueueStats are one worker's counters and its socket's XDP_STATISTICS.
@@ -32,6 +33,7 @@ type QueueStats struct {
 	TxPackets    uint64            `json:"tx_packets"`
 	TxBytes      uint64            `json:"tx_bytes"`
 	Drops        map[string]uint64 `json:"drops"`
+	Events       map[string]uint64 `json:"events"`
 	Kicks        uint64            `json:"kicks"`
 	KickFailures uint64            `json:"kick_failures"`
 	TxRingFull   uint64            `json:"tx_ring_full"`
@@ -81,6 +83,7 @@ func (e *Engine) Stats() Stats {
 		XDPMode:   e.mode,
 		Uptime:    time.Since(e.started).Round(time.Second).String(),
 		Drops:     map[string]uint64{},
+		Events:    map[string]uint64{},
 	}
 	var err error
 	if s.Steer, err = e.steer.Counters(); err != nil {
@@ -96,6 +99,7 @@ func (e *Engine) Stats() Stats {
 			TxPackets:    w.txPackets.Load(),
 			TxBytes:      w.txBytes.Load(),
 			Drops:        map[string]uint64{},
+			Events:       map[string]uint64{},
 			Kicks:        w.kicks.Load(),
 			KickFailures: w.kickFailures.Load(),
 			TxRingFull:   w.txRingFull.Load(),
@@ -111,6 +115,11 @@ func (e *Engine) Stats() Stats {
 			n := w.fwd.drops[d].Load()
 			q.Drops[d.String()] = n
 			s.Drops[d.String()] += n
+		}
+		for ev := range numEvents {
+			n := w.fwd.events[ev].Load()
+			q.Events[ev.String()] = n
+			s.Events[ev.String()] += n
 		}
 		if q.Socket, err = w.sock.Stats(); err != nil {
 			q.SocketErr = err.Error()

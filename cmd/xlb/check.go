@@ -38,7 +38,12 @@ func printPlan(w io.Writer, cfg *config.Config) {
 	if dp.Source.IsValid() {
 		src = dp.Source.String()
 	}
-	fmt.Fprintf(w, "outer source: %s\n", src)
+	src6 := "none needed"
+	if dp.Source6.IsValid() {
+		src6 = dp.Source6.String()
+	}
+	fmt.Fprintf(w, "outer source: %s, IPv6 %s\n", src, src6)
+	fmt.Fprintf(w, "flow table: %d entries per queue, idle tcp %v udp %v\n", dp.FlowTableSize, dp.FlowTCPTimeout, dp.FlowUDPTimeout)
 	fmt.Fprintf(w, "control socket: %s\n", cfg.Control.Socket)
 	for _, v := range cfg.VIPs {
 		port := fmt.Sprint(v.Port)
@@ -47,19 +52,24 @@ func printPlan(w io.Writer, cfg *config.Config) {
 		}
 		var total uint64
 		for _, b := range v.Backends {
-			total += uint64(b.Weight)
+			total += uint64(b.EffectiveWeight())
 		}
-		fmt.Fprintf(w, "vip %s:%s/%s forward=%s maglev_slots=%d backends=%d\n", v.Address, port, v.Protocol, v.Forward, v.TableSize, len(v.Backends))
+		fwd := v.Forward.String()
+		if v.GUEPort != 0 {
+			fwd = fmt.Sprintf("%s(port %d)", fwd, v.GUEPort)
+		}
+		fmt.Fprintf(w, "vip %s/%s forward=%s maglev_slots=%d backends=%d icmp_echo=%t fragments=%s health=%s\n",
+			net.JoinHostPort(v.Address.String(), port), v.Protocol, fwd, v.TableSize, len(v.Backends), v.ICMPEcho, v.Fragments, v.Health.Kind)
 		for _, b := range v.Backends {
 			share := 0.0
 			if total > 0 {
-				share = 100 * float64(b.Weight) / float64(total)
+				share = 100 * float64(b.EffectiveWeight()) / float64(total)
 			}
 			nh := "next hop from the kernel's neighbour table"
 			if b.HasMAC {
 				nh = "next hop " + net.HardwareAddr(b.MAC[:]).String() + " (static)"
 			}
-			fmt.Fprintf(w, "  backend %-16s weight %-5d share %5.1f%%  %s\n", b.Address, b.Weight, share, nh)
+			fmt.Fprintf(w, "  backend %-16s weight %-5d %-6s share %5.1f%%  %s\n", b.Address, b.Weight, b.State, share, nh)
 		}
 	}
 }

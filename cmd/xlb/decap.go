@@ -9,7 +9,7 @@ import (
 func cmdDecap(e *env, args []string) int {
 	if len(args) == 0 || (args[0] != "attach" && args[0] != "detach" && args[0] != "status") {
 		fmt.Fprintln(e.stderr, "usage: xlb decap attach|detach|status --interface IF")
-		fmt.Fprintln(e.stderr, "\nOn a backend, strips the outer IPv4 header of IPIP packets in XDP and passes the inner\npacket to the stack, for kernels without the ipip module. The attachment outlives this command.")
+		fmt.Fprintln(e.stderr, "\nOn a backend, strips the outer header of IPIP, 4in6, 6in6 and GUE packets in XDP and passes the inner\npacket to the stack, for kernels without the ipip module. The attachment outlives this command.")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return exitOK
 		}
@@ -18,6 +18,7 @@ func cmdDecap(e *env, args []string) int {
 	action := args[0]
 	fs := newFlags(e, "decap "+action, "--interface IF")
 	ifname := fs.String("interface", "", "interface to act on")
+	guePort := fs.Uint("gue-port", bpf.DefaultGUEPort, "UDP port of GUE packets to decapsulate (attach; 0 = no GUE)")
 	if code, ok := parseFlags(fs, args[1:]); !ok {
 		return code
 	}
@@ -29,7 +30,11 @@ func cmdDecap(e *env, args []string) int {
 	switch action {
 	case "attach":
 		var mode string
-		if mode, err = bpf.AttachDecap(*ifname); err == nil {
+		if *guePort > 65535 {
+			fmt.Fprintf(e.stderr, "xlb: --gue-port %d is not a port\n", *guePort)
+			return exitUsage
+		}
+		if mode, err = bpf.AttachDecapWith(*ifname, bpf.DecapOptions{GUEPort: uint16(*guePort)}); err == nil {
 			fmt.Fprintf(e.stdout, "decap attached to %s (%s mode)\n", *ifname, mode)
 		}
 	case "detach":

@@ -64,9 +64,10 @@ func printStats(w io.Writer, st datapath.Stats) {
 		if q.SocketErr != "" {
 			fmt.Fprintf(w, "  xdp_statistics unreadable: %s\n", q.SocketErr)
 		}
-		printDrops(w, "  drops:", q.Drops)
+		printCounters(w, "  drops:", q.Drops)
+		printCounters(w, "  sent by the balancer:", q.Events)
 	}
-	printDrops(w, "drops (all queues):", st.Drops)
+	printCounters(w, "drops (all queues):", st.Drops)
 	for _, v := range st.VIPs {
 		fmt.Fprintf(w, "vip %s:%d/%s (%s)\n", v.Address, v.Port, v.Protocol, v.Forward)
 		for _, b := range v.Backends {
@@ -86,9 +87,10 @@ func printStats(w io.Writer, st datapath.Stats) {
 	}
 }
 
-// printDrops prints every drop reason, zeros included: a reason that is
-// absent from the output is a reason nobody can alert on.
-func printDrops(w io.Writer, title string, drops map[string]uint64) {
+// printCounters prints every counter of a set (drop reasons, events), zeros
+// included: a reason that is absent from the output is one nobody can alert
+// on.
+func printCounters(w io.Writer, title string, drops map[string]uint64) {
 	names := make([]string, 0, len(drops))
 	for n := range drops {
 		names = append(names, n)
