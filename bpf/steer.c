@@ -19,6 +19,10 @@
 #include <bpf/bpf_endian.h>
 
 #define IP_FRAG_OFFSET_MASK 0x1fff
+#define IP_MF 0x2000
+// vip_value.flags of an address marker: fragments to this address go to
+// the kernel instead of the workers (the VIP's fragments = "pass").
+#define VIP_FLAG_PASS_FRAGMENTS 2
 
 // MAX_IPV6_EXT_HDRS bounds the IPv6 extension headers (hop-by-hop, routing,
 // destination options) skipped to find the ports. Real traffic carries one
@@ -130,6 +134,7 @@ int xlb_steer(struct xdp_md *ctx)
 	void *end = (void *)(long)ctx->data_end;
 	struct vip_key key = {};
 	void *l4 = NULL; // NULL: ports cannot be read
+	__u16 frag = 0; // non-zero: an IPv4 or IPv6 fragment
 	__u16 ethertype;
 	void *l3;
 
@@ -162,6 +167,7 @@ int xlb_steer(struct xdp_md *ctx)
 		key.family = 4;
 		key.proto = ip->protocol;
 		__builtin_memcpy(key.addr, &ip->daddr, 4);
+		frag = ip->frag_off & bpf_htons(IP_MF | IP_FRAG_OFFSET_MASK);
 		if (!(ip->frag_off & bpf_htons(IP_FRAG_OFFSET_MASK)))
 			l4 = l3 + hlen;
 	} else if (ethertype == bpf_htons(ETH_P_IPV6)) {
@@ -188,8 +194,21 @@ int xlb_steer(struct xdp_md *ctx)
 			l4 += (opt->hdrlen + 1) * 8;
 		}
 		key.proto = next;
+		frag = next == IPPROTO_FRAGMENT;
 	} else {
 		return pass(); // ARP, LLDP, ...
+	}
+
+	// A fragment of a VIP address follows the address's fragment policy:
+	// the first fragment too, so a datagram's pieces all end up in one
+	// place (the workers drop and count them; the kernel may reassemble).
+	if (frag) {
+		key.port = 0;
+		key.proto = 0;
+		struct vip_value *marker = bpf_map_lookup_elem(&vips, &key);
+		if (!marker || (marker->flags & VIP_FLAG_PASS_FRAGMENTS))
+			return pass();
+		return redirect(ctx);
 	}
 
 	if (l4 && key.proto == IPPROTO_TCP) {

@@ -123,6 +123,10 @@ func (k VIPKey) validate() error {
 type VIPEntry struct {
 	Key VIPKey
 	ID  uint32
+	// PassFragments hands fragments to this VIP's address to the kernel
+	// instead of the workers (steer only). Fragments carry no ports, so
+	// the policy is per address: one VIP asking for it is enough.
+	PassFragments bool
 }
 
 // vipValue mirrors struct vip_value in steer.c.
@@ -134,6 +138,9 @@ type vipValue struct {
 // vipFlagAddrMarker marks the value of an address marker entry, so a map
 // dump tells markers from VIPs.
 const vipFlagAddrMarker = 1
+
+// vipFlagPassFragments mirrors VIP_FLAG_PASS_FRAGMENTS in steer.c.
+const vipFlagPassFragments = 2
 
 // SteerCounters are the steer program's counters summed over CPUs.
 // Seen = Redirected + Passed + Malformed; NoSocket (a VIP frame on a queue
@@ -262,7 +269,12 @@ func vipEntries(vips []VIPEntry, check func(VIPEntry) error) (map[VIPKey]vipValu
 		want[v.Key] = vipValue{ID: v.ID}
 	}
 	for _, v := range vips {
-		want[AddrKey(v.Key.IP())] = vipValue{Flags: vipFlagAddrMarker}
+		m := want[AddrKey(v.Key.IP())]
+		m.Flags |= vipFlagAddrMarker
+		if v.PassFragments {
+			m.Flags |= vipFlagPassFragments
+		}
+		want[AddrKey(v.Key.IP())] = m
 	}
 	return want, nil
 }

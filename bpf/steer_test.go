@@ -84,7 +84,9 @@ func steerCases(t testing.TB) []steerCase {
 		{"non-first fragment to udp VIP address", fragment4(t, vipUDP, udp), outVIP},
 		{"non-first fragment to non-VIP", fragment4(t, nonVIP, tcp), outPass},
 		{"first fragment to VIP port", firstFragment4(t, vipTCP, 80), outVIP},
-		{"first fragment to other port", firstFragment4(t, vipTCP, 81), outPass},
+		// Every fragment to a VIP address follows the address's fragment policy,
+		// whatever its port: its later pieces carry none.
+		{"first fragment to other port", firstFragment4(t, vipTCP, 81), outVIP},
 		{"icmp to VIP address", icmp4(t, vipTCP), outVIP},
 		{"icmp to non-VIP", icmp4(t, nonVIP), outPass},
 		{"ipv6 tcp to VIP", frame6(t, vip6, tcp, 443), outVIP},
@@ -527,5 +529,35 @@ func BenchmarkSteer(b *testing.B) {
 			}
 			b.ReportMetric(float64(per.Nanoseconds()), "ns/pkt")
 		})
+	}
+}
+
+// TestSteerPassFragments: an address whose VIP passes fragments hands every
+// fragment (first and later ones, IPv4 and IPv6) to the kernel, and still
+// steers its unfragmented traffic.
+func TestSteerPassFragments(t *testing.T) {
+	s := loadTestSteer(t)
+	vips := testVIPs()
+	for i := range vips {
+		vips[i].PassFragments = true
+	}
+	if err := s.SetVIPs(vips); err != nil {
+		t.Fatal(err)
+	}
+	tcp := layers.IPProtocolTCP
+	for _, tc := range []steerCase{
+		{"non-first fragment", fragment4(t, vipTCP, tcp), outPass},
+		{"first fragment", firstFragment4(t, vipTCP, 80), outPass},
+		{"unfragmented", frame4(t, vipTCP, tcp, 80), outVIP},
+	} {
+		before, _ := s.Counters()
+		opts := ebpf.RunOptions{Data: tc.frame, DataOut: make([]byte, len(tc.frame)+256)}
+		if _, err := s.Program().Run(&opts); err != nil {
+			t.Fatal(err)
+		}
+		after, _ := s.Counters()
+		if got, want := sub(after, before), tc.want.delta(); got != want {
+			t.Errorf("%s: counter delta %+v, want %+v", tc.name, got, want)
+		}
 	}
 }

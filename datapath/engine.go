@@ -167,7 +167,7 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 func vipEntries(cfg *config.Config) []bpf.VIPEntry {
 	out := make([]bpf.VIPEntry, len(cfg.VIPs))
 	for i, v := range cfg.VIPs {
-		out[i] = bpf.VIPEntry{Key: bpf.NewVIPKey(v.Address, v.Port, uint8(v.Protocol)), ID: uint32(i)}
+		out[i] = bpf.VIPEntry{Key: bpf.NewVIPKey(v.Address, v.Port, uint8(v.Protocol)), ID: uint32(i), PassFragments: v.Fragments == config.FragmentsPass}
 	}
 	return out
 }
