@@ -4,9 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/asavie/xdp"
+	"golang.org/x/sys/unix"
 
 	"github.com/xlbproject/xlb/datapath/packet"
 	"github.com/xlbproject/xlb/hash"
@@ -54,10 +57,22 @@ func startAsavie(p *perfLab, o Options) (_ instance, err error) {
 			return err
 		}
 		a.attached = true
-		a.sock, err = xdp.NewSocket(a.ifindex, 0, &xdp.SocketOptions{
+		opts := xdp.SocketOptions{
 			NumFrames: 2 * ring, FrameSize: asavieFrameSize,
 			FillRingNumDescs: ring, CompletionRingNumDescs: ring, RxRingNumDescs: ring, TxRingNumDescs: ring,
-		})
+		}
+		// The kernel frees a closed socket's queue (the previous
+		// datapath's) a little after close returns; ring.Open retries
+		// EBUSY for that, the library does not, so retry here. It
+		// formats the errno with %v: only its text is left to match.
+		deadline := time.Now().Add(time.Second)
+		for {
+			a.sock, err = xdp.NewSocket(a.ifindex, 0, &opts)
+			if err == nil || !strings.Contains(err.Error(), unix.EBUSY.Error()) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 		if err != nil {
 			return err
 		}
