@@ -36,6 +36,9 @@ type Datapath struct {
 	// CPUs[i] is the CPU worker i (serving Queues[i]) is pinned to. Empty:
 	// queue q runs on the (q mod n)th CPU of the process's affinity mask.
 	CPUs []int
+	// Mode is the datapath: ModeAFXDP (the Go workers) or ModeNative (the
+	// in-kernel XDP program over the same tables, IPv4 IPIP only).
+	Mode string
 	// XDPMode is how the steering program is attached: XDPModeAuto,
 	// XDPModeNative or XDPModeGeneric.
 	XDPMode string
@@ -175,6 +178,12 @@ type HealthCheck struct {
 	Rise, Fall int
 }
 
+// Values of Datapath.Mode.
+const (
+	ModeAFXDP  = "afxdp"  // steer into AF_XDP sockets; Go workers forward
+	ModeNative = "native" // forward in the kernel with XDP_TX
+)
+
 // Values of Datapath.XDPMode.
 const (
 	XDPModeAuto    = "auto"    // native, else generic
@@ -215,6 +224,7 @@ const (
 
 // Defaults and bounds. DefaultDatapath returns the defaults as a whole.
 const (
+	DefaultMode           = ModeAFXDP
 	DefaultXDPMode        = XDPModeAuto
 	DefaultZeroCopy       = ZeroCopyAuto
 	DefaultFrameSize      = 2048
@@ -270,6 +280,7 @@ const (
 // leaves out. Interface has no default.
 func DefaultDatapath() Datapath {
 	return Datapath{
+		Mode:           DefaultMode,
 		XDPMode:        DefaultXDPMode,
 		ZeroCopy:       DefaultZeroCopy,
 		FrameSize:      DefaultFrameSize,

@@ -348,6 +348,7 @@ func TestParseValues(t *testing.T) {
 interface = "veth0"
 queues = [1, 0]
 cpus = [0, 1]
+mode = "afxdp"
 xdp_mode = "generic"
 zero_copy = "off"
 frame_size = 4096
@@ -414,7 +415,7 @@ backend = [
 	}
 	want := Datapath{
 		Interface: "veth0", Queues: []int{1, 0}, CPUs: []int{0, 1},
-		XDPMode: XDPModeGeneric, ZeroCopy: ZeroCopyOff,
+		Mode: ModeAFXDP, XDPMode: XDPModeGeneric, ZeroCopy: ZeroCopyOff,
 		FrameSize: 4096, FrameCount: 8192, Headroom: 64,
 		RxRing: 4096, TxRing: 512, FillRing: 8192, CompletionRing: 64, BatchSize: 32,
 		NeedWakeup: false, BusyPoll: true, BusyPollBudget: 16, Spin: true, TxBudget: 0,

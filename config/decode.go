@@ -346,7 +346,7 @@ func (d *decoder) config(tree map[string]any) *Config {
 }
 
 var datapathKeys = []string{
-	"interface", "queues", "cpus", "xdp_mode", "zero_copy",
+	"interface", "mode", "queues", "cpus", "xdp_mode", "zero_copy",
 	"frame_size", "frame_count", "headroom",
 	"rx_ring", "tx_ring", "fill_ring", "completion_ring", "batch_size",
 	"need_wakeup", "busy_poll", "busy_poll_budget", "spin", "tx_budget",
@@ -369,6 +369,8 @@ func (d *decoder) datapath(dp *Datapath, path string, t map[string]any) {
 			dp.Queues, _ = d.ints(key, v, "queue", 0, math.MaxUint16)
 		case "cpus":
 			dp.CPUs, _ = d.ints(key, v, "CPU", 0, math.MaxUint16)
+		case "mode":
+			dp.Mode, _ = d.oneOf(key, v, ModeAFXDP, ModeNative)
 		case "xdp_mode":
 			dp.XDPMode, _ = d.oneOf(key, v, XDPModeAuto, XDPModeNative, XDPModeGeneric)
 		case "zero_copy":

@@ -242,3 +242,24 @@ func TestEffectiveWeight(t *testing.T) {
 		t.Errorf("undrained weight = %d", b.EffectiveWeight())
 	}
 }
+
+func TestParseErrorsNativeMode(t *testing.T) {
+	native := func(vip, forward string, backends ...string) string {
+		return strings.Replace(oneVIP(vip, forward, backends...), "interface = \"eth0\"\n", "interface = \"eth0\"\nmode = \"native\"\n", 1)
+	}
+	tests := []struct{ name, src, want string }{
+		{"bad mode", dp(`mode = "dpdk"`), `f.toml:3: datapath.mode: "dpdk" is not one of ["afxdp" "native"]`},
+		{"ipv6 vip", native("2001:db8::1", "ipip", "2001:db8::11"),
+			`f.toml:6: vip[0].address: mode = "native" balances IPv4 VIPs only`},
+		{"gue", native("198.18.100.1", "gue", "198.18.0.11"),
+			`f.toml:8: vip[0].forward: mode = "native" forwards with ipip only`},
+		{"ipv6 backend", native("198.18.100.1", "ipip", "2001:db8::11"),
+			`f.toml:10: vip[0].backend[0].address: mode = "native" sends to IPv4 backends only`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { checkParseError(t, tt.src, tt.want) })
+	}
+	if _, err := Parse("f.toml", []byte(native("198.18.100.1", "ipip", "198.18.0.11"))); err != nil {
+		t.Errorf("a native-mode config: %v", err)
+	}
+}

@@ -16,6 +16,7 @@ var restartKeys = []struct {
 	{"datapath.interface", func(a, b *Config) bool { return a.Datapath.Interface == b.Datapath.Interface }},
 	{"datapath.queues", func(a, b *Config) bool { return slices.Equal(a.Datapath.Queues, b.Datapath.Queues) }},
 	{"datapath.cpus", func(a, b *Config) bool { return slices.Equal(a.Datapath.CPUs, b.Datapath.CPUs) }},
+	{"datapath.mode", func(a, b *Config) bool { return a.Datapath.Mode == b.Datapath.Mode }},
 	{"datapath.xdp_mode", func(a, b *Config) bool { return a.Datapath.XDPMode == b.Datapath.XDPMode }},
 	{"datapath.zero_copy", func(a, b *Config) bool { return a.Datapath.ZeroCopy == b.Datapath.ZeroCopy }},
 	{"datapath.frame_size", func(a, b *Config) bool { return a.Datapath.FrameSize == b.Datapath.FrameSize }},

@@ -12,6 +12,28 @@ func (d *decoder) validate(c *Config) {
 	dp := &c.Datapath
 	const p = "datapath."
 
+	// The native program covers the common case only: IPv4 VIPs
+	// encapsulated in IPIP to IPv4 backends, one Maglev size for all.
+	if dp.Mode == ModeNative {
+		for i, v := range c.VIPs {
+			vk := indexKey("vip", i)
+			switch {
+			case !v.Address.Is4():
+				d.errorf(vk+".address", "mode = \"native\" balances IPv4 VIPs only")
+				continue
+			case v.Forward != IPIP:
+				d.errorf(vk+".forward", "mode = \"native\" forwards with ipip only")
+			case v.TableSize != 0 && v.TableSize != dp.TableSize:
+				d.errorf(vk+".table_size", "mode = \"native\" uses one Maglev size for every VIP (datapath.table_size = %d)", dp.TableSize)
+			}
+			for j, b := range v.Backends {
+				if !b.Address.Is4() {
+					d.errorf(indexKey(vk+".backend", j)+".address", "mode = \"native\" sends to IPv4 backends only")
+				}
+			}
+		}
+	}
+
 	if dp.FrameSize != 2048 && dp.FrameSize != 4096 {
 		d.errorf(p+"frame_size", "frame size %d is not 2048 or 4096", dp.FrameSize)
 	} else if most := dp.FrameSize - xdpPacketHeadroom - frameRoom; dp.Headroom > most {
