@@ -34,7 +34,8 @@ type Engine struct {
 	ifname  string
 	log     *slog.Logger
 	ifindex int
-	steer   *bpf.Steer
+	steer   *bpf.Steer // afxdp mode
+	lb      *bpf.LB    // native mode
 	mode    string
 	socks   []*ring.Socket
 	workers []*Worker
@@ -103,54 +104,14 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 	if err := e.publish(); err != nil {
 		return nil, err
 	}
-	if e.steer, err = bpf.LoadSteer(); err != nil {
+	if dp.Mode == config.ModeNative {
+		err = e.startNative(ifc, srcMAC)
+	} else {
+		err = e.startAFXDP(ifc, srcMAC)
+	}
+	if err != nil {
 		return nil, err
 	}
-	for i, q := range dp.Queues {
-		sock, err := ring.Open(ring.Config{
-			Ifindex:        ifc.Index,
-			Ifname:         ifc.Name,
-			Queue:          q,
-			FrameSize:      dp.FrameSize,
-			FrameCount:     dp.FrameCount,
-			Headroom:       dp.Headroom,
-			FillSize:       dp.FillRing,
-			CompletionSize: dp.CompletionRing,
-			RxSize:         dp.RxRing,
-			TxSize:         dp.TxRing,
-			ZeroCopy:       dp.ZeroCopy,
-			NeedWakeup:     dp.NeedWakeup,
-			TxBudget:       dp.TxBudget,
-			BusyPoll:       dp.BusyPoll,
-			BusyPollBudget: dp.BusyPollBudget,
-		})
-		if err != nil {
-			return nil, err
-		}
-		e.socks = append(e.socks, sock)
-		if err := e.steer.SetSocket(q, sock.FD()); err != nil {
-			return nil, err
-		}
-		fwd, err := NewForwarder(i, srcMAC, ifc.MTU, flowtable.Config{
-			Entries: int(dp.FlowTableSize), TCPTimeout: dp.FlowTCPTimeout, UDPTimeout: dp.FlowUDPTimeout,
-		})
-		if err != nil {
-			return nil, err
-		}
-		w := newWorker(q, dp.CPUs[i], sock, &e.plan, fwd, int(dp.BatchSize), dp.Spin)
-		e.workers = append(e.workers, w)
-		w.start()
-		log.Info("worker started", "queue", q, "cpu", dp.CPUs[i], "zero_copy", sock.ZeroCopy(), "batch", w.batch)
-	}
-	if err := e.steer.SetVIPs(vipEntries(cfg)); err != nil {
-		return nil, err
-	}
-	// Attach last: from this moment VIP traffic is steered, and every socket
-	// it can be steered to is already served.
-	if e.mode, err = e.steer.Attach(ifc.Index, dp.XDPMode); err != nil {
-		return nil, err
-	}
-	log.Info("steering program attached", "interface", ifc.Name, "ifindex", ifc.Index, "xdp_mode", e.mode, "source", dp.Source, "source6", dp.Source6, "mtu", ifc.MTU)
 	targets, keys := healthTargets(cfg)
 	e.healthKeys = keys
 	e.health = health.New(log, e.onHealth)
@@ -229,6 +190,9 @@ func (e *Engine) publishLocked() error {
 		return err
 	}
 	e.plan.Store(p)
+	if e.lb != nil {
+		return e.syncLB(p)
+	}
 	return nil
 }
 
@@ -253,6 +217,62 @@ func (e *Engine) refresh(ctx context.Context) {
 	}
 }
 
+// startAFXDP opens one socket and starts one worker per queue, then
+// attaches the steering program.
+func (e *Engine) startAFXDP(ifc *net.Interface, srcMAC [6]byte) error {
+	cfg, dp, log := e.cfg, e.cfg.Datapath, e.log
+	var err error
+	if e.steer, err = bpf.LoadSteer(); err != nil {
+		return err
+	}
+	for i, q := range dp.Queues {
+		sock, err := ring.Open(ring.Config{
+			Ifindex:        ifc.Index,
+			Ifname:         ifc.Name,
+			Queue:          q,
+			FrameSize:      dp.FrameSize,
+			FrameCount:     dp.FrameCount,
+			Headroom:       dp.Headroom,
+			FillSize:       dp.FillRing,
+			CompletionSize: dp.CompletionRing,
+			RxSize:         dp.RxRing,
+			TxSize:         dp.TxRing,
+			ZeroCopy:       dp.ZeroCopy,
+			NeedWakeup:     dp.NeedWakeup,
+			TxBudget:       dp.TxBudget,
+			BusyPoll:       dp.BusyPoll,
+			BusyPollBudget: dp.BusyPollBudget,
+		})
+		if err != nil {
+			return err
+		}
+		e.socks = append(e.socks, sock)
+		if err := e.steer.SetSocket(q, sock.FD()); err != nil {
+			return err
+		}
+		fwd, err := NewForwarder(i, srcMAC, ifc.MTU, flowtable.Config{
+			Entries: int(dp.FlowTableSize), TCPTimeout: dp.FlowTCPTimeout, UDPTimeout: dp.FlowUDPTimeout,
+		})
+		if err != nil {
+			return err
+		}
+		w := newWorker(q, dp.CPUs[i], sock, &e.plan, fwd, int(dp.BatchSize), dp.Spin)
+		e.workers = append(e.workers, w)
+		w.start()
+		log.Info("worker started", "queue", q, "cpu", dp.CPUs[i], "zero_copy", sock.ZeroCopy(), "batch", w.batch)
+	}
+	if err := e.steer.SetVIPs(vipEntries(cfg)); err != nil {
+		return err
+	}
+	// Attach last: from this moment VIP traffic is steered, and every socket
+	// it can be steered to is already served.
+	if e.mode, err = e.steer.Attach(ifc.Index, dp.XDPMode); err != nil {
+		return err
+	}
+	log.Info("steering program attached", "interface", ifc.Name, "ifindex", ifc.Index, "xdp_mode", e.mode, "source", dp.Source, "source6", dp.Source6, "mtu", ifc.MTU)
+	return nil
+}
+
 // XDPMode is how the steering program was attached ("native" or "generic").
 func (e *Engine) XDPMode() string { return e.mode }
 
@@ -270,6 +290,9 @@ func (e *Engine) Close() error {
 		}
 		if e.steer != nil {
 			errs = append(errs, e.steer.Close())
+		}
+		if e.lb != nil {
+			errs = append(errs, e.lb.Close())
 		}
 		for _, w := range e.workers {
 			errs = append(errs, w.halt())

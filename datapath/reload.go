@@ -37,8 +37,10 @@ func (e *Engine) Reload(cfg *config.Config) ([]string, error) {
 	// Steering first: a VIP that is being removed stops reaching the
 	// workers before the plan forgets it (and one being added reaches them
 	// a moment before the plan knows it: those packets count as no_vip).
-	if err := e.steer.SetVIPs(vipEntries(cfg)); err != nil {
-		return nil, err
+	if e.steer != nil { // native mode writes its VIPs with the plan
+		if err := e.steer.SetVIPs(vipEntries(cfg)); err != nil {
+			return nil, err
+		}
 	}
 	// The checker keeps the state of targets that stay, which is what
 	// carriedDown assumed; new targets start up.

@@ -15,7 +15,9 @@ type Stats struct {
 	Interface string            `json:"interface"`
 	XDPMode   string            `json:"xdp_mode"`
 	Uptime    string            `json:"uptime"`
-	Steer     bpf.SteerCounters `json:"steer"`
+	Mode      string            `json:"mode"`
+	Steer     bpf.SteerCounters `json:"steer"`            // afxdp mode
+	Native    *bpf.LBCounters   `json:"native,omitempty"` // native mode
 	SteerErr  string            `json:"steer_error,omitempty"`
 	Queues    []QueueStats      `json:"queues"`
 	VIPs      []VIPStats        `json:"vips"`
@@ -86,8 +88,22 @@ func (e *Engine) Stats() Stats {
 		Events:    map[string]uint64{},
 	}
 	var err error
-	if s.Steer, err = e.steer.Counters(); err != nil {
-		s.SteerErr = err.Error()
+	var perBackend []bpf.LBBackendCounters
+	if e.steer != nil {
+		s.Mode = "afxdp"
+		if s.Steer, err = e.steer.Counters(); err != nil {
+			s.SteerErr = err.Error()
+		}
+	} else {
+		s.Mode = "native"
+		c, err := e.lb.Counters()
+		if err != nil {
+			s.SteerErr = err.Error()
+		}
+		s.Native = &c
+		if perBackend, err = e.lb.BackendCounters(); err != nil {
+			s.SteerErr = err.Error()
+		}
 	}
 	for _, w := range e.workers {
 		q := QueueStats{
@@ -139,6 +155,9 @@ func (e *Engine) Stats() Stats {
 				bs.NextHop = net.HardwareAddr(b.mac[:]).String()
 			}
 			bs.Packets, bs.Bytes = b.counters.Totals()
+			if int(b.id) < len(perBackend) {
+				bs.Packets, bs.Bytes = perBackend[b.id].Packets, perBackend[b.id].Bytes
+			}
 			if hs, ok := checks[healthID(v.cfg, v.cfg.Backends[j].Address)]; ok {
 				bs.Health, bs.HealthSince, bs.HealthError = hs.State.String(), hs.Since.Format(time.RFC3339), hs.LastError
 			}

@@ -378,3 +378,70 @@ func TestHealthChecks(t *testing.T) {
 		t.Errorf("stats for be2 after restart: health %q", b.Health)
 	}
 }
+
+// TestModesAgree: the same 5-tuples land on the same backends whether xlb
+// runs the AF_XDP workers or the native XDP program (switched by restart).
+func TestModesAgree(t *testing.T) {
+	l := startLab(t, nil)
+	cfg := configText(l.socketPath(), 0, []int{1, 2, 1})
+	served := func(mode string) map[int]string {
+		t.Helper()
+		text := strings.Replace(cfg, "queues = [0]", "queues = [0]\nmode = \""+mode+"\"", 1)
+		logw := &lockedBuffer{}
+		if err := l.startXLB(text, logw); err != nil {
+			t.Fatalf("%s: %v\n%s", mode, err, logw.String())
+		}
+		out := map[int]string{}
+		for port := 42000; port < 42100; port++ {
+			name, err := getFrom(l, port)
+			if err != nil {
+				t.Fatalf("%s: connection from port %d: %v\n%s", mode, port, err, logw.String())
+			}
+			out[port] = name
+		}
+		if st := stats(t, l); st.Mode != mode {
+			t.Errorf("stats say mode %q, want %q", st.Mode, mode)
+		}
+		if err := l.stopXLB(); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	afxdp := served("afxdp")
+	native := served("native")
+	counts := map[string]int{}
+	for port, b := range afxdp {
+		counts[b]++
+		if native[port] != b {
+			t.Errorf("source port %d: %s with afxdp, %s with native", port, b, native[port])
+		}
+	}
+	if len(counts) != 3 {
+		t.Errorf("100 flows reached %v", counts)
+	}
+}
+
+// getFrom makes one HTTP/1.0 request to the VIP from the client's given
+// source port and returns the name of the backend that answered.
+func getFrom(l *lbLab, port int) (string, error) {
+	var resp []byte
+	err := l.client.Do(func() error {
+		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: labClient.Addr().AsSlice(), Port: port}}
+		c, err := d.Dial("tcp", netip.AddrPortFrom(labVIP, 80).String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+			return err
+		}
+		resp, err = io.ReadAll(c)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	_, body, _ := bytes.Cut(resp, []byte("\r\n\r\n"))
+	return strings.TrimSpace(string(body)), nil
+}

@@ -58,7 +58,9 @@ func newLBLab(prefix, bin, dir string) (_ *lbLab, err error) {
 	vip := netip.PrefixFrom(labVIP, 32)
 	spec := lab.Spec{Prefix: prefix, Hosts: []lab.HostSpec{
 		{Name: "client", Addr: labClient, MTU: clientMTU, Routes: []lab.Route{{Dst: vip, Via: labLB.Addr()}}},
-		{Name: "lb", Addr: labLB, MTU: fabricMTU},
+		// PortXDP: in native mode xlb sends with XDP_TX, and a veth drops
+		// such frames unless its peer runs an XDP program.
+		{Name: "lb", Addr: labLB, MTU: fabricMTU, PortXDP: true},
 	}}
 	for i, a := range labBackends {
 		spec.Hosts = append(spec.Hosts, lab.HostSpec{Name: fmt.Sprintf("be%d", i+1), Addr: a, MTU: fabricMTU, LoAddrs: []netip.Prefix{vip}})

@@ -46,9 +46,14 @@ func cmdStats(e *env, args []string) int {
 }
 
 func printStats(w io.Writer, st datapath.Stats) {
-	fmt.Fprintf(w, "interface %s  xdp_mode %s  up %s\n", st.Interface, st.XDPMode, st.Uptime)
-	s := st.Steer
-	fmt.Fprintf(w, "steering: seen %d  redirected %d  passed %d  malformed %d  no_socket %d\n", s.Seen, s.Redirected, s.Passed, s.Malformed, s.NoSocket)
+	fmt.Fprintf(w, "interface %s  mode %s  xdp_mode %s  up %s\n", st.Interface, st.Mode, st.XDPMode, st.Uptime)
+	if n := st.Native; n != nil {
+		fmt.Fprintf(w, "native: seen %d  forwarded %d  passed %d  malformed %d  flow_hits %d  dropped %d\n", n.Seen, n.Forwarded, n.Passed, n.Malformed, n.FlowHits, n.Dropped)
+		printCounters(w, "drops:", n.Drops)
+	} else {
+		s := st.Steer
+		fmt.Fprintf(w, "steering: seen %d  redirected %d  passed %d  malformed %d  no_socket %d\n", s.Seen, s.Redirected, s.Passed, s.Malformed, s.NoSocket)
+	}
 	if st.SteerErr != "" {
 		fmt.Fprintf(w, "  steering counters unreadable: %s\n", st.SteerErr)
 	}
@@ -67,7 +72,9 @@ func printStats(w io.Writer, st datapath.Stats) {
 		printCounters(w, "  drops:", q.Drops)
 		printCounters(w, "  sent by the balancer:", q.Events)
 	}
-	printCounters(w, "drops (all queues):", st.Drops)
+	if len(st.Queues) > 0 {
+		printCounters(w, "drops (all queues):", st.Drops)
+	}
 	for _, v := range st.VIPs {
 		fmt.Fprintf(w, "vip %s:%d/%s (%s)\n", v.Address, v.Port, v.Protocol, v.Forward)
 		for _, b := range v.Backends {
