@@ -1,0 +1,65 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/xlbproject/xlb/perf"
+)
+
+func cmdPerf(e *env, args []string) int {
+	if len(args) == 0 || args[0] != "compare" {
+		fmt.Fprintln(e.stderr, "usage: xlb perf compare [flags]   (xlb perf compare --help)")
+		fmt.Fprintln(e.stderr, "\nBuilds a lab of namespaces (generator, balancer, sink), measures each datapath for a fixed\nduration and prints a markdown table; --json writes one record per run.")
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return exitOK
+		}
+		return exitUsage
+	}
+	fs := newFlags(e, "perf compare", "[--duration D] [--repeat N] [--json FILE] [--frames 64,512,1500] [--traffic udp,tcp-syn,tcp-ack] [--datapaths a,b]")
+	duration := fs.Duration("duration", 0, "measured time of each repeat (default 5s)")
+	repeat := fs.Int("repeat", 0, "repeats per run; the table shows median (min-max) (default 3)")
+	jsonFile := fs.String("json", "", "write the report as JSON to this file")
+	frames := fs.String("frames", "64", "comma-separated Ethernet frame sizes")
+	traffic := fs.String("traffic", "udp", "comma-separated traffic kinds: udp, tcp-syn, tcp-ack")
+	datapaths := fs.String("datapaths", "", "comma-separated datapaths (default all: "+strings.Join(perf.Datapaths(), ",")+")")
+	topology := fs.String("topology", "", "bridge (default) or direct")
+	if code, ok := parseFlags(fs, args[1:]); !ok {
+		return code
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
+		return exitFail
+	}
+	opts := perf.Options{Duration: *duration, Repeat: *repeat, JSONFile: *jsonFile, Topology: *topology, XLBBinary: bin, Out: e.stdout}
+	for _, f := range splitList(*frames) {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "xlb: --frames: %q is not a size\n", f)
+			return exitUsage
+		}
+		opts.FrameSizes = append(opts.FrameSizes, n)
+	}
+	for _, t := range splitList(*traffic) {
+		opts.Traffic = append(opts.Traffic, perf.Traffic(t))
+	}
+	opts.Datapaths = splitList(*datapaths)
+	if _, err := perf.Compare(opts); err != nil {
+		fmt.Fprintf(e.stderr, "xlb: perf compare: %v\n", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
