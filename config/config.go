@@ -104,7 +104,7 @@ type VIP struct {
 	// (default DefaultGUEPort) when Forward is GUE, else 0.
 	GUEPort uint16
 	// ICMPEcho: the balancer answers ICMP echo requests (ping) to the VIP
-	// itself instead of sending them to a backend. Default true.
+	// itself; false drops and counts them (echo_disabled). Default true.
 	ICMPEcho bool
 	// Fragments is the policy for fragments the datapath cannot balance
 	// (they lack the ports of their flow): FragmentsDrop or FragmentsPass.
