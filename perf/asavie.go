@@ -120,7 +120,7 @@ func (a *asavie) counters() (map[string]uint64, error) {
 		return nil, err
 	}
 	k := st.KernelStats
-	return map[string]uint64{
+	m := map[string]uint64{
 		"rx_packets":         a.rxPackets.Load(),
 		"tx_packets":         a.txPackets.Load(),
 		"rx_dropped":         k.Rx_dropped,
@@ -129,7 +129,8 @@ func (a *asavie) counters() (map[string]uint64, error) {
 		"tx_ring_empty":      k.Tx_ring_empty_descs,
 		"rx_invalid_descs":   k.Rx_invalid_descs,
 		"tx_invalid_descs":   k.Tx_invalid_descs,
-	}, nil
+	}
+	return m, a.loop.cpuTime(m)
 }
 
 func (a *asavie) close() error { return a.teardown() }

@@ -427,7 +427,7 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Kernel %s, %d CPUs (load average %.1f at start, %.1f at end), %s topology; generator on cpu %v, balancer on cpu %v; %d flows, %d backends; %gs x %d repeats (median, min-max).\n\n",
 		r.Kernel, r.CPUs, r.LoadAvg[0], r.LoadAvg[1], r.Setup.Topology, r.Setup.GenCPUs, r.Setup.LBCPUs, r.Setup.Flows, r.Setup.Backends, r.Setup.DurationSec, r.Setup.Repeat)
-	b.WriteString("| datapath | kind | traffic | frame | Mpps delivered | Gbit/s | Mpps sent | loss | CPU usr/sys/si % | counters per delivered frame |\n")
+	b.WriteString("| datapath | kind | traffic | frame | Mpps delivered | Gbit/s | Mpps sent | loss | CPU usr/sys/si % | per delivered frame |\n")
 	b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---|---|\n")
 	for _, rec := range r.Records {
 		head := fmt.Sprintf("| %s | %s | %s | %d ", rec.Datapath, rec.Kind, rec.Traffic, rec.FrameSize)
@@ -464,6 +464,9 @@ func formatCounters(c map[string]uint64, delivered uint64) string {
 		return ""
 	}
 	var parts []string
+	if u, ok := c["user_ns"]; ok {
+		parts = append(parts, fmt.Sprintf("worker usr %.0f ns, sys %.0f ns", float64(u)/float64(delivered), float64(c["system_ns"])/float64(delivered)))
+	}
 	for _, k := range counterColumns {
 		if v, ok := c[k]; ok && v > 0 {
 			parts = append(parts, fmt.Sprintf("%s %.3f", k, float64(v)/float64(delivered)))

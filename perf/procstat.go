@@ -151,3 +151,39 @@ func meanUsage(runs [][]CPUUsage) []CPUUsage {
 	}
 	return out
 }
+
+// clockTick is USER_HZ, the unit of /proc's CPU times: 100 on every Linux
+// architecture this builds for.
+const clockTick = 100
+
+// taskCPU reads the user and system CPU time of a process or thread from
+// its /proc stat file (/proc/PID/stat, /proc/self/task/TID/stat), in
+// nanoseconds at clock-tick resolution.
+func taskCPU(path string) (userNs, sysNs uint64, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("perf: %w", err)
+	}
+	return parseTaskStat(b)
+}
+
+// parseTaskStat parses a /proc stat line: "PID (COMM) STATE ..." where
+// COMM may hold spaces and parentheses, so fields count from the last ')':
+// utime and stime are the 14th and 15th fields of the line.
+func parseTaskStat(b []byte) (userNs, sysNs uint64, err error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("%w: task stat without ')'", errProcStat)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, 0, fmt.Errorf("%w: task stat has %d fields after the name", errProcStat, len(f))
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	s, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("%w: task stat utime %q stime %q", errProcStat, f[11], f[12])
+	}
+	const ns = 1e9 / clockTick
+	return u * ns, s * ns, nil
+}

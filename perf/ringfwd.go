@@ -137,7 +137,7 @@ func (f *ringFwd) counters() (map[string]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]uint64{
+	m := map[string]uint64{
 		"rx_packets":         f.rxPackets.Load(),
 		"tx_packets":         f.txPackets.Load(),
 		"kicks":              f.kicks.Load(),
@@ -149,7 +149,8 @@ func (f *ringFwd) counters() (map[string]uint64, error) {
 		"tx_ring_empty":      st.TxRingEmptyDescs,
 		"rx_invalid_descs":   st.RxInvalidDescs,
 		"tx_invalid_descs":   st.TxInvalidDescs,
-	}, nil
+	}
+	return m, f.loop.cpuTime(m)
 }
 
 func (f *ringFwd) close() error { return f.teardown() }
@@ -179,6 +180,22 @@ func (f *ringFwd) teardown() error {
 type forwarderThread struct {
 	stop atomic.Bool
 	done chan error
+	tid  atomic.Int32 // the thread's id once started, for its CPU time
+}
+
+// cpuTime adds the thread's user and system time to m, as counters
+// "user_ns" and "system_ns".
+func (t *forwarderThread) cpuTime(m map[string]uint64) error {
+	tid := t.tid.Load()
+	if tid == 0 {
+		return nil
+	}
+	u, s, err := taskCPU(fmt.Sprintf("/proc/self/task/%d/stat", tid))
+	if err != nil {
+		return err
+	}
+	m["user_ns"], m["system_ns"] = u, s
+	return nil
 }
 
 func (t *forwarderThread) start(cpu int, loop func(stop *atomic.Bool) error) {
@@ -187,6 +204,7 @@ func (t *forwarderThread) start(cpu int, loop func(stop *atomic.Bool) error) {
 		// The thread stays locked: its affinity changed, and it ends with
 		// the goroutine rather than return to the scheduler pinned.
 		runtime.LockOSThread()
+		t.tid.Store(int32(unix.Gettid()))
 		var set unix.CPUSet
 		set.Set(cpu)
 		if err := unix.SchedSetaffinity(0, &set); err != nil {

@@ -164,3 +164,29 @@ func FuzzParseProcStat(f *testing.F) {
 		}
 	})
 }
+
+func TestParseTaskStat(t *testing.T) {
+	// The name holds a space and a ')', as a thread name may.
+	line := "1234 (xlb (worker) x) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 37 0 0 20 0 9 0 100 1000000 500\n"
+	u, s, err := parseTaskStat([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u != 2500e6 || s != 370e6 {
+		t.Errorf("user %d ns, system %d ns; want 2.5 s and 0.37 s", u, s)
+	}
+	for _, bad := range []string{"", "1 (x S 1 2", "1 (x) S 1 2 3", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 u 37 0"} {
+		if _, _, err := parseTaskStat([]byte(bad)); err == nil {
+			t.Errorf("parseTaskStat(%q) succeeded", bad)
+		}
+	}
+}
+
+// FuzzParseTaskStat: the parser never panics on any input.
+func FuzzParseTaskStat(f *testing.F) {
+	f.Add([]byte("1234 (xlb) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 37 0 0 20 0 9 0 100 1000000 500\n"))
+	f.Add([]byte(")"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _, _ = parseTaskStat(b)
+	})
+}

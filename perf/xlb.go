@@ -161,6 +161,12 @@ func (x *xlbProcess) counters() (map[string]uint64, error) {
 			m["drop_"+k] = v
 		}
 	}
+	// The whole process: the worker, and the rest of xlb, which is idle.
+	u, s, err := taskCPU(fmt.Sprintf("/proc/%d/stat", x.cmd.Process.Pid))
+	if err != nil {
+		return nil, err
+	}
+	m["user_ns"], m["system_ns"] = u, s
 	return m, nil
 }
 
