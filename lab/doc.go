@@ -31,6 +31,13 @@
 // its peer transmits with XDP_TX or XDP_REDIRECT, so the balancer's host
 // needs it in native mode.
 //
+// VLAN tags: veth and the bridge carry an 802.1Q tag out of band (in skb
+// metadata), so by default XDP on a host sees tagged frames untagged.
+// HostSpec.InlineVLAN keeps the tag in the frames forwarded to that host,
+// as a real trunk port does; set it on the balancer to test its VLAN
+// parsing. A tagged frame shorter than 20 bytes never crosses the bridge:
+// the switch's kernel drops it while moving the tag out of band.
+//
 // # Lifecycle
 //
 // New builds everything or, on error, removes what it made. Close deletes

@@ -215,6 +215,24 @@ func (h *Host) disableTxChecksum() error {
 	})
 }
 
+// ethFlagTxVLAN is ETH_FLAG_TXVLAN (linux/ethtool.h), the legacy flag of
+// the tx-vlan-hw-insert feature (802.1Q only).
+const ethFlagTxVLAN = 1 << 7
+
+// disableTxVLAN is `ethtool -K link txvlan off` for a link in h's
+// namespace: without the offload, the kernel writes a frame's out-of-band
+// 802.1Q tag into the frame before handing it to the link.
+func (h *Host) disableTxVLAN(link string) error {
+	return h.withSocket(func(fd int) error {
+		flags, err := ethtool(fd, link, unix.ETHTOOL_GFLAGS, 0)
+		if err != nil {
+			return err
+		}
+		_, err = ethtool(fd, link, unix.ETHTOOL_SFLAGS, flags&^ethFlagTxVLAN)
+		return err
+	})
+}
+
 // withSocket runs fn with a datagram socket made inside the namespace, the
 // handle ioctls need to find the namespace's interfaces by name.
 func (h *Host) withSocket(fn func(fd int) error) error {

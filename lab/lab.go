@@ -148,6 +148,11 @@ func buildHost(h *Host, index int, hs HostSpec, sw *Host, swnl *netlink.Handle, 
 			return err
 		}
 	}
+	if hs.InlineVLAN {
+		if err := sw.disableTxVLAN(h.Port); err != nil {
+			return err
+		}
+	}
 
 	nl, err := netlink.NewHandleAt(h.handle)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
 )
 
 // The test lab: a client on a 1500 path, two backends on 1600 that both
@@ -763,5 +764,87 @@ func TestNewFailureTearsDown(t *testing.T) {
 	}
 	if got := leftovers(t, spec.Prefix); len(got) > 0 {
 		t.Fatalf("after the failed New: %v", got)
+	}
+}
+
+// TestInlineVLAN sends 802.1Q-tagged frames from the client to b1, whose
+// XDP program bounces only frames that carry the tag inside the frame, and
+// counts the bounced ones at b1's port: all of them with InlineVLAN, none
+// without (veth and the bridge then keep the tag out of band).
+func TestInlineVLAN(t *testing.T) {
+	for _, inline := range []bool{true, false} {
+		t.Run(fmt.Sprintf("InlineVLAN=%v", inline), func(t *testing.T) {
+			spec := testSpec(testPrefix())
+			spec.Hosts[1].PortXDP = true // to receive what b1 bounces
+			spec.Hosts[1].InlineVLAN = inline
+			l := newLab(t, spec)
+			client, b1 := l.Hosts["client"], l.Hosts["b1"]
+			attachXDPTxTagged(t, b1)
+			marker := []byte("xlb lab inline vlan")
+			frame := append(append(append([]byte{}, b1.MAC[:]...), client.MAC[:]...), 0x81, 0x00, 0x00, 0x07, 0x88, 0xb5) // VLAN 7, local experimental EtherType
+			frame = append(frame, marker...)
+			var fd int
+			if err := client.Do(func() error {
+				var err error
+				fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fd)
+			frames := capture(t, l.Switch, b1.Port, func() {
+				for range 5 {
+					if err := unix.Sendto(fd, frame, 0, &unix.SockaddrLinklayer{Ifindex: client.Ifindex, Halen: 6}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+			n := 0
+			for _, f := range frames {
+				if bytes.Contains(f, marker) {
+					n++
+				}
+			}
+			want := 0
+			if inline {
+				want = 5
+			}
+			if n != want {
+				t.Fatalf("b1 bounced %d of 5 tagged frames, want %d", n, want)
+			}
+		})
+	}
+}
+
+// attachXDPTxTagged makes h's eth0 send back every frame whose EtherType
+// field is 802.1Q (a tag inside the frame) and pass the others.
+func attachXDPTxTagged(t *testing.T, h *Host) {
+	t.Helper()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.XDP, License: "GPL",
+		Instructions: asm.Instructions{
+			asm.LoadMem(asm.R2, asm.R1, 0, asm.Word), // data
+			asm.LoadMem(asm.R3, asm.R1, 4, asm.Word), // data_end
+			asm.Mov.Reg(asm.R4, asm.R2),
+			asm.Add.Imm(asm.R4, 14),
+			asm.JGT.Reg(asm.R4, asm.R3, "pass"),
+			asm.LoadMem(asm.R5, asm.R2, 12, asm.Half),
+			asm.JNE.Imm(asm.R5, 0x0081, "pass"), // 0x8100 in network order, loaded little-endian
+			asm.Mov.Imm(asm.R0, 3 /* XDP_TX */),
+			asm.Return(),
+			asm.Mov.Imm(asm.R0, 2 /* XDP_PASS */).WithSymbol("pass"),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	err = h.Do(func() error {
+		link := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: h.Ifindex}}
+		return netlink.LinkSetXdpFdWithFlags(link, prog.FD(), nl.XDP_FLAGS_DRV_MODE)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -59,6 +59,13 @@ type HostSpec struct {
 	// the host that runs the balancer in native XDP mode. AF_XDP's copy-mode
 	// transmit sends ordinary packets and does not need it.
 	PortXDP bool
+	// InlineVLAN turns VLAN TX offload off on the host's bridge port
+	// (`ethtool -K PORT txvlan off`), so an 802.1Q tag on a frame the
+	// bridge forwards to the host stays inside the frame, where the
+	// host's XDP program sees it, as on a real switch's trunk port. By
+	// default veth carries the tag out of band (skb metadata), and XDP
+	// sees the frame untagged. 802.1ad tags stay out of band either way.
+	InlineVLAN bool
 }
 
 // Route is a route through a host's eth0 to Dst via the gateway Via.
