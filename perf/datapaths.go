@@ -55,9 +55,7 @@ var datapaths = []datapath{
 		kind:     KindXLB,
 		about:    "`xlb run` with mode = \"native\": Maglev + IPIP in XDP, XDP_TX",
 		nativeTX: true,
-		// Hook: when the engine's native mode lands, delete this line.
-		skip:  "the engine's native XDP mode is not written yet",
-		start: startXLB("mode = \"native\"\n"),
+		start:    startXLB("mode = \"native\"\n"),
 	},
 	{
 		name:     "xdp-tx",

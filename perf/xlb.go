@@ -132,6 +132,11 @@ type xlbStats struct {
 		} `json:"socket"`
 	} `json:"queues"`
 	Drops map[string]uint64 `json:"drops"`
+	// Native is the native program's counters (mode = "native").
+	Native *struct {
+		Forwarded, FlowHits, Passed, Malformed uint64
+		Drops                                  map[string]uint64
+	} `json:"native"`
 }
 
 func (x *xlbProcess) counters() (map[string]uint64, error) {
@@ -156,7 +161,12 @@ func (x *xlbProcess) counters() (map[string]uint64, error) {
 		add("rx_invalid_descs", q.Socket.RxInvalidDescs)
 		add("tx_invalid_descs", q.Socket.TxInvalidDescs)
 	}
-	for k, v := range st.Drops {
+	drops := st.Drops
+	if n := st.Native; n != nil {
+		m["forwarded"], m["flow_hits"], m["passed"], m["malformed"] = n.Forwarded, n.FlowHits, n.Passed, n.Malformed
+		drops = n.Drops
+	}
+	for k, v := range drops {
 		if v != 0 {
 			m["drop_"+k] = v
 		}

@@ -19,6 +19,7 @@ const (
 	genMapSent    = "sent"
 	genProgXlbGen = "xlb_gen"
 	genVarFlows   = "flows"
+	genVarHdr     = "hdr"
 	genVarIfindex = "ifindex"
 	genVarIpSum   = "ip_sum"
 	genVarL4Proto = "l4_proto"
@@ -83,6 +84,7 @@ type genMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type genVariableSpecs struct {
 	Flows   *ebpf.VariableSpec `ebpf:"flows"`
+	Hdr     *ebpf.VariableSpec `ebpf:"hdr"`
 	Ifindex *ebpf.VariableSpec `ebpf:"ifindex"`
 	IpSum   *ebpf.VariableSpec `ebpf:"ip_sum"`
 	L4Proto *ebpf.VariableSpec `ebpf:"l4_proto"`
@@ -124,6 +126,7 @@ func (m *genMaps) Close() error {
 // It can be passed to loadGenObjects or ebpf.CollectionSpec.LoadAndAssign.
 type genVariables struct {
 	Flows   *ebpf.Variable `ebpf:"flows"`
+	Hdr     *ebpf.Variable `ebpf:"hdr"`
 	Ifindex *ebpf.Variable `ebpf:"ifindex"`
 	IpSum   *ebpf.Variable `ebpf:"ip_sum"`
 	L4Proto *ebpf.Variable `ebpf:"l4_proto"`

@@ -61,6 +61,10 @@ func FlowSource(src netip.Addr, f uint32) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom4(b), uint16(PortBase+f%PortsPerAddr))
 }
 
+// genHeaderLen mirrors HDR_LEN in gen.c: the bytes of the template the
+// program writes back into every frame it sends.
+const genHeaderLen = 54
+
 // LoadGen loads the generator for template, an Ethernet frame carrying an
 // IPv4 packet without options and a TCP or UDP header, whose IP total
 // length covers the rest of the frame; its source address is the first of
@@ -94,6 +98,7 @@ func LoadGen(template []byte, flows uint32, ifindex int) (*Gen, error) {
 		"l4_proto": proto,
 		"ip_sum":   ipSum,
 		"l4_sum":   l4Sum,
+		"hdr":      [genHeaderLen]byte(template[:genHeaderLen]),
 	}, &g.objs)
 	if err != nil {
 		return nil, err
