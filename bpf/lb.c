@@ -152,9 +152,12 @@ struct {
 
 // flows: the connection table. An LRU hash: when full, the least recently
 // used flows are evicted and re-picked from the Maglev table if they come
-// back. Its size is set by the loader.
+// back. Its size is set by the loader. BPF_F_NO_COMMON_LRU keeps one LRU
+// list per CPU (one hash table still): no CPU takes a shared lock to
+// insert, which is what a flow table on every packet needs.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct flow_key);
 	__type(value, struct flow_value);
 	__uint(max_entries, 1);
@@ -354,22 +357,22 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 	};
 	struct backend *be = NULL;
 	__u32 backend_id;
-	if (!syn) {
-		struct flow_value *fv = bpf_map_lookup_elem(&flows, &fk);
-		if (fv) {
-			backend_id = fv->backend;
-			be = bpf_map_lookup_elem(&backends, &backend_id);
-			// A flow whose backend id was freed is picked again.
-			if (be && !(be->flags & BACKEND_VALID))
-				be = NULL;
-			if (be)
-				count(LB_FLOW_HIT);
-		}
+	// Looked up for a SYN too: an entry that exists is rewritten in place,
+	// which costs far less than replacing it (an LRU node freed and one
+	// allocated) when a client reuses a 5-tuple or retransmits its SYN.
+	struct flow_value *fvp = bpf_map_lookup_elem(&flows, &fk);
+	if (fvp && !syn) {
+		backend_id = fvp->backend;
+		be = bpf_map_lookup_elem(&backends, &backend_id);
+		// A flow whose backend id was freed is picked again.
+		if (be && !(be->flags & BACKEND_VALID))
+			be = NULL;
+		if (be)
+			count(LB_FLOW_HIT);
 	}
 	if (!be) {
-		struct flow_value fv;
-		fv.hash = jhash_3words(fk.saddr, fk.daddr, ports, FLOW_SEED ^ key.proto);
-		__u32 slot = ((__u64)fv.hash * table_size) >> 32;
+		__u32 h = jhash_3words(fk.saddr, fk.daddr, ports, FLOW_SEED ^ key.proto);
+		__u32 slot = ((__u64)h * table_size) >> 32;
 		__u32 idx = vip_id * table_size + slot;
 		__u32 *s = bpf_map_lookup_elem(&maglev, &idx);
 		if (!s || *s == EMPTY_SLOT)
@@ -378,8 +381,13 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		be = bpf_map_lookup_elem(&backends, &backend_id);
 		if (!be || !(be->flags & BACKEND_VALID))
 			return drop(LB_DROP_NO_BACKEND);
-		fv.backend = backend_id;
-		bpf_map_update_elem(&flows, &fk, &fv, BPF_ANY);
+		if (fvp) {
+			fvp->backend = backend_id;
+			fvp->hash = h;
+		} else {
+			struct flow_value fv = { .backend = backend_id, .hash = h };
+			bpf_map_update_elem(&flows, &fk, &fv, BPF_ANY);
+		}
 	}
 	if (!(be->flags & BACKEND_RESOLVED))
 		return drop(LB_DROP_NO_NEIGHBOR);
