@@ -76,12 +76,13 @@ var (
 	vipGUE6    = protoVIP{name: "gue6", addr: netip.MustParseAddr("2001:db8:100::2"), forward: "gue", v6: true, overhead: 52}
 	vip4in6    = protoVIP{name: "4in6", addr: netip.MustParseAddr("198.18.100.3"), forward: "ipip", v6: true, overhead: 40}
 	vipDSR4    = protoVIP{name: "dsr", addr: netip.MustParseAddr("198.18.100.4"), forward: "dsr"}
+	vipDSR6    = protoVIP{name: "dsr6", addr: netip.MustParseAddr("2001:db8:100::4"), forward: "dsr", v6: true}
 	vipGUE4    = protoVIP{name: "gue4", addr: netip.MustParseAddr("198.18.100.5"), forward: "gue", overhead: 32}
 	vipNoEcho4 = protoVIP{name: "noecho4", addr: netip.MustParseAddr("198.18.100.6"), forward: "ipip", overhead: 20, noEcho: true}
 	vipNoEcho6 = protoVIP{name: "noecho6", addr: netip.MustParseAddr("2001:db8:100::6"), forward: "ipip", v6: true, overhead: 40, noEcho: true}
 	vipFrag4   = protoVIP{name: "fragpass4", addr: netip.MustParseAddr("198.18.100.7"), forward: "ipip", overhead: 20, fragPass: true}
 	vipFrag6   = protoVIP{name: "fragpass6", addr: netip.MustParseAddr("2001:db8:100::7"), forward: "ipip", v6: true, overhead: 40, fragPass: true}
-	protoVIPs  = []protoVIP{vipIPIP4, vipIP6IP6, vipGUE6, vip4in6, vipDSR4, vipGUE4, vipNoEcho4, vipNoEcho6, vipFrag4, vipFrag6}
+	protoVIPs  = []protoVIP{vipIPIP4, vipIP6IP6, vipGUE6, vip4in6, vipDSR4, vipDSR6, vipGUE4, vipNoEcho4, vipNoEcho6, vipFrag4, vipFrag6}
 )
 
 func (v protoVIP) backends() []netip.Prefix {
@@ -302,7 +303,7 @@ func vipStats(st datapath.Stats, addr netip.Addr, port uint16, proto string) (da
 
 // TestForwardModes: 120 real HTTP connections to each of an IPv6 VIP over
 // IP6IP6, an IPv6 VIP over GUE, an IPv4 VIP over IPv6 backends (4in6), an
-// IPv4 VIP over L2 DSR and an IPv4 VIP over GUE all succeed and reach every
+// IPv4 and an IPv6 VIP over L2 DSR and an IPv4 VIP over GUE all succeed and reach every
 // backend; the backends' decap counters show each went in the wire format
 // its mode promises (and DSR in none).
 func TestForwardModes(t *testing.T) {
@@ -321,6 +322,7 @@ func TestForwardModes(t *testing.T) {
 		{vipGUE6, "gue"},
 		{vip4in6, "4in6"},
 		{vipDSR4, ""},
+		{vipDSR6, ""},
 		{vipGUE4, "gue"},
 	} {
 		t.Run(tc.v.name, func(t *testing.T) {
