@@ -83,12 +83,14 @@ func (w *Worker) loop() error {
 		// milliseconds, not a time.Now per packet.
 		w.fwd.now = uint32(time.Since(epoch) / time.Millisecond)
 		w.fwd.flows.Sweep(w.fwd.now, 8)
+		w.fwd.flows6.Sweep(w.fwd.now, 8)
 		n := w.sock.Receive(w.rx[:w.batch])
 		if n > 0 {
 			p := w.plan.Load()
 			if p != seen {
 				// A new plan: take its flow timeouts (validated by config).
 				_ = w.fwd.flows.SetTimeouts(p.tcpTimeout, p.udpTimeout)
+				_ = w.fwd.flows6.SetTimeouts(p.tcpTimeout, p.udpTimeout)
 				seen = p
 			}
 			ntx := 0
@@ -113,7 +115,7 @@ func (w *Worker) loop() error {
 			w.rxBytes.Add(rxBytes)
 			w.txPackets.Add(uint64(ntx))
 			w.txBytes.Add(txBytes)
-			w.flows.publish(w.fwd.flows.Stats())
+			w.flows.publish(w.fwd.flows.Stats(), w.fwd.flows6.Stats())
 		}
 		w.sock.Complete()
 		w.sock.Refill()
@@ -169,7 +171,13 @@ type flowStats struct {
 	hits, misses, inserts, evictions, expired, entries, capacity atomic.Uint64
 }
 
-func (f *flowStats) publish(s flowtable.Stats) {
+// publish stores the sum of the IPv4 and IPv6 tables' counters.
+func (f *flowStats) publish(s4, s6 flowtable.Stats) {
+	s := flowtable.Stats{
+		Hits: s4.Hits + s6.Hits, Misses: s4.Misses + s6.Misses, Inserts: s4.Inserts + s6.Inserts,
+		Evictions: s4.Evictions + s6.Evictions, Expired: s4.Expired + s6.Expired,
+		Entries: s4.Entries + s6.Entries, Capacity: s4.Capacity + s6.Capacity,
+	}
 	f.hits.Store(s.Hits)
 	f.misses.Store(s.Misses)
 	f.inserts.Store(s.Inserts)
