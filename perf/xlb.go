@@ -47,9 +47,7 @@ func xlbConfig(p *perfLab, o Options, socket, extra string) string {
 	fmt.Fprintf(&b, "[datapath]\ninterface = %q\nqueues = [0]\ncpus = [%d]\nsource = %q\n", p.lb.Link, o.LBCPUs[0], lbAddr.Addr())
 	fmt.Fprintf(&b, "batch_size = %d\nrx_ring = %d\ntx_ring = %d\nfill_ring = %d\ncompletion_ring = %d\nframe_count = %d\ntx_budget = %d\n",
 		t.Batch, t.Ring, t.Ring, t.Ring, t.Ring, 2*t.Ring, t.TxBudget)
-	// A million tracked flows per worker (or in the native program's map),
-	// as a production balancer would size it.
-	fmt.Fprintf(&b, "spin = %t\nbusy_poll = %t\nflow_table_size = %d\n%s", t.Spin, t.BusyPoll, xlbFlowTable, extra)
+	fmt.Fprintf(&b, "spin = %t\nbusy_poll = %t\n%s", t.Spin, t.BusyPoll, extra)
 	fmt.Fprintf(&b, "\n[control]\nsocket = %q\n", socket)
 	for _, proto := range []string{"udp", "tcp"} {
 		fmt.Fprintf(&b, "\n[[vip]]\naddress = %q\nport = %d\nprotocol = %q\n", vip, vipPort, proto)
@@ -59,9 +57,6 @@ func xlbConfig(p *perfLab, o Options, socket, extra string) string {
 	}
 	return b.String()
 }
-
-// xlbFlowTable is the flow table size the lab runs xlb with.
-const xlbFlowTable = 1 << 20
 
 // xlbProcess is `xlb run` in the balancer's namespace.
 type xlbProcess struct {
