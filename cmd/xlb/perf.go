@@ -18,7 +18,7 @@ func cmdPerf(e *env, args []string) int {
 		}
 		return exitUsage
 	}
-	fs := newFlags(e, "perf compare", "[--duration D] [--repeat N] [--json FILE] [--frames 64,512,1500] [--traffic udp,tcp-syn,tcp-ack] [--datapaths a,b]")
+	fs := newFlags(e, "perf compare", "[--duration D] [--repeat N] [--json FILE] [--frames 64,512,1500] [--traffic udp,tcp-syn,tcp-ack] [--datapaths a,b] [--topology bridge|direct] [--charts DIR]")
 	duration := fs.Duration("duration", 0, "measured time of each repeat (default 5s)")
 	repeat := fs.Int("repeat", 0, "repeats per run; the table shows median (min-max) (default 3)")
 	jsonFile := fs.String("json", "", "write the report as JSON to this file")
@@ -26,6 +26,7 @@ func cmdPerf(e *env, args []string) int {
 	traffic := fs.String("traffic", "udp", "comma-separated traffic kinds: udp, tcp-syn, tcp-ack")
 	datapaths := fs.String("datapaths", "", "comma-separated datapaths (default all: "+strings.Join(perf.Datapaths(), ",")+")")
 	topology := fs.String("topology", "", "bridge (default) or direct")
+	charts := fs.String("charts", "", "write PNG charts (Mpps per datapath, CPU per core) into this directory")
 	if code, ok := parseFlags(fs, args[1:]); !ok {
 		return code
 	}
@@ -47,8 +48,21 @@ func cmdPerf(e *env, args []string) int {
 		opts.Traffic = append(opts.Traffic, perf.Traffic(t))
 	}
 	opts.Datapaths = splitList(*datapaths)
-	if _, err := perf.Compare(opts); err != nil {
+	rep, err := perf.Compare(opts)
+	if err != nil {
 		fmt.Fprintf(e.stderr, "xlb: perf compare: %v\n", err)
+	}
+	if *charts != "" && len(rep.Records) > 0 {
+		files, cerr := rep.WriteCharts(*charts)
+		for _, f := range files {
+			fmt.Fprintf(e.stdout, "chart: %s\n", f)
+		}
+		if cerr != nil {
+			fmt.Fprintf(e.stderr, "xlb: perf compare: %v\n", cerr)
+			err = cerr
+		}
+	}
+	if err != nil {
 		return exitFail
 	}
 	return exitOK
