@@ -4,7 +4,7 @@ GO        ?= go
 BIN       := bin/xlb
 PKGS      := ./...
 # Pure-logic packages also run under the race detector (cheap, no kernel).
-RACE_PKGS := ./ring/ ./hash/ ./config/ ./control/ ./datapath/packet/
+RACE_PKGS := ./ring/ ./hash/ ./config/ ./control/ ./datapath/packet/ ./flowtable/ ./health/
 FUZZTIME  ?= 10s
 
 .PHONY: all build generate check-generate test test-unit fuzz bench lint demo clean

@@ -1,7 +1,6 @@
 package datapath
 
 import (
-	"encoding/binary"
 	"fmt"
 	"sync/atomic"
 
@@ -121,11 +120,11 @@ func (f *Forwarder) Forward(p *Plan, buf []byte, off, n int) (newOff, newLen int
 		f.drops[r].Add(1)
 		return 0, 0, false
 	}
-	k := vipKey{port: fl.DstPort, proto: fl.Proto, fam: fl.Family}
+	var k vipKey
 	if fl.Family == 4 {
-		binary.LittleEndian.PutUint32(k.addr[:4], fl.Dst)
+		k = vipKey4(fl.Dst, fl.DstPort, fl.Proto)
 	} else {
-		k.addr = fl.Dst6
+		k = vipKey6(&fl.Dst6, fl.DstPort, fl.Proto)
 	}
 	if fl.ICMP == packet.ICMPEchoRequest {
 		return f.echo(p, buf, off, n, &fl, k)

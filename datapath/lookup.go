@@ -45,16 +45,15 @@ func (r *Resolver) Lookup(proto config.Protocol, src, dst netip.AddrPort) (confi
 	binary.BigEndian.PutUint16(ports[0:], src.Port())
 	binary.BigEndian.PutUint16(ports[2:], dst.Port())
 	pw := binary.LittleEndian.Uint32(ports[:])
-	k := vipKey{port: dst.Port(), proto: uint8(proto), fam: 6}
+	var k vipKey
 	var h uint32
 	if d.Is4() {
 		sa, da := s.As4(), d.As4()
-		copy(k.addr[:4], da[:])
-		k.fam = 4
+		k = vipKey4(binary.LittleEndian.Uint32(da[:]), dst.Port(), uint8(proto))
 		h = hash.Flow4(binary.LittleEndian.Uint32(sa[:]), binary.LittleEndian.Uint32(da[:]), pw, uint8(proto))
 	} else {
 		sa, da := s.As16(), d.As16()
-		k.addr = da
+		k = vipKey6(&da, dst.Port(), uint8(proto))
 		h = hash.Flow6(&sa, &da, pw, uint8(proto))
 	}
 	vi := r.plan.index.lookup(k)

@@ -212,26 +212,47 @@ func vipName(v config.VIP) string {
 }
 
 // vipKey is what the VIP index matches: the destination address as it sits
-// in the packet (IPv4 in the first four bytes), port and protocol. Protocol
-// 0 with port 0 is an address marker: the first VIP on that address, for
-// echo requests, which have no port.
+// in the packet, the port and the protocol, packed in three words so that a
+// compare is three integer compares (the index sits on every packet's
+// path). Protocol 0 with port 0 is an address marker: the first VIP on that
+// address, for echo requests, which have no port.
 type vipKey struct {
-	addr  [16]byte
-	port  uint16
-	proto uint8
-	fam   uint8
+	lo, hi uint64 // IPv4: lo holds the address loaded little-endian; IPv6: both halves
+	meta   uint32 // port | proto<<16 | family<<24
+}
+
+func vipKey4(dst uint32, port uint16, proto uint8) vipKey {
+	return vipKey{lo: uint64(dst), meta: uint32(port) | uint32(proto)<<16 | 4<<24}
+}
+
+func vipKey6(dst *[16]byte, port uint16, proto uint8) vipKey {
+	return vipKey{
+		lo:   binary.LittleEndian.Uint64(dst[:8]),
+		hi:   binary.LittleEndian.Uint64(dst[8:]),
+		meta: uint32(port) | uint32(proto)<<16 | 6<<24,
+	}
 }
 
 func keyOf(v config.VIP) vipKey {
-	k := vipKey{port: v.Port, proto: uint8(v.Protocol), fam: 6}
 	if v.Address.Is4() {
 		a := v.Address.As4()
-		copy(k.addr[:4], a[:])
-		k.fam = 4
-	} else {
-		k.addr = v.Address.As16()
+		return vipKey4(binary.LittleEndian.Uint32(a[:]), v.Port, uint8(v.Protocol))
 	}
-	return k
+	a := v.Address.As16()
+	return vipKey6(&a, v.Port, uint8(v.Protocol))
+}
+
+func (k vipKey) port() uint16 { return uint16(k.meta) }
+
+// anyPort is k for the every-port VIP of its address and protocol.
+func (k vipKey) anyPort() vipKey { k.meta &^= 0xffff; return k }
+
+// marker is the address marker of k's address.
+func (k vipKey) marker() vipKey { k.meta &= 0xff << 24; return k }
+
+func (k *vipKey) hash() uint32 {
+	x := k.lo ^ k.hi*0x9e3779b97f4a7c15 ^ uint64(k.meta)<<29
+	return uint32(x * 0xbf58476d1ce4e5b9 >> 32)
 }
 
 // vipIndex maps a vipKey to a VIP's position in the plan. It is a small
@@ -259,8 +280,7 @@ func newVIPIndex(vips []config.VIP) (vipIndex, error) {
 		if !x.insert(k, int32(i)) {
 			return vipIndex{}, fmt.Errorf("datapath: duplicate vip %s", vipName(v))
 		}
-		marker := vipKey{addr: k.addr, fam: k.fam}
-		x.insert(marker, int32(i)) // the first VIP on an address keeps the marker
+		x.insert(k.marker(), int32(i)) // the first VIP on an address keeps the marker
 	}
 	return x, nil
 }
@@ -277,23 +297,17 @@ func (x *vipIndex) insert(k vipKey, vip int32) bool {
 	return true
 }
 
-func (k *vipKey) hash() uint32 {
-	a := binary.LittleEndian.Uint64(k.addr[:8]) ^ binary.LittleEndian.Uint64(k.addr[8:])
-	return uint32((a ^ uint64(k.port)<<48 ^ uint64(k.proto)<<40) * 0x9e3779b97f4a7c15 >> 32)
-}
-
 // lookup finds the VIP for an exact port, then for the every-port entry.
 func (x *vipIndex) lookup(k vipKey) int32 {
-	if v := x.find(k); v >= 0 || k.port == 0 {
+	if v := x.find(k); v >= 0 || k.port() == 0 {
 		return v
 	}
-	k.port = 0
-	return x.find(k)
+	return x.find(k.anyPort())
 }
 
 // lookupAddr finds the first VIP on an address, whatever its port.
 func (x *vipIndex) lookupAddr(k vipKey) int32 {
-	return x.find(vipKey{addr: k.addr, fam: k.fam})
+	return x.find(k.marker())
 }
 
 func (x *vipIndex) find(k vipKey) int32 {
