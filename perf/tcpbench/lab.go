@@ -1,0 +1,255 @@
+package tcpbench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xlbproject/xlb/lab"
+)
+
+// The lab's addressing, all inside 198.18.0.0/15.
+var (
+	// vip is xlb's VIP: on the backends' lo (they receive it
+	// decapsulated), never on the balancer, whose XDP program takes it.
+	vip = netip.MustParseAddr("198.18.100.1")
+	// proxyVIP is where the proxies listen: on the balancer's lo, as a
+	// proxy's service address is. A separate address keeps the kernel of
+	// the balancer from ever answering for xlb's VIP.
+	proxyVIP   = netip.MustParseAddr("198.18.100.2")
+	vipNet     = netip.MustParsePrefix("198.18.100.0/24")
+	lbAddr     = netip.MustParsePrefix("198.18.0.1/24")
+	clientAddr = netip.MustParsePrefix("198.18.0.2/24")
+	beAddrs    = []netip.Prefix{
+		netip.MustParsePrefix("198.18.0.11/24"),
+		netip.MustParsePrefix("198.18.0.12/24"),
+	}
+)
+
+// Ports of the two servers every backend runs on all its addresses.
+const (
+	sinkPort = 5001 // reads and discards, counting bytes
+	rrPort   = 5002 // answers each reqSize-byte request with replySize bytes
+	reqSize  = 64
+	// replySize is small on purpose: the test measures the balancer's
+	// per-connection and per-request cost, not bandwidth.
+	replySize = 64
+)
+
+// Clients keep a 1500-byte MTU; the balancer and the backends 1600, so a
+// full-size client packet still fits once IPIP adds 20 bytes.
+const (
+	clientMTU = 1500
+	fabricMTU = 1600
+)
+
+// benchLab is the running lab: client, lb and two backends on one bridge,
+// each backend with `xlb decap` attached and the sink and request/response
+// servers on every address.
+type benchLab struct {
+	*lab.Lab
+	client, lb *lab.Host
+	backends   []*lab.Host
+	servers    []*server
+	lbNetns    string // netnsID of the balancer's namespace
+}
+
+// newBenchLab builds the lab; xlb is the binary whose `decap attach` runs
+// on the backends. On error it removes what it made.
+func newBenchLab(prefix, xlb string) (_ *benchLab, err error) {
+	if err := lab.Cleanup(prefix); err != nil {
+		return nil, fmt.Errorf("tcpbench: %w", err)
+	}
+	// A short connection's closer keeps a TIME_WAIT entry for 60 s: reuse
+	// them (timestamps make it safe) and widen the ephemeral range, on the
+	// client and on the balancer, which dials the backends for the proxies.
+	manyConns := map[string]string{
+		"net.ipv4.tcp_tw_reuse":         "1",
+		"net.ipv4.ip_local_port_range": "1024 65535",
+	}
+	spec := lab.Spec{Prefix: prefix, Hosts: []lab.HostSpec{
+		{Name: "client", Addr: clientAddr, MTU: clientMTU, Routes: []lab.Route{{Dst: vipNet, Via: lbAddr.Addr()}}, Sysctls: manyConns},
+		// PortXDP: native mode transmits with XDP_TX, which a veth drops
+		// unless its peer runs an XDP program.
+		{Name: "lb", Addr: lbAddr, MTU: fabricMTU, PortXDP: true, LoAddrs: []netip.Prefix{netip.PrefixFrom(proxyVIP, 32)}, Sysctls: manyConns},
+	}}
+	for i, a := range beAddrs {
+		spec.Hosts = append(spec.Hosts, lab.HostSpec{Name: fmt.Sprintf("be%d", i+1), Addr: a, MTU: fabricMTU, LoAddrs: []netip.Prefix{netip.PrefixFrom(vip, 32)}})
+	}
+	l, err := lab.New(spec)
+	if err != nil {
+		return nil, fmt.Errorf("tcpbench: %w", err)
+	}
+	b := &benchLab{Lab: l, client: l.Hosts["client"], lb: l.Hosts["lb"]}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, b.Close())
+		}
+	}()
+	err = b.lb.Do(func() error {
+		b.lbNetns, err = netnsID("/proc/thread-self/ns/net")
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range beAddrs {
+		h := l.Hosts[fmt.Sprintf("be%d", i+1)]
+		b.backends = append(b.backends, h)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := h.Command(ctx, xlb, "decap", "attach", "--interface", lab.HostLink).CombinedOutput()
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("tcpbench: xlb decap attach in %s: %w: %s", h.NS, err, strings.TrimSpace(string(out)))
+		}
+		// 0.0.0.0: the VIP for xlb's decapsulated traffic, the backend's
+		// own address for the proxies.
+		s, err := startServer(h)
+		if err != nil {
+			return nil, err
+		}
+		b.servers = append(b.servers, s)
+	}
+	return b, nil
+}
+
+// Close stops the servers and deletes the namespaces.
+func (b *benchLab) Close() error {
+	var errs []error
+	for _, s := range b.servers {
+		errs = append(errs, s.close())
+	}
+	errs = append(errs, b.Lab.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("tcpbench: close lab: %w", err)
+	}
+	return nil
+}
+
+// sinkBytes is what the backends' sinks have received so far.
+func (b *benchLab) sinkBytes() uint64 {
+	var n uint64
+	for _, s := range b.servers {
+		n += s.sunk.Load()
+	}
+	return n
+}
+
+// server is a backend's two listeners and their connections.
+type server struct {
+	sink, rr net.Listener
+	sunk     atomic.Uint64 // bytes the sink read
+	answered atomic.Uint64 // replies the rr server wrote
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func startServer(h *lab.Host) (*server, error) {
+	s := &server{conns: map[net.Conn]struct{}{}}
+	var err error
+	if s.sink, err = h.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", sinkPort)); err != nil {
+		return nil, fmt.Errorf("tcpbench: %w", err)
+	}
+	if s.rr, err = h.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", rrPort)); err != nil {
+		s.sink.Close()
+		return nil, fmt.Errorf("tcpbench: %w", err)
+	}
+	s.wg.Add(2)
+	go s.accept(s.sink, s.discard)
+	go s.accept(s.rr, s.answer)
+	return s, nil
+}
+
+func (s *server) accept(ln net.Listener, handle func(net.Conn)) {
+	defer s.wg.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return // closed
+		}
+		s.mu.Lock()
+		if s.conns == nil { // closing
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			handle(c)
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+			c.Close()
+		}()
+	}
+}
+
+func (s *server) discard(c net.Conn) {
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := c.Read(buf)
+		s.sunk.Add(uint64(n))
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (s *server) answer(c net.Conn) {
+	var req [reqSize]byte
+	var reply [replySize]byte
+	for {
+		if _, err := io.ReadFull(c, req[:]); err != nil {
+			return
+		}
+		if _, err := c.Write(reply[:]); err != nil {
+			return
+		}
+		s.answered.Add(1)
+	}
+}
+
+// close stops the listeners, closes every connection and waits.
+func (s *server) close() error {
+	err := errors.Join(s.sink.Close(), s.rr.Close())
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.conns = nil
+	s.mu.Unlock()
+	s.wg.Wait()
+	if err != nil {
+		return fmt.Errorf("tcpbench: close server: %w", err)
+	}
+	return nil
+}
+
+// buildXLB builds cmd/xlb into dir and returns the binary's path.
+func buildXLB(dir string) (string, error) {
+	bin := dir + "/xlb"
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/xlbproject/xlb/cmd/xlb").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("tcpbench: go build cmd/xlb (or set Options.XLBBinary): %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("tcpbench: %w", err)
+	}
+	return bin, nil
+}

@@ -1,0 +1,70 @@
+package tcpbench
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRunSmoke runs every datapath for one short window and checks that
+// each moved bytes and answered requests, and that both report formats
+// are well formed. Proxies that are not installed are skipped, not failed.
+func TestRunSmoke(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to build network namespaces")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2's ip")
+	}
+	if testing.Short() {
+		t.Skip("builds a lab and runs four datapaths (about a minute)")
+	}
+	var log bytes.Buffer
+	rep, err := Run(Options{Duration: time.Second, Repeat: 1, Streams: 4, Clients: 4, Rate: 500, Out: &log})
+	t.Log(log.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := map[string]bool{}
+	for _, r := range rep.Records {
+		switch {
+		case r.Skipped != "":
+			if r.Datapath == XLBAFXDP || r.Datapath == XLBNative {
+				t.Errorf("%s %s skipped: %s", r.Datapath, r.Test, r.Skipped)
+			}
+			continue
+		case r.Error != "":
+			t.Errorf("%s %s: %s", r.Datapath, r.Test, r.Error)
+			continue
+		}
+		ran[r.Datapath] = true
+		if r.Median <= 0 || r.Min > r.Median || r.Median > r.Max || len(r.Runs) != 1 {
+			t.Errorf("%s %s: median %v min %v max %v runs %v", r.Datapath, r.Test, r.Median, r.Min, r.Max, r.Runs)
+		}
+	}
+	if want := len(AllDatapaths) * len(tests); len(rep.Records) != want {
+		t.Errorf("%d records, want %d", len(rep.Records), want)
+	}
+	if !ran[XLBAFXDP] {
+		t.Error("xlb-afxdp did not run")
+	}
+	var md, js bytes.Buffer
+	if err := rep.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	if rows := strings.Count(md.String(), "\n| "); rows != len(rep.Records)+1 {
+		t.Errorf("markdown has %d table rows, want %d:\n%s", rows, len(rep.Records)+1, md.String())
+	}
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back.Records) != len(rep.Records) {
+		t.Errorf("json does not round-trip (%v, %d records)", err, len(back.Records))
+	}
+	t.Log("\n" + md.String())
+}
