@@ -51,7 +51,13 @@ type lbLab struct {
 	xlbDone    chan error
 }
 
-func newLBLab(prefix, bin, dir string) (_ *lbLab, err error) {
+func newLBLab(prefix, bin, dir string) (*lbLab, error) {
+	return newLBLabMTU(prefix, bin, dir, clientMTU, fabricMTU)
+}
+
+// newLBLabMTU is newLBLab with the client's and the fabric's (balancer and
+// backends) MTUs given.
+func newLBLabMTU(prefix, bin, dir string, clientMTU, fabricMTU int) (_ *lbLab, err error) {
 	if err := lab.Cleanup(prefix); err != nil {
 		return nil, err
 	}
