@@ -73,7 +73,7 @@ func newBenchLab(prefix, xlb string) (_ *benchLab, err error) {
 	// them (timestamps make it safe) and widen the ephemeral range, on the
 	// client and on the balancer, which dials the backends for the proxies.
 	manyConns := map[string]string{
-		"net.ipv4.tcp_tw_reuse":         "1",
+		"net.ipv4.tcp_tw_reuse":        "1",
 		"net.ipv4.ip_local_port_range": "1024 65535",
 	}
 	spec := lab.Spec{Prefix: prefix, Hosts: []lab.HostSpec{

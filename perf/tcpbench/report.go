@@ -50,14 +50,14 @@ var AllDatapaths = []string{XLBAFXDP, XLBNative, HAProxy, Nginx}
 // The tests, in the order each datapath runs them. The latency test gives
 // three records, one per percentile.
 const (
-	TestStream1      = "stream-1"      // one-stream throughput
-	TestStreamN      = "stream-n"      // Options.Streams-stream throughput
-	TestConnRate     = "conn-rate"     // short connections per second
-	TestLatencyP50   = "rr-lat-p50"    // request/response round trip, median
-	TestLatencyP99   = "rr-lat-p99"    // 99th percentile
-	TestLatencyP999  = "rr-lat-p999"   // 99.9th percentile
-	TestLatencyRate  = "rr-lat-rate"   // requests per second achieved during the latency test
-	latencyTestGroup = "rr-latency"    // the test that makes the TestLatency* records
+	TestStream1      = "stream-1"    // one-stream throughput
+	TestStreamN      = "stream-n"    // Options.Streams-stream throughput
+	TestConnRate     = "conn-rate"   // short connections per second
+	TestLatencyP50   = "rr-lat-p50"  // request/response round trip, median
+	TestLatencyP99   = "rr-lat-p99"  // 99th percentile
+	TestLatencyP999  = "rr-lat-p999" // 99.9th percentile
+	TestLatencyRate  = "rr-lat-rate" // requests per second achieved during the latency test
+	latencyTestGroup = "rr-latency"  // the test that makes the TestLatency* records
 )
 
 // LatencyConns is the number of persistent connections the latency test
@@ -175,8 +175,8 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 			note = "error: " + rec.Error
 		}
 		if note != "" {
-			if len(note) > 200 {
-				note = note[:200] + "…"
+			if r := []rune(note); len(r) > 200 {
+				note = string(r[:200]) + "…"
 			}
 			p.printf("| %s | %s | – | – | – | %s | – | – | – | %s |\n", rec.Datapath, rec.Test, rec.Unit, mdEscape(note))
 			continue

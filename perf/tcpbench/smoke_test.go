@@ -68,3 +68,43 @@ func TestRunSmoke(t *testing.T) {
 	}
 	t.Log("\n" + md.String())
 }
+
+// TestRunFull is the full measurement with the default options, for a
+// person to run by hand: XLB_TCPBENCH=1 go test -run TestRunFull -v
+// -timeout 30m ./perf/tcpbench. The markdown table is in the test log and
+// the JSON in $XLB_TCPBENCH_JSON when set.
+func TestRunFull(t *testing.T) {
+	if os.Getenv("XLB_TCPBENCH") == "" {
+		t.Skip("set XLB_TCPBENCH=1 to run the full measurement (several minutes)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to build network namespaces")
+	}
+	rep, err := Run(Options{Out: testWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md bytes.Buffer
+	if err := rep.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + md.String())
+	if path := os.Getenv("XLB_TCPBENCH_JSON"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := rep.WriteJSON(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// testWriter sends progress lines to the test log as they come.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}

@@ -1,0 +1,57 @@
+// Package tcpbench measures real TCP through a load balancer in a lab of
+// network namespaces: xlb in both datapath modes against the proxies
+// users run today, HAProxy (mode tcp) and nginx's stream module.
+//
+// # Lab
+//
+// One bridge joins a client (MTU 1500), the balancer "lb" and two
+// backends (MTU 1600, room for IPIP). The backends hold xlb's VIP on lo and
+// run `xlb decap attach`, so xlb's IPIP packets are decapsulated and the
+// replies go straight back to the client (direct server return). The
+// proxies listen on a second address on the balancer's own lo and connect
+// to the backends' own addresses; the backends' servers listen on 0.0.0.0
+// and serve both. The balancer's bridge port runs a pass-all XDP program
+// so native mode's XDP_TX frames are received.
+//
+// Every backend runs two in-process Go servers: a sink that discards what
+// it reads and counts the bytes (throughput), and a request/response
+// server answering each 64-byte request with 64 bytes (connection rate and
+// latency).
+//
+// # Tests
+//
+// Each datapath is started in the balancer's namespace (xlb run -c FILE,
+// haproxy -f FILE -db, nginx -c FILE -g 'daemon off;'), probed until a
+// request goes through, measured, and stopped with SIGTERM. Each test runs
+// Options.Repeat windows of Options.Duration after a short warm-up:
+//
+//   - stream-1, stream-n: bulk throughput over 1 and Options.Streams
+//     connections, as payload the backends received, in Gbit/s.
+//   - conn-rate: Options.Clients loops of connect, request, reply, close,
+//     in completed connections per second.
+//   - rr-lat-*: Options.Rate requests per second, paced open-loop over
+//     LatencyConns persistent connections; p50/p99/p999 of the round trip
+//     from a log-linear histogram (0.8% resolution), and the rate achieved.
+//     A request sent late because an earlier reply was late counts from
+//     its intended time (no coordinated omission).
+//
+// # CPU
+//
+// Each window records the user+system time of every process in the
+// balancer's namespace (/proc/PID/stat, all threads), and the machine's
+// softirq and busy time (/proc/stat). On veth the packet work of every
+// namespace runs in softirq on the sending CPU, so softirq cannot be split
+// between client, balancer and backends: it is reported for the whole
+// machine. xlb's native mode does all its work there and shows almost no
+// process time; the proxies' TCP work is partly in their system calls
+// (counted) and partly in softirq (not).
+//
+// # Lifecycle
+//
+// Run owns everything it makes: a temporary directory (configs, logs, an
+// xlb binary built from source when Options.XLBBinary is empty), the lab
+// (namespaces named "xlbtcpPID-*") and the balancer processes. It stops
+// and removes them before returning, on error too. It needs root, iproute2
+// and, for the proxies, Debian's haproxy, nginx and libnginx-mod-stream;
+// a proxy that is not installed is reported as skipped.
+package tcpbench
