@@ -46,6 +46,7 @@ type ReportSetup struct {
 	Backends    int     `json:"backends"`
 	GenCPUs     []int   `json:"gen_cpus"`
 	LBCPUs      []int   `json:"lb_cpus"`
+	Queues      int     `json:"queues"`
 	Tuning      Tuning  `json:"tuning"`
 }
 
@@ -104,6 +105,12 @@ func Compare(opts Options) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	return compare(o, true)
+}
+
+// compare is Compare with validated options; table says whether to end
+// with the markdown table (a sweep writes its own).
+func compare(o Options, table bool) (Report, error) {
 	if os.Geteuid() != 0 {
 		return Report{}, ErrNotRoot
 	}
@@ -113,11 +120,11 @@ func Compare(opts Options) (Report, error) {
 		CPUs:    runtime.NumCPU(),
 		Setup: ReportSetup{
 			Topology: o.Topology, DurationSec: o.Duration.Seconds(), WarmupSec: o.Warmup.Seconds(), Repeat: o.Repeat,
-			Flows: o.Flows, Backends: o.Backends, GenCPUs: o.GenCPUs, LBCPUs: o.LBCPUs, Tuning: o.Tuning,
+			Flows: o.Flows, Backends: o.Backends, GenCPUs: o.GenCPUs, LBCPUs: o.LBCPUs, Queues: o.Queues, Tuning: o.Tuning,
 		},
 	}
 	rep.LoadAvg[0] = loadAvg()
-	pl, err := newPerfLab(o.Prefix, o.Topology)
+	pl, err := newPerfLab(o.Prefix, o.Topology, o.Queues)
 	if err != nil {
 		return rep, err
 	}
@@ -126,8 +133,8 @@ func Compare(opts Options) (Report, error) {
 			return rep, errors.Join(err, pl.Close())
 		}
 	}
-	fmt.Fprintf(o.Out, "perf lab %s (%s): gen cpus %v -> lb cpu %v -> sink; %d flows, %d backends, %s x %d per run\n",
-		o.Prefix, o.Topology, o.GenCPUs, o.LBCPUs, o.Flows, o.Backends, o.Duration, o.Repeat)
+	fmt.Fprintf(o.Out, "perf lab %s (%s): gen cpus %v -> lb cpus %v (%d queues) -> sink; %d flows, %d backends, %s x %d per run\n",
+		o.Prefix, o.Topology, o.GenCPUs, o.LBCPUs, o.Queues, o.Flows, o.Backends, o.Duration, o.Repeat)
 	var errs []error
 	for _, name := range o.Datapaths {
 		recs, err := runDatapath(pl, findDatapath(name), o)
@@ -142,8 +149,10 @@ func Compare(opts Options) (Report, error) {
 	if o.JSONFile != "" {
 		errs = append(errs, writeJSONFile(o.JSONFile, rep))
 	}
-	fmt.Fprintln(o.Out)
-	errs = append(errs, rep.WriteMarkdown(o.Out))
+	if table {
+		fmt.Fprintln(o.Out)
+		errs = append(errs, rep.WriteMarkdown(o.Out))
+	}
 	return rep, errors.Join(errs...)
 }
 
@@ -286,7 +295,7 @@ func measure(pl *perfLab, inst instance, r *Record, o Options) (err error) {
 	}
 	defer g.Close()
 	planned := o.Warmup + time.Duration(o.Repeat)*o.Duration
-	gr, err := startGenerator(pl.gen.Host, g, o.GenCPUs, planned+genSlack)
+	gr, err := startGenerator(pl.gen.Host, g, o.GenCPUs, o.Queues, planned+genSlack)
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,8 @@ type datapath struct {
 	// nativeTX: it transmits with XDP_TX, so the balancer's bridge port
 	// must run an XDP program to accept its frames.
 	nativeTX bool
+	// multiQueue: it serves every queue of Options.Queues.
+	multiQueue bool
 	// skip, when set, says why the entry cannot run yet; it is reported
 	// instead of measured.
 	skip  string
@@ -45,16 +47,18 @@ type instance interface {
 // is adding an entry.
 var datapaths = []datapath{
 	{
-		name:  "xlb-afxdp",
-		kind:  KindXLB,
-		about: "`xlb run`: steering program, AF_XDP worker, parse + Maglev + IPIP",
-		start: startXLB(""),
+		name:       "xlb-afxdp",
+		kind:       KindXLB,
+		about:      "`xlb run`: steering program, AF_XDP worker, parse + Maglev + IPIP",
+		multiQueue: true,
+		start:      startXLB(""),
 	},
 	{
-		name:     "xlb-native",
-		kind:     KindXLB,
-		about:    "`xlb run` with mode = \"native\": Maglev + IPIP in XDP, XDP_TX",
-		nativeTX: true,
+		name:       "xlb-native",
+		kind:       KindXLB,
+		about:      "`xlb run` with mode = \"native\": Maglev + IPIP in XDP, XDP_TX",
+		nativeTX:   true,
+		multiQueue: true,
 		// A million-entry connection table, the size the native target
 		// is set for. The AF_XDP run keeps xlb's default (262144 per
 		// worker): the table's size, not its fill, sets its cache misses.

@@ -34,12 +34,13 @@ type generator struct {
 }
 
 // startGenerator starts sending g's frames (built for h's link) from one
-// thread per CPU in cpus. Every thread stops by itself after limit. The
+// thread per CPU in cpus, the i-th thread as if from queue i mod queues.
+// Every thread stops by itself after limit. The
 // program is first attached to h's lo, in generic mode, where it sees
 // nothing and passes anything: attached, it stays registered with the XDP
 // dispatcher, which each test run would otherwise redo (measured at ~25 ms
 // a run here).
-func startGenerator(h *lab.Host, g *labprogs.Gen, cpus []int, limit time.Duration) (*generator, error) {
+func startGenerator(h *lab.Host, g *labprogs.Gen, cpus []int, queues int, limit time.Duration) (*generator, error) {
 	gr := &generator{}
 	err := h.Do(func() error {
 		var err error
@@ -50,14 +51,15 @@ func startGenerator(h *lab.Host, g *labprogs.Gen, cpus []int, limit time.Duratio
 		return nil, fmt.Errorf("perf: attach generator to lo in %s: %w", h.NS, err)
 	}
 	deadline := time.Now().Add(limit)
-	for _, cpu := range cpus {
+	for i, cpu := range cpus {
+		queue := i % queues
 		gr.wg.Add(1)
 		go func() {
 			defer gr.wg.Done()
 			err := h.Do(func() error {
 				return pinned(cpu, func() error {
 					for !gr.stop.Load() && time.Now().Before(deadline) {
-						if err := g.Run(0, genChunk); err != nil {
+						if err := g.Run(queue, genChunk); err != nil {
 							return err
 						}
 					}

@@ -38,6 +38,10 @@ type Tuning struct {
 	TxBudget int  // XDP_MAX_TX_SKB_BUDGET (xlb default 64)
 	Spin     bool // busy-spin when idle instead of blocking in poll()
 	BusyPoll bool // SO_PREFER_BUSY_POLL + SO_BUSY_POLL
+	// NoNeedWakeup binds without XDP_USE_NEED_WAKEUP (need_wakeup =
+	// false): the worker kicks the kernel on every transmit. Negative so
+	// that the zero value is xlb's default.
+	NoNeedWakeup bool `json:",omitempty"`
 }
 
 // Options configure Compare. Zero values take the defaults, sized for a
@@ -66,9 +70,17 @@ type Options struct {
 	// (default [0]).
 	GenCPUs []int
 	// LBCPUs are the CPUs of the balancer's workers (or the reference
-	// forwarders' threads), one per queue. The lab's veths have one queue,
-	// so one CPU (default [1], or [0] on a 1-CPU machine).
+	// forwarders' threads), one per queue (default [1], or [0] on a 1-CPU
+	// machine; with Queues > 1, queue i on CPU (1+i) mod NumCPU).
 	LBCPUs []int
+	// Queues is the number of queues of the measured link and of xlb's
+	// workers (default 1). More than one needs the direct topology (the
+	// bridge lab's veths have one queue) and xlb datapaths only (the
+	// reference forwarders serve queue 0). A veth delivers what a peer's
+	// XDP transmits to the receive queue of the sending CPU's number
+	// (modulo the queue count), so the generator reaches several queues
+	// only from as many CPUs: give GenCPUs accordingly.
+	Queues int
 	// Tuning of the AF_XDP datapaths.
 	Tuning Tuning
 	// Topology is TopologyBridge (default) or TopologyDirect.
@@ -94,6 +106,7 @@ const (
 	maxBackends     = 200  // consecutive addresses from .20 stay in the /24
 	maxRepeat       = 1000 // bounds the run time of a typo
 	maxFrame        = 1514 // the generator's link has MTU 1500
+	maxQueues       = 64
 )
 
 // withDefaults validates o and fills in the defaults.
@@ -157,6 +170,13 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Backends < 1 || o.Backends > maxBackends {
 		return bad("backends %d: want 1 to %d", o.Backends, maxBackends)
 	}
+	switch o.Topology {
+	case "":
+		o.Topology = TopologyBridge
+	case TopologyBridge, TopologyDirect:
+	default:
+		return bad("topology %q: want %q or %q", o.Topology, TopologyBridge, TopologyDirect)
+	}
 	ncpu := runtime.NumCPU()
 	if len(o.GenCPUs) == 0 {
 		o.GenCPUs = []int{0}
@@ -166,14 +186,34 @@ func (o Options) withDefaults() (Options, error) {
 			return bad("generator CPU %d: want 0 to %d", c, ncpu-1)
 		}
 	}
+	if o.Queues == 0 {
+		o.Queues = 1
+	}
+	if o.Queues < 1 || o.Queues > maxQueues {
+		return bad("queues %d: want 1 to %d", o.Queues, maxQueues)
+	}
+	if o.Queues > 1 {
+		if o.Topology != TopologyDirect {
+			return bad("%d queues: needs the direct topology (the bridge lab's veths have one queue)", o.Queues)
+		}
+		for _, d := range o.Datapaths {
+			if dp := findDatapath(d); !dp.multiQueue {
+				return bad("%d queues: datapath %q serves one queue", o.Queues, d)
+			}
+		}
+	}
 	if len(o.LBCPUs) == 0 {
-		o.LBCPUs = []int{min(1, ncpu-1)}
+		for i := range o.Queues {
+			o.LBCPUs = append(o.LBCPUs, (1+i)%ncpu)
+		}
 	}
-	if len(o.LBCPUs) != 1 {
-		return bad("%d balancer CPUs: the lab's veths have one queue, give one CPU", len(o.LBCPUs))
+	if len(o.LBCPUs) != o.Queues {
+		return bad("%d balancer CPUs for %d queues: give one CPU per queue", len(o.LBCPUs), o.Queues)
 	}
-	if c := o.LBCPUs[0]; c < 0 || c >= ncpu {
-		return bad("balancer CPU %d: want 0 to %d", c, ncpu-1)
+	for _, c := range o.LBCPUs {
+		if c < 0 || c >= ncpu {
+			return bad("balancer CPU %d: want 0 to %d", c, ncpu-1)
+		}
 	}
 	tu := &o.Tuning
 	if tu.Batch == 0 {
@@ -193,13 +233,6 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if tu.TxBudget < 32 || tu.TxBudget > tu.Ring {
 		return bad("tx budget %d: want 32 to the ring size %d", tu.TxBudget, tu.Ring)
-	}
-	switch o.Topology {
-	case "":
-		o.Topology = TopologyBridge
-	case TopologyBridge, TopologyDirect:
-	default:
-		return bad("topology %q: want %q or %q", o.Topology, TopologyBridge, TopologyDirect)
 	}
 	if o.Prefix == "" {
 		o.Prefix = fmt.Sprintf("xlbperf%d", os.Getpid())

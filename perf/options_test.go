@@ -41,11 +41,25 @@ func TestOptionsInvalid(t *testing.T) {
 		{"ring", Options{Tuning: Tuning{Ring: 1000}}},
 		{"tx-budget", Options{Tuning: Tuning{TxBudget: 16}}},
 		{"topology", Options{Topology: "mesh"}},
+		{"queues-bridge", Options{Queues: 2, Datapaths: []string{"xlb-afxdp"}}},
+		{"queues-single-queue-datapath", Options{Queues: 2, Topology: TopologyDirect, Datapaths: []string{"ring-fwd"}}},
+		{"queues-cpus", Options{Queues: 2, Topology: TopologyDirect, Datapaths: []string{"xlb-afxdp"}, LBCPUs: []int{0}}},
+		{"queues-many", Options{Queues: 65, Topology: TopologyDirect, Datapaths: []string{"xlb-afxdp"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := tc.o.withDefaults(); !errors.Is(err, ErrInvalidOptions) {
 				t.Errorf("err = %v, want ErrInvalidOptions", err)
 			}
 		})
+	}
+}
+
+func TestOptionsQueues(t *testing.T) {
+	o, err := Options{Queues: 2, Topology: TopologyDirect, Datapaths: []string{"xlb-afxdp", "xlb-native"}}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.LBCPUs) != 2 {
+		t.Errorf("LBCPUs %v: want one per queue", o.LBCPUs)
 	}
 }

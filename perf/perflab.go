@@ -97,7 +97,9 @@ type perfLab struct {
 	portLink link.Link
 }
 
-func newPerfLab(prefix, topology string) (_ *perfLab, err error) {
+// newPerfLab builds the lab; queues (1 unless direct) is the number of
+// queues of each end of the direct pair.
+func newPerfLab(prefix, topology string, queues int) (_ *perfLab, err error) {
 	if err := lab.Cleanup(prefix); err != nil {
 		return nil, err
 	}
@@ -121,7 +123,7 @@ func newPerfLab(prefix, topology string) (_ *perfLab, err error) {
 		}
 	}()
 	if topology == TopologyDirect {
-		if err := p.addDirectPair(); err != nil {
+		if err := p.addDirectPair(queues); err != nil {
 			return nil, err
 		}
 	}
@@ -146,9 +148,9 @@ func newPerfLab(prefix, topology string) (_ *perfLab, err error) {
 }
 
 // addDirectPair creates the veth pair lb:xd0 <-> sink:xd0, both ends up
-// with the fabric MTU, and makes it the measured path: the generator sends
-// from the sink's end.
-func (p *perfLab) addDirectPair() error {
+// with the fabric MTU and queues receive and transmit queues, and makes it
+// the measured path: the generator sends from the sink's end.
+func (p *perfLab) addDirectPair(queues int) error {
 	f, err := os.Open(filepath.Join(lab.NetnsDir, p.lb.NS))
 	if err != nil {
 		return fmt.Errorf("perf: %w", err)
@@ -156,7 +158,10 @@ func (p *perfLab) addDirectPair() error {
 	defer f.Close()
 	err = p.sink.Do(func() error {
 		err := netlink.LinkAdd(&netlink.Veth{
-			LinkAttrs:        netlink.LinkAttrs{Name: directLink, MTU: fabricMTU, HardwareAddr: net.HardwareAddr(directSinkMAC[:])},
+			LinkAttrs: netlink.LinkAttrs{Name: directLink, MTU: fabricMTU, HardwareAddr: net.HardwareAddr(directSinkMAC[:]),
+				NumTxQueues: queues, NumRxQueues: queues},
+			PeerNumTxQueues:  uint32(queues),
+			PeerNumRxQueues:  uint32(queues),
 			PeerName:         directLink,
 			PeerMTU:          fabricMTU,
 			PeerHardwareAddr: net.HardwareAddr(directLBMAC[:]),

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,10 +45,16 @@ func xlbConfig(p *perfLab, o Options, socket, extra string) string {
 	var b strings.Builder
 	t := o.Tuning
 	mac := net.HardwareAddr(p.sink.MAC[:]).String()
-	fmt.Fprintf(&b, "[datapath]\ninterface = %q\nqueues = [0]\ncpus = [%d]\nsource = %q\n", p.lb.Link, o.LBCPUs[0], lbAddr.Addr())
+	queues := make([]string, o.Queues)
+	cpus := make([]string, o.Queues)
+	for i := range queues {
+		queues[i], cpus[i] = strconv.Itoa(i), strconv.Itoa(o.LBCPUs[i])
+	}
+	fmt.Fprintf(&b, "[datapath]\ninterface = %q\nqueues = [%s]\ncpus = [%s]\nsource = %q\n",
+		p.lb.Link, strings.Join(queues, ", "), strings.Join(cpus, ", "), lbAddr.Addr())
 	fmt.Fprintf(&b, "batch_size = %d\nrx_ring = %d\ntx_ring = %d\nfill_ring = %d\ncompletion_ring = %d\nframe_count = %d\ntx_budget = %d\n",
 		t.Batch, t.Ring, t.Ring, t.Ring, t.Ring, 2*t.Ring, t.TxBudget)
-	fmt.Fprintf(&b, "spin = %t\nbusy_poll = %t\n%s", t.Spin, t.BusyPoll, extra)
+	fmt.Fprintf(&b, "spin = %t\nbusy_poll = %t\nneed_wakeup = %t\n%s", t.Spin, t.BusyPoll, !t.NoNeedWakeup, extra)
 	fmt.Fprintf(&b, "\n[control]\nsocket = %q\n", socket)
 	for _, proto := range []string{"udp", "tcp"} {
 		fmt.Fprintf(&b, "\n[[vip]]\naddress = %q\nport = %d\nprotocol = %q\n", vip, vipPort, proto)
@@ -147,8 +154,12 @@ func (x *xlbProcess) counters() (map[string]uint64, error) {
 		return nil, fmt.Errorf("perf: xlb stats: %w", err)
 	}
 	m := map[string]uint64{}
-	for _, q := range st.Queues {
+	for i, q := range st.Queues {
 		add := func(k string, v uint64) { m[k] += v }
+		if len(st.Queues) > 1 {
+			// How the link spread the traffic over the queues.
+			m[fmt.Sprintf("rx_packets_q%d", i)] = q.RxPackets
+		}
 		add("rx_packets", q.RxPackets)
 		add("tx_packets", q.TxPackets)
 		add("kicks", q.Kicks)

@@ -10,9 +10,13 @@ import (
 )
 
 func cmdPerf(e *env, args []string) int {
+	if len(args) > 0 && args[0] == "sweep" {
+		return cmdPerfSweep(e, args[1:])
+	}
 	if len(args) == 0 || args[0] != "compare" {
 		fmt.Fprintln(e.stderr, "usage: xlb perf compare [flags]   (xlb perf compare --help)")
-		fmt.Fprintln(e.stderr, "\nBuilds a lab of namespaces (generator, balancer, sink), measures each datapath for a fixed\nduration and prints a markdown table; --json writes one record per run.")
+		fmt.Fprintln(e.stderr, "       xlb perf sweep [flags]     (xlb perf sweep --help)")
+		fmt.Fprintln(e.stderr, "\nBuilds a lab of namespaces (generator, balancer, sink), measures each datapath for a fixed\nduration and prints a markdown table; --json writes one record per run. sweep measures xlb's\nAF_XDP datapath over one per-queue knob at a time and recommends a [datapath] setting per knob.")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return exitOK
 		}
@@ -63,6 +67,37 @@ func cmdPerf(e *env, args []string) int {
 		}
 	}
 	if err != nil {
+		return exitFail
+	}
+	return exitOK
+}
+
+func cmdPerfSweep(e *env, args []string) int {
+	fs := newFlags(e, "perf sweep", "[--duration D] [--repeat N] [--knobs batch,ring,...] [--topology bridge|direct] [--json FILE] [--charts DIR] [--toml FILE]")
+	duration := fs.Duration("duration", 0, "measured time of each repeat (default 5s)")
+	repeat := fs.Int("repeat", 0, "repeats per point; tables show median (min-max) (default 3)")
+	knobs := fs.String("knobs", "", "comma-separated knobs (default all: "+strings.Join(perf.Knobs(), ",")+"; queues needs --topology direct)")
+	topology := fs.String("topology", "", "bridge (default) or direct")
+	jsonFile := fs.String("json", "", "write the sweep report as JSON to this file")
+	charts := fs.String("charts", "", "write one PNG chart per knob into this directory")
+	tomlFile := fs.String("toml", "", "write the recommended [datapath] settings to this file")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
+		return exitFail
+	}
+	so := perf.SweepOptions{
+		Base:      perf.Options{Duration: *duration, Repeat: *repeat, Topology: *topology, XLBBinary: bin, Out: e.stdout},
+		Knobs:     splitList(*knobs),
+		JSONFile:  *jsonFile,
+		ChartsDir: *charts,
+		TOMLFile:  *tomlFile,
+	}
+	if _, err := perf.Sweep(so); err != nil {
+		fmt.Fprintf(e.stderr, "xlb: perf sweep: %v\n", err)
 		return exitFail
 	}
 	return exitOK
