@@ -267,7 +267,6 @@ const (
 	MinHealthInterval  = 10 * time.Millisecond
 	MaxHealthInterval  = time.Hour
 	MaxHealthThreshold = 100
-	maxHealthPath      = 1024
 
 	// xdpPacketHeadroom is the kernel's XDP_PACKET_HEADROOM and
 	// frameRoom what a frame must keep for a full-size packet plus outer

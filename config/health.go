@@ -1,11 +1,10 @@
 package config
 
 import (
-	"fmt"
 	"math"
-	"net/url"
-	"strings"
 	"time"
+
+	"github.com/xlbproject/xlb/health"
 )
 
 var healthKeys = []string{"kind", "port", "path", "host", "expect", "interval", "timeout", "rise", "fall"}
@@ -33,13 +32,13 @@ func (d *decoder) healthTable(path string, t map[string]any) *healthDecl {
 			}
 		case "path":
 			if h.hc.Path, ok = d.str(key, v); ok {
-				if err := checkHealthPath(h.hc.Path); err != nil {
-					d.errorf(key, "%v", err)
+				if health.CheckPath(h.hc.Path) != nil {
+					d.errorf(key, "%q is not an absolute path of at most %d printable ASCII characters without spaces", h.hc.Path, health.MaxPath)
 					ok = false
 				}
 			}
 		case "host":
-			if h.hc.Host, ok = d.str(key, v); ok && !isHost(h.hc.Host) {
+			if h.hc.Host, ok = d.str(key, v); ok && !health.ValidHost(h.hc.Host) {
 				d.errorf(key, "%q is not a host name or address with an optional port", h.hc.Host)
 				ok = false
 			}
@@ -139,38 +138,4 @@ func (d *decoder) checkHealth(h *healthDecl, hc HealthCheck) {
 			"timeout (%s) must be shorter than interval (%s): probes of a backend must not overlap",
 			fmtDuration(hc.Timeout), fmtDuration(hc.Interval))
 	}
-}
-
-// checkHealthPath accepts an HTTP origin-form request target: "/" then
-// printable ASCII without spaces, so it can neither split nor end the
-// request line.
-func checkHealthPath(p string) error {
-	if p == "" || p[0] != '/' || len(p) > maxHealthPath {
-		return fmt.Errorf("%q is not an absolute path of at most %d bytes", p, maxHealthPath)
-	}
-	for i := 0; i < len(p); i++ {
-		if p[i] <= ' ' || p[i] >= 0x7f {
-			return fmt.Errorf("%q holds a space or a byte that is not printable ASCII", p)
-		}
-	}
-	if _, err := url.ParseRequestURI(p); err != nil {
-		return fmt.Errorf("%q is not a request target", p)
-	}
-	return nil
-}
-
-// isHost reports whether s holds only the characters of a URI's host and
-// port (RFC 3986: unreserved, sub-delims, '%', ':', '[' and ']'): what an
-// HTTP client sends in a Host header. "" is the default, the backend's own
-// address.
-func isHost(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			strings.IndexByte("-._~!$&'()*+,;=%:[]", c) >= 0
-		if !ok {
-			return false
-		}
-	}
-	return true
 }

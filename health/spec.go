@@ -44,8 +44,8 @@ const (
 	// practice (an hour between probes, a million failures to go down).
 	MaxInterval  = time.Hour
 	MaxThreshold = 100
-	// maxPath bounds the request line.
-	maxPath = 1024
+	// MaxPath bounds the request line.
+	MaxPath = 1024
 )
 
 // ErrInvalidSpec is wrapped by every error Validate and Checker.Set return
@@ -139,10 +139,10 @@ func (s Spec) Validate() error {
 	if s.Kind != KindHTTP {
 		return nil
 	}
-	if err := checkPath(s.Path); err != nil {
+	if err := CheckPath(s.Path); err != nil {
 		return err
 	}
-	if !isHost(s.Host) {
+	if !ValidHost(s.Host) {
 		return fmt.Errorf("%w: host %q: want a host name or address with an optional port", ErrInvalidSpec, s.Host)
 	}
 	if s.Expect < 100 || s.Expect > 599 {
@@ -153,9 +153,9 @@ func (s Spec) Validate() error {
 
 // checkPath accepts an origin-form request target: "/" then printable
 // ASCII without spaces, which url.ParseRequestURI must also accept.
-func checkPath(p string) error {
-	if len(p) == 0 || p[0] != '/' || len(p) > maxPath || !isToken(p) {
-		return fmt.Errorf("%w: path %q: want an absolute path of at most %d printable ASCII characters without spaces", ErrInvalidSpec, p, maxPath)
+func CheckPath(p string) error {
+	if len(p) == 0 || p[0] != '/' || len(p) > MaxPath || !isToken(p) {
+		return fmt.Errorf("%w: path %q: want an absolute path of at most %d printable ASCII characters without spaces", ErrInvalidSpec, p, MaxPath)
 	}
 	if _, err := url.ParseRequestURI(p); err != nil {
 		return fmt.Errorf("%w: path %q: %v", ErrInvalidSpec, p, err)
@@ -177,7 +177,7 @@ func isToken(s string) bool {
 // isHost reports whether s holds only characters of a URI's host and port
 // (RFC 3986: unreserved, sub-delims, '%', ':', '[' and ']'), which is what
 // net/http accepts in a Host header; it drops other hosts from the request.
-func isHost(s string) bool {
+func ValidHost(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||

@@ -91,7 +91,7 @@ func TestValidate(t *testing.T) {
 		{"relative path", with(web, func(s *Spec) { s.Path = "health" }), `path "health"`},
 		{"path with space", with(web, func(s *Spec) { s.Path = "/a b" }), `path "/a b"`},
 		{"path with newline", with(web, func(s *Spec) { s.Path = "/a\r\nX: y" }), "path"},
-		{"path too long", with(web, func(s *Spec) { s.Path = "/" + strings.Repeat("a", maxPath) }), "path"},
+		{"path too long", with(web, func(s *Spec) { s.Path = "/" + strings.Repeat("a", MaxPath) }), "path"},
 		{"host with space", with(web, func(s *Spec) { s.Host = "a b" }), `host "a b"`},
 		{"expect too small", with(web, func(s *Spec) { s.Expect = 99 }), "expect 99"},
 		{"expect too big", with(web, func(s *Spec) { s.Expect = 600 }), "expect 600"},
