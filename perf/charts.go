@@ -151,6 +151,7 @@ func rateChart(title, xlabel string, bars []bar, file string) error {
 		if err != nil {
 			return fmt.Errorf("perf: chart %s: %w", file, err)
 		}
+		l.Offset = vg.Point{Y: 2 * vg.Millimeter} // above the error bar's cap
 		for i := range l.TextStyle {
 			l.TextStyle[i].XAlign = draw.XCenter
 			l.TextStyle[i].YAlign = draw.YBottom

@@ -36,6 +36,32 @@
 // asavie/xdp library as shipped doing xlb's per-packet work). Adding one is
 // adding an entry.
 //
+// # Sweeps
+//
+// Sweep tunes xlb's AF_XDP datapath one per-queue knob at a time, the
+// others at xlb's defaults: batch size, ring sizes, tx budget, busy poll,
+// spin, need_wakeup and, in the direct topology, the queue count. Each
+// point is a Compare run of xlb-afxdp with its own lab. The report has a
+// table and a chart per knob and a recommended [datapath] snippet: a knob
+// leaves its default only for a setting whose slowest repeat beat the
+// default's fastest, since the machines this runs on are noisy.
+//
+// # Queues
+//
+// The bridge lab's veths have one queue. The direct pair can have several
+// (Options.Queues), one xlb worker each. A veth puts what its peer's XDP
+// transmits (the generator's live frames) on the receive queue numbered
+// after the sending CPU, modulo the queue count: the queue index the
+// generator passes to its test run does not steer, its CPUs do, so a
+// multi-queue run needs as many generator CPUs as queues.
+//
+// # Charts
+//
+// Report.WriteCharts and SweepReport.WriteCharts draw PNGs with gonum/plot:
+// delivered Mpps per datapath (median, min-max error bars, coloured by
+// kind), CPU per core stacked user/system/softirq, and Mpps per setting of
+// each swept knob.
+//
 // Every loop is bounded in time: generator threads stop by themselves a
 // little after their planned run, xlb gets bounded waits to start and stop.
 //

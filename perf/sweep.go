@@ -427,7 +427,11 @@ func (r SweepReport) WriteCharts(dir string) ([]string, error) {
 		bars := make([]bar, len(k.Points))
 		for i, p := range k.Points {
 			rec := p.Record
-			b := bar{label: p.Setting, med: rec.PPS.Median / 1e6, min: rec.PPS.Min / 1e6, max: rec.PPS.Max / 1e6}
+			label := p.Setting
+			if p.Default {
+				label += "\n(default)"
+			}
+			b := bar{label: label, med: rec.PPS.Median / 1e6, min: rec.PPS.Min / 1e6, max: rec.PPS.Max / 1e6}
 			switch {
 			case p.Setting == k.Recommended:
 				b.group, b.color = groupRecommended, kindColors[KindCeiling]
