@@ -22,7 +22,7 @@ func cmdPerf(e *env, args []string) int {
 		}
 		return exitUsage
 	}
-	fs := newFlags(e, "perf compare", "[--duration D] [--repeat N] [--json FILE] [--frames 64,512,1500] [--traffic udp,tcp-syn,tcp-ack] [--datapaths a,b] [--topology bridge|direct] [--charts DIR]")
+	fs := newFlags(e, "perf compare", "[--duration D] [--repeat N] [--json FILE] [--frames 64,512,1500] [--traffic udp,tcp-syn,tcp-ack] [--datapaths a,b] [--topology bridge|direct] [--charts DIR] [--queues N --gen-cpus 0,1 --lb-cpus 1,0]")
 	duration := fs.Duration("duration", 0, "measured time of each repeat (default 5s)")
 	repeat := fs.Int("repeat", 0, "repeats per run; the table shows median (min-max) (default 3)")
 	jsonFile := fs.String("json", "", "write the report as JSON to this file")
@@ -31,6 +31,9 @@ func cmdPerf(e *env, args []string) int {
 	datapaths := fs.String("datapaths", "", "comma-separated datapaths (default all: "+strings.Join(perf.Datapaths(), ",")+")")
 	topology := fs.String("topology", "", "bridge (default) or direct")
 	charts := fs.String("charts", "", "write PNG charts (Mpps per datapath, CPU per core) into this directory")
+	queues := fs.Int("queues", 0, "queues of the measured link, one xlb worker each (default 1; more needs --topology direct and xlb datapaths)")
+	genCPUs := fs.String("gen-cpus", "", "comma-separated generator CPUs (default 0); a veth receives on the queue of the sending CPU")
+	lbCPUs := fs.String("lb-cpus", "", "comma-separated balancer CPUs, one per queue (default 1, then 0, ...)")
 	if code, ok := parseFlags(fs, args[1:]); !ok {
 		return code
 	}
@@ -52,6 +55,14 @@ func cmdPerf(e *env, args []string) int {
 		opts.Traffic = append(opts.Traffic, perf.Traffic(t))
 	}
 	opts.Datapaths = splitList(*datapaths)
+	opts.Queues = *queues
+	var ok bool
+	if opts.GenCPUs, ok = cpuList(e, "--gen-cpus", *genCPUs); !ok {
+		return exitUsage
+	}
+	if opts.LBCPUs, ok = cpuList(e, "--lb-cpus", *lbCPUs); !ok {
+		return exitUsage
+	}
 	rep, err := perf.Compare(opts)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "xlb: perf compare: %v\n", err)
@@ -101,6 +112,20 @@ func cmdPerfSweep(e *env, args []string) int {
 		return exitFail
 	}
 	return exitOK
+}
+
+// cpuList parses a comma-separated list of CPU numbers.
+func cpuList(e *env, flag, s string) ([]int, bool) {
+	var out []int
+	for _, f := range splitList(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "xlb: %s: %q is not a CPU number\n", flag, f)
+			return nil, false
+		}
+		out = append(out, n)
+	}
+	return out, true
 }
 
 func splitList(s string) []string {
