@@ -452,20 +452,12 @@ func getFrom(l *lbLab, port int) (string, error) {
 // through the AF_XDP datapath encapsulated (3020 bytes on a 3100-byte
 // fabric) and a 1 MB upload arrives intact.
 func TestJumboFrames(t *testing.T) {
-	needRoot(t)
-	l, err := newLBLabMTU(fmt.Sprintf("xlbj%d", os.Getpid()%100000), xlbBin, t.TempDir(), 3000, 3100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("teardown: %v", err)
-		}
+	l, logw := labForTest(t, func(dir string) (*lbLab, error) {
+		return newLBLabMTU(fmt.Sprintf("xlbj%d", os.Getpid()%100000), xlbBin, dir, 3000, 3100)
 	})
 	cfg := strings.Replace(configText(l.socketPath(), 0, []int{1, 1, 1}), "queues = [0]", "queues = [0]\nframe_size = 4096", 1)
-	logw := &lockedBuffer{}
 	if err := l.startXLB(cfg, logw); err != nil {
-		t.Fatalf("%v\n%s", err, logw.String())
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -476,7 +468,7 @@ func TestJumboFrames(t *testing.T) {
 	sum := sha256.Sum256(body)
 	r, err := lab.Upload(ctx, lab.HTTPClient(l.client), "http://"+labVIP.String(), body)
 	if err != nil {
-		t.Fatalf("upload: %v\n%s", err, logw.String())
+		t.Fatalf("upload: %v", err)
 	}
 	if r.Bytes != int64(len(body)) || r.SHA256 != hex.EncodeToString(sum[:]) {
 		t.Fatalf("upload arrived as %d bytes", r.Bytes)

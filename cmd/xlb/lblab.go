@@ -57,7 +57,7 @@ func newLBLab(prefix, bin, dir string) (*lbLab, error) {
 
 // newLBLabMTU is newLBLab with the client's and the fabric's (balancer and
 // backends) MTUs given.
-func newLBLabMTU(prefix, bin, dir string, clientMTU, fabricMTU int) (_ *lbLab, err error) {
+func newLBLabMTU(prefix, bin, dir string, clientMTU, fabricMTU int) (*lbLab, error) {
 	if err := lab.Cleanup(prefix); err != nil {
 		return nil, err
 	}
@@ -71,6 +71,16 @@ func newLBLabMTU(prefix, bin, dir string, clientMTU, fabricMTU int) (_ *lbLab, e
 	for i, a := range labBackends {
 		spec.Hosts = append(spec.Hosts, lab.HostSpec{Name: fmt.Sprintf("be%d", i+1), Addr: a, MTU: fabricMTU, LoAddrs: []netip.Prefix{vip}})
 	}
+	// On every address: the VIP (decapsulated traffic) and the backend's
+	// own, where health checks probe it.
+	return buildLBLab(spec, bin, dir, "0.0.0.0:80")
+}
+
+// buildLBLab builds spec (hosts client, lb and be1.. be3) and sets up each
+// backend: `xlb decap attach` run for real, as an operator would on a
+// backend (decapArgs are extra flags), and an HTTP server named after the
+// host listening on listen. On error it tears down what it built.
+func buildLBLab(spec lab.Spec, bin, dir, listen string, decapArgs ...string) (_ *lbLab, err error) {
 	l, err := lab.New(spec)
 	if err != nil {
 		return nil, err
@@ -84,13 +94,11 @@ func newLBLabMTU(prefix, bin, dir string, clientMTU, fabricMTU int) (_ *lbLab, e
 	for i := range labBackends {
 		h := l.Hosts[fmt.Sprintf("be%d", i+1)]
 		ll.backends = append(ll.backends, h)
-		// The real CLI, as an operator would run it on a backend.
-		if out, err := h.Command(context.Background(), bin, "decap", "attach", "--interface", lab.HostLink).CombinedOutput(); err != nil {
+		args := append([]string{"decap", "attach", "--interface", lab.HostLink}, decapArgs...)
+		if out, err := h.Command(context.Background(), bin, args...).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("xlb decap attach in %s: %v: %s", h.NS, err, out)
 		}
-		// On every address: the VIP (decapsulated traffic) and the
-		// backend's own, where health checks probe it.
-		srv, err := lab.ServeHTTP(h, "0.0.0.0:80", h.Name)
+		srv, err := lab.ServeHTTP(h, listen, h.Name)
 		if err != nil {
 			return nil, err
 		}

@@ -58,13 +58,29 @@ func needRoot(t *testing.T) {
 	}
 }
 
-// startLab builds the lab and starts xlb with the given weights; everything is
-// torn down when the test ends, pass or fail.
+// startLab builds the lab and starts xlb with the given weights (nil: the
+// test starts xlb itself); everything is torn down when the test ends, pass
+// or fail.
 func startLab(t *testing.T, weights []int) *lbLab {
 	t.Helper()
+	l, logw := labForTest(t, func(dir string) (*lbLab, error) {
+		return newLBLab(fmt.Sprintf("xlbt%d", os.Getpid()%100000), xlbBin, dir)
+	})
+	if weights != nil {
+		if err := l.startXLB(configText(l.socketPath(), 0, weights), logw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
+}
+
+// labForTest builds a lab with build (given a temporary directory), tears
+// it down when the test ends and, if the test failed, logs what xlb logged
+// to the returned buffer.
+func labForTest(t *testing.T, build func(dir string) (*lbLab, error)) (*lbLab, *lockedBuffer) {
+	t.Helper()
 	needRoot(t)
-	prefix := fmt.Sprintf("xlbt%d", os.Getpid()%100000)
-	l, err := newLBLab(prefix, xlbBin, t.TempDir())
+	l, err := build(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,13 +95,7 @@ func startLab(t *testing.T, weights []int) *lbLab {
 			t.Logf("xlb log:\n%s", logw.String())
 		}
 	})
-	// nil weights: the test starts xlb itself.
-	if weights != nil {
-		if err := l.startXLB(configText(l.socketPath(), 0, weights), logw); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return l
+	return l, logw
 }
 
 type lockedBuffer struct {

@@ -145,30 +145,7 @@ func newProtoLab(prefix, bin, dir string) (_ *lbLab, err error) {
 	for i := range labBackends {
 		spec.Hosts = append(spec.Hosts, lab.HostSpec{Name: fmt.Sprintf("be%d", i+1), Addr: labBackends[i], Addr6: protoBackends6[i], MTU: protoMTU, LoAddrs: lo})
 	}
-	l, err := lab.New(spec)
-	if err != nil {
-		return nil, err
-	}
-	ll := &lbLab{Lab: l, client: l.Hosts["client"], lb: l.Hosts["lb"], bin: bin, dir: dir}
-	defer func() {
-		if err != nil {
-			ll.Close()
-		}
-	}()
-	for i := range labBackends {
-		h := l.Hosts[fmt.Sprintf("be%d", i+1)]
-		ll.backends = append(ll.backends, h)
-		out, err := h.Command(context.Background(), bin, "decap", "attach", "--interface", lab.HostLink, "--gue-port", strconv.Itoa(protoGUEPort)).CombinedOutput()
-		if err != nil {
-			return nil, fmt.Errorf("xlb decap attach in %s: %v: %s", h.NS, err, out)
-		}
-		srv, err := lab.ServeHTTP(h, "[::]:80", h.Name)
-		if err != nil {
-			return nil, err
-		}
-		ll.servers = append(ll.servers, srv)
-	}
-	return ll, nil
+	return buildLBLab(spec, bin, dir, "[::]:80", "--gue-port", strconv.Itoa(protoGUEPort))
 }
 
 // startProtoLab builds the protocol lab, starts xlb on protoConfig and waits
@@ -177,20 +154,8 @@ func newProtoLab(prefix, bin, dir string) (_ *lbLab, err error) {
 func startProtoLab(t *testing.T) *lbLab {
 	t.Helper()
 	needRoot(t)
-	l, err := newProtoLab(fmt.Sprintf("xlbp%d", os.Getpid()%100000), xlbBin, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("teardown: %v", err)
-		}
-	})
-	logw := &lockedBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("xlb log:\n%s", logw.String())
-		}
+	l, logw := labForTest(t, func(dir string) (*lbLab, error) {
+		return newProtoLab(fmt.Sprintf("xlbp%d", os.Getpid()%100000), xlbBin, dir)
 	})
 	if err := l.startXLB(protoConfig(l.socketPath()), logw); err != nil {
 		t.Fatal(err)
