@@ -29,7 +29,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#define IP_FRAG_MASK 0x3fff // MF flag and fragment offset
+#include "xlb.h"
 
 // decap_counter indexes decap_counters. Mirrored in Go (counter.go).
 // Every frame is counted once: the five kinds + PASSED + MALFORMED = all.
@@ -49,11 +49,6 @@ enum decap_counter {
 #define GUE_VERSION_SHIFT 6
 #define GUE_CONTROL 0x20
 #define GUE_HLEN_MASK 0x1f
-
-struct vlan_hdr {
-	__be16 tci;
-	__be16 proto;
-};
 
 // l2_hdr is the Ethernet header with room for one VLAN tag.
 struct l2_hdr {

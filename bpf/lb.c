@@ -19,8 +19,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#define IP_DF 0x4000
-#define IP_FRAG_MASK 0x3fff // MF flag and fragment offset
+#include "xlb.h"
+
 #define IPIP_OVERHEAD 20
 #define OUTER_TTL 64
 
@@ -36,19 +36,8 @@
 volatile const __u32 table_size = 65537;
 volatile const __u32 max_vips = 1;
 
-// vip_key and vip_value are steer.c's (bpf.VIPKey, vipValue in Go). Here
-// vip_value.id is the VIP's index: its Maglev table is maglev[id*M, id*M+M).
-struct vip_key {
-	__u8 addr[16];
-	__be16 port;
-	__u8 proto;
-	__u8 family;
-};
-
-struct vip_value {
-	__u32 id;
-	__u32 flags;
-};
+// vip_key and vip_value: xlb.h. Here vip_value.id is the VIP's index: its
+// Maglev table is maglev[id*M, id*M+M).
 
 // flow_key is the 5-tuple, in the words the flow hash takes. Mirrored by
 // lbFlowKey in Go.
@@ -113,11 +102,6 @@ enum lb_counter {
 	LB_DROP_TOO_BIG,
 	LB_DROP_NO_HEADROOM,
 	LB_COUNTER_MAX,
-};
-
-struct vlan_hdr {
-	__be16 tci;
-	__be16 proto;
 };
 
 struct {

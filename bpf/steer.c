@@ -18,42 +18,12 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#define IP_FRAG_OFFSET_MASK 0x1fff
-#define IP_MF 0x2000
-// vip_value.flags of an address marker: fragments to this address go to
-// the kernel instead of the workers (the VIP's fragments = "pass").
-#define VIP_FLAG_PASS_FRAGMENTS 2
+#include "xlb.h"
 
 // MAX_IPV6_EXT_HDRS bounds the IPv6 extension headers (hop-by-hop, routing,
 // destination options) skipped to find the ports. Real traffic carries one
 // or two; a frame with more goes through the address marker.
 #define MAX_IPV6_EXT_HDRS 4
-
-// vip_key is the key of the vips map. Mirrored by bpf.VIPKey in Go.
-// addr holds an IPv4 address in its first 4 bytes (rest zero) or an IPv6
-// address; port is in network byte order; family is 4 or 6.
-//
-// Two special forms:
-//   port 0, proto P: every port of (addr, P).
-//   port 0, proto 0: the "address marker". The Go side inserts one for every
-//                    VIP address; frames to that address whose ports cannot
-//                    be read (non-first IPv4 fragments, IPv6 fragments,
-//                    truncated L4 headers, too many IPv6 extension headers)
-//                    or that are neither TCP nor UDP (ICMP and ICMPv6,
-//                    errors included: a backend's reply leaves with the VIP
-//                    as its source, so errors about it come back to the VIP)
-//                    are redirected through it, so the worker classifies them.
-struct vip_key {
-	__u8 addr[16];
-	__be16 port;
-	__u8 proto;
-	__u8 family;
-};
-
-struct vip_value {
-	__u32 id;
-	__u32 flags;
-};
 
 // steer_counter indexes the counters map. Mirrored in Go (counter.go).
 // SEEN = REDIRECTED + PASSED + MALFORMED; NO_SOCKET is a subset of PASSED.
@@ -64,11 +34,6 @@ enum steer_counter {
 	STEER_MALFORMED = 3,
 	STEER_NO_SOCKET = 4,
 	STEER_COUNTER_MAX = 5,
-};
-
-struct vlan_hdr {
-	__be16 tci;
-	__be16 proto;
 };
 
 struct {

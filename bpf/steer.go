@@ -135,11 +135,11 @@ type vipValue struct {
 	Flags uint32
 }
 
-// vipFlagAddrMarker marks the value of an address marker entry, so a map
-// dump tells markers from VIPs.
+// vipFlagAddrMarker (VIP_FLAG_ADDR_MARKER in xlb.h) marks the value of an
+// address marker entry, so a map dump tells markers from VIPs.
 const vipFlagAddrMarker = 1
 
-// vipFlagPassFragments mirrors VIP_FLAG_PASS_FRAGMENTS in steer.c.
+// vipFlagPassFragments mirrors VIP_FLAG_PASS_FRAGMENTS in xlb.h.
 const vipFlagPassFragments = 2
 
 // SteerCounters are the steer program's counters summed over CPUs.
