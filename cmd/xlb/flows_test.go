@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/lab"
 )
 
@@ -290,9 +291,22 @@ func TestLookupAgreesWithDatapath(t *testing.T) {
 // TestReloadKeepsFlows: 50 long-lived connections, each sending all the
 // time, survive with no reset and no byte lost or reordered while the
 // running instance reloads to add a backend, change weights and drain a
-// backend; new connections follow the new config.
+// backend; new connections follow the new config. In both modes: the
+// native program's maps are rewritten from the same plan.
 func TestReloadKeepsFlows(t *testing.T) {
-	l := startLab(t, []int{1, 1})
+	for _, mode := range []string{config.ModeAFXDP, config.ModeNative} {
+		t.Run(mode, func(t *testing.T) { reloadKeepsFlows(t, mode) })
+	}
+}
+
+func reloadKeepsFlows(t *testing.T, mode string) {
+	l := startLab(t, nil)
+	withMode := func(cfg string) string {
+		return strings.Replace(cfg, "queues = [0]", "queues = [0]\nmode = \""+mode+"\"", 1)
+	}
+	if err := l.startXLB(withMode(configText(l.socketPath(), 0, []int{1, 1})), io.Discard); err != nil {
+		t.Fatal(err)
+	}
 	startEchoServers(t, l)
 	ss := startStreams(t, l, 50)
 	ss.progress(t, 16<<10)
@@ -306,7 +320,7 @@ func TestReloadKeepsFlows(t *testing.T) {
 		{"drain a backend", []int{3, 0, 1}, "backend 198.18.0.12 weight 1 -> 0"},
 	}
 	for _, s := range steps {
-		out, err := reloadWith(t, l, configText(l.socketPath(), 0, s.weights))
+		out, err := reloadWith(t, l, withMode(configText(l.socketPath(), 0, s.weights)))
 		if err != nil || !strings.Contains(out, s.want) {
 			t.Fatalf("%s: reload: %v: %s", s.name, err, out)
 		}
