@@ -184,8 +184,9 @@ type SweepPoint struct {
 }
 
 // Sweep measures xlb's AF_XDP datapath at every point of each selected
-// knob, the other knobs at xlb's defaults: each point is a Compare run
-// (its own lab) of xlb-afxdp. It writes progress and the per-knob tables to
+// knob, the other knobs at xlb's defaults: each repeat of a point is a
+// one-repeat Compare run (its own lab) of xlb-afxdp, and the repeats go
+// round the knob's points. It writes progress and the per-knob tables to
 // Base.Out, the JSON report, charts and recommended snippet where asked,
 // and returns the report. Failed points are recorded with their error and
 // the others still run; the error joins them.
@@ -242,28 +243,28 @@ func Sweep(so SweepOptions) (SweepReport, error) {
 	var errs []error
 	for _, n := range names {
 		k := findKnob(n)
-		kr := KnobResult{Knob: k.name, About: k.about}
-		for _, pt := range k.points(runtime.NumCPU()) {
-			o := base
-			pt.apply(&o)
-			fmt.Fprintf(bo.Out, "sweep %s = %s\n", k.name, pt.label)
-			sp := SweepPoint{Setting: pt.label, Default: pt.def, TOML: pt.toml}
-			o, err := o.withDefaults()
-			if err == nil {
-				var r Report
-				r, err = compare(o, false)
-				if len(r.Records) > 0 {
-					sp.Record = r.Records[0]
+		pts := k.points(runtime.NumCPU())
+		kr := KnobResult{Knob: k.name, About: k.about, Points: make([]SweepPoint, len(pts))}
+		for i, pt := range pts {
+			kr.Points[i] = SweepPoint{Setting: pt.label, Default: pt.def, TOML: pt.toml, Record: Record{
+				Datapath: sweepDatapath, Kind: KindXLB, Traffic: rep.Traffic, FrameSize: rep.Frame,
+			}}
+		}
+		// Rounds: each repeat visits every point once, so that the
+		// machine's drift (other work coming and going, which moves the
+		// rate far more than most knobs do) falls on every point alike.
+		for round := range bo.Repeat {
+			for i, pt := range pts {
+				fmt.Fprintf(bo.Out, "sweep %s = %s, round %d/%d\n", k.name, pt.label, round+1, bo.Repeat)
+				if err := runPoint(base, pt, &kr.Points[i].Record); err != nil {
+					err = fmt.Errorf("perf: sweep %s = %s: %w", k.name, pt.label, err)
+					errs = append(errs, err)
+					kr.Points[i].Record.Error = err.Error()
 				}
 			}
-			if err != nil {
-				err = fmt.Errorf("perf: sweep %s = %s: %w", k.name, pt.label, err)
-				errs = append(errs, err)
-				if sp.Record.Error == "" {
-					sp.Record.Error = err.Error()
-				}
-			}
-			kr.Points = append(kr.Points, sp)
+		}
+		for i := range kr.Points {
+			kr.Points[i].Record.summarize()
 		}
 		kr.recommend()
 		rep.Knobs = append(rep.Knobs, kr)
@@ -288,6 +289,23 @@ func Sweep(so SweepOptions) (SweepReport, error) {
 		errs = append(errs, err)
 	}
 	return rep, errors.Join(errs...)
+}
+
+// runPoint runs one repeat of pt (a Compare run of its own) and appends
+// its measured window to rec.
+func runPoint(base Options, pt knobPoint, rec *Record) error {
+	o := base
+	o.Repeat = 1
+	pt.apply(&o)
+	o, err := o.withDefaults()
+	if err != nil {
+		return err
+	}
+	r, err := compare(o, false)
+	if len(r.Records) > 0 {
+		rec.Runs = append(rec.Runs, r.Records[0].Runs...)
+	}
+	return err
 }
 
 // measured says whether p has a rate to compare.
