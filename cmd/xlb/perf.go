@@ -1,22 +1,28 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 
 	"github.com/xlbproject/xlb/perf"
+	"github.com/xlbproject/xlb/perf/tcpbench"
 )
 
 func cmdPerf(e *env, args []string) int {
 	if len(args) > 0 && args[0] == "sweep" {
 		return cmdPerfSweep(e, args[1:])
 	}
+	if len(args) > 0 && args[0] == "tcp" {
+		return cmdPerfTCP(e, args[1:])
+	}
 	if len(args) == 0 || args[0] != "compare" {
 		fmt.Fprintln(e.stderr, "usage: xlb perf compare [flags]   (xlb perf compare --help)")
 		fmt.Fprintln(e.stderr, "       xlb perf sweep [flags]     (xlb perf sweep --help)")
-		fmt.Fprintln(e.stderr, "\nBuilds a lab of namespaces (generator, balancer, sink), measures each datapath for a fixed\nduration and prints a markdown table; --json writes one record per run. sweep measures xlb's\nAF_XDP datapath over one per-queue knob at a time and recommends a [datapath] setting per knob.")
+		fmt.Fprintln(e.stderr, "       xlb perf tcp [flags]       (xlb perf tcp --help)")
+		fmt.Fprintln(e.stderr, "\nBuilds a lab of namespaces (generator, balancer, sink), measures each datapath for a fixed\nduration and prints a markdown table; --json writes one record per run. sweep measures xlb's\nAF_XDP datapath over one per-queue knob at a time and recommends a [datapath] setting per knob.\ntcp runs real TCP (throughput, connection rate, latency) through xlb in both modes, HAProxy and nginx.")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return exitOK
 		}
@@ -136,4 +142,48 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// cmdPerfTCP runs real TCP through each balancer: xlb in both modes and the
+// proxies users run today.
+func cmdPerfTCP(e *env, args []string) int {
+	fs := newFlags(e, "perf tcp", "[--duration D] [--repeat N] [--streams N] [--clients N] [--rate R] [--datapaths a,b] [--json FILE]")
+	duration := fs.Duration("duration", 0, "measured time of each test window (default 5s)")
+	repeat := fs.Int("repeat", 0, "windows per test; the table shows median (min-max) (default 3)")
+	streams := fs.Int("streams", 0, "parallel streams of the many-stream throughput test (default 8)")
+	clients := fs.Int("clients", 0, "concurrent clients of the connection-rate test (default 16)")
+	rate := fs.Float64("rate", 0, "offered requests per second of the latency test (default 2000)")
+	datapaths := fs.String("datapaths", "", "comma-separated datapaths (default all: "+strings.Join(tcpbench.AllDatapaths, ",")+")")
+	jsonFile := fs.String("json", "", "write the report as JSON to this file")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
+		return exitFail
+	}
+	rep, err := tcpbench.Run(tcpbench.Options{
+		Duration: *duration, Repeat: *repeat, Streams: *streams, Clients: *clients, Rate: *rate,
+		XLBBinary: bin, Datapaths: splitList(*datapaths), Out: e.stderr,
+	})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "xlb: perf tcp: %v\n", err)
+		return exitFail
+	}
+	if err := rep.WriteMarkdown(e.stdout); err != nil {
+		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
+		return exitFail
+	}
+	if *jsonFile != "" {
+		f, err := os.Create(*jsonFile)
+		if err == nil {
+			err = errors.Join(rep.WriteJSON(f), f.Close())
+		}
+		if err != nil {
+			fmt.Fprintf(e.stderr, "xlb: perf tcp: %v\n", err)
+			return exitFail
+		}
+	}
+	return exitOK
 }
