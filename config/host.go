@@ -35,6 +35,18 @@ import (
 // reported for every backend, joined. CheckHost changes c only when it
 // succeeds.
 func (c *Config) CheckHost() error {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return c.Errorf("datapath.cpus", "read CPU affinity: %v", err)
+	}
+	return c.CheckHostCPUs(set)
+}
+
+// CheckHostCPUs is CheckHost against the CPU set allowed instead of the
+// calling thread's affinity: a running instance resolves a reloaded file's
+// default CPUs against the set it started with, after it has kept its
+// other threads off its workers' CPUs.
+func (c *Config) CheckHostCPUs(set unix.CPUSet) error {
 	dp := c.Datapath
 	ifc, err := net.InterfaceByName(dp.Interface)
 	if err != nil {
@@ -56,10 +68,6 @@ func (c *Config) CheckHost() error {
 		}
 	}
 
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		return c.Errorf("datapath.cpus", "read CPU affinity: %v", err)
-	}
 	allowed := cpuList(&set)
 	if len(dp.CPUs) == 0 {
 		dp.CPUs = make([]int, len(dp.Queues))

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xlbproject/xlb/bpf"
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/flowtable"
@@ -32,6 +34,7 @@ const refreshEvery = time.Second
 // per queue, and the plan they share.
 type Engine struct {
 	ifname  string
+	allowed unix.CPUSet // the process's CPUs at start
 	log     *slog.Logger
 	ifindex int
 	steer   *bpf.Steer // afxdp mode
@@ -78,7 +81,12 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 	var srcMAC [6]byte
 	copy(srcMAC[:], ifc.HardwareAddr)
 
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		return nil, fmt.Errorf("datapath: read CPU affinity: %w", err)
+	}
 	e := &Engine{
+		allowed:  allowed,
 		cfg:      cfg,
 		ifname:   ifc.Name,
 		log:      log,
@@ -225,6 +233,11 @@ func (e *Engine) startAFXDP(ifc *net.Interface, srcMAC [6]byte) error {
 	if e.steer, err = bpf.LoadSteer(); err != nil {
 		return err
 	}
+	reserved, err := reserveWorkerCPUs(e.allowed, dp.CPUs)
+	if err != nil {
+		return err
+	}
+	log.Info("worker CPUs", "cpus", dp.CPUs, "reserved_for_workers", reserved)
 	for i, q := range dp.Queues {
 		sock, err := ring.Open(ring.Config{
 			Ifindex:        ifc.Index,

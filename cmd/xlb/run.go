@@ -48,7 +48,7 @@ func cmdRun(e *env, args []string) int {
 	reload := func() ([]string, error) {
 		next, err := config.Load(*file)
 		if err == nil {
-			err = next.CheckHost()
+			err = eng.CheckHost(next)
 		}
 		if err != nil {
 			return nil, err
