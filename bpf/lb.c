@@ -163,36 +163,40 @@ struct {
 	__uint(max_entries, 1);
 } ip_ids SEC(".maps");
 
+// counters: all of a CPU's counters in one value, so that a packet pays one
+// map lookup for the three or four counters it bumps.
+struct lb_counters {
+	__u64 c[LB_COUNTER_MAX];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
-	__type(value, __u64);
-	__uint(max_entries, LB_COUNTER_MAX);
+	__type(value, struct lb_counters);
+	__uint(max_entries, 1);
 } counters SEC(".maps");
 
-static __always_inline void count(__u32 idx)
+static __always_inline void count(struct lb_counters *cnt, __u32 idx)
 {
-	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
-
-	if (v)
-		*v += 1;
+	if (idx < LB_COUNTER_MAX)
+		cnt->c[idx] += 1;
 }
 
-static __always_inline int pass(void)
+static __always_inline int pass(struct lb_counters *cnt)
 {
-	count(LB_PASSED);
+	count(cnt, LB_PASSED);
 	return XDP_PASS;
 }
 
-static __always_inline int malformed(void)
+static __always_inline int malformed(struct lb_counters *cnt)
 {
-	count(LB_MALFORMED);
+	count(cnt, LB_MALFORMED);
 	return XDP_PASS;
 }
 
-static __always_inline int drop(__u32 reason)
+static __always_inline int drop(struct lb_counters *cnt, __u32 reason)
 {
-	count(reason);
+	count(cnt, reason);
 	return XDP_DROP;
 }
 
@@ -250,31 +254,34 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 	__u32 ports = 0;
 	__u8 syn = 0;
 
-	count(LB_SEEN);
+	struct lb_counters *cnt = bpf_map_lookup_elem(&counters, &zero);
+	if (!cnt)
+		return XDP_PASS; // cannot happen: a per-CPU array always has key 0
+	count(cnt, LB_SEEN);
 
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end)
-		return malformed();
+		return malformed(cnt);
 	__u16 ethertype = eth->h_proto;
 	void *l3 = eth + 1;
 	if (ethertype == bpf_htons(ETH_P_8021Q) ||
 	    ethertype == bpf_htons(ETH_P_8021AD)) {
 		struct vlan_hdr *vlan = l3;
 		if ((void *)(vlan + 1) > end)
-			return malformed();
+			return malformed(cnt);
 		ethertype = vlan->proto;
 		l3 = vlan + 1;
 		tagged = 1;
 	}
 	if (ethertype != bpf_htons(ETH_P_IP))
-		return pass(); // IPv6 VIPs are the AF_XDP datapath's for now
+		return pass(cnt); // IPv6 VIPs are the AF_XDP datapath's for now
 
 	struct iphdr *ip = l3;
 	if ((void *)(ip + 1) > end)
-		return malformed();
+		return malformed(cnt);
 	__u32 hlen = ip->ihl * 4;
 	if (hlen < sizeof(*ip) || l3 + hlen > end)
-		return malformed();
+		return malformed(cnt);
 	key.family = 4;
 	key.proto = ip->protocol;
 	__builtin_memcpy(key.addr, &ip->daddr, 4);
@@ -323,12 +330,12 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		key.port = 0;
 		key.proto = 0;
 		if (!bpf_map_lookup_elem(&vips, &key))
-			return pass();
-		return drop(reason ? reason : LB_DROP_NO_VIP);
+			return pass(cnt);
+		return drop(cnt, reason ? reason : LB_DROP_NO_VIP);
 	}
 	__u32 vip_id = vip->id;
 	if (vip_id >= max_vips)
-		return drop(LB_DROP_NO_VIP);
+		return drop(cnt, LB_DROP_NO_VIP);
 
 	// Flow table first, except for a TCP SYN: a new connection always
 	// takes the current Maglev choice (a reused 5-tuple must not stick to
@@ -352,7 +359,7 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		if (be && !(be->flags & BACKEND_VALID))
 			be = NULL;
 		if (be)
-			count(LB_FLOW_HIT);
+			count(cnt, LB_FLOW_HIT);
 	}
 	if (!be) {
 		__u32 h = jhash_3words(fk.saddr, fk.daddr, ports, FLOW_SEED ^ key.proto);
@@ -360,11 +367,11 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		__u32 idx = vip_id * table_size + slot;
 		__u32 *s = bpf_map_lookup_elem(&maglev, &idx);
 		if (!s || *s == EMPTY_SLOT)
-			return drop(LB_DROP_NO_BACKEND);
+			return drop(cnt, LB_DROP_NO_BACKEND);
 		backend_id = *s;
 		be = bpf_map_lookup_elem(&backends, &backend_id);
 		if (!be || !(be->flags & BACKEND_VALID))
-			return drop(LB_DROP_NO_BACKEND);
+			return drop(cnt, LB_DROP_NO_BACKEND);
 		if (fvp) {
 			fvp->backend = backend_id;
 			fvp->hash = h;
@@ -374,13 +381,13 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		}
 	}
 	if (!(be->flags & BACKEND_RESOLVED))
-		return drop(LB_DROP_NO_NEIGHBOR);
+		return drop(cnt, LB_DROP_NO_NEIGHBOR);
 
 	struct source *src = bpf_map_lookup_elem(&source, &zero);
 	if (!src)
-		return drop(LB_DROP_TOO_BIG);
+		return drop(cnt, LB_DROP_TOO_BIG);
 	if (total + IPIP_OVERHEAD > src->mtu)
-		return drop(LB_DROP_TOO_BIG);
+		return drop(cnt, LB_DROP_TOO_BIG);
 
 	// Everything the new headers need from the old ones, read before the
 	// frame moves.
@@ -414,9 +421,9 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 	// Drop Ethernet padding past the IP packet, as EncapIPIP does.
 	__u32 padding = frame_len - (l3off + total);
 	if (padding && bpf_xdp_adjust_tail(ctx, -(int)padding))
-		return drop(LB_DROP_BAD_IP_LENGTH);
+		return drop(cnt, LB_DROP_BAD_IP_LENGTH);
 	if (bpf_xdp_adjust_head(ctx, -IPIP_OVERHEAD))
-		return drop(LB_DROP_NO_HEADROOM);
+		return drop(cnt, LB_DROP_NO_HEADROOM);
 
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
@@ -425,7 +432,7 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		struct vlan_hdr *vlan = (void *)(eth + 1);
 		struct iphdr *oip = (void *)(vlan + 1);
 		if ((void *)(oip + 1) > end)
-			return drop(LB_DROP_NO_HEADROOM);
+			return drop(cnt, LB_DROP_NO_HEADROOM);
 		eth->h_proto = tpid;
 		vlan->tci = tag.tci;
 		vlan->proto = bpf_htons(ETH_P_IP);
@@ -433,7 +440,7 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 	} else {
 		struct iphdr *oip = (void *)(eth + 1);
 		if ((void *)(oip + 1) > end)
-			return drop(LB_DROP_NO_HEADROOM);
+			return drop(cnt, LB_DROP_NO_HEADROOM);
 		eth->h_proto = bpf_htons(ETH_P_IP);
 		__builtin_memcpy(oip, &outer, sizeof(outer));
 	}
@@ -445,7 +452,7 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		st->packets += 1;
 		st->bytes += frame_len;
 	}
-	count(LB_FORWARDED);
+	count(cnt, LB_FORWARDED);
 	return XDP_TX;
 }
 

@@ -371,9 +371,15 @@ func (lb *LB) Counters() (LBCounters, error) {
 	if lb.closed {
 		return LBCounters{}, ErrClosed
 	}
-	var raw [lbCounterMax]uint64
-	if err := sumPerCPU(lb.objs.Counters, raw[:]); err != nil {
+	var perCPU [][lbCounterMax]uint64
+	if err := lb.objs.Counters.Lookup(uint32(0), &perCPU); err != nil {
 		return LBCounters{}, fmt.Errorf("bpf: lb counters: %w", err)
+	}
+	var raw [lbCounterMax]uint64
+	for _, cpu := range perCPU {
+		for i, v := range cpu {
+			raw[i] += v
+		}
 	}
 	c := LBCounters{
 		Seen:      raw[lbSeen],

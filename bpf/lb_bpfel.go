@@ -41,6 +41,11 @@ type lbFlowValue struct {
 	Hash    uint32
 }
 
+type lbLbCounters struct {
+	_ structs.HostLayout
+	C [15]uint64
+}
+
 type lbSource struct {
 	_    structs.HostLayout
 	Addr uint32

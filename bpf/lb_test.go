@@ -547,8 +547,8 @@ func TestLBLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := spec.Maps[lbMapCounters].MaxEntries; int(n) != lbCounterMax {
-		t.Errorf("lb counters map has %d entries, Go knows %d", n, lbCounterMax)
+	if n := spec.Maps[lbMapCounters].ValueSize; int(n) != 8*lbCounterMax {
+		t.Errorf("lb counters value has %d bytes, Go knows %d counters", n, lbCounterMax)
 	}
 	for name, size := range map[string]uintptr{
 		lbMapBackends: unsafe.Sizeof(lbBackend{}), lbMapSource: unsafe.Sizeof(lbSource{}),
