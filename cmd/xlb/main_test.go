@@ -329,7 +329,10 @@ func TestMalformedFrames(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		after = stats(t, l)
-		if counted(after)-counted(before) >= want || time.Now().After(deadline) {
+		// Drops are counted per packet, rx/tx once per batch: wait for
+		// both.
+		forwarded := after.Queues[0].TxPackets - before.Queues[0].TxPackets
+		if counted(after)-counted(before) >= want && forwarded >= uint64(len(good)) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
