@@ -72,23 +72,45 @@ protocol = "udp"
 // testPlan builds a plan for testConfig with the given next hops known.
 func testPlan(tb testing.TB, nexthops map[netip.Addr][6]byte) (*Plan, *config.Config) {
 	tb.Helper()
-	cfg, err := config.Parse("test.toml", []byte(testConfig))
+	cfg := parseTestConfig(tb, "test.toml", testConfig)
+	return planFor(tb, planInput{cfg: cfg, nexthops: nexthops}), cfg
+}
+
+// parseTestConfig parses a test config and sets the outer sources that
+// CheckHost would.
+func parseTestConfig(tb testing.TB, name, text string) *config.Config {
+	tb.Helper()
+	cfg, err := config.Parse(name, []byte(text))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cfg.Datapath.Source = lbAddr
-	tables, err := buildTables(cfg, nil)
+	cfg.Datapath.Source, cfg.Datapath.Source6 = lbAddr, lbAddr6
+	return cfg
+}
+
+// planFor builds in.cfg's tables (with in.down) and plan the way the engine
+// does, one worker, filling in empty maps and a fresh ID allocator.
+func planFor(tb testing.TB, in planInput) *Plan {
+	tb.Helper()
+	var err error
+	if in.tables, err = buildTables(in.cfg, in.down); err != nil {
+		tb.Fatal(err)
+	}
+	if in.nexthops == nil {
+		in.nexthops = map[netip.Addr][6]byte{}
+	}
+	if in.counters == nil {
+		in.counters = map[backendKey]*BackendCounters{}
+	}
+	if in.ids == nil {
+		in.ids = newIDAllocator()
+	}
+	in.workers = 1
+	p, err := buildPlan(in)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if nexthops == nil {
-		nexthops = map[netip.Addr][6]byte{}
-	}
-	p, err := buildPlan(planInput{cfg: cfg, tables: tables, nexthops: nexthops, counters: map[backendKey]*BackendCounters{}, ids: newIDAllocator(), workers: 1})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return p, cfg
+	return p
 }
 
 type frameSpec struct {

@@ -8,8 +8,6 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-
-	"github.com/xlbproject/xlb/config"
 )
 
 const modesConfig = `
@@ -58,20 +56,7 @@ var lbAddr6 = netip.MustParseAddr("2001:db8::1")
 
 func modesPlan(t *testing.T) *Plan {
 	t.Helper()
-	cfg, err := config.Parse("modes.toml", []byte(modesConfig))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Datapath.Source, cfg.Datapath.Source6 = lbAddr, lbAddr6
-	tables, err := buildTables(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := buildPlan(planInput{cfg: cfg, tables: tables, counters: map[backendKey]*BackendCounters{}, ids: newIDAllocator(), workers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return planFor(t, planInput{cfg: parseTestConfig(t, "modes.toml", modesConfig)})
 }
 
 // packetTo builds a client frame (TCP ACK, or an ICMP echo request) to dst.

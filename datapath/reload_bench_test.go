@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/xlbproject/xlb/config"
 )
 
 // bigConfig is one VIP with n backends, as a file would hold it.
@@ -34,19 +32,7 @@ func BenchmarkReload(b *testing.B) {
 	ps := &planSet{ids: newIDAllocator(), counters: map[backendKey]*BackendCounters{}}
 	var current atomic.Pointer[Plan]
 	reload := func(data []byte) {
-		cfg, err := config.Parse("big.toml", data)
-		if err != nil {
-			b.Fatal(err)
-		}
-		cfg.Datapath.Source = lbAddr
-		tables, err := buildTables(cfg, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		p, err := buildPlan(planInput{cfg: cfg, tables: tables, counters: ps.counters, ids: ps.ids, workers: 1})
-		if err != nil {
-			b.Fatal(err)
-		}
+		p := planFor(b, planInput{cfg: parseTestConfig(b, "big.toml", string(data)), counters: ps.counters, ids: ps.ids})
 		current.Store(p)
 	}
 	reload(files[0])

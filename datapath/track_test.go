@@ -5,8 +5,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-
-	"github.com/xlbproject/xlb/config"
 )
 
 // planSet builds successive plans the way the engine does, sharing the ID
@@ -28,24 +26,12 @@ func (ps *planSet) build(t *testing.T, weights map[string]int, down ...string) *
 		}
 		fmt.Fprintf(&b, "[[vip.backend]]\naddress = %q\nweight = %d\nmac = \"02:00:00:00:00:%02d\"\n", addr, w, i)
 	}
-	cfg, err := config.Parse("track.toml", []byte(b.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Datapath.Source = lbAddr
+	cfg := parseTestConfig(t, "track.toml", b.String())
 	dm := map[backendKey]bool{}
 	for _, d := range down {
 		dm[backendKey{idOf(cfg.VIPs[0]), netip.MustParseAddr(d)}] = true
 	}
-	tables, err := buildTables(cfg, dm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := buildPlan(planInput{cfg: cfg, tables: tables, counters: ps.counters, ids: ps.ids, down: dm, workers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return planFor(t, planInput{cfg: cfg, counters: ps.counters, ids: ps.ids, down: dm})
 }
 
 // sendTo forwards one packet of the flow from sport and returns the backend
