@@ -19,7 +19,6 @@ var ErrNoVIP = errors.New("not a VIP")
 // list them in, which is what lets several xlb instances sit behind ECMP.
 type Resolver struct {
 	plan *Plan
-	cfg  *config.Config
 }
 
 // NewResolver builds the tables of cfg.
@@ -32,7 +31,7 @@ func NewResolver(cfg *config.Config) (*Resolver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Resolver{plan: p, cfg: cfg}, nil
+	return &Resolver{plan: p}, nil
 }
 
 // Lookup returns the backend a new flow from src to dst would be sent to.

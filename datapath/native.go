@@ -45,10 +45,10 @@ func (e *Engine) startNative(ifc *net.Interface, srcMAC [6]byte) error {
 // gets the zero entry, so its tracked flows pick again), then each VIP's
 // table, then the VIPs.
 func (e *Engine) syncLB(p *Plan) error {
-	backends := make([]bpf.LBBackend, len(p.byID))
-	if max := e.lb.Options().MaxBackends; len(backends) > max {
-		return fmt.Errorf("datapath: native mode: %d backend IDs used, the lb program holds %d: restart xlb", len(backends), max)
+	if max := e.lb.Options().MaxBackends; len(p.byID) > max {
+		return fmt.Errorf("datapath: native mode: %d backend IDs used, the lb program holds %d: restart xlb", len(p.byID), max)
 	}
+	backends := make([]bpf.LBBackend, len(p.byID))
 	for id, b := range p.byID {
 		if b != nil {
 			backends[id] = bpf.LBBackend{Addr: addrOf(b), MAC: b.mac, Resolved: b.resolved}

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -95,14 +96,14 @@ func diff(old, next *config.Config) []string {
 		if o.TableSize != v.TableSize {
 			out = append(out, fmt.Sprintf("vip %s maglev slots %d -> %d", v, o.TableSize, v.TableSize))
 		}
-		ob := map[string]config.Backend{}
+		ob := map[netip.Addr]config.Backend{}
 		for _, b := range o.Backends {
-			ob[b.Address.String()] = b
+			ob[b.Address] = b
 		}
-		nb := map[string]bool{}
+		nb := map[netip.Addr]bool{}
 		for _, b := range v.Backends {
-			nb[b.Address.String()] = true
-			p, ok := ob[b.Address.String()]
+			nb[b.Address] = true
+			p, ok := ob[b.Address]
 			switch {
 			case !ok:
 				out = append(out, fmt.Sprintf("vip %s backend %s added (weight %d)", v, b.Address, b.Weight))
@@ -120,7 +121,7 @@ func diff(old, next *config.Config) []string {
 			}
 		}
 		for _, b := range o.Backends {
-			if !nb[b.Address.String()] {
+			if !nb[b.Address] {
 				out = append(out, fmt.Sprintf("vip %s backend %s removed", v, b.Address))
 			}
 		}
