@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -165,13 +166,12 @@ func sendRequests(ctx context.Context, l *lbLab, n, parallel int) (served map[st
 	return served, failed
 }
 
+// indent prefixes every line of s with four spaces.
 func indent(s string) string {
-	lines := []byte("    ")
-	for i := 0; i < len(s); i++ {
-		lines = append(lines, s[i])
-		if s[i] == '\n' && i+1 < len(s) {
-			lines = append(lines, "    "...)
-		}
+	body, nl := strings.CutSuffix(s, "\n")
+	out := "    " + strings.ReplaceAll(body, "\n", "\n    ")
+	if nl {
+		out += "\n"
 	}
-	return string(lines)
+	return out
 }
