@@ -65,7 +65,7 @@ func cmdRun(e *env, args []string) int {
 			}
 			return changes, nil
 		},
-	})
+	}, log)
 	if err != nil {
 		log.Error("control socket", "err", err)
 		if cerr := eng.Close(); cerr != nil {
