@@ -128,19 +128,53 @@ func Listen(path string, handlers map[string]Handler, log *slog.Logger) (*Server
 	return s, nil
 }
 
+// CheckPath reports what Listen would refuse about path without creating,
+// removing or connecting to anything: a directory others may write to
+// (ErrUnsafeDir) or a file other than a socket at path (ErrNotSocket). A
+// missing directory or socket is fine, and so is a live one.
+func CheckPath(path string) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("control: socket path %q is not absolute", path)
+	}
+	// The owner is not checked: `xlb check` may run as another user than
+	// `xlb run` will.
+	// What this user may not look at, `xlb run` will.
+	err := checkDir(filepath.Dir(path), -1)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
+		return nil
+	case err != nil:
+		return fmt.Errorf("control: %w", err)
+	case fi.Mode().Type() != fs.ModeSocket:
+		return fmt.Errorf("control: %s (%s) %w", path, fileType(fi.Mode()), ErrNotSocket)
+	}
+	return nil
+}
+
 // prepareDir creates dir 0700 if it is missing, else checks that nobody but
 // the server's user (root) can add, remove or rename files in it: whoever
 // can could replace the socket with one of their own. An existing directory
 // is never chmod-ed: xlb cannot tell whether it made it, and loosening or
 // tightening a directory others use (/run, /tmp) is not its call.
 func prepareDir(dir string) error {
-	fi, err := os.Stat(dir)
+	err := checkDir(dir, os.Geteuid())
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("control: create socket directory: %w", err)
 		}
 		return nil
 	}
+	return err
+}
+
+// checkDir checks an existing directory for prepareDir: that owner (unless
+// -1) owns it and that nobody else may write to it.
+func checkDir(dir string, owner int) error {
+	fi, err := os.Stat(dir)
 	if err != nil {
 		return fmt.Errorf("control: socket directory: %w", err)
 	}
@@ -151,8 +185,8 @@ func prepareDir(dir string) error {
 	if !ok {
 		return fmt.Errorf("control: %s: no owner information", dir)
 	}
-	if euid := os.Geteuid(); int(st.Uid) != euid {
-		return fmt.Errorf("control: %s: %w: owned by uid %d, not %d (chown it or use another directory)", dir, ErrUnsafeDir, st.Uid, euid)
+	if owner >= 0 && int(st.Uid) != owner {
+		return fmt.Errorf("control: %s: %w: owned by uid %d, not %d (chown it or use another directory)", dir, ErrUnsafeDir, st.Uid, owner)
 	}
 	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
 		return fmt.Errorf("control: %s: %w: mode %04o lets other users replace the socket (chmod go-w it; 0700 is what xlb creates)", dir, ErrUnsafeDir, perm)
@@ -336,7 +370,7 @@ func Call(ctx context.Context, path, command string, args, out any) error {
 		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
 			return fmt.Errorf("%w at %s", ErrNotRunning, path)
 		case errors.Is(err, fs.ErrPermission):
-			return fmt.Errorf("control: connect %s: permission denied (only root may use the control socket)", path)
+			return fmt.Errorf("control: connect %s: only root may use the control socket: %w", path, err)
 		case ctx.Err() != nil:
 			return fmt.Errorf("control: connect %s: %w: %w", path, ErrNoAnswer, ctx.Err())
 		}

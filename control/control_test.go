@@ -330,6 +330,9 @@ func TestListenLeavesOtherFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if err := CheckPath(path); !errors.Is(err, ErrNotSocket) {
+				t.Errorf("CheckPath = %v, want ErrNotSocket", err)
+			}
 			srv, err := Listen(path, nil, nil)
 			if err == nil {
 				srv.Close()
@@ -360,6 +363,9 @@ func TestListenRefusesLooseDirectory(t *testing.T) {
 			}
 			if err := os.Chmod(dir, mode); err != nil {
 				t.Fatal(err)
+			}
+			if err := CheckPath(filepath.Join(dir, "xlb.sock")); !errors.Is(err, ErrUnsafeDir) {
+				t.Errorf("CheckPath = %v, want ErrUnsafeDir", err)
 			}
 			_, err := Listen(filepath.Join(dir, "xlb.sock"), nil, nil)
 			if !errors.Is(err, ErrUnsafeDir) || !strings.Contains(err.Error(), dir) {

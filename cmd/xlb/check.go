@@ -6,6 +6,7 @@ import (
 	"net"
 
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/control"
 )
 
 func cmdCheck(e *env, args []string) int {
@@ -20,6 +21,16 @@ func cmdCheck(e *env, args []string) int {
 	}
 	printPlan(e.stdout, cfg)
 	return exitOK
+}
+
+// checkSocket refuses, as `xlb run` would once attached, a control socket
+// path that holds something else than a socket or whose directory others
+// may write to; reported at control.socket's line.
+func checkSocket(cfg *config.Config) error {
+	if err := control.CheckPath(cfg.Control.Socket); err != nil {
+		return cfg.Errorf("control.socket", "%v", err)
+	}
+	return nil
 }
 
 // printPlan prints the plan as xlb run would apply it, defaults resolved.

@@ -67,11 +67,17 @@ func cmdRun(e *env, args []string) int {
 		},
 	}, log)
 	if err != nil {
+		code := exitFail
+		// What sits at the path or its directory is the host disagreeing
+		// with the file, as a missing interface is: a config error.
+		if errors.Is(err, control.ErrNotSocket) || errors.Is(err, control.ErrUnsafeDir) {
+			err, code = cfg.Errorf("control.socket", "%v", err), exitConfig
+		}
 		log.Error("control socket", "err", err)
 		if cerr := eng.Close(); cerr != nil {
 			log.Error("detach", "err", cerr)
 		}
-		return exitFail
+		return code
 	}
 	log.Info("xlb running", "config", cfg.File, "control", srv.Path(), "vips", len(cfg.VIPs), "queues", cfg.Datapath.Queues)
 	for sig := range sigs {
@@ -107,6 +113,9 @@ func loadChecked(e *env, file string) (*config.Config, int) {
 	cfg, err := config.Load(file)
 	if err == nil {
 		err = cfg.CheckHost()
+	}
+	if err == nil {
+		err = checkSocket(cfg)
 	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
