@@ -55,6 +55,11 @@ func printPlan(w io.Writer, cfg *config.Config) {
 	}
 	fmt.Fprintf(w, "outer source: %s, IPv6 %s\n", src, src6)
 	fmt.Fprintf(w, "flow table: %d entries per queue, idle tcp %v udp %v\n", dp.FlowTableSize, dp.FlowTCPTimeout, dp.FlowUDPTimeout)
+	if dp.ICMPRateLimit == 0 {
+		fmt.Fprintln(w, "icmp sent by the balancer: no rate limit")
+	} else {
+		fmt.Fprintf(w, "icmp sent by the balancer: at most %d/s per queue, burst %d\n", dp.ICMPRateLimit, dp.ICMPRateBurst)
+	}
 	fmt.Fprintf(w, "control socket: %s\n", cfg.Control.Socket)
 	for _, v := range cfg.VIPs {
 		port := fmt.Sprint(v.Port)

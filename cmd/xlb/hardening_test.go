@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+
+	"github.com/xlbproject/xlb/bpf"
+	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/control"
 )
 
@@ -119,5 +124,118 @@ func TestRunLeavesFileAtSocketPath(t *testing.T) {
 		if b, err := os.ReadFile(sock); err != nil || string(b) != "not a socket" {
 			t.Errorf("after xlb %s the file holds %q, %v", cmd, b, err)
 		}
+	}
+}
+
+// TestConfigLimitsMatchBPF: the capacities config checks files against are
+// the sizes the BPF programs give their maps, read from the objects xlb
+// embeds, and the bounds bpf's loaders enforce.
+func TestConfigLimitsMatchBPF(t *testing.T) {
+	spec := func(name string) *ebpf.CollectionSpec {
+		t.Helper()
+		s, err := ebpf.LoadCollectionSpec(filepath.Join("..", "..", "bpf", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	steer, lb := spec("steer_bpfel.o"), spec("lb_bpfel.o")
+	checks := []struct {
+		what      string
+		got, want uint64
+	}{
+		{"steer.c vips max_entries", uint64(steer.Maps["vips"].MaxEntries), config.MaxVIPEntries},
+		{"lb.c vips max_entries", uint64(lb.Maps["vips"].MaxEntries), config.MaxVIPEntries},
+		{"steer.c xsks max_entries", uint64(steer.Maps["xsks"].MaxEntries), config.MaxQueues},
+		{"bpf.MaxQueues", bpf.MaxQueues, config.MaxQueues},
+		{"bpf.DefaultLBMaxBackends", bpf.DefaultLBMaxBackends, config.NativeMaxIDs},
+		{"bpf.DefaultLBMaxVIPs", bpf.DefaultLBMaxVIPs, config.NativeMinVIPTables},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %d, config says %d", c.what, c.got, c.want)
+		}
+	}
+	// The lb loader refuses a Maglev map over its bound before it loads
+	// anything (no root needed): one more table than config allows.
+	const size = config.DefaultTableSize
+	_, err := bpf.LoadLB(bpf.LBOptions{TableSize: size, MaxVIPs: config.NativeMaglevSlots/size + 1})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("MaxVIPs*TableSize at most %d", config.NativeMaglevSlots)) {
+		t.Errorf("LoadLB over config.NativeMaglevSlots: %v", err)
+	}
+}
+
+// TestCheckRefusesTooManyVIPs: a file with more VIPs than the steering map
+// holds fails `xlb check` (and `xlb run`, before attaching anything) with
+// exit 3 and the line of the first VIP that does not fit.
+func TestCheckRefusesTooManyVIPs(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("[datapath]\ninterface = \"lo\"\nqueues = [0]\n")
+	line, at := 4, 0
+	for i := range 2100 {
+		if i == 2048 {
+			at = line
+		}
+		fmt.Fprintf(&b, "[[vip]]\naddress = \"198.18.%d.%d\"\nport = 80\n  [[vip.backend]]\n  address = \"198.19.0.1\"\n", 100+i/250, 1+i%250)
+		line += 5
+	}
+	file := filepath.Join(t.TempDir(), "many.toml")
+	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"check", "run"} {
+		code, _, stderr := runCmd(cmd, "-c", file)
+		want := fmt.Sprintf("%s:%d: vip[2048]: the VIP map is full: 2100 VIPs on 2100 addresses need 4200 entries", file, at)
+		if code != exitConfig || !strings.Contains(stderr, want) {
+			t.Errorf("xlb %s: exit %d, stderr %q, want exit 3 and %q", cmd, code, stderr, want)
+		}
+	}
+}
+
+// TestCheckBoundsFileSize: `xlb check -c /dev/zero` stops at the size limit
+// with a clear error and exit 3.
+func TestCheckBoundsFileSize(t *testing.T) {
+	code, _, stderr := runCmd("check", "-c", "/dev/zero")
+	if want := "xlb: /dev/zero: larger than 16 MiB, the limit for a config file\n"; code != exitConfig || stderr != want {
+		t.Errorf("exit %d, stderr %q, want exit 3 and %q", code, stderr, want)
+	}
+}
+
+// TestCheckWarns: likely mistakes are printed as warnings on stderr, with
+// their line, and check still succeeds.
+func TestCheckWarns(t *testing.T) {
+	text := `[datapath]
+interface = "lo"
+queues = [0]
+
+[[vip]]
+address = "198.18.100.1"
+port = 80
+  [[vip.backend]]
+  address = "198.18.100.1"
+  [[vip.backend]]
+  address = "198.18.0.2"
+  weight = 0
+`
+	file := filepath.Join(t.TempDir(), "warn.toml")
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCmd("check", "-c", file)
+	if code != exitOK || !strings.Contains(stdout, "config "+file+": ok") || !strings.Contains(stdout, "icmp sent by the balancer: at most 1000/s per queue, burst 50") {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	want := "xlb: warning: " + file + ":9: vip[0].backend[0].address: 198.18.100.1 is the VIP's own address: its packets would come back to the balancer\n"
+	if stderr != want {
+		t.Errorf("stderr %q, want %q", stderr, want)
+	}
+	// Without the backend at the VIP's address, no weight is left.
+	text = strings.Replace(text, "address = \"198.18.100.1\"\n  [[vip.backend]]", "address = \"198.18.0.3\"\n  weight = 0\n  [[vip.backend]]", 1)
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runCmd("check", "-c", file)
+	if want := "xlb: warning: " + file + ":5: vip[0]: every backend of 198.18.100.1:80/tcp has weight 0 or is drained: the VIP takes no new flows\n"; code != exitOK || stderr != want {
+		t.Errorf("exit %d, stderr %q, want %q", code, stderr, want)
 	}
 }

@@ -121,5 +121,8 @@ func loadChecked(e *env, file string) (*config.Config, int) {
 		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
 		return nil, exitConfig
 	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(e.stderr, "xlb: warning: %v\n", w)
+	}
 	return cfg, exitOK
 }
