@@ -28,8 +28,10 @@ const (
 	// NativeMinVIPTables is how many VIP Maglev tables the lb program's
 	// maglev map holds at least (room for VIPs a reload adds).
 	NativeMinVIPTables = 64
-	// NativeMaglevSlots bounds the lb program's maglev map:
-	// max(NativeMinVIPTables, VIPs) tables of datapath.table_size slots.
+	// NativeMaglevSlots bounds the lb program's maglev map, which holds
+	// max(NativeMinVIPTables, VIPs) tables of datapath.table_size slots
+	// and one spare table, where a VIP's new table can be written before
+	// it switches to it.
 	NativeMaglevSlots = 1 << 28
 )
 
@@ -81,10 +83,10 @@ func (d *decoder) limits(c *Config) {
 		d.errorf(indexKey("vip", over), "mode = \"native\": %d VIPs and their backends need %d IDs, the lb program holds %d; this VIP is the first that does not fit",
 			len(c.VIPs), ids, NativeMaxIDs)
 	}
-	tables := uint64(max(NativeMinVIPTables, len(c.VIPs)))
+	tables := uint64(max(NativeMinVIPTables, len(c.VIPs)) + 1)
 	if slots := tables * uint64(dp.TableSize); slots > NativeMaglevSlots {
 		d.errorf(d.blame("datapath.table_size", "datapath.mode"),
-			"mode = \"native\": %d Maglev tables of %d slots (%d slots) exceed the lb program's %d; use a table_size of at most %d",
+			"mode = \"native\": %d Maglev tables (one spare) of %d slots (%d slots) exceed the lb program's %d; use a table_size of at most %d",
 			tables, dp.TableSize, slots, NativeMaglevSlots, NativeMaglevSlots/tables)
 	}
 }

@@ -58,9 +58,9 @@ func TestLimits(t *testing.T) {
 		{"native: 4096 IDs fit", manyVIPs("mode = \"native\"", 1, 4095, false), "", "", 0},
 		{"native: 4097 IDs", manyVIPs("mode = \"native\"", 2, 2048, false), "vip[1]", "mode = \"native\": 2 VIPs and their backends need 4098 IDs, the lb program holds 4096", 1},
 		{"afxdp: 4097 IDs fit", manyVIPs("", 2, 2048, false), "", "", 0},
-		{"native: largest table", manyVIPs("mode = \"native\"\ntable_size = 4194301", 1, 1, false), "", "", 0},
-		{"native: table too large", manyVIPs("mode = \"native\"\ntable_size = 4194319", 1, 1, false), "datapath.table_size",
-			"mode = \"native\": 64 Maglev tables of 4194319 slots (268436416 slots) exceed the lb program's 268435456; use a table_size of at most 4194304", 0},
+		{"native: largest table", manyVIPs("mode = \"native\"\ntable_size = 4129771", 1, 1, false), "", "", 0},
+		{"native: table too large", manyVIPs("mode = \"native\"\ntable_size = 4129777", 1, 1, false), "datapath.table_size",
+			"mode = \"native\": 65 Maglev tables (one spare) of 4129777 slots (268435505 slots) exceed the lb program's 268435456; use a table_size of at most 4129776", 0},
 		{"afxdp: large table fits", manyVIPs("table_size = 16777213", 1, 1, false), "", "", 0},
 	}
 	for _, tt := range tests {

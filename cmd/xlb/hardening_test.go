@@ -157,10 +157,10 @@ func TestConfigLimitsMatchBPF(t *testing.T) {
 		}
 	}
 	// The lb loader refuses a Maglev map over its bound before it loads
-	// anything (no root needed): one more table than config allows.
+	// anything (no root needed): more tables than config allows.
 	const size = config.DefaultTableSize
 	_, err := bpf.LoadLB(bpf.LBOptions{TableSize: size, MaxVIPs: config.NativeMaglevSlots/size + 1})
-	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("MaxVIPs*TableSize at most %d", config.NativeMaglevSlots)) {
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprint(config.NativeMaglevSlots)) {
 		t.Errorf("LoadLB over config.NativeMaglevSlots: %v", err)
 	}
 }
