@@ -20,10 +20,13 @@ import (
 )
 
 // runCmd runs one xlb command in-process and returns its exit code and
-// output.
+// output. Its signal channel is closed: an `xlb run` that got as far as
+// waiting for signals stops at once instead of hanging the test.
 func runCmd(args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
-	code = run(&env{stdout: &out, stderr: &errb}, args)
+	sigs := make(chan os.Signal)
+	close(sigs)
+	code = run(&env{stdout: &out, stderr: &errb, signals: sigs}, args)
 	return code, out.String(), errb.String()
 }
 
