@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"strconv"
@@ -83,6 +84,13 @@ type Datapath struct {
 	// backend without a packet: TCP, and every other protocol (UDP).
 	// Both in [MinFlowTimeout, MaxFlowTimeout].
 	FlowTCPTimeout, FlowUDPTimeout time.Duration
+
+	// ICMPRateLimit is how many ICMP messages of its own (echo replies,
+	// frag-needed, packet-too-big) each worker sends per second at most,
+	// 0..MaxICMPRate; 0 means no limit. ICMPRateBurst is how many it may
+	// send at once after a quiet spell (the token bucket's depth),
+	// 1..MaxICMPRate. Forwarded ICMP errors are not counted.
+	ICMPRateLimit, ICMPRateBurst uint32
 }
 
 // Control is the [control] table.
@@ -239,6 +247,8 @@ const (
 	DefaultFlowTableSize  = 1 << 18
 	DefaultFlowTCPTimeout = 15 * time.Minute
 	DefaultFlowUDPTimeout = 30 * time.Second
+	DefaultICMPRateLimit  = 1000 // Linux's net.ipv4.icmp_msgs_per_sec
+	DefaultICMPRateBurst  = 50   // Linux's net.ipv4.icmp_msgs_burst
 	DefaultGUEPort        = 6080
 	DefaultFragments      = FragmentsDrop
 
@@ -263,6 +273,8 @@ const (
 	MaxFlowTableSize = 1 << 24
 	MinFlowTimeout   = time.Second
 	MaxFlowTimeout   = 24 * time.Hour // the flow table's own limit
+
+	MaxICMPRate = 1000000
 
 	MinHealthInterval  = 10 * time.Millisecond
 	MaxHealthInterval  = time.Hour
@@ -296,6 +308,8 @@ func DefaultDatapath() Datapath {
 		FlowTableSize:  DefaultFlowTableSize,
 		FlowTCPTimeout: DefaultFlowTCPTimeout,
 		FlowUDPTimeout: DefaultFlowUDPTimeout,
+		ICMPRateLimit:  DefaultICMPRateLimit,
+		ICMPRateBurst:  DefaultICMPRateBurst,
 	}
 }
 
@@ -341,9 +355,15 @@ func (e *Error) Error() string {
 	return s + e.Msg
 }
 
-// Load reads and parses the file at path.
+// Load reads and parses the file at path. It reads at most MaxFileSize
+// bytes (and one more, to tell a larger file).
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -354,6 +374,9 @@ func Load(path string) (*Config, error) {
 // depend on the host (CheckHost does the rest). file names the source in
 // errors. Every error is an *Error, or several joined.
 func Parse(file string, data []byte) (*Config, error) {
+	if len(data) > MaxFileSize {
+		return nil, errTooLarge(file)
+	}
 	idx := newPosIndex(data)
 	if idx.deep > 0 {
 		return nil, &Error{File: file, Line: idx.deep, Key: idx.lineKey(idx.deep), Msg: fmt.Sprintf("nested more than %d levels deep", maxDepth)}

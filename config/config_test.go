@@ -208,6 +208,14 @@ protocol = "tcp"
 			`f.toml:10: stats: unknown key`},
 		{"bad backend address", twoVIPs,
 			`f.toml:17: vip[1].backend[0].address: "198.18.0.x" is not an IP address`},
+		{"backend with a port", edit(`address = "198.18.0.11"`, `  address = "198.18.0.2:80"`),
+			`f.toml:9: vip[0].backend[0].address: "198.18.0.2:80" is an address with a port: write the address alone ("198.18.0.2"); a backend takes its VIP's port`},
+		{"ipv6 backend with a port", edit(`address = "198.18.0.11"`, `  address = "[2001:db8::2]:80"`),
+			`f.toml:9: vip[0].backend[0].address: "[2001:db8::2]:80" is an address with a port: write the address alone ("2001:db8::2"); a backend takes its VIP's port`},
+		{"icmp rate limit negative", edit("interface", "interface = \"eth0\"\nicmp_rate_limit = -1"),
+			`f.toml:3: datapath.icmp_rate_limit: ICMP rate limit out of range: -1 (must be 0..1000000)`},
+		{"icmp burst 0", edit("interface", "interface = \"eth0\"\nicmp_rate_burst = 0"),
+			`f.toml:3: datapath.icmp_rate_burst: ICMP burst out of range: 0 (must be 1..1000000)`},
 		{"bad vip address", edit(`address = "198.18.100.1"`, `address = "vip"`),
 			`f.toml:5: vip[0].address: "vip" is not an IP address`},
 		{"ipv6 vip with ipv4 backend", edit(`address = "198.18.100.1"`, `address = "2001:db8::1"`),
@@ -370,6 +378,8 @@ source6 = "2001:db8::1"
 flow_table_size = 1024
 flow_tcp_timeout = "1h30m"
 flow_udp_timeout = "2s"
+icmp_rate_limit = 0
+icmp_rate_burst = 7
 
 [control]
 socket = "/tmp/x.sock"
@@ -422,6 +432,7 @@ backend = [
 		Source: netip.MustParseAddr("198.18.0.1"), TableSize: 251,
 		Source6: netip.MustParseAddr("2001:db8::1"), FlowTableSize: 1024,
 		FlowTCPTimeout: 90 * time.Minute, FlowUDPTimeout: 2 * time.Second,
+		ICMPRateLimit: 0, ICMPRateBurst: 7,
 	}
 	if !reflect.DeepEqual(c.Datapath, want) {
 		t.Errorf("datapath:\n got %+v\nwant %+v", c.Datapath, want)

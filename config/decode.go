@@ -272,6 +272,10 @@ func (d *decoder) addr(key string, v any) (netip.Addr, bool) {
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
+		if ap, perr := netip.ParseAddrPort(s); perr == nil {
+			d.errorf(key, "%q is an address with a port: write the address alone (%q); a backend takes its VIP's port", s, ap.Addr())
+			return netip.Addr{}, false
+		}
 		d.errorf(key, "%q is not an IP address", s)
 		return netip.Addr{}, false
 	}
@@ -352,6 +356,7 @@ var datapathKeys = []string{
 	"need_wakeup", "busy_poll", "busy_poll_budget", "spin", "tx_budget",
 	"source", "source6", "table_size",
 	"flow_table_size", "flow_tcp_timeout", "flow_udp_timeout",
+	"icmp_rate_limit", "icmp_rate_burst",
 }
 
 func (d *decoder) datapath(dp *Datapath, path string, t map[string]any) {
@@ -425,6 +430,10 @@ func (d *decoder) datapath(dp *Datapath, path string, t map[string]any) {
 			if t, ok := d.duration(key, v, "flow timeout", MinFlowTimeout, MaxFlowTimeout); ok {
 				dp.FlowUDPTimeout = t
 			}
+		case "icmp_rate_limit":
+			d.u32(&dp.ICMPRateLimit, key, v, "ICMP rate limit", 0, MaxICMPRate)
+		case "icmp_rate_burst":
+			d.u32(&dp.ICMPRateBurst, key, v, "ICMP burst", 1, MaxICMPRate)
 		}
 	})
 }

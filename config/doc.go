@@ -38,9 +38,30 @@
 // a restart can apply (socket and memory sizing: the interface, queues, CPUs,
 // UMEM, rings, socket options, flow_table_size, control.socket). Everything
 // else (VIPs, backends, weights, drain states, health checks, Maglev table
-// sizes, sources, flow timeouts) is applied live, and established flows keep
-// their backend through the flow table. A backend's State "drain" takes it
-// out of new flows like weight 0 but keeps its weight (EffectiveWeight).
+// sizes, sources, flow timeouts, ICMP rate limits) is applied live, and
+// established flows keep their backend through the flow table. A backend's
+// State "drain" takes it out of new flows like weight 0 but keeps its
+// weight (EffectiveWeight).
+//
+// # Limits
+//
+// A file must fit the kernel maps the datapath fills, and Parse checks that
+// it does, so that `xlb check` refuses what `xlb run` would (limits.go):
+// the VIP map holds MaxVIPEntries entries, one per VIP and one per distinct
+// VIP address; the steering program serves queues below MaxQueues; in
+// native mode VIPs and backends together take at most NativeMaxIDs IDs and
+// max(NativeMinVIPTables, VIPs) Maglev tables of table_size slots at most
+// NativeMaglevSlots. The error is at the VIP (or key) that first does not
+// fit. These values copy the sizes bpf/ gives its maps (config does not
+// import bpf); a test in cmd/xlb holds them equal. A file is at most
+// MaxFileSize (16 MiB): Load reads no more, so a file that never ends
+// (/dev/zero) is an error, not an exhausted machine.
+//
+// # Warnings
+//
+// Config.Warnings lists what is valid but most likely a mistake, located as
+// errors are: a backend at its VIP's own address, a VIP all of whose
+// backends have weight 0 or drain. `xlb check` prints them and exits 0.
 //
 // # Errors
 //

@@ -57,6 +57,9 @@ func (c *Config) CheckHostCPUs(set unix.CPUSet) error {
 		return c.Errorf("datapath.interface", "%s: count RX queues: %v", dp.Interface, err)
 	}
 	if len(dp.Queues) == 0 {
+		if nrx > MaxQueues && dp.Mode == ModeAFXDP {
+			return c.Errorf("datapath.queues", "%s has %d RX queues and the steering program serves queues 0..%d: list the queues to serve", dp.Interface, nrx, MaxQueues-1)
+		}
 		dp.Queues = make([]int, nrx)
 		for i := range dp.Queues {
 			dp.Queues[i] = i

@@ -77,8 +77,8 @@ func TestCheckHostErrors(t *testing.T) {
 	}{
 		{"unknown interface", fmt.Sprintf("interface = %q", missing),
 			fmt.Sprintf("/etc/xlb.toml:2: datapath.interface: no interface %q in this network namespace", missing)},
-		{"queue beyond the interface", "interface = \"lo\"\nqueues = [0, 1000]",
-			"/etc/xlb.toml:3: datapath.queues[1]: queue 1000 does not exist: lo has 1 RX queues"},
+		{"queue beyond the interface", "interface = \"lo\"\nqueues = [0, 60]",
+			"/etc/xlb.toml:3: datapath.queues[1]: queue 60 does not exist: lo has 1 RX queues"},
 		{"cpu outside the mask", "interface = \"lo\"\nqueues = [0]\ncpus = [\n  4000,\n]",
 			fmt.Sprintf("/etc/xlb.toml:5: datapath.cpus[0]: CPU 4000 is not in this process's affinity mask %v", allowedCPUs(t))},
 		{"cpus for default queues", "interface = \"lo\"\ncpus = [0, 0, 0]",

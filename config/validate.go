@@ -138,6 +138,7 @@ func (d *decoder) validate(c *Config) {
 			}
 		}
 	}
+	d.limits(c)
 }
 
 // families checks the address families of a VIP and its backends. The

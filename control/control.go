@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -27,44 +30,87 @@ type Response struct {
 	Result json.RawMessage `json:"result,omitempty"`
 }
 
-// Handler answers one command. The returned value is encoded as JSON.
+// Handler answers one command. The returned value is encoded as JSON. ctx
+// ends when the server closes; a handler is never cut off by a timeout of
+// the server's own, since its caller waits for its answer.
 type Handler func(ctx context.Context, args json.RawMessage) (any, error)
 
-// ErrInUse is returned by Listen when another instance answers on the socket.
-var ErrInUse = errors.New("control socket in use by a running instance")
+var (
+	// ErrInUse is returned by Listen when another instance answers on the
+	// socket.
+	ErrInUse = errors.New("control socket in use by a running instance")
+	// ErrNotSocket is returned by Listen when something other than a Unix
+	// socket sits at the socket path: xlb removes only stale sockets.
+	ErrNotSocket = errors.New("exists and is not a Unix socket; xlb removes only a stale socket there: move it away or set another control.socket")
+	// ErrUnsafeDir is returned by Listen when the socket's directory could
+	// be changed by another user than the server's.
+	ErrUnsafeDir = errors.New("unsafe control socket directory")
+	// ErrNotRunning is returned by Call when nothing listens at the path.
+	ErrNotRunning = errors.New("no running xlb instance")
+	// ErrNoAnswer is returned by Call when its context ended before the
+	// server answered: the request may still be under way.
+	ErrNoAnswer = errors.New("no answer")
+)
+
+// RemoteError is the error a server answered with: the request reached it
+// and was refused or failed there.
+type RemoteError struct {
+	Command string
+	Message string
+}
+
+func (e *RemoteError) Error() string { return fmt.Sprintf("control: %s: %s", e.Command, e.Message) }
 
 // maxRequest bounds what a client may send: requests are a few bytes.
 const maxRequest = 1 << 20
 
-// ioTimeout bounds one exchange so a stuck client cannot hold a goroutine.
+// maxResponse bounds what a client reads: stats of thousands of backends
+// are a few MB.
+const maxResponse = 64 << 20
+
+// ioTimeout bounds reading a request and writing its answer, so that a
+// client that stalls cannot hold a goroutine and a descriptor. The handler
+// in between has no such bound.
 const ioTimeout = 5 * time.Second
+
+// Accept retries: the first wait after a failed accept and the cap of the
+// doubling waits, as net/http's Server uses.
+const (
+	acceptRetryMin = 5 * time.Millisecond
+	acceptRetryMax = time.Second
+)
 
 // Server serves the control socket.
 type Server struct {
 	path     string
 	ln       *net.UnixListener
 	handlers map[string]Handler
+	log      *slog.Logger
+	ctx      context.Context // handlers' context, cancelled by Close
+	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	once     sync.Once
 }
 
-// Listen creates the socket at path (and its directory, mode 0700).
-func Listen(path string, handlers map[string]Handler) (*Server, error) {
+// Listen creates the socket at path and serves handlers on it until Close.
+// Accept failures are logged to log (nil: slog.Default()) and retried.
+//
+// The directory is created (mode 0700) if it is missing; an existing one
+// must belong to the server's user and be writable by nobody else. A stale
+// socket at path (nothing answers on it) is replaced; anything else there
+// is an ErrNotSocket error and is left as it is.
+func Listen(path string, handlers map[string]Handler, log *slog.Logger) (*Server, error) {
 	if !filepath.IsAbs(path) {
 		return nil, fmt.Errorf("control: socket path %q is not absolute", path)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("control: create socket directory: %w", err)
+	if log == nil {
+		log = slog.Default()
 	}
-	if _, err := os.Stat(path); err == nil {
-		conn, err := net.DialTimeout("unix", path, time.Second)
-		if err == nil {
-			conn.Close()
-			return nil, fmt.Errorf("control: %s: %w", path, ErrInUse)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("control: remove stale socket: %w", err)
-		}
+	if err := prepareDir(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	if err := removeStale(path); err != nil {
+		return nil, err
 	}
 	// The umask makes the socket 0600 from its creation on: a chmod after
 	// bind would leave a window in which anyone could connect.
@@ -75,32 +121,159 @@ func Listen(path string, handlers map[string]Handler) (*Server, error) {
 		return nil, fmt.Errorf("control: listen %s: %w", path, err)
 	}
 	ln.SetUnlinkOnClose(true)
-	s := &Server{path: path, ln: ln, handlers: handlers}
+	s := &Server{path: path, ln: ln, handlers: handlers, log: log}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.serve()
 	return s, nil
 }
 
+// CheckPath reports what Listen would refuse about path without creating,
+// removing or connecting to anything: a directory others may write to
+// (ErrUnsafeDir) or a file other than a socket at path (ErrNotSocket). A
+// missing directory or socket is fine, and so is a live one.
+func CheckPath(path string) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("control: socket path %q is not absolute", path)
+	}
+	// The owner is not checked: `xlb check` may run as another user than
+	// `xlb run` will.
+	// What this user may not look at, `xlb run` will.
+	err := checkDir(filepath.Dir(path), -1)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
+		return nil
+	case err != nil:
+		return fmt.Errorf("control: %w", err)
+	case fi.Mode().Type() != fs.ModeSocket:
+		return fmt.Errorf("control: %s (%s) %w", path, fileType(fi.Mode()), ErrNotSocket)
+	}
+	return nil
+}
+
+// prepareDir creates dir 0700 if it is missing, else checks that nobody but
+// the server's user (root) can add, remove or rename files in it: whoever
+// can could replace the socket with one of their own. An existing directory
+// is never chmod-ed: xlb cannot tell whether it made it, and loosening or
+// tightening a directory others use (/run, /tmp) is not its call.
+func prepareDir(dir string) error {
+	err := checkDir(dir, os.Geteuid())
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("control: create socket directory: %w", err)
+		}
+		return nil
+	}
+	return err
+}
+
+// checkDir checks an existing directory for prepareDir: that owner (unless
+// -1) owns it and that nobody else may write to it.
+func checkDir(dir string, owner int) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("control: socket directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("control: %s: %w: not a directory", dir, ErrUnsafeDir)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("control: %s: no owner information", dir)
+	}
+	if owner >= 0 && int(st.Uid) != owner {
+		return fmt.Errorf("control: %s: %w: owned by uid %d, not %d (chown it or use another directory)", dir, ErrUnsafeDir, st.Uid, owner)
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("control: %s: %w: mode %04o lets other users replace the socket (chmod go-w it; 0700 is what xlb creates)", dir, ErrUnsafeDir, perm)
+	}
+	return nil
+}
+
+// removeStale removes a Unix socket at path that nothing answers on. A live
+// socket is ErrInUse; a file of any other type is ErrNotSocket.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("control: %s (%s) %w", path, fileType(fi.Mode()), ErrNotSocket)
+	}
+	conn, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		conn.Close()
+		return fmt.Errorf("control: %s: %w", path, ErrInUse)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("control: remove stale socket: %w", err)
+	}
+	return nil
+}
+
+func fileType(m fs.FileMode) string {
+	switch m.Type() {
+	case 0:
+		return "a regular file"
+	case fs.ModeDir:
+		return "a directory"
+	case fs.ModeSymlink:
+		return "a symbolic link"
+	case fs.ModeNamedPipe:
+		return "a named pipe"
+	case fs.ModeDevice, fs.ModeDevice | fs.ModeCharDevice:
+		return "a device"
+	}
+	return "a special file"
+}
+
 // Path is the socket's file name.
 func (s *Server) Path() string { return s.path }
 
-// Close stops accepting, waits for exchanges in flight and removes the file.
+// Close stops accepting, cancels the handlers' context, waits for exchanges
+// in flight and removes the file.
 func (s *Server) Close() error {
 	var err error
 	s.once.Do(func() {
+		s.cancel()
 		err = s.ln.Close()
 		s.wg.Wait()
 	})
 	return err
 }
 
+// serve accepts until Close. A failed accept never ends it: running out of
+// descriptors (EMFILE, ENFILE), memory (ENOBUFS, ENOMEM) or an aborted
+// connection are passing states, and a control socket that stopped
+// answering for good would leave a running instance that nobody can reload
+// or read. It waits and retries instead, doubling the wait up to a cap, so
+// a persistent failure costs a log line a second, not a busy loop.
 func (s *Server) serve() {
 	defer s.wg.Done()
+	var delay time.Duration
 	for {
 		conn, err := s.ln.AcceptUnix()
 		if err != nil {
-			return
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			delay = min(max(2*delay, acceptRetryMin), acceptRetryMax)
+			s.log.Error("control socket: accept failed; retrying", "socket", s.path, "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+			case <-s.ctx.Done():
+				return
+			}
+			continue
 		}
+		delay = 0
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -111,38 +284,58 @@ func (s *Server) serve() {
 }
 
 func (s *Server) handle(conn *net.UnixConn) {
-	_ = conn.SetDeadline(time.Now().Add(ioTimeout))
-	enc := json.NewEncoder(conn)
+	// The deadline covers reading the request only: the handler may take
+	// as long as it needs (a reload building large tables), and the client
+	// waits for it.
+	_ = conn.SetReadDeadline(time.Now().Add(ioTimeout))
+	reply := func(r Response) {
+		_ = conn.SetWriteDeadline(time.Now().Add(ioTimeout))
+		_ = json.NewEncoder(conn).Encode(r)
+	}
 	if err := checkPeer(conn); err != nil {
-		_ = enc.Encode(Response{Error: err.Error()})
+		reply(Response{Error: err.Error()})
 		return
 	}
-	var req Request
-	if err := json.NewDecoder(io.LimitReader(conn, maxRequest)).Decode(&req); err != nil {
-		_ = enc.Encode(Response{Error: fmt.Sprintf("bad request: %v", err)})
+	req, err := decodeRequest(conn)
+	if err != nil {
+		reply(Response{Error: err.Error()})
 		return
 	}
+	_ = conn.SetReadDeadline(time.Time{})
 	h, ok := s.handlers[req.Command]
 	if !ok {
-		_ = enc.Encode(Response{Error: fmt.Sprintf("unknown command %q", req.Command)})
+		reply(Response{Error: fmt.Sprintf("unknown command %q", req.Command)})
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
-	defer cancel()
-	v, err := h(ctx, req.Args)
+	v, err := h(s.ctx, req.Args)
 	if err != nil {
-		_ = enc.Encode(Response{Error: err.Error()})
+		reply(Response{Error: err.Error()})
 		return
 	}
 	raw, err := json.Marshal(v)
 	if err != nil {
-		_ = enc.Encode(Response{Error: fmt.Sprintf("encode result: %v", err)})
+		reply(Response{Error: fmt.Sprintf("encode result: %v", err)})
 		return
 	}
-	_ = enc.Encode(Response{Result: raw})
+	reply(Response{Result: raw})
 }
 
-// checkPeer refuses peers that are neither root nor the server's own user.
+// decodeRequest reads one request of at most maxRequest bytes.
+func decodeRequest(r io.Reader) (Request, error) {
+	var req Request
+	if err := json.NewDecoder(io.LimitReader(r, maxRequest)).Decode(&req); err != nil {
+		return Request{}, fmt.Errorf("bad request: %w", err)
+	}
+	if req.Command == "" {
+		return Request{}, errors.New("bad request: no command")
+	}
+	return req, nil
+}
+
+// checkPeer refuses every peer that is not root. The socket's mode already
+// keeps others out; this holds even if the mode or the directory's was
+// loosened by hand. The server's own user is not let in when it is not root:
+// xlb runs as root, and one rule is easier to reason about than two.
 func checkPeer(conn *net.UnixConn) error {
 	raw, err := conn.SyscallConn()
 	if err != nil {
@@ -158,41 +351,62 @@ func checkPeer(conn *net.UnixConn) error {
 	if credErr != nil {
 		return fmt.Errorf("peer credentials: %w", credErr)
 	}
-	if cred.Uid != 0 && int(cred.Uid) != os.Geteuid() {
-		return fmt.Errorf("permission denied for uid %d", cred.Uid)
+	if cred.Uid != 0 {
+		return fmt.Errorf("permission denied for uid %d: only root may use the control socket", cred.Uid)
 	}
 	return nil
 }
 
-// Call sends one command to the server at path and decodes its result into out
-// (which may be nil).
+// Call sends one command to the server at path and decodes its result into
+// out (which may be nil). It waits for the answer as long as ctx allows, no
+// longer and no shorter. Its errors tell what happened to the request:
+// ErrNotRunning (it never left), a *RemoteError (the server answered with
+// an error), ErrNoAnswer (ctx ended first: the server may still be at it).
 func Call(ctx context.Context, path, command string, args, out any) error {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
-		return fmt.Errorf("control: connect %s (is xlb running?): %w", path, err)
+		switch {
+		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+			return fmt.Errorf("%w at %s", ErrNotRunning, path)
+		case errors.Is(err, fs.ErrPermission):
+			return fmt.Errorf("control: connect %s: only root may use the control socket: %w", path, err)
+		case ctx.Err() != nil:
+			return fmt.Errorf("control: connect %s: %w: %w", path, ErrNoAnswer, ctx.Err())
+		}
+		return fmt.Errorf("control: connect %s: %w", path, err)
 	}
 	defer conn.Close()
-	deadline := time.Now().Add(ioTimeout)
-	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
-		deadline = dl
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
 	}
-	_ = conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	// ctx's end shows as a deadline error on the connection: name it.
+	ioErr := func(what string, err error) error {
+		if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("control: %s: %w", what, ErrNoAnswer)
+		}
+		return fmt.Errorf("control: %s: %w", what, err)
+	}
 	req := Request{Command: command}
 	if args != nil {
 		if req.Args, err = json.Marshal(args); err != nil {
 			return fmt.Errorf("control: encode %s args: %w", command, err)
 		}
 	}
-	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return fmt.Errorf("control: send %s: %w", command, err)
-	}
+	// A server that refuses the peer answers before reading the request
+	// and closes, so the send may fail: its answer is still to be read.
+	sendErr := json.NewEncoder(conn).Encode(req)
 	var resp Response
-	if err := json.NewDecoder(io.LimitReader(conn, 64<<20)).Decode(&resp); err != nil {
-		return fmt.Errorf("control: read %s reply: %w", command, err)
+	if err := json.NewDecoder(io.LimitReader(conn, maxResponse)).Decode(&resp); err != nil {
+		if sendErr != nil {
+			return ioErr("send "+command, sendErr)
+		}
+		return ioErr("read "+command+" reply", err)
 	}
 	if resp.Error != "" {
-		return fmt.Errorf("control: %s: %s", command, resp.Error)
+		return &RemoteError{Command: command, Message: resp.Error}
 	}
 	if out == nil {
 		return nil

@@ -12,7 +12,12 @@
 //   - KindHTTP: a probe connects, sends "GET Path" with the Host header
 //     (default "ADDR:PORT"), "Connection: close" and User-Agent
 //     xlb-health/1, and succeeds when the status is Expect (default 200).
-//     At most 4 KB of the body is read; the connection is never reused.
+//     The status line and headers may take at most 64 KiB: an answer whose
+//     head runs longer fails the probe with that reason, so a broken or
+//     hostile backend (an endless status line) costs the balancer a bounded
+//     read, not its memory. At most 4 KiB of the body is read and the rest
+//     ignored: a long body is no failure, the status decides. The
+//     connection is never reused.
 //
 // Each probe is bounded by Timeout (connect, send and the response head).
 // A tracker per target turns results into a State: Up goes Down after Fall

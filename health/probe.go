@@ -16,13 +16,23 @@ import (
 // checker's dialer decides from which network namespace probes leave.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
+// maxHead bounds the status line and headers of an HTTP check's answer: a
+// health endpoint's head is a few hundred bytes, and a backend gone wrong
+// (or not an HTTP server) must not make the balancer read without end.
+const maxHead = 64 << 10
+
 // maxBody is how much of an HTTP check's response body is read (and
 // discarded) before the connection is closed.
 const maxBody = 4 << 10
 
-// errStatus is wrapped by an HTTP check that got an answer with another
-// status than the one expected.
-var errStatus = errors.New("unexpected status")
+var (
+	// errStatus is wrapped by an HTTP check that got an answer with
+	// another status than the one expected.
+	errStatus = errors.New("unexpected status")
+	// errHeadTooLarge is wrapped by an HTTP check whose answer's status
+	// line and headers do not end within maxHead bytes.
+	errHeadTooLarge = fmt.Errorf("status line and headers longer than %d bytes", maxHead)
+)
 
 // userAgent names the prober in backends' access logs.
 const userAgent = "xlb-health/1"
@@ -67,13 +77,21 @@ func getHTTP(ctx context.Context, conn net.Conn, addr string, s Spec) error {
 	if err := req.Write(conn); err != nil {
 		return fmt.Errorf("send request: %w", err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	// Everything is read through lr: at most maxHead bytes for the head,
+	// then at most maxBody more for the body.
+	lr := &io.LimitedReader{R: conn, N: maxHead}
+	resp, err := http.ReadResponse(bufio.NewReader(lr), req)
 	if err != nil {
+		if lr.N == 0 {
+			return fmt.Errorf("read response: %w", errHeadTooLarge)
+		}
 		return fmt.Errorf("read response: %w", err)
 	}
 	// Drain a small body: closing a socket with unread data sends a RST
 	// instead of a FIN, which backends log as a reset. Never read more
-	// than maxBody, whatever the response claims.
+	// than maxBody, whatever the response claims; a longer body is not a
+	// failure (the status decides), it is just not read.
+	lr.N = maxBody
 	io.CopyN(io.Discard, resp.Body, maxBody)
 	resp.Body.Close()
 	if resp.StatusCode != s.Expect {

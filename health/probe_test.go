@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -219,5 +220,60 @@ func TestProbeHTTPTimeout(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("cancelled probe did not return")
+	}
+}
+
+// TestProbeHTTPBounded: answers that never end (a status line, a header, a
+// stream of headers, a chunked body) cost a probe a bounded amount of
+// memory; those whose head never ends fail with the reason.
+func TestProbeHTTPBounded(t *testing.T) {
+	const bound = 16 << 20 // bytes a probe may allocate, with room to spare
+	tests := []struct {
+		name   string
+		prefix string
+		repeat string // sent after prefix until the probe hangs up
+		fail   bool
+	}{
+		{"endless status line", "HTTP/1.1 200 ", "a", true},
+		{"endless header", "HTTP/1.1 200 OK\r\nX-Long: ", "b", true},
+		{"endless headers", "HTTP/1.1 200 OK\r\n", "X-More: c\r\n", true},
+		{"endless chunked body", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "10\r\n0123456789abcdef\r\n", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, port := listen(t)
+			chunk := []byte(strings.Repeat(tt.repeat, (64<<10)/len(tt.repeat)))
+			serve(t, ln, func(c net.Conn) {
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				if _, err := io.WriteString(c, tt.prefix); err != nil {
+					return
+				}
+				for {
+					if _, err := c.Write(chunk); err != nil {
+						return // the probe hung up, or serve's deadline
+					}
+				}
+			})
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			err := runProbe(t, target(KindHTTP, port, func(s *Spec) { s.Timeout = 3 * time.Second; s.Interval = 4 * time.Second }))
+			runtime.ReadMemStats(&after)
+			alloc := after.TotalAlloc - before.TotalAlloc
+			t.Logf("probe allocated %d KiB: %v", alloc>>10, err)
+			if alloc > bound {
+				t.Errorf("probe allocated %d bytes, want under %d", alloc, bound)
+			}
+			switch {
+			case tt.fail && !errors.Is(err, errHeadTooLarge):
+				t.Errorf("error %v, want %v", err, errHeadTooLarge)
+			case tt.fail && !strings.Contains(err.Error(), "longer than 65536 bytes"):
+				t.Errorf("error %q does not give the reason", err)
+			case !tt.fail && err != nil:
+				t.Errorf("200 with an endless body: %v", err)
+			}
+		})
 	}
 }

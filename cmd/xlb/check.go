@@ -6,6 +6,7 @@ import (
 	"net"
 
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/control"
 )
 
 func cmdCheck(e *env, args []string) int {
@@ -20,6 +21,16 @@ func cmdCheck(e *env, args []string) int {
 	}
 	printPlan(e.stdout, cfg)
 	return exitOK
+}
+
+// checkSocket refuses, as `xlb run` would once attached, a control socket
+// path that holds something else than a socket or whose directory others
+// may write to; reported at control.socket's line.
+func checkSocket(cfg *config.Config) error {
+	if err := control.CheckPath(cfg.Control.Socket); err != nil {
+		return cfg.Errorf("control.socket", "%v", err)
+	}
+	return nil
 }
 
 // printPlan prints the plan as xlb run would apply it, defaults resolved.
@@ -44,6 +55,11 @@ func printPlan(w io.Writer, cfg *config.Config) {
 	}
 	fmt.Fprintf(w, "outer source: %s, IPv6 %s\n", src, src6)
 	fmt.Fprintf(w, "flow table: %d entries per queue, idle tcp %v udp %v\n", dp.FlowTableSize, dp.FlowTCPTimeout, dp.FlowUDPTimeout)
+	if dp.ICMPRateLimit == 0 {
+		fmt.Fprintln(w, "icmp sent by the balancer: no rate limit")
+	} else {
+		fmt.Fprintf(w, "icmp sent by the balancer: at most %d/s per queue, burst %d\n", dp.ICMPRateLimit, dp.ICMPRateBurst)
+	}
 	fmt.Fprintf(w, "control socket: %s\n", cfg.Control.Socket)
 	for _, v := range cfg.VIPs {
 		port := fmt.Sprint(v.Port)

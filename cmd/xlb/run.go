@@ -65,13 +65,19 @@ func cmdRun(e *env, args []string) int {
 			}
 			return changes, nil
 		},
-	})
+	}, log)
 	if err != nil {
+		code := exitFail
+		// What sits at the path or its directory is the host disagreeing
+		// with the file, as a missing interface is: a config error.
+		if errors.Is(err, control.ErrNotSocket) || errors.Is(err, control.ErrUnsafeDir) {
+			err, code = cfg.Errorf("control.socket", "%v", err), exitConfig
+		}
 		log.Error("control socket", "err", err)
 		if cerr := eng.Close(); cerr != nil {
 			log.Error("detach", "err", cerr)
 		}
-		return exitFail
+		return code
 	}
 	log.Info("xlb running", "config", cfg.File, "control", srv.Path(), "vips", len(cfg.VIPs), "queues", cfg.Datapath.Queues)
 	for sig := range sigs {
@@ -108,9 +114,15 @@ func loadChecked(e *env, file string) (*config.Config, int) {
 	if err == nil {
 		err = cfg.CheckHost()
 	}
+	if err == nil {
+		err = checkSocket(cfg)
+	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
 		return nil, exitConfig
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(e.stderr, "xlb: warning: %v\n", w)
 	}
 	return cfg, exitOK
 }

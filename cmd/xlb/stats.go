@@ -1,8 +1,8 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -14,10 +14,11 @@ import (
 )
 
 func cmdStats(e *env, args []string) int {
-	fs := newFlags(e, "stats", "[-c FILE | --socket PATH] [--json]")
+	fs := newFlags(e, "stats", "[-c FILE | --socket PATH] [--json] [--timeout D]")
 	file := fs.String("c", "", "config file of the running instance (to find its control socket)")
 	socket := fs.String("socket", config.DefaultSocket, "control socket of the running instance")
 	asJSON := fs.Bool("json", false, "print the raw counters as JSON")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the instance's answer (0: as long as it takes)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -25,10 +26,13 @@ func cmdStats(e *env, args []string) int {
 	if path == "" {
 		return code
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := withTimeout(*timeout)
 	defer cancel()
 	var st datapath.Stats
 	if err := control.Call(ctx, path, "stats", nil, &st); err != nil {
+		if errors.Is(err, control.ErrNoAnswer) {
+			err = fmt.Errorf("no answer from %s within %s", path, *timeout)
+		}
 		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
 		return exitFail
 	}
