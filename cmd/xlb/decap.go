@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 
-	"github.com/xlbproject/xlb/bpf"
+	"github.com/xlbproject/xlb/bpf/decap"
 )
 
 func cmdDecap(e *env, args []string) int {
@@ -18,7 +18,7 @@ func cmdDecap(e *env, args []string) int {
 	action := args[0]
 	fs := newFlags(e, "decap "+action, "--interface IF")
 	ifname := fs.String("interface", "", "interface to act on")
-	guePort := fs.Uint("gue-port", bpf.DefaultGUEPort, "UDP port of GUE packets to decapsulate (attach; 0 = no GUE)")
+	guePort := fs.Uint("gue-port", decap.DefaultGUEPort, "UDP port of GUE packets to decapsulate (attach; 0 = no GUE)")
 	if code, ok := parseFlags(fs, args[1:]); !ok {
 		return code
 	}
@@ -34,16 +34,16 @@ func cmdDecap(e *env, args []string) int {
 			fmt.Fprintf(e.stderr, "xlb: --gue-port %d is not a port\n", *guePort)
 			return exitUsage
 		}
-		if mode, err = bpf.AttachDecapWith(*ifname, bpf.DecapOptions{GUEPort: uint16(*guePort)}); err == nil {
+		if mode, err = decap.Attach(*ifname, decap.Options{GUEPort: uint16(*guePort)}); err == nil {
 			fmt.Fprintf(e.stdout, "decap attached to %s (%s mode)\n", *ifname, mode)
 		}
 	case "detach":
-		if err = bpf.DetachDecap(*ifname); err == nil {
+		if err = decap.Detach(*ifname); err == nil {
 			fmt.Fprintf(e.stdout, "decap detached from %s\n", *ifname)
 		}
 	case "status":
 		var on bool
-		if on, err = bpf.DecapAttached(*ifname); err == nil {
+		if on, err = decap.Attached(*ifname); err == nil {
 			fmt.Fprintf(e.stdout, "%s: decap attached: %t\n", *ifname, on)
 		}
 	}

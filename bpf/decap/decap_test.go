@@ -1,27 +1,22 @@
-package bpf
+package decap
 
 import (
 	"bytes"
 	"fmt"
-	"net/netip"
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-)
 
-var (
-	balancer  = netip.MustParseAddr("198.18.0.1")
-	backend   = netip.MustParseAddr("198.18.0.50")
-	balancer6 = netip.MustParseAddr("2001:db8::1")
-	backend6  = netip.MustParseAddr("2001:db8::50")
+	"github.com/xlbproject/xlb/internal/testenv"
 )
 
 func loadTestDecap(t testing.TB) *decapObjects {
 	t.Helper()
-	requireRoot(t)
-	if err := memlockOnce(); err != nil {
+	testenv.Root(t, "loads the decap program (BPF_PROG_TEST_RUN)")
+	if err := rlimit.RemoveMemlock(); err != nil {
 		t.Fatal(err)
 	}
 	var objs decapObjects
@@ -32,94 +27,16 @@ func loadTestDecap(t testing.TB) *decapObjects {
 	return &objs
 }
 
-// innerTCP4 is the client's packet as the backend must see it (from the IP
-// header on).
-func innerTCP4(t testing.TB) []byte {
-	ip := ipv4(client, vipTCP, layers.IPProtocolTCP)
-	return serialize(t, ip, l4(layers.IPProtocolTCP, 80, ip), payload)
-}
-
-func innerTCP6(t testing.TB) []byte {
-	ip := ipv6(client6, vip6, layers.IPProtocolTCP)
-	return serialize(t, ip, l4(layers.IPProtocolTCP, 443, ip), payload)
-}
-
-// encap prepends an outer IPv4 header (balancer -> backend) of ihl words
-// carrying proto, and an Ethernet header with an optional VLAN tag.
-func encap(t testing.TB, inner []byte, proto layers.IPProtocol, ihl int, vlan bool) []byte {
-	outer := ipv4(balancer, backend, proto)
-	for range 4 * (ihl - 5) {
-		outer.Options = append(outer.Options, layers.IPv4Option{OptionType: 1, OptionLength: 1})
-	}
-	return l2(t, vlan, layers.EthernetTypeIPv4, outer, gopacket.Payload(inner))
-}
-
-// l2 prepends an Ethernet header (and VLAN tag) with ethertype to ls.
-func l2(t testing.TB, vlan bool, ethertype layers.EthernetType, ls ...gopacket.SerializableLayer) []byte {
-	if vlan {
-		return serialize(t, append([]gopacket.SerializableLayer{eth(layers.EthernetTypeDot1Q),
-			&layers.Dot1Q{Priority: 3, VLANIdentifier: 100, Type: ethertype}}, ls...)...)
-	}
-	return serialize(t, append([]gopacket.SerializableLayer{eth(ethertype)}, ls...)...)
-}
-
-// encap6 prepends an outer IPv6 header (balancer6 -> backend6) whose next
-// header is next, then extension headers exts if any, and an Ethernet
-// header with an optional VLAN tag.
-func encap6(t testing.TB, inner []byte, next layers.IPProtocol, vlan bool, exts ...layers.IPProtocol) []byte {
-	first := next
-	if len(exts) > 0 {
-		first = exts[0]
-	}
-	var chain []byte
-	for i, typ := range exts {
-		n := next
-		if i+1 < len(exts) {
-			n = exts[i+1]
-		}
-		chain = append(chain, extHdr(typ, n, 0)...)
-	}
-	outer := ipv6(balancer6, backend6, first)
-	return l2(t, vlan, layers.EthernetTypeIPv6, outer, gopacket.Payload(append(chain, inner...)))
-}
-
-// gueHdr is a GUE variant 0 header carrying proto with hlen words of
-// optional fields (zeros) and the control bit if ctrl.
-func gueHdr(proto byte, hlen int, ctrl bool) []byte {
-	h := make([]byte, 4+4*hlen)
-	h[0], h[1] = byte(hlen), proto
-	if ctrl {
-		h[0] |= 0x20
-	}
-	return h
-}
-
-// gueFrame wraps inner, preceded by the GUE header hdr (nil for variant 1),
-// in UDP to port and an outer IPv4 (outer4) or IPv6 header, balancer to
-// backend.
-func gueFrame(t testing.TB, outer4 bool, port uint16, hdr, inner []byte, vlan bool) []byte {
-	udp := &layers.UDP{SrcPort: 51234, DstPort: layers.UDPPort(port)}
-	body := gopacket.Payload(append(append([]byte(nil), hdr...), inner...))
-	if outer4 {
-		ip := ipv4(balancer, backend, layers.IPProtocolUDP)
-		_ = udp.SetNetworkLayerForChecksum(ip)
-		return l2(t, vlan, layers.EthernetTypeIPv4, ip, udp, body)
-	}
-	ip := ipv6(balancer6, backend6, layers.IPProtocolUDP)
-	_ = udp.SetNetworkLayerForChecksum(ip)
-	return l2(t, vlan, layers.EthernetTypeIPv6, ip, udp, body)
-}
-
 type decapCase struct {
 	name string
 	in   []byte
 	out  []byte // nil: the frame must come out untouched
-	want DecapCounters
+	want Counters
 	gue  bool // a whole GUE frame (passed untouched when GUE is disabled)
 }
 
-func subDecap(a, b DecapCounters) DecapCounters {
-	return DecapCounters{a.Decapsulated - b.Decapsulated, a.IPIP - b.IPIP, a.IP6in4 - b.IP6in4,
+func subDecap(a, b Counters) Counters {
+	return Counters{a.Decapsulated - b.Decapsulated, a.IPIP - b.IPIP, a.IP6in4 - b.IP6in4,
 		a.IP4in6 - b.IP4in6, a.IP6in6 - b.IP6in6, a.GUE - b.GUE, a.Passed - b.Passed, a.Malformed - b.Malformed}
 }
 
@@ -129,13 +46,13 @@ func decapCases(t testing.TB) []decapCase {
 	out6 := func(vlan bool) []byte { return l2(t, vlan, layers.EthernetTypeIPv6, gopacket.Payload(in6)) }
 	ipip := encap(t, in4, layers.IPProtocolIPv4, 5, false)
 	var (
-		ipipN   = DecapCounters{Decapsulated: 1, IPIP: 1}
-		sixIn4  = DecapCounters{Decapsulated: 1, IP6in4: 1}
-		fourIn6 = DecapCounters{Decapsulated: 1, IP4in6: 1}
-		sixIn6  = DecapCounters{Decapsulated: 1, IP6in6: 1}
-		gue     = DecapCounters{Decapsulated: 1, GUE: 1}
-		passed  = DecapCounters{Passed: 1}
-		bad     = DecapCounters{Malformed: 1}
+		ipipN   = Counters{Decapsulated: 1, IPIP: 1}
+		sixIn4  = Counters{Decapsulated: 1, IP6in4: 1}
+		fourIn6 = Counters{Decapsulated: 1, IP4in6: 1}
+		sixIn6  = Counters{Decapsulated: 1, IP6in6: 1}
+		gue     = Counters{Decapsulated: 1, GUE: 1}
+		passed  = Counters{Passed: 1}
+		bad     = Counters{Malformed: 1}
 	)
 	const port = DefaultGUEPort
 	v4, v6 := byte(layers.IPProtocolIPv4), byte(layers.IPProtocolIPv6)
@@ -173,9 +90,9 @@ func decapCases(t testing.TB) []decapCase {
 		{"gue outer fragment", gueFragment, nil, passed, false},
 		{"udp to another port", gueFrame(t, true, port+1, gueHdr(v4, 0, false), in4, false), nil, passed, false},
 		{"udp to another port over ipv6", gueFrame(t, false, port-1, gueHdr(v4, 0, false), in4, false), nil, passed, false},
-		{"plain tcp", frame4(t, backend, layers.IPProtocolTCP, 80), nil, passed, false},
-		{"plain ipv6", frame6(t, vip6, layers.IPProtocolTCP, 443), nil, passed, false},
-		{"plain udp", frame4(t, backend, layers.IPProtocolUDP, 53), nil, passed, false},
+		{"plain tcp", plain(t, inner(t, client, backend, layers.IPProtocolTCP, 80)), nil, passed, false},
+		{"plain ipv6", plain(t, innerTCP6(t)), nil, passed, false},
+		{"plain udp", plain(t, inner(t, client, backend, layers.IPProtocolUDP, 53)), nil, passed, false},
 		{"arp", arp(t), nil, passed, false},
 		{"ipip fragment", fragment, nil, passed, false},
 		{"6in6 behind hop-by-hop", encap6(t, in6, layers.IPProtocolIPv6, false, layers.IPProtocolIPv6HopByHop), nil, passed, false},
@@ -211,9 +128,9 @@ func decapCases(t testing.TB) []decapCase {
 	return cases
 }
 
-func runDecap(t *testing.T, objs *decapObjects, in []byte) (uint32, []byte, DecapCounters) {
+func runDecap(t *testing.T, objs *decapObjects, in []byte) (uint32, []byte, Counters) {
 	t.Helper()
-	before, err := readDecapCounters(objs.DecapCounters)
+	before, err := readCounters(objs.DecapCounters)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +139,7 @@ func runDecap(t *testing.T, objs *decapObjects, in []byte) (uint32, []byte, Deca
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	after, err := readDecapCounters(objs.DecapCounters)
+	after, err := readCounters(objs.DecapCounters)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +184,7 @@ func TestDecapGUEDisabled(t *testing.T) {
 		if !tc.gue && tc.name != "ipip" {
 			continue
 		}
-		want := DecapCounters{Passed: 1}
+		want := Counters{Passed: 1}
 		if !tc.gue {
 			want = tc.want
 		}
@@ -320,10 +237,13 @@ func FuzzDecap(f *testing.F) {
 // already decapsulated packet.
 func BenchmarkDecapPass(b *testing.B) {
 	objs := loadTestDecap(b)
-	frame := frame4(b, backend, layers.IPProtocolTCP, 80)
+	frame := plain(b, inner(b, client, backend, layers.IPProtocolTCP, 80))
 	_, per, err := objs.XlbDecap.Benchmark(frame, b.N, b.ResetTimer)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(per.Nanoseconds()), "ns/pkt")
 }
+
+// testOptions are the options the attach tests use.
+var testOptions = Options{GUEPort: DefaultGUEPort}

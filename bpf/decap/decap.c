@@ -29,7 +29,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#include "xlb.h"
+#include "../xlb.h"
 
 // decap_counter indexes decap_counters. Mirrored in Go (counter.go).
 // Every frame is counted once: the five kinds + PASSED + MALFORMED = all.
