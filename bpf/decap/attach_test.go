@@ -7,11 +7,13 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -105,8 +107,8 @@ func TestAttach(t *testing.T) {
 	_, be := newLab(t)
 	const eth = lab.HostLink
 	in(t, be, func() error {
-		if _, err := Attached(eth); err != nil {
-			return err
+		if st, err := GetStatus(eth); err != nil || st.Attached {
+			t.Errorf("GetStatus with nothing attached = %+v, %v", st, err)
 		}
 		if err := Detach(eth); !errors.Is(err, ErrNotAttached) {
 			t.Errorf("Detach with nothing attached = %v, want ErrNotAttached", err)
@@ -131,15 +133,21 @@ func TestAttach(t *testing.T) {
 		t.Fatal("no XDP program attached after Attach")
 	}
 	in(t, be, func() error {
-		if ok, err := Attached(eth); !ok || err != nil {
-			t.Errorf("Attached = %v, %v; want true", ok, err)
+		st, err := GetStatus(eth)
+		if err != nil || !st.Attached || st.Mode != bpf.ModeNative || st.GUEPort != DefaultGUEPort ||
+			!slices.Equal(st.Allow, testAllow) || !slices.Equal(st.Local, sorted(testLocal)) {
+			t.Errorf("GetStatus = %+v, %v; want attached natively with testOptions", st, err)
 		}
 		// Nothing was decapsulated yet (chatter may be counted as passed).
-		if c, err := ReadCounters(eth); err != nil || c.Decapsulated != 0 || c.Malformed != 0 {
-			t.Errorf("ReadCounters = %+v, %v; want nothing decapsulated", c, err)
+		if c, err := ReadCounters(eth); err != nil || c.Decapsulated() != 0 || c[CounterMalformed] != 0 || c.Dropped() != 0 {
+			t.Errorf("ReadCounters = %v, %v; want nothing decapsulated", c, err)
+		}
+		// Without allowed sources nothing is attached, nor replaced.
+		if _, err := Attach(eth, Options{GUEPort: DefaultGUEPort}); !errors.Is(err, ErrNoAllowedSources) {
+			t.Errorf("Attach without allowed sources = %v, want ErrNoAllowedSources", err)
 		}
 		// Attaching again replaces our program in place.
-		_, err := Attach(eth, testOptions)
+		_, err = Attach(eth, testOptions)
 		return err
 	})
 	if id := xdpProgID(t, be); id == 0 || id == first {
@@ -150,15 +158,15 @@ func TestAttach(t *testing.T) {
 		t.Errorf("program %d still attached after Detach", id)
 	}
 	in(t, be, func() error {
-		if ok, err := Attached(eth); ok || err != nil {
-			t.Errorf("Attached after detach = %v, %v", ok, err)
+		if st, err := GetStatus(eth); st.Attached || err != nil {
+			t.Errorf("GetStatus after detach = %+v, %v", st, err)
 		}
 		return nil
 	})
 
 	// Our program attached in generic mode (as Attach does when the driver
 	// has no native XDP) is replaced and detached in that mode.
-	objs := loadTestDecap(t)
+	objs := loadTestDecap(t, DefaultGUEPort)
 	setXDP(t, be, objs.XlbDecap, unix.XDP_FLAGS_SKB_MODE)
 	in(t, be, func() error {
 		if mode, err := Attach(eth, testOptions); err != nil || mode != bpf.ModeGeneric {
@@ -181,8 +189,11 @@ func TestAttach(t *testing.T) {
 		if err := Detach(eth); !errors.Is(err, ErrForeignProgram) {
 			t.Errorf("Detach of a foreign program = %v, want ErrForeignProgram", err)
 		}
-		if ok, err := Attached(eth); ok || !errors.Is(err, ErrForeignProgram) {
-			t.Errorf("Attached with a foreign program = %v, %v", ok, err)
+		if st, err := GetStatus(eth); st.Attached || !errors.Is(err, ErrForeignProgram) {
+			t.Errorf("GetStatus with a foreign program = %+v, %v", st, err)
+		}
+		if err := SetAllowed(eth, testAllow, testLocal); !errors.Is(err, ErrForeignProgram) {
+			t.Errorf("SetAllowed on a foreign program = %v, want ErrForeignProgram", err)
 		}
 		return nil
 	})
@@ -243,10 +254,10 @@ func TestDelivers(t *testing.T) {
 		conn  net.PacketConn
 		kind  func(Counters) uint64
 	}{
-		{"ipip", encap(t, inner4, layers.IPProtocolIPv4, 5, false), conn4, func(c Counters) uint64 { return c.IPIP }},
-		{"gue over ipv4", gueFrame(t, true, DefaultGUEPort, gueHdr(4, 0, false), inner4, false), conn4, func(c Counters) uint64 { return c.GUE }},
-		{"6in6", encap6(t, inner6, layers.IPProtocolIPv6, false), conn6, func(c Counters) uint64 { return c.IP6in6 }},
-		{"gue over ipv6", gueFrame(t, false, DefaultGUEPort, gueHdr(41, 0, false), inner6, false), conn6, func(c Counters) uint64 { return c.GUE }},
+		{"ipip", encap(t, inner4, layers.IPProtocolIPv4, 5, false), conn4, func(c Counters) uint64 { return c[CounterIPIP] }},
+		{"gue over ipv4", gueFrame(t, true, DefaultGUEPort, gueHdr(4, 0, false), inner4, false), conn4, func(c Counters) uint64 { return c[CounterGUE] }},
+		{"6in6", encap6(t, inner6, layers.IPProtocolIPv6, false), conn6, func(c Counters) uint64 { return c[Counter6in6] }},
+		{"gue over ipv6", gueFrame(t, false, DefaultGUEPort, gueHdr(41, 0, false), inner6, false), conn6, func(c Counters) uint64 { return c[CounterGUE] }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := readCountersIn(t, be)
@@ -280,4 +291,105 @@ func readCountersIn(t *testing.T, h *lab.Host) (c Counters) {
 		return err
 	})
 	return c
+}
+
+func sorted(as []netip.Addr) []netip.Addr {
+	s := slices.Clone(as)
+	slices.SortFunc(s, netip.Addr.Compare)
+	return s
+}
+
+// TestSecurityContract, on a real interface: the program attached with the
+// host's own addresses (Options.Local nil) delivers a balancer's IPIP
+// packet, drops the same packet from a spoofed source and one to another
+// host's address, counting each by reason, and passes a stranger's UDP to
+// another port as ordinary traffic; SetAllowed then replaces the allowed
+// set in the attached program's map, without re-attaching, and the verdicts
+// follow.
+func TestSecurityContract(t *testing.T) {
+	bal, be := newLab(t)
+	opts := Options{GUEPort: DefaultGUEPort, Allow: []netip.Prefix{netip.PrefixFrom(balancer, 32)}}
+	in(t, be, func() error { _, err := Attach(lab.HostLink, opts); return err })
+	st := statusIn(t, be)
+	for _, a := range []netip.Addr{backend, backend6, vip4, vip6} {
+		if !slices.Contains(st.Local, a) {
+			t.Errorf("local addresses %v: missing the host's %s", st.Local, a)
+		}
+	}
+	if slices.Contains(st.Local, netip.MustParseAddr("127.0.0.1")) || slices.Contains(st.Local, netip.IPv6Loopback()) {
+		t.Errorf("local addresses %v: loopback addresses are no tunnel endpoints", st.Local)
+	}
+	progID := st.ProgramID
+
+	conn, err := be.ListenPacket("udp", netip.AddrPortFrom(vip4, 5353).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	plainConn, err := be.ListenPacket("udp", netip.AddrPortFrom(backend, 5354).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plainConn.Close()
+	datagram := inner(t, client, vip4, layers.IPProtocolUDP, 5353)
+	ipip := encap(t, datagram, layers.IPProtocolIPv4, 5, false)
+	gue := gueFrame(t, true, DefaultGUEPort, gueHdr(4, 0, false), datagram, false)
+	newBalancer := netip.MustParseAddr("198.18.0.77")
+	// Plain UDP from a stranger to port 5354 of the backend.
+	plainUDP := l2(t, false, layers.EthernetTypeIPv4, gopacket.Payload(inner(t, stranger, backend, layers.IPProtocolUDP, 5354)))
+
+	expect := func(name string, frame []byte, c net.PacketConn, delivered bool, counter Counter) {
+		t.Helper()
+		before := readCountersIn(t, be)
+		buf := make([]byte, 2048)
+		var got bool
+		for try := 0; try < 3 && !got; try++ { // a fresh link may need a moment
+			sendFrames(t, bal, be.MAC, frame)
+			_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			n, _, err := c.ReadFrom(buf)
+			got = err == nil && string(buf[:n]) == string(payload)
+			if !delivered && readCountersIn(t, be)[counter] > before[counter] {
+				break
+			}
+		}
+		if got != delivered {
+			t.Errorf("%s: delivered %v, want %v", name, got, delivered)
+		}
+		if after := readCountersIn(t, be); after[counter] <= before[counter] {
+			t.Errorf("%s: %s did not grow (%v -> %v)", name, counter, before, after)
+		}
+	}
+	expect("balancer ipip", ipip, conn, true, CounterIPIP)
+	expect("balancer gue", gue, conn, true, CounterGUE)
+	expect("spoofed ipip", readdress(ipip, stranger, backend), conn, false, CounterSourceNotAllowed)
+	expect("spoofed gue", readdress(gue, stranger, backend), conn, false, CounterSourceNotAllowed)
+	expect("ipip to another address", readdress(ipip, balancer, other), conn, false, CounterNotLocalDestination)
+	expect("new balancer before SetAllowed", readdress(ipip, newBalancer, backend), conn, false, CounterSourceNotAllowed)
+	expect("stranger's udp to another port", plainUDP, plainConn, true, CounterPassed)
+
+	in(t, be, func() error {
+		return SetAllowed(lab.HostLink, []netip.Prefix{netip.PrefixFrom(newBalancer, 32)}, nil)
+	})
+	st2 := statusIn(t, be)
+	if st2.ProgramID != progID {
+		t.Errorf("SetAllowed replaced program %d with %d", progID, st2.ProgramID)
+	}
+	if !slices.Equal(st2.Allow, []netip.Prefix{netip.PrefixFrom(newBalancer, 32)}) {
+		t.Errorf("allowed after SetAllowed: %v", st2.Allow)
+	}
+	if st2.Counters[CounterIPIP] < st.Counters[CounterIPIP]+1 {
+		t.Errorf("counters restarted: %v -> %v", st.Counters, st2.Counters)
+	}
+	expect("new balancer after SetAllowed", readdress(ipip, newBalancer, backend), conn, true, CounterIPIP)
+	expect("old balancer after SetAllowed", ipip, conn, false, CounterSourceNotAllowed)
+}
+
+func statusIn(t *testing.T, h *lab.Host) (st Status) {
+	t.Helper()
+	in(t, h, func() error {
+		var err error
+		st, err = GetStatus(lab.HostLink)
+		return err
+	})
+	return st
 }

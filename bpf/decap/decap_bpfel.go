@@ -8,17 +8,28 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"structs"
 
 	"github.com/cilium/ebpf"
 )
+
+type decapAddrKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Family    uint8
+	Addr      [16]uint8
+	Pad       [3]uint8
+}
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	decapMapDecapCounters = "decap_counters"
-	decapMapGuePort       = "gue_port"
-	decapProgXlbDecap     = "xlb_decap"
+	decapMapAllowedSources = "allowed_sources"
+	decapMapDecapCounters  = "decap_counters"
+	decapMapGuePort        = "gue_port"
+	decapMapLocalAddrs     = "local_addrs"
+	decapProgXlbDecap      = "xlb_decap"
 )
 
 // loadDecap returns the embedded CollectionSpec for decap.
@@ -70,8 +81,10 @@ type decapProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type decapMapSpecs struct {
-	DecapCounters *ebpf.MapSpec `ebpf:"decap_counters"`
-	GuePort       *ebpf.MapSpec `ebpf:"gue_port"`
+	AllowedSources *ebpf.MapSpec `ebpf:"allowed_sources"`
+	DecapCounters  *ebpf.MapSpec `ebpf:"decap_counters"`
+	GuePort        *ebpf.MapSpec `ebpf:"gue_port"`
+	LocalAddrs     *ebpf.MapSpec `ebpf:"local_addrs"`
 }
 
 // decapVariableSpecs contains global variables before they are loaded into the kernel.
@@ -100,14 +113,18 @@ func (o *decapObjects) Close() error {
 //
 // It can be passed to loadDecapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type decapMaps struct {
-	DecapCounters *ebpf.Map `ebpf:"decap_counters"`
-	GuePort       *ebpf.Map `ebpf:"gue_port"`
+	AllowedSources *ebpf.Map `ebpf:"allowed_sources"`
+	DecapCounters  *ebpf.Map `ebpf:"decap_counters"`
+	GuePort        *ebpf.Map `ebpf:"gue_port"`
+	LocalAddrs     *ebpf.Map `ebpf:"local_addrs"`
 }
 
 func (m *decapMaps) Close() error {
 	return _DecapClose(
+		m.AllowedSources,
 		m.DecapCounters,
 		m.GuePort,
+		m.LocalAddrs,
 	)
 }
 

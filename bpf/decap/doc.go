@@ -1,26 +1,83 @@
 // Package decap is xlb's backend-side XDP program, for backends whose
-// kernel has no tunnel modules, and the Go code that attaches it. The
-// balancer never loads it: it lives apart from package bpf, whose shared
-// header (bpf/xlb.h) it includes.
+// kernel has no tunnel modules, and the Go code that attaches, configures
+// and reads it. The balancer never loads it: it lives apart from package
+// bpf, whose shared header (bpf/xlb.h) it includes.
 //
-// decap.c strips the outer header of every IP-in-IP packet arriving on the
-// interface: IPIP (IPv4 in IPv4) and 6in4 (IPv6 in IPv4, protocol 41), 4in6
-// and 6in6 (outer IPv6 whose next header is 4 or 41), and GUE: outer IPv4 or
-// IPv6, UDP to the configured port (Options.GUEPort, DefaultGUEPort by
-// default, 0 disables it), then a GUE variant 0 header (optional fields
-// skipped, its protocol 4 or 41; control messages are passed) or variant 1
-// (the inner packet right after UDP). It does so whatever the outer
-// destination, keeps the Ethernet header and VLAN tag, and passes the inner
-// packet to the stack. Outer IPv4 fragments and outer IPv6 extension headers
-// are left to the stack, and everything else is passed untouched. Attach it
-// only on the interface facing the balancer. Counters are per kind.
+// # Model
 //
-// Attach attaches it through netlink rather than a bpf_link, so the
-// attachment outlives the process (`xlb decap attach` exits; the backend
-// keeps decapsulating) until Detach. The attached program is recognised as
-// xlb's by its kernel name, xlb_decap; any other XDP program on the
-// interface is left alone (ErrForeignProgram). These functions work in the
-// calling thread's network namespace.
+// decap.c strips the outer header of IPIP (IPv4 in IPv4), 6in4 (IPv6 in
+// IPv4, protocol 41), 4in6 and 6in6 (outer IPv6 whose next header is 4 or
+// 41), and GUE: outer IPv4 or IPv6, UDP to the configured port
+// (Options.GUEPort, DefaultGUEPort by default, 0 disables GUE), then a GUE
+// variant 0 header (optional fields skipped, its protocol 4 or 41; control
+// messages are passed) or variant 1 (the inner packet right after UDP). It
+// keeps the Ethernet header and VLAN tag and passes the inner packet to the
+// stack, as if it had arrived on the interface.
+//
+// # Security contract
+//
+// Decapsulating a packet hands the stack an inner packet whose source
+// address the sender chose. So a tunnel packet is decapsulated only if
+//
+//   - its outer destination is one of this host's addresses (local_addrs:
+//     Options.Local, by default HostAddrs, every address of the network
+//     namespace except the host-scoped loopback ones), and
+//   - its outer source is in one of the balancers' prefixes
+//     (allowed_sources, an LPM trie: Options.Allow, IPv4 and IPv6).
+//
+// Otherwise it is dropped (XDP_DROP) and counted as not_local_destination
+// or source_not_allowed, the former when both fail. A tunnel packet here is
+// an unfragmented outer IPv4 or IPv6 packet (no extension headers) carrying
+// protocol 4 or 41, or UDP to the GUE port. UDP to any other port is not a
+// tunnel and passes untouched, whoever sent it; with GUE disabled every UDP
+// packet passes. Outer IPv4 fragments and outer IPv6 extension headers are
+// left to the stack (it cannot decapsulate them without tunnel modules, and
+// with them its own tunnel devices apply their own checks). Everything else
+// (ARP, plain TCP/UDP/ICMP) passes untouched.
+//
+// The local addresses are read from the kernel rather than checked per
+// packet with bpf_fib_lookup: for an ingress lookup the helper answers
+// FWD_DISABLED on an interface without forwarding (a backend's usual
+// state), and it reports a local destination with the same code
+// (NOT_FWDED) as a broadcast one or a missing route.
+// The price: an address added to the host after attach is not local to the
+// program until `xlb decap allow` (or attach) runs again; its tunnels are
+// dropped and counted meanwhile, never decapsulated by mistake.
+//
+// The allowed set is an allow-list of addresses, not an authentication: a
+// host that can put the balancer's address as source on a packet that
+// reaches the backend (an on-link neighbour, or any path without source
+// address validation) can still inject. Keep the backends' tunnel-facing
+// network to the balancers, or filter spoofed sources upstream.
+//
+// An empty allowed set is refused (ErrNoAllowedSources): such a program
+// would drop every tunnel, which is always a mistake. Accepting tunnels
+// from anyone takes an explicit 0.0.0.0/0 and ::/0 (`--allow-source any`,
+// which warns).
+//
+// # Counters
+//
+// Counters is indexed by Counter: the five kinds decapsulated, passed,
+// malformed (truncated headers or an inner version that does not match;
+// passed to the stack, which drops them), and the two drop reasons. Every
+// frame is counted once.
+//
+// # Lifecycle
+//
+// Attach loads the program, fills its maps (GUE port, allowed sources,
+// local addresses) and only then attaches it, through netlink rather than a
+// bpf_link, so the attachment outlives the process (`xlb decap attach`
+// exits; the backend keeps decapsulating) until Detach. Attaching over our
+// own program replaces it (an upgrade; the counters restart). The program
+// is not pinned: a later process (SetAllowed, GetStatus, ReadCounters)
+// finds it by the interface's XDP program ID, recognises it as xlb's by its
+// kernel name, xlb_decap, and opens its maps by ID and name. SetAllowed
+// replaces the allowed sources and the local addresses in place: new
+// entries are added before old ones are deleted, so a balancer in both sets
+// is never dropped, and while it runs a packet may see the union of the two
+// sets. Any other XDP program on the interface is left alone
+// (ErrForeignProgram). These functions work in the calling thread's
+// network namespace.
 //
 // decap_bpfel.go/.o are generated by bpf2go (gen.go) and committed.
 package decap

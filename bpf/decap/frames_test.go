@@ -170,3 +170,33 @@ func withIHL(f []byte, off int, ihl byte) []byte {
 	g[off] = g[off]&0xf0 | ihl
 	return g
 }
+
+// readdress returns a copy of the untagged tunnel frame f with its outer
+// source and destination replaced (the IPv4 header checksum recomputed; an
+// outer UDP checksum over IPv4 zeroed, over IPv6 left stale: the program
+// reads neither).
+func readdress(f []byte, src, dst netip.Addr) []byte {
+	g := append([]byte(nil), f...)
+	ip := g[14:]
+	if src.Is4() {
+		copy(ip[12:16], src.AsSlice())
+		copy(ip[16:20], dst.AsSlice())
+		ihl := int(ip[0]&0x0f) * 4
+		ip[10], ip[11] = 0, 0
+		var sum uint32
+		for i := 0; i < ihl; i += 2 {
+			sum += uint32(ip[i])<<8 | uint32(ip[i+1])
+		}
+		for sum > 0xffff {
+			sum = sum&0xffff + sum>>16
+		}
+		ip[10], ip[11] = ^byte(sum>>8), ^byte(sum)
+		if ip[9] == byte(layers.IPProtocolUDP) {
+			ip[ihl+6], ip[ihl+7] = 0, 0
+		}
+		return g
+	}
+	copy(ip[8:24], src.AsSlice())
+	copy(ip[24:40], dst.AsSlice())
+	return g
+}

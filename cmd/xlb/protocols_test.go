@@ -146,7 +146,8 @@ func newProtoLab(prefix, bin, dir string) (_ *lbLab, err error) {
 	for i := range labBackends {
 		spec.Hosts = append(spec.Hosts, lab.HostSpec{Name: fmt.Sprintf("be%d", i+1), Addr: labBackends[i], Addr6: protoBackends6[i], MTU: protoMTU, LoAddrs: lo})
 	}
-	return buildLBLab(spec, bin, dir, "[::]:80", "--gue-port", strconv.Itoa(protoGUEPort))
+	return buildLBLab(spec, bin, dir, "[::]:80", "--gue-port", strconv.Itoa(protoGUEPort),
+		"--allow-source", labLB.Addr().String(), "--allow-source", protoLB6.Addr().String())
 }
 
 // startProtoLab builds the protocol lab, starts xlb on protoConfig and waits
@@ -278,7 +279,7 @@ func TestForwardModes(t *testing.T) {
 	defer cancel()
 	const conns = 120
 	kinds := func(c decap.Counters) map[string]uint64 {
-		return map[string]uint64{"ipip": c.IPIP, "6in4": c.IP6in4, "4in6": c.IP4in6, "6in6": c.IP6in6, "gue": c.GUE}
+		return map[string]uint64{"ipip": c[decap.CounterIPIP], "6in4": c[decap.Counter6in4], "4in6": c[decap.Counter4in6], "6in6": c[decap.Counter6in6], "gue": c[decap.CounterGUE]}
 	}
 	for _, tc := range []struct {
 		v    protoVIP
