@@ -381,12 +381,12 @@ func FuzzDecap(f *testing.F) {
 	})
 }
 
-// BenchmarkDecapPass measures the pass path (plain TCP) and the drop path
+// BenchmarkDecap measures the pass path (plain TCP) and the drop path
 // (a spoofed IPIP packet: two map lookups). The decapsulation itself cannot
 // be benchmarked this way: a repeated BPF_PROG_TEST_RUN keeps the frame the
 // previous run left, so every run after the first would see an already
 // decapsulated packet.
-func BenchmarkDecapPass(b *testing.B) {
+func BenchmarkDecap(b *testing.B) {
 	objs := loadTestDecap(b, DefaultGUEPort)
 	for _, bc := range []struct {
 		name  string
