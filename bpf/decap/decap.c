@@ -170,7 +170,7 @@ int xlb_decap(struct xdp_md *ctx)
 	struct l2_hdr l2;
 	__u32 outer_len; // bytes to strip after the L2 header
 	__u8 proto;      // protocol after the outer IP header
-	struct addr_key src = {}, dst = {}; // outer addresses, prefixlen 0
+	struct addr_key src = {}, dst = {}; // outer addresses (outer_verdict sets prefixlen)
 	int outer4;
 	int tagged = 0;
 

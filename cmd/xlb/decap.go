@@ -25,9 +25,20 @@ balancers' addresses) are decapsulated; the rest are dropped and counted. --allo
 any inner source address). "allow" replaces the allowed set of the attached program in place and
 re-reads the host's addresses; "attach" again replaces the program (its counters restart).`
 
+// decapSynopsis is each `xlb decap` action's flags and arguments.
+var decapSynopsis = map[string]string{
+	"attach": "--interface IF --allow-source PREFIX [--allow-source PREFIX ...] [--gue-port N]",
+	"allow":  "--interface IF PREFIX [PREFIX ...]",
+	"detach": "--interface IF",
+	"status": "--interface IF",
+}
+
 func cmdDecap(e *env, args []string) int {
-	actions := map[string]bool{"attach": true, "allow": true, "detach": true, "status": true}
-	if len(args) == 0 || !actions[args[0]] {
+	var synopsis string
+	if len(args) > 0 {
+		synopsis = decapSynopsis[args[0]]
+	}
+	if synopsis == "" {
 		fmt.Fprintln(e.stderr, decapUsage)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return exitOK
@@ -35,12 +46,6 @@ func cmdDecap(e *env, args []string) int {
 		return exitUsage
 	}
 	action := args[0]
-	synopsis := map[string]string{
-		"attach": "--interface IF --allow-source PREFIX [--allow-source PREFIX ...] [--gue-port N]",
-		"allow":  "--interface IF PREFIX [PREFIX ...]",
-		"detach": "--interface IF",
-		"status": "--interface IF",
-	}[action]
 	fs := newFlags(e, "decap "+action, synopsis)
 	ifname := fs.String("interface", "", "interface to act on")
 	var guePort *uint
