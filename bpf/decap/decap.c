@@ -202,13 +202,13 @@ int xlb_decap(struct xdp_md *ctx)
 		if (proto != IPPROTO_IPIP && proto != IPPROTO_IPV6 &&
 		    proto != IPPROTO_UDP)
 			return count(DECAP_PASSED);
-		src.family = dst.family = 4;
-		__builtin_memcpy(src.addr, &ip->saddr, 4);
-		__builtin_memcpy(dst.addr, &ip->daddr, 4);
 		// A fragment cannot be decapsulated on its own: let the stack
 		// have it.
 		if (ip->frag_off & bpf_htons(IP_FRAG_MASK))
 			return count(DECAP_PASSED);
+		src.family = dst.family = 4;
+		__builtin_memcpy(src.addr, &ip->saddr, 4);
+		__builtin_memcpy(dst.addr, &ip->daddr, 4);
 	} else if (ethertype == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
 		if ((void *)(ip6 + 1) > end)
