@@ -17,19 +17,6 @@ const (
 	steerCounterMax
 )
 
-// Indexes of the decap program's decap_counters map: mirror enum
-// decap_counter in decap.c.
-const (
-	decapIPIP = iota
-	decap6in4
-	decap4in6
-	decap6in6
-	decapGUE
-	decapPassed
-	decapMalformed
-	decapCounterMax
-)
-
 // Indexes of the lb program's counters map: mirror enum lb_counter in lb.c.
 const (
 	lbSeen = iota
@@ -56,6 +43,9 @@ var lbDropNames = [...]string{
 }
 
 const lbCounterMax = lbFirstDrop + len(lbDropNames)
+
+// SumPerCPU is sumPerCPU for the programs of bpf's subpackages (bpf/decap).
+func SumPerCPU(m *ebpf.Map, out []uint64) error { return sumPerCPU(m, out) }
 
 // sumPerCPU reads len(out) entries of a per-CPU array of u64 and stores each
 // entry's sum over CPUs in out.

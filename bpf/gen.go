@@ -6,5 +6,4 @@ package bpf
 // is checked out, which CI verifies.
 
 //go:generate go tool bpf2go -cc clang -strip llvm-strip -target bpfel steer steer.c -- -I/usr/include/x86_64-linux-gnu -Wall -Werror
-//go:generate go tool bpf2go -cc clang -strip llvm-strip -target bpfel decap decap.c -- -I/usr/include/x86_64-linux-gnu -Wall -Werror
 //go:generate go tool bpf2go -cc clang -strip llvm-strip -target bpfel lb lb.c -- -I/usr/include/x86_64-linux-gnu -Wall -Werror

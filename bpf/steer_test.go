@@ -458,13 +458,6 @@ func TestLayout(t *testing.T) {
 	if n := spec.Maps[steerMapXsks].MaxEntries; n != MaxQueues {
 		t.Errorf("xsks map has %d entries, MaxQueues is %d", n, MaxQueues)
 	}
-	dspec, err := loadDecap()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := dspec.Maps[decapMapDecapCounters].MaxEntries; n != decapCounterMax {
-		t.Errorf("decap_counters map has %d entries, Go knows %d", n, decapCounterMax)
-	}
 }
 
 func TestAttachArgs(t *testing.T) {

@@ -73,7 +73,7 @@ func newLBLabMTU(prefix, bin, dir string, clientMTU, fabricMTU int) (*lbLab, err
 	}
 	// On every address: the VIP (decapsulated traffic) and the backend's
 	// own, where health checks probe it.
-	return buildLBLab(spec, bin, dir, "0.0.0.0:80")
+	return buildLBLab(spec, bin, dir, "0.0.0.0:80", "--allow-source", labLB.Addr().String())
 }
 
 // buildLBLab builds spec (hosts client, lb and be1.. be3) and sets up each

@@ -49,7 +49,7 @@ func init() {
 		"check":  {"validate a config file and print the resolved plan", cmdCheck},
 		"stats":  {"print the counters of a running instance", cmdStats},
 		"reload": {"make a running instance load its config file again, keeping flows", cmdReload},
-		"decap":  {"attach or detach the backend IPIP decapsulation program", cmdDecap},
+		"decap":  {"attach, configure or inspect the backends' tunnel decapsulation program", cmdDecap},
 		"lookup": {"print the backend a new flow gets, from the config alone", cmdLookup},
 		"perf":   {"measure the datapaths side by side in a namespace lab", cmdPerf},
 		"demo":   {"build a namespace lab, balance real HTTP through xlb, tear it down", cmdDemo},

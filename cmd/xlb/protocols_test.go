@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xlbproject/xlb/bpf"
+	"github.com/xlbproject/xlb/bpf/decap"
 	"github.com/xlbproject/xlb/datapath"
 	"github.com/xlbproject/xlb/lab"
 )
@@ -145,7 +146,8 @@ func newProtoLab(prefix, bin, dir string) (_ *lbLab, err error) {
 	for i := range labBackends {
 		spec.Hosts = append(spec.Hosts, lab.HostSpec{Name: fmt.Sprintf("be%d", i+1), Addr: labBackends[i], Addr6: protoBackends6[i], MTU: protoMTU, LoAddrs: lo})
 	}
-	return buildLBLab(spec, bin, dir, "[::]:80", "--gue-port", strconv.Itoa(protoGUEPort))
+	return buildLBLab(spec, bin, dir, "[::]:80", "--gue-port", strconv.Itoa(protoGUEPort),
+		"--allow-source", labLB.Addr().String(), "--allow-source", protoLB6.Addr().String())
 }
 
 // startProtoLab builds the protocol lab, starts xlb on protoConfig and waits
@@ -224,13 +226,13 @@ func getMany(ctx context.Context, l *lbLab, url string, n, parallel int) (served
 }
 
 // decapCounters reads every backend's decap program counters.
-func decapCounters(t *testing.T, l *lbLab) []bpf.DecapCounters {
+func decapCounters(t *testing.T, l *lbLab) []decap.Counters {
 	t.Helper()
-	out := make([]bpf.DecapCounters, len(l.backends))
+	out := make([]decap.Counters, len(l.backends))
 	for i, h := range l.backends {
 		if err := h.Do(func() error {
 			var err error
-			out[i], err = bpf.ReadDecapCounters(lab.HostLink)
+			out[i], err = decap.ReadCounters(lab.HostLink)
 			return err
 		}); err != nil {
 			t.Fatalf("%s: decap counters: %v", h.Name, err)
@@ -242,7 +244,7 @@ func decapCounters(t *testing.T, l *lbLab) []bpf.DecapCounters {
 // settledDecapCounters waits (bounded) until no backend decapsulates anything
 // more for 300 ms, so the last ACKs and FINs of earlier traffic are not
 // counted for what comes next.
-func settledDecapCounters(t *testing.T, l *lbLab) []bpf.DecapCounters {
+func settledDecapCounters(t *testing.T, l *lbLab) []decap.Counters {
 	t.Helper()
 	prev := decapCounters(t, l)
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
@@ -276,8 +278,8 @@ func TestForwardModes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	const conns = 120
-	kinds := func(c bpf.DecapCounters) map[string]uint64 {
-		return map[string]uint64{"ipip": c.IPIP, "6in4": c.IP6in4, "4in6": c.IP4in6, "6in6": c.IP6in6, "gue": c.GUE}
+	kinds := func(c decap.Counters) map[string]uint64 {
+		return map[string]uint64{"ipip": c[decap.CounterIPIP], "6in4": c[decap.Counter6in4], "4in6": c[decap.Counter4in6], "6in6": c[decap.Counter6in6], "gue": c[decap.CounterGUE]}
 	}
 	for _, tc := range []struct {
 		v    protoVIP

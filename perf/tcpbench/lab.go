@@ -106,7 +106,7 @@ func newBenchLab(prefix, xlb string) (_ *benchLab, err error) {
 		h := l.Hosts[fmt.Sprintf("be%d", i+1)]
 		b.backends = append(b.backends, h)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		out, err := h.Command(ctx, xlb, "decap", "attach", "--interface", lab.HostLink).CombinedOutput()
+		out, err := h.Command(ctx, xlb, "decap", "attach", "--interface", lab.HostLink, "--allow-source", lbAddr.Addr().String()).CombinedOutput()
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("tcpbench: xlb decap attach in %s: %w: %s", h.NS, err, strings.TrimSpace(string(out)))

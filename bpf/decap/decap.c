@@ -14,11 +14,14 @@
 // and passes the inner packet to the stack as if it had arrived on the
 // interface, keeping the Ethernet addresses and any VLAN tag.
 //
-// Every such packet arriving on the interface is decapsulated, whatever its
-// outer destination: attach it only on a backend's interface that faces the
-// balancer. Outer IPv4 fragments and outer IPv6 extension headers (the
-// fragment header included) are left to the stack. Everything else is
-// passed untouched.
+// Only tunnels addressed to this host (outer destination in local_addrs)
+// and sent by a balancer (outer source in allowed_sources) are
+// decapsulated; every other tunnel packet is dropped and counted by
+// reason, because decapsulating it would hand the stack an inner packet
+// whose source address anyone could have chosen. Outer IPv4 fragments and
+// outer IPv6 extension headers (the fragment header included) are left to
+// the stack. Everything else, UDP to any other port included, is passed
+// untouched.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -29,10 +32,11 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#include "xlb.h"
+#include "../xlb.h"
 
-// decap_counter indexes decap_counters. Mirrored in Go (counter.go).
-// Every frame is counted once: the five kinds + PASSED + MALFORMED = all.
+// decap_counter indexes decap_counters. Mirrored in Go (decap.go).
+// Every frame is counted once: the five kinds + PASSED + MALFORMED + the
+// drop reasons = all.
 enum decap_counter {
 	DECAP_IPIP = 0,
 	DECAP_6IN4 = 1,
@@ -41,7 +45,11 @@ enum decap_counter {
 	DECAP_GUE = 4,
 	DECAP_PASSED = 5,
 	DECAP_MALFORMED = 6,
-	DECAP_COUNTER_MAX = 7,
+	// Dropped: the outer destination is not one of local_addrs.
+	DECAP_DROP_NOT_LOCAL = 7,
+	// Dropped: the outer source is in no prefix of allowed_sources.
+	DECAP_DROP_SOURCE = 8,
+	DECAP_COUNTER_MAX = 9,
 };
 
 // GUE header, first byte: version (2 bits), C (control), hlen (5 bits,
@@ -61,6 +69,39 @@ struct gue_hdr {
 	__u8 proto;
 	__be16 flags;
 };
+
+// addr_key is the key of allowed_sources (an LPM trie) and local_addrs (a
+// hash of whole addresses). The matched data is the family (4 or 6) then
+// the address (IPv4 in the first 4 bytes), so prefixlen counts 8 family
+// bits before the address bits and an IPv4 prefix never matches IPv6.
+// pad stays zero.
+struct addr_key {
+	__u32 prefixlen;
+	__u8 family;
+	__u8 addr[16];
+	__u8 pad[3];
+};
+
+#define MAX_ALLOWED_SOURCES 1024
+#define MAX_LOCAL_ADDRS 1024
+
+// allowed_sources: the balancers' prefixes. Empty, every tunnel is dropped.
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct addr_key);
+	__type(value, __u32);
+	__uint(max_entries, MAX_ALLOWED_SOURCES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} allowed_sources SEC(".maps");
+
+// local_addrs: this host's addresses, keys with the full prefixlen (40 or
+// 136). The loader fills it from the host's interfaces.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct addr_key);
+	__type(value, __u32);
+	__uint(max_entries, MAX_LOCAL_ADDRS);
+} local_addrs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -87,6 +128,28 @@ static __always_inline int count(__u32 idx)
 	return XDP_PASS;
 }
 
+static __always_inline int drop(__u32 idx)
+{
+	count(idx);
+	return XDP_DROP;
+}
+
+// outer_verdict returns the drop counter for a tunnel packet from src to
+// dst (keys with the family and address set), or -1 if it may be
+// decapsulated.
+static __always_inline int outer_verdict(struct addr_key *src, struct addr_key *dst)
+{
+	__u32 bits = src->family == 4 ? 8 + 32 : 8 + 128;
+
+	dst->prefixlen = bits;
+	if (!bpf_map_lookup_elem(&local_addrs, dst))
+		return DECAP_DROP_NOT_LOCAL;
+	src->prefixlen = bits;
+	if (!bpf_map_lookup_elem(&allowed_sources, src))
+		return DECAP_DROP_SOURCE;
+	return -1;
+}
+
 // inner_kind returns the counter of an IP-in-IP packet whose outer header
 // is IPv4 (outer4) or IPv6 and carries proto, or -1 if proto is neither
 // IPv4 (4) nor IPv6 (41).
@@ -107,6 +170,7 @@ int xlb_decap(struct xdp_md *ctx)
 	struct l2_hdr l2;
 	__u32 outer_len; // bytes to strip after the L2 header
 	__u8 proto;      // protocol after the outer IP header
+	struct addr_key src = {}, dst = {}; // outer addresses (outer_verdict sets prefixlen)
 	int outer4;
 	int tagged = 0;
 
@@ -142,6 +206,9 @@ int xlb_decap(struct xdp_md *ctx)
 		// have it.
 		if (ip->frag_off & bpf_htons(IP_FRAG_MASK))
 			return count(DECAP_PASSED);
+		src.family = dst.family = 4;
+		__builtin_memcpy(src.addr, &ip->saddr, 4);
+		__builtin_memcpy(dst.addr, &ip->daddr, 4);
 	} else if (ethertype == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
 		if ((void *)(ip6 + 1) > end)
@@ -152,21 +219,34 @@ int xlb_decap(struct xdp_md *ctx)
 		if (proto != IPPROTO_IPIP && proto != IPPROTO_IPV6 &&
 		    proto != IPPROTO_UDP)
 			return count(DECAP_PASSED);
+		src.family = dst.family = 6;
+		__builtin_memcpy(src.addr, &ip6->saddr, 16);
+		__builtin_memcpy(dst.addr, &ip6->daddr, 16);
 	} else {
 		return count(DECAP_PASSED);
 	}
 
 	int kind = inner_kind(outer4, proto);
+	struct udphdr *udp = 0;
 	if (proto == IPPROTO_UDP) {
 		__u32 zero = 0;
 		__u32 *port = bpf_map_lookup_elem(&gue_port, &zero);
 		if (!port || !*port)
 			return count(DECAP_PASSED);
-		struct udphdr *udp = l3 + outer_len;
+		udp = l3 + outer_len;
 		if ((void *)(udp + 1) > end)
 			return count(DECAP_MALFORMED);
 		if (udp->dest != bpf_htons((__u16)*port))
 			return count(DECAP_PASSED);
+	}
+
+	// A tunnel packet (GUE: UDP to the GUE port) from here on: only ours
+	// from a balancer may go further.
+	int why = outer_verdict(&src, &dst);
+	if (why >= 0)
+		return drop(why);
+
+	if (udp) {
 		outer_len += sizeof(*udp);
 
 		struct gue_hdr *gue = (void *)(udp + 1);
