@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,6 +21,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/xlbproject/xlb/internal/testenv"
 )
 
 // The test lab: a client on a 1500 path, two backends on 1600 that both
@@ -35,13 +36,6 @@ var (
 	b2A       = netip.MustParsePrefix("198.18.0.12/24")
 	vipPrefix = netip.PrefixFrom(vip, 32)
 )
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("lab: needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN) to create network namespaces")
-	}
-}
 
 var prefixSeq atomic.Int32
 
@@ -84,7 +78,7 @@ func testSpec(prefix string) Spec {
 // checks nothing with its prefix is left.
 func newLab(t *testing.T, spec Spec) *Lab {
 	t.Helper()
-	requireRoot(t)
+	testenv.Root(t, "creates network namespaces")
 	l, err := New(spec)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -107,7 +101,7 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 }
 
 func TestTopology(t *testing.T) {
-	requireRoot(t)
+	testenv.Root(t, "creates network namespaces")
 	rootLinks := linkNames(t, netlink.LinkList)
 	l := newLab(t, testSpec(testPrefix()))
 	if got := linkNames(t, netlink.LinkList); !slices.Equal(got, rootLinks) {
@@ -574,9 +568,7 @@ func TestDoRestoresNamespace(t *testing.T) {
 }
 
 func TestCommand(t *testing.T) {
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("lab: Command needs iproute2's ip")
-	}
+	testenv.Tool(t, "ip")
 	l := newLab(t, testSpec(testPrefix()))
 	b1 := l.Hosts["b1"]
 	out, err := b1.Command(ctxFor(t, 5*time.Second), "ip", "-o", "addr", "show", "dev", HostLink).CombinedOutput()
@@ -593,7 +585,7 @@ func TestCommand(t *testing.T) {
 }
 
 func TestCloseRemovesEverything(t *testing.T) {
-	requireRoot(t)
+	testenv.Root(t, "creates network namespaces")
 	prefix := testPrefix()
 	l, err := New(testSpec(prefix))
 	if err != nil {
@@ -618,7 +610,7 @@ func TestCloseRemovesEverything(t *testing.T) {
 }
 
 func TestCleanupLeftovers(t *testing.T) {
-	requireRoot(t)
+	testenv.Root(t, "creates network namespaces")
 	prefix := testPrefix()
 	l, err := New(testSpec(prefix))
 	if err != nil {
@@ -653,7 +645,7 @@ func TestCleanupLeftovers(t *testing.T) {
 }
 
 func TestNewLeavesExistingNamespaces(t *testing.T) {
-	requireRoot(t)
+	testenv.Root(t, "creates network namespaces")
 	prefix := testPrefix()
 	t.Cleanup(func() { Cleanup(prefix) })
 	h, err := createNamed(nsName(prefix, "b2"))
@@ -750,7 +742,7 @@ func attachXDPTx(t *testing.T, h *Host) {
 // through a gateway that is not on the link) and checks that New removes
 // every namespace it had made by then.
 func TestNewFailureTearsDown(t *testing.T) {
-	requireRoot(t)
+	testenv.Root(t, "creates network namespaces")
 	spec := testSpec(testPrefix())
 	t.Cleanup(func() { Cleanup(spec.Prefix) })
 	spec.Hosts[2].Routes = []Route{{Dst: netip.MustParsePrefix("198.19.0.0/24"), Via: netip.MustParseAddr("198.18.9.9")}}

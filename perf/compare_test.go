@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xlbproject/xlb/internal/testenv"
 )
 
 // TestCompareSmoke runs every datapath in both topologies for one short
@@ -16,12 +18,7 @@ import (
 // delivered traffic to the sink, and that the JSON report is well formed.
 // It checks behaviour, not rates.
 func TestCompareSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds namespace labs and runs every datapath (~25s)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, XDP and AF_XDP")
-	}
+	testenv.Root(t, "builds namespace labs and runs every datapath with XDP and AF_XDP (~25s)")
 	for _, topo := range []string{TopologyBridge, TopologyDirect} {
 		t.Run(topo, func(t *testing.T) { smoke(t, topo) })
 	}

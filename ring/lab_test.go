@@ -20,6 +20,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/xlbproject/xlb/internal/testenv"
 )
 
 // end is one side of a veth pair, in its own network namespace.
@@ -37,18 +39,11 @@ type vethLab struct{ a, b end }
 
 var labSeq atomic.Uint32
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, veths, XDP programs and AF_XDP sockets")
-	}
-}
-
 // newVethLab creates the namespaces and the veth pair (one queue each way),
 // both ends up, and removes everything in t.Cleanup.
 func newVethLab(t *testing.T) *vethLab {
 	t.Helper()
-	needRoot(t)
+	testenv.Root(t, "creates network namespaces, veths, XDP programs and AF_XDP sockets")
 	seq := labSeq.Add(1)
 	l := &vethLab{}
 	for i, e := range []*end{&l.a, &l.b} {
