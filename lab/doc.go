@@ -11,6 +11,14 @@
 // ports carry the largest), lo up, extra lo addresses (a VIP on each
 // backend) and routes (a client's route to the VIP via the balancer).
 //
+// Spec.Pairs add veth pairs straight between two hosts, or between two
+// interfaces of one host, named as the spec says, with their own fixed
+// MACs (02:00:01:...), MTU, queue count, addresses and routes: a path
+// without the bridge, such as the perf lab's balancer-to-sink link. A
+// NoSwitch host has no eth0 and is reached only through its pairs; a lab
+// of NoSwitch hosts only has no switch namespace at all, so two hosts and
+// one pair is the smallest lab.
+//
 // Every namespace is a named one, "PREFIX-switch" and "PREFIX-HOST",
 // bind-mounted under /run/netns, so `ip netns exec PREFIX-lb xlb run ...`
 // and tcpdump work on a running lab. Links exist only inside these
@@ -42,8 +50,9 @@
 //
 // New builds everything or, on error, removes what it made. Close deletes
 // the lab's namespaces, which deletes the bridge and veths; it is
-// idempotent and touches nothing it did not make. A test registers Close
-// with t.Cleanup right after New. A process that crashed leaves its
+// idempotent and touches nothing it did not make. A test builds its lab
+// with labtest.New, which gates it on root, registers Close with
+// t.Cleanup and checks that nothing is left. A process that crashed leaves its
 // namespaces behind: Cleanup(prefix) removes them, and New reports such a
 // clash as ErrExists rather than reusing or deleting what it did not make.
 //

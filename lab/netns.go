@@ -140,21 +140,36 @@ func deleteNamed(name string) error {
 // bridge and veths. It touches nothing else: "PREFIX-a-b" and names of
 // other prefixes are left alone.
 func Cleanup(prefix string) error {
-	if err := checkPrefix(prefix); err != nil {
-		return fmt.Errorf("lab: cleanup: %w", err)
-	}
-	entries, err := os.ReadDir(NetnsDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+	names, err := Leftovers(prefix)
 	if err != nil {
 		return fmt.Errorf("lab: cleanup: %w", err)
 	}
 	var errs []error
-	for _, e := range entries {
-		if ownedBy(prefix, e.Name()) {
-			errs = append(errs, deleteNamed(e.Name()))
-		}
+	for _, n := range names {
+		errs = append(errs, deleteNamed(n))
 	}
 	return errors.Join(errs...)
+}
+
+// Leftovers lists the named namespaces a lab with this prefix could have
+// made and that exist: what Cleanup would remove, and what a test checks
+// is gone after Close.
+func Leftovers(prefix string) ([]string, error) {
+	if err := checkPrefix(prefix); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(NetnsDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if ownedBy(prefix, e.Name()) {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
 }
