@@ -50,10 +50,10 @@ func startRingFwd(p *perfLab, o Options) (_ instance, err error) {
 	if f.xsk, err = labprogs.LoadXSK(); err != nil {
 		return nil, err
 	}
-	err = p.lb.Do(func() error {
+	err = p.lb.Host.Do(func() error {
 		var err error
 		f.sock, err = ring.Open(ring.Config{
-			Ifindex: p.lb.Ifindex, Ifname: p.lb.Link, Queue: 0,
+			Ifindex: p.lb.Ifindex, Ifname: p.lb.Name, Queue: 0,
 			FrameSize: 2048, FrameCount: uint32(2 * t.Ring),
 			FillSize: uint32(t.Ring), CompletionSize: uint32(t.Ring), RxSize: uint32(t.Ring), TxSize: uint32(t.Ring),
 			ZeroCopy: ring.ZeroCopyAuto, NeedWakeup: true, TxBudget: uint32(t.TxBudget), BusyPoll: t.BusyPoll,

@@ -51,7 +51,7 @@ func xlbConfig(p *perfLab, o Options, socket, extra string) string {
 		queues[i], cpus[i] = strconv.Itoa(i), strconv.Itoa(o.LBCPUs[i])
 	}
 	fmt.Fprintf(&b, "[datapath]\ninterface = %q\nqueues = [%s]\ncpus = [%s]\nsource = %q\n",
-		p.lb.Link, strings.Join(queues, ", "), strings.Join(cpus, ", "), lbAddr.Addr())
+		p.lb.Name, strings.Join(queues, ", "), strings.Join(cpus, ", "), lbAddr.Addr())
 	fmt.Fprintf(&b, "batch_size = %d\nrx_ring = %d\ntx_ring = %d\nfill_ring = %d\ncompletion_ring = %d\nframe_count = %d\ntx_budget = %d\n",
 		t.Batch, t.Ring, t.Ring, t.Ring, t.Ring, 2*t.Ring, t.TxBudget)
 	fmt.Fprintf(&b, "spin = %t\nbusy_poll = %t\nneed_wakeup = %t\n%s", t.Spin, t.BusyPoll, !t.NoNeedWakeup, extra)
@@ -84,7 +84,7 @@ func startXLB(extra string) func(*perfLab, Options) (instance, error) {
 			return nil, fmt.Errorf("perf: %w", err)
 		}
 		x := &xlbProcess{socket: socket, log: &tailBuffer{max: 8 << 10}, done: make(chan error, 1)}
-		x.cmd = p.lb.Command(context.Background(), o.XLBBinary, "run", "-c", file)
+		x.cmd = p.lb.Host.Command(context.Background(), o.XLBBinary, "run", "-c", file)
 		x.cmd.Stdout, x.cmd.Stderr = x.log, x.log
 		if err := x.cmd.Start(); err != nil {
 			return nil, fmt.Errorf("perf: start xlb run: %w", err)
