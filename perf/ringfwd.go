@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xlbproject/xlb/bpf/labprogs"
+	"github.com/xlbproject/xlb/perf/procstat"
 	"github.com/xlbproject/xlb/ring"
 )
 
@@ -190,11 +191,11 @@ func (t *forwarderThread) cpuTime(m map[string]uint64) error {
 	if tid == 0 {
 		return nil
 	}
-	u, s, err := taskCPU(fmt.Sprintf("/proc/self/task/%d/stat", tid))
+	task, err := procstat.ReadTask(fmt.Sprintf("/proc/self/task/%d/stat", tid))
 	if err != nil {
 		return err
 	}
-	m["user_ns"], m["system_ns"] = u, s
+	m["user_ns"], m["system_ns"] = task.Nanoseconds()
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/xlbproject/xlb/control"
+	"github.com/xlbproject/xlb/perf/procstat"
 )
 
 // Bounds on the xlb process's life.
@@ -183,11 +184,11 @@ func (x *xlbProcess) counters() (map[string]uint64, error) {
 		}
 	}
 	// The whole process: the worker, and the rest of xlb, which is idle.
-	u, s, err := taskCPU(fmt.Sprintf("/proc/%d/stat", x.cmd.Process.Pid))
+	task, err := procstat.ReadTask(fmt.Sprintf("/proc/%d/stat", x.cmd.Process.Pid))
 	if err != nil {
 		return nil, err
 	}
-	m["user_ns"], m["system_ns"] = u, s
+	m["user_ns"], m["system_ns"] = task.Nanoseconds()
 	return m, nil
 }
 
