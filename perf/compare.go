@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xlbproject/xlb/bpf/labprogs"
+	"github.com/xlbproject/xlb/lab/xlbbin"
 	"github.com/xlbproject/xlb/perf/procstat"
 )
 
@@ -130,7 +131,7 @@ func compare(o Options, table bool) (Report, error) {
 		return rep, err
 	}
 	if o.XLBBinary == "" && needsXLB(o) {
-		if o.XLBBinary, err = buildXLB(pl.dir); err != nil {
+		if o.XLBBinary, err = xlbbin.Path(); err != nil {
 			return rep, errors.Join(err, pl.Close())
 		}
 	}

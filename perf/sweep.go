@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/xlbproject/xlb/lab/xlbbin"
 )
 
 // sweepDatapath is the datapath a sweep tunes.
@@ -231,12 +233,8 @@ func Sweep(so SweepOptions) (SweepReport, error) {
 	}
 	rep.LoadAvg[0] = loadAvg()
 	if base.XLBBinary == "" {
-		dir, err := os.MkdirTemp("", "xlbsweep")
-		if err != nil {
-			return rep, fmt.Errorf("perf: %w", err)
-		}
-		defer os.RemoveAll(dir)
-		if base.XLBBinary, err = buildXLB(dir); err != nil {
+		var err error
+		if base.XLBBinary, err = xlbbin.Path(); err != nil {
 			return rep, err
 		}
 	}

@@ -26,19 +26,6 @@ const (
 	xlbCallWait  = 2 * time.Second
 )
 
-// buildXLB builds cmd/xlb into dir with the go tool and returns its path.
-// It needs the module's source: the working directory must be inside it.
-func buildXLB(dir string) (string, error) {
-	bin := filepath.Join(dir, "xlb")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/xlbproject/xlb/cmd/xlb").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("perf: go build cmd/xlb (or set Options.XLBBinary): %w: %s", err, bytes.TrimSpace(out))
-	}
-	return bin, nil
-}
-
 // xlbConfig renders the balancer's config: one UDP and one TCP VIP on
 // vipPort, each with every backend, all with the sink's MAC as a static
 // next hop (no ARP). extra is added to [datapath].

@@ -24,6 +24,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/xlbproject/xlb/lab/xlbbin"
 )
 
 const (
@@ -61,7 +63,12 @@ var commands = map[string]command{
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	code := run(os.Args[1:], os.Stdout, os.Stderr)
+	// The xlb built from source when there was no binary to run.
+	if err := xlbbin.Remove(); err != nil {
+		fmt.Fprintf(os.Stderr, "xlb-lab: %v\n", err)
+	}
+	os.Exit(code)
 }
 
 func run(args []string, stdout, stderr io.Writer) int {

@@ -7,8 +7,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -237,19 +235,4 @@ func (s *server) close() error {
 		return fmt.Errorf("tcpbench: close server: %w", err)
 	}
 	return nil
-}
-
-// buildXLB builds cmd/xlb into dir and returns the binary's path.
-func buildXLB(dir string) (string, error) {
-	bin := dir + "/xlb"
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/xlbproject/xlb/cmd/xlb").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("tcpbench: go build cmd/xlb (or set Options.XLBBinary): %w: %s", err, strings.TrimSpace(string(out)))
-	}
-	if _, err := os.Stat(bin); err != nil {
-		return "", fmt.Errorf("tcpbench: %w", err)
-	}
-	return bin, nil
 }
