@@ -11,7 +11,11 @@ import (
 	"time"
 
 	"github.com/xlbproject/xlb/internal/testenv"
+	"github.com/xlbproject/xlb/lab/xlbbin"
 )
+
+// TestMain removes the xlb binary the smoke tests built once and shared.
+func TestMain(m *testing.M) { os.Exit(xlbbin.RunAndRemove(m)) }
 
 // TestCompareSmoke runs every datapath in both topologies for one short
 // repeat of 64-byte UDP and checks that each one that is not skipped

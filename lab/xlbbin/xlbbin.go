@@ -71,3 +71,15 @@ func Remove() error {
 	}
 	return nil
 }
+
+// RunAndRemove runs a test binary's tests (m is its *testing.M), then
+// removes the binary Path built for them, and returns m.Run's exit code:
+// func TestMain(m *testing.M) { os.Exit(xlbbin.RunAndRemove(m)) }.
+func RunAndRemove(m interface{ Run() int }) int {
+	code := m.Run()
+	if err := Remove(); err != nil && code == 0 {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return code
+}

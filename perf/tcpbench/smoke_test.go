@@ -9,7 +9,11 @@ import (
 	"time"
 
 	"github.com/xlbproject/xlb/internal/testenv"
+	"github.com/xlbproject/xlb/lab/xlbbin"
 )
+
+// TestMain removes the xlb binary the smoke tests built once and shared.
+func TestMain(m *testing.M) { os.Exit(xlbbin.RunAndRemove(m)) }
 
 // TestRunSmoke runs every datapath for one short window and checks that
 // each moved bytes and answered requests, and that both report formats
