@@ -576,6 +576,12 @@ func TestCommand(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(out)) != "1600" {
 		t.Errorf("/sys/class/net/eth0/mtu inside b1: %q, %v; want 1600", out, err)
 	}
+	if err := b1.Run(ctxFor(t, 5*time.Second), "ip", "link", "show", "dev", HostLink); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if err := b1.Run(ctxFor(t, 5*time.Second), "ip", "link", "show", "dev", "nosuch0"); err == nil || !strings.Contains(err.Error(), "nosuch0") {
+		t.Errorf("Run of a failing command: %v, want an error with its output", err)
+	}
 }
 
 func TestCloseRemovesEverything(t *testing.T) {

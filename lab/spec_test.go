@@ -219,3 +219,31 @@ func FuzzOwnedBy(f *testing.F) {
 		}
 	})
 }
+
+func TestBalancerSpec(t *testing.T) {
+	vip := netip.MustParseAddr("198.18.100.1")
+	s, err := BalancerSpec("p", vip, 3).normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, h := range s.Hosts {
+		names = append(names, h.Name)
+	}
+	if strings.Join(names, " ") != "client lb be1 be2 be3" {
+		t.Fatalf("hosts %v", names)
+	}
+	client, lb, be3 := s.Hosts[0], s.Hosts[1], s.Hosts[4]
+	if client.MTU != ClientMTU || lb.MTU != FabricMTU || !lb.PortXDP || be3.MTU != FabricMTU || s.BridgeMTU != FabricMTU {
+		t.Errorf("MTUs client %d lb %d be3 %d bridge %d, lb PortXDP %v", client.MTU, lb.MTU, be3.MTU, s.BridgeMTU, lb.PortXDP)
+	}
+	if r := client.Routes; len(r) != 1 || r[0].Dst != netip.PrefixFrom(vip, 32) || r[0].Via != BalancerLB.Addr() {
+		t.Errorf("client routes %v", r)
+	}
+	if be3.Addr != netip.MustParsePrefix("198.18.0.13/24") || len(be3.LoAddrs) != 1 || be3.LoAddrs[0].Addr() != vip {
+		t.Errorf("be3 %s lo %v", be3.Addr, be3.LoAddrs)
+	}
+	if n := len(BalancerSpec("p", vip, 1000).Hosts); n != 202 {
+		t.Errorf("1000 backends: %d hosts, want 2 + 200", n)
+	}
+}
