@@ -33,7 +33,7 @@ test:
 
 # Unit tests only (no root needed, seconds).
 test-unit:
-	$(GO) test -count=1 -short $(PKGS)
+	$(GO) test -count=1 -short -timeout 10m $(PKGS)
 
 # Run every fuzz target for FUZZTIME each.
 fuzz:
