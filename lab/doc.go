@@ -62,6 +62,14 @@
 // process (Host.Command) still alive keeps its namespace alive after Close,
 // unnamed, until it ends, so close and wait for those first.
 //
+// BalancerSpec is the one topology xlb is demonstrated, tested and
+// benchmarked with real TCP in: a client, the balancer and backends
+// holding the VIP on lo, at fixed addresses (BalancerLB, BalancerClient,
+// BalancerBackend); Host.Run runs a setup step such as `xlb decap attach`
+// in a host. Two subpackages serve the tests and the perf lab: labtest
+// builds a lab per test (root gate, unique prefix, cleanup and leftover
+// check), and xlbbin builds the xlb binary a lab runs once per process.
+//
 // ServeHTTP and HTTPClient are the shared HTTP pieces of the demo and the
 // integration tests: a backend that names itself and counts requests and
 // connections, and a client whose every request is a new connection.

@@ -562,8 +562,8 @@ func TestDoRestoresNamespace(t *testing.T) {
 }
 
 func TestCommand(t *testing.T) {
-	testenv.Tool(t, "ip")
 	l := newLab(t, testSpec(testPrefix()))
+	testenv.Tool(t, "ip")
 	b1 := l.Hosts["b1"]
 	out, err := b1.Command(ctxFor(t, 5*time.Second), "ip", "-o", "addr", "show", "dev", HostLink).CombinedOutput()
 	if err != nil {
