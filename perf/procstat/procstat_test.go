@@ -66,33 +66,25 @@ func TestParse(t *testing.T) {
 }
 
 func TestParseTask(t *testing.T) {
-	tests := []struct {
-		name string
-		in   string
-		want Task
-		err  bool
-	}{
-		{"haproxy", "4242 (haproxy) S 1 4242 4242 0 -1 4194560 500 0 0 0 150 70 0 0 20 0 2 0 1234 0 0", Task{150, 70}, false},
+	good := map[string]Task{
+		"4242 (haproxy) S 1 4242 4242 0 -1 4194560 500 0 0 0 150 70 0 0 20 0 2 0 1234 0 0": {150, 70},
 		// A thread name may hold spaces and ')'.
-		{"name with spaces and parens", "1234 (xlb (worker) x) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 37 0 0 20 0 9 0 100 1000000 500\n", Task{250, 37}, false},
-		{"no paren", "7 xlb R 1 7 7 0 -1 0 0 0 0 0 3 4", Task{}, true},
-		{"short", "7 (xlb) R 1 7 7", Task{}, true},
-		{"bad utime", "7 (xlb) R 1 7 7 0 -1 0 0 0 0 0 x 4 0", Task{}, true},
-		{"empty", "", Task{}, true},
+		"1234 (xlb (worker) x) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 37 0 0 20 0 9 0 100 1000000 500\n": {250, 37},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseTask([]byte(tc.in))
-			if tc.err {
-				if !errors.Is(err, ErrFormat) {
-					t.Fatalf("error %v, want ErrFormat", err)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
-			}
-		})
+	for in, want := range good {
+		if got, err := ParseTask([]byte(in)); err != nil || got != want {
+			t.Errorf("ParseTask(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{
+		"7 xlb R 1 7 7 0 -1 0 0 0 0 0 3 4", // no parenthesis
+		"7 (xlb) R 1 7 7",                  // short
+		"7 (xlb) R 1 7 7 0 -1 0 0 0 0 0 x 4 0",
+		"",
+	} {
+		if _, err := ParseTask([]byte(bad)); !errors.Is(err, ErrFormat) {
+			t.Errorf("ParseTask(%q): error %v, want ErrFormat", bad, err)
+		}
 	}
 	if u, s := (Task{250, 37}).Nanoseconds(); u != 2500e6 || s != 370e6 {
 		t.Errorf("Nanoseconds = %d, %d; want 2.5 s and 0.37 s", u, s)
