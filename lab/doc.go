@@ -27,10 +27,10 @@
 //
 // # Defaults that matter for XDP
 //
-// TX checksum offload is off on every host's eth0 (the SIOCETHTOOL ioctl,
-// no ethtool needed): veth otherwise passes TCP/UDP checksums on partial,
-// and a frame forwarded by XDP or AF_XDP then arrives with a wrong
-// checksum and is dropped by the receiver. Turning it off also turns TSO
+// TX checksum offload is off on every host's eth0 and pair end (the
+// SIOCETHTOOL ioctl, no ethtool needed): veth otherwise passes TCP/UDP
+// checksums on partial, and a frame forwarded by XDP or AF_XDP then
+// arrives with a wrong checksum and is dropped by the receiver. Turning it off also turns TSO
 // off; software GSO then writes full checksums. rp_filter is 0 in every
 // host, and hosts with lo addresses get arp_ignore=1/arp_announce=2 so a
 // VIP on several backends' lo is never answered for by ARP.
