@@ -2,17 +2,21 @@
 # targets say so.
 GO        ?= go
 BIN       := bin/xlb
+LAB_BIN   := bin/xlb-lab
 PKGS      := ./...
 # Pure-logic packages also run under the race detector (cheap, no kernel).
 RACE_PKGS := ./ring/ ./hash/ ./config/ ./control/ ./datapath/packet/ ./flowtable/ ./health/
 FUZZTIME  ?= 10s
 
-.PHONY: all build generate check-generate test test-unit fuzz bench lint demo clean
+.PHONY: all build generate check-generate test test-unit fuzz bench lint demo perf clean
 
 all: build
 
+# The appliance and, apart, the perf lab, so that xlb links none of the
+# lab's chart, font and baseline libraries.
 build:
 	$(GO) build -o $(BIN) ./cmd/xlb
+	$(GO) build -o $(LAB_BIN) ./cmd/xlb-lab
 
 # Regenerate the BPF objects and their Go bindings (needs clang, llvm, libbpf-dev).
 generate:
@@ -29,7 +33,7 @@ test:
 
 # Unit tests only (no root needed, seconds).
 test-unit:
-	$(GO) test -count=1 -short $(PKGS)
+	$(GO) test -count=1 -short -timeout 10m $(PKGS)
 
 # Run every fuzz target for FUZZTIME each.
 fuzz:
@@ -51,6 +55,12 @@ lint:
 # The embedded default: a namespace lab with a client, xlb and three backends (root).
 demo: build
 	./$(BIN) demo
+
+# The perf lab's comparison of every datapath (root), with the xlb built
+# beside it: make perf PERF_ARGS="--topology direct --charts charts".
+PERF_ARGS ?=
+perf: build
+	./$(LAB_BIN) compare $(PERF_ARGS)
 
 clean:
 	rm -rf bin

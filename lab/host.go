@@ -45,6 +45,11 @@ type Host struct {
 	handle netns.NsHandle
 }
 
+// End is the host's eth0 as an End (zero Name on a NoSwitch host).
+func (h *Host) End() End {
+	return End{Host: h, Name: h.Link, Ifindex: h.Ifindex, MAC: h.MAC, MTU: h.MTU}
+}
+
 // close closes the handle; later calls to Do fail with ErrClosed.
 func (h *Host) close() {
 	h.mu.Lock()
@@ -205,12 +210,12 @@ func (h *Host) Offloads() (Offloads, error) {
 	return o, err
 }
 
-// disableTxChecksum is `ethtool -K eth0 tx off`. The kernel then drops TSO
+// disableTxChecksum is `ethtool -K link tx off`. The kernel then drops TSO
 // too, which needs checksum offload, and software GSO fills in checksums
 // as it segments, so every frame leaves with a full checksum.
-func (h *Host) disableTxChecksum() error {
+func (h *Host) disableTxChecksum(link string) error {
 	return h.withSocket(func(fd int) error {
-		_, err := ethtool(fd, h.Link, unix.ETHTOOL_STXCSUM, 0)
+		_, err := ethtool(fd, link, unix.ETHTOOL_STXCSUM, 0)
 		return err
 	})
 }

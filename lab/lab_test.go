@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,6 +21,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/xlbproject/xlb/internal/testenv"
 )
 
 // The test lab: a client on a 1500 path, two backends on 1600 that both
@@ -36,13 +37,6 @@ var (
 	vipPrefix = netip.PrefixFrom(vip, 32)
 )
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("lab: needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN) to create network namespaces")
-	}
-}
-
 var prefixSeq atomic.Int32
 
 // testPrefix is unique per test run and per lab: "xlblab<pid>x<n>".
@@ -53,15 +47,9 @@ func testPrefix() string {
 // leftovers lists the named namespaces a lab with prefix could own.
 func leftovers(t *testing.T, prefix string) []string {
 	t.Helper()
-	entries, err := os.ReadDir(NetnsDir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	out, err := Leftovers(prefix)
+	if err != nil {
 		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range entries {
-		if ownedBy(prefix, e.Name()) {
-			out = append(out, e.Name())
-		}
 	}
 	return out
 }
@@ -84,7 +72,7 @@ func testSpec(prefix string) Spec {
 // checks nothing with its prefix is left.
 func newLab(t *testing.T, spec Spec) *Lab {
 	t.Helper()
-	requireRoot(t)
+	testenv.Root(t, "creates network namespaces")
 	l, err := New(spec)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -107,7 +95,7 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 }
 
 func TestTopology(t *testing.T) {
-	requireRoot(t)
+	testenv.Root(t, "creates network namespaces")
 	rootLinks := linkNames(t, netlink.LinkList)
 	l := newLab(t, testSpec(testPrefix()))
 	if got := linkNames(t, netlink.LinkList); !slices.Equal(got, rootLinks) {
@@ -574,10 +562,8 @@ func TestDoRestoresNamespace(t *testing.T) {
 }
 
 func TestCommand(t *testing.T) {
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("lab: Command needs iproute2's ip")
-	}
 	l := newLab(t, testSpec(testPrefix()))
+	testenv.Tool(t, "ip")
 	b1 := l.Hosts["b1"]
 	out, err := b1.Command(ctxFor(t, 5*time.Second), "ip", "-o", "addr", "show", "dev", HostLink).CombinedOutput()
 	if err != nil {
@@ -590,10 +576,16 @@ func TestCommand(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(out)) != "1600" {
 		t.Errorf("/sys/class/net/eth0/mtu inside b1: %q, %v; want 1600", out, err)
 	}
+	if err := b1.Run(ctxFor(t, 5*time.Second), "ip", "link", "show", "dev", HostLink); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if err := b1.Run(ctxFor(t, 5*time.Second), "ip", "link", "show", "dev", "nosuch0"); err == nil || !strings.Contains(err.Error(), "nosuch0") {
+		t.Errorf("Run of a failing command: %v, want an error with its output", err)
+	}
 }
 
 func TestCloseRemovesEverything(t *testing.T) {
-	requireRoot(t)
+	testenv.Root(t, "creates network namespaces")
 	prefix := testPrefix()
 	l, err := New(testSpec(prefix))
 	if err != nil {
@@ -618,7 +610,7 @@ func TestCloseRemovesEverything(t *testing.T) {
 }
 
 func TestCleanupLeftovers(t *testing.T) {
-	requireRoot(t)
+	testenv.Root(t, "creates network namespaces")
 	prefix := testPrefix()
 	l, err := New(testSpec(prefix))
 	if err != nil {
@@ -653,7 +645,7 @@ func TestCleanupLeftovers(t *testing.T) {
 }
 
 func TestNewLeavesExistingNamespaces(t *testing.T) {
-	requireRoot(t)
+	testenv.Root(t, "creates network namespaces")
 	prefix := testPrefix()
 	t.Cleanup(func() { Cleanup(prefix) })
 	h, err := createNamed(nsName(prefix, "b2"))
@@ -750,7 +742,7 @@ func attachXDPTx(t *testing.T, h *Host) {
 // through a gateway that is not on the link) and checks that New removes
 // every namespace it had made by then.
 func TestNewFailureTearsDown(t *testing.T) {
-	requireRoot(t)
+	testenv.Root(t, "creates network namespaces")
 	spec := testSpec(testPrefix())
 	t.Cleanup(func() { Cleanup(spec.Prefix) })
 	spec.Hosts[2].Routes = []Route{{Dst: netip.MustParsePrefix("198.19.0.0/24"), Via: netip.MustParseAddr("198.18.9.9")}}
@@ -847,4 +839,145 @@ func attachXDPTxTagged(t *testing.T, h *Host) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestPairs builds a host on the switch, two hosts off it (NoSwitch) and
+// three pairs: between the two NoSwitch hosts (two queues, IPv4 and
+// IPv6), from the switched host to one of them, and inside one host. It
+// checks where each end is, its MAC, MTU, queues and offloads, and TCP
+// over the pairs.
+func TestPairs(t *testing.T) {
+	p := netip.MustParsePrefix
+	xA, yA, xA6, yA6 := p("198.18.7.1/24"), p("198.18.7.2/24"), p("2001:db8:7::1/64"), p("2001:db8:7::2/64")
+	sA, dA := p("198.18.8.1/24"), p("198.18.8.2/24")
+	spec := Spec{
+		Prefix: testPrefix(),
+		Hosts: []HostSpec{
+			{Name: "s", Addr: b1A},
+			{Name: "x", NoSwitch: true},
+			{Name: "y", NoSwitch: true, LoAddrs: []netip.Prefix{vipPrefix}},
+		},
+		Pairs: []PairSpec{
+			{
+				A:      EndSpec{Host: "x", Name: "p0", Addrs: []netip.Prefix{xA, xA6}, Routes: []Route{{Dst: vipPrefix, Via: yA.Addr()}}},
+				B:      EndSpec{Host: "y", Name: "p0", Addrs: []netip.Prefix{yA, yA6}},
+				MTU:    1600,
+				Queues: 2,
+			},
+			{A: EndSpec{Host: "s", Name: "d0", Addrs: []netip.Prefix{sA}}, B: EndSpec{Host: "x", Name: "d0", Addrs: []netip.Prefix{dA}}},
+			{A: EndSpec{Host: "x", Name: "in0"}, B: EndSpec{Host: "x", Name: "in1"}, KeepChecksumOffload: true},
+		},
+	}
+	l := newLab(t, spec)
+	if l.Switch == nil {
+		t.Fatal("no switch, though host s is on it")
+	}
+	if len(l.Pairs) != 3 {
+		t.Fatalf("%d pairs, want 3", len(l.Pairs))
+	}
+	x, y := l.Hosts["x"], l.Hosts["y"]
+	if x.Link != "" || x.Port != "" || x.Addr.IsValid() {
+		t.Errorf("NoSwitch host x has eth0 fields: link %q port %q addr %s", x.Link, x.Port, x.Addr)
+	}
+	if got := linkNames(t, l.Switch.nl(t).LinkList); !slices.Equal(got, []string{"br0", "lo", "s"}) {
+		t.Errorf("switch links %v, want only s's port", got)
+	}
+	if got := linkNames(t, x.nl(t).LinkList); !slices.Equal(got, []string{"d0", "in0", "in1", "lo", "p0"}) {
+		t.Errorf("x links %v", got)
+	}
+	for i, p := range l.Pairs {
+		for e, end := range []End{p.A, p.B} {
+			if want := pairMAC(i, byte(e+1)); end.MAC != want {
+				t.Errorf("pair %d end %d MAC %x, want %x", i, e, end.MAC, want)
+			}
+			link, err := end.Host.nl(t).LinkByName(end.Name)
+			if err != nil {
+				t.Fatalf("pair %d: %s in %s: %v", i, end.Name, end.Host.NS, err)
+			}
+			a := link.Attrs()
+			if a.Index != end.Ifindex || [6]byte(a.HardwareAddr) != end.MAC || a.MTU != end.MTU || a.OperState != netlink.OperUp {
+				t.Errorf("pair %d %s:%s: index %d MAC %s MTU %d state %s; End says %d %x %d",
+					i, end.Host.Name, end.Name, a.Index, a.HardwareAddr, a.MTU, a.OperState, end.Ifindex, end.MAC, end.MTU)
+			}
+			if want := spec.Pairs[i].Queues; want > 0 && (a.NumRxQueues != want || a.NumTxQueues != want) {
+				t.Errorf("pair %d %s: %d rx %d tx queues, want %d", i, end.Name, a.NumRxQueues, a.NumTxQueues, want)
+			}
+		}
+	}
+
+	// Offloads: off on pair ends (as on eth0), kept where asked.
+	for _, tc := range []struct {
+		end  End
+		want bool
+	}{{l.Pairs[0].B, false}, {l.Pairs[2].A, true}} {
+		var o Offloads
+		err := tc.end.Host.withSocket(func(fd int) error {
+			v, err := ethtool(fd, tc.end.Name, unix.ETHTOOL_GTXCSUM, 0)
+			o.TxChecksum = v != 0
+			return err
+		})
+		if err != nil || o.TxChecksum != tc.want {
+			t.Errorf("%s:%s tx checksum %v, %v; want %v", tc.end.Host.Name, tc.end.Name, o.TxChecksum, err, tc.want)
+		}
+	}
+
+	for _, tc := range []struct {
+		name, network string
+		from, to      *Host
+		addr          netip.Addr
+	}{
+		{"x to y over IPv4", "tcp4", x, y, yA.Addr()},
+		{"y to x over IPv6", "tcp6", y, x, xA6.Addr()},
+		{"x to y's VIP by route", "tcp4", x, y, vip},
+		{"s to x over d0", "tcp4", l.Hosts["s"], x, dA.Addr()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := tc.to.Listen(tc.network, netip.AddrPortFrom(tc.addr, 7000).String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			done := echoOnce(ln, tc.to.Name)
+			got, err := roundTrip(t, tc.from, tc.network, netip.AddrPortFrom(tc.addr, 7000).String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := tc.to.Name + ":ping"; got != want {
+				t.Fatalf("got %q, want %q", got, want)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("server: %v", err)
+			}
+		})
+	}
+}
+
+// TestNoSwitch: a lab of NoSwitch hosts has no switch namespace.
+func TestNoSwitch(t *testing.T) {
+	spec := Spec{
+		Prefix: testPrefix(),
+		Hosts:  []HostSpec{{Name: "a", NoSwitch: true}, {Name: "b", NoSwitch: true}},
+		Pairs:  []PairSpec{{A: EndSpec{Host: "a", Name: "v"}, B: EndSpec{Host: "b", Name: "v"}}},
+	}
+	l := newLab(t, spec)
+	if l.Switch != nil {
+		t.Errorf("switch %s made for NoSwitch hosts", l.Switch.NS)
+	}
+	if got, want := leftovers(t, spec.Prefix), []string{spec.Prefix + "-a", spec.Prefix + "-b"}; !slices.Equal(got, want) {
+		t.Errorf("namespaces %v, want %v", got, want)
+	}
+	if len(l.HostList()) != 2 {
+		t.Errorf("HostList %d hosts, want 2", len(l.HostList()))
+	}
+}
+
+// nl is a netlink handle in h's namespace, closed when the test ends.
+func (h *Host) nl(t *testing.T) *netlink.Handle {
+	t.Helper()
+	nl, err := netlink.NewHandleAt(h.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nl.Close)
+	return nl
 }

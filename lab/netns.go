@@ -21,11 +21,13 @@ const NetnsDir = "/run/netns"
 var ErrExists = errors.New("lab: namespace already exists")
 
 // onThread runs fn on a fresh goroutine locked to its OS thread. If enter
-// is not nil, it runs first on that thread to switch it into a namespace. Whatever fn does to the thread's
-// network namespace, the thread goes back to the caller's namespace
-// afterwards; if it cannot, the thread stays locked and so dies with its
-// goroutine instead of running other goroutines in the wrong namespace.
-// A panic in fn is re-raised in the caller.
+// is not nil, it runs first on that thread to switch it into a namespace.
+// Whatever fn does to the thread's network namespace, the thread goes back
+// to the caller's namespace afterwards; if it cannot, the thread stays
+// locked and so dies with its goroutine instead of running other
+// goroutines in the wrong namespace. A panic in fn is re-raised in the
+// caller. Every file descriptor it opens is closed before it returns, so
+// callers (and tests counting descriptors) see none left over.
 func onThread(enter func() error, fn func() error) error {
 	type result struct {
 		err      error
@@ -41,26 +43,24 @@ func onThread(enter func() error, fn func() error) error {
 			done <- result{err: fmt.Errorf("lab: get current netns: %w", err)}
 			return
 		}
-		defer orig.Close()
-		if enter != nil {
-			if err := enter(); err != nil {
-				// A failed setns leaves the thread where it was.
-				runtime.UnlockOSThread()
-				done <- result{err: err}
-				return
-			}
-		}
 		var r result
-		func() {
-			defer func() {
-				if v := recover(); v != nil {
-					r.panicked, r.value = true, v
-				}
+		if enter != nil {
+			r.err = enter() // a failed setns leaves the thread where it was
+		}
+		if r.err == nil {
+			func() {
+				defer func() {
+					if v := recover(); v != nil {
+						r.panicked, r.value = true, v
+					}
+				}()
+				r.err = fn()
 			}()
-			r.err = fn()
-		}()
-		if err := netns.Set(orig); err != nil {
-			r.err = errors.Join(r.err, fmt.Errorf("lab: restore netns (thread discarded): %w", err))
+		}
+		restored := netns.Set(orig)
+		orig.Close()
+		if restored != nil {
+			r.err = errors.Join(r.err, fmt.Errorf("lab: restore netns (thread discarded): %w", restored))
 			done <- r
 			return // still locked: the runtime ends this thread
 		}
@@ -140,21 +140,36 @@ func deleteNamed(name string) error {
 // bridge and veths. It touches nothing else: "PREFIX-a-b" and names of
 // other prefixes are left alone.
 func Cleanup(prefix string) error {
-	if err := checkPrefix(prefix); err != nil {
-		return fmt.Errorf("lab: cleanup: %w", err)
-	}
-	entries, err := os.ReadDir(NetnsDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+	names, err := Leftovers(prefix)
 	if err != nil {
 		return fmt.Errorf("lab: cleanup: %w", err)
 	}
 	var errs []error
-	for _, e := range entries {
-		if ownedBy(prefix, e.Name()) {
-			errs = append(errs, deleteNamed(e.Name()))
-		}
+	for _, n := range names {
+		errs = append(errs, deleteNamed(n))
 	}
 	return errors.Join(errs...)
+}
+
+// Leftovers lists the named namespaces a lab with this prefix could have
+// made and that exist: what Cleanup would remove, and what a test checks
+// is gone after Close.
+func Leftovers(prefix string) ([]string, error) {
+	if err := checkPrefix(prefix); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(NetnsDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if ownedBy(prefix, e.Name()) {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
 }

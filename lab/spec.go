@@ -9,7 +9,8 @@ import (
 )
 
 // Spec describes a whole lab: one switch namespace holding a bridge and one
-// namespace per host, each host wired to the bridge by a veth pair.
+// namespace per host, each host wired to the bridge by a veth pair, and
+// Pairs, veths that join hosts directly.
 type Spec struct {
 	// Prefix starts the name of every namespace the lab makes
 	// ("PREFIX-switch", "PREFIX-HOST"). Tests use something unique such as
@@ -21,6 +22,9 @@ type Spec struct {
 	// means the largest host MTU; a smaller value is rejected, since a veth
 	// drops frames larger than its receiving end's MTU.
 	BridgeMTU int
+	// Pairs are veth pairs straight between two hosts (or two interfaces
+	// of one host), besides the switch or, for NoSwitch hosts, instead.
+	Pairs []PairSpec
 }
 
 // HostSpec describes one host namespace and its eth0.
@@ -66,6 +70,42 @@ type HostSpec struct {
 	// default veth carries the tag out of band (skb metadata), and XDP
 	// sees the frame untagged. 802.1ad tags stay out of band either way.
 	InlineVLAN bool
+	// NoSwitch leaves the host off the switch: no eth0, no bridge port,
+	// only the ends of its Pairs. Addr, Addr6, MTU, Routes, PortXDP and
+	// InlineVLAN, which describe eth0, must be zero. A lab of NoSwitch
+	// hosts only has no switch namespace.
+	NoSwitch bool
+}
+
+// PairSpec is a veth pair between two hosts of the Spec, or between two
+// interfaces of one host (then A.Name and B.Name differ). Each end gets a
+// fixed MAC 02:00:01:HI:LO:0E, HI:LO = index in Spec.Pairs + 1 and E = 1
+// for A, 2 for B, and, like eth0, TX checksum offload off.
+type PairSpec struct {
+	A, B EndSpec
+	// MTU of both ends; zero means 1500.
+	MTU int
+	// Queues is the number of receive and of transmit queues of each end;
+	// zero means 1. A veth receives what its peer transmits with XDP on
+	// the queue of the sending CPU, so more queues take more CPUs' traffic.
+	Queues int
+	// KeepChecksumOffload as for HostSpec.
+	KeepChecksumOffload bool
+}
+
+// EndSpec is one end of a PairSpec.
+type EndSpec struct {
+	// Host is the Name of the host holding this end.
+	Host string
+	// Name of the interface in the host's namespace, as for host names
+	// (1 to 15 characters of [A-Za-z0-9_]); not lo, nor eth0 on a host on
+	// the switch.
+	Name string
+	// Addrs are the interface's addresses with their on-link prefixes,
+	// IPv4 or IPv6. A host with an IPv6 address on an end keeps IPv6.
+	Addrs []netip.Prefix
+	// Routes through the interface.
+	Routes []Route
 }
 
 // Route is a route through a host's eth0 to Dst via the gateway Via.
@@ -90,6 +130,7 @@ const (
 
 	defaultMTU = 1500
 	maxPrefix  = 64
+	maxQueues  = 256
 	ifNameMax  = 15 // IFNAMSIZ less the terminating NUL
 )
 
@@ -134,18 +175,30 @@ func checkPrefix(p string) error {
 }
 
 func checkHostName(n string) error {
+	return checkName("host name", n, reservedHostNames)
+}
+
+// checkName checks an interface or host name: what is a name of 1 to 15
+// characters of [A-Za-z0-9_], not one of reserved.
+func checkName(what, n string, reserved []string) error {
 	if n == "" || len(n) > ifNameMax {
-		return fmt.Errorf("%w: host name %q must be 1 to %d characters", ErrInvalidSpec, n, ifNameMax)
+		return fmt.Errorf("%w: %s %q must be 1 to %d characters", ErrInvalidSpec, what, n, ifNameMax)
 	}
 	for _, c := range n {
 		if !isNameChar(c) {
-			return fmt.Errorf("%w: host name %q: character %q not in [A-Za-z0-9_]", ErrInvalidSpec, n, c)
+			return fmt.Errorf("%w: %s %q: character %q not in [A-Za-z0-9_]", ErrInvalidSpec, what, n, c)
 		}
 	}
-	if slices.Contains(reservedHostNames, n) {
-		return fmt.Errorf("%w: host name %q is reserved", ErrInvalidSpec, n)
+	if slices.Contains(reserved, n) {
+		return fmt.Errorf("%w: %s %q is reserved", ErrInvalidSpec, what, n)
 	}
 	return nil
+}
+
+// pairMAC is the MAC of end (1 for A, 2 for B) of the pair at index i.
+func pairMAC(i int, end byte) [6]byte {
+	n := i + 1
+	return [6]byte{0x02, 0, 0x01, byte(n >> 8), byte(n), end}
 }
 
 func isNameChar(c rune) bool {
@@ -175,7 +228,7 @@ func (spec Spec) normalize() (Spec, error) {
 	out := spec
 	out.Hosts = make([]HostSpec, len(spec.Hosts))
 	names := make(map[string]bool, len(spec.Hosts))
-	addrs := make(map[netip.Addr]string, len(spec.Hosts))
+	addrs := addrOwners{}
 	maxMTU := 0
 	for i, h := range spec.Hosts {
 		if err := h.check(); err != nil {
@@ -185,14 +238,12 @@ func (spec Spec) normalize() (Spec, error) {
 			return Spec{}, fmt.Errorf("%w: host name %q used twice", ErrInvalidSpec, h.Name)
 		}
 		names[h.Name] = true
-		for _, a := range []netip.Prefix{h.Addr, h.Addr6} {
-			if !a.IsValid() {
-				continue
-			}
-			if other, dup := addrs[a.Addr()]; dup {
-				return Spec{}, fmt.Errorf("%w: hosts %q and %q share address %s", ErrInvalidSpec, other, h.Name, a.Addr())
-			}
-			addrs[a.Addr()] = h.Name
+		if err := addrs.add(h.Name, h.Addr, h.Addr6); err != nil {
+			return Spec{}, err
+		}
+		if h.NoSwitch {
+			out.Hosts[i] = h
+			continue
 		}
 		if h.MTU == 0 {
 			h.MTU = defaultMTU
@@ -200,7 +251,25 @@ func (spec Spec) normalize() (Spec, error) {
 		maxMTU = max(maxMTU, h.MTU)
 		out.Hosts[i] = h
 	}
+	out.Pairs = make([]PairSpec, len(spec.Pairs))
+	ifnames := map[[2]string]bool{}
+	for i, p := range spec.Pairs {
+		if p.MTU == 0 {
+			p.MTU = defaultMTU
+		}
+		if p.Queues == 0 {
+			p.Queues = 1
+		}
+		if err := p.check(out.Hosts, ifnames, addrs); err != nil {
+			return Spec{}, fmt.Errorf("%w (pair %d)", err, i)
+		}
+		out.Pairs[i] = p
+	}
 	switch {
+	case maxMTU == 0: // no host on the switch
+		if spec.BridgeMTU != 0 {
+			return Spec{}, fmt.Errorf("%w: bridge MTU %d without a host on the switch", ErrInvalidSpec, spec.BridgeMTU)
+		}
 	case spec.BridgeMTU == 0:
 		out.BridgeMTU = maxMTU
 	case spec.BridgeMTU < maxMTU:
@@ -211,9 +280,32 @@ func (spec Spec) normalize() (Spec, error) {
 	return out, nil
 }
 
+// addrOwners maps each address of a spec to the host that has it.
+type addrOwners map[netip.Addr]string
+
+// add records host's addresses, failing on one another host has.
+func (o addrOwners) add(host string, addrs ...netip.Prefix) error {
+	for _, a := range addrs {
+		if !a.IsValid() {
+			continue
+		}
+		if other, dup := o[a.Addr()]; dup && other != host {
+			return fmt.Errorf("%w: hosts %q and %q share address %s", ErrInvalidSpec, other, host, a.Addr())
+		}
+		o[a.Addr()] = host
+	}
+	return nil
+}
+
 func (h HostSpec) check() error {
 	if err := checkHostName(h.Name); err != nil {
 		return err
+	}
+	if h.NoSwitch {
+		if h.Addr.IsValid() || h.Addr6.IsValid() || h.MTU != 0 || len(h.Routes) > 0 || h.PortXDP || h.InlineVLAN {
+			return fmt.Errorf("%w: host %q: NoSwitch with Addr, Addr6, MTU, Routes, PortXDP or InlineVLAN, which are eth0's; put addresses and routes on its pairs' ends", ErrInvalidSpec, h.Name)
+		}
+		return h.checkLo()
 	}
 	if !h.Addr.IsValid() || !h.Addr.Addr().Is4() || h.Addr.Bits() < 1 || h.Addr.Bits() > 31 {
 		return fmt.Errorf("%w: host %q: address %s: want an IPv4 address with a /1 to /31 prefix", ErrInvalidSpec, h.Name, h.Addr)
@@ -228,22 +320,90 @@ func (h HostSpec) check() error {
 	if h.MTU != 0 && (h.MTU < minMTU || h.MTU > 65535) {
 		return fmt.Errorf("%w: host %q: MTU %d not in [%d, 65535]", ErrInvalidSpec, h.Name, h.MTU, minMTU)
 	}
+	if err := checkRoutes(h.Name, h.Routes, h.Addr6.IsValid()); err != nil {
+		return err
+	}
+	return h.checkLo()
+}
+
+// checkLo checks what every host may have: lo addresses and sysctls.
+func (h HostSpec) checkLo() error {
 	for _, a := range h.LoAddrs {
 		if !a.IsValid() || a.Addr().Is4In6() {
 			return fmt.Errorf("%w: host %q: lo address %s invalid", ErrInvalidSpec, h.Name, a)
 		}
 	}
-	for _, r := range h.Routes {
-		if !r.Dst.IsValid() || !r.Via.IsValid() || r.Dst.Addr().Is4() != r.Via.Is4() {
-			return fmt.Errorf("%w: host %q: route %s via %s: want a prefix and a gateway of one family", ErrInvalidSpec, h.Name, r.Dst, r.Via)
-		}
-		if r.Via.Is6() && !h.Addr6.IsValid() {
-			return fmt.Errorf("%w: host %q: IPv6 route %s via %s on a host without Addr6", ErrInvalidSpec, h.Name, r.Dst, r.Via)
-		}
-	}
 	for k := range h.Sysctls {
 		if err := checkSysctlKey(k); err != nil {
 			return fmt.Errorf("%w: host %q: %w", ErrInvalidSpec, h.Name, err)
+		}
+	}
+	return nil
+}
+
+// checkRoutes checks host's routes through one interface; has6 says
+// whether the interface has an IPv6 address for IPv6 gateways.
+func checkRoutes(host string, routes []Route, has6 bool) error {
+	for _, r := range routes {
+		if !r.Dst.IsValid() || !r.Via.IsValid() || r.Dst.Addr().Is4() != r.Via.Is4() {
+			return fmt.Errorf("%w: host %q: route %s via %s: want a prefix and a gateway of one family", ErrInvalidSpec, host, r.Dst, r.Via)
+		}
+		if r.Via.Is6() && !has6 {
+			return fmt.Errorf("%w: host %q: IPv6 route %s via %s through an interface without an IPv6 address", ErrInvalidSpec, host, r.Dst, r.Via)
+		}
+	}
+	return nil
+}
+
+// check validates a pair whose MTU and Queues have their defaults, given
+// the normalized hosts; ifnames holds the (host, interface) names taken so
+// far, and addrs the addresses.
+func (p PairSpec) check(hosts []HostSpec, ifnames map[[2]string]bool, addrs addrOwners) error {
+	if p.Queues < 1 || p.Queues > maxQueues {
+		return fmt.Errorf("%w: %d queues, want 1 to %d", ErrInvalidSpec, p.Queues, maxQueues)
+	}
+	has6 := false
+	for _, e := range []EndSpec{p.A, p.B} {
+		for _, a := range e.Addrs {
+			has6 = has6 || a.Addr().Is6()
+		}
+	}
+	minMTU := 68
+	if has6 {
+		minMTU = 1280
+	}
+	if p.MTU < minMTU || p.MTU > 65535 {
+		return fmt.Errorf("%w: MTU %d not in [%d, 65535]", ErrInvalidSpec, p.MTU, minMTU)
+	}
+	for _, e := range []EndSpec{p.A, p.B} {
+		i := slices.IndexFunc(hosts, func(h HostSpec) bool { return h.Name == e.Host })
+		if i < 0 {
+			return fmt.Errorf("%w: end %q: no host %q", ErrInvalidSpec, e.Name, e.Host)
+		}
+		reserved := []string{"lo"}
+		if !hosts[i].NoSwitch {
+			reserved = append(reserved, HostLink)
+		}
+		if err := checkName("interface", e.Name, reserved); err != nil {
+			return fmt.Errorf("%w (host %q)", err, e.Host)
+		}
+		key := [2]string{e.Host, e.Name}
+		if ifnames[key] {
+			return fmt.Errorf("%w: host %q: interface %q used twice", ErrInvalidSpec, e.Host, e.Name)
+		}
+		ifnames[key] = true
+		e6 := false
+		for _, a := range e.Addrs {
+			if !a.IsValid() || a.Addr().Is4In6() {
+				return fmt.Errorf("%w: host %q: %s: address %s invalid", ErrInvalidSpec, e.Host, e.Name, a)
+			}
+			e6 = e6 || a.Addr().Is6()
+		}
+		if err := addrs.add(e.Host, e.Addrs...); err != nil {
+			return err
+		}
+		if err := checkRoutes(e.Host, e.Routes, e6); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -52,6 +52,47 @@ func TestSpecNormalize(t *testing.T) {
 		{"global sysctl", func(s *Spec) { s.Hosts[0].Sysctls = map[string]string{"kernel.panic": "1"} }, "sysctl"},
 		{"sysctl path escape", func(s *Spec) { s.Hosts[0].Sysctls = map[string]string{"net../../kernel/panic": "1"} }, "sysctl"},
 		{"net sysctl", func(s *Spec) { s.Hosts[0].Sysctls = map[string]string{"net.ipv4.ip_forward": "1"} }, ""},
+		{"pair", func(s *Spec) { s.Pairs = []PairSpec{pairAB()} }, ""},
+		{"pair within a host", func(s *Spec) {
+			s.Pairs = []PairSpec{{A: EndSpec{Host: "a", Name: "x0"}, B: EndSpec{Host: "a", Name: "x1"}}}
+		}, ""},
+		{"pair to no host", func(s *Spec) { p := pairAB(); p.B.Host = "c"; s.Pairs = []PairSpec{p} }, `no host "c"`},
+		{"pair end named eth0", func(s *Spec) { p := pairAB(); p.A.Name = HostLink; s.Pairs = []PairSpec{p} }, "reserved"},
+		{"pair end named eth0 on a NoSwitch host", func(s *Spec) {
+			s.Hosts[0] = HostSpec{Name: "a", NoSwitch: true}
+			p := pairAB()
+			p.A.Name = HostLink
+			s.Pairs = []PairSpec{p}
+		}, ""},
+		{"pair end named lo", func(s *Spec) { p := pairAB(); p.B.Name = "lo"; s.Pairs = []PairSpec{p} }, "reserved"},
+		{"pair end name too long", func(s *Spec) { p := pairAB(); p.B.Name = "abcdefghijklmnop"; s.Pairs = []PairSpec{p} }, "interface"},
+		{"interface used twice", func(s *Spec) { s.Pairs = []PairSpec{pairAB(), pairAB()} }, "used twice"},
+		{"pair address taken by a host", func(s *Spec) {
+			p := pairAB()
+			p.B.Addrs = []netip.Prefix{netip.MustParsePrefix("198.18.0.1/24")}
+			s.Pairs = []PairSpec{p}
+		}, "share address"},
+		{"pair MTU too small for IPv6", func(s *Spec) {
+			p := pairAB()
+			p.MTU = 1200
+			p.A.Addrs = []netip.Prefix{netip.MustParsePrefix("2001:db8:7::1/64")}
+			s.Pairs = []PairSpec{p}
+		}, "MTU"},
+		{"pair queues", func(s *Spec) { p := pairAB(); p.Queues = 1000; s.Pairs = []PairSpec{p} }, "queues"},
+		{"IPv6 route through an end without IPv6", func(s *Spec) {
+			p := pairAB()
+			p.A.Routes = []Route{{Dst: netip.MustParsePrefix("2001:db8:1::/64"), Via: netip.MustParseAddr("2001:db8::2")}}
+			s.Pairs = []PairSpec{p}
+		}, "IPv6 route"},
+		{"NoSwitch with an address", func(s *Spec) { s.Hosts[0].NoSwitch = true }, "NoSwitch"},
+		{"NoSwitch only", func(s *Spec) {
+			s.Hosts = []HostSpec{{Name: "a", NoSwitch: true}, {Name: "b", NoSwitch: true}}
+			s.Pairs = []PairSpec{pairAB()}
+		}, ""},
+		{"NoSwitch only with a bridge MTU", func(s *Spec) {
+			s.Hosts = []HostSpec{{Name: "a", NoSwitch: true}}
+			s.BridgeMTU = 1500
+		}, "bridge MTU"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,6 +112,11 @@ func TestSpecNormalize(t *testing.T) {
 	}
 }
 
+// pairAB is a valid pair between the hosts a and b of TestSpecNormalize.
+func pairAB() PairSpec {
+	return PairSpec{A: EndSpec{Host: "a", Name: "d0"}, B: EndSpec{Host: "b", Name: "d0"}}
+}
+
 func TestSpecDefaults(t *testing.T) {
 	s := Spec{Prefix: "p", Hosts: []HostSpec{validHost("c", "198.18.0.1/24"), validHost("lb", "198.18.0.2/24")}}
 	s.Hosts[1].MTU = 1600
@@ -83,6 +129,17 @@ func TestSpecDefaults(t *testing.T) {
 	}
 	if s.Hosts[0].MTU != 0 {
 		t.Fatal("normalize changed the caller's spec")
+	}
+
+	s = Spec{Prefix: "p", Hosts: []HostSpec{{Name: "a", NoSwitch: true}}, Pairs: []PairSpec{{A: EndSpec{Host: "a", Name: "x"}, B: EndSpec{Host: "a", Name: "y"}}}}
+	if got, err = s.normalize(); err != nil {
+		t.Fatal(err)
+	}
+	if got.BridgeMTU != 0 || got.Hosts[0].MTU != 0 || got.Pairs[0].MTU != 1500 || got.Pairs[0].Queues != 1 {
+		t.Fatalf("bridge MTU %d host MTU %d pair MTU %d queues %d, want 0 0 1500 1", got.BridgeMTU, got.Hosts[0].MTU, got.Pairs[0].MTU, got.Pairs[0].Queues)
+	}
+	if s.Pairs[0].MTU != 0 {
+		t.Fatal("normalize changed the caller's pairs")
 	}
 }
 
@@ -161,4 +218,32 @@ func FuzzOwnedBy(f *testing.F) {
 			t.Fatalf("ownedBy(%q, %q) but %q is no name of that lab", prefix, ns, rest)
 		}
 	})
+}
+
+func TestBalancerSpec(t *testing.T) {
+	vip := netip.MustParseAddr("198.18.100.1")
+	s, err := BalancerSpec("p", vip, 3).normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, h := range s.Hosts {
+		names = append(names, h.Name)
+	}
+	if strings.Join(names, " ") != "client lb be1 be2 be3" {
+		t.Fatalf("hosts %v", names)
+	}
+	client, lb, be3 := s.Hosts[0], s.Hosts[1], s.Hosts[4]
+	if client.MTU != ClientMTU || lb.MTU != FabricMTU || !lb.PortXDP || be3.MTU != FabricMTU || s.BridgeMTU != FabricMTU {
+		t.Errorf("MTUs client %d lb %d be3 %d bridge %d, lb PortXDP %v", client.MTU, lb.MTU, be3.MTU, s.BridgeMTU, lb.PortXDP)
+	}
+	if r := client.Routes; len(r) != 1 || r[0].Dst != netip.PrefixFrom(vip, 32) || r[0].Via != BalancerLB.Addr() {
+		t.Errorf("client routes %v", r)
+	}
+	if be3.Addr != netip.MustParsePrefix("198.18.0.13/24") || len(be3.LoAddrs) != 1 || be3.LoAddrs[0].Addr() != vip {
+		t.Errorf("be3 %s lo %v", be3.Addr, be3.LoAddrs)
+	}
+	if n := len(BalancerSpec("p", vip, 1000).Hosts); n != 202 {
+		t.Errorf("1000 backends: %d hosts, want 2 + 200", n)
+	}
 }

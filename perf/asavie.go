@@ -48,7 +48,7 @@ func startAsavie(p *perfLab, o Options) (_ instance, err error) {
 	ring := o.Tuning.Ring
 	// Its program and socket calls use netlink and bind by ifindex, so
 	// they run inside the balancer's namespace.
-	err = p.lb.Do(func() error {
+	err = p.lb.Host.Do(func() error {
 		var err error
 		if a.prog, err = xdp.NewProgram(1); err != nil {
 			return err
@@ -138,7 +138,7 @@ func (a *asavie) close() error { return a.teardown() }
 func (a *asavie) teardown() error {
 	var errs []error
 	if a.attached {
-		errs = append(errs, a.p.lb.Do(func() error { return a.prog.Detach(a.ifindex) }))
+		errs = append(errs, a.p.lb.Host.Do(func() error { return a.prog.Detach(a.ifindex) }))
 	}
 	errs = append(errs, a.loop.halt())
 	if a.sock != nil {

@@ -14,6 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xlbproject/xlb/bpf/labprogs"
+	"github.com/xlbproject/xlb/lab/xlbbin"
+	"github.com/xlbproject/xlb/perf/procstat"
 )
 
 // ErrNotRoot is returned by Compare when not run as root: the lab needs to
@@ -129,7 +131,7 @@ func compare(o Options, table bool) (Report, error) {
 		return rep, err
 	}
 	if o.XLBBinary == "" && needsXLB(o) {
-		if o.XLBBinary, err = buildXLB(pl.dir); err != nil {
+		if o.XLBBinary, err = xlbbin.Path(); err != nil {
 			return rep, errors.Join(err, pl.Close())
 		}
 	}
@@ -258,7 +260,7 @@ type snapshot struct {
 	at       time.Time
 	sent     uint64
 	sink     labprogs.SinkCounts
-	cpu      []cpuTimes
+	cpu      []procstat.CPU
 	counters map[string]uint64
 }
 
@@ -268,9 +270,11 @@ func takeSnapshot(pl *perfLab, g *labprogs.Gen, inst instance) (snapshot, error)
 	if s.counters, err = inst.counters(); err != nil {
 		return s, err
 	}
-	if s.cpu, err = readProcStat(); err != nil {
+	st, err := procstat.Read()
+	if err != nil {
 		return s, err
 	}
+	s.cpu = st.CPUs
 	if s.sent, err = g.Sent(); err != nil {
 		return s, err
 	}

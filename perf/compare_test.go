@@ -9,19 +9,20 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xlbproject/xlb/internal/testenv"
+	"github.com/xlbproject/xlb/lab/xlbbin"
 )
+
+// TestMain removes the xlb binary the smoke tests built once and shared.
+func TestMain(m *testing.M) { os.Exit(xlbbin.RunAndRemove(m)) }
 
 // TestCompareSmoke runs every datapath in both topologies for one short
 // repeat of 64-byte UDP and checks that each one that is not skipped
 // delivered traffic to the sink, and that the JSON report is well formed.
 // It checks behaviour, not rates.
 func TestCompareSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds namespace labs and runs every datapath (~25s)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, XDP and AF_XDP")
-	}
+	testenv.Root(t, "builds namespace labs and runs every datapath with XDP and AF_XDP (~25s)")
 	for _, topo := range []string{TopologyBridge, TopologyDirect} {
 		t.Run(topo, func(t *testing.T) { smoke(t, topo) })
 	}

@@ -67,9 +67,11 @@
 //
 // # Lifecycle
 //
-// Compare owns everything it makes: the lab, the programs it attaches, the
-// xlb process and the binary it builds when Options.XLBBinary is empty. It
-// removes all of it before returning, on success and on failure; a crashed
+// Compare owns everything it makes: the lab, the programs it attaches and
+// the xlb process. It removes all of it before returning, on success and
+// on failure; the xlb binary it builds when Options.XLBBinary is empty is
+// the process's one build (lab/xlbbin), which the caller removes at its
+// end with xlbbin.Remove; a crashed
 // run leaves namespaces named PREFIX-*, which the next run with the same
 // prefix removes first (lab.Cleanup). The numbers are only comparable
 // within one report: the machine, its load and the lab set them.

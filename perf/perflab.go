@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -51,27 +50,6 @@ const (
 // directLink is the name of both ends of the direct veth pair.
 const directLink = "xd0"
 
-// Locally administered MACs of the direct pair's ends.
-var (
-	directLBMAC   = [6]byte{0x02, 0, 0, 0, 0x01, 0x02}
-	directSinkMAC = [6]byte{0x02, 0, 0, 0, 0x01, 0x03}
-)
-
-// endpoint is one namespace's interface in the measured path. Its fields
-// shadow the host's own eth0 ones, so that the datapaths use whichever
-// link the topology puts in the path.
-type endpoint struct {
-	*lab.Host
-	Link    string
-	Ifindex int
-	MAC     [6]byte
-	MTU     int
-}
-
-func hostEndpoint(h *lab.Host) endpoint {
-	return endpoint{Host: h, Link: h.Link, Ifindex: h.Ifindex, MAC: h.MAC, MTU: h.MTU}
-}
-
 // perfLab is the lab every datapath is measured in: namespaces gen, lb and
 // sink on one bridge, plus, in the direct topology, a veth pair between lb
 // and sink. gen transmits toward lb's MAC and the VIP; whatever lb
@@ -81,9 +59,9 @@ func hostEndpoint(h *lab.Host) endpoint {
 type perfLab struct {
 	*lab.Lab
 	topology string
-	// gen is where the generator sends from: gen's eth0, or the sink's
-	// end of the direct pair.
-	gen, lb, sink endpoint
+	// The interfaces in the measured path: each host's eth0, or, in the
+	// direct topology, the pair's ends, with gen the sink's end.
+	gen, lb, sink lab.End
 	dir           string // xlb configs and control sockets
 
 	counter  *labprogs.Sink
@@ -103,30 +81,35 @@ func newPerfLab(prefix, topology string, queues int) (_ *perfLab, err error) {
 	if err := lab.Cleanup(prefix); err != nil {
 		return nil, err
 	}
-	l, err := lab.New(lab.Spec{Prefix: prefix, Hosts: []lab.HostSpec{
+	spec := lab.Spec{Prefix: prefix, Hosts: []lab.HostSpec{
 		// PortXDP: the generator's frames are XDP transmissions (live
 		// frames), which its bridge port must run XDP to accept.
 		{Name: "gen", Addr: genAddr, MTU: genMTU, PortXDP: true},
 		{Name: "lb", Addr: lbAddr, MTU: fabricMTU},
 		{Name: "sink", Addr: sinkAddr, MTU: fabricMTU},
-	}})
+	}}
+	if topology == TopologyDirect {
+		// Offloads as the kernel makes a veth: the measured path is
+		// XDP and AF_XDP frames, which carry full checksums.
+		spec.Pairs = []lab.PairSpec{{
+			A: lab.EndSpec{Host: "lb", Name: directLink}, B: lab.EndSpec{Host: "sink", Name: directLink},
+			MTU: fabricMTU, Queues: queues, KeepChecksumOffload: true,
+		}}
+	}
+	l, err := lab.New(spec)
 	if err != nil {
 		return nil, err
 	}
-	p := &perfLab{
-		Lab: l, topology: topology,
-		gen: hostEndpoint(l.Hosts["gen"]), lb: hostEndpoint(l.Hosts["lb"]), sink: hostEndpoint(l.Hosts["sink"]),
+	p := &perfLab{Lab: l, topology: topology, gen: l.Hosts["gen"].End(), lb: l.Hosts["lb"].End(), sink: l.Hosts["sink"].End()}
+	if topology == TopologyDirect {
+		p.lb, p.sink = l.Pairs[0].A, l.Pairs[0].B
+		p.gen = p.sink
 	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, p.Close())
 		}
 	}()
-	if topology == TopologyDirect {
-		if err := p.addDirectPair(queues); err != nil {
-			return nil, err
-		}
-	}
 	if p.dir, err = os.MkdirTemp("", "xlbperf"); err != nil {
 		return nil, fmt.Errorf("perf: %w", err)
 	}
@@ -145,62 +128,6 @@ func newPerfLab(prefix, topology string, queues int) (_ *perfLab, err error) {
 		return nil, err
 	}
 	return p, nil
-}
-
-// addDirectPair creates the veth pair lb:xd0 <-> sink:xd0, both ends up
-// with the fabric MTU and queues receive and transmit queues, and makes it
-// the measured path: the generator sends from the sink's end.
-func (p *perfLab) addDirectPair(queues int) error {
-	f, err := os.Open(filepath.Join(lab.NetnsDir, p.lb.NS))
-	if err != nil {
-		return fmt.Errorf("perf: %w", err)
-	}
-	defer f.Close()
-	err = p.sink.Do(func() error {
-		err := netlink.LinkAdd(&netlink.Veth{
-			LinkAttrs: netlink.LinkAttrs{Name: directLink, MTU: fabricMTU, HardwareAddr: net.HardwareAddr(directSinkMAC[:]),
-				NumTxQueues: queues, NumRxQueues: queues},
-			PeerNumTxQueues:  uint32(queues),
-			PeerNumRxQueues:  uint32(queues),
-			PeerName:         directLink,
-			PeerMTU:          fabricMTU,
-			PeerHardwareAddr: net.HardwareAddr(directLBMAC[:]),
-			PeerNamespace:    netlink.NsFd(int(f.Fd())),
-		})
-		if err != nil {
-			return err
-		}
-		p.sink.Link, p.sink.MAC, p.sink.MTU = directLink, directSinkMAC, fabricMTU
-		p.sink.Ifindex, err = linkUp(directLink)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("perf: direct veth %s in %s: %w", directLink, p.sink.NS, err)
-	}
-	err = p.lb.Do(func() error {
-		p.lb.Link, p.lb.MAC, p.lb.MTU = directLink, directLBMAC, fabricMTU
-		var err error
-		p.lb.Ifindex, err = linkUp(directLink)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("perf: direct veth %s in %s: %w", directLink, p.lb.NS, err)
-	}
-	p.gen = p.sink
-	return nil
-}
-
-// linkUp sets the link name of the calling thread's namespace up and
-// returns its ifindex.
-func linkUp(name string) (int, error) {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		return 0, err
-	}
-	if err := netlink.LinkSetUp(l); err != nil {
-		return 0, err
-	}
-	return l.Attrs().Index, nil
 }
 
 // staticFDB pins h's MAC to its bridge port (`bridge fdb add MAC dev PORT
@@ -254,7 +181,7 @@ func (p *perfLab) setPortXDP(on bool) error {
 		err := p.portLink.Close()
 		p.portLink = nil
 		if err != nil {
-			return fmt.Errorf("perf: detach from bridge port %s: %w", p.lb.Port, err)
+			return fmt.Errorf("perf: detach from bridge port %s: %w", p.lb.Host.Port, err)
 		}
 		return nil
 	}
@@ -263,7 +190,7 @@ func (p *perfLab) setPortXDP(on bool) error {
 	}
 	var idx int
 	err := p.Switch.Do(func() error {
-		port, err := netlink.LinkByName(p.lb.Port)
+		port, err := netlink.LinkByName(p.lb.Host.Port)
 		if err != nil {
 			return err
 		}
@@ -271,7 +198,7 @@ func (p *perfLab) setPortXDP(on bool) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("perf: bridge port %s: %w", p.lb.Port, err)
+		return fmt.Errorf("perf: bridge port %s: %w", p.lb.Host.Port, err)
 	}
 	p.portLink, err = attach(p.Switch, p.pass, idx)
 	return err

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xlbproject/xlb/bpf/labprogs"
+	"github.com/xlbproject/xlb/perf/procstat"
 	"github.com/xlbproject/xlb/ring"
 )
 
@@ -50,10 +51,10 @@ func startRingFwd(p *perfLab, o Options) (_ instance, err error) {
 	if f.xsk, err = labprogs.LoadXSK(); err != nil {
 		return nil, err
 	}
-	err = p.lb.Do(func() error {
+	err = p.lb.Host.Do(func() error {
 		var err error
 		f.sock, err = ring.Open(ring.Config{
-			Ifindex: p.lb.Ifindex, Ifname: p.lb.Link, Queue: 0,
+			Ifindex: p.lb.Ifindex, Ifname: p.lb.Name, Queue: 0,
 			FrameSize: 2048, FrameCount: uint32(2 * t.Ring),
 			FillSize: uint32(t.Ring), CompletionSize: uint32(t.Ring), RxSize: uint32(t.Ring), TxSize: uint32(t.Ring),
 			ZeroCopy: ring.ZeroCopyAuto, NeedWakeup: true, TxBudget: uint32(t.TxBudget), BusyPoll: t.BusyPoll,
@@ -190,11 +191,11 @@ func (t *forwarderThread) cpuTime(m map[string]uint64) error {
 	if tid == 0 {
 		return nil
 	}
-	u, s, err := taskCPU(fmt.Sprintf("/proc/self/task/%d/stat", tid))
+	task, err := procstat.ReadTask(fmt.Sprintf("/proc/self/task/%d/stat", tid))
 	if err != nil {
 		return err
 	}
-	m["user_ns"], m["system_ns"] = u, s
+	m["user_ns"], m["system_ns"] = task.Nanoseconds()
 	return nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/xlbproject/xlb/perf/procstat"
 )
 
 func TestSummarize(t *testing.T) {
@@ -35,63 +37,17 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
-const procStatSample = `cpu  153882 0 36844 132474 734 0 399 2861 0 0
-cpu0 76068 0 18264 67609 166 0 84 1420 0 0
-cpu1 77813 0 18579 64864 568 0 315 1440 0 0
-intr 1234 0 0
-ctxt 5678
-btime 1700000000
-processes 42
-softirq 1 2 3
-`
-
-func TestParseProcStat(t *testing.T) {
-	got, err := parseProcStat(strings.NewReader(procStatSample))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []cpuTimes{
-		{cpu: 0, user: 76068, system: 18264, idle: 67609, iowait: 166, irq: 0, softirq: 84, steal: 1420},
-		{cpu: 1, user: 77813, system: 18579, idle: 64864, iowait: 568, softirq: 315, steal: 1440},
-	}
-	if len(got) != len(want) {
-		t.Fatalf("got %d cpus, want %d", len(got), len(want))
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Errorf("cpu %d: %+v, want %+v", i, got[i], want[i])
-		}
-	}
-}
-
-func TestParseProcStatErrors(t *testing.T) {
-	for _, tc := range []struct{ name, in string }{
-		{"empty", ""},
-		{"only-aggregate", "cpu 1 2 3 4 5 6 7 8\n"},
-		{"short", "cpu0 1 2 3 4 5 6 7\n"},
-		{"not-a-number", "cpu0 1 2 x 4 5 6 7 8\n"},
-		{"bad-index", "cpuX 1 2 3 4 5 6 7 8\n"},
-		{"negative", "cpu0 1 2 -3 4 5 6 7 8\n"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if _, err := parseProcStat(strings.NewReader(tc.in)); err == nil {
-				t.Errorf("parseProcStat(%q) succeeded", tc.in)
-			}
-		})
-	}
-}
-
 func TestCPUUsage(t *testing.T) {
-	before := []cpuTimes{
-		{cpu: 0, user: 100, system: 100, idle: 100, softirq: 100},
-		{cpu: 1, user: 10},
-		{cpu: 2, user: 5},
+	before := []procstat.CPU{
+		{N: 0, Times: procstat.Times{User: 100, System: 100, Idle: 100, SoftIRQ: 100}},
+		{N: 1, Times: procstat.Times{User: 10}},
+		{N: 2, Times: procstat.Times{User: 5}},
 	}
-	after := []cpuTimes{
+	after := []procstat.CPU{
 		// 200 ticks: 50 user, 20 nice, 60 system, 40 softirq, 10 irq, 10 steal, 5 idle, 5 iowait.
-		{cpu: 0, user: 150, nice: 20, system: 160, idle: 105, iowait: 5, irq: 10, softirq: 140, steal: 10},
-		{cpu: 1, user: 10}, // no ticks: idle
-		{cpu: 3, user: 9},  // not in before: left out
+		{N: 0, Times: procstat.Times{User: 150, Nice: 20, System: 160, Idle: 105, IOWait: 5, IRQ: 10, SoftIRQ: 140, Steal: 10}},
+		{N: 1, Times: procstat.Times{User: 10}}, // no ticks: idle
+		{N: 3, Times: procstat.Times{User: 9}},  // not in before: left out
 	}
 	got := cpuUsage(before, after)
 	want := []CPUUsage{
@@ -107,7 +63,9 @@ func TestCPUUsage(t *testing.T) {
 		}
 	}
 	// A counter that went backwards counts as zero.
-	if u := cpuUsage([]cpuTimes{{cpu: 0, user: 10, idle: 10}}, []cpuTimes{{cpu: 0, user: 5, idle: 20}}); u[0].User != 0 || u[0].Idle != 100 {
+	b := []procstat.CPU{{Times: procstat.Times{User: 10, Idle: 10}}}
+	a := []procstat.CPU{{Times: procstat.Times{User: 5, Idle: 20}}}
+	if u := cpuUsage(b, a); u[0].User != 0 || u[0].Idle != 100 {
 		t.Errorf("backwards counter: %+v", u[0])
 	}
 }
@@ -133,60 +91,32 @@ func TestDiffCounters(t *testing.T) {
 	}
 }
 
-// FuzzParseProcStat: the parser never panics, and every core it returns
-// gives usages that add up to 100% against itself plus one tick of each
-// kind.
-func FuzzParseProcStat(f *testing.F) {
-	f.Add(procStatSample)
-	f.Add("cpu0 1 2 3 4 5 6 7 8 9 10\n")
-	f.Add("cpu9999999999999999999 1 2 3 4 5 6 7 8\n")
+// FuzzCPUUsage: for any /proc/stat procstat parses, every core's usages
+// against itself plus one tick of each kind add up to 100%.
+func FuzzCPUUsage(f *testing.F) {
+	f.Add("cpu  2 0 2 2 0 0 1 1 0 0\ncpu0 1 0 1 1 0 0 0 0 0 0\ncpu1 1 0 1 1 0 0 1 1 0 0\n")
+	f.Add("cpu 1 2 3 4 5 6 7 8\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
 	f.Fuzz(func(t *testing.T, s string) {
-		cpus, err := parseProcStat(strings.NewReader(s))
+		st, err := procstat.Parse(strings.NewReader(s))
 		if err != nil {
 			return
 		}
-		later := make([]cpuTimes, len(cpus))
-		for i, c := range cpus {
-			c.user++
-			c.nice++
-			c.system++
-			c.idle++
-			c.iowait++
-			c.irq++
-			c.softirq++
-			c.steal++
+		later := make([]procstat.CPU, len(st.CPUs))
+		for i, c := range st.CPUs {
+			c.User++
+			c.Nice++
+			c.System++
+			c.Idle++
+			c.IOWait++
+			c.IRQ++
+			c.SoftIRQ++
+			c.Steal++
 			later[i] = c
 		}
-		for _, u := range cpuUsage(cpus, later) {
+		for _, u := range cpuUsage(st.CPUs, later) {
 			if sum := u.User + u.System + u.Softirq + u.Other + u.Idle; math.Abs(sum-100) > 1e-6 {
 				t.Fatalf("cpu %d: usages add to %v", u.CPU, sum)
 			}
 		}
-	})
-}
-
-func TestParseTaskStat(t *testing.T) {
-	// The name holds a space and a ')', as a thread name may.
-	line := "1234 (xlb (worker) x) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 37 0 0 20 0 9 0 100 1000000 500\n"
-	u, s, err := parseTaskStat([]byte(line))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if u != 2500e6 || s != 370e6 {
-		t.Errorf("user %d ns, system %d ns; want 2.5 s and 0.37 s", u, s)
-	}
-	for _, bad := range []string{"", "1 (x S 1 2", "1 (x) S 1 2 3", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 u 37 0"} {
-		if _, _, err := parseTaskStat([]byte(bad)); err == nil {
-			t.Errorf("parseTaskStat(%q) succeeded", bad)
-		}
-	}
-}
-
-// FuzzParseTaskStat: the parser never panics on any input.
-func FuzzParseTaskStat(f *testing.F) {
-	f.Add([]byte("1234 (xlb) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 37 0 0 20 0 9 0 100 1000000 500\n"))
-	f.Add([]byte(")"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _, _ = parseTaskStat(b)
 	})
 }

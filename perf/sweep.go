@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/xlbproject/xlb/lab/xlbbin"
 )
 
 // sweepDatapath is the datapath a sweep tunes.
@@ -231,12 +233,8 @@ func Sweep(so SweepOptions) (SweepReport, error) {
 	}
 	rep.LoadAvg[0] = loadAvg()
 	if base.XLBBinary == "" {
-		dir, err := os.MkdirTemp("", "xlbsweep")
-		if err != nil {
-			return rep, fmt.Errorf("perf: %w", err)
-		}
-		defer os.RemoveAll(dir)
-		if base.XLBBinary, err = buildXLB(dir); err != nil {
+		var err error
+		if base.XLBBinary, err = xlbbin.Path(); err != nil {
 			return rep, err
 		}
 	}
@@ -338,7 +336,7 @@ func (kr *KnobResult) recommend() {
 // TOML is the recommended setting of every knob as a [datapath] table.
 func (r SweepReport) TOML() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# xlb perf sweep %s: %s %dB, %s topology, %gs x %d, kernel %s, %d CPUs.\n",
+	fmt.Fprintf(&b, "# xlb-lab sweep %s: %s %dB, %s topology, %gs x %d, kernel %s, %d CPUs.\n",
 		r.Started.Format(time.RFC3339), r.Traffic, r.Frame, r.Setup.Topology, r.Setup.DurationSec, r.Setup.Repeat, r.Kernel, r.CPUs)
 	b.WriteString("# A knob stays at its default unless a setting's slowest repeat beat the default's fastest.\n[datapath]\n")
 	for _, k := range r.Knobs {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/internal/testenv"
 )
 
 // point is a measured sweep point with a median rate and its spread.
@@ -123,12 +124,7 @@ func TestSweepInvalid(t *testing.T) {
 // TestSweepSmoke sweeps one knob over two points for one short repeat and
 // checks the rows, the chart and that the snippet parses as xlb config.
 func TestSweepSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds two namespace labs and runs xlb twice (~15s)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, XDP and AF_XDP")
-	}
+	testenv.Root(t, "builds two namespace labs and runs xlb twice (~15s)")
 	saved := knobs
 	t.Cleanup(func() { knobs = saved })
 	spin := *findKnob("spin")

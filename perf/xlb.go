@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/xlbproject/xlb/control"
+	"github.com/xlbproject/xlb/perf/procstat"
 )
 
 // Bounds on the xlb process's life.
@@ -24,19 +25,6 @@ const (
 	xlbStopWait  = 15 * time.Second
 	xlbCallWait  = 2 * time.Second
 )
-
-// buildXLB builds cmd/xlb into dir with the go tool and returns its path.
-// It needs the module's source: the working directory must be inside it.
-func buildXLB(dir string) (string, error) {
-	bin := filepath.Join(dir, "xlb")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/xlbproject/xlb/cmd/xlb").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("perf: go build cmd/xlb (or set Options.XLBBinary): %w: %s", err, bytes.TrimSpace(out))
-	}
-	return bin, nil
-}
 
 // xlbConfig renders the balancer's config: one UDP and one TCP VIP on
 // vipPort, each with every backend, all with the sink's MAC as a static
@@ -51,7 +39,7 @@ func xlbConfig(p *perfLab, o Options, socket, extra string) string {
 		queues[i], cpus[i] = strconv.Itoa(i), strconv.Itoa(o.LBCPUs[i])
 	}
 	fmt.Fprintf(&b, "[datapath]\ninterface = %q\nqueues = [%s]\ncpus = [%s]\nsource = %q\n",
-		p.lb.Link, strings.Join(queues, ", "), strings.Join(cpus, ", "), lbAddr.Addr())
+		p.lb.Name, strings.Join(queues, ", "), strings.Join(cpus, ", "), lbAddr.Addr())
 	fmt.Fprintf(&b, "batch_size = %d\nrx_ring = %d\ntx_ring = %d\nfill_ring = %d\ncompletion_ring = %d\nframe_count = %d\ntx_budget = %d\n",
 		t.Batch, t.Ring, t.Ring, t.Ring, t.Ring, 2*t.Ring, t.TxBudget)
 	fmt.Fprintf(&b, "spin = %t\nbusy_poll = %t\nneed_wakeup = %t\n%s", t.Spin, t.BusyPoll, !t.NoNeedWakeup, extra)
@@ -84,7 +72,7 @@ func startXLB(extra string) func(*perfLab, Options) (instance, error) {
 			return nil, fmt.Errorf("perf: %w", err)
 		}
 		x := &xlbProcess{socket: socket, log: &tailBuffer{max: 8 << 10}, done: make(chan error, 1)}
-		x.cmd = p.lb.Command(context.Background(), o.XLBBinary, "run", "-c", file)
+		x.cmd = p.lb.Host.Command(context.Background(), o.XLBBinary, "run", "-c", file)
 		x.cmd.Stdout, x.cmd.Stderr = x.log, x.log
 		if err := x.cmd.Start(); err != nil {
 			return nil, fmt.Errorf("perf: start xlb run: %w", err)
@@ -183,11 +171,11 @@ func (x *xlbProcess) counters() (map[string]uint64, error) {
 		}
 	}
 	// The whole process: the worker, and the rest of xlb, which is idle.
-	u, s, err := taskCPU(fmt.Sprintf("/proc/%d/stat", x.cmd.Process.Pid))
+	task, err := procstat.ReadTask(fmt.Sprintf("/proc/%d/stat", x.cmd.Process.Pid))
 	if err != nil {
 		return nil, err
 	}
-	m["user_ns"], m["system_ns"] = u, s
+	m["user_ns"], m["system_ns"] = task.Nanoseconds()
 	return m, nil
 }
 

@@ -3,12 +3,7 @@ package ring
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
-	"fmt"
 	"net"
-	"os"
-	"runtime"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,141 +12,34 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-)
 
-// end is one side of a veth pair, in its own network namespace.
-type end struct {
-	ns      netns.NsHandle
-	nsName  string
-	ifname  string
-	ifindex int
-	mac     net.HardwareAddr
-}
+	"github.com/xlbproject/xlb/lab"
+	"github.com/xlbproject/xlb/lab/labtest"
+)
 
 // vethLab is a veth pair between two fresh namespaces: A holds the AF_XDP
 // socket, B plays the traffic source and sink.
-type vethLab struct{ a, b end }
+type vethLab struct{ a, b lab.End }
 
-var labSeq atomic.Uint32
-
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, veths, XDP programs and AF_XDP sockets")
-	}
-}
-
-// newVethLab creates the namespaces and the veth pair (one queue each way),
-// both ends up, and removes everything in t.Cleanup.
+// newVethLab builds the namespaces and the pair (one queue each way),
+// both ends up, and removes everything when the test ends.
 func newVethLab(t *testing.T) *vethLab {
 	t.Helper()
-	needRoot(t)
-	seq := labSeq.Add(1)
-	l := &vethLab{}
-	for i, e := range []*end{&l.a, &l.b} {
-		side := string(rune('a' + i))
-		e.nsName = fmt.Sprintf("xlbring-%d-%d-%s", os.Getpid(), seq, side)
-		e.ifname = fmt.Sprintf("xlbr%d-%d%s", os.Getpid()%10000000, seq%100, side)
-		ns, err := newNamedNS(e.nsName)
-		if err != nil {
-			t.Fatalf("create namespace %s: %v", e.nsName, err)
-		}
-		e.ns = ns
-		t.Cleanup(func() {
-			ns.Close()
-			if err := netns.DeleteNamed(e.nsName); err != nil {
-				t.Errorf("delete namespace %s: %v", e.nsName, err)
-			}
-		})
-	}
-
-	ha, err := netlink.NewHandleAt(l.a.ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ha.Close()
-	hb, err := netlink.NewHandleAt(l.b.ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hb.Close()
-	veth := &netlink.Veth{
-		LinkAttrs:       netlink.LinkAttrs{Name: l.a.ifname, NumTxQueues: 1, NumRxQueues: 1},
-		PeerName:        l.b.ifname,
-		PeerNamespace:   netlink.NsFd(l.b.ns),
-		PeerNumTxQueues: 1,
-		PeerNumRxQueues: 1,
-	}
-	if err := ha.LinkAdd(veth); err != nil {
-		t.Fatalf("add veth %s/%s: %v", l.a.ifname, l.b.ifname, err)
-	}
-	for _, x := range []struct {
-		h *netlink.Handle
-		e *end
-	}{{ha, &l.a}, {hb, &l.b}} {
-		lk, err := x.h.LinkByName(x.e.ifname)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := x.h.LinkSetUp(lk); err != nil {
-			t.Fatalf("set %s up: %v", x.e.ifname, err)
-		}
-		x.e.ifindex = lk.Attrs().Index
-		x.e.mac = lk.Attrs().HardwareAddr
-	}
-	return l
-}
-
-// newNamedNS creates a named namespace without leaving the calling thread
-// in it.
-func newNamedNS(name string) (netns.NsHandle, error) {
-	var ns netns.NsHandle
-	err := withThreadNS(func() error {
-		var err error
-		ns, err = netns.NewNamed(name) // moves the thread into it
-		return err
+	l := labtest.New(t, lab.Spec{
+		Prefix: labtest.Prefix("xlbring"),
+		Hosts:  []lab.HostSpec{{Name: "a", NoSwitch: true}, {Name: "b", NoSwitch: true}},
+		Pairs:  []lab.PairSpec{{A: lab.EndSpec{Host: "a", Name: "veth0"}, B: lab.EndSpec{Host: "b", Name: "veth0"}}},
 	})
-	return ns, err
-}
-
-// inNS runs fn on a thread in namespace ns: sockets created by fn stay in ns.
-func inNS(ns netns.NsHandle, fn func() error) error {
-	return withThreadNS(func() error {
-		if err := netns.Set(ns); err != nil {
-			return fmt.Errorf("enter namespace: %w", err)
-		}
-		return fn()
-	})
-}
-
-// withThreadNS locks the thread, runs fn (which may switch namespaces) and
-// restores the thread's namespace. If that fails, the thread stays locked,
-// so that the runtime ends it with the goroutine instead of reusing it.
-func withThreadNS(fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("current namespace: %w", err)
-	}
-	defer orig.Close()
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		return errors.Join(ferr, fmt.Errorf("restore namespace: %w", err))
-	}
-	runtime.UnlockOSThread()
-	return ferr
+	return &vethLab{a: l.Pairs[0].A, b: l.Pairs[0].B}
 }
 
 // openXSK opens a socket on queue 0 of A's veth, inside namespace A.
 func (l *vethLab) openXSK(t *testing.T, cfg Config) (*Socket, error) {
 	t.Helper()
-	cfg.Ifindex, cfg.Ifname, cfg.Queue = l.a.ifindex, l.a.ifname, 0
+	cfg.Ifindex, cfg.Ifname, cfg.Queue = l.a.Ifindex, l.a.Name, 0
 	var s *Socket
-	err := inNS(l.a.ns, func() error {
+	err := l.a.Host.Do(func() error {
 		var err error
 		s, err = Open(cfg)
 		return err
@@ -198,13 +86,13 @@ func (l *vethLab) redirectAll(t *testing.T, s *Socket) {
 	t.Cleanup(func() { prog.Close() })
 	// A bpf_link resolves the interface index in the caller's namespace.
 	var lk link.Link
-	err = inNS(l.a.ns, func() error {
+	err = l.a.Host.Do(func() error {
 		var err error
-		lk, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: l.a.ifindex, Flags: link.XDPDriverMode})
+		lk, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: l.a.Ifindex, Flags: link.XDPDriverMode})
 		return err
 	})
 	if err != nil {
-		t.Fatalf("attach XDP to %s: %v", l.a.ifname, err)
+		t.Fatalf("attach XDP to %s: %v", l.a.Name, err)
 	}
 	t.Cleanup(func() { lk.Close() })
 }
@@ -215,7 +103,7 @@ func (l *vethLab) redirectAll(t *testing.T, s *Socket) {
 func (l *vethLab) packetSocket(t *testing.T, proto uint16) int {
 	t.Helper()
 	var fd int
-	err := inNS(l.b.ns, func() error {
+	err := l.b.Host.Do(func() error {
 		var err error
 		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(proto)))
 		if err != nil {
@@ -229,10 +117,10 @@ func (l *vethLab) packetSocket(t *testing.T, proto uint16) int {
 				return err
 			}
 		}
-		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: l.b.ifindex})
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: l.b.Ifindex})
 	})
 	if err != nil {
-		t.Fatalf("packet socket on %s: %v", l.b.ifname, err)
+		t.Fatalf("packet socket on %s: %v", l.b.Name, err)
 	}
 	t.Cleanup(func() { unix.Close(fd) })
 	return fd
@@ -253,7 +141,7 @@ func (l *vethLab) udpFrame(t *testing.T, seq uint32) []byte {
 	for i := len(testMagic) + 4; i < len(payload); i++ {
 		payload[i] = byte(seq) + byte(i)
 	}
-	eth := &layers.Ethernet{SrcMAC: l.b.mac, DstMAC: l.a.mac, EthernetType: layers.EthernetTypeIPv4}
+	eth := &layers.Ethernet{SrcMAC: l.b.MAC[:], DstMAC: l.a.MAC[:], EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP,
 		SrcIP: net.IP{198, 18, 0, 2}, DstIP: net.IP{198, 18, 0, 1}}
 	udp := &layers.UDP{SrcPort: 40000, DstPort: 9}

@@ -129,7 +129,7 @@ func TestSocketRoundTrip(t *testing.T) {
 			copy(f[0:6], f[6:12])
 			copy(f[6:12], mac[:])
 			if round == 1 && i%2 == 1 {
-				d = prepend(s, d, l.b.mac, l.a.mac)
+				d = prepend(s, d, l.b.MAC[:], l.a.MAC[:])
 			}
 			descs = append(descs, d)
 		}
@@ -155,10 +155,10 @@ func TestSocketRoundTrip(t *testing.T) {
 		}
 		for i := range uint32(n) {
 			want := append([]byte(nil), frames[i]...)
-			copy(want[0:6], l.b.mac)
-			copy(want[6:12], l.a.mac)
+			copy(want[0:6], l.b.MAC[:])
+			copy(want[6:12], l.a.MAC[:])
 			if round == 1 && i%2 == 1 {
-				want = append(outerHeader(l.b.mac, l.a.mac), want...)
+				want = append(outerHeader(l.b.MAC[:], l.a.MAC[:]), want...)
 			}
 			if !bytes.Equal(echoed[round*n+i], want) {
 				t.Fatalf("frame %d came back as\n%x\nwant\n%x", i, echoed[round*n+i], want)
@@ -274,7 +274,7 @@ func TestSocketModes(t *testing.T) {
 				if err == nil {
 					t.Fatal("Open succeeded")
 				}
-				if want := "ring: bind " + l.a.ifname + " queue 0: "; !strings.HasPrefix(err.Error(), want) {
+				if want := "ring: bind " + l.a.Name + " queue 0: "; !strings.HasPrefix(err.Error(), want) {
 					t.Errorf("error %q, want prefix %q", err, want)
 				}
 				return
@@ -312,7 +312,7 @@ func TestSocketOpenFailureUndoes(t *testing.T) {
 		bad.Ifindex = 1<<30 + i // no such interface: fails at bind, after everything else
 		bad.Ifname = "nosuch"
 		var err error
-		if err = inNS(l.a.ns, func() error { _, err := Open(bad); return err }); err == nil {
+		if err = l.a.Host.Do(func() error { _, err := Open(bad); return err }); err == nil {
 			t.Fatal("Open on a missing interface succeeded")
 		}
 		if !strings.HasPrefix(err.Error(), "ring: bind nosuch queue 0: ") || !errors.Is(err, unix.ENODEV) {

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
-	"os"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -12,6 +11,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/xlbproject/xlb/datapath/packet"
+	"github.com/xlbproject/xlb/internal/testenv"
 )
 
 // XDP verdicts from linux/bpf.h.
@@ -28,13 +28,6 @@ var (
 	srcAddr = netip.MustParseAddr("198.18.1.10")
 	vip     = netip.MustParseAddr("198.18.100.1")
 )
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to load BPF programs (BPF_PROG_TEST_RUN)")
-	}
-}
 
 func spec(proto, flags uint8, size int) TemplateSpec {
 	return TemplateSpec{DstMAC: macLB, SrcMAC: macGen, Src: srcAddr, Dst: vip, DstPort: 80, Proto: proto, TCPFlags: flags, Size: size}
@@ -291,7 +284,7 @@ func runOnce(t *testing.T, prog *ebpf.Program, in []byte) (uint32, []byte) {
 // the sent counter. (Frames shorter than an Ethernet header, which the
 // programs check for, cannot be test-run: the kernel refuses them.)
 func TestGen(t *testing.T) {
-	requireRoot(t)
+	testenv.Root(t, "loads BPF programs and runs them with BPF_PROG_TEST_RUN")
 	const flows = PortsPerAddr + 3
 	for _, tc := range templates {
 		t.Run(tc.name, func(t *testing.T) {
@@ -348,7 +341,7 @@ const loIfindex = 1
 // (as when it sits attached to an idle one) the generator passes the frame
 // untouched and counts nothing.
 func TestGenPassesOtherInterfaces(t *testing.T) {
-	requireRoot(t)
+	testenv.Root(t, "loads BPF programs and runs them with BPF_PROG_TEST_RUN")
 	tmpl, err := BuildTemplate(spec(protoUDP, 0, 64))
 	if err != nil {
 		t.Fatal(err)
@@ -377,7 +370,7 @@ func mustCPUs(t *testing.T) int {
 }
 
 func TestSink(t *testing.T) {
-	requireRoot(t)
+	testenv.Root(t, "loads BPF programs and runs them with BPF_PROG_TEST_RUN")
 	s, err := LoadSink(macLB)
 	if err != nil {
 		t.Fatal(err)
@@ -414,7 +407,7 @@ func TestSink(t *testing.T) {
 }
 
 func TestFwdPrograms(t *testing.T) {
-	requireRoot(t)
+	testenv.Root(t, "loads BPF programs and runs them with BPF_PROG_TEST_RUN")
 	frame, err := BuildTemplate(spec(protoUDP, 0, 64))
 	if err != nil {
 		t.Fatal(err)

@@ -51,7 +51,6 @@ func init() {
 		"reload": {"make a running instance load its config file again, keeping flows", cmdReload},
 		"decap":  {"attach, configure or inspect the backends' tunnel decapsulation program", cmdDecap},
 		"lookup": {"print the backend a new flow gets, from the config alone", cmdLookup},
-		"perf":   {"measure the datapaths side by side in a namespace lab", cmdPerf},
 		"demo":   {"build a namespace lab, balance real HTTP through xlb, tear it down", cmdDemo},
 	}
 }

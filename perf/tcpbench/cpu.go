@@ -1,88 +1,21 @@
 package tcpbench
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/xlbproject/xlb/perf/procstat"
 )
-
-// ErrProcFormat is wrapped by every error parsing a /proc file.
-var ErrProcFormat = errors.New("tcpbench: malformed /proc file")
-
-// userHZ is the unit of /proc's CPU times (USER_HZ), 100 on every Linux
-// architecture this builds for.
-const userHZ = 100
-
-// machineCPU is the "cpu" line of /proc/stat, summed over all CPUs, in
-// clock ticks.
-type machineCPU struct {
-	busy    uint64 // user, nice, system, irq, softirq, steal
-	softirq uint64
-	total   uint64 // busy, idle and iowait
-}
-
-// parseProcStat reads the aggregate "cpu" line of /proc/stat. Guest time
-// is already part of user time, so its columns are ignored.
-func parseProcStat(b []byte) (machineCPU, error) {
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 || f[0] != "cpu" {
-			continue
-		}
-		if len(f) < 9 {
-			return machineCPU{}, fmt.Errorf("%w: /proc/stat cpu line has %d columns, want at least 8", ErrProcFormat, len(f)-1)
-		}
-		var v [8]uint64
-		for i := range v {
-			var err error
-			if v[i], err = strconv.ParseUint(f[i+1], 10, 64); err != nil {
-				return machineCPU{}, fmt.Errorf("%w: /proc/stat cpu column %d: %q", ErrProcFormat, i+1, f[i+1])
-			}
-		}
-		user, nice, system, idle, iowait, irq, softirq, steal := v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]
-		busy := user + nice + system + irq + softirq + steal
-		return machineCPU{busy: busy, softirq: softirq, total: busy + idle + iowait}, nil
-	}
-	if err := sc.Err(); err != nil {
-		return machineCPU{}, fmt.Errorf("tcpbench: read /proc/stat: %w", err)
-	}
-	return machineCPU{}, fmt.Errorf("%w: /proc/stat has no cpu line", ErrProcFormat)
-}
-
-// parseTaskStat returns utime+stime, in clock ticks, from a /proc/PID/stat
-// line "PID (COMM) STATE ...": COMM may hold spaces and parentheses, so the
-// fields count from the last ')'; utime and stime are fields 14 and 15 of
-// the line. For a process they cover all its threads, live and exited.
-func parseTaskStat(b []byte) (uint64, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("%w: task stat without ')'", ErrProcFormat)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("%w: task stat has %d fields after the name, want at least 13", ErrProcFormat, len(f))
-	}
-	u, err1 := strconv.ParseUint(f[11], 10, 64)
-	s, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("%w: task stat utime %q stime %q", ErrProcFormat, f[11], f[12])
-	}
-	return u + s, nil
-}
 
 // cpuSample is one reading of the counters a run's CPU figures come from.
 type cpuSample struct {
 	at      time.Time
 	procs   map[int]uint64 // pid -> utime+stime ticks, processes in the lb namespace
-	machine machineCPU
+	machine procstat.Times
 }
 
 // netnsID is the identity of a network namespace as /proc shows it in
@@ -113,15 +46,14 @@ func nsProcesses(ns string) (map[int]uint64, error) {
 		if id, err := os.Readlink(filepath.Join(dir, "ns/net")); err != nil || id != ns {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, "stat"))
-		if err != nil {
-			continue
-		}
-		t, err := parseTaskStat(b)
-		if err != nil {
+		t, err := procstat.ReadTask(filepath.Join(dir, "stat"))
+		if errors.Is(err, procstat.ErrFormat) {
 			return nil, err
 		}
-		out[pid] = t
+		if err != nil {
+			continue // exited meanwhile
+		}
+		out[pid] = t.User + t.System
 	}
 	return out, nil
 }
@@ -132,15 +64,11 @@ func sampleCPU(ns string) (cpuSample, error) {
 	if err != nil {
 		return cpuSample{}, err
 	}
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return cpuSample{}, fmt.Errorf("tcpbench: %w", err)
-	}
-	m, err := parseProcStat(b)
+	st, err := procstat.Read()
 	if err != nil {
 		return cpuSample{}, err
 	}
-	return cpuSample{at: time.Now(), procs: procs, machine: m}, nil
+	return cpuSample{at: time.Now(), procs: procs, machine: st.All}, nil
 }
 
 // CPU is where CPU time went during one measured window.
@@ -183,10 +111,10 @@ func cpuDelta(a, b cpuSample) CPU {
 		}
 		return float64(x - y)
 	}
-	pct := func(ticks float64) float64 { return 100 * ticks / userHZ / secs }
+	pct := func(ticks float64) float64 { return 100 * ticks / procstat.ClockTick / secs }
 	return CPU{
 		LBProcs: pct(float64(procs)),
-		Softirq: pct(d(b.machine.softirq, a.machine.softirq)),
-		Busy:    pct(d(b.machine.busy, a.machine.busy)),
+		Softirq: pct(d(b.machine.SoftIRQ, a.machine.SoftIRQ)),
+		Busy:    pct(d(b.machine.Busy(), a.machine.Busy())),
 	}
 }

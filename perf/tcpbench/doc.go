@@ -48,9 +48,10 @@
 //
 // # Lifecycle
 //
-// Run owns everything it makes: a temporary directory (configs, logs, an
-// xlb binary built from source when Options.XLBBinary is empty), the lab
-// (namespaces named "xlbtcpPID-*") and the balancer processes. It stops
+// Run owns everything it makes: a temporary directory (configs, logs), the
+// lab (namespaces named "xlbtcpPID-*") and the balancer processes. The xlb
+// binary built from source when Options.XLBBinary is empty is the
+// process's one build (lab/xlbbin), which the caller removes at its end. It stops
 // and removes them before returning, on error too. It needs root, iproute2
 // and, for the proxies, Debian's haproxy, nginx and libnginx-mod-stream;
 // a proxy that is not installed is reported as skipped.

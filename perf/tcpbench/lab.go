@@ -7,9 +7,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,14 +22,9 @@ var (
 	// proxyVIP is where the proxies listen: on the balancer's lo, as a
 	// proxy's service address is. A separate address keeps the kernel of
 	// the balancer from ever answering for xlb's VIP.
-	proxyVIP   = netip.MustParseAddr("198.18.100.2")
-	vipNet     = netip.MustParsePrefix("198.18.100.0/24")
-	lbAddr     = netip.MustParsePrefix("198.18.0.1/24")
-	clientAddr = netip.MustParsePrefix("198.18.0.2/24")
-	beAddrs    = []netip.Prefix{
-		netip.MustParsePrefix("198.18.0.11/24"),
-		netip.MustParsePrefix("198.18.0.12/24"),
-	}
+	proxyVIP = netip.MustParseAddr("198.18.100.2")
+	vipNet   = netip.MustParsePrefix("198.18.100.0/24")
+	beAddrs  = []netip.Prefix{lab.BalancerBackend(0), lab.BalancerBackend(1)}
 )
 
 // Ports of the two servers every backend runs on all its addresses.
@@ -43,13 +35,6 @@ const (
 	// replySize is small on purpose: the test measures the balancer's
 	// per-connection and per-request cost, not bandwidth.
 	replySize = 64
-)
-
-// Clients keep a 1500-byte MTU; the balancer and the backends 1600, so a
-// full-size client packet still fits once IPIP adds 20 bytes.
-const (
-	clientMTU = 1500
-	fabricMTU = 1600
 )
 
 // benchLab is the running lab: client, lb and two backends on one bridge,
@@ -76,15 +61,12 @@ func newBenchLab(prefix, xlb string) (_ *benchLab, err error) {
 		"net.ipv4.tcp_tw_reuse":        "1",
 		"net.ipv4.ip_local_port_range": "1024 65535",
 	}
-	spec := lab.Spec{Prefix: prefix, Hosts: []lab.HostSpec{
-		{Name: "client", Addr: clientAddr, MTU: clientMTU, Routes: []lab.Route{{Dst: vipNet, Via: lbAddr.Addr()}}, Sysctls: manyConns},
-		// PortXDP: native mode transmits with XDP_TX, which a veth drops
-		// unless its peer runs an XDP program.
-		{Name: "lb", Addr: lbAddr, MTU: fabricMTU, PortXDP: true, LoAddrs: []netip.Prefix{netip.PrefixFrom(proxyVIP, 32)}, Sysctls: manyConns},
-	}}
-	for i, a := range beAddrs {
-		spec.Hosts = append(spec.Hosts, lab.HostSpec{Name: fmt.Sprintf("be%d", i+1), Addr: a, MTU: fabricMTU, LoAddrs: []netip.Prefix{netip.PrefixFrom(vip, 32)}})
-	}
+	spec := lab.BalancerSpec(prefix, vip, len(beAddrs))
+	client, lb := &spec.Hosts[0], &spec.Hosts[1]
+	// The client reaches the proxies' VIP through the balancer too.
+	client.Routes = []lab.Route{{Dst: vipNet, Via: lb.Addr.Addr()}}
+	client.Sysctls, lb.Sysctls = manyConns, manyConns
+	lb.LoAddrs = []netip.Prefix{netip.PrefixFrom(proxyVIP, 32)}
 	l, err := lab.New(spec)
 	if err != nil {
 		return nil, fmt.Errorf("tcpbench: %w", err)
@@ -106,10 +88,10 @@ func newBenchLab(prefix, xlb string) (_ *benchLab, err error) {
 		h := l.Hosts[fmt.Sprintf("be%d", i+1)]
 		b.backends = append(b.backends, h)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		out, err := h.Command(ctx, xlb, "decap", "attach", "--interface", lab.HostLink, "--allow-source", lbAddr.Addr().String()).CombinedOutput()
+		err := h.Run(ctx, xlb, "decap", "attach", "--interface", lab.HostLink, "--allow-source", lb.Addr.Addr().String())
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("tcpbench: xlb decap attach in %s: %w: %s", h.NS, err, strings.TrimSpace(string(out)))
+			return nil, fmt.Errorf("tcpbench: %w", err)
 		}
 		// 0.0.0.0: the VIP for xlb's decapsulated traffic, the backend's
 		// own address for the proxies.
@@ -237,19 +219,4 @@ func (s *server) close() error {
 		return fmt.Errorf("tcpbench: close server: %w", err)
 	}
 	return nil
-}
-
-// buildXLB builds cmd/xlb into dir and returns the binary's path.
-func buildXLB(dir string) (string, error) {
-	bin := dir + "/xlb"
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/xlbproject/xlb/cmd/xlb").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("tcpbench: go build cmd/xlb (or set Options.XLBBinary): %w: %s", err, strings.TrimSpace(string(out)))
-	}
-	if _, err := os.Stat(bin); err != nil {
-		return "", fmt.Errorf("tcpbench: %w", err)
-	}
-	return bin, nil
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/xlbproject/xlb/lab/xlbbin"
 )
 
 // ErrNotRoot is returned by Run when the process cannot build a lab.
@@ -37,7 +39,7 @@ func Run(opts Options) (rep Report, err error) {
 	xlb := o.XLBBinary
 	if xlb == "" {
 		fmt.Fprintf(o.Out, "tcpbench: building cmd/xlb\n")
-		if xlb, err = buildXLB(dir); err != nil {
+		if xlb, err = xlbbin.Path(); err != nil {
 			return rep, err
 		}
 	}

@@ -4,25 +4,23 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xlbproject/xlb/internal/testenv"
+	"github.com/xlbproject/xlb/lab/xlbbin"
 )
+
+// TestMain removes the xlb binary the smoke tests built once and shared.
+func TestMain(m *testing.M) { os.Exit(xlbbin.RunAndRemove(m)) }
 
 // TestRunSmoke runs every datapath for one short window and checks that
 // each moved bytes and answered requests, and that both report formats
 // are well formed. Proxies that are not installed are skipped, not failed.
 func TestRunSmoke(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to build network namespaces")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2's ip")
-	}
-	if testing.Short() {
-		t.Skip("builds a lab and runs four datapaths (about a minute)")
-	}
+	testenv.Root(t, "builds a namespace lab and runs four datapaths (about a minute)")
+	testenv.Tool(t, "ip")
 	var log bytes.Buffer
 	rep, err := Run(Options{Duration: time.Second, Repeat: 1, Streams: 4, Clients: 4, Rate: 500, Out: &log})
 	t.Log(log.String())
@@ -77,9 +75,7 @@ func TestRunFull(t *testing.T) {
 	if os.Getenv("XLB_TCPBENCH") == "" {
 		t.Skip("set XLB_TCPBENCH=1 to run the full measurement (several minutes)")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to build network namespaces")
-	}
+	testenv.Root(t, "builds a namespace lab")
 	rep, err := Run(Options{Out: testWriter{t}})
 	if err != nil {
 		t.Fatal(err)
