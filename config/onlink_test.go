@@ -2,16 +2,12 @@ package config
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
-	"os"
-	"runtime"
 	"strings"
 	"testing"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
+	"github.com/xlbproject/xlb/lab"
+	"github.com/xlbproject/xlb/lab/labtest"
 )
 
 // The outer sources a VIP needs, on lo: it has 127.0.0.1 and no global
@@ -57,77 +53,25 @@ func TestCheckHostSources(t *testing.T) {
 // onlinkNetns moves the test's goroutine, locked to its thread, into a fresh
 // network namespace with an up veth pair: a has 198.18.5.1/24 and
 // 2001:db8:5::1/64 and routes 198.18.9.0/24 and 2001:db8:9::/64 through
-// gateways on its link; b has 2001:db8:6::1/64 only. Cleanup returns the
-// thread to its namespace (if that fails, the thread stays locked and dies
-// with the goroutine) and the namespace, with the pair, goes away.
+// gateways on its link; b has 2001:db8:6::1/64 only. When the test ends
+// the thread goes back and the namespace, with the pair, is deleted.
 func onlinkNetns(t *testing.T) (a, b string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace")
-	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("get netns: %v", err)
-	}
-	ns, err := netns.New()
-	if err != nil {
-		orig.Close()
-		runtime.UnlockOSThread()
-		t.Fatalf("new netns: %v", err)
-	}
-	a = fmt.Sprintf("xlbcfg%da", os.Getpid())
-	b = fmt.Sprintf("xlbcfg%db", os.Getpid())
-	t.Cleanup(func() {
-		if l, err := netlink.LinkByName(a); err == nil {
-			_ = netlink.LinkDel(l)
-		}
-		err := netns.Set(orig)
-		ns.Close()
-		orig.Close()
-		if err != nil {
-			t.Errorf("return to the original netns: %v", err)
-			return
-		}
-		runtime.UnlockOSThread()
+	a, b = "xlbcfga", "xlbcfgb"
+	p, ip := netip.MustParsePrefix, netip.MustParseAddr
+	l := labtest.New(t, lab.Spec{
+		Prefix: labtest.Prefix("xlbcfg"),
+		Hosts:  []lab.HostSpec{{Name: "h", NoSwitch: true}},
+		Pairs: []lab.PairSpec{{
+			A: lab.EndSpec{Host: "h", Name: a, Addrs: []netip.Prefix{p("198.18.5.1/24"), p("2001:db8:5::1/64")}, Routes: []lab.Route{
+				{Dst: p("198.18.9.0/24"), Via: ip("198.18.5.254")},
+				{Dst: p("2001:db8:9::/64"), Via: ip("2001:db8:5::fe")},
+			}},
+			B:                   lab.EndSpec{Host: "h", Name: b, Addrs: []netip.Prefix{p("2001:db8:6::1/64")}},
+			KeepChecksumOffload: true,
+		}},
 	})
-	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: a}, PeerName: b}); err != nil {
-		t.Fatalf("add veth %s/%s: %v", a, b, err)
-	}
-	setup := []struct {
-		link  string
-		addrs []string
-	}{{a, []string{"198.18.5.1/24", "2001:db8:5::1/64"}}, {b, []string{"2001:db8:6::1/64"}}}
-	for _, s := range setup {
-		l, err := netlink.LinkByName(s.link)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range s.addrs {
-			addr, err := netlink.ParseAddr(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr.Flags = unix.IFA_F_NODAD
-			if err := netlink.AddrAdd(l, addr); err != nil {
-				t.Fatalf("add %s to %s: %v", p, s.link, err)
-			}
-		}
-		if err := netlink.LinkSetUp(l); err != nil {
-			t.Fatalf("set %s up: %v", s.link, err)
-		}
-	}
-	la, err := netlink.LinkByName(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range []struct{ dst, gw string }{{"198.18.9.0/24", "198.18.5.254"}, {"2001:db8:9::/64", "2001:db8:5::fe"}} {
-		_, dst, _ := net.ParseCIDR(r.dst)
-		if err := netlink.RouteAdd(&netlink.Route{LinkIndex: la.Attrs().Index, Dst: dst, Gw: net.ParseIP(r.gw)}); err != nil {
-			t.Fatalf("route %s via %s: %v", r.dst, r.gw, err)
-		}
-	}
+	labtest.Enter(t, l.Hosts["h"])
 	return a, b
 }
 

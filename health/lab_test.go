@@ -3,37 +3,26 @@ package health
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/xlbproject/xlb/lab"
+	"github.com/xlbproject/xlb/lab/labtest"
 )
 
 // TestLabBackend probes a backend in another namespace, as xlb does from
 // the balancer's: TCP and HTTP checks go down when the server stops and up
 // when it comes back, each after exactly fall or rise probes.
 func TestLabBackend(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("health: needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN) to build a namespace lab")
-	}
 	lb := netip.MustParsePrefix("198.18.0.1/24")
 	backend := netip.MustParsePrefix("198.18.0.11/24")
 	vip := netip.MustParsePrefix("198.18.1.1/32")
-	l, err := lab.New(lab.Spec{
-		Prefix: fmt.Sprintf("xlbhealth%d", os.Getpid()),
+	l := labtest.New(t, lab.Spec{
+		Prefix: labtest.Prefix("xlbhealth"),
 		Hosts: []lab.HostSpec{
 			{Name: "lb", Addr: lb},
 			{Name: "b1", Addr: backend, LoAddrs: []netip.Prefix{vip}},
 		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Error(err)
-		}
 	})
 	hosts := l.HostList()
 	lbHost, b1 := hosts[0], hosts[1]

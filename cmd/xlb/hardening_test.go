@@ -17,6 +17,7 @@ import (
 	"github.com/xlbproject/xlb/bpf"
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/control"
+	"github.com/xlbproject/xlb/internal/testenv"
 )
 
 // runCmd runs one xlb command in-process and returns its exit code and
@@ -47,6 +48,7 @@ func serveControl(t *testing.T, handlers map[string]control.Handler) string {
 // reload that takes longer than the control socket's I/O timeout (5 s), and
 // one that outlasts --timeout is reported as unknown, never as refused.
 func TestReloadWaitsForSlowReload(t *testing.T) {
+	testenv.Short(t, "waits out the control socket's 5 s I/O timeout, 8 s in all")
 	applied := make(chan time.Duration, 2)
 	var took atomic.Int64 // what the next reload takes
 	took.Store(int64(6 * time.Second))

@@ -20,21 +20,15 @@ import (
 // The demo's and the integration tests' addressing, all in 198.18.0.0/15.
 var (
 	labVIP      = netip.MustParseAddr("198.18.100.1")
-	labLB       = netip.MustParsePrefix("198.18.0.1/24")
-	labClient   = netip.MustParsePrefix("198.18.0.2/24")
-	labBackends = []netip.Prefix{
-		netip.MustParsePrefix("198.18.0.11/24"),
-		netip.MustParsePrefix("198.18.0.12/24"),
-		netip.MustParsePrefix("198.18.0.13/24"),
-	}
+	labLB       = lab.BalancerLB
+	labClient   = lab.BalancerClient
+	labBackends = []netip.Prefix{lab.BalancerBackend(0), lab.BalancerBackend(1), lab.BalancerBackend(2)}
 )
 
-// Clients keep a 1500-byte MTU; the balancer and backends carry 1600 so a
-// full-size client packet still fits after the 20-byte IPIP header (the
-// deployments DESIGN.md cites raise the backend path MTU the same way).
+// The lab's MTUs: room for the IPIP header between balancer and backends.
 const (
-	clientMTU = 1500
-	fabricMTU = 1600
+	clientMTU = lab.ClientMTU
+	fabricMTU = lab.FabricMTU
 )
 
 // lbLab is a running lab: a client, the balancer host and three backends on
@@ -61,16 +55,11 @@ func newLBLabMTU(prefix, bin, dir string, clientMTU, fabricMTU int) (*lbLab, err
 	if err := lab.Cleanup(prefix); err != nil {
 		return nil, err
 	}
-	vip := netip.PrefixFrom(labVIP, 32)
-	spec := lab.Spec{Prefix: prefix, Hosts: []lab.HostSpec{
-		{Name: "client", Addr: labClient, MTU: clientMTU, Routes: []lab.Route{{Dst: vip, Via: labLB.Addr()}}},
-		// PortXDP: in native mode xlb sends with XDP_TX, and a veth drops
-		// such frames unless its peer runs an XDP program.
-		{Name: "lb", Addr: labLB, MTU: fabricMTU, PortXDP: true},
-	}}
-	for i, a := range labBackends {
-		spec.Hosts = append(spec.Hosts, lab.HostSpec{Name: fmt.Sprintf("be%d", i+1), Addr: a, MTU: fabricMTU, LoAddrs: []netip.Prefix{vip}})
+	spec := lab.BalancerSpec(prefix, labVIP, len(labBackends))
+	for i := range spec.Hosts {
+		spec.Hosts[i].MTU = fabricMTU
 	}
+	spec.Hosts[0].MTU = clientMTU
 	// On every address: the VIP (decapsulated traffic) and the backend's
 	// own, where health checks probe it.
 	return buildLBLab(spec, bin, dir, "0.0.0.0:80", "--allow-source", labLB.Addr().String())
@@ -95,8 +84,8 @@ func buildLBLab(spec lab.Spec, bin, dir, listen string, decapArgs ...string) (_ 
 		h := l.Hosts[fmt.Sprintf("be%d", i+1)]
 		ll.backends = append(ll.backends, h)
 		args := append([]string{"decap", "attach", "--interface", lab.HostLink}, decapArgs...)
-		if out, err := h.Command(context.Background(), bin, args...).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("xlb decap attach in %s: %v: %s", h.NS, err, out)
+		if err := h.Run(context.Background(), bin, args...); err != nil {
+			return nil, err
 		}
 		srv, err := lab.ServeHTTP(h, listen, h.Name)
 		if err != nil {

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,37 +24,27 @@ import (
 
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/datapath"
+	"github.com/xlbproject/xlb/internal/testenv"
 	"github.com/xlbproject/xlb/lab"
+	"github.com/xlbproject/xlb/lab/xlbbin"
 )
 
-// xlbBin is the real binary, built once by TestMain for the root tests.
+// xlbBin is the real binary the root tests run, built once per process
+// (lab/xlbbin) by the first test that needs it.
 var xlbBin string
 
-func TestMain(m *testing.M) {
-	code := func() int {
-		if os.Geteuid() == 0 {
-			dir, err := os.MkdirTemp("", "xlbbin")
-			if err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-			defer os.RemoveAll(dir)
-			xlbBin = filepath.Join(dir, "xlb")
-			if out, err := exec.Command("go", "build", "-o", xlbBin, ".").CombinedOutput(); err != nil {
-				fmt.Fprintf(os.Stderr, "build xlb: %v\n%s", err, out)
-				return 1
-			}
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
-}
+// TestMain removes xlbBin when the tests are done.
+func TestMain(m *testing.M) { os.Exit(xlbbin.RunAndRemove(m)) }
 
+// needRoot gates a test that builds labs and runs xlb, and sets xlbBin.
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and attaches XDP programs")
+	testenv.Root(t, "creates network namespaces and attaches XDP programs")
+	bin, err := xlbbin.Path()
+	if err != nil {
+		t.Fatal(err)
 	}
+	xlbBin = bin
 }
 
 // startLab builds the lab and starts xlb with the given weights (nil: the

@@ -155,7 +155,6 @@ func newProtoLab(prefix, bin, dir string) (_ *lbLab, err error) {
 // torn down when the test ends.
 func startProtoLab(t *testing.T) *lbLab {
 	t.Helper()
-	needRoot(t)
 	l, logw := labForTest(t, func(dir string) (*lbLab, error) {
 		return newProtoLab(fmt.Sprintf("xlbp%d", os.Getpid()%100000), xlbBin, dir)
 	})
