@@ -116,6 +116,7 @@ func TestCallRoundTrip(t *testing.T) {
 // client that stops waiting is told it got no answer, not that the request
 // failed, while the handler runs to its end.
 func TestSlowHandlerAnswered(t *testing.T) {
+	testenv.Short(t, "waits out the 5 s request deadline")
 	slow := ioTimeout + time.Second
 	finished := make(chan struct{}, 1)
 	_, path := listen(t, map[string]Handler{
@@ -162,6 +163,7 @@ func TestSlowHandlerAnswered(t *testing.T) {
 // TestStalledClientReleased: a client that connects and sends nothing is
 // dropped after the read timeout; the server keeps answering others.
 func TestStalledClientReleased(t *testing.T) {
+	testenv.Short(t, "waits out the 5 s request deadline")
 	_, path := listen(t, echo)
 	c, err := net.Dial("unix", path)
 	if err != nil {
