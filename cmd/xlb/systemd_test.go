@@ -5,14 +5,20 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/xlbproject/xlb/internal/testenv"
+	"github.com/xlbproject/xlb/lab"
 	"github.com/xlbproject/xlb/privilege"
 )
 
@@ -185,5 +191,89 @@ func TestUnitCapabilities(t *testing.T) {
 		if err := l.stopXLB(); err != nil {
 			t.Fatalf("%s: %v", mode, err)
 		}
+	}
+}
+
+// TestSystemdNotify: with NOTIFY_SOCKET set, `xlb run` tells the listener
+// READY=1 once the program is attached and the control socket answers,
+// RELOADING=1 (with MONOTONIC_USEC) and READY=1 around a reload by `xlb
+// reload` and by SIGHUP, and STOPPING=1 on SIGTERM.
+func TestSystemdNotify(t *testing.T) {
+	testenv.Root(t, "runs xlb in network namespaces")
+	sockPath := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msgs := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, _, err := conn.ReadFromUnix(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	next := func(when string) string {
+		t.Helper()
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				t.Fatalf("%s: notify socket closed", when)
+			}
+			return m
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: no notification within 20s", when)
+		}
+		return ""
+	}
+	expectReload := func(when string) {
+		t.Helper()
+		if m := next(when); !regexp.MustCompile(`^RELOADING=1\nMONOTONIC_USEC=[0-9]+$`).MatchString(m) {
+			t.Errorf("%s: first notification %q, want RELOADING=1 and MONOTONIC_USEC", when, m)
+		}
+		if m := next(when); m != "READY=1" {
+			t.Errorf("%s: second notification %q, want READY=1", when, m)
+		}
+	}
+
+	t.Setenv("NOTIFY_SOCKET", sockPath)
+	l := startLab(t, nil)
+	if err := l.startXLB(configText(l.socketPath(), 0, []int{1, 1}), &lockedBuffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if m := next("start"); m != "READY=1" {
+		t.Fatalf("start: first notification %q, want READY=1", m)
+	}
+	if err := l.lb.Do(func() error {
+		link, err := netlink.LinkByName(lab.HostLink)
+		if err != nil {
+			return err
+		}
+		if x := link.Attrs().Xdp; x == nil || !x.Attached {
+			return fmt.Errorf("READY=1 sent but no XDP program attached to %s", lab.HostLink)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	if out, err := reloadWith(t, l, configText(l.socketPath(), 0, []int{1, 1, 1})); err != nil || !strings.Contains(out, "backend 198.18.0.13 added") {
+		t.Fatalf("xlb reload: %v: %s", err, out)
+	}
+	expectReload("xlb reload")
+	if err := l.xlb.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	expectReload("SIGHUP")
+	if err := l.stopXLB(); err != nil {
+		t.Fatal(err)
+	}
+	if m := next("SIGTERM"); m != "STOPPING=1" {
+		t.Errorf("SIGTERM: notification %q, want STOPPING=1", m)
 	}
 }
