@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -81,7 +82,7 @@ func readThreads(t *testing.T, pid int) map[string]threadStatus {
 func TestLeastPrivilege(t *testing.T) {
 	testenv.Root(t, "runs xlb in network namespaces and reads its capabilities")
 	l := startLab(t, nil)
-	if err := l.startXLB(configText(l.socketPath(), 0, []int{1, 1}), &bytes.Buffer{}); err != nil {
+	if err := l.startXLB(configText(l.socketPath(), 0, []int{1, 1}), io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	pid := l.xlb.Process.Pid

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,7 +32,7 @@ func TestSecondInstance(t *testing.T) {
 	second := filepath.Join(l.dir, "second.toml")
 	firstProg := map[string]string{config.ModeAFXDP: "xlb_steer", config.ModeNative: "xlb_lb"}
 	for _, first := range []string{config.ModeAFXDP, config.ModeNative} {
-		if err := l.startXLB(withMode(configText(l.socketPath(), 0, []int{1, 1, 1}), first), &lockedBuffer{}); err != nil {
+		if err := l.startXLB(withMode(configText(l.socketPath(), 0, []int{1, 1, 1}), first), io.Discard); err != nil {
 			t.Fatal(err)
 		}
 		var progID uint32

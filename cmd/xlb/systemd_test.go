@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -243,7 +244,7 @@ func TestSystemdNotify(t *testing.T) {
 
 	t.Setenv("NOTIFY_SOCKET", sockPath)
 	l := startLab(t, nil)
-	if err := l.startXLB(configText(l.socketPath(), 0, []int{1, 1}), &lockedBuffer{}); err != nil {
+	if err := l.startXLB(configText(l.socketPath(), 0, []int{1, 1}), io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if m := next("start"); m != "READY=1" {
