@@ -23,6 +23,7 @@ import (
 type threadStatus struct {
 	inh, prm, eff, bnd, amb uint64
 	noNewPrivs              bool
+	cpus                    string // Cpus_allowed_list
 }
 
 // readThreads reads the capability sets and no_new_privs of every thread of
@@ -55,8 +56,11 @@ func readThreads(t *testing.T, pid int) map[string]threadStatus {
 				}
 				delete(fields, key)
 			}
-			if key == "NoNewPrivs" {
+			switch key {
+			case "NoNewPrivs":
 				s.noNewPrivs = val == "1"
+			case "Cpus_allowed_list":
+				s.cpus = val
 			}
 		}
 		if len(fields) != 0 {
@@ -93,11 +97,23 @@ func TestLeastPrivilege(t *testing.T) {
 	for _, v := range privilege.Kept {
 		want |= 1 << uint(v)
 	}
+	// The worker is the thread pinned to its queue's CPU alone.
+	workerCPU := strconv.Itoa(stats(t, l).Queues[0].CPU)
 	checkCaps := func(when string) {
 		t.Helper()
 		threads := readThreads(t, pid)
 		if len(threads) < 3 {
 			t.Errorf("%s: %d threads read, expected the process and its threads", when, len(threads))
+		}
+		workers := 0
+		for tid, s := range threads {
+			if tid != "0" && s.cpus == workerCPU {
+				workers++
+				t.Logf("%s: worker thread %s (CPU %s): CapEff %016x", when, tid, s.cpus, s.eff)
+			}
+		}
+		if workers == 0 {
+			t.Errorf("%s: no thread pinned to the worker's CPU %s", when, workerCPU)
 		}
 		for tid, s := range threads {
 			if s.eff != want || s.prm != want || s.bnd != want || s.inh != 0 || s.amb != 0 || !s.noNewPrivs {
