@@ -11,6 +11,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Attach modes accepted by Steer.Attach.
@@ -227,7 +229,29 @@ func attachXDP(prog *ebpf.Program, ifindex int, mode string) (link.Link, string,
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", m, err))
 	}
-	return nil, "", fmt.Errorf("ifindex %d: %w", ifindex, errors.Join(errs...))
+	return nil, "", hookTaken(ifindex, fmt.Errorf("ifindex %d: %w", ifindex, errors.Join(errs...)))
+}
+
+// hookTaken words an attach that failed because the interface's XDP hook is
+// taken (EBUSY in native mode, EEXIST in generic), naming the program that
+// holds it: usually another xlb run on the same interface.
+func hookTaken(ifindex int, err error) error {
+	if !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	l, lerr := netlink.LinkByIndex(ifindex)
+	if lerr != nil || l.Attrs().Xdp == nil || l.Attrs().Xdp.ProgId == 0 {
+		return err
+	}
+	id := l.Attrs().Xdp.ProgId
+	name := ""
+	if p, perr := ebpf.NewProgramFromID(ebpf.ProgramID(id)); perr == nil {
+		if info, ierr := p.Info(); ierr == nil && info.Name != "" {
+			name = ": " + info.Name
+		}
+		p.Close()
+	}
+	return fmt.Errorf("%s already has an XDP program attached (id %d%s): %w", l.Attrs().Name, id, name, err)
 }
 
 // SetVIPs replaces the contents of the vips map with vips plus one address

@@ -172,6 +172,9 @@ func (s *Socket) open(cfg *Config) error {
 	}
 	sa := unix.SockaddrXDP{Flags: flags, Ifindex: uint32(cfg.Ifindex), QueueID: uint32(cfg.Queue)}
 	if err := bind(fd, &sa); err != nil {
+		if errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("ring: %s is already bound by another AF_XDP socket (another xlb run?): %w", s.name, err)
+		}
 		return fmt.Errorf("ring: bind %s: %w", s.name, err)
 	}
 	opts, err := unix.GetsockoptInt(fd, unix.SOL_XDP, unix.XDP_OPTIONS)

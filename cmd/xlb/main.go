@@ -52,6 +52,8 @@ func init() {
 		"decap":  {"attach, configure or inspect the backends' tunnel decapsulation program", cmdDecap},
 		"lookup": {"print the backend a new flow gets, from the config alone", cmdLookup},
 		"demo":   {"build a namespace lab, balance real HTTP through xlb, tear it down", cmdDemo},
+
+		"version": {"print the module version, VCS commit, Go version and kernel release", cmdVersion},
 	}
 }
 
@@ -85,7 +87,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-6s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-7s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nexit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid configuration")
 }

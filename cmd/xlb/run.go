@@ -9,9 +9,12 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/datapath"
+	"github.com/xlbproject/xlb/privilege"
 )
 
 func cmdRun(e *env, args []string) int {
@@ -43,9 +46,24 @@ func cmdRun(e *env, args []string) int {
 		}
 		return exitFail
 	}
+	// The datapath is up: from here on only what the package doc of
+	// privilege lists is needed, on every thread. Dropped before the control
+	// socket listens, so an instance that answers holds no more (a cmdRun
+	// run in-process by a test would drop the test's own capabilities:
+	// tests run the binary).
+	if err := privilege.Drop(); err != nil {
+		log.Error("drop capabilities", "err", err)
+		if cerr := eng.Close(); cerr != nil {
+			log.Error("detach", "err", cerr)
+		}
+		return exitFail
+	}
+	log.Info("capabilities dropped", "kept", privilege.Current())
 	// SIGHUP and `xlb reload` both read the file again; a file that fails
 	// validation changes nothing and the reason goes back to the caller.
 	reload := func() ([]string, error) {
+		notifyReloading(log)
+		defer notify(log, daemon.SdNotifyReady)
 		next, err := config.Load(*file)
 		if err == nil {
 			err = eng.CheckHost(next)
@@ -79,6 +97,7 @@ func cmdRun(e *env, args []string) int {
 		}
 		return code
 	}
+	notify(log, daemon.SdNotifyReady)
 	log.Info("xlb running", "config", cfg.File, "control", srv.Path(), "vips", len(cfg.VIPs), "queues", cfg.Datapath.Queues)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
@@ -90,6 +109,7 @@ func cmdRun(e *env, args []string) int {
 		log.Info("signal received, detaching", "signal", sig.String())
 		break
 	}
+	notify(log, daemon.SdNotifyStopping)
 	code = exitOK
 	if err := srv.Close(); err != nil {
 		log.Error("close control socket", "err", err)
