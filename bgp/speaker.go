@@ -1,0 +1,362 @@
+package bgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/server"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// ErrClosed is returned by a Speaker's methods after Close.
+var ErrClosed = errors.New("bgp: speaker closed")
+
+// ErrRestartRequired is returned by Reconfigure when the new Config changes
+// the speaker's identity (ASN, router ID, listen port), which only a new
+// Speaker can apply; nothing is changed.
+var ErrRestartRequired = errors.New("bgp: asn, router_id or listen_port changed: restart the speaker")
+
+// Speaker is a running BGP speaker. Its methods are safe for concurrent use.
+type Speaker struct {
+	log   *slog.Logger
+	srv   *server.BgpServer
+	stats *peerStats
+	stop  context.CancelFunc // ends the event watcher
+
+	mu        sync.Mutex // serializes changes to peers and routes
+	cfg       Config
+	announced map[netip.Prefix]announcedRoute
+	closed    bool
+}
+
+// announcedRoute is a route in gobgp's RIB and the handle to delete it by.
+type announcedRoute struct {
+	Route
+	uuid []byte
+}
+
+// Start validates cfg and starts a speaker with its peers, announcing
+// nothing yet. ctx bounds the start only; the speaker runs until Close.
+// Sessions come up in the background: an unreachable or misconfigured peer
+// is logged to logger (slog.Default() if nil) and counted in Status, never
+// an error here. The speaker's sockets belong to the network namespace of
+// the process (see the package documentation).
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Speaker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger = logger.With("component", "bgp")
+	stats := newPeerStats()
+	srv := server.NewBgpServer(server.LoggerOption(&gobgpLogger{log: logger, stats: stats}))
+	go srv.Serve()
+	wctx, stop := context.WithCancel(context.Background())
+	s := &Speaker{log: logger, srv: srv, stats: stats, stop: stop, cfg: Config{ASN: cfg.ASN, RouterID: cfg.RouterID, ListenPort: cfg.ListenPort}, announced: map[netip.Prefix]announcedRoute{}}
+	fail := func(err error) (*Speaker, error) {
+		stop()
+		srv.Stop()
+		return nil, err
+	}
+	listen := int32(-1) // gobgp opens no listener for a negative port
+	if cfg.ListenPort != 0 {
+		listen = int32(cfg.ListenPort)
+	}
+	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn:        cfg.ASN,
+		RouterId:   cfg.RouterID.String(),
+		ListenPort: listen,
+	}}); err != nil {
+		return fail(fmt.Errorf("bgp: start: %w", err))
+	}
+	if err := srv.WatchEvent(wctx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, stats.event); err != nil {
+		return fail(fmt.Errorf("bgp: watch peer events: %w", err))
+	}
+	for _, p := range cfg.Peers {
+		if err := s.addPeer(ctx, p); err != nil {
+			return fail(err)
+		}
+	}
+	logger.Info("bgp speaker started", "asn", cfg.ASN, "router_id", cfg.RouterID, "listen_port", cfg.ListenPort, "peers", len(cfg.Peers))
+	return s, nil
+}
+
+// nextHopPolicy names the export policy that sets a peer's next hops.
+func nextHopPolicy(addr netip.Addr) string { return "xlb-next-hop-" + addr.String() }
+
+var (
+	family4 = &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
+	family6 = &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
+)
+
+// addPeer adds p to gobgp (and its next-hop policy first, so the session
+// never sends a route without it) and to s.cfg.
+func (s *Speaker) addPeer(ctx context.Context, p Peer) error {
+	d := p.withDefaults()
+	hold := uint64(d.HoldTime / time.Second)
+	peer := &api.Peer{
+		Conf: &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASN, AuthPassword: p.Password},
+		Timers: &api.Timers{Config: &api.TimersConfig{
+			HoldTime:          hold,
+			KeepaliveInterval: max(hold/3, 1),
+			ConnectRetry:      uint64(d.ConnectRetry / time.Second),
+		}},
+		Transport: &api.Transport{RemotePort: uint32(d.Port)},
+	}
+	if p.carries4() {
+		peer.AfiSafis = append(peer.AfiSafis, &api.AfiSafi{Config: &api.AfiSafiConfig{Family: family4, Enabled: true}})
+	}
+	if p.carries6() {
+		peer.AfiSafis = append(peer.AfiSafis, &api.AfiSafi{Config: &api.AfiSafiConfig{Family: family6, Enabled: true}})
+	}
+	var stmts []*api.Statement
+	for _, nh := range []struct {
+		addr   netip.Addr
+		family *api.Family
+	}{{p.NextHop, family4}, {p.NextHop6, family6}} {
+		if nh.addr.IsValid() {
+			stmts = append(stmts, &api.Statement{
+				Name:       nextHopPolicy(p.Address) + "-" + nh.family.Afi.String(),
+				Conditions: &api.Conditions{AfiSafiIn: []*api.Family{nh.family}},
+				Actions:    &api.Actions{RouteAction: api.RouteAction_NONE, Nexthop: &api.NexthopAction{Address: nh.addr.String()}},
+			})
+		}
+	}
+	if len(stmts) > 0 {
+		name := nextHopPolicy(p.Address)
+		if err := s.srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{Name: name, Statements: stmts}}); err != nil {
+			return fmt.Errorf("bgp: peer %v: next-hop policy: %w", p.Address, err)
+		}
+		peer.ApplyPolicy = &api.ApplyPolicy{ExportPolicy: &api.PolicyAssignment{
+			Direction:     api.PolicyDirection_EXPORT,
+			Policies:      []*api.Policy{{Name: name}},
+			DefaultAction: api.RouteAction_ACCEPT,
+		}}
+	}
+	s.stats.add(p.Address)
+	if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peer}); err != nil {
+		s.stats.remove(p.Address)
+		if len(stmts) > 0 {
+			_ = s.srv.DeletePolicy(ctx, &api.DeletePolicyRequest{Policy: &api.Policy{Name: nextHopPolicy(p.Address)}, All: true})
+		}
+		return fmt.Errorf("bgp: add peer %v: %w", p.Address, err)
+	}
+	s.cfg.Peers = append(s.cfg.Peers, p)
+	s.log.Info("bgp peer added", "peer", p.Address, "peer_asn", p.ASN, "hold_time", d.HoldTime)
+	return nil
+}
+
+// deletePeer removes the peer at s.cfg.Peers[i]; gobgp closes its session
+// with a Cease NOTIFICATION, so the peer drops its routes at once.
+func (s *Speaker) deletePeer(ctx context.Context, i int) error {
+	p := s.cfg.Peers[i]
+	if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil {
+		return fmt.Errorf("bgp: delete peer %v: %w", p.Address, err)
+	}
+	s.cfg.Peers = slices.Delete(s.cfg.Peers, i, i+1)
+	s.stats.remove(p.Address)
+	if p.NextHop.IsValid() || p.NextHop6.IsValid() {
+		if err := s.srv.DeletePolicy(ctx, &api.DeletePolicyRequest{Policy: &api.Policy{Name: nextHopPolicy(p.Address)}, All: true}); err != nil {
+			return fmt.Errorf("bgp: peer %v: delete next-hop policy: %w", p.Address, err)
+		}
+	}
+	s.log.Info("bgp peer removed", "peer", p.Address)
+	return nil
+}
+
+// Reconfigure applies cfg's peers: it removes the peers cfg no longer
+// lists, adds the new ones and replaces (session reset) those whose
+// settings changed. A peer whose settings are equal keeps its session and
+// its routes: nothing is sent to it. A cfg that does not validate, or that
+// changes the ASN, router ID or listen port (ErrRestartRequired), changes
+// nothing. Announced routes stay announced.
+func (s *Speaker) Reconfigure(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if cfg.ASN != s.cfg.ASN || cfg.RouterID != s.cfg.RouterID || cfg.ListenPort != s.cfg.ListenPort {
+		return ErrRestartRequired
+	}
+	ctx := context.Background()
+	want := make(map[netip.Addr]Peer, len(cfg.Peers))
+	for _, p := range cfg.Peers {
+		want[p.Address] = p
+	}
+	var errs []error
+	for i := len(s.cfg.Peers) - 1; i >= 0; i-- {
+		old := s.cfg.Peers[i]
+		if p, ok := want[old.Address]; ok && p == old {
+			continue
+		}
+		if err := s.deletePeer(ctx, i); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, p := range cfg.Peers {
+		if slices.Contains(s.cfg.Peers, p) {
+			continue
+		}
+		if err := s.addPeer(ctx, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Announce makes routes the complete set of announced routes: it adds the
+// new ones, re-announces those whose attributes changed and withdraws those
+// no longer listed, and sends nothing for the rest, so calling it again
+// with the same set is free. The caller passes the VIPs it can serve now
+// (datapath attached, workers running, a backend up). Invalid routes make
+// it change nothing; a route gobgp refuses is reported and the others are
+// still applied.
+func (s *Speaker) Announce(routes []Route) error {
+	want, err := newRouteSet(routes)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.apply(want)
+}
+
+// WithdrawAll withdraws every announced route; the sessions stay up.
+func (s *Speaker) WithdrawAll() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.apply(routeSet{})
+}
+
+// apply moves the RIB from s.announced to want. Called with s.mu held.
+func (s *Speaker) apply(want routeSet) error {
+	have := make(routeSet, len(s.announced))
+	for p, a := range s.announced {
+		have[p] = a.Route
+	}
+	add, del := diff(have, want)
+	ctx := context.Background()
+	var errs []error
+	for _, p := range del {
+		if err := s.srv.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: familyOf(p), Uuid: s.announced[p].uuid}); err != nil {
+			errs = append(errs, fmt.Errorf("bgp: withdraw %v: %w", p, err))
+			continue
+		}
+		delete(s.announced, p)
+		s.log.Info("bgp route withdrawn", "prefix", p)
+	}
+	for _, r := range add {
+		path, err := toPath(r)
+		if err == nil {
+			var res *api.AddPathResponse
+			res, err = s.srv.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: path})
+			if err == nil {
+				s.announced[r.Prefix] = announcedRoute{Route: r, uuid: res.Uuid}
+				s.log.Info("bgp route announced", "prefix", r.Prefix, "communities", r.Communities, "med", r.MED)
+				continue
+			}
+		}
+		errs = append(errs, fmt.Errorf("bgp: announce %v: %w", r.Prefix, err))
+	}
+	return errors.Join(errs...)
+}
+
+func familyOf(p netip.Prefix) *api.Family {
+	if p.Addr().Is4() {
+		return family4
+	}
+	return family6
+}
+
+// toPath builds gobgp's path for r. The next hop is left unspecified: gobgp
+// puts the session's local address there, unless the peer's next-hop
+// policy sets one.
+func toPath(r Route) (*api.Path, error) {
+	nlri, err := anypb.New(&api.IPAddressPrefix{Prefix: r.Prefix.Addr().String(), PrefixLen: uint32(r.Prefix.Bits())})
+	if err != nil {
+		return nil, err
+	}
+	attrs := []proto.Message{&api.OriginAttribute{Origin: 0}} // IGP
+	if r.Prefix.Addr().Is4() {
+		attrs = append(attrs, &api.NextHopAttribute{NextHop: "0.0.0.0"})
+	} else {
+		attrs = append(attrs, &api.MpReachNLRIAttribute{Family: family6, NextHops: []string{"::"}, Nlris: []*anypb.Any{nlri}})
+	}
+	if len(r.Communities) > 0 {
+		cs := make([]uint32, len(r.Communities))
+		for i, c := range r.Communities {
+			cs[i] = uint32(c)
+		}
+		attrs = append(attrs, &api.CommunitiesAttribute{Communities: cs})
+	}
+	if r.MED != 0 {
+		attrs = append(attrs, &api.MultiExitDiscAttribute{Med: r.MED})
+	}
+	path := &api.Path{Family: familyOf(r.Prefix), Nlri: nlri}
+	for _, a := range attrs {
+		any, err := anypb.New(a)
+		if err != nil {
+			return nil, err
+		}
+		path.Pattrs = append(path.Pattrs, any)
+	}
+	return path, nil
+}
+
+// Close stops the speaker: gobgp sends each peer a Cease NOTIFICATION and
+// closes the session, so routers withdraw this speaker's routes at once.
+// To let routers move flows away while this balancer still forwards, call
+// Shutdown instead. Close is idempotent.
+func (s *Speaker) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	err := s.srv.StopBgp(context.Background(), &api.StopBgpRequest{})
+	s.stop()
+	s.srv.Stop()
+	s.log.Info("bgp speaker stopped")
+	if err != nil {
+		return fmt.Errorf("bgp: stop: %w", err)
+	}
+	return nil
+}
+
+// Shutdown is the order of a graceful stop: withdraw every route, wait
+// drain (or until ctx ends) while routers converge and the caller keeps
+// forwarding the flows they still send, then Close. The caller detaches
+// its datapath only after Shutdown returns.
+func (s *Speaker) Shutdown(ctx context.Context, drain time.Duration) error {
+	werr := s.WithdrawAll()
+	if werr == nil {
+		s.log.Info("bgp routes withdrawn, draining", "drain", drain)
+		t := time.NewTimer(drain)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+	return errors.Join(werr, s.Close())
+}
