@@ -1,0 +1,357 @@
+package ecmp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/xlbproject/xlb/lab"
+)
+
+// Spec describes an ECMP lab. Zero values take the defaults noted.
+type Spec struct {
+	// Prefix starts every namespace name: the fabric lab uses Prefix, the
+	// client lab Prefix+"-cl" (which lab.Cleanup(Prefix) leaves alone, so
+	// clean both up with Cleanup here).
+	Prefix string
+	// Balancers, Backends and Clients are host counts: 1 to 50 balancers
+	// (default 3), 0 to 50 backends and clients (default 1 each).
+	Balancers, Backends, Clients int
+	// RouterASN and BalancerASN are the ASes of the router and of every
+	// balancer (default 65000 and 65001): the balancers announce the same
+	// AS path, which BIRD needs to merge their routes into one multipath.
+	RouterASN, BalancerASN uint32
+	// HoldTime is the router's proposed hold time; the session uses the
+	// smaller of both sides. Zero means 3s, BIRD's (and RFC 4271's) least,
+	// so a test sees a silent balancer removed in a few seconds.
+	HoldTime time.Duration
+}
+
+// Fixed addresses of the topology (see the package documentation).
+var (
+	FabricNet  = netip.MustParsePrefix("198.18.0.0/24")
+	FabricNet6 = netip.MustParsePrefix("2001:db8::/64")
+	ClientNet  = netip.MustParsePrefix("198.18.1.0/24")
+	ClientNet6 = netip.MustParsePrefix("2001:db8:1::/64")
+	// VIP and VIP6 are on every backend's lo: the addresses the balancers
+	// announce.
+	VIP  = netip.MustParseAddr("198.18.2.1")
+	VIP6 = netip.MustParseAddr("2001:db8:2::1")
+)
+
+// Host numbering inside each segment: .1 is the router, balancers from
+// .11, backends from .101, clients from .11 of the client segment.
+const (
+	routerHost   = 1
+	balancerBase = 11
+	backendBase  = 101
+	clientBase   = 11
+	maxHosts     = 50
+	// routerClientLink is the router's second interface, on the client
+	// segment.
+	routerClientLink = "eth1"
+	// clientPort is its peer's name, a port of the client lab's bridge.
+	clientPort = "router"
+)
+
+// hostAddr is host number n of net (n < 256).
+func hostAddr(net netip.Prefix, n int) netip.Prefix {
+	a := net.Addr().As16()
+	if net.Addr().Is4() {
+		b := net.Addr().As4()
+		b[3] = byte(n)
+		return netip.PrefixFrom(netip.AddrFrom4(b), net.Bits())
+	}
+	a[15] = byte(n)
+	return netip.PrefixFrom(netip.AddrFrom16(a), net.Bits())
+}
+
+// Lab is a built ECMP topology with its router daemon running.
+type Lab struct {
+	// Fabric holds the router, the balancers and the backends on one
+	// segment; Clients holds the clients on another.
+	Fabric, Clients *lab.Lab
+	Router          *lab.Host
+	Balancers       []*lab.Host
+	Backends        []*lab.Host
+	ClientHosts     []*lab.Host
+	// RouterAddr and RouterAddr6 are the router's fabric addresses, the
+	// balancers' BGP peer.
+	RouterAddr, RouterAddr6 netip.Addr
+	RouterASN, BalancerASN  uint32
+	// BIRD is the routing daemon on the router.
+	BIRD *BIRD
+}
+
+func (s Spec) withDefaults() (Spec, error) {
+	if s.Balancers == 0 {
+		s.Balancers = 3
+	}
+	if s.Backends == 0 {
+		s.Backends = 1
+	}
+	if s.Clients == 0 {
+		s.Clients = 1
+	}
+	if s.RouterASN == 0 {
+		s.RouterASN = 65000
+	}
+	if s.BalancerASN == 0 {
+		s.BalancerASN = 65001
+	}
+	if s.HoldTime == 0 {
+		s.HoldTime = 3 * time.Second
+	}
+	for _, n := range []int{s.Balancers, s.Backends, s.Clients} {
+		if n < 1 || n > maxHosts {
+			return s, fmt.Errorf("%w: ecmp: want 1 to %d balancers, backends and clients", lab.ErrInvalidSpec, maxHosts)
+		}
+	}
+	if s.HoldTime < 3*time.Second || s.HoldTime%time.Second != 0 {
+		return s, fmt.Errorf("%w: ecmp: hold time %v: want whole seconds, at least 3s", lab.ErrInvalidSpec, s.HoldTime)
+	}
+	return s, nil
+}
+
+// New builds the two segments, links the router to both, and starts BIRD
+// on the router. On error it removes everything it made.
+func New(spec Spec) (l *Lab, err error) {
+	spec, err = spec.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	router := lab.HostSpec{
+		Name: "router", Addr: hostAddr(FabricNet, routerHost), Addr6: hostAddr(FabricNet6, routerHost), MTU: 1600,
+		Sysctls: map[string]string{
+			"net.ipv4.ip_forward":                     "1",
+			"net.ipv6.conf.all.forwarding":            "1",
+			"net.ipv4.fib_multipath_hash_policy":      "1", // L4: spread flows, not host pairs
+			"net.ipv6.fib_multipath_hash_policy":      "1",
+			"net.ipv4.conf.all.send_redirects":        "0",
+			"net.ipv4.conf.default.send_redirects":    "0",
+			"net.ipv6.conf.all.accept_ra":             "0",
+			"net.ipv6.conf.default.accept_ra":         "0",
+			"net.ipv6.conf.all.keep_addr_on_down":     "1",
+			"net.ipv6.conf.default.keep_addr_on_down": "1",
+		},
+	}
+	fabric := lab.Spec{Prefix: spec.Prefix, Hosts: []lab.HostSpec{router}}
+	for i := range spec.Balancers {
+		fabric.Hosts = append(fabric.Hosts, lab.HostSpec{
+			Name: fmt.Sprintf("lb%d", i+1), MTU: 1600, PortXDP: true,
+			Addr: hostAddr(FabricNet, balancerBase+i), Addr6: hostAddr(FabricNet6, balancerBase+i),
+			// Replies to clients go through the router.
+			Routes: []lab.Route{
+				{Dst: ClientNet, Via: router.Addr.Addr()},
+				{Dst: ClientNet6, Via: router.Addr6.Addr()},
+			},
+		})
+	}
+	for i := range spec.Backends {
+		fabric.Hosts = append(fabric.Hosts, lab.HostSpec{
+			Name: fmt.Sprintf("b%d", i+1), MTU: 1600,
+			Addr: hostAddr(FabricNet, backendBase+i), Addr6: hostAddr(FabricNet6, backendBase+i),
+			LoAddrs: []netip.Prefix{netip.PrefixFrom(VIP, 32), netip.PrefixFrom(VIP6, 128)},
+			Routes: []lab.Route{
+				{Dst: ClientNet, Via: router.Addr.Addr()},
+				{Dst: ClientNet6, Via: router.Addr6.Addr()},
+			},
+		})
+	}
+	clients := lab.Spec{Prefix: clientPrefix(spec.Prefix)}
+	gw, gw6 := hostAddr(ClientNet, routerHost), hostAddr(ClientNet6, routerHost)
+	for i := range spec.Clients {
+		clients.Hosts = append(clients.Hosts, lab.HostSpec{
+			Name: fmt.Sprintf("c%d", i+1), MTU: 1500,
+			Addr: hostAddr(ClientNet, clientBase+i), Addr6: hostAddr(ClientNet6, clientBase+i),
+			Routes: []lab.Route{
+				{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: gw.Addr()},
+				{Dst: netip.MustParsePrefix("::/0"), Via: gw6.Addr()},
+			},
+		})
+	}
+
+	l = &Lab{RouterASN: spec.RouterASN, BalancerASN: spec.BalancerASN}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, l.Close())
+			l = nil
+		}
+	}()
+	if l.Fabric, err = lab.New(fabric); err != nil {
+		return l, err
+	}
+	if l.Clients, err = lab.New(clients); err != nil {
+		return l, err
+	}
+	l.Router = l.Fabric.Hosts["router"]
+	l.RouterAddr, l.RouterAddr6 = l.Router.Addr, l.Router.Addr6
+	hosts := l.Fabric.HostList() // router, balancers, backends
+	l.Balancers, l.Backends = hosts[1:1+spec.Balancers], hosts[1+spec.Balancers:]
+	l.ClientHosts = l.Clients.HostList()
+	if err = linkRouter(l.Clients.Switch, l.Router, gw, gw6); err != nil {
+		return l, err
+	}
+	l.BIRD, err = startBIRD(l.Router, birdConfig(spec, l))
+	return l, err
+}
+
+func clientPrefix(prefix string) string { return prefix + "-cl" }
+
+// linkRouter gives the router its second link: a veth from the client
+// lab's bridge (port "router") to eth1 in the router's namespace, with the
+// client segment's gateway addresses. The lab package wires each host to
+// a single bridge, so this is the one link it does not make.
+func linkRouter(sw, router *lab.Host, gw, gw6 netip.Prefix) error {
+	swNS, err := netns.GetFromName(sw.NS)
+	if err != nil {
+		return fmt.Errorf("ecmp: open %s: %w", sw.NS, err)
+	}
+	defer swNS.Close()
+	rNS, err := netns.GetFromName(router.NS)
+	if err != nil {
+		return fmt.Errorf("ecmp: open %s: %w", router.NS, err)
+	}
+	defer rNS.Close()
+	swnl, err := netlink.NewHandleAt(swNS)
+	if err != nil {
+		return fmt.Errorf("ecmp: netlink in %s: %w", sw.NS, err)
+	}
+	defer swnl.Close()
+	br, err := swnl.LinkByName(lab.BridgeLink)
+	if err != nil {
+		return fmt.Errorf("ecmp: %s: %w", sw.NS, err)
+	}
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: clientPort, MTU: br.Attrs().MTU, MasterIndex: br.Attrs().Index},
+		PeerName:      routerClientLink,
+		PeerMTU:       uint32(br.Attrs().MTU),
+		PeerNamespace: netlink.NsFd(rNS),
+	}
+	if err := swnl.LinkAdd(veth); err != nil {
+		return fmt.Errorf("ecmp: add veth %s/%s: %w", clientPort, routerClientLink, err)
+	}
+	port, err := swnl.LinkByName(clientPort)
+	if err != nil {
+		return err
+	}
+	if err := swnl.LinkSetUp(port); err != nil {
+		return fmt.Errorf("ecmp: set %s up: %w", clientPort, err)
+	}
+	rnl, err := netlink.NewHandleAt(rNS)
+	if err != nil {
+		return fmt.Errorf("ecmp: netlink in %s: %w", router.NS, err)
+	}
+	defer rnl.Close()
+	eth1, err := rnl.LinkByName(routerClientLink)
+	if err != nil {
+		return fmt.Errorf("ecmp: %s: %w", router.NS, err)
+	}
+	for _, p := range []netip.Prefix{gw, gw6} {
+		a := &netlink.Addr{IPNet: prefixNet(p)}
+		if p.Addr().Is6() {
+			a.Flags = unix.IFA_F_NODAD
+		}
+		if err := rnl.AddrAdd(eth1, a); err != nil {
+			return fmt.Errorf("ecmp: add %s to %s: %w", p, routerClientLink, err)
+		}
+	}
+	if err := rnl.LinkSetUp(eth1); err != nil {
+		return fmt.Errorf("ecmp: set %s up: %w", routerClientLink, err)
+	}
+	return nil
+}
+
+func prefixNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// Close stops BIRD, then removes both labs. It is idempotent.
+func (l *Lab) Close() error {
+	var errs []error
+	if l.BIRD != nil {
+		errs = append(errs, l.BIRD.Close())
+	}
+	for _, x := range []*lab.Lab{l.Clients, l.Fabric} {
+		if x != nil {
+			errs = append(errs, x.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Cleanup removes the namespaces a crashed run with this prefix left
+// behind, in both segments.
+func Cleanup(prefix string) error {
+	return errors.Join(lab.Cleanup(prefix), lab.Cleanup(clientPrefix(prefix)))
+}
+
+// Nexthops returns the gateways of the router's kernel route for exactly
+// prefix in its main table, sorted: several for a multipath route, none
+// when there is no route.
+func (l *Lab) Nexthops(prefix netip.Prefix) ([]netip.Addr, error) {
+	h, err := netns.GetFromName(l.Router.NS)
+	if err != nil {
+		return nil, fmt.Errorf("ecmp: open %s: %w", l.Router.NS, err)
+	}
+	defer h.Close()
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return nil, fmt.Errorf("ecmp: netlink in %s: %w", l.Router.NS, err)
+	}
+	defer nl.Close()
+	family := netlink.FAMILY_V4
+	if prefix.Addr().Is6() {
+		family = netlink.FAMILY_V6
+	}
+	routes, err := nl.RouteListFiltered(family, &netlink.Route{Dst: prefixNet(prefix), Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_DST|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return nil, fmt.Errorf("ecmp: routes for %s: %w", prefix, err)
+	}
+	var out []netip.Addr
+	add := func(ip net.IP) {
+		if a, ok := netip.AddrFromSlice(ip); ok {
+			out = append(out, a.Unmap())
+		}
+	}
+	for _, r := range routes {
+		add(r.Gw)
+		for _, nh := range r.MultiPath {
+			add(nh.Gw)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out), nil
+}
+
+// WaitNexthops polls the router's route for prefix every 100ms until its
+// gateways are exactly want (in any order; empty: no route), or ctx ends,
+// which is an error naming what the route had last.
+func (l *Lab) WaitNexthops(ctx context.Context, prefix netip.Prefix, want ...netip.Addr) error {
+	want = slices.Clone(want)
+	slices.SortFunc(want, netip.Addr.Compare)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		got, err := l.Nexthops(prefix)
+		if err != nil {
+			return err
+		}
+		if slices.Equal(got, want) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ecmp: route %s: next hops %v, want %v: %w", prefix, got, want, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
