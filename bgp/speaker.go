@@ -78,6 +78,17 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Speaker, erro
 	}}); err != nil {
 		return fail(fmt.Errorf("bgp: start: %w", err))
 	}
+	if err := srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{Name: nextHopPolicy}}); err != nil {
+		return fail(fmt.Errorf("bgp: next-hop policy: %w", err))
+	}
+	if err := srv.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name:          "global",
+		Direction:     api.PolicyDirection_EXPORT,
+		Policies:      []*api.Policy{{Name: nextHopPolicy}},
+		DefaultAction: api.RouteAction_ACCEPT,
+	}}); err != nil {
+		return fail(fmt.Errorf("bgp: next-hop policy: %w", err))
+	}
 	if err := srv.WatchEvent(wctx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, stats.event); err != nil {
 		return fail(fmt.Errorf("bgp: watch peer events: %w", err))
 	}
@@ -90,13 +101,40 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Speaker, erro
 	return s, nil
 }
 
-// nextHopPolicy names the export policy that sets a peer's next hops.
-func nextHopPolicy(addr netip.Addr) string { return "xlb-next-hop-" + addr.String() }
+// nextHopPolicy is the global export policy that sets configured next
+// hops. GoBGP applies import and export policies per peer only to
+// route-server clients; for other peers they are global, so the policy
+// holds a statement per peer and family that matches the peer by a
+// neighbor set of its own.
+const nextHopPolicy = "xlb-next-hop"
+
+func peerSet(addr netip.Addr) string { return "xlb-peer-" + addr.String() }
+
+func nextHopStatement(addr netip.Addr, f *api.Family) string {
+	return "xlb-next-hop-" + addr.String() + "-" + f.Afi.String()
+}
 
 var (
 	family4 = &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
 	family6 = &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
 )
+
+// nextHop is a configured next hop and the family it is for.
+type nextHop struct {
+	addr   netip.Addr
+	family *api.Family
+}
+
+// nextHops lists p's configured next hops.
+func (p Peer) nextHops() []nextHop {
+	var out []nextHop
+	for _, nh := range []nextHop{{p.NextHop, family4}, {p.NextHop6, family6}} {
+		if nh.addr.IsValid() {
+			out = append(out, nh)
+		}
+	}
+	return out
+}
 
 // addPeer adds p to gobgp (and its next-hop policy first, so the session
 // never sends a route without it) and to s.cfg.
@@ -118,40 +156,69 @@ func (s *Speaker) addPeer(ctx context.Context, p Peer) error {
 	if p.carries6() {
 		peer.AfiSafis = append(peer.AfiSafis, &api.AfiSafi{Config: &api.AfiSafiConfig{Family: family6, Enabled: true}})
 	}
-	var stmts []*api.Statement
-	for _, nh := range []struct {
-		addr   netip.Addr
-		family *api.Family
-	}{{p.NextHop, family4}, {p.NextHop6, family6}} {
-		if nh.addr.IsValid() {
-			stmts = append(stmts, &api.Statement{
-				Name:       nextHopPolicy(p.Address) + "-" + nh.family.Afi.String(),
-				Conditions: &api.Conditions{AfiSafiIn: []*api.Family{nh.family}},
-				Actions:    &api.Actions{RouteAction: api.RouteAction_NONE, Nexthop: &api.NexthopAction{Address: nh.addr.String()}},
-			})
-		}
-	}
-	if len(stmts) > 0 {
-		name := nextHopPolicy(p.Address)
-		if err := s.srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{Name: name, Statements: stmts}}); err != nil {
-			return fmt.Errorf("bgp: peer %v: next-hop policy: %w", p.Address, err)
-		}
-		peer.ApplyPolicy = &api.ApplyPolicy{ExportPolicy: &api.PolicyAssignment{
-			Direction:     api.PolicyDirection_EXPORT,
-			Policies:      []*api.Policy{{Name: name}},
-			DefaultAction: api.RouteAction_ACCEPT,
-		}}
+	if err := s.addNextHops(ctx, p); err != nil {
+		return err
 	}
 	s.stats.add(p.Address)
 	if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peer}); err != nil {
 		s.stats.remove(p.Address)
-		if len(stmts) > 0 {
-			_ = s.srv.DeletePolicy(ctx, &api.DeletePolicyRequest{Policy: &api.Policy{Name: nextHopPolicy(p.Address)}, All: true})
-		}
-		return fmt.Errorf("bgp: add peer %v: %w", p.Address, err)
+		return errors.Join(fmt.Errorf("bgp: add peer %v: %w", p.Address, err), s.deleteNextHops(ctx, p))
 	}
 	s.cfg.Peers = append(s.cfg.Peers, p)
 	s.log.Info("bgp peer added", "peer", p.Address, "peer_asn", p.ASN, "hold_time", d.HoldTime)
+	return nil
+}
+
+// addNextHops adds p's statements to the next-hop policy, before p's
+// session exists, so no route ever goes to p without them.
+func (s *Speaker) addNextHops(ctx context.Context, p Peer) error {
+	nhs := p.nextHops()
+	if len(nhs) == 0 {
+		return nil
+	}
+	set := &api.DefinedSet{DefinedType: api.DefinedType_NEIGHBOR, Name: peerSet(p.Address), List: []string{netip.PrefixFrom(p.Address, p.Address.BitLen()).String()}}
+	if err := s.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: set}); err != nil {
+		return fmt.Errorf("bgp: peer %v: next-hop neighbor set: %w", p.Address, err)
+	}
+	policy := &api.Policy{Name: nextHopPolicy}
+	for _, nh := range nhs {
+		policy.Statements = append(policy.Statements, &api.Statement{
+			Name: nextHopStatement(p.Address, nh.family),
+			Conditions: &api.Conditions{
+				NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: set.Name},
+				AfiSafiIn:   []*api.Family{nh.family},
+			},
+			Actions: &api.Actions{RouteAction: api.RouteAction_NONE, Nexthop: &api.NexthopAction{Address: nh.addr.String()}},
+		})
+	}
+	if err := s.srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: policy}); err != nil {
+		_ = s.srv.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: set, All: true})
+		return fmt.Errorf("bgp: peer %v: next-hop policy: %w", p.Address, err)
+	}
+	return nil
+}
+
+// deleteNextHops undoes addNextHops.
+func (s *Speaker) deleteNextHops(ctx context.Context, p Peer) error {
+	nhs := p.nextHops()
+	if len(nhs) == 0 {
+		return nil
+	}
+	policy := &api.Policy{Name: nextHopPolicy}
+	for _, nh := range nhs {
+		policy.Statements = append(policy.Statements, &api.Statement{Name: nextHopStatement(p.Address, nh.family)})
+	}
+	var errs []error
+	if err := s.srv.DeletePolicy(ctx, &api.DeletePolicyRequest{Policy: policy}); err != nil {
+		errs = append(errs, err)
+	}
+	set := &api.DefinedSet{DefinedType: api.DefinedType_NEIGHBOR, Name: peerSet(p.Address)}
+	if err := s.srv.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: set, All: true}); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("bgp: peer %v: delete next-hop policy: %w", p.Address, err)
+	}
 	return nil
 }
 
@@ -164,10 +231,8 @@ func (s *Speaker) deletePeer(ctx context.Context, i int) error {
 	}
 	s.cfg.Peers = slices.Delete(s.cfg.Peers, i, i+1)
 	s.stats.remove(p.Address)
-	if p.NextHop.IsValid() || p.NextHop6.IsValid() {
-		if err := s.srv.DeletePolicy(ctx, &api.DeletePolicyRequest{Policy: &api.Policy{Name: nextHopPolicy(p.Address)}, All: true}); err != nil {
-			return fmt.Errorf("bgp: peer %v: delete next-hop policy: %w", p.Address, err)
-		}
+	if err := s.deleteNextHops(ctx, p); err != nil {
+		return err
 	}
 	s.log.Info("bgp peer removed", "peer", p.Address)
 	return nil
@@ -214,6 +279,11 @@ func (s *Speaker) Reconfigure(cfg Config) error {
 			errs = append(errs, err)
 		}
 	}
+	// Status lists peers in the order of the configuration.
+	slices.SortStableFunc(s.cfg.Peers, func(a, b Peer) int {
+		return slices.IndexFunc(cfg.Peers, func(p Peer) bool { return p.Address == a.Address }) -
+			slices.IndexFunc(cfg.Peers, func(p Peer) bool { return p.Address == b.Address })
+	})
 	return errors.Join(errs...)
 }
 

@@ -228,7 +228,9 @@ func (l *gobgpLogger) Fatal(msg string, f gobgplog.Fields) { l.emit(slog.LevelEr
 func (l *gobgpLogger) Error(msg string, f gobgplog.Fields) { l.problem(slog.LevelError, msg, f) }
 func (l *gobgpLogger) Warn(msg string, f gobgplog.Fields)  { l.problem(slog.LevelWarn, msg, f) }
 func (l *gobgpLogger) Info(msg string, f gobgplog.Fields) {
-	if msg == "Peer Down" {
+	// "dying" is a session this speaker ended itself (Close, a removed
+	// or replaced peer): news, not a problem.
+	if msg == "Peer Down" && fmt.Sprint(f["Reason"]) != "dying" {
 		l.problem(slog.LevelWarn, msg, f)
 		return
 	}

@@ -66,6 +66,10 @@ template bgp balancer {
 	local as {{.RouterASN}};
 	hold time {{.HoldTime}};
 	passive on;
+	# After a session error (a wrong ASN, an expired hold time) BIRD
+	# waits 60s to 300s by default before it accepts the peer again;
+	# a lab that tests recovery wants seconds.
+	error wait time 1, 5;
 	ipv4 { import all; export none; };
 	ipv6 { import all; export none; };
 }

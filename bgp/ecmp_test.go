@@ -1,0 +1,225 @@
+package bgp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xlbproject/xlb/internal/testenv"
+	"github.com/xlbproject/xlb/lab/ecmp"
+)
+
+// Bounds of the waits below: generous, since the machine is shared; the
+// expected times are milliseconds for an UPDATE and 3s for the hold time.
+const (
+	convergeTimeout = 30 * time.Second
+	holdTime        = 3 * time.Second
+)
+
+// speakerConfig is balancer i's configuration: one eBGP session to the
+// router over IPv4 carrying both families, the IPv6 next hop set since an
+// IPv4 session has no IPv6 address of its own to offer.
+func speakerConfig(l *ecmp.Lab, i int) Config {
+	lb := l.Balancers[i]
+	return Config{
+		ASN:      l.BalancerASN,
+		RouterID: lb.Addr,
+		Peers: []Peer{{
+			Address: l.RouterAddr, ASN: l.RouterASN,
+			HoldTime: holdTime, ConnectRetry: time.Second,
+			NextHop6: lb.Addr6,
+		}},
+	}
+}
+
+func waitRoute(t *testing.T, l *ecmp.Lab, prefix netip.Prefix, want ...netip.Addr) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), convergeTimeout)
+	defer cancel()
+	if err := l.WaitNexthops(ctx, prefix, want...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitProtocol(t *testing.T, l *ecmp.Lab, name, what string, ok func(ecmp.Protocol) bool) ecmp.Protocol {
+	t.Helper()
+	deadline := time.Now().Add(convergeTimeout)
+	for {
+		protos, err := l.BIRD.Protocols()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := protos[name]; ok(p) {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bird protocol %s: not %s within %v: %+v", name, what, convergeTimeout, protos[name])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func established(p ecmp.Protocol) bool { return p.Info == "Established" }
+
+// TestECMP runs three speakers, each in its balancer's namespace, against
+// a real BIRD 2 router and checks what the router installs in its kernel:
+// a 3-way multipath route per VIP and family, a 2-way one after one
+// balancer withdraws, the route kept whole while a peer is added by
+// Reconfigure (the existing session untouched, a wrong-ASN peer counted
+// and logged), the withdraw-drain-close order of Shutdown, removal at
+// hold-time expiry of a balancer that goes silent, and Close withdrawing.
+func TestECMP(t *testing.T) {
+	testenv.Root(t, "builds network namespaces and runs bird in one")
+	testenv.Tool(t, "bird")
+	testenv.Tool(t, "birdc")
+	prefix := fmt.Sprintf("xlbbgp%d", os.Getpid())
+	if err := ecmp.Cleanup(prefix); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ecmp.New(ecmp.Spec{Prefix: prefix, Balancers: 3, HoldTime: holdTime})
+	if err != nil {
+		t.Fatalf("ecmp.New: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab Close: %v", err)
+		}
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("bird log:\n%s", l.BIRD.Log())
+		}
+	})
+
+	vip, vip6 := netip.PrefixFrom(ecmp.VIP, 32), netip.PrefixFrom(ecmp.VIP6, 128)
+	routes := []Route{{Prefix: vip, MED: 10, Communities: []Community{65001<<16 | 100}}, {Prefix: vip6}}
+	var lbs []*child
+	var nh4, nh6 []netip.Addr
+	for i, h := range l.Balancers {
+		lbs = append(lbs, startChild(t, h, speakerConfig(l, i)))
+		nh4, nh6 = append(nh4, h.Addr), append(nh6, h.Addr6)
+	}
+	for i, c := range lbs {
+		waitProtocol(t, l, ecmp.ProtocolName(i, false), "established", established)
+		c.announce(routes...)
+	}
+	waitRoute(t, l, vip, nh4...)
+	waitRoute(t, l, vip6, nh6...)
+
+	// The router got the attributes.
+	out, err := l.BIRD.Control("show route " + vip.String() + " all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "(65001,100)") || !strings.Contains(out, "BGP.med: 10") {
+		t.Errorf("router's route lacks the community or MED:\n%s", out)
+	}
+
+	// Announcing the same set again sends nothing.
+	before := lbs[0].status().Peers[0]
+	lbs[0].announce(routes...)
+	time.Sleep(200 * time.Millisecond)
+	after := lbs[0].status().Peers[0]
+	if after.UpdatesSent != before.UpdatesSent || after.Advertised != 2 {
+		t.Errorf("announcing the same routes again: updates sent %d -> %d, advertised %d (want unchanged, 2)", before.UpdatesSent, after.UpdatesSent, after.Advertised)
+	}
+
+	t.Run("withdraw one", func(t *testing.T) {
+		lbs[0].announce(routes[1]) // keep only the IPv6 VIP
+		waitRoute(t, l, vip, nh4[1:]...)
+		waitRoute(t, l, vip6, nh6...)
+		lbs[0].announce(routes...)
+		waitRoute(t, l, vip, nh4...)
+	})
+
+	t.Run("reconfigure keeps the session", func(t *testing.T) {
+		lb := lbs[2]
+		first := lb.status().Peers[0]
+		bird := waitProtocol(t, l, ecmp.ProtocolName(2, false), "established", established)
+		if first.State != StateEstablished || first.Established != 1 {
+			t.Fatalf("before: %s", fmtStatus(lb.status()))
+		}
+		// A second session over IPv6 whose ASN is wrong: the router
+		// answers as 65000, the speaker expects 65099.
+		cfg := speakerConfig(l, 2)
+		cfg.Peers = append(cfg.Peers, Peer{Address: l.RouterAddr6, ASN: 65099, HoldTime: holdTime, ConnectRetry: time.Second})
+		lb.must(request{Op: "reconfigure", Config: cfg})
+		st := lb.waitStatus(convergeTimeout, "error for the wrong ASN", func(st Status) bool {
+			return len(st.Peers) == 2 && st.Peers[1].Errors > 0 && strings.Contains(st.Peers[1].LastError, "as number mismatch")
+		})
+		if st.Peers[1].State == StateEstablished {
+			t.Errorf("wrong-ASN session established: %s", fmtStatus(st))
+		}
+		if !strings.Contains(lb.logs.String(), "as number mismatch expected 65099, received 65000") {
+			t.Errorf("the wrong ASN is not in the speaker's log")
+		}
+		// Now with the right ASN: the new session comes up.
+		cfg.Peers[1].ASN = l.RouterASN
+		lb.must(request{Op: "reconfigure", Config: cfg})
+		waitProtocol(t, l, ecmp.ProtocolName(2, true), "established", established)
+		st = lb.waitStatus(convergeTimeout, "IPv6 session", func(st Status) bool { return st.Peers[1].State == StateEstablished })
+		// The first session never went down, on either side.
+		if p := st.Peers[0]; p.State != StateEstablished || p.Established != 1 || p.Drops != 0 || !p.Since.Equal(first.Since) {
+			t.Errorf("first session changed by Reconfigure: before %s; after %s", fmtStatus(Status{Peers: []PeerStatus{first}}), fmtStatus(st))
+		}
+		if p := waitProtocol(t, l, ecmp.ProtocolName(2, false), "established", established); !p.Since.Equal(bird.Since) {
+			t.Errorf("router's session with lb3 restarted: since %v, was %v", p.Since, bird.Since)
+		}
+		for _, s := range []*child{lbs[0], lbs[1]} {
+			if p := s.status().Peers[0]; p.Errors != 0 || p.Established != 1 {
+				t.Errorf("speaker %s affected: %s", s.name, fmtStatus(s.status()))
+			}
+		}
+		waitRoute(t, l, vip, nh4...)
+		waitRoute(t, l, vip6, nh6...)
+	})
+
+	t.Run("shutdown withdraws, drains, then closes", func(t *testing.T) {
+		lb := lbs[1]
+		done := make(chan response, 1)
+		go func() { done <- lb.call(request{Op: "shutdown", Drain: 6 * time.Second}) }()
+		// During the drain the routes are gone but the session is up.
+		waitRoute(t, l, vip, nh4[0], nh4[2])
+		waitRoute(t, l, vip6, nh6[0], nh6[2])
+		protos, err := l.BIRD.Protocols()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := protos[ecmp.ProtocolName(1, false)]; !established(p) {
+			t.Errorf("session closed before the drain ended: %+v", p)
+		}
+		select {
+		case res := <-done:
+			if err := res.err(); err != nil {
+				t.Fatalf("shutdown: %v", err)
+			}
+		case <-time.After(6*time.Second + convergeTimeout):
+			t.Fatal("shutdown did not return")
+		}
+		waitProtocol(t, l, ecmp.ProtocolName(1, false), "down", func(p ecmp.Protocol) bool { return !established(p) })
+	})
+
+	t.Run("hold time expiry", func(t *testing.T) {
+		lbs[2].freeze()
+		waitRoute(t, l, vip, nh4[0])
+		waitRoute(t, l, vip6, nh6[0])
+		out, err := l.BIRD.Control("show protocols all " + ecmp.ProtocolName(2, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, "Hold timer expired") {
+			t.Errorf("router did not drop lb3 for its hold timer:\n%s", out)
+		}
+		lbs[2].kill()
+	})
+
+	t.Run("close withdraws", func(t *testing.T) {
+		lbs[0].must(request{Op: "close"})
+		waitRoute(t, l, vip)
+		waitRoute(t, l, vip6)
+	})
+}
