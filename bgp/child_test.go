@@ -92,8 +92,9 @@ func runChild(in io.Reader, out io.Writer) int {
 }
 
 // child is the parent's handle on a speaker process.
+// Its methods take the calling test, which may be a subtest of the one
+// that started it.
 type child struct {
-	t    *testing.T
 	name string
 	cmd  *exec.Cmd
 	in   io.WriteCloser
@@ -127,7 +128,7 @@ func startChild(t *testing.T, host *lab.Host, cfg Config) *child {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &child{t: t, name: host.Name, logs: &lockedBuffer{}}
+	c := &child{name: host.Name, logs: &lockedBuffer{}}
 	c.cmd = host.Command(context.Background(), self, "-test.run=^$")
 	c.cmd.Env = append(os.Environ(), childEnv+"=1")
 	c.cmd.Stderr = c.logs
@@ -148,7 +149,7 @@ func startChild(t *testing.T, host *lab.Host, cfg Config) *child {
 			t.Logf("speaker %s log:\n%s", c.name, c.logs)
 		}
 	})
-	if err := c.call(request{Op: "start", Config: cfg}).err(); err != nil {
+	if err := c.call(t, request{Op: "start", Config: cfg}).err(); err != nil {
 		t.Fatalf("speaker %s: %v", c.name, err)
 	}
 	return c
@@ -163,42 +164,45 @@ func (r response) err() error {
 
 // call sends req and waits for the answer. A child that died fails the
 // test rather than hanging it.
-func (c *child) call(req request) response {
-	c.t.Helper()
+func (c *child) call(t *testing.T, req request) response {
+	t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := json.NewEncoder(c.in).Encode(req); err != nil {
-		c.t.Fatalf("speaker %s: send %s: %v", c.name, req.Op, err)
+		t.Fatalf("speaker %s: send %s: %v", c.name, req.Op, err)
 	}
 	var res response
 	if err := c.out.Decode(&res); err != nil {
-		c.t.Fatalf("speaker %s: %s: no answer: %v", c.name, req.Op, err)
+		t.Fatalf("speaker %s: %s: no answer: %v", c.name, req.Op, err)
 	}
 	return res
 }
 
-func (c *child) must(req request) response {
-	c.t.Helper()
-	res := c.call(req)
+func (c *child) must(t *testing.T, req request) response {
+	t.Helper()
+	res := c.call(t, req)
 	if err := res.err(); err != nil {
-		c.t.Fatalf("speaker %s: %s: %v", c.name, req.Op, err)
+		t.Fatalf("speaker %s: %s: %v", c.name, req.Op, err)
 	}
 	return res
 }
 
-func (c *child) announce(routes ...Route) {
-	c.t.Helper()
-	c.must(request{Op: "announce", Routes: routes})
+func (c *child) announce(t *testing.T, routes ...Route) {
+	t.Helper()
+	c.must(t, request{Op: "announce", Routes: routes})
 }
 
-func (c *child) status() Status { c.t.Helper(); return c.must(request{Op: "status"}).Status }
+func (c *child) status(t *testing.T) Status {
+	t.Helper()
+	return c.must(t, request{Op: "status"}).Status
+}
 
 // freeze stops the process (SIGSTOP) with its sessions open: no more
 // keepalives, no FIN, as when the balancer's machine dies.
-func (c *child) freeze() {
-	c.t.Helper()
+func (c *child) freeze(t *testing.T) {
+	t.Helper()
 	if err := c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		c.t.Fatalf("stop speaker %s: %v", c.name, err)
+		t.Fatalf("stop speaker %s: %v", c.name, err)
 	}
 }
 
@@ -213,16 +217,16 @@ func (c *child) kill() {
 
 // waitStatus polls the speaker's status until ok accepts it or timeout,
 // which fails the test with the last status.
-func (c *child) waitStatus(timeout time.Duration, what string, ok func(Status) bool) Status {
-	c.t.Helper()
+func (c *child) waitStatus(t *testing.T, timeout time.Duration, what string, ok func(Status) bool) Status {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		st := c.status()
+		st := c.status(t)
 		if ok(st) {
 			return st
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("speaker %s: no %s within %v; status %s", c.name, what, timeout, fmtStatus(st))
+			t.Fatalf("speaker %s: no %s within %v; status %s", c.name, what, timeout, fmtStatus(st))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -18,7 +18,11 @@ import (
 const (
 	convergeTimeout = 30 * time.Second
 	holdTime        = 3 * time.Second
+	password        = "xlb-lab-md5"
 )
+
+// nobody is an address on the fabric segment where no host answers.
+var nobody = netip.MustParseAddr("198.18.0.250")
 
 // speakerConfig is balancer i's configuration: one eBGP session to the
 // router over IPv4 carrying both families, the IPv6 next hop set since an
@@ -31,7 +35,7 @@ func speakerConfig(l *ecmp.Lab, i int) Config {
 		Peers: []Peer{{
 			Address: l.RouterAddr, ASN: l.RouterASN,
 			HoldTime: holdTime, ConnectRetry: time.Second,
-			NextHop6: lb.Addr6,
+			Password: password, NextHop6: lb.Addr6,
 		}},
 	}
 }
@@ -80,7 +84,7 @@ func TestECMP(t *testing.T) {
 	if err := ecmp.Cleanup(prefix); err != nil {
 		t.Fatal(err)
 	}
-	l, err := ecmp.New(ecmp.Spec{Prefix: prefix, Balancers: 3, HoldTime: holdTime})
+	l, err := ecmp.New(ecmp.Spec{Prefix: prefix, Balancers: 3, HoldTime: holdTime, Password: password})
 	if err != nil {
 		t.Fatalf("ecmp.New: %v", err)
 	}
@@ -100,12 +104,17 @@ func TestECMP(t *testing.T) {
 	var lbs []*child
 	var nh4, nh6 []netip.Addr
 	for i, h := range l.Balancers {
-		lbs = append(lbs, startChild(t, h, speakerConfig(l, i)))
+		cfg := speakerConfig(l, i)
+		if i == 0 {
+			// An unreachable router: counted, logged, harmless.
+			cfg.Peers = append(cfg.Peers, Peer{Address: nobody, ASN: l.RouterASN, ConnectRetry: time.Second})
+		}
+		lbs = append(lbs, startChild(t, h, cfg))
 		nh4, nh6 = append(nh4, h.Addr), append(nh6, h.Addr6)
 	}
 	for i, c := range lbs {
 		waitProtocol(t, l, ecmp.ProtocolName(i, false), "established", established)
-		c.announce(routes...)
+		c.announce(t, routes...)
 	}
 	waitRoute(t, l, vip, nh4...)
 	waitRoute(t, l, vip6, nh6...)
@@ -120,35 +129,47 @@ func TestECMP(t *testing.T) {
 	}
 
 	// Announcing the same set again sends nothing.
-	before := lbs[0].status().Peers[0]
-	lbs[0].announce(routes...)
+	before := lbs[0].status(t).Peers[0]
+	lbs[0].announce(t, routes...)
 	time.Sleep(200 * time.Millisecond)
-	after := lbs[0].status().Peers[0]
+	after := lbs[0].status(t).Peers[0]
 	if after.UpdatesSent != before.UpdatesSent || after.Advertised != 2 {
 		t.Errorf("announcing the same routes again: updates sent %d -> %d, advertised %d (want unchanged, 2)", before.UpdatesSent, after.UpdatesSent, after.Advertised)
 	}
 
+	t.Run("unreachable peer", func(t *testing.T) {
+		st := lbs[0].waitStatus(t, convergeTimeout, "connection error", func(st Status) bool {
+			return st.Peers[1].Errors > 0 && strings.Contains(st.Peers[1].LastError, "failed to connect")
+		})
+		if st.Peers[1].State == StateEstablished || st.Peers[0].State != StateEstablished {
+			t.Errorf("unexpected states: %s", fmtStatus(st))
+		}
+		if !strings.Contains(lbs[0].logs.String(), "level=WARN msg=\"gobgp: failed to connect\"") {
+			t.Error("the first failed connection is not logged as a warning")
+		}
+	})
+
 	t.Run("withdraw one", func(t *testing.T) {
-		lbs[0].announce(routes[1]) // keep only the IPv6 VIP
+		lbs[0].announce(t, routes[1]) // keep only the IPv6 VIP
 		waitRoute(t, l, vip, nh4[1:]...)
 		waitRoute(t, l, vip6, nh6...)
-		lbs[0].announce(routes...)
+		lbs[0].announce(t, routes...)
 		waitRoute(t, l, vip, nh4...)
 	})
 
 	t.Run("reconfigure keeps the session", func(t *testing.T) {
 		lb := lbs[2]
-		first := lb.status().Peers[0]
+		first := lb.status(t).Peers[0]
 		bird := waitProtocol(t, l, ecmp.ProtocolName(2, false), "established", established)
 		if first.State != StateEstablished || first.Established != 1 {
-			t.Fatalf("before: %s", fmtStatus(lb.status()))
+			t.Fatalf("before: %s", fmtStatus(lb.status(t)))
 		}
 		// A second session over IPv6 whose ASN is wrong: the router
 		// answers as 65000, the speaker expects 65099.
 		cfg := speakerConfig(l, 2)
-		cfg.Peers = append(cfg.Peers, Peer{Address: l.RouterAddr6, ASN: 65099, HoldTime: holdTime, ConnectRetry: time.Second})
-		lb.must(request{Op: "reconfigure", Config: cfg})
-		st := lb.waitStatus(convergeTimeout, "error for the wrong ASN", func(st Status) bool {
+		cfg.Peers = append(cfg.Peers, Peer{Address: l.RouterAddr6, ASN: 65099, HoldTime: holdTime, ConnectRetry: time.Second, Password: password})
+		lb.must(t, request{Op: "reconfigure", Config: cfg})
+		st := lb.waitStatus(t, convergeTimeout, "error for the wrong ASN", func(st Status) bool {
 			return len(st.Peers) == 2 && st.Peers[1].Errors > 0 && strings.Contains(st.Peers[1].LastError, "as number mismatch")
 		})
 		if st.Peers[1].State == StateEstablished {
@@ -159,9 +180,9 @@ func TestECMP(t *testing.T) {
 		}
 		// Now with the right ASN: the new session comes up.
 		cfg.Peers[1].ASN = l.RouterASN
-		lb.must(request{Op: "reconfigure", Config: cfg})
+		lb.must(t, request{Op: "reconfigure", Config: cfg})
 		waitProtocol(t, l, ecmp.ProtocolName(2, true), "established", established)
-		st = lb.waitStatus(convergeTimeout, "IPv6 session", func(st Status) bool { return st.Peers[1].State == StateEstablished })
+		st = lb.waitStatus(t, convergeTimeout, "IPv6 session", func(st Status) bool { return st.Peers[1].State == StateEstablished })
 		// The first session never went down, on either side.
 		if p := st.Peers[0]; p.State != StateEstablished || p.Established != 1 || p.Drops != 0 || !p.Since.Equal(first.Since) {
 			t.Errorf("first session changed by Reconfigure: before %s; after %s", fmtStatus(Status{Peers: []PeerStatus{first}}), fmtStatus(st))
@@ -170,8 +191,8 @@ func TestECMP(t *testing.T) {
 			t.Errorf("router's session with lb3 restarted: since %v, was %v", p.Since, bird.Since)
 		}
 		for _, s := range []*child{lbs[0], lbs[1]} {
-			if p := s.status().Peers[0]; p.Errors != 0 || p.Established != 1 {
-				t.Errorf("speaker %s affected: %s", s.name, fmtStatus(s.status()))
+			if p := s.status(t).Peers[0]; p.Errors != 0 || p.Established != 1 {
+				t.Errorf("speaker %s affected: %s", s.name, fmtStatus(s.status(t)))
 			}
 		}
 		waitRoute(t, l, vip, nh4...)
@@ -181,7 +202,7 @@ func TestECMP(t *testing.T) {
 	t.Run("shutdown withdraws, drains, then closes", func(t *testing.T) {
 		lb := lbs[1]
 		done := make(chan response, 1)
-		go func() { done <- lb.call(request{Op: "shutdown", Drain: 6 * time.Second}) }()
+		go func() { done <- lb.call(t, request{Op: "shutdown", Drain: 6 * time.Second}) }()
 		// During the drain the routes are gone but the session is up.
 		waitRoute(t, l, vip, nh4[0], nh4[2])
 		waitRoute(t, l, vip6, nh6[0], nh6[2])
@@ -204,7 +225,7 @@ func TestECMP(t *testing.T) {
 	})
 
 	t.Run("hold time expiry", func(t *testing.T) {
-		lbs[2].freeze()
+		lbs[2].freeze(t)
 		waitRoute(t, l, vip, nh4[0])
 		waitRoute(t, l, vip6, nh6[0])
 		out, err := l.BIRD.Control("show protocols all " + ecmp.ProtocolName(2, false))
@@ -218,7 +239,7 @@ func TestECMP(t *testing.T) {
 	})
 
 	t.Run("close withdraws", func(t *testing.T) {
-		lbs[0].must(request{Op: "close"})
+		lbs[0].must(t, request{Op: "close"})
 		waitRoute(t, l, vip)
 		waitRoute(t, l, vip6)
 	})

@@ -70,6 +70,9 @@ template bgp balancer {
 	# waits 60s to 300s by default before it accepts the peer again;
 	# a lab that tests recovery wants seconds.
 	error wait time 1, 5;
+{{- if .Password}}
+	password "{{.Password}}";
+{{- end}}
 	ipv4 { import all; export none; };
 	ipv6 { import all; export none; };
 }
@@ -90,10 +93,10 @@ type birdPeer struct {
 func birdConfig(spec Spec, l *Lab) func(dir string) string {
 	return func(dir string) string {
 		data := struct {
-			Dir, RouterID                    string
+			Dir, RouterID, Password          string
 			RouterASN, BalancerASN, HoldTime uint32
 			Peers                            []birdPeer
-		}{dir, l.RouterAddr.String(), spec.RouterASN, spec.BalancerASN, uint32(spec.HoldTime / time.Second), nil}
+		}{dir, l.RouterAddr.String(), spec.Password, spec.RouterASN, spec.BalancerASN, uint32(spec.HoldTime / time.Second), nil}
 		for i, h := range l.Balancers {
 			data.Peers = append(data.Peers, birdPeer{ProtocolName(i, false), h.Addr.String()}, birdPeer{ProtocolName(i, true), h.Addr6.String()})
 		}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -33,6 +34,9 @@ type Spec struct {
 	// smaller of both sides. Zero means 3s, BIRD's (and RFC 4271's) least,
 	// so a test sees a silent balancer removed in a few seconds.
 	HoldTime time.Duration
+	// Password, if set, is the TCP MD5 password (RFC 2385) of every
+	// session: at most 80 bytes, no quote, backslash or newline.
+	Password string
 }
 
 // Fixed addresses of the topology (see the package documentation).
@@ -114,6 +118,9 @@ func (s Spec) withDefaults() (Spec, error) {
 		if n < 1 || n > maxHosts {
 			return s, fmt.Errorf("%w: ecmp: want 1 to %d balancers, backends and clients", lab.ErrInvalidSpec, maxHosts)
 		}
+	}
+	if len(s.Password) > 80 || strings.ContainsAny(s.Password, "\"\\\n") {
+		return s, fmt.Errorf("%w: ecmp: password: at most 80 bytes without quotes, backslashes or newlines", lab.ErrInvalidSpec)
 	}
 	if s.HoldTime < 3*time.Second || s.HoldTime%time.Second != 0 {
 		return s, fmt.Errorf("%w: ecmp: hold time %v: want whole seconds, at least 3s", lab.ErrInvalidSpec, s.HoldTime)
