@@ -124,6 +124,15 @@ func TestECMP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	kernel, err := l.Router.Command(context.Background(), "ip", "route", "show", vip.String()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip route: %v: %s", err, kernel)
+	}
+	kernel6, err := l.Router.Command(context.Background(), "ip", "-6", "route", "show", vip6.String()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip -6 route: %v: %s", err, kernel6)
+	}
+	t.Logf("router: birdc show route %s all:\n%s\nip route show %s:\n%s\nip -6 route show %s:\n%s", vip, out, vip, kernel, vip6, kernel6)
 	if !strings.Contains(out, "(65001,100)") || !strings.Contains(out, "BGP.med: 10") {
 		t.Errorf("router's route lacks the community or MED:\n%s", out)
 	}

@@ -71,7 +71,8 @@ type PeerStatus struct {
 	// peer over all families.
 	Advertised, Received uint64
 	// Established counts the times the session came up; Drops the times
-	// it went down from established.
+	// it went down from established. Counters start when the peer is
+	// added, again when Reconfigure replaces it.
 	Established, Drops uint64
 	// Errors counts the problems gobgp logged for this peer (failed
 	// connections, NOTIFICATIONs sent or received, such as a wrong ASN);

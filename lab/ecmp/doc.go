@@ -35,6 +35,11 @@
 // either lab's namespaces deletes that veth. Cleanup(prefix) removes the
 // leftovers of both labs.
 //
+// New also makes /run/netns a shared mount point first, as `ip netns add`
+// does: otherwise an `ip netns add` run by anyone while the lab exists
+// mounts the directory over itself, hides the lab's namespace mounts, and
+// Close can no longer remove them.
+//
 // # Reading the router
 //
 // Nexthops reads the router's kernel route for a prefix over netlink
