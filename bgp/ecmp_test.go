@@ -3,13 +3,16 @@ package bgp
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/xlbproject/xlb/internal/testenv"
+	"github.com/xlbproject/xlb/lab"
 	"github.com/xlbproject/xlb/lab/ecmp"
 )
 
@@ -67,15 +70,41 @@ func waitProtocol(t *testing.T, l *ecmp.Lab, name, what string, ok func(ecmp.Pro
 	}
 }
 
+// spread makes 60 connections from a client to vip, each from a new
+// source port, and checks that exactly the balancers named in want
+// answered. With three equal next hops, one is missed by chance with a
+// probability of 3*(2/3)^60, about 1e-10.
+func spread(t *testing.T, l *ecmp.Lab, vip netip.Addr, want ...string) {
+	t.Helper()
+	client := lab.HTTPClient(l.ClientHosts[0])
+	got := map[string]int{}
+	for range 60 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		name, err := lab.Get(ctx, client, "http://"+netip.AddrPortFrom(vip, 80).String()+"/")
+		cancel()
+		if err != nil {
+			t.Fatalf("client to %v: %v", vip, err)
+		}
+		got[name]++
+	}
+	names := slices.Sorted(maps.Keys(got))
+	if !slices.Equal(names, want) {
+		t.Errorf("60 flows to %v answered by %v, want each of %v", vip, got, want)
+	}
+	t.Logf("60 flows to %v: %v", vip, got)
+}
+
 func established(p ecmp.Protocol) bool { return p.Info == "Established" }
 
 // TestECMP runs three speakers, each in its balancer's namespace, against
-// a real BIRD 2 router and checks what the router installs in its kernel:
-// a 3-way multipath route per VIP and family, a 2-way one after one
-// balancer withdraws, the route kept whole while a peer is added by
-// Reconfigure (the existing session untouched, a wrong-ASN peer counted
-// and logged), the withdraw-drain-close order of Shutdown, removal at
-// hold-time expiry of a balancer that goes silent, and Close withdrawing.
+// a real BIRD 2 router (TCP MD5 on every session) and checks what the
+// router installs in its kernel: a 3-way multipath route per VIP and
+// family over which client flows spread by their ports, a 2-way one after
+// one balancer withdraws, an unreachable peer counted and logged, the
+// route kept whole while a peer is added by Reconfigure (the existing
+// session untouched, a wrong-ASN peer counted and logged), the
+// withdraw-drain-close order of Shutdown, removal at hold-time expiry of
+// a balancer that goes silent, and Close withdrawing.
 func TestECMP(t *testing.T) {
 	testenv.Root(t, "builds network namespaces and runs bird in one")
 	testenv.Tool(t, "bird")
@@ -84,7 +113,7 @@ func TestECMP(t *testing.T) {
 	if err := ecmp.Cleanup(prefix); err != nil {
 		t.Fatal(err)
 	}
-	l, err := ecmp.New(ecmp.Spec{Prefix: prefix, Balancers: 3, HoldTime: holdTime, Password: password})
+	l, err := ecmp.New(ecmp.Spec{Prefix: prefix, Balancers: 3, HoldTime: holdTime, Password: password, VIPOnBalancers: true})
 	if err != nil {
 		t.Fatalf("ecmp.New: %v", err)
 	}
@@ -137,6 +166,19 @@ func TestECMP(t *testing.T) {
 		t.Errorf("router's route lacks the community or MED:\n%s", out)
 	}
 
+	// The router spreads flows over all three by their ports.
+	for _, h := range l.Balancers {
+		for _, a := range []netip.Addr{ecmp.VIP, ecmp.VIP6} {
+			b, err := lab.ServeHTTP(h, netip.AddrPortFrom(a, 80).String(), h.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { b.Close() })
+		}
+	}
+	spread(t, l, ecmp.VIP, "lb1", "lb2", "lb3")
+	spread(t, l, ecmp.VIP6, "lb1", "lb2", "lb3")
+
 	// Announcing the same set again sends nothing.
 	before := lbs[0].status(t).Peers[0]
 	lbs[0].announce(t, routes...)
@@ -162,6 +204,7 @@ func TestECMP(t *testing.T) {
 		lbs[0].announce(t, routes[1]) // keep only the IPv6 VIP
 		waitRoute(t, l, vip, nh4[1:]...)
 		waitRoute(t, l, vip6, nh6...)
+		spread(t, l, ecmp.VIP, "lb2", "lb3")
 		lbs[0].announce(t, routes...)
 		waitRoute(t, l, vip, nh4...)
 	})

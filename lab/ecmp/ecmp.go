@@ -35,6 +35,10 @@ type Spec struct {
 	// smaller of both sides. Zero means 3s, BIRD's (and RFC 4271's) least,
 	// so a test sees a silent balancer removed in a few seconds.
 	HoldTime time.Duration
+	// VIPOnBalancers puts VIP and VIP6 on every balancer's lo as well, so
+	// the balancer hosts themselves answer for the VIPs: a test can then
+	// see how the router spreads flows without running the datapath.
+	VIPOnBalancers bool
 	// Password, if set, is the TCP MD5 password (RFC 2385) of every
 	// session: at most 80 bytes, no quote, backslash or newline.
 	Password string
@@ -162,6 +166,9 @@ func New(spec Spec) (l *Lab, err error) {
 				{Dst: ClientNet6, Via: router.Addr6.Addr()},
 			},
 		})
+		if spec.VIPOnBalancers {
+			fabric.Hosts[len(fabric.Hosts)-1].LoAddrs = []netip.Prefix{netip.PrefixFrom(VIP, 32), netip.PrefixFrom(VIP6, 128)}
+		}
 	}
 	for i := range spec.Backends {
 		fabric.Hosts = append(fabric.Hosts, lab.HostSpec{
