@@ -33,14 +33,9 @@ type Speaker struct {
 
 	mu        sync.Mutex // serializes changes to peers and routes
 	cfg       Config
-	announced map[netip.Prefix]announcedRoute
+	announced routeSet                // in gobgp's RIB
+	uuids     map[netip.Prefix][]byte // gobgp's handles to delete them by
 	closed    bool
-}
-
-// announcedRoute is a route in gobgp's RIB and the handle to delete it by.
-type announcedRoute struct {
-	Route
-	uuid []byte
 }
 
 // Start validates cfg and starts a speaker with its peers, announcing
@@ -61,7 +56,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Speaker, erro
 	srv := server.NewBgpServer(server.LoggerOption(&gobgpLogger{log: logger, stats: stats}))
 	go srv.Serve()
 	wctx, stop := context.WithCancel(context.Background())
-	s := &Speaker{log: logger, srv: srv, stats: stats, stop: stop, cfg: Config{ASN: cfg.ASN, RouterID: cfg.RouterID, ListenPort: cfg.ListenPort}, announced: map[netip.Prefix]announcedRoute{}}
+	s := &Speaker{log: logger, srv: srv, stats: stats, stop: stop, cfg: Config{ASN: cfg.ASN, RouterID: cfg.RouterID, ListenPort: cfg.ListenPort}, announced: routeSet{}, uuids: map[netip.Prefix][]byte{}}
 	fail := func(err error) (*Speaker, error) {
 		stop()
 		srv.Stop()
@@ -319,19 +314,16 @@ func (s *Speaker) WithdrawAll() error {
 
 // apply moves the RIB from s.announced to want. Called with s.mu held.
 func (s *Speaker) apply(want routeSet) error {
-	have := make(routeSet, len(s.announced))
-	for p, a := range s.announced {
-		have[p] = a.Route
-	}
-	add, del := diff(have, want)
+	add, del := diff(s.announced, want)
 	ctx := context.Background()
 	var errs []error
 	for _, p := range del {
-		if err := s.srv.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: familyOf(p), Uuid: s.announced[p].uuid}); err != nil {
+		if err := s.srv.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: familyOf(p), Uuid: s.uuids[p]}); err != nil {
 			errs = append(errs, fmt.Errorf("bgp: withdraw %v: %w", p, err))
 			continue
 		}
 		delete(s.announced, p)
+		delete(s.uuids, p)
 		s.log.Info("bgp route withdrawn", "prefix", p)
 	}
 	for _, r := range add {
@@ -340,7 +332,7 @@ func (s *Speaker) apply(want routeSet) error {
 			var res *api.AddPathResponse
 			res, err = s.srv.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: path})
 			if err == nil {
-				s.announced[r.Prefix] = announcedRoute{Route: r, uuid: res.Uuid}
+				s.announced[r.Prefix], s.uuids[r.Prefix] = r, res.Uuid
 				s.log.Info("bgp route announced", "prefix", r.Prefix, "communities", r.Communities, "med", r.MED)
 				continue
 			}

@@ -101,8 +101,8 @@ func (s *Speaker) Status() (Status, error) {
 	}
 	now := time.Now()
 	st := Status{Announced: make([]Route, 0, len(s.announced))}
-	for _, a := range s.announced {
-		st.Announced = append(st.Announced, a.Route)
+	for _, r := range s.announced {
+		st.Announced = append(st.Announced, r)
 	}
 	slices.SortFunc(st.Announced, func(a, b Route) int { return comparePrefix(a.Prefix, b.Prefix) })
 	for _, cfg := range s.cfg.Peers {
