@@ -95,8 +95,8 @@ func (c Config) Validate() error {
 		switch {
 		case !p.Address.IsValid() || p.Address.IsUnspecified() || p.Address.IsMulticast() || p.Address.Is4In6():
 			bad(key("address"), "%v: want a unicast IPv4 or IPv6 address", addrText(p.Address))
-		case p.Address.Zone() != "":
-			bad(key("address"), "%v: zones (link-local peers) are not supported", p.Address)
+		case p.Address.Zone() != "" || p.Address.Is6() && p.Address.IsLinkLocalUnicast():
+			bad(key("address"), "%v: link-local peers are not supported", p.Address)
 		default:
 			if j, dup := seen[p.Address]; dup {
 				bad(key("address"), "%v already used by peer[%d]", p.Address, j)
@@ -118,8 +118,8 @@ func (c Config) Validate() error {
 		if p.NextHop.IsValid() && (!p.NextHop.Is4() || p.NextHop.IsUnspecified() || p.NextHop.IsMulticast()) {
 			bad(key("next_hop"), "%v: want a unicast IPv4 address", p.NextHop)
 		}
-		if p.NextHop6.IsValid() && (!p.NextHop6.Is6() || p.NextHop6.Is4In6() || p.NextHop6.IsUnspecified() || p.NextHop6.IsMulticast() || p.NextHop6.Zone() != "") {
-			bad(key("next_hop6"), "%v: want a unicast IPv6 address without zone", p.NextHop6)
+		if p.NextHop6.IsValid() && (!p.NextHop6.Is6() || p.NextHop6.Is4In6() || p.NextHop6.IsUnspecified() || p.NextHop6.IsMulticast() || p.NextHop6.IsLinkLocalUnicast() || p.NextHop6.Zone() != "") {
+			bad(key("next_hop6"), "%v: want a global unicast IPv6 address", p.NextHop6)
 		}
 	}
 	return errors.Join(errs...)
