@@ -3,6 +3,7 @@ package bgp
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -11,7 +12,6 @@ import (
 
 	api "github.com/osrg/gobgp/v3/api"
 	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
-	"log/slog"
 )
 
 // SessionState is the RFC 4271 state of a session.
@@ -225,6 +225,10 @@ func (l *gobgpLogger) Panic(msg string, f gobgplog.Fields) {
 	l.emit(slog.LevelError, msg, f)
 	panic(msg)
 }
+
+// Fatal only logs, at error level: a library must not end the process
+// (GoBGP's own logger exits). GoBGP calls it for broken internal
+// invariants and for a policy reload that also returns its error.
 func (l *gobgpLogger) Fatal(msg string, f gobgplog.Fields) { l.emit(slog.LevelError, msg, f) }
 func (l *gobgpLogger) Error(msg string, f gobgplog.Fields) { l.problem(slog.LevelError, msg, f) }
 func (l *gobgpLogger) Warn(msg string, f gobgplog.Fields)  { l.problem(slog.LevelWarn, msg, f) }
