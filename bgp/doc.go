@@ -13,9 +13,13 @@
 // and the routers rehash its flows onto the others, those flows keep
 // their backend and no connection is lost.
 //
-// The speaker is GoBGP (github.com/osrg/gobgp/v3) as a library, not a
+// The speaker is GoBGP (github.com/osrg/gobgp/v4) as a library, not a
 // daemon: Start runs a server.BgpServer in the process and drives it
-// through its Go API; no gRPC port is opened. By default it does not
+// through its Go API; no gRPC port is opened. v4 rather than v3: v4 is
+// the maintained line (v3.37.0 is the last v3), its library API takes
+// native netip and BGP types instead of protobuf Any wrappers, it logs
+// through log/slog, its peer events carry why a session went down, and
+// its server goroutines end on Stop. By default it does not
 // listen for BGP either (Config.ListenPort zero): it dials its peers, so
 // each router must accept the balancers' connections.
 //
@@ -35,8 +39,12 @@
 //     ASN, router ID or listen port, and an invalid cfg changes nothing.
 //   - A peer that is unreachable, refuses the session or sends a
 //     NOTIFICATION (a wrong ASN, a bad password) is never an error of the
-//     API: it is logged through log/slog (the first failure of a run as a
-//     warning, repeats at debug level) and counted per peer in Status.
+//     API: it is logged through log/slog (the first failed connection of a
+//     run as a warning, repeats at debug level) and counted per peer in
+//     Status. GoBGP reports failed connections and NOTIFICATIONs only in
+//     its log, so the speaker's slog handler recognises those records
+//     (TestECMP pins the messages of the GoBGP version in go.mod); the
+//     rest comes from its peer events.
 //   - Shutdown is the stop order: withdraw every route, wait the drain
 //     time while routers converge and the caller still forwards the flows
 //     they send, then Close, which ends the sessions with a Cease

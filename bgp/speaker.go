@@ -10,10 +10,10 @@ import (
 	"sync"
 	"time"
 
-	api "github.com/osrg/gobgp/v3/api"
-	"github.com/osrg/gobgp/v3/pkg/server"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
+	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v4/pkg/server"
 )
 
 // ErrClosed is returned by a Speaker's methods after Close.
@@ -33,8 +33,7 @@ type Speaker struct {
 
 	mu        sync.Mutex // serializes changes to peers and routes
 	cfg       Config
-	announced routeSet                // in gobgp's RIB
-	uuids     map[netip.Prefix][]byte // gobgp's handles to delete them by
+	announced routeSet // in gobgp's RIB
 	closed    bool
 }
 
@@ -52,11 +51,16 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Speaker, erro
 		logger = slog.Default()
 	}
 	logger = logger.With("component", "bgp")
-	stats := newPeerStats()
-	srv := server.NewBgpServer(server.LoggerOption(&gobgpLogger{log: logger, stats: stats}))
+	stats := newPeerStats(logger)
+	// gobgp logs at debug level, which the handler passes on as the
+	// caller's handler wants: it only needs the records to see failed
+	// connections, which gobgp reports nowhere else.
+	level := new(slog.LevelVar)
+	level.Set(slog.LevelDebug)
+	srv := server.NewBgpServer(server.LoggerOption(slog.New(&logHandler{next: logger.Handler(), stats: stats}), level))
 	go srv.Serve()
 	wctx, stop := context.WithCancel(context.Background())
-	s := &Speaker{log: logger, srv: srv, stats: stats, stop: stop, cfg: Config{ASN: cfg.ASN, RouterID: cfg.RouterID, ListenPort: cfg.ListenPort}, announced: routeSet{}, uuids: map[netip.Prefix][]byte{}}
+	s := &Speaker{log: logger, srv: srv, stats: stats, stop: stop, cfg: Config{ASN: cfg.ASN, RouterID: cfg.RouterID, ListenPort: cfg.ListenPort}, announced: routeSet{}}
 	fail := func(err error) (*Speaker, error) {
 		stop()
 		srv.Stop()
@@ -78,13 +82,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Speaker, erro
 	}
 	if err := srv.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
 		Name:          "global",
-		Direction:     api.PolicyDirection_EXPORT,
+		Direction:     api.PolicyDirection_POLICY_DIRECTION_EXPORT,
 		Policies:      []*api.Policy{{Name: nextHopPolicy}},
-		DefaultAction: api.RouteAction_ACCEPT,
+		DefaultAction: api.RouteAction_ROUTE_ACTION_ACCEPT,
 	}}); err != nil {
 		return fail(fmt.Errorf("bgp: next-hop policy: %w", err))
 	}
-	if err := srv.WatchEvent(wctx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, stats.event); err != nil {
+	if err := srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{OnPeerUpdate: stats.event}, server.WatchPeer()); err != nil {
 		return fail(fmt.Errorf("bgp: watch peer events: %w", err))
 	}
 	for _, p := range cfg.Peers {
@@ -171,7 +175,7 @@ func (s *Speaker) addNextHops(ctx context.Context, p Peer) error {
 	if len(nhs) == 0 {
 		return nil
 	}
-	set := &api.DefinedSet{DefinedType: api.DefinedType_NEIGHBOR, Name: peerSet(p.Address), List: []string{netip.PrefixFrom(p.Address, p.Address.BitLen()).String()}}
+	set := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: peerSet(p.Address), List: []string{netip.PrefixFrom(p.Address, p.Address.BitLen()).String()}}
 	if err := s.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: set}); err != nil {
 		return fmt.Errorf("bgp: peer %v: next-hop neighbor set: %w", p.Address, err)
 	}
@@ -180,10 +184,10 @@ func (s *Speaker) addNextHops(ctx context.Context, p Peer) error {
 		policy.Statements = append(policy.Statements, &api.Statement{
 			Name: nextHopStatement(p.Address, nh.family),
 			Conditions: &api.Conditions{
-				NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: set.Name},
+				NeighborSet: &api.MatchSet{Type: api.MatchSet_TYPE_ANY, Name: set.Name},
 				AfiSafiIn:   []*api.Family{nh.family},
 			},
-			Actions: &api.Actions{RouteAction: api.RouteAction_NONE, Nexthop: &api.NexthopAction{Address: nh.addr.String()}},
+			Actions: &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_UNSPECIFIED, Nexthop: &api.NexthopAction{Address: nh.addr.String()}},
 		})
 	}
 	if err := s.srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: policy}); err != nil {
@@ -207,7 +211,7 @@ func (s *Speaker) deleteNextHops(ctx context.Context, p Peer) error {
 	if err := s.srv.DeletePolicy(ctx, &api.DeletePolicyRequest{Policy: policy}); err != nil {
 		errs = append(errs, err)
 	}
-	set := &api.DefinedSet{DefinedType: api.DefinedType_NEIGHBOR, Name: peerSet(p.Address)}
+	set := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: peerSet(p.Address)}
 	if err := s.srv.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: set, All: true}); err != nil {
 		errs = append(errs, err)
 	}
@@ -315,24 +319,31 @@ func (s *Speaker) WithdrawAll() error {
 // apply moves the RIB from s.announced to want. Called with s.mu held.
 func (s *Speaker) apply(want routeSet) error {
 	add, del := diff(s.announced, want)
-	ctx := context.Background()
 	var errs []error
 	for _, p := range del {
-		if err := s.srv.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: familyOf(p), Uuid: s.uuids[p]}); err != nil {
+		// By path, not by the UUID AddPath returned: gobgp finds a UUID by
+		// scanning its whole RIB.
+		path, err := toPath(s.announced[p])
+		if err == nil {
+			err = s.srv.DeletePath(apiutil.DeletePathRequest{Paths: []*apiutil.Path{path}})
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("bgp: withdraw %v: %w", p, err))
 			continue
 		}
 		delete(s.announced, p)
-		delete(s.uuids, p)
 		s.log.Info("bgp route withdrawn", "prefix", p)
 	}
 	for _, r := range add {
 		path, err := toPath(r)
 		if err == nil {
-			var res *api.AddPathResponse
-			res, err = s.srv.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: path})
+			var res []apiutil.AddPathResponse
+			res, err = s.srv.AddPath(apiutil.AddPathRequest{Paths: []*apiutil.Path{path}})
+			if err == nil && len(res) == 1 {
+				err = res[0].Error
+			}
 			if err == nil {
-				s.announced[r.Prefix], s.uuids[r.Prefix] = r, res.Uuid
+				s.announced[r.Prefix] = r
 				s.log.Info("bgp route announced", "prefix", r.Prefix, "communities", r.Communities, "med", r.MED)
 				continue
 			}
@@ -342,44 +353,38 @@ func (s *Speaker) apply(want routeSet) error {
 	return errors.Join(errs...)
 }
 
-func familyOf(p netip.Prefix) *api.Family {
-	if p.Addr().Is4() {
-		return family4
-	}
-	return family6
-}
-
 // toPath builds gobgp's path for r. The next hop is left unspecified: gobgp
-// puts the session's local address there, unless the peer's next-hop
-// policy sets one.
-func toPath(r Route) (*api.Path, error) {
-	nlri, err := anypb.New(&api.IPAddressPrefix{Prefix: r.Prefix.Addr().String(), PrefixLen: uint32(r.Prefix.Bits())})
+// puts the session's local address there, unless the next-hop policy sets
+// the peer's configured one.
+func toPath(r Route) (*apiutil.Path, error) {
+	nlri, err := bgp.NewIPAddrPrefix(r.Prefix)
 	if err != nil {
 		return nil, err
 	}
-	attrs := []proto.Message{&api.OriginAttribute{Origin: 0}} // IGP
+	path := &apiutil.Path{Family: bgp.RF_IPv4_UC, Nlri: nlri, Attrs: []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP)}}
 	if r.Prefix.Addr().Is4() {
-		attrs = append(attrs, &api.NextHopAttribute{NextHop: "0.0.0.0"})
+		nh, err := bgp.NewPathAttributeNextHop(netip.IPv4Unspecified())
+		if err != nil {
+			return nil, err
+		}
+		path.Attrs = append(path.Attrs, nh)
 	} else {
-		attrs = append(attrs, &api.MpReachNLRIAttribute{Family: family6, NextHops: []string{"::"}, Nlris: []*anypb.Any{nlri}})
+		path.Family = bgp.RF_IPv6_UC
+		mp, err := bgp.NewPathAttributeMpReachNLRI(bgp.RF_IPv6_UC, []bgp.PathNLRI{{NLRI: nlri}}, netip.IPv6Unspecified())
+		if err != nil {
+			return nil, err
+		}
+		path.Attrs = append(path.Attrs, mp)
 	}
 	if len(r.Communities) > 0 {
 		cs := make([]uint32, len(r.Communities))
 		for i, c := range r.Communities {
 			cs[i] = uint32(c)
 		}
-		attrs = append(attrs, &api.CommunitiesAttribute{Communities: cs})
+		path.Attrs = append(path.Attrs, bgp.NewPathAttributeCommunities(cs))
 	}
 	if r.MED != 0 {
-		attrs = append(attrs, &api.MultiExitDiscAttribute{Med: r.MED})
-	}
-	path := &api.Path{Family: familyOf(r.Prefix), Nlri: nlri}
-	for _, a := range attrs {
-		any, err := anypb.New(a)
-		if err != nil {
-			return nil, err
-		}
-		path.Pattrs = append(path.Pattrs, any)
+		path.Attrs = append(path.Attrs, bgp.NewPathAttributeMultiExitDisc(r.MED))
 	}
 	return path, nil
 }
@@ -387,8 +392,7 @@ func toPath(r Route) (*api.Path, error) {
 // Close stops the speaker: gobgp sends each peer a Cease NOTIFICATION and
 // closes the session, so routers withdraw this speaker's routes at once.
 // To let routers move flows away while this balancer still forwards, call
-// Shutdown instead. Close is idempotent. (GoBGP v3's event loop has no
-// way out: one idle goroutine stays behind per closed speaker.)
+// Shutdown instead. Close is idempotent.
 func (s *Speaker) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

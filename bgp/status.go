@@ -6,12 +6,12 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
-	api "github.com/osrg/gobgp/v3/api"
-	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
+	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 )
 
 // SessionState is the RFC 4271 state of a session.
@@ -130,9 +130,10 @@ func (s *Speaker) Status() (Status, error) {
 	return st, nil
 }
 
-// peerStats keeps what gobgp reports only as events and log lines: state
-// transitions and errors, per peer address.
+// peerStats keeps what gobgp reports only as events and log records:
+// state transitions and problems, per peer address.
 type peerStats struct {
+	log   *slog.Logger
 	mu    sync.Mutex
 	peers map[string]*peerCounters
 }
@@ -144,7 +145,9 @@ type peerCounters struct {
 	failing                    bool // the last connection attempt failed
 }
 
-func newPeerStats() *peerStats { return &peerStats{peers: map[string]*peerCounters{}} }
+func newPeerStats(log *slog.Logger) *peerStats {
+	return &peerStats{log: log, peers: map[string]*peerCounters{}}
+}
 
 func (ps *peerStats) add(a netip.Addr) {
 	ps.mu.Lock()
@@ -168,20 +171,23 @@ func (ps *peerStats) get(a netip.Addr) PeerStatus {
 	return PeerStatus{Established: c.established, Drops: c.drops, Errors: c.errors, LastError: c.lastError}
 }
 
-// event counts session transitions from gobgp's peer events.
-func (ps *peerStats) event(ev *api.WatchEventResponse) {
-	pe := ev.GetPeer()
-	if pe == nil || pe.GetType() != api.WatchEventResponse_PeerEvent_STATE {
+// event counts session transitions from gobgp's peer events, and the
+// sessions that end for a fault of the connection: an expired hold timer,
+// a failed read or write, an invalid message. NOTIFICATIONs are counted
+// from the log (see logHandler): gobgp reports no state change for an
+// OPEN it refuses.
+func (ps *peerStats) event(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
+	if ev.Type != apiutil.PEER_EVENT_STATE {
 		return
 	}
-	st := pe.GetPeer().GetState()
+	st := ev.Peer.State
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	c := ps.peers[st.GetNeighborAddress()]
+	c := ps.peers[st.NeighborAddress.String()]
 	if c == nil {
 		return
 	}
-	next := SessionState(st.GetSessionState())
+	next := stateOf(st.SessionState)
 	switch {
 	case next == StateEstablished && c.state != StateEstablished:
 		c.established++
@@ -190,98 +196,105 @@ func (ps *peerStats) event(ev *api.WatchEventResponse) {
 		c.drops++
 	}
 	c.state = next
+	switch st.DisconnectReason {
+	case api.PeerState_DISCONNECT_REASON_HOLD_TIMER_EXPIRED, api.PeerState_DISCONNECT_REASON_READ_FAILED,
+		api.PeerState_DISCONNECT_REASON_WRITE_FAILED, api.PeerState_DISCONNECT_REASON_INVALID_MSG:
+		c.errors++
+		c.lastError = st.DisconnectMessage
+		ps.log.Warn("bgp session failed", "peer", st.NeighborAddress, "state", next, "reason", st.DisconnectMessage)
+	}
 }
 
-// problem records an error about peer key and reports whether it is the
-// first of a run of failed connection attempts (or not one at all), which
-// is worth a warning; repeats are logged at debug level.
-func (ps *peerStats) problem(key, msg string, connectFailure bool) (warn bool) {
+// stateOf maps gobgp's FSM state, which counts from idle = 0.
+func stateOf(s bgp.FSMState) SessionState { return SessionState(s + 1) }
+
+// problem counts a problem with peer key. A failed connection attempt is
+// worth a warning only as the first of a run (first); later ones are
+// logged at debug level.
+func (ps *peerStats) problem(key, msg string, connect bool) (first bool) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	c := ps.peers[key]
 	if c == nil {
-		return true
+		return false
 	}
 	c.errors++
 	c.lastError = msg
-	if connectFailure {
-		warn = !c.failing
-		c.failing = true
-		return warn
+	if !connect {
+		return false
 	}
-	return true
+	first = !c.failing
+	c.failing = true
+	return first
 }
 
-// gobgpLogger turns gobgp's log calls into slog records and the per-peer
-// problems among them into counters. gobgp reports a failed connection
-// attempt only at debug level, so the logger claims debug level and
-// decides itself what reaches slog at which level.
-type gobgpLogger struct {
-	log   *slog.Logger
+// logHandler passes gobgp's log records on to the caller's handler (next)
+// and counts the problems that gobgp reports only in its log: failed
+// connection attempts (debug records; the first of a run is raised to a
+// warning) and NOTIFICATIONs sent or received (info records, raised to
+// warnings), such as a refused OPEN from a router with another ASN. A
+// Cease sent is this speaker closing or replacing a session, no problem.
+// gobgp binds the peer's address to its per-peer logger as attribute Key.
+type logHandler struct {
+	next  slog.Handler
 	stats *peerStats
+	key   string // the peer of this logger, if any
 }
 
-func (l *gobgpLogger) Panic(msg string, f gobgplog.Fields) {
-	l.emit(slog.LevelError, msg, f)
-	panic(msg)
-}
+func (h *logHandler) Enabled(context.Context, slog.Level) bool { return true }
 
-// Fatal only logs, at error level: a library must not end the process
-// (GoBGP's own logger exits). GoBGP calls it for broken internal
-// invariants and for a policy reload that also returns its error.
-func (l *gobgpLogger) Fatal(msg string, f gobgplog.Fields) { l.emit(slog.LevelError, msg, f) }
-func (l *gobgpLogger) Error(msg string, f gobgplog.Fields) { l.problem(slog.LevelError, msg, f) }
-func (l *gobgpLogger) Warn(msg string, f gobgplog.Fields)  { l.problem(slog.LevelWarn, msg, f) }
-func (l *gobgpLogger) Info(msg string, f gobgplog.Fields) {
-	// "dying" is a session this speaker ended itself (Close, a removed
-	// or replaced peer): news, not a problem.
-	if msg == "Peer Down" && fmt.Sprint(f["Reason"]) != "dying" {
-		l.problem(slog.LevelWarn, msg, f)
-		return
-	}
-	l.emit(slog.LevelInfo, msg, f)
-}
-func (l *gobgpLogger) Debug(msg string, f gobgplog.Fields) {
-	if msg == "failed to connect" {
-		l.problem(slog.LevelDebug, msg, f)
-		return
-	}
-	l.emit(slog.LevelDebug, msg, f)
-}
-func (l *gobgpLogger) SetLevel(gobgplog.LogLevel)  {}
-func (l *gobgpLogger) GetLevel() gobgplog.LogLevel { return gobgplog.DebugLevel }
-
-// problem counts a message about a peer (field Key) and logs it.
-func (l *gobgpLogger) problem(level slog.Level, msg string, f gobgplog.Fields) {
-	key, _ := f["Key"].(string)
-	if key == "" {
-		l.emit(level, msg, f)
-		return
-	}
-	detail := msg
-	for _, k := range []string{"Reason", "Error", "Err", "Data"} {
-		if v, ok := f[k]; ok && v != nil {
-			detail += ": " + fmt.Sprint(v)
+func (h *logHandler) Handle(ctx context.Context, r slog.Record) error {
+	if h.key != "" {
+		switch r.Message {
+		case "failed to connect":
+			msg := r.Message
+			r.Attrs(func(a slog.Attr) bool {
+				if a.Key == "Error" {
+					msg += ": " + a.Value.String()
+				}
+				return true
+			})
+			if h.stats.problem(h.key, msg, true) {
+				r.Level = slog.LevelWarn
+			}
+		case "sent notification", "received notification":
+			var code, subcode int64
+			r.Attrs(func(a slog.Attr) bool {
+				switch a.Key {
+				case "Code":
+					code = a.Value.Int64()
+				case "Subcode":
+					subcode = a.Value.Int64()
+				}
+				return true
+			})
+			if r.Message == "sent notification" && code == bgp.BGP_ERROR_CEASE {
+				break
+			}
+			h.stats.problem(h.key, r.Message+": "+bgp.NewNotificationErrorCode(uint8(code), uint8(subcode)).String(), false)
+			r.Level = max(r.Level, slog.LevelWarn)
 		}
 	}
-	connect := msg == "failed to connect"
-	if l.stats.problem(key, detail, connect) && connect {
-		level = slog.LevelWarn
+	if !h.next.Enabled(ctx, r.Level) {
+		return nil
 	}
-	l.emit(level, msg, f)
+	r.Message = "gobgp: " + r.Message
+	return h.next.Handle(ctx, r)
 }
 
-func (l *gobgpLogger) emit(level slog.Level, msg string, f gobgplog.Fields) {
-	if !l.log.Enabled(context.Background(), level) {
-		return
-	}
-	attrs := make([]slog.Attr, 0, len(f))
-	for k, v := range f {
-		if k == gobgplog.FieldFacility {
-			continue
+func (h *logHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	c := *h
+	c.next = h.next.WithAttrs(attrs)
+	for _, a := range attrs {
+		if a.Key == "Key" {
+			c.key = a.Value.String()
 		}
-		attrs = append(attrs, slog.Any(strings.ToLower(k), v))
 	}
-	slices.SortFunc(attrs, func(a, b slog.Attr) int { return strings.Compare(a.Key, b.Key) })
-	l.log.LogAttrs(context.Background(), level, "gobgp: "+msg, attrs...)
+	return &c
+}
+
+func (h *logHandler) WithGroup(name string) slog.Handler {
+	c := *h
+	c.next = h.next.WithGroup(name)
+	return &c
 }

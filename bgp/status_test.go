@@ -7,18 +7,21 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
-	api "github.com/osrg/gobgp/v3/api"
-	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
+	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 )
 
-// recorder is a slog.Handler that keeps "LEVEL msg" lines.
+// recorder is a slog.Handler that keeps "LEVEL msg" lines from min up.
 type recorder struct {
+	min   slog.Level
 	mu    sync.Mutex
 	lines []string
 }
 
-func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *recorder) Enabled(_ context.Context, l slog.Level) bool { return l >= r.min }
 func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -28,69 +31,55 @@ func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
 func (r *recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
 func (r *recorder) WithGroup(string) slog.Handler      { return r }
 
-func TestGobgpLogger(t *testing.T) {
+func (r *recorder) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.lines, "|")
+}
+
+func TestLogHandler(t *testing.T) {
 	peer := netip.MustParseAddr("198.18.0.1")
-	key := gobgplog.Fields{"Topic": "Peer", "Key": peer.String()}
-	with := func(k string, v any) gobgplog.Fields {
-		f := gobgplog.Fields{k: v}
-		for a, b := range key {
-			f[a] = b
-		}
-		return f
+	type record struct {
+		peer          bool // logged by the peer's logger (with Key)
+		level         slog.Level
+		msg           string
+		code, subcode int
 	}
-	type call struct {
-		level string // debug, info, warn, error
-		msg   string
-		f     gobgplog.Fields
-	}
+	fail := record{true, slog.LevelDebug, "failed to connect", 0, 0}
+	badAS := record{true, slog.LevelInfo, "sent notification", 2, 2}
+	cease := record{true, slog.LevelInfo, "sent notification", 6, 3}
+	ceased := record{true, slog.LevelInfo, "received notification", 6, 2}
 	tests := []struct {
 		name      string
-		calls     []call
-		logged    string // logged lines, "|"-separated
+		min       slog.Level
+		records   []record
+		logged    string
 		errors    uint64
 		lastError string
 	}{
-		{
-			name:   "connect failures warn once",
-			calls:  []call{{"debug", "failed to connect", with("Error", "i/o timeout")}, {"debug", "failed to connect", with("Error", "i/o timeout")}},
-			logged: "WARN gobgp: failed to connect|DEBUG gobgp: failed to connect", errors: 2, lastError: "failed to connect: i/o timeout",
-		},
-		{
-			name:   "notification",
-			calls:  []call{{"warn", "sent notification", with("Data", "as number mismatch")}},
-			logged: "WARN gobgp: sent notification", errors: 1, lastError: "sent notification: as number mismatch",
-		},
-		{
-			name:   "peer down",
-			calls:  []call{{"info", "Peer Down", with("Reason", "hold-timer-expired")}},
-			logged: "WARN gobgp: Peer Down", errors: 1, lastError: "Peer Down: hold-timer-expired",
-		},
-		{
-			name:   "own close is no problem",
-			calls:  []call{{"info", "Peer Down", with("Reason", "dying")}},
-			logged: "INFO gobgp: Peer Down",
-		},
-		{
-			name:   "other peer or none",
-			calls:  []call{{"warn", "sent notification", gobgplog.Fields{"Key": "198.18.0.99"}}, {"error", "failed", nil}},
-			logged: "WARN gobgp: sent notification|ERROR gobgp: failed",
-		},
-		{
-			name:   "debug chatter",
-			calls:  []call{{"debug", "received update", key}, {"info", "Peer Up", key}},
-			logged: "DEBUG gobgp: received update|INFO gobgp: Peer Up",
-		},
+		{"first failure warns", slog.LevelInfo, []record{fail, fail, fail}, "WARN gobgp: failed to connect", 3, "failed to connect: i/o timeout"},
+		{"debug shows repeats", slog.LevelDebug, []record{fail, fail}, "WARN gobgp: failed to connect|DEBUG gobgp: failed to connect", 2, "failed to connect: i/o timeout"},
+		{"not a peer's", slog.LevelDebug, []record{{false, slog.LevelDebug, "failed to connect", 0, 0}}, "DEBUG gobgp: failed to connect", 0, ""},
+		{"others pass by level", slog.LevelInfo, []record{{true, slog.LevelDebug, "sent", 0, 0}, {true, slog.LevelInfo, "Peer Up", 0, 0}, {false, slog.LevelError, "oops", 0, 0}}, "INFO gobgp: Peer Up|ERROR gobgp: oops", 0, ""},
+		{"refused open", slog.LevelInfo, []record{badAS}, "WARN gobgp: sent notification", 1, "sent notification: code 2(open) subcode 2(bad peer as)"},
+		{"own cease", slog.LevelInfo, []record{cease}, "INFO gobgp: sent notification", 0, ""},
+		{"router's cease", slog.LevelInfo, []record{ceased}, "WARN gobgp: received notification", 1, "received notification: code 6(cease) subcode 2(administrative shutdown)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rec := &recorder{}
-			stats := newPeerStats()
+			rec := &recorder{min: tt.min}
+			stats := newPeerStats(slog.New(rec))
 			stats.add(peer)
-			l := &gobgpLogger{log: slog.New(rec), stats: stats}
-			for _, c := range tt.calls {
-				map[string]func(string, gobgplog.Fields){"debug": l.Debug, "info": l.Info, "warn": l.Warn, "error": l.Error}[c.level](c.msg, c.f)
+			base := slog.New(&logHandler{next: rec, stats: stats})
+			peerLog := base.With(slog.String("Topic", "Peer"), slog.String("Key", peer.String()))
+			for _, r := range tt.records {
+				l := base
+				if r.peer {
+					l = peerLog
+				}
+				l.Log(context.Background(), r.level, r.msg, slog.String("Error", "i/o timeout"), slog.Int("Code", r.code), slog.Int("Subcode", r.subcode))
 			}
-			if got := strings.Join(rec.lines, "|"); got != tt.logged {
+			if got := rec.String(); got != tt.logged {
 				t.Errorf("logged %q, want %q", got, tt.logged)
 			}
 			st := stats.get(peer)
@@ -103,28 +92,45 @@ func TestGobgpLogger(t *testing.T) {
 
 func TestPeerStatsEvents(t *testing.T) {
 	peer := netip.MustParseAddr("2001:db8::1")
-	stats := newPeerStats()
+	rec := &recorder{}
+	stats := newPeerStats(slog.New(rec))
 	stats.add(peer)
-	event := func(s api.PeerState_SessionState) *api.WatchEventResponse {
-		return &api.WatchEventResponse{Event: &api.WatchEventResponse_Peer{Peer: &api.WatchEventResponse_PeerEvent{
-			Type: api.WatchEventResponse_PeerEvent_STATE,
-			Peer: &api.Peer{State: &api.PeerState{NeighborAddress: peer.String(), SessionState: s}},
-		}}}
+	event := func(s bgp.FSMState, why api.PeerState_DisconnectReason, msg string) *apiutil.WatchEventMessage_PeerEvent {
+		return &apiutil.WatchEventMessage_PeerEvent{
+			Type: apiutil.PEER_EVENT_STATE,
+			Peer: apiutil.Peer{State: apiutil.PeerState{NeighborAddress: peer, SessionState: s, DisconnectReason: why, DisconnectMessage: msg}},
+		}
 	}
-	for _, s := range []api.PeerState_SessionState{
-		api.PeerState_ACTIVE, api.PeerState_OPENSENT, api.PeerState_OPENCONFIRM, api.PeerState_ESTABLISHED,
-		api.PeerState_ESTABLISHED, // repeated: no second count
-		api.PeerState_IDLE, api.PeerState_ACTIVE, api.PeerState_ESTABLISHED,
+	none := api.PeerState_DISCONNECT_REASON_UNSPECIFIED
+	for _, ev := range []*apiutil.WatchEventMessage_PeerEvent{
+		event(bgp.BGP_FSM_ACTIVE, none, ""),
+		event(bgp.BGP_FSM_OPENSENT, none, ""),
+		event(bgp.BGP_FSM_IDLE, api.PeerState_DISCONNECT_REASON_BAD_PEER_AS, "bad-peer-as"),
+		event(bgp.BGP_FSM_OPENCONFIRM, none, ""),
+		event(bgp.BGP_FSM_ESTABLISHED, none, ""),
+		event(bgp.BGP_FSM_ESTABLISHED, none, ""), // repeated: no second count
+		event(bgp.BGP_FSM_IDLE, api.PeerState_DISCONNECT_REASON_HOLD_TIMER_EXPIRED, "hold-timer-expired"),
+		event(bgp.BGP_FSM_ESTABLISHED, none, ""),
+		event(bgp.BGP_FSM_IDLE, api.PeerState_DISCONNECT_REASON_DECONFIGURED, "deconfigured"), // our own doing
 	} {
-		stats.event(event(s))
+		stats.event(ev, time.Time{})
 	}
-	if st := stats.get(peer); st.Established != 2 || st.Drops != 1 {
-		t.Errorf("established %d drops %d, want 2 and 1", st.Established, st.Drops)
+	st := stats.get(peer)
+	// Only the hold timer is an error here: the refused OPEN is counted
+	// from the log, the removal was this speaker's own.
+	if st.Established != 2 || st.Drops != 2 || st.Errors != 1 || st.LastError != "hold-timer-expired" {
+		t.Errorf("established %d drops %d errors %d %q; want 2, 2, 1 \"hold-timer-expired\"", st.Established, st.Drops, st.Errors, st.LastError)
+	}
+	if got := rec.String(); got != "WARN bgp session failed" {
+		t.Errorf("logged %q", got)
 	}
 	for i, name := range stateNames {
 		var s SessionState
 		if err := s.UnmarshalText([]byte(name)); err != nil || int(s) != i || s.String() != name {
 			t.Errorf("state %q: %v %v", name, s, err)
 		}
+	}
+	if stateOf(bgp.BGP_FSM_ESTABLISHED) != StateEstablished || stateOf(bgp.BGP_FSM_IDLE) != StateIdle {
+		t.Error("stateOf maps gobgp's states wrongly")
 	}
 }
