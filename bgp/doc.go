@@ -19,7 +19,7 @@
 // the maintained line (v3.37.0 is the last v3), its library API takes
 // native netip and BGP types instead of protobuf Any wrappers, it logs
 // through log/slog, its peer events carry why a session went down, and
-// its server goroutines end on Stop. By default it does not
+// its server goroutines end on Stop. By default the speaker does not
 // listen for BGP either (Config.ListenPort zero): it dials its peers, so
 // each router must accept the balancers' connections.
 //

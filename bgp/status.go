@@ -74,9 +74,11 @@ type PeerStatus struct {
 	// it went down from established. Counters start when the peer is
 	// added, again when Reconfigure replaces it.
 	Established, Drops uint64
-	// Errors counts the problems gobgp logged for this peer (failed
-	// connections, NOTIFICATIONs sent or received, such as a wrong ASN);
-	// LastError is the latest, kept after the session recovers.
+	// Errors counts this peer's problems: failed connection attempts,
+	// NOTIFICATIONs sent or received (a wrong ASN, the router's shutdown;
+	// not this speaker's own Cease), sessions ended by an expired hold
+	// timer, a failed read or write or an invalid message. LastError is
+	// the latest, kept after the session recovers.
 	Errors    uint64
 	LastError string
 	// Messages sent and received over all sessions with this peer.
