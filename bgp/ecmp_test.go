@@ -2,10 +2,8 @@ package bgp
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +12,7 @@ import (
 	"github.com/xlbproject/xlb/internal/testenv"
 	"github.com/xlbproject/xlb/lab"
 	"github.com/xlbproject/xlb/lab/ecmp"
+	"github.com/xlbproject/xlb/lab/labtest"
 )
 
 // Bounds of the waits below: generous, since the machine is shared; the
@@ -109,10 +108,7 @@ func TestECMP(t *testing.T) {
 	testenv.Root(t, "builds network namespaces and runs bird in one")
 	testenv.Tool(t, "bird")
 	testenv.Tool(t, "birdc")
-	prefix := fmt.Sprintf("xlbbgp%d", os.Getpid())
-	if err := ecmp.Cleanup(prefix); err != nil {
-		t.Fatal(err)
-	}
+	prefix := labtest.Prefix("xlbbgp")
 	l, err := ecmp.New(ecmp.Spec{Prefix: prefix, Balancers: 3, HoldTime: holdTime, Password: password, VIPOnBalancers: true})
 	if err != nil {
 		t.Fatalf("ecmp.New: %v", err)
@@ -120,6 +116,9 @@ func TestECMP(t *testing.T) {
 	t.Cleanup(func() {
 		if err := l.Close(); err != nil {
 			t.Errorf("lab Close: %v", err)
+		}
+		if left, err := lab.Leftovers(prefix); err != nil || len(left) > 0 {
+			t.Errorf("after Close, namespaces left: %v %v", left, err)
 		}
 	})
 	t.Cleanup(func() {

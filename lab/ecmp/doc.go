@@ -4,13 +4,18 @@
 //
 // # Topology
 //
-//	clients (Prefix-cl-cN)          198.18.1.0/24, 2001:db8:1::/64
-//	   |  client lab bridge (Prefix-cl-switch), port "router"
-//	router eth1 .1                   forwards; BIRD 2 with merge paths
-//	router eth0 .1
-//	   |  fabric lab bridge (Prefix-switch)     198.18.0.0/24, 2001:db8::/64
-//	balancers lbN (.11 up)           BGP speakers, PortXDP on their ports
-//	backends bN (.101 up)            VIP and VIP6 on lo
+//	clients cN (no switch port)      each on its own link to the router:
+//	   |  veth pair router:cN/cN:eth0   198.18.1.4N/30, 2001:db8:1:N::/64
+//	router .1                         forwards; BIRD 2 with merge paths
+//	   |  eth0, lab switch            198.18.0.0/24, 2001:db8::/64
+//	balancers lbN (.11 up)            BGP speakers, PortXDP on their ports
+//	backends bN (.101 up)             VIP and VIP6 on lo
+//
+// It is one lab.Lab: the router, balancers and backends on its switch,
+// and the clients as NoSwitch hosts joined to the router by lab.PairSpec
+// links, so everything a client sends to a VIP is routed by the router.
+// The balancers and backends route the client networks (ClientNet,
+// ClientNet6) via the router.
 //
 // The router is a real BIRD 2 (`bird`, Debian package bird2) running in
 // the router's namespace with its configuration, log and control socket
@@ -21,19 +26,6 @@
 // become one multipath route. fib_multipath_hash_policy=1 makes the
 // kernel hash flows on their L4 ports, as datacenter routers do, so the
 // flows of one client spread over the balancers.
-//
-// Clients are on a segment of their own and reach the VIPs only through
-// the router; the balancers and backends route the client segment via
-// the router too.
-//
-// # Two segments from a one-bridge lab
-//
-// A lab.Lab has one bridge and gives each host one link. The ECMP lab is
-// therefore two labs (Prefix for the fabric, Prefix+"-cl" for the
-// clients) and one extra veth that this package makes itself: from a port
-// of the client lab's bridge to eth1 in the router's namespace. Deleting
-// either lab's namespaces deletes that veth. Cleanup(prefix) removes the
-// leftovers of both labs.
 //
 // New also makes /run/netns a shared mount point first, as `ip netns add`
 // does: otherwise an `ip netns add` run by anyone while the lab exists

@@ -20,9 +20,8 @@ import (
 
 // Spec describes an ECMP lab. Zero values take the defaults noted.
 type Spec struct {
-	// Prefix starts every namespace name: the fabric lab uses Prefix, the
-	// client lab Prefix+"-cl" (which lab.Cleanup(Prefix) leaves alone, so
-	// clean both up with Cleanup here).
+	// Prefix starts every namespace name, as lab.Spec.Prefix;
+	// lab.Cleanup(Prefix) removes what a crashed run left.
 	Prefix string
 	// Balancers, Backends and Clients are host counts: 1 to 50 balancers
 	// (default 3), 0 to 50 backends and clients (default 1 each).
@@ -48,27 +47,23 @@ type Spec struct {
 var (
 	FabricNet  = netip.MustParsePrefix("198.18.0.0/24")
 	FabricNet6 = netip.MustParsePrefix("2001:db8::/64")
+	// ClientNet and ClientNet6 hold the clients' links to the router: a
+	// /30 and a /64 each.
 	ClientNet  = netip.MustParsePrefix("198.18.1.0/24")
-	ClientNet6 = netip.MustParsePrefix("2001:db8:1::/64")
+	ClientNet6 = netip.MustParsePrefix("2001:db8:1::/48")
 	// VIP and VIP6 are on every backend's lo: the addresses the balancers
 	// announce.
 	VIP  = netip.MustParseAddr("198.18.2.1")
 	VIP6 = netip.MustParseAddr("2001:db8:2::1")
 )
 
-// Host numbering inside each segment: .1 is the router, balancers from
-// .11, backends from .101, clients from .11 of the client segment.
+// Host numbering on the fabric: .1 is the router, balancers from .11,
+// backends from .101.
 const (
 	routerHost   = 1
 	balancerBase = 11
 	backendBase  = 101
-	clientBase   = 11
 	maxHosts     = 50
-	// routerClientLink is the router's second interface, on the client
-	// segment.
-	routerClientLink = "eth1"
-	// clientPort is its peer's name, a port of the client lab's bridge.
-	clientPort = "router"
 )
 
 // hostAddr is host number n of net (n < 256).
@@ -83,15 +78,31 @@ func hostAddr(net netip.Prefix, n int) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom16(a), net.Bits())
 }
 
+// clientLink is client i's link to the router: the router's end (the
+// client's gateway) and the client's end, a /30 and a /64 each.
+func clientLink(i int) (router, client [2]netip.Prefix) {
+	b := ClientNet.Addr().As4()
+	b[3] = byte(4 * i)
+	a6 := ClientNet6.Addr().As16()
+	a6[6], a6[7] = byte(i>>8), byte(i)
+	at := func(n byte) [2]netip.Prefix {
+		v4, v6 := b, a6
+		v4[3] += n
+		v6[15] = n
+		return [2]netip.Prefix{netip.PrefixFrom(netip.AddrFrom4(v4), 30), netip.PrefixFrom(netip.AddrFrom16(v6), 64)}
+	}
+	return at(1), at(2)
+}
+
 // Lab is a built ECMP topology with its router daemon running.
 type Lab struct {
-	// Fabric holds the router, the balancers and the backends on one
-	// segment; Clients holds the clients on another.
-	Fabric, Clients *lab.Lab
-	Router          *lab.Host
-	Balancers       []*lab.Host
-	Backends        []*lab.Host
-	ClientHosts     []*lab.Host
+	// Base is the lab: the router, the balancers and the backends on its
+	// switch, each client on a link of its own to the router.
+	Base        *lab.Lab
+	Router      *lab.Host
+	Balancers   []*lab.Host
+	Backends    []*lab.Host
+	ClientHosts []*lab.Host
 	// RouterAddr and RouterAddr6 are the router's fabric addresses, the
 	// balancers' BGP peer.
 	RouterAddr, RouterAddr6 netip.Addr
@@ -135,8 +146,8 @@ func (s Spec) withDefaults() (Spec, error) {
 
 // New builds the two segments, links the router to both, and starts BIRD
 // on the router. On error it removes everything it made.
-func New(spec Spec) (l *Lab, err error) {
-	spec, err = spec.withDefaults()
+func New(spec Spec) (*Lab, error) {
+	spec, err := spec.withDefaults()
 	if err != nil {
 		return nil, err
 	}
@@ -155,9 +166,9 @@ func New(spec Spec) (l *Lab, err error) {
 			"net.ipv6.conf.default.keep_addr_on_down": "1",
 		},
 	}
-	fabric := lab.Spec{Prefix: spec.Prefix, Hosts: []lab.HostSpec{router}}
+	base := lab.Spec{Prefix: spec.Prefix, Hosts: []lab.HostSpec{router}}
 	for i := range spec.Balancers {
-		fabric.Hosts = append(fabric.Hosts, lab.HostSpec{
+		base.Hosts = append(base.Hosts, lab.HostSpec{
 			Name: fmt.Sprintf("lb%d", i+1), MTU: 1600, PortXDP: true,
 			Addr: hostAddr(FabricNet, balancerBase+i), Addr6: hostAddr(FabricNet6, balancerBase+i),
 			// Replies to clients go through the router.
@@ -167,11 +178,11 @@ func New(spec Spec) (l *Lab, err error) {
 			},
 		})
 		if spec.VIPOnBalancers {
-			fabric.Hosts[len(fabric.Hosts)-1].LoAddrs = []netip.Prefix{netip.PrefixFrom(VIP, 32), netip.PrefixFrom(VIP6, 128)}
+			base.Hosts[len(base.Hosts)-1].LoAddrs = []netip.Prefix{netip.PrefixFrom(VIP, 32), netip.PrefixFrom(VIP6, 128)}
 		}
 	}
 	for i := range spec.Backends {
-		fabric.Hosts = append(fabric.Hosts, lab.HostSpec{
+		base.Hosts = append(base.Hosts, lab.HostSpec{
 			Name: fmt.Sprintf("b%d", i+1), MTU: 1600,
 			Addr: hostAddr(FabricNet, backendBase+i), Addr6: hostAddr(FabricNet6, backendBase+i),
 			LoAddrs: []netip.Prefix{netip.PrefixFrom(VIP, 32), netip.PrefixFrom(VIP6, 128)},
@@ -181,45 +192,37 @@ func New(spec Spec) (l *Lab, err error) {
 			},
 		})
 	}
-	clients := lab.Spec{Prefix: clientPrefix(spec.Prefix)}
-	gw, gw6 := hostAddr(ClientNet, routerHost), hostAddr(ClientNet6, routerHost)
+	// Clients are off the switch, each on a link of its own to the
+	// router, so whatever they send to a VIP is routed by the router.
 	for i := range spec.Clients {
-		clients.Hosts = append(clients.Hosts, lab.HostSpec{
-			Name: fmt.Sprintf("c%d", i+1), MTU: 1500,
-			Addr: hostAddr(ClientNet, clientBase+i), Addr6: hostAddr(ClientNet6, clientBase+i),
-			Routes: []lab.Route{
-				{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: gw.Addr()},
-				{Dst: netip.MustParsePrefix("::/0"), Via: gw6.Addr()},
-			},
+		name := fmt.Sprintf("c%d", i+1)
+		gw, addrs := clientLink(i)
+		base.Hosts = append(base.Hosts, lab.HostSpec{Name: name, NoSwitch: true})
+		base.Pairs = append(base.Pairs, lab.PairSpec{
+			A: lab.EndSpec{Host: "router", Name: name, Addrs: gw[:]},
+			B: lab.EndSpec{Host: name, Name: lab.HostLink, Addrs: addrs[:], Routes: []lab.Route{
+				{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: gw[0].Addr()},
+				{Dst: netip.MustParsePrefix("::/0"), Via: gw[1].Addr()},
+			}},
 		})
 	}
-
 	if err := sharedNetnsDir(); err != nil {
 		return nil, err
 	}
-	l = &Lab{RouterASN: spec.RouterASN, BalancerASN: spec.BalancerASN}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, l.Close())
-			l = nil
-		}
-	}()
-	if l.Fabric, err = lab.New(fabric); err != nil {
-		return l, err
+	l := &Lab{RouterASN: spec.RouterASN, BalancerASN: spec.BalancerASN}
+	if l.Base, err = lab.New(base); err != nil {
+		return nil, err
 	}
-	if l.Clients, err = lab.New(clients); err != nil {
-		return l, err
-	}
-	l.Router = l.Fabric.Hosts["router"]
+	hosts := l.Base.HostList() // router, balancers, backends, clients
+	l.Router = hosts[0]
 	l.RouterAddr, l.RouterAddr6 = l.Router.Addr, l.Router.Addr6
-	hosts := l.Fabric.HostList() // router, balancers, backends
-	l.Balancers, l.Backends = hosts[1:1+spec.Balancers], hosts[1+spec.Balancers:]
-	l.ClientHosts = l.Clients.HostList()
-	if err = linkRouter(l.Clients.Switch, l.Router, gw, gw6); err != nil {
-		return l, err
+	l.Balancers = hosts[1 : 1+spec.Balancers]
+	l.Backends = hosts[1+spec.Balancers : 1+spec.Balancers+spec.Backends]
+	l.ClientHosts = hosts[1+spec.Balancers+spec.Backends:]
+	if l.BIRD, err = startBIRD(l.Router, birdConfig(spec, l)); err != nil {
+		return nil, errors.Join(err, l.Base.Close())
 	}
-	l.BIRD, err = startBIRD(l.Router, birdConfig(spec, l))
-	return l, err
+	return l, nil
 }
 
 // sharedNetnsDir makes lab.NetnsDir a shared mount point, as `ip netns
@@ -245,94 +248,13 @@ func sharedNetnsDir() error {
 	return nil
 }
 
-func clientPrefix(prefix string) string { return prefix + "-cl" }
-
-// linkRouter gives the router its second link: a veth from the client
-// lab's bridge (port "router") to eth1 in the router's namespace, with the
-// client segment's gateway addresses. The lab package wires each host to
-// a single bridge, so this is the one link it does not make.
-func linkRouter(sw, router *lab.Host, gw, gw6 netip.Prefix) error {
-	swNS, err := netns.GetFromName(sw.NS)
-	if err != nil {
-		return fmt.Errorf("ecmp: open %s: %w", sw.NS, err)
-	}
-	defer swNS.Close()
-	rNS, err := netns.GetFromName(router.NS)
-	if err != nil {
-		return fmt.Errorf("ecmp: open %s: %w", router.NS, err)
-	}
-	defer rNS.Close()
-	swnl, err := netlink.NewHandleAt(swNS)
-	if err != nil {
-		return fmt.Errorf("ecmp: netlink in %s: %w", sw.NS, err)
-	}
-	defer swnl.Close()
-	br, err := swnl.LinkByName(lab.BridgeLink)
-	if err != nil {
-		return fmt.Errorf("ecmp: %s: %w", sw.NS, err)
-	}
-	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: clientPort, MTU: br.Attrs().MTU, MasterIndex: br.Attrs().Index},
-		PeerName:      routerClientLink,
-		PeerMTU:       uint32(br.Attrs().MTU),
-		PeerNamespace: netlink.NsFd(rNS),
-	}
-	if err := swnl.LinkAdd(veth); err != nil {
-		return fmt.Errorf("ecmp: add veth %s/%s: %w", clientPort, routerClientLink, err)
-	}
-	port, err := swnl.LinkByName(clientPort)
-	if err != nil {
-		return err
-	}
-	if err := swnl.LinkSetUp(port); err != nil {
-		return fmt.Errorf("ecmp: set %s up: %w", clientPort, err)
-	}
-	rnl, err := netlink.NewHandleAt(rNS)
-	if err != nil {
-		return fmt.Errorf("ecmp: netlink in %s: %w", router.NS, err)
-	}
-	defer rnl.Close()
-	eth1, err := rnl.LinkByName(routerClientLink)
-	if err != nil {
-		return fmt.Errorf("ecmp: %s: %w", router.NS, err)
-	}
-	for _, p := range []netip.Prefix{gw, gw6} {
-		a := &netlink.Addr{IPNet: prefixNet(p)}
-		if p.Addr().Is6() {
-			a.Flags = unix.IFA_F_NODAD
-		}
-		if err := rnl.AddrAdd(eth1, a); err != nil {
-			return fmt.Errorf("ecmp: add %s to %s: %w", p, routerClientLink, err)
-		}
-	}
-	if err := rnl.LinkSetUp(eth1); err != nil {
-		return fmt.Errorf("ecmp: set %s up: %w", routerClientLink, err)
-	}
-	return nil
-}
-
 func prefixNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
-// Close stops BIRD, then removes both labs. It is idempotent.
+// Close stops BIRD, then removes the lab. It is idempotent.
 func (l *Lab) Close() error {
-	var errs []error
-	if l.BIRD != nil {
-		errs = append(errs, l.BIRD.Close())
-	}
-	for _, x := range []*lab.Lab{l.Clients, l.Fabric} {
-		if x != nil {
-			errs = append(errs, x.Close())
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// Cleanup removes the namespaces a crashed run with this prefix left
-// behind, in both segments.
-func Cleanup(prefix string) error {
-	return errors.Join(lab.Cleanup(prefix), lab.Cleanup(clientPrefix(prefix)))
+	return errors.Join(l.BIRD.Close(), l.Base.Close())
 }
 
 // Nexthops returns the gateways of the router's kernel route for exactly

@@ -1,6 +1,7 @@
 package ecmp
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -52,11 +53,24 @@ func FuzzParseProtocols(f *testing.F) {
 	})
 }
 
-func TestHostAddr(t *testing.T) {
+func TestAddrs(t *testing.T) {
+	gw, c := clientLink(2)
+	if got := fmt.Sprint(gw, c); got != "[198.18.1.9/30 2001:db8:1:2::1/64] [198.18.1.10/30 2001:db8:1:2::2/64]" {
+		t.Errorf("client link 2: %s", got)
+	}
 	if got := hostAddr(FabricNet, 11).String(); got != "198.18.0.11/24" {
 		t.Errorf("got %s", got)
 	}
 	if got := hostAddr(FabricNet6, 11).String(); got != "2001:db8::b/64" {
 		t.Errorf("got %s", got)
+	}
+	for i := range maxHosts {
+		gw, c := clientLink(i)
+		for j := range 2 {
+			if !ClientNet.Contains(gw[0].Addr()) || !ClientNet.Contains(c[0].Addr()) || !ClientNet6.Contains(gw[1].Addr()) || !ClientNet6.Contains(c[1].Addr()) ||
+				gw[j].Masked() != c[j].Masked() || gw[j].Addr() == c[j].Addr() {
+				t.Fatalf("client link %d: %v %v", i, gw, c)
+			}
+		}
 	}
 }

@@ -2,26 +2,25 @@ package ecmp
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/xlbproject/xlb/internal/testenv"
 	"github.com/xlbproject/xlb/lab"
+	"github.com/xlbproject/xlb/lab/labtest"
 )
 
-// newTestLab builds an ECMP lab for t and removes it when t ends; on
-// failure it shows bird's log first.
+// newTestLab builds an ECMP lab for t and removes it when t ends, checking
+// that nothing is left; on failure it shows bird's log first.
 func newTestLab(t *testing.T, spec Spec) *Lab {
 	t.Helper()
 	testenv.Root(t, "builds network namespaces and runs bird in one")
 	testenv.Tool(t, "bird")
 	testenv.Tool(t, "birdc")
-	spec.Prefix = fmt.Sprintf("xlbecmp%d", os.Getpid())
+	spec.Prefix = labtest.Prefix("xlbecmp")
 	l, err := New(spec)
 	if err != nil {
 		t.Fatalf("ecmp.New: %v", err)
@@ -30,12 +29,8 @@ func newTestLab(t *testing.T, spec Spec) *Lab {
 		if err := l.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
-		for _, p := range []string{spec.Prefix, clientPrefix(spec.Prefix)} {
-			for _, h := range []string{"switch", "router", "lb1", "c1"} {
-				if _, err := os.Stat(lab.NetnsDir + "/" + p + "-" + h); err == nil {
-					t.Errorf("namespace %s-%s left after Close", p, h)
-				}
-			}
+		if left, err := lab.Leftovers(spec.Prefix); err != nil || len(left) > 0 {
+			t.Errorf("after Close, namespaces left: %v %v", left, err)
 		}
 	})
 	t.Cleanup(func() {
@@ -50,8 +45,8 @@ func newTestLab(t *testing.T, spec Spec) *Lab {
 // between the segments, BIRD runs with a passive session per balancer and
 // transport, and there is no route to the VIP yet.
 func TestLab(t *testing.T) {
-	l := newTestLab(t, Spec{Balancers: 2})
-	if len(l.Balancers) != 2 || len(l.Backends) != 1 || len(l.ClientHosts) != 1 {
+	l := newTestLab(t, Spec{Balancers: 2, Clients: 2})
+	if len(l.Balancers) != 2 || len(l.Backends) != 1 || len(l.ClientHosts) != 2 {
 		t.Fatalf("hosts: %d balancers, %d backends, %d clients", len(l.Balancers), len(l.Backends), len(l.ClientHosts))
 	}
 	protos, err := l.BIRD.Protocols()
@@ -66,19 +61,21 @@ func TestLab(t *testing.T) {
 			}
 		}
 	}
-	backend, client := l.Backends[0], l.ClientHosts[0]
+	backend := l.Backends[0]
 	for _, addr := range []netip.Addr{backend.Addr, backend.Addr6} {
 		ln, err := backend.Listen("tcp", net.JoinHostPort(addr.String(), "8080"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		c, err := client.Dial(ctx, "tcp", ln.Addr().String())
-		cancel()
-		if err != nil {
-			t.Errorf("client to backend %s through the router: %v", addr, err)
-		} else {
-			c.Close()
+		for _, client := range l.ClientHosts {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			c, err := client.Dial(ctx, "tcp", ln.Addr().String())
+			cancel()
+			if err != nil {
+				t.Errorf("%s to backend %s through the router: %v", client.Name, addr, err)
+			} else {
+				c.Close()
+			}
 		}
 		ln.Close()
 	}
