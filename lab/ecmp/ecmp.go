@@ -144,8 +144,8 @@ func (s Spec) withDefaults() (Spec, error) {
 	return s, nil
 }
 
-// New builds the two segments, links the router to both, and starts BIRD
-// on the router. On error it removes everything it made.
+// New builds the lab and starts BIRD on the router. On error it removes
+// everything it made.
 func New(spec Spec) (*Lab, error) {
 	spec, err := spec.withDefaults()
 	if err != nil {
@@ -154,16 +154,10 @@ func New(spec Spec) (*Lab, error) {
 	router := lab.HostSpec{
 		Name: "router", Addr: hostAddr(FabricNet, routerHost), Addr6: hostAddr(FabricNet6, routerHost), MTU: 1600,
 		Sysctls: map[string]string{
-			"net.ipv4.ip_forward":                     "1",
-			"net.ipv6.conf.all.forwarding":            "1",
-			"net.ipv4.fib_multipath_hash_policy":      "1", // L4: spread flows, not host pairs
-			"net.ipv6.fib_multipath_hash_policy":      "1",
-			"net.ipv4.conf.all.send_redirects":        "0",
-			"net.ipv4.conf.default.send_redirects":    "0",
-			"net.ipv6.conf.all.accept_ra":             "0",
-			"net.ipv6.conf.default.accept_ra":         "0",
-			"net.ipv6.conf.all.keep_addr_on_down":     "1",
-			"net.ipv6.conf.default.keep_addr_on_down": "1",
+			"net.ipv4.ip_forward":                "1",
+			"net.ipv6.conf.all.forwarding":       "1",
+			"net.ipv4.fib_multipath_hash_policy": "1", // L4: spread flows, not host pairs
+			"net.ipv6.fib_multipath_hash_policy": "1",
 		},
 	}
 	base := lab.Spec{Prefix: spec.Prefix, Hosts: []lab.HostSpec{router}}
