@@ -52,9 +52,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Speaker, erro
 	}
 	logger = logger.With("component", "bgp")
 	stats := newPeerStats(logger)
-	// gobgp logs at debug level, which the handler passes on as the
-	// caller's handler wants: it only needs the records to see failed
-	// connections, which gobgp reports nowhere else.
+	// gobgp logs at debug level and the handler passes on what the
+	// caller's handler wants: it needs the debug records to see failed
+	// connections, which gobgp reports nowhere else (see logHandler).
 	level := new(slog.LevelVar)
 	level.Set(slog.LevelDebug)
 	srv := server.NewBgpServer(server.LoggerOption(slog.New(&logHandler{next: logger.Handler(), stats: stats}), level))
