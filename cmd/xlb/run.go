@@ -13,7 +13,7 @@ import (
 
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/control"
-	"github.com/xlbproject/xlb/datapath"
+	"github.com/xlbproject/xlb/engine"
 	"github.com/xlbproject/xlb/privilege"
 )
 
@@ -37,7 +37,7 @@ func cmdRun(e *env, args []string) int {
 		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 		defer signal.Stop(sigs)
 	}
-	eng, err := datapath.Start(cfg, log)
+	eng, err := engine.Start(cfg, log)
 	if err != nil {
 		log.Error("start", "err", err)
 		var ce *config.Error

@@ -1,8 +1,9 @@
-package datapath
+package engine
 
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/xlbproject/xlb/config"
@@ -73,13 +74,13 @@ func (e *Engine) applyHealth() {
 	defer e.reloadMu.Unlock()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	changed := false
+	changed := map[vipID]bool{}
 	for id, down := range news {
 		k, ok := e.healthKeys[id]
 		if !ok || e.down[k] == down {
 			continue // removed by a reload meanwhile, or no change
 		}
-		changed = true
+		changed[k.vip] = true
 		if down {
 			e.down[k] = true
 			e.log.Warn("backend down: no new flows, its tracked flows move", "backend", k.backend, "vip", k.vip.String())
@@ -88,24 +89,30 @@ func (e *Engine) applyHealth() {
 			e.log.Info("backend up: back in the table", "backend", k.backend, "vip", k.vip.String())
 		}
 	}
-	if !changed {
+	if len(changed) == 0 {
 		return
 	}
+	// Only the VIPs whose backends changed get a new table: the others keep
+	// theirs (a table build costs milliseconds per VIP).
 	t0 := time.Now()
-	tables, err := buildTables(e.cfg, e.down)
-	if err == nil {
-		e.tables = tables
-		err = e.publishLocked()
+	tables := slices.Clone(e.tables)
+	for i, v := range e.cfg.VIPs {
+		if !changed[idOf(v)] {
+			continue
+		}
+		t, err := buildTable(v, e.down)
+		if err != nil {
+			e.log.Error("rebuild table after a health change", "vip", v.String(), "err", err)
+			return
+		}
+		tables[i] = t
 	}
-	if err != nil {
-		e.log.Error("rebuild tables after a health change", "err", err)
+	e.tables = tables
+	if err := e.publishLocked(); err != nil {
+		e.log.Error("publish after a health change", "err", err)
 		return
 	}
-	e.log.Info("tables rebuilt after a health change", "took", time.Since(t0))
-}
-
-func (k vipID) String() string {
-	return fmt.Sprintf("%s/%s", netip.AddrPortFrom(k.addr, k.port), k.proto)
+	e.log.Info("tables rebuilt after a health change", "vips", len(changed), "took", time.Since(t0))
 }
 
 // healthID names a checked backend: "198.18.100.1:80/tcp 198.18.0.11".

@@ -1,4 +1,4 @@
-package datapath
+package engine
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/xlbproject/xlb/bpf"
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/datapath"
 	"github.com/xlbproject/xlb/flowtable"
 	"github.com/xlbproject/xlb/hash"
 	"github.com/xlbproject/xlb/health"
@@ -30,19 +31,51 @@ const resolveWait = 3 * time.Second
 // MAC changes (failover, re-cabling) is followed.
 const refreshEvery = time.Second
 
+// steering is the afxdp mode's steering program as the engine drives it
+// (bpf.Steer; tests put a fake in its place).
+type steering interface {
+	SetVIPs([]bpf.VIPEntry) error
+	Counters() (bpf.SteerCounters, error)
+	Close() error
+}
+
+// nativeLB is the native mode's lb program as the engine drives it (bpf.LB;
+// tests put a fake in its place).
+type nativeLB interface {
+	Options() bpf.LBOptions
+	SetSource(addr [4]byte, mac [6]byte, mtu int) error
+	SetBackends([]bpf.LBBackend) error
+	SetTable(vip uint32, slots []uint32) error
+	SetVIPs([]bpf.VIPEntry) error
+	Counters() (bpf.LBCounters, error)
+	BackendCounters() ([]bpf.LBBackendCounters, error)
+	Close() error
+}
+
+// checker is the health checker as the engine drives it (health.Checker).
+type checker interface {
+	Set([]health.Target) error
+	Status() []health.Status
+	Close()
+}
+
 // Engine is a running datapath: the steering program, one socket and worker
-// per queue, and the plan they share.
+// per queue (or the native program), the plan they share, and the control
+// loops that keep it current.
 type Engine struct {
 	ifname  string
 	allowed unix.CPUSet // the process's CPUs at start
 	log     *slog.Logger
 	ifindex int
-	steer   *bpf.Steer // afxdp mode
-	lb      *bpf.LB    // native mode
+	srcMAC  [6]byte
+	mtu     int
+	steer   steering // afxdp mode
+	lb      nativeLB // native mode
 	mode    string
 	socks   []*ring.Socket
-	workers []*Worker
-	plan    atomic.Pointer[Plan]
+	workers []*datapath.Worker
+	plan    atomic.Pointer[datapath.Plan]
+	pub     atomic.Pointer[published]
 	started time.Time
 
 	reloadMu sync.Mutex // one reload at a time
@@ -50,11 +83,11 @@ type Engine struct {
 	cfg      *config.Config
 	tables   []*hash.Table
 	nexthops map[netip.Addr][6]byte
-	counters map[backendKey]*BackendCounters
+	counters map[backendKey]*datapath.BackendCounters
 	ids      *idAllocator
 	down     map[backendKey]bool // backends health checks hold down
 
-	health     *health.Checker
+	health     checker
 	healthKeys map[string]backendKey // guarded by mu
 	healthMu   sync.Mutex            // guards healthNews
 	healthNews map[string]bool       // target ID -> down, not applied yet
@@ -64,6 +97,28 @@ type Engine struct {
 	refreshed sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// published is what the current plan was built from, for Stats.
+type published struct {
+	cfg  *config.Config
+	spec datapath.PlanSpec
+}
+
+// newEngine is an engine for cfg with nothing loaded or started yet.
+func newEngine(cfg *config.Config, log *slog.Logger) *Engine {
+	return &Engine{
+		cfg:      cfg,
+		log:      log,
+		nexthops: map[netip.Addr][6]byte{},
+		counters: map[backendKey]*datapath.BackendCounters{},
+		ids:      newIDAllocator(),
+		down:     map[backendKey]bool{},
+		started:  time.Now(),
+
+		healthNews: map[string]bool{},
+		healthWake: make(chan struct{}, 1),
+	}
 }
 
 // Start brings up the datapath for cfg, which must have passed
@@ -78,27 +133,11 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 	if len(ifc.HardwareAddr) != 6 {
 		return nil, cfg.Errorf("datapath.interface", "%s has no Ethernet address", dp.Interface)
 	}
-	var srcMAC [6]byte
-	copy(srcMAC[:], ifc.HardwareAddr)
-
-	var allowed unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
-		return nil, fmt.Errorf("datapath: read CPU affinity: %w", err)
-	}
-	e := &Engine{
-		allowed:  allowed,
-		cfg:      cfg,
-		ifname:   ifc.Name,
-		log:      log,
-		ifindex:  ifc.Index,
-		nexthops: map[netip.Addr][6]byte{},
-		counters: map[backendKey]*BackendCounters{},
-		ids:      newIDAllocator(),
-		down:     map[backendKey]bool{},
-		started:  time.Now(),
-
-		healthNews: map[string]bool{},
-		healthWake: make(chan struct{}, 1),
+	e := newEngine(cfg, log)
+	copy(e.srcMAC[:], ifc.HardwareAddr)
+	e.ifname, e.ifindex, e.mtu = ifc.Name, ifc.Index, ifc.MTU
+	if err := unix.SchedGetaffinity(0, &e.allowed); err != nil {
+		return nil, fmt.Errorf("engine: read CPU affinity: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -113,9 +152,9 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 		return nil, err
 	}
 	if dp.Mode == config.ModeNative {
-		err = e.startNative(ifc, srcMAC)
+		err = e.startNative()
 	} else {
-		err = e.startAFXDP(ifc, srcMAC)
+		err = e.startAFXDP()
 	}
 	if err != nil {
 		return nil, err
@@ -124,7 +163,7 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 	e.healthKeys = keys
 	e.health = health.New(log, e.onHealth)
 	if err := e.health.Set(targets); err != nil {
-		return nil, fmt.Errorf("datapath: health checks: %w", err)
+		return nil, fmt.Errorf("engine: health checks: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
@@ -133,7 +172,9 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 	return e, nil
 }
 
-func vipEntries(cfg *config.Config) []bpf.VIPEntry {
+// steerEntries is the steering program's VIP map for cfg. Fragments are
+// the steering program's business: a worker never sees one of a VIP.
+func steerEntries(cfg *config.Config) []bpf.VIPEntry {
 	out := make([]bpf.VIPEntry, len(cfg.VIPs))
 	for i, v := range cfg.VIPs {
 		out[i] = bpf.VIPEntry{Key: bpf.NewVIPKey(v.Address, v.Port, uint8(v.Protocol)), ID: uint32(i), PassFragments: v.Fragments == config.FragmentsPass}
@@ -193,13 +234,15 @@ func (e *Engine) publish() error {
 }
 
 func (e *Engine) publishLocked() error {
-	p, err := buildPlan(planInput{cfg: e.cfg, tables: e.tables, nexthops: e.nexthops, counters: e.counters, ids: e.ids, down: e.down, workers: len(e.cfg.Datapath.Queues)})
+	spec := planSpec(specInput{cfg: e.cfg, tables: e.tables, nexthops: e.nexthops, counters: e.counters, ids: e.ids, down: e.down, workers: len(e.cfg.Datapath.Queues)})
+	p, err := datapath.NewPlan(spec)
 	if err != nil {
 		return err
 	}
 	e.plan.Store(p)
+	e.pub.Store(&published{cfg: e.cfg, spec: spec})
 	if e.lb != nil {
-		return e.syncLB(p)
+		return e.syncLB(spec)
 	}
 	return nil
 }
@@ -227,12 +270,13 @@ func (e *Engine) refresh(ctx context.Context) {
 
 // startAFXDP opens one socket and starts one worker per queue, then
 // attaches the steering program.
-func (e *Engine) startAFXDP(ifc *net.Interface, srcMAC [6]byte) error {
-	cfg, dp, log := e.cfg, e.cfg.Datapath, e.log
-	var err error
-	if e.steer, err = bpf.LoadSteer(); err != nil {
+func (e *Engine) startAFXDP() error {
+	dp, log := e.cfg.Datapath, e.log
+	steer, err := bpf.LoadSteer()
+	if err != nil {
 		return err
 	}
+	e.steer = steer
 	reserved, err := reserveWorkerCPUs(e.allowed, dp.CPUs)
 	if err != nil {
 		return err
@@ -240,8 +284,8 @@ func (e *Engine) startAFXDP(ifc *net.Interface, srcMAC [6]byte) error {
 	log.Info("worker CPUs", "cpus", dp.CPUs, "reserved_for_workers", reserved)
 	for i, q := range dp.Queues {
 		sock, err := ring.Open(ring.Config{
-			Ifindex:        ifc.Index,
-			Ifname:         ifc.Name,
+			Ifindex:        e.ifindex,
+			Ifname:         e.ifname,
 			Queue:          q,
 			FrameSize:      dp.FrameSize,
 			FrameCount:     dp.FrameCount,
@@ -260,36 +304,36 @@ func (e *Engine) startAFXDP(ifc *net.Interface, srcMAC [6]byte) error {
 			return err
 		}
 		e.socks = append(e.socks, sock)
-		if err := e.steer.SetSocket(q, sock.FD()); err != nil {
+		if err := steer.SetSocket(q, sock.FD()); err != nil {
 			return err
 		}
-		fwd, err := NewForwarder(i, srcMAC, ifc.MTU, flowtable.Config{
+		fwd, err := datapath.NewForwarder(i, e.srcMAC, e.mtu, flowtable.Config{
 			Entries: int(dp.FlowTableSize), TCPTimeout: dp.FlowTCPTimeout, UDPTimeout: dp.FlowUDPTimeout,
 		})
 		if err != nil {
 			return err
 		}
-		w := newWorker(q, dp.CPUs[i], sock, &e.plan, fwd, int(dp.BatchSize), dp.Spin)
+		w := datapath.NewWorker(q, dp.CPUs[i], sock, &e.plan, fwd, int(dp.BatchSize), dp.Spin)
 		e.workers = append(e.workers, w)
-		w.start()
-		log.Info("worker started", "queue", q, "cpu", dp.CPUs[i], "zero_copy", sock.ZeroCopy(), "batch", w.batch)
+		w.Start()
+		log.Info("worker started", "queue", q, "cpu", dp.CPUs[i], "zero_copy", sock.ZeroCopy(), "batch", w.Batch())
 	}
-	if err := e.steer.SetVIPs(vipEntries(cfg)); err != nil {
+	if err := steer.SetVIPs(steerEntries(e.cfg)); err != nil {
 		return err
 	}
 	// Attach last: from this moment VIP traffic is steered, and every socket
 	// it can be steered to is already served.
-	if e.mode, err = e.steer.Attach(ifc.Index, dp.XDPMode); err != nil {
+	if e.mode, err = steer.Attach(e.ifindex, dp.XDPMode); err != nil {
 		return err
 	}
-	log.Info("steering program attached", "interface", ifc.Name, "ifindex", ifc.Index, "xdp_mode", e.mode, "source", dp.Source, "source6", dp.Source6, "mtu", ifc.MTU)
+	log.Info("steering program attached", "interface", e.ifname, "ifindex", e.ifindex, "xdp_mode", e.mode, "source", dp.Source, "source6", dp.Source6, "mtu", e.mtu)
 	return nil
 }
 
-// XDPMode is how the steering program was attached ("native" or "generic").
+// XDPMode is how the XDP program was attached ("native" or "generic").
 func (e *Engine) XDPMode() string { return e.mode }
 
-// Close detaches the steering program, stops the workers and closes the
+// Close detaches the XDP program, stops the workers and closes the
 // sockets. It is safe to call more than once.
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
@@ -308,7 +352,7 @@ func (e *Engine) Close() error {
 			errs = append(errs, e.lb.Close())
 		}
 		for _, w := range e.workers {
-			errs = append(errs, w.halt())
+			errs = append(errs, w.Halt())
 		}
 		for _, s := range e.socks {
 			errs = append(errs, s.Close())

@@ -1,4 +1,4 @@
-package datapath
+package engine
 
 import (
 	"fmt"
@@ -39,14 +39,14 @@ func (e *Engine) Reload(cfg *config.Config) ([]string, error) {
 	// workers before the plan forgets it (and one being added reaches them
 	// a moment before the plan knows it: those packets count as no_vip).
 	if e.steer != nil { // native mode writes its VIPs with the plan
-		if err := e.steer.SetVIPs(vipEntries(cfg)); err != nil {
+		if err := e.steer.SetVIPs(steerEntries(cfg)); err != nil {
 			return nil, err
 		}
 	}
 	// The checker keeps the state of targets that stay, which is what
 	// carriedDown assumed; new targets start up.
 	if err := e.health.Set(targets); err != nil {
-		return nil, fmt.Errorf("datapath: health checks: %w", err)
+		return nil, fmt.Errorf("engine: health checks: %w", err)
 	}
 	e.mu.Lock()
 	e.cfg, e.tables, e.down, e.healthKeys = cfg, tables, down, keys
