@@ -31,10 +31,11 @@
 //   - Forward never allocates (tests assert AllocsPerRun == 0) and never
 //     panics on a malformed frame: it counts it and returns ok=false.
 //   - Flow tables store backend and VIP IDs, not pointers: a tracked flow
-//     keeps its backend while the current plan has that ID up, and takes a
-//     fresh Maglev decision when the ID is gone or down. The control plane
-//     must therefore never give an ID to another backend while flows may
-//     still carry it.
+//     keeps its backend while the current plan has that exact ID up, and
+//     takes a fresh Maglev decision when the ID is gone, down, or its index
+//     (the low IDIndexBits bits) now holds another generation. The control
+//     plane may therefore reuse an index at once, with a new generation,
+//     but must never reuse a whole ID while flows may still carry it.
 //   - BackendCounters are written by worker i into slot i only; the control
 //     plane carries the same object from plan to plan so counts survive.
 //   - Counters are atomics read by any goroutine (Worker.Counters); the

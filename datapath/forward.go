@@ -298,9 +298,11 @@ func pick[K flowtable.Key](t *flowtable.Table[K], k *K, now uint32, p *Plan, v *
 	// SYN set, ACK clear; Parse guarantees the whole TCP header is there.
 	syn := fl.ICMP == packet.ICMPNone && fl.Proto == 6 && pkt[fl.L4Off+13]&0x12 == 0x02
 	if !syn {
-		if e, ok := t.Lookup(h, k, now); ok && e.VIP == v.id && int(e.Backend) < len(p.byID) {
-			if be := p.byID[e.Backend]; be != nil {
-				return be
+		if e, ok := t.Lookup(h, k, now); ok && e.VIP == v.id {
+			if x := IDIndex(e.Backend); int(x) < len(p.byID) {
+				if be := p.byID[x]; be != nil && be.id == e.Backend {
+					return be
+				}
 			}
 		}
 	}

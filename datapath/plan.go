@@ -59,7 +59,10 @@ type VIPSpec struct {
 // BackendSpec is one backend of a VIP.
 type BackendSpec struct {
 	// ID is the backend's stable ID, stored in the flow tables: a tracked
-	// flow stays on the backend with that ID while a plan has it up.
+	// flow stays on the backend with that ID while a plan has it up. Its
+	// low IDIndexBits bits are an index, unique within a plan; the rest is
+	// a generation that the control plane bumps when it gives the index to
+	// another backend, so a flow still carrying the old ID re-picks.
 	ID   uint32
 	Addr netip.Addr
 	// MAC is the next hop's address when Resolved; unresolved backends
@@ -75,6 +78,13 @@ type BackendSpec struct {
 	Counters *BackendCounters
 }
 
+// IDIndexBits is how many low bits of a backend ID index the plan's
+// backends; the high bits are the index's generation.
+const IDIndexBits = 16
+
+// IDIndex is the index part of a backend ID.
+func IDIndex(id uint32) uint32 { return id & (1<<IDIndexBits - 1) }
+
 // Plan is the immutable forwarding state the workers read per packet. The
 // control plane builds it with NewPlan and publishes it whole through an
 // atomic.Pointer.
@@ -83,9 +93,9 @@ type Plan struct {
 	index vipIndex
 	src   [4]byte // outer source addresses (reloadable, so they live here)
 	src6  [16]byte
-	// byID maps a backend's stable ID (what the flow tables store) to its
-	// state in this plan; nil means the backend is gone or down, and a
-	// tracked flow on it takes a fresh Maglev decision.
+	// byID maps a backend ID's index to its state in this plan; nil, or a
+	// backend whose full ID differs from the one a flow stored, means the
+	// flow's backend is gone or down, and it takes a fresh Maglev decision.
 	byID                   []*backendState
 	tcpTimeout, udpTimeout time.Duration
 }
@@ -118,7 +128,7 @@ func NewPlan(s PlanSpec) (*Plan, error) {
 	if s.Source6.Is6() {
 		p.src6 = s.Source6.As16()
 	}
-	var maxID uint32
+	var indexes uint32
 	for i, v := range s.VIPs {
 		if v.Table == nil {
 			return nil, fmt.Errorf("datapath: vip %s has no table", vipName(v))
@@ -135,15 +145,21 @@ func NewPlan(s PlanSpec) (*Plan, error) {
 				bs.addr6, bs.v6 = b.Addr.As16(), true
 			}
 			vs.backends[j] = bs
-			maxID = max(maxID, b.ID+1)
+			indexes = max(indexes, IDIndex(b.ID)+1)
 		}
 		p.vips[i] = vs
 	}
-	p.byID = make([]*backendState, maxID)
+	p.byID = make([]*backendState, indexes)
+	taken := make([]bool, indexes)
 	for i, v := range s.VIPs {
 		for j, b := range v.Backends {
+			x := IDIndex(b.ID)
+			if taken[x] {
+				return nil, fmt.Errorf("datapath: vip %s backend %s: ID index %d used twice", vipName(v), b.Addr, x)
+			}
+			taken[x] = true
 			if !b.Down {
-				p.byID[b.ID] = &p.vips[i].backends[j]
+				p.byID[x] = &p.vips[i].backends[j]
 			}
 		}
 	}

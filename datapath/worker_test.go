@@ -83,3 +83,39 @@ func TestPlanLookupMatchesForward(t *testing.T) {
 		}
 	}
 }
+
+// A backend ID's index may be given to another backend with a new
+// generation: a flow tracked on the old ID takes a fresh decision instead
+// of following the index to the newcomer.
+func TestReusedIDIndexRepicks(t *testing.T) {
+	ps := newPlanSet()
+	one := tvip{addr: "198.18.100.1", port: 80, backends: []tbe{{addr: "198.18.0.11", weight: 1, mac: 0x11}}}
+	s1 := ps.spec(t, one)
+	s1.VIPs[0].Backends[0].ID = 5
+	p1, err := NewPlan(s1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newForwarder(t, 1500)
+	if got := sendTo(t, f, p1, 7000, true); got != netip.MustParseAddr("198.18.0.11") {
+		t.Fatalf("first packet went to %s", got)
+	}
+	// .11 leaves; .12 takes index 5 in generation 1, .13 is the only
+	// backend in the table.
+	two := tvip{addr: "198.18.100.1", port: 80, backends: []tbe{{addr: "198.18.0.12", weight: 0, mac: 0x12}, {addr: "198.18.0.13", weight: 1, mac: 0x13}}}
+	s2 := ps.spec(t, two)
+	s2.VIPs[0].Backends[0].ID = 1<<IDIndexBits | 5
+	s2.VIPs[0].Backends[1].ID = 6
+	p2, err := NewPlan(s2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sendTo(t, f, p2, 7000, false); got != netip.MustParseAddr("198.18.0.13") {
+		t.Fatalf("flow tracked on the old ID went to %s, want a fresh pick (198.18.0.13)", got)
+	}
+	// The same index twice in one plan is refused.
+	s2.VIPs[0].Backends[1].ID = 2<<IDIndexBits | 5
+	if _, err := NewPlan(s2); err == nil {
+		t.Fatal("two backends on one index accepted")
+	}
+}

@@ -10,14 +10,27 @@
 // mode the same spec is written into the lb program's maps, so a flow gets
 // the same backend in both modes.
 //
-// What changes a running plan, always built off the datapath and swapped
-// in whole:
-//   - Reload: a new config (restart keys refused, see
-//     config.RestartKeys); tables rebuilt, steering map, health targets and
-//     plan updated.
+// State. Everything derived from one config (tables, health targets and
+// health state, backend IDs, counters, the plan spec and plan) is one
+// immutable state. A reload, a health change or a new next hop builds the
+// next state aside and commits it:
+//   - Reload: restart keys are refused (config.RestartKeys); what only the
+//     loaded maps know is checked (native VIP count and table size), backend
+//     IDs are assigned on a clone, tables and plan are built. Only then are
+//     the steering map, the native source and maps, the health targets and
+//     the plan committed, in that order; a failing step undoes the steps
+//     before it (and its own partial effect), so a failed reload changes
+//     nothing. Every line the reload reports is applied in both modes or
+//     says where it is not.
 //   - Health: a backend going down or up rebuilds only its VIP's table.
 //   - Next hops: backends' MACs are looked up in the kernel's route and
 //     neighbour tables at start, after a reload, and every second.
+//
+// Backend IDs (see ids) are an index and a generation: an index is reused
+// as soon as its backend is gone, with the next generation, so flows still
+// on the old ID re-pick; churn never exhausts them. The native program does
+// not check generations yet, so there a freed index rests for the flow
+// idle timeout first.
 //
 // Threads. Workers own their CPUs: the engine keeps its other threads (table
 // builds, health probes, the garbage collector) off the worker CPUs when

@@ -49,6 +49,7 @@ type nativeLB interface {
 	SetVIPs([]bpf.VIPEntry) error
 	Counters() (bpf.LBCounters, error)
 	BackendCounters() ([]bpf.LBBackendCounters, error)
+	Attach(ifindex int, mode string) (string, error)
 	Close() error
 }
 
@@ -74,23 +75,19 @@ type Engine struct {
 	mode    string
 	socks   []*ring.Socket
 	workers []*datapath.Worker
-	plan    atomic.Pointer[datapath.Plan]
-	pub     atomic.Pointer[published]
+	plan    atomic.Pointer[datapath.Plan] // what the workers read
+	pub     atomic.Pointer[state]         // what it was built from, for Stats
 	started time.Time
+	now     func() time.Time // the clock of reloads (ID quarantine)
 
-	reloadMu sync.Mutex // one reload at a time
-	mu       sync.Mutex // guards the plan inputs below
-	cfg      *config.Config
-	tables   []*hash.Table
+	reloadMu sync.Mutex // one reload or health application at a time
+	mu       sync.Mutex // guards cur and nexthops
+	cur      *state     // the committed state
 	nexthops map[netip.Addr][6]byte
-	counters map[backendKey]*datapath.BackendCounters
-	ids      *idAllocator
-	down     map[backendKey]bool // backends health checks hold down
 
 	health     checker
-	healthKeys map[string]backendKey // guarded by mu
-	healthMu   sync.Mutex            // guards healthNews
-	healthNews map[string]bool       // target ID -> down, not applied yet
+	healthMu   sync.Mutex      // guards healthNews
+	healthNews map[string]bool // target ID -> down, not applied yet
 	healthWake chan struct{}
 
 	cancel    context.CancelFunc
@@ -99,26 +96,88 @@ type Engine struct {
 	closeErr  error
 }
 
-// published is what the current plan was built from, for Stats.
-type published struct {
-	cfg  *config.Config
-	spec datapath.PlanSpec
+// state is one committed configuration of the engine and everything
+// derived from it. A committed state is never modified: a reload, a health
+// change or a new next hop builds another one aside and commits it whole.
+type state struct {
+	cfg      *config.Config
+	tables   []*hash.Table
+	down     map[backendKey]bool // backends health checks hold down
+	ids      *ids
+	counters map[backendKey]*datapath.BackendCounters
+	targets  []health.Target
+	keys     map[string]backendKey // health target ID -> backend
+	spec     datapath.PlanSpec
+	plan     *datapath.Plan
 }
 
-// newEngine is an engine for cfg with nothing loaded or started yet.
-func newEngine(cfg *config.Config, log *slog.Logger) *Engine {
+// newEngine is an engine with nothing loaded or started yet.
+func newEngine(log *slog.Logger) *Engine {
 	return &Engine{
-		cfg:      cfg,
-		log:      log,
-		nexthops: map[netip.Addr][6]byte{},
-		counters: map[backendKey]*datapath.BackendCounters{},
-		ids:      newIDAllocator(),
-		down:     map[backendKey]bool{},
-		started:  time.Now(),
-
+		log:        log,
+		nexthops:   map[netip.Addr][6]byte{},
+		started:    time.Now(),
+		now:        time.Now,
 		healthNews: map[string]bool{},
 		healthWake: make(chan struct{}, 1),
 	}
+}
+
+// quarantine is how long a freed backend ID index rests before reuse in
+// native mode (see ids): flows idle that long are over.
+func quarantine(cfg *config.Config) time.Duration {
+	return max(cfg.Datapath.FlowTCPTimeout, cfg.Datapath.FlowUDPTimeout)
+}
+
+// prepare builds the state for cfg aside, from the committed one (nil at
+// start), at time now: health state carried over, IDs assigned on a clone,
+// tables and plan built. Nothing running changes. Called with mu held.
+func (e *Engine) prepare(cfg *config.Config, now time.Time) (*state, error) {
+	if err := e.checkCapacity(cfg); err != nil {
+		return nil, err
+	}
+	st := &state{cfg: cfg}
+	st.targets, st.keys = healthTargets(cfg)
+	workers := len(cfg.Datapath.Queues)
+	if old := e.cur; old != nil {
+		st.down = carriedDown(old.down, st.keys)
+		st.ids = old.ids.clone()
+		st.counters = keepCounters(old.counters, cfg, workers)
+	} else {
+		st.down = map[backendKey]bool{}
+		st.ids = newIDs(maxIndexes, 0)
+		if e.lb != nil {
+			st.ids = newIDs(e.lb.Options().MaxBackends, quarantine(cfg))
+		}
+		st.counters = keepCounters(nil, cfg, workers)
+	}
+	if e.lb != nil {
+		st.ids.quarantine = quarantine(cfg)
+	}
+	if err := st.ids.assign(cfg, now); err != nil {
+		return nil, cfg.Errorf("vip", "%v", err)
+	}
+	var err error
+	if st.tables, err = buildTables(cfg, st.down); err != nil {
+		return nil, err
+	}
+	return st, e.derive(st)
+}
+
+// derive builds st's spec and plan from its other fields and the next hops
+// known. Called with mu held.
+func (e *Engine) derive(st *state) error {
+	st.spec = planSpec(specInput{cfg: st.cfg, tables: st.tables, nexthops: e.nexthops, counters: st.counters, ids: st.ids, down: st.down})
+	var err error
+	st.plan, err = datapath.NewPlan(st.spec)
+	return err
+}
+
+// store publishes st: from here the workers and Stats use it.
+func (e *Engine) store(st *state) {
+	e.cur = st
+	e.plan.Store(st.plan)
+	e.pub.Store(st)
 }
 
 // Start brings up the datapath for cfg, which must have passed
@@ -133,7 +192,7 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 	if len(ifc.HardwareAddr) != 6 {
 		return nil, cfg.Errorf("datapath.interface", "%s has no Ethernet address", dp.Interface)
 	}
-	e := newEngine(cfg, log)
+	e := newEngine(log)
 	copy(e.srcMAC[:], ifc.HardwareAddr)
 	e.ifname, e.ifindex, e.mtu = ifc.Name, ifc.Index, ifc.MTU
 	if err := unix.SchedGetaffinity(0, &e.allowed); err != nil {
@@ -144,12 +203,25 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 			e.Close()
 		}
 	}()
-	if e.tables, err = buildTables(cfg, e.down); err != nil {
+	if dp.Mode == config.ModeNative {
+		// Loaded first: its map sizes bound what the config may hold.
+		if err := e.loadNative(cfg); err != nil {
+			return nil, err
+		}
+	}
+	e.mu.Lock()
+	st, err := e.prepare(cfg, e.now())
+	if err == nil {
+		e.store(st)
+	}
+	e.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
-	e.resolveAll(time.Now().Add(resolveWait))
-	if err := e.publish(); err != nil {
-		return nil, err
+	if e.resolveAll(time.Now().Add(resolveWait)) {
+		if err := e.refreshPlan(); err != nil {
+			return nil, err
+		}
 	}
 	if dp.Mode == config.ModeNative {
 		err = e.startNative()
@@ -159,10 +231,8 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 	if err != nil {
 		return nil, err
 	}
-	targets, keys := healthTargets(cfg)
-	e.healthKeys = keys
 	e.health = health.New(log, e.onHealth)
-	if err := e.health.Set(targets); err != nil {
+	if err := e.health.Set(st.targets); err != nil {
 		return nil, fmt.Errorf("engine: health checks: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -187,7 +257,7 @@ func steerEntries(cfg *config.Config) []bpf.VIPEntry {
 func (e *Engine) resolveAll(deadline time.Time) bool {
 	e.mu.Lock()
 	var want []netip.Addr
-	for _, v := range e.cfg.VIPs {
+	for _, v := range e.cur.cfg.VIPs {
 		for _, b := range v.Backends {
 			if !b.HasMAC {
 				want = append(want, b.Address)
@@ -226,25 +296,16 @@ func (e *Engine) resolveAll(deadline time.Time) bool {
 	}
 }
 
-// publish builds a plan from the current inputs and swaps it in.
-func (e *Engine) publish() error {
+// refreshPlan rebuilds the committed state's plan with the next hops known
+// now and commits it.
+func (e *Engine) refreshPlan() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.publishLocked()
-}
-
-func (e *Engine) publishLocked() error {
-	spec := planSpec(specInput{cfg: e.cfg, tables: e.tables, nexthops: e.nexthops, counters: e.counters, ids: e.ids, down: e.down, workers: len(e.cfg.Datapath.Queues)})
-	p, err := datapath.NewPlan(spec)
-	if err != nil {
+	next := *e.cur
+	if err := e.derive(&next); err != nil {
 		return err
 	}
-	e.plan.Store(p)
-	e.pub.Store(&published{cfg: e.cfg, spec: spec})
-	if e.lb != nil {
-		return e.syncLB(spec)
-	}
-	return nil
+	return e.commit(e.cur, &next)
 }
 
 func (e *Engine) refresh(ctx context.Context) {
@@ -261,8 +322,8 @@ func (e *Engine) refresh(ctx context.Context) {
 		case <-t.C:
 		}
 		if e.resolveAll(time.Now()) {
-			if err := e.publish(); err != nil {
-				e.log.Error("publish plan", "err", err)
+			if err := e.refreshPlan(); err != nil {
+				e.log.Error("publish plan with new next hops; the previous one stays", "err", err)
 			}
 		}
 	}
@@ -271,7 +332,8 @@ func (e *Engine) refresh(ctx context.Context) {
 // startAFXDP opens one socket and starts one worker per queue, then
 // attaches the steering program.
 func (e *Engine) startAFXDP() error {
-	dp, log := e.cfg.Datapath, e.log
+	cfg := e.cur.cfg
+	dp, log := cfg.Datapath, e.log
 	steer, err := bpf.LoadSteer()
 	if err != nil {
 		return err
@@ -318,7 +380,7 @@ func (e *Engine) startAFXDP() error {
 		w.Start()
 		log.Info("worker started", "queue", q, "cpu", dp.CPUs[i], "zero_copy", sock.ZeroCopy(), "batch", w.Batch())
 	}
-	if err := steer.SetVIPs(steerEntries(e.cfg)); err != nil {
+	if err := steer.SetVIPs(steerEntries(cfg)); err != nil {
 		return err
 	}
 	// Attach last: from this moment VIP traffic is steered, and every socket

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -74,19 +75,20 @@ func (e *Engine) applyHealth() {
 	defer e.reloadMu.Unlock()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	old := e.cur
+	next := *old
+	next.down = maps.Clone(old.down)
 	changed := map[vipID]bool{}
 	for id, down := range news {
-		k, ok := e.healthKeys[id]
-		if !ok || e.down[k] == down {
+		k, ok := old.keys[id]
+		if !ok || next.down[k] == down {
 			continue // removed by a reload meanwhile, or no change
 		}
 		changed[k.vip] = true
 		if down {
-			e.down[k] = true
-			e.log.Warn("backend down: no new flows, its tracked flows move", "backend", k.backend, "vip", k.vip.String())
+			next.down[k] = true
 		} else {
-			delete(e.down, k)
-			e.log.Info("backend up: back in the table", "backend", k.backend, "vip", k.vip.String())
+			delete(next.down, k)
 		}
 	}
 	if len(changed) == 0 {
@@ -95,22 +97,34 @@ func (e *Engine) applyHealth() {
 	// Only the VIPs whose backends changed get a new table: the others keep
 	// theirs (a table build costs milliseconds per VIP).
 	t0 := time.Now()
-	tables := slices.Clone(e.tables)
-	for i, v := range e.cfg.VIPs {
+	next.tables = slices.Clone(old.tables)
+	for i, v := range old.cfg.VIPs {
 		if !changed[idOf(v)] {
 			continue
 		}
-		t, err := buildTable(v, e.down)
+		t, err := buildTable(v, next.down)
 		if err != nil {
 			e.log.Error("rebuild table after a health change", "vip", v.String(), "err", err)
 			return
 		}
-		tables[i] = t
+		next.tables[i] = t
 	}
-	e.tables = tables
-	if err := e.publishLocked(); err != nil {
-		e.log.Error("publish after a health change", "err", err)
+	err := e.derive(&next)
+	if err == nil {
+		err = e.commit(old, &next)
+	}
+	if err != nil {
+		e.log.Error("apply a health change; the previous plan stays", "err", err)
 		return
+	}
+	for id, down := range news {
+		if k, ok := old.keys[id]; ok && changed[k.vip] && old.down[k] != down {
+			if down {
+				e.log.Warn("backend down: no new flows, its tracked flows move", "backend", k.backend, "vip", k.vip.String())
+			} else {
+				e.log.Info("backend up: back in the table", "backend", k.backend, "vip", k.vip.String())
+			}
+		}
 	}
 	e.log.Info("tables rebuilt after a health change", "vips", len(changed), "took", time.Since(t0))
 }

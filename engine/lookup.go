@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/datapath"
@@ -23,7 +24,11 @@ func NewResolver(cfg *config.Config) (*Resolver, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec := planSpec(specInput{cfg: cfg, tables: tables, counters: map[backendKey]*datapath.BackendCounters{}, ids: newIDAllocator(), workers: 1})
+	ids := newIDs(maxIndexes, 0)
+	if err := ids.assign(cfg, time.Time{}); err != nil {
+		return nil, err
+	}
+	spec := planSpec(specInput{cfg: cfg, tables: tables, counters: keepCounters(nil, cfg, 1), ids: ids})
 	p, err := datapath.NewPlan(spec)
 	if err != nil {
 		return nil, err

@@ -14,43 +14,25 @@ import (
 const reloadResolveWait = time.Second
 
 // Reload applies a new config to the running engine without stopping the
-// workers: new Maglev tables are built here, off the datapath, and the plan
-// is swapped atomically; the steering program's VIP map is updated in place.
-// cfg must have passed CheckHost. On error nothing changes. The returned
-// lines say what changed.
+// workers, as a transaction: everything that can fail is checked and built
+// aside first (capacities, backend IDs, Maglev tables, the plan), then the
+// steering map, the native maps, the health targets and the plan are
+// committed in that order; a step that fails rolls back the ones before it,
+// so a failed reload leaves the running state as it was. cfg must have
+// passed CheckHost. The returned lines say what changed.
 func (e *Engine) Reload(cfg *config.Config) ([]string, error) {
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
 	e.mu.Lock()
-	old := e.cfg
-	e.mu.Unlock()
-	if keys := old.RestartKeys(cfg); len(keys) > 0 {
+	old := e.cur
+	if keys := old.cfg.RestartKeys(cfg); len(keys) > 0 {
+		e.mu.Unlock()
 		return nil, cfg.Errorf(keys[0], "cannot change %s on a running instance: restart xlb to apply it", strings.Join(keys, ", "))
 	}
-	targets, keys := healthTargets(cfg)
-	e.mu.Lock()
-	down := carriedDown(e.down, keys)
-	e.mu.Unlock()
-	tables, err := buildTables(cfg, down)
-	if err != nil {
-		return nil, err
+	next, err := e.prepare(cfg, e.now())
+	if err == nil {
+		err = e.commit(old, next)
 	}
-	// Steering first: a VIP that is being removed stops reaching the
-	// workers before the plan forgets it (and one being added reaches them
-	// a moment before the plan knows it: those packets count as no_vip).
-	if e.steer != nil { // native mode writes its VIPs with the plan
-		if err := e.steer.SetVIPs(steerEntries(cfg)); err != nil {
-			return nil, err
-		}
-	}
-	// The checker keeps the state of targets that stay, which is what
-	// carriedDown assumed; new targets start up.
-	if err := e.health.Set(targets); err != nil {
-		return nil, fmt.Errorf("engine: health checks: %w", err)
-	}
-	e.mu.Lock()
-	e.cfg, e.tables, e.down, e.healthKeys = cfg, tables, down, keys
-	err = e.publishLocked()
 	e.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -58,11 +40,11 @@ func (e *Engine) Reload(cfg *config.Config) ([]string, error) {
 	// New backends: look their next hops up now (bounded) and publish
 	// again if any was found; the refresher covers the rest.
 	if e.resolveAll(time.Now().Add(reloadResolveWait)) {
-		if err := e.publish(); err != nil {
-			return nil, err
+		if err := e.refreshPlan(); err != nil {
+			e.log.Error("publish plan with new next hops; the refresher tries again", "err", err)
 		}
 	}
-	changes := diff(old, cfg)
+	changes := diff(old.cfg, cfg, e.lb != nil)
 	e.log.Info("config reloaded", "file", cfg.File, "changes", len(changes))
 	for _, c := range changes {
 		e.log.Info("reload", "change", c)
@@ -70,15 +52,99 @@ func (e *Engine) Reload(cfg *config.Config) ([]string, error) {
 	return changes, nil
 }
 
+// commit makes next the running state in place of old: steering map,
+// native source and maps, health targets, then the plan. If a step fails,
+// the steps already taken (the failed one included, which may have applied
+// part of itself) are undone in reverse order and the error is returned;
+// old stays in force. Called with mu held.
+func (e *Engine) commit(old, next *state) (err error) {
+	var undo []func() error
+	defer func() {
+		if err == nil {
+			return
+		}
+		for i := len(undo) - 1; i >= 0; i-- {
+			if uerr := undo[i](); uerr != nil {
+				e.log.Error("roll back a failed commit: the running state may be inconsistent", "err", uerr)
+			}
+		}
+	}()
+	step := func(do, back func() error) error {
+		undo = append(undo, back)
+		return do()
+	}
+	if e.steer != nil && old.cfg != next.cfg {
+		// Steering first: a VIP that is being removed stops reaching the
+		// workers before the plan forgets it (and one being added reaches
+		// them a moment before the plan knows it: those count as no_vip).
+		err := step(func() error { return e.steer.SetVIPs(steerEntries(next.cfg)) },
+			func() error { return e.steer.SetVIPs(steerEntries(old.cfg)) })
+		if err != nil {
+			return fmt.Errorf("engine: steering map: %w", err)
+		}
+	}
+	if e.lb != nil {
+		if a, b := old.cfg.Datapath.Source, next.cfg.Datapath.Source; a != b {
+			err := step(func() error { return e.lb.SetSource(b.As4(), e.srcMAC, e.mtu) },
+				func() error { return e.lb.SetSource(a.As4(), e.srcMAC, e.mtu) })
+			if err != nil {
+				return fmt.Errorf("engine: native source: %w", err)
+			}
+		}
+		if err := step(func() error { return e.syncLB(next) }, func() error { return e.syncLB(old) }); err != nil {
+			return fmt.Errorf("engine: native maps: %w", err)
+		}
+	}
+	if e.health != nil && old.cfg != next.cfg {
+		err := step(func() error { return e.health.Set(next.targets) },
+			func() error { return e.health.Set(old.targets) })
+		if err != nil {
+			return fmt.Errorf("engine: health checks: %w", err)
+		}
+	}
+	e.store(next)
+	e.pruneNextHops()
+	return nil
+}
+
+// pruneNextHops forgets the next hops of backends no longer configured.
+// Called with mu held.
+func (e *Engine) pruneNextHops() {
+	keep := map[netip.Addr]bool{}
+	for _, v := range e.cur.cfg.VIPs {
+		for _, b := range v.Backends {
+			keep[b.Address] = true
+		}
+	}
+	for a := range e.nexthops {
+		if !keep[a] {
+			delete(e.nexthops, a)
+		}
+	}
+}
+
 // diff describes what a reload changes, one line per change, for the log
-// and the reply to `xlb reload`.
-func diff(old, next *config.Config) []string {
+// and the reply to `xlb reload`. Every line is applied by the commit in
+// both modes, or says where it is not (native is what the lb program of
+// this build can do).
+func diff(old, next *config.Config, native bool) []string {
 	var out []string
 	if a, b := old.Datapath, next.Datapath; a.FlowTCPTimeout != b.FlowTCPTimeout || a.FlowUDPTimeout != b.FlowUDPTimeout {
-		out = append(out, fmt.Sprintf("flow timeouts tcp %v udp %v -> tcp %v udp %v", a.FlowTCPTimeout, a.FlowUDPTimeout, b.FlowTCPTimeout, b.FlowUDPTimeout))
+		line := fmt.Sprintf("flow timeouts tcp %v udp %v -> tcp %v udp %v", a.FlowTCPTimeout, a.FlowUDPTimeout, b.FlowTCPTimeout, b.FlowUDPTimeout)
+		if native {
+			line += " (native mode: only the backend ID quarantine; the lb program's flow table has no idle timeouts)"
+		}
+		out = append(out, line)
 	}
 	if old.Datapath.Source != next.Datapath.Source {
 		out = append(out, fmt.Sprintf("outer source %s -> %s", old.Datapath.Source, next.Datapath.Source))
+	}
+	if old.Datapath.Source6 != next.Datapath.Source6 {
+		line := fmt.Sprintf("outer IPv6 source %s -> %s", old.Datapath.Source6, next.Datapath.Source6)
+		if native {
+			line += " (unused: native mode forwards to IPv4 backends only)"
+		}
+		out = append(out, line)
 	}
 	oldVIPs := map[vipID]config.VIP{}
 	for _, v := range old.VIPs {

@@ -9,39 +9,6 @@ import (
 	"github.com/xlbproject/xlb/hash"
 )
 
-// idAllocator hands out the stable IDs that flow tables store. An ID is
-// never reused in the life of the process, so a tracked flow can never land
-// on a different backend that took over its number.
-type idAllocator struct {
-	vips     map[vipID]uint32
-	backends map[backendKey]uint32
-	next     uint32
-}
-
-func newIDAllocator() *idAllocator {
-	return &idAllocator{vips: map[vipID]uint32{}, backends: map[backendKey]uint32{}}
-}
-
-func (a *idAllocator) vip(k vipID) uint32 {
-	id, ok := a.vips[k]
-	if !ok {
-		id = a.next
-		a.next++
-		a.vips[k] = id
-	}
-	return id
-}
-
-func (a *idAllocator) backend(k backendKey) uint32 {
-	id, ok := a.backends[k]
-	if !ok {
-		id = a.next
-		a.next++
-		a.backends[k] = id
-	}
-	return id
-}
-
 // vipID is a VIP's identity across reloads: its position in the file may
 // change, its (address, port, protocol) may not without it being another VIP.
 type vipID struct {
@@ -102,33 +69,25 @@ type specInput struct {
 	cfg      *config.Config
 	tables   []*hash.Table
 	nexthops map[netip.Addr][6]byte
-	counters map[backendKey]*datapath.BackendCounters
-	ids      *idAllocator
-	down     map[backendKey]bool // health checks say down
-	workers  int
+	counters map[backendKey]*datapath.BackendCounters // every backend of cfg has one
+	ids      *ids                                     // every VIP and backend of cfg has one
+	down     map[backendKey]bool                      // health checks say down
 }
 
 var forwards = map[config.Forward]datapath.Forward{config.IPIP: datapath.ForwardIPIP, config.GUE: datapath.ForwardGUE, config.DSR: datapath.ForwardDSR}
 
-// planSpec turns the config into what the hot path needs. New backends get
-// IDs and counters here.
+// planSpec turns the config into what the hot path needs.
 func planSpec(in specInput) datapath.PlanSpec {
 	dp := in.cfg.Datapath
 	s := datapath.PlanSpec{Source: dp.Source, Source6: dp.Source6, TCPTimeout: dp.FlowTCPTimeout, UDPTimeout: dp.FlowUDPTimeout, VIPs: make([]datapath.VIPSpec, len(in.cfg.VIPs))}
 	for i, v := range in.cfg.VIPs {
 		vs := datapath.VIPSpec{
 			Addr: v.Address, Port: v.Port, Proto: uint8(v.Protocol), Forward: forwards[v.Forward], GUEPort: v.GUEPort,
-			ICMPEcho: v.ICMPEcho,
-			ID:       in.ids.vip(idOf(v)), Table: in.tables[i], Backends: make([]datapath.BackendSpec, len(v.Backends)),
+			ICMPEcho: v.ICMPEcho, ID: in.ids.vips[idOf(v)], Table: in.tables[i], Backends: make([]datapath.BackendSpec, len(v.Backends)),
 		}
 		for j, b := range v.Backends {
 			key := backendKey{vip: idOf(v), backend: b.Address}
-			c := in.counters[key]
-			if c == nil {
-				c = datapath.NewBackendCounters(in.workers)
-				in.counters[key] = c
-			}
-			bs := datapath.BackendSpec{ID: in.ids.backend(key), Addr: b.Address, Down: in.down[key], Counters: c}
+			bs := datapath.BackendSpec{ID: in.ids.backends[key], Addr: b.Address, Down: in.down[key], Counters: in.counters[key]}
 			if b.HasMAC {
 				bs.MAC, bs.Resolved = b.MAC, true
 			} else if mac, ok := in.nexthops[b.Address]; ok {
@@ -139,4 +98,19 @@ func planSpec(in specInput) datapath.PlanSpec {
 		s.VIPs[i] = vs
 	}
 	return s
+}
+
+// keepCounters returns the counters of cfg's backends: those already in
+// old, new ones for the rest (for workers workers).
+func keepCounters(old map[backendKey]*datapath.BackendCounters, cfg *config.Config, workers int) map[backendKey]*datapath.BackendCounters {
+	out := map[backendKey]*datapath.BackendCounters{}
+	for _, v := range cfg.VIPs {
+		for _, b := range v.Backends {
+			k := backendKey{idOf(v), b.Address}
+			if out[k] = old[k]; out[k] == nil {
+				out[k] = datapath.NewBackendCounters(workers)
+			}
+		}
+	}
+	return out
 }

@@ -159,8 +159,8 @@ func (e *Engine) Stats() Stats {
 				bs.NextHop = net.HardwareAddr(b.MAC[:]).String()
 			}
 			bs.Packets, bs.Bytes = b.Counters.Totals()
-			if int(b.ID) < len(perBackend) {
-				bs.Packets, bs.Bytes = perBackend[b.ID].Packets, perBackend[b.ID].Bytes
+			if x := datapath.IDIndex(b.ID); int(x) < len(perBackend) {
+				bs.Packets, bs.Bytes = perBackend[x].Packets, perBackend[x].Bytes
 			}
 			if hs, ok := checks[healthID(cv, cb.Address)]; ok {
 				bs.Health, bs.HealthSince, bs.HealthError = hs.State.String(), hs.Since.Format(time.RFC3339), hs.LastError

@@ -1,0 +1,173 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/datapath"
+)
+
+// A reload that fails at any commit step leaves everything as it was: the
+// fakes' maps and health targets, the published plan and the engine's
+// state. The same reload then succeeds and applies all of it, the outer
+// source included (native mode used to keep the old one).
+func TestReloadFailureChangesNothing(t *testing.T) {
+	first := func() *config.Config {
+		return parse(t, "", vipText(1, 11, 12, 13), vipText(2, 11, 12))
+	}
+	second := func() *config.Config {
+		return parse(t, "source = \"198.18.0.9\"\nsource6 = \"2001:db8::9\"", vipText(1, 11, 14), vipText(3, 11, 12, 13))
+	}
+	for _, tt := range []struct {
+		native bool
+		steps  []string
+	}{
+		{false, []string{"steer.SetVIPs", "health.Set"}},
+		{true, []string{"lb.SetSource", "lb.SetBackends", "lb.SetTable", "lb.SetVIPs", "health.Set"}},
+	} {
+		for _, step := range tt.steps {
+			e := newOffline(t, first(), tt.native, 4096)
+			kernel, cur, plan := e.kernelState(), e.cur, e.plan.Load()
+			ids := e.stateIDs()
+			e.faults[step] = true
+			if _, err := e.Reload(second()); !errors.Is(err, errInjected) {
+				t.Fatalf("native %v, %s fails: reload error %v", tt.native, step, err)
+			}
+			if got := e.kernelState(); got != kernel {
+				t.Errorf("native %v, %s fails: kernel state changed:\n%s\nwas:\n%s", tt.native, step, got, kernel)
+			}
+			if e.cur != cur || e.plan.Load() != plan || e.pub.Load() != cur {
+				t.Errorf("native %v, %s fails: the committed state or plan changed", tt.native, step)
+			}
+			if got := e.stateIDs(); fmt.Sprint(got) != fmt.Sprint(ids) {
+				t.Errorf("native %v, %s fails: IDs changed", tt.native, step)
+			}
+			changes, err := e.Reload(second())
+			if err != nil {
+				t.Fatalf("native %v: reload after the fault: %v", tt.native, err)
+			}
+			if e.kernelState() == kernel || e.cur.cfg.Datapath.Source.String() != "198.18.0.9" {
+				t.Errorf("native %v: the reload applied nothing", tt.native)
+			}
+			if tt.native && e.lb.src != [4]byte{198, 18, 0, 9} {
+				t.Errorf("native outer source %v after the reload", e.lb.src)
+			}
+			text := strings.Join(changes, "\n")
+			for _, want := range []string{"outer source 198.18.0.1 -> 198.18.0.9", "outer IPv6 source invalid IP -> 2001:db8::9", "vip 198.18.100.2:80/tcp removed", "backend 198.18.1.14 added"} {
+				if !strings.Contains(text, want) {
+					t.Errorf("changes lack %q:\n%s", want, text)
+				}
+			}
+		}
+	}
+}
+
+// What the native program was sized for at start bounds a reload: more VIPs
+// or another table size is refused with the file's line before anything
+// changes, and so is running out of backend IDs.
+func TestReloadCapacity(t *testing.T) {
+	cfg := parse(t, "", vipText(1, 11, 12))
+	var many []string
+	for v := range 70 {
+		many = append(many, vipText(v+1, 11))
+	}
+	var lots []int
+	for b := range 200 {
+		lots = append(lots, b+1)
+	}
+	for _, tt := range []struct {
+		name string
+		cfg  *config.Config
+		want string
+	}{
+		{"too many VIPs", parse(t, "", many...), "engine.toml:8: vip: 70 VIPs"},
+		{"other table size", parse(t, "", strings.Replace(vipText(1, 11), "port = 80", "port = 80\ntable_size = 257", 1)), "vip[0].table_size"},
+		{"too many backends", parse(t, "", vipText(1, lots...)), "backend IDs exhausted"},
+	} {
+		e := newOffline(t, cfg, true, 128)
+		kernel, cur := e.kernelState(), e.cur
+		_, err := e.Reload(tt.cfg)
+		var ce *config.Error
+		if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.As(err, &ce) {
+			t.Errorf("%s: error %v, want a config error with %q", tt.name, err, tt.want)
+		}
+		if e.kernelState() != kernel || e.cur != cur {
+			t.Errorf("%s: the refused reload changed something", tt.name)
+		}
+	}
+}
+
+// 1,000 reloads, each removing and adding backends, never run out of
+// backend IDs: afxdp mode reuses an index at once with a new generation,
+// native mode after its quarantine. In both, the indexes in use stay
+// bounded by the backends present (plus those resting), and a backend that
+// stays keeps its ID.
+func TestBackendIDsSurviveChurn(t *testing.T) {
+	const present, churn, reloads = 40, 10, 1000
+	for _, native := range []bool{false, true} {
+		rng := rand.New(rand.NewPCG(7, 9))
+		next := 1
+		var live []int // backend numbers, 198.18.1.x and beyond
+		for range present {
+			live = append(live, next)
+			next++
+		}
+		cfgOf := func() *config.Config {
+			var b strings.Builder
+			fmt.Fprintf(&b, "\n[[vip]]\naddress = \"198.18.100.1\"\nport = 80\n")
+			for _, n := range live {
+				fmt.Fprintf(&b, "[[vip.backend]]\naddress = \"198.18.%d.%d\"\nmac = \"02:00:00:00:00:01\"\n", 1+n/250, 1+n%250)
+			}
+			return parse(t, "flow_tcp_timeout = \"10s\"\nflow_udp_timeout = \"5s\"", b.String())
+		}
+		// Room for the backends present and the indexes resting: a reload
+		// a second, a 10s quarantine.
+		e := newOffline(t, cfgOf(), native, present+12*churn)
+		maxIndexes := 0
+		for i := range reloads {
+			before := e.stateIDs()
+			for range churn {
+				j := rng.IntN(len(live))
+				live = slices.Delete(live, j, j+1)
+			}
+			for range churn {
+				live = append(live, next)
+				next++
+			}
+			e.clock = e.clock.Add(time.Second)
+			if _, err := e.Reload(cfgOf()); err != nil {
+				t.Fatalf("native %v, reload %d: %v", native, i, err)
+			}
+			after := e.stateIDs()
+			seen := map[uint32]bool{}
+			for k, id := range after {
+				if old, ok := before[k]; ok && old != id {
+					t.Fatalf("reload %d: backend %s changed ID %#x -> %#x", i, k.backend, old, id)
+				}
+				if x := datapath.IDIndex(id); seen[x] {
+					t.Fatalf("reload %d: index %d given twice", i, x)
+				} else {
+					seen[x] = true
+				}
+			}
+			maxIndexes = max(maxIndexes, e.cur.ids.indexes())
+		}
+		if next < reloads*churn {
+			t.Fatalf("only %d backends churned", next)
+		}
+		limit := present + churn
+		if native {
+			limit = present + 12*churn
+		}
+		if maxIndexes > limit {
+			t.Errorf("native %v: %d indexes used for %d backends at once", native, maxIndexes, present)
+		}
+		t.Logf("native %v: %d backends over %d reloads used %d ID indexes", native, next, reloads, maxIndexes)
+	}
+}
