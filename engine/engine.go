@@ -242,9 +242,10 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 	return e, nil
 }
 
-// steerEntries is the steering program's VIP map for cfg. Fragments are
-// the steering program's business: a worker never sees one of a VIP.
-func steerEntries(cfg *config.Config) []bpf.VIPEntry {
+// vipEntries is the VIP map of the steering or the lb program for cfg: a
+// VIP's ID is its index. Fragments are the programs' business: a worker
+// never sees one of a VIP.
+func vipEntries(cfg *config.Config) []bpf.VIPEntry {
 	out := make([]bpf.VIPEntry, len(cfg.VIPs))
 	for i, v := range cfg.VIPs {
 		out[i] = bpf.VIPEntry{Key: bpf.NewVIPKey(v.Address, v.Port, uint8(v.Protocol)), ID: uint32(i), PassFragments: v.Fragments == config.FragmentsPass}
@@ -380,7 +381,7 @@ func (e *Engine) startAFXDP() error {
 		w.Start()
 		log.Info("worker started", "queue", q, "cpu", dp.CPUs[i], "zero_copy", sock.ZeroCopy(), "batch", w.Batch())
 	}
-	if err := steer.SetVIPs(steerEntries(cfg)); err != nil {
+	if err := steer.SetVIPs(vipEntries(cfg)); err != nil {
 		return err
 	}
 	// Attach last: from this moment VIP traffic is steered, and every socket

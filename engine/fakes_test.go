@@ -141,7 +141,7 @@ func newOffline(t testing.TB, cfg *config.Config, native bool, maxBackends int) 
 		if native {
 			err = errors.Join(o.lb.SetSource(cfg.Datapath.Source.As4(), o.srcMAC, 1500), o.syncLB(st))
 		} else {
-			err = o.steer.SetVIPs(steerEntries(cfg))
+			err = o.steer.SetVIPs(vipEntries(cfg))
 		}
 	}
 	o.mu.Unlock()

@@ -85,7 +85,6 @@ func (e *Engine) syncLB(st *state) error {
 	if err := e.lb.SetBackends(backends); err != nil {
 		return err
 	}
-	vips := make([]bpf.VIPEntry, len(st.spec.VIPs))
 	for i, v := range st.spec.VIPs {
 		slots := make([]uint32, v.Table.Size())
 		for j, bi := range v.Table.Slots() {
@@ -97,7 +96,6 @@ func (e *Engine) syncLB(st *state) error {
 		if err := e.lb.SetTable(uint32(i), slots); err != nil {
 			return err
 		}
-		vips[i] = bpf.VIPEntry{Key: bpf.NewVIPKey(v.Addr, v.Port, v.Proto), ID: uint32(i)}
 	}
-	return e.lb.SetVIPs(vips)
+	return e.lb.SetVIPs(vipEntries(st.cfg))
 }

@@ -77,8 +77,8 @@ func (e *Engine) commit(old, next *state) (err error) {
 		// Steering first: a VIP that is being removed stops reaching the
 		// workers before the plan forgets it (and one being added reaches
 		// them a moment before the plan knows it: those count as no_vip).
-		err := step(func() error { return e.steer.SetVIPs(steerEntries(next.cfg)) },
-			func() error { return e.steer.SetVIPs(steerEntries(old.cfg)) })
+		err := step(func() error { return e.steer.SetVIPs(vipEntries(next.cfg)) },
+			func() error { return e.steer.SetVIPs(vipEntries(old.cfg)) })
 		if err != nil {
 			return fmt.Errorf("engine: steering map: %w", err)
 		}
@@ -161,6 +161,23 @@ func diff(old, next *config.Config, native bool) []string {
 		}
 		if o.TableSize != v.TableSize {
 			out = append(out, fmt.Sprintf("vip %s maglev slots %d -> %d", v, o.TableSize, v.TableSize))
+		}
+		if o.Forward != v.Forward || o.GUEPort != v.GUEPort {
+			out = append(out, fmt.Sprintf("vip %s forward %s (gue port %d) -> %s (gue port %d)", v, o.Forward, o.GUEPort, v.Forward, v.GUEPort))
+		}
+		if o.ICMPEcho != v.ICMPEcho {
+			line := fmt.Sprintf("vip %s icmp_echo %v -> %v", v, o.ICMPEcho, v.ICMPEcho)
+			if native {
+				line += " (unused: the native program does not answer echo requests)"
+			}
+			out = append(out, line)
+		}
+		if o.Fragments != v.Fragments {
+			line := fmt.Sprintf("vip %s fragments %s -> %s", v, o.Fragments, v.Fragments)
+			if native {
+				line += " (unused: the native program drops fragments)"
+			}
+			out = append(out, line)
 		}
 		ob := map[netip.Addr]config.Backend{}
 		for _, b := range o.Backends {

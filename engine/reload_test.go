@@ -171,3 +171,36 @@ func TestBackendIDsSurviveChurn(t *testing.T) {
 		t.Logf("native %v: %d backends over %d reloads used %d ID indexes", native, next, reloads, maxIndexes)
 	}
 }
+
+// Every reloadable setting a reload changes is reported, and where native
+// mode does not use it the line says so.
+func TestDiffReportsEverySetting(t *testing.T) {
+	base := vipText(1, 11, 12)
+	old := parse(t, "", base)
+	for _, tt := range []struct {
+		extra, vip string
+		want       string
+		native     string // suffix in native mode, if any
+	}{
+		{"flow_tcp_timeout = \"1m\"", base, "flow timeouts tcp 15m0s", "no idle timeouts"},
+		{"source = \"198.18.0.2\"", base, "outer source 198.18.0.1 -> 198.18.0.2", ""},
+		{"source6 = \"2001:db8::2\"", base, "outer IPv6 source", "IPv4 backends only"},
+		{"", strings.Replace(base, "port = 80", "port = 80\nicmp_echo = false", 1), "icmp_echo true -> false", "echo requests"},
+		{"", strings.Replace(base, "port = 80", "port = 80\nfragments = \"pass\"", 1), "fragments drop -> pass", "drops fragments"},
+		{"", strings.Replace(base, "port = 80", "port = 80\nforward = \"gue\"", 1), "forward ipip (gue port 0) -> gue", ""},
+		{"", strings.Replace(base, "port = 80", "port = 80\ntable_size = 257", 1), "maglev slots 251 -> 257", ""},
+		{"", vipText(1, 11), "backend 198.18.1.12 removed", ""},
+		{"", strings.Replace(base, "mac = \"02:00:00:00:01:0c\"", "weight = 3", 1), "backend 198.18.1.12 weight 1 -> 3", ""},
+	} {
+		next := parse(t, tt.extra, tt.vip)
+		for _, native := range []bool{false, true} {
+			got := strings.Join(diff(old, next, native), "\n")
+			if !strings.Contains(got, tt.want) {
+				t.Errorf("native %v: %q not reported:\n%s", native, tt.want, got)
+			}
+			if tt.native != "" && strings.Contains(got, tt.native) != native {
+				t.Errorf("native %v: %q: native note wrong:\n%s", native, tt.want, got)
+			}
+		}
+	}
+}
