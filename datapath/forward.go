@@ -34,18 +34,22 @@ const (
 	DropNoSource
 	// DropEchoDisabled: an echo request to a VIP with icmp_echo = false.
 	DropEchoDisabled
+	// DropEchoRateLimited: an echo request left unanswered because the
+	// worker's ICMP rate limit is spent (see ICMPRate).
+	DropEchoRateLimited
 	// NumDrops bounds the Drop values (a Drop is an array index).
 	NumDrops
 )
 
 var dropNames = [...]string{
-	DropNoVIP - Drop(packet.NumReasons):        "no_vip",
-	DropNoBackend - Drop(packet.NumReasons):    "no_backend",
-	DropNoNeighbor - Drop(packet.NumReasons):   "no_neighbor",
-	DropTooBig - Drop(packet.NumReasons):       "too_big",
-	DropNoHeadroom - Drop(packet.NumReasons):   "no_headroom",
-	DropNoSource - Drop(packet.NumReasons):     "no_source",
-	DropEchoDisabled - Drop(packet.NumReasons): "echo_disabled",
+	DropNoVIP - Drop(packet.NumReasons):           "no_vip",
+	DropNoBackend - Drop(packet.NumReasons):       "no_backend",
+	DropNoNeighbor - Drop(packet.NumReasons):      "no_neighbor",
+	DropTooBig - Drop(packet.NumReasons):          "too_big",
+	DropNoHeadroom - Drop(packet.NumReasons):      "no_headroom",
+	DropNoSource - Drop(packet.NumReasons):        "no_source",
+	DropEchoDisabled - Drop(packet.NumReasons):    "echo_disabled",
+	DropEchoRateLimited - Drop(packet.NumReasons): "echo_rate_limited",
 }
 
 // String is the stable snake_case name shown by `xlb stats`.
@@ -71,11 +75,19 @@ const (
 	// EventICMPError: an ICMP error about a VIP flow was sent on to the
 	// flow's backend (so path-MTU discovery works for backends).
 	EventICMPError
+	// EventICMPRateLimited: an echo reply or frag-needed / packet-too-big
+	// the worker did not send because its ICMP rate limit was spent.
+	EventICMPRateLimited
 	// NumEvents bounds the Event values.
 	NumEvents
 )
 
-var eventNames = [...]string{EventEchoReply: "echo_reply", EventFragNeeded: "frag_needed_sent", EventICMPError: "icmp_error_forwarded"}
+var eventNames = [...]string{
+	EventEchoReply:       "echo_reply",
+	EventFragNeeded:      "frag_needed_sent",
+	EventICMPError:       "icmp_error_forwarded",
+	EventICMPRateLimited: "icmp_rate_limited",
+}
 
 func (e Event) String() string { return eventNames[e] }
 
@@ -92,6 +104,10 @@ type Forwarder struct {
 	ipID   uint16                  // outer IPv4 ID, per worker
 	drops  [NumDrops]atomic.Uint64 // drops are rare: an uncontended atomic add is cheap
 	events [NumEvents]atomic.Uint64
+	// ICMP token bucket, in billionths of a token so that a refill needs
+	// no division; refilled per batch from the batch clock.
+	icmpTokens uint64
+	icmpLast   time.Duration
 }
 
 // NewForwarder returns the per-packet state for worker number worker, with
@@ -123,13 +139,43 @@ func (f *Forwarder) BeginBatch(p *Plan, now time.Duration) {
 	f.now = uint32(now / time.Millisecond)
 	f.flows.Sweep(f.now, sweepPerBatch)
 	f.flows6.Sweep(f.now, sweepPerBatch)
+	r := p.icmpRate
 	if p != f.seen {
 		// The plan's timeouts were validated by the control plane; a
 		// rejected value keeps the previous one.
 		_ = f.flows.SetTimeouts(p.tcpTimeout, p.udpTimeout)
 		_ = f.flows6.SetTimeouts(p.tcpTimeout, p.udpTimeout)
+		if f.seen == nil {
+			f.icmpTokens, f.icmpLast = uint64(r.Burst)*tokenUnit, now // start full
+		}
 		f.seen = p
 	}
+	// Past maxRefill the bucket is full whatever the rate: capping the
+	// elapsed time keeps the product from overflowing.
+	elapsed := min(now-f.icmpLast, maxRefill)
+	if elapsed > 0 {
+		f.icmpTokens = min(f.icmpTokens+uint64(elapsed)*uint64(r.PerSecond), uint64(r.Burst)*tokenUnit)
+		f.icmpLast = now
+	}
+}
+
+// tokenUnit is one ICMP token: a rate in tokens per second times a time in
+// nanoseconds gives billionths of a token.
+const tokenUnit = uint64(time.Second)
+
+const maxRefill = 10 * time.Second
+
+// icmpAllowed takes an ICMP token if the plan's limit has one to give.
+func (f *Forwarder) icmpAllowed(p *Plan) bool {
+	switch {
+	case p.icmpRate.PerSecond == 0:
+		return true
+	case f.icmpTokens >= tokenUnit:
+		f.icmpTokens -= tokenUnit
+		return true
+	}
+	f.events[EventICMPRateLimited].Add(1)
+	return false
 }
 
 // Drops is how many frames this forwarder dropped for reason d.
@@ -203,7 +249,7 @@ func (f *Forwarder) Forward(p *Plan, buf []byte, off, n int) (newOff, newLen int
 		// Tell the client, so its path-MTU discovery shrinks the packets
 		// (IPv4 only when DF forbids fragmenting; IPv6 never fragments in
 		// flight). ICMP errors themselves never get one.
-		if fl.ICMP == packet.ICMPNone && (fl.Family == 6 || fl.DF) {
+		if fl.ICMP == packet.ICMPNone && (fl.Family == 6 || fl.DF) && f.icmpAllowed(p) {
 			if newOff, newLen, ok = packet.FragNeeded(buf, off, n, &fl, f.mtu-overhead); ok {
 				f.events[EventFragNeeded].Add(1)
 				return newOff, newLen, true
@@ -269,6 +315,9 @@ func (f *Forwarder) echo(p *Plan, buf []byte, off, n int, fl *packet.Flow, k vip
 		return 0, 0, false
 	case !p.vips[vi].icmpEcho:
 		f.drops[DropEchoDisabled].Add(1)
+		return 0, 0, false
+	case !f.icmpAllowed(p):
+		f.drops[DropEchoRateLimited].Add(1)
 		return 0, 0, false
 	}
 	if newOff, newLen, ok = packet.EchoReply(buf, off, n, fl); !ok {

@@ -35,7 +35,18 @@ type PlanSpec struct {
 	// Flow idle timeouts, applied by each worker to its own flow tables
 	// when it first sees the plan (see Forwarder.BeginBatch).
 	TCPTimeout, UDPTimeout time.Duration
-	VIPs                   []VIPSpec
+	// ICMPRate limits the ICMP messages each worker originates (echo
+	// replies, frag-needed and packet-too-big).
+	ICMPRate ICMPRate
+	VIPs     []VIPSpec
+}
+
+// ICMPRate is a token bucket: PerSecond tokens a second, at most Burst
+// saved up; each message the worker originates takes one. PerSecond 0
+// means no limit. Like the kernel's icmp_ratelimit, it keeps the balancer
+// from being turned into a reflector of pings or too-big errors.
+type ICMPRate struct {
+	PerSecond, Burst uint32
 }
 
 // VIPSpec is one VIP as the hot path sees it.
@@ -98,6 +109,7 @@ type Plan struct {
 	// flow's backend is gone or down, and it takes a fresh Maglev decision.
 	byID                   []*backendState
 	tcpTimeout, udpTimeout time.Duration
+	icmpRate               ICMPRate
 }
 
 type vipState struct {
@@ -121,7 +133,7 @@ type backendState struct {
 
 // NewPlan builds the plan for s. It copies what it needs: s may be reused.
 func NewPlan(s PlanSpec) (*Plan, error) {
-	p := &Plan{vips: make([]vipState, len(s.VIPs)), tcpTimeout: s.TCPTimeout, udpTimeout: s.UDPTimeout}
+	p := &Plan{vips: make([]vipState, len(s.VIPs)), tcpTimeout: s.TCPTimeout, udpTimeout: s.UDPTimeout, icmpRate: s.ICMPRate}
 	if s.Source.Is4() {
 		p.src = s.Source.As4()
 	}
