@@ -40,6 +40,12 @@
 //     plane carries the same object from plan to plan so counts survive.
 //   - Counters are atomics read by any goroutine (Worker.Counters); the
 //     set is not one instant.
+//   - The ICMP messages a worker originates (echo replies, frag-needed,
+//     packet-too-big) take tokens from a per-forwarder bucket refilled in
+//     BeginBatch from the batch clock (PlanSpec.ICMPRate); when it is empty
+//     they are withheld and counted.
+//   - A worker's loop returns only when halted or on an error; Done and Err
+//     let the control plane notice a worker that died.
 //   - With spin the loop never sleeps in poll(2), but it still polls
 //     (without sleeping) whenever the fill ring's need_wakeup flag asks the
 //     application to, or the driver would stop receiving for good.

@@ -31,7 +31,8 @@ type Worker struct {
 	batch int
 	spin  bool
 	stop  atomic.Bool
-	done  chan error
+	done  chan struct{} // closed when the loop has returned
+	err   error         // why the loop returned; read after done
 
 	// flows is the flow table's counters as of the last batch: the table
 	// itself is the worker's alone.
@@ -52,7 +53,7 @@ type Worker struct {
 // set before Start), at most batch frames at a time. With spin it never
 // sleeps in poll(2) when idle.
 func NewWorker(queue, cpu int, sock *ring.Socket, plan *atomic.Pointer[Plan], fwd *Forwarder, batch int, spin bool) *Worker {
-	return &Worker{Queue: queue, CPU: cpu, sock: sock, plan: plan, fwd: fwd, batch: min(batch, maxBatch), spin: spin, done: make(chan error, 1)}
+	return &Worker{Queue: queue, CPU: cpu, sock: sock, plan: plan, fwd: fwd, batch: min(batch, maxBatch), spin: spin, done: make(chan struct{})}
 }
 
 // Batch is the worker's batch size (capped at the loop's arrays).
@@ -62,24 +63,36 @@ func (w *Worker) Batch() int { return w.batch }
 // pinned to the worker's CPU.
 func (w *Worker) Start() {
 	go func() {
+		defer close(w.done)
 		runtime.LockOSThread()
 		// The thread stays locked: pinning changed its affinity, and an
 		// unlocked goroutine would hand that thread to the scheduler.
 		var set unix.CPUSet
 		set.Set(w.CPU)
 		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			w.done <- fmt.Errorf("datapath: pin queue %d worker to cpu %d: %w", w.Queue, w.CPU, err)
+			w.err = fmt.Errorf("datapath: pin queue %d worker to cpu %d: %w", w.Queue, w.CPU, err)
 			return
 		}
-		w.done <- w.loop()
+		w.err = w.loop()
 	}()
+}
+
+// Done is closed when the loop has returned: after Halt, or on its own
+// because of an error (Err), which leaves the queue unserved.
+func (w *Worker) Done() <-chan struct{} { return w.done }
+
+// Err is why the loop returned (nil when Halt stopped it). Call it after
+// Done is closed.
+func (w *Worker) Err() error {
+	<-w.done
+	return w.err
 }
 
 // Halt asks the loop to return and waits for it; it returns the loop's
 // error.
 func (w *Worker) Halt() error {
 	w.stop.Store(true)
-	return <-w.done
+	return w.Err()
 }
 
 // idleStep is what the loop does after a round, before the next one.

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -117,5 +118,23 @@ func TestReusedIDIndexRepicks(t *testing.T) {
 	s2.VIPs[0].Backends[1].ID = 2<<IDIndexBits | 5
 	if _, err := NewPlan(s2); err == nil {
 		t.Fatal("two backends on one index accepted")
+	}
+}
+
+// A worker that cannot start (here: its CPU does not exist) reports why
+// through Done and Err instead of leaving its queue unserved in silence.
+func TestWorkerReportsItsFailure(t *testing.T) {
+	w := NewWorker(3, 4095, nil, nil, nil, 64, false)
+	w.Start()
+	select {
+	case <-w.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("worker with an impossible CPU did not stop")
+	}
+	if err := w.Err(); err == nil || !strings.Contains(err.Error(), "queue 3") {
+		t.Fatalf("Err() = %v", err)
+	}
+	if err := w.Halt(); err == nil {
+		t.Fatal("Halt lost the error")
 	}
 }

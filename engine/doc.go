@@ -32,6 +32,15 @@
 // not check generations yet, so there a freed index rests for the flow
 // idle timeout first.
 //
+// Failure. A worker that returns (failed CPU pin, socket error), the
+// interface being deleted (a netlink link subscription) or the XDP program
+// no longer being the one attached (checked every second) is fatal: it is
+// logged at error level, Stats reports state "failed" with the reason, and
+// Failed is closed so that `xlb run` stops and exits non-zero.
+//
+// ICMP. Each worker's echo replies and frag-needed / packet-too-big
+// messages are rate-limited (DefaultICMPRate, per worker).
+//
 // Threads. Workers own their CPUs: the engine keeps its other threads (table
 // builds, health probes, the garbage collector) off the worker CPUs when
 // the process may use others (reserveWorkerCPUs).

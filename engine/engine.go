@@ -90,8 +90,14 @@ type Engine struct {
 	healthNews map[string]bool // target ID -> down, not applied yet
 	healthWake chan struct{}
 
+	progID   uint32 // the attached XDP program's kernel ID
+	failed   chan struct{}
+	failOnce sync.Once
+	failErr  error // set before failed is closed
+
 	cancel    context.CancelFunc
 	refreshed sync.WaitGroup
+	watching  sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -120,6 +126,7 @@ func newEngine(log *slog.Logger) *Engine {
 		now:        time.Now,
 		healthNews: map[string]bool{},
 		healthWake: make(chan struct{}, 1),
+		failed:     make(chan struct{}),
 	}
 }
 
@@ -239,6 +246,9 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 	e.cancel = cancel
 	e.refreshed.Add(1)
 	go e.refresh(ctx)
+	if err := e.watch(ctx); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -340,6 +350,9 @@ func (e *Engine) startAFXDP() error {
 		return err
 	}
 	e.steer = steer
+	if e.progID, err = programID(steer.Program()); err != nil {
+		return err
+	}
 	reserved, err := reserveWorkerCPUs(e.allowed, dp.CPUs)
 	if err != nil {
 		return err
@@ -407,6 +420,7 @@ func (e *Engine) Close() error {
 		if e.cancel != nil {
 			e.cancel()
 			e.refreshed.Wait()
+			e.watching.Wait()
 		}
 		if e.steer != nil {
 			errs = append(errs, e.steer.Close())

@@ -28,7 +28,8 @@ func (e *Engine) loadNative(cfg *config.Config) error {
 		return err
 	}
 	e.lb = lb
-	return nil
+	e.progID, err = programID(lb.Program())
+	return err
 }
 
 // startNative fills the lb program's maps and attaches it.

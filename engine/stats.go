@@ -13,17 +13,21 @@ import (
 // Stats is what `xlb stats` shows: a consistent-enough snapshot (each counter
 // is read atomically; the set is not one instant).
 type Stats struct {
-	Interface string            `json:"interface"`
-	XDPMode   string            `json:"xdp_mode"`
-	Uptime    string            `json:"uptime"`
-	Mode      string            `json:"mode"`
-	Steer     bpf.SteerCounters `json:"steer"`            // afxdp mode
-	Native    *bpf.LBCounters   `json:"native,omitempty"` // native mode
-	SteerErr  string            `json:"steer_error,omitempty"`
-	Queues    []QueueStats      `json:"queues"`
-	VIPs      []VIPStats        `json:"vips"`
-	Drops     map[string]uint64 `json:"drops"`  // summed over queues
-	Events    map[string]uint64 `json:"events"` // summed over queues
+	Interface string `json:"interface"`
+	XDPMode   string `json:"xdp_mode"`
+	Uptime    string `json:"uptime"`
+	Mode      string `json:"mode"`
+	// State is "running", or "failed" once the datapath has failed for
+	// good (Error says why; xlb run then stops).
+	State    string            `json:"state"`
+	Error    string            `json:"error,omitempty"`
+	Steer    bpf.SteerCounters `json:"steer"`            // afxdp mode
+	Native   *bpf.LBCounters   `json:"native,omitempty"` // native mode
+	SteerErr string            `json:"steer_error,omitempty"`
+	Queues   []QueueStats      `json:"queues"`
+	VIPs     []VIPStats        `json:"vips"`
+	Drops    map[string]uint64 `json:"drops"`  // summed over queues
+	Events   map[string]uint64 `json:"events"` // summed over queues
 }
 
 // QueueStats are one worker's counters and its socket's XDP_STATISTICS.
@@ -86,8 +90,12 @@ func (e *Engine) Stats() Stats {
 		Interface: e.ifname,
 		XDPMode:   e.mode,
 		Uptime:    time.Since(e.started).Round(time.Second).String(),
+		State:     "running",
 		Drops:     map[string]uint64{},
 		Events:    map[string]uint64{},
+	}
+	if err := e.Err(); err != nil {
+		s.State, s.Error = "failed", err.Error()
 	}
 	var err error
 	var perBackend []bpf.LBBackendCounters
