@@ -1,12 +1,15 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 
 	"github.com/xlbproject/xlb/internal/testenv"
@@ -18,6 +21,50 @@ import (
 // makes it log why and exit non-zero within seconds, in both modes, rather
 // than run on forwarding nothing.
 func TestRunExitsWhenTheInterfaceIsDeleted(t *testing.T) {
+	exitsWhenBroken(t, "was deleted", func(l *lbLab) error {
+		return l.lb.Do(func() error {
+			link, err := netlink.LinkByName(lab.HostLink)
+			if err != nil {
+				return err
+			}
+			return netlink.LinkDel(link)
+		})
+	})
+}
+
+// Detaching xlb's XDP program from its interface (as `bpftool link detach`
+// would) is noticed the same way.
+func TestRunExitsWhenItsProgramIsDetached(t *testing.T) {
+	exitsWhenBroken(t, "XDP program was detached", func(l *lbLab) error {
+		var prog ebpf.ProgramID
+		err := l.lb.Do(func() error {
+			nl, err := netlink.LinkByName(lab.HostLink)
+			if err != nil {
+				return err
+			}
+			if x := nl.Attrs().Xdp; x != nil && x.Attached {
+				prog = ebpf.ProgramID(x.ProgId)
+			}
+			return nil
+		})
+		if err != nil || prog == 0 {
+			return fmt.Errorf("no XDP program on the balancer's interface: %v", err)
+		}
+		it := new(link.Iterator)
+		defer it.Close()
+		for it.Next() {
+			info, err := it.Link.Info()
+			if err == nil && info.Type == link.XDPType && info.Program == prog {
+				return it.Link.Detach()
+			}
+		}
+		return errors.Join(errors.New("no bpf_link holds xlb's XDP program"), it.Err())
+	})
+}
+
+// exitsWhenBroken runs xlb in each mode, breaks its datapath with breakIt,
+// and wants it to exit non-zero within seconds, logging want.
+func exitsWhenBroken(t *testing.T, want string, breakIt func(*lbLab) error) {
 	testenv.Root(t, "creates network namespaces and attaches XDP programs")
 	for _, mode := range []string{"afxdp", "native"} {
 		t.Run(mode, func(t *testing.T) {
@@ -28,33 +75,27 @@ func TestRunExitsWhenTheInterfaceIsDeleted(t *testing.T) {
 			if err := l.startXLB(cfg, logw); err != nil {
 				t.Fatal(err)
 			}
-			err := l.lb.Do(func() error {
-				link, err := netlink.LinkByName(lab.HostLink)
-				if err != nil {
-					return err
-				}
-				return netlink.LinkDel(link)
-			})
-			if err != nil {
+			if err := breakIt(l); err != nil {
 				t.Fatal(err)
 			}
 			select {
 			case werr := <-l.xlbDone:
 				l.xlb = nil // exited: nothing for the teardown to stop
 				if werr == nil {
-					t.Fatal("xlb run exited 0 after its interface was deleted")
+					t.Fatal("xlb run exited 0 with a broken datapath")
 				}
 				t.Logf("xlb run: %v", werr)
-				for _, line := range strings.Split(logw.String(), "\n") {
-					if strings.Contains(line, "level=ERROR") {
-						t.Log(line)
-					}
-				}
 			case <-time.After(15 * time.Second):
-				t.Fatal("xlb run still running 15s after its interface was deleted")
+				t.Fatal("xlb run still running 15s after its datapath broke")
 			}
-			if log := logw.String(); !strings.Contains(log, "datapath failed") || !strings.Contains(log, "deleted") {
-				t.Errorf("the reason is not logged:\n%s", log)
+			log := logw.String()
+			for _, line := range strings.Split(log, "\n") {
+				if strings.Contains(line, "level=ERROR") {
+					t.Log(line)
+				}
+			}
+			if !strings.Contains(log, "datapath failed") || !strings.Contains(log, want) {
+				t.Errorf("the reason (%q) is not logged:\n%s", want, log)
 			}
 		})
 	}

@@ -50,7 +50,10 @@ func cmdStats(e *env, args []string) int {
 }
 
 func printStats(w io.Writer, st engine.Stats) {
-	fmt.Fprintf(w, "interface %s  mode %s  xdp_mode %s  up %s\n", st.Interface, st.Mode, st.XDPMode, st.Uptime)
+	fmt.Fprintf(w, "interface %s  mode %s  xdp_mode %s  up %s  state %s\n", st.Interface, st.Mode, st.XDPMode, st.Uptime, st.State)
+	if st.Error != "" {
+		fmt.Fprintf(w, "  datapath failed: %s\n", st.Error)
+	}
 	if n := st.Native; n != nil {
 		fmt.Fprintf(w, "native: seen %d  forwarded %d  passed %d  malformed %d  flow_hits %d  dropped %d\n", n.Seen, n.Forwarded, n.Passed, n.Malformed, n.FlowHits, n.Dropped)
 		printCounters(w, "drops:", n.Drops)
