@@ -115,6 +115,11 @@ type state struct {
 	keys     map[string]backendKey // health target ID -> backend
 	spec     datapath.PlanSpec
 	plan     *datapath.Plan
+	// Native mode: the lb program's per-index counters when each index was
+	// given to its backend (they count on across reuse), subtracted by
+	// Stats; fresh is the indexes this state gave to new backends.
+	base  map[uint32]bpf.LBBackendCounters
+	fresh []uint32
 }
 
 // newEngine is an engine with nothing loaded or started yet.
@@ -144,6 +149,7 @@ func (e *Engine) prepare(cfg *config.Config, now time.Time) (*state, error) {
 		return nil, err
 	}
 	st := &state{cfg: cfg}
+	var err error
 	st.targets, st.keys = healthTargets(cfg)
 	workers := len(cfg.Datapath.Queues)
 	if old := e.cur; old != nil {
@@ -161,10 +167,9 @@ func (e *Engine) prepare(cfg *config.Config, now time.Time) (*state, error) {
 	if e.lb != nil {
 		st.ids.quarantine = quarantine(cfg)
 	}
-	if err := st.ids.assign(cfg, now); err != nil {
+	if st.fresh, err = st.ids.assign(cfg, now); err != nil {
 		return nil, cfg.Errorf("vip", "%v", err)
 	}
-	var err error
 	if st.tables, err = buildTables(cfg, st.down); err != nil {
 		return nil, err
 	}

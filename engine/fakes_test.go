@@ -53,6 +53,7 @@ type fakeLB struct {
 	backends []bpf.LBBackend
 	tables   map[uint32][]uint32
 	vips     []bpf.VIPEntry
+	counts   []bpf.LBBackendCounters // what BackendCounters reads, by index
 }
 
 func (l *fakeLB) Options() bpf.LBOptions { return l.opts }
@@ -80,7 +81,7 @@ func (l *fakeLB) SetVIPs(v []bpf.VIPEntry) error {
 }
 func (l *fakeLB) Counters() (bpf.LBCounters, error) { return bpf.LBCounters{}, nil }
 func (l *fakeLB) BackendCounters() ([]bpf.LBBackendCounters, error) {
-	return nil, nil
+	return slices.Clone(l.counts), nil
 }
 func (l *fakeLB) Attach(int, string) (string, error) { return "native", nil }
 func (l *fakeLB) Close() error                       { return nil }

@@ -68,8 +68,9 @@ func (a *ids) clone() *ids {
 var ErrIDsExhausted = errors.New("backend IDs exhausted")
 
 // assign gives every VIP and backend of cfg an ID at time now: those already
-// known keep theirs, those gone release theirs, new ones get one.
-func (a *ids) assign(cfg *config.Config, now time.Time) error {
+// known keep theirs, those gone release theirs, new ones get one. It
+// returns the indexes it gave to new backends.
+func (a *ids) assign(cfg *config.Config, now time.Time) (fresh []uint32, err error) {
 	wantVIPs := map[vipID]bool{}
 	want := map[backendKey]bool{}
 	var order []backendKey
@@ -125,14 +126,15 @@ func (a *ids) assign(cfg *config.Config, now time.Time) error {
 			x = uint32(len(a.gen))
 			a.gen = append(a.gen, 0)
 		case len(a.resting) > 0:
-			return fmt.Errorf("engine: %w: %d backends, room for %d, %d of them freed and resting until %s (the native program cannot tell their old flows apart)",
+			return nil, fmt.Errorf("engine: %w: %d backends, room for %d, %d of them freed and resting until %s (the native program cannot tell their old flows apart)",
 				ErrIDsExhausted, len(order), a.limit, len(a.resting), a.resting[0].until.Format(time.RFC3339))
 		default:
-			return fmt.Errorf("engine: %w: %d backends, room for %d", ErrIDsExhausted, len(order), a.limit)
+			return nil, fmt.Errorf("engine: %w: %d backends, room for %d", ErrIDsExhausted, len(order), a.limit)
 		}
 		a.backends[k] = uint32(a.gen[x])<<datapath.IDIndexBits | x
+		fresh = append(fresh, x)
 	}
-	return nil
+	return fresh, nil
 }
 
 // indexes is how many indexes have ever been used: the length of the native

@@ -25,7 +25,7 @@ func NewResolver(cfg *config.Config) (*Resolver, error) {
 		return nil, err
 	}
 	ids := newIDs(maxIndexes, 0)
-	if err := ids.assign(cfg, time.Time{}); err != nil {
+	if _, err := ids.assign(cfg, time.Time{}); err != nil {
 		return nil, err
 	}
 	spec := planSpec(specInput{cfg: cfg, tables: tables, counters: keepCounters(nil, cfg, 1), ids: ids})

@@ -3,10 +3,13 @@ package engine
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/xlbproject/xlb/bpf"
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/datapath"
 )
 
 // reloadResolveWait bounds how long a reload waits for new backends' next
@@ -102,9 +105,38 @@ func (e *Engine) commit(old, next *state) (err error) {
 			return fmt.Errorf("engine: health checks: %w", err)
 		}
 	}
+	if e.lb != nil && old.cfg != next.cfg { // only a new config gives out indexes
+		e.baseCounters(old, next)
+	}
 	e.store(next)
 	e.pruneNextHops()
 	return nil
+}
+
+// baseCounters records, for the indexes next gives to new backends, what
+// the lb program has counted on them so far (a previous backend's packets),
+// so that Stats shows the new backend's own. Counters that cannot be read
+// only make those figures too high: that is logged, not a failed commit.
+func (e *Engine) baseCounters(old, next *state) {
+	next.base = map[uint32]bpf.LBBackendCounters{}
+	for _, id := range next.ids.backends {
+		if x := datapath.IDIndex(id); !slices.Contains(next.fresh, x) {
+			next.base[x] = old.base[x]
+		}
+	}
+	if len(next.fresh) == 0 {
+		return
+	}
+	c, err := e.lb.BackendCounters()
+	if err != nil {
+		e.log.Warn("read native backend counters: new backends on reused IDs show their predecessors' counts too", "err", err)
+		return
+	}
+	for _, x := range next.fresh {
+		if int(x) < len(c) {
+			next.base[x] = c[x]
+		}
+	}
 }
 
 // pruneNextHops forgets the next hops of backends no longer configured.

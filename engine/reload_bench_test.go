@@ -61,7 +61,7 @@ func BenchmarkReload(b *testing.B) {
 			b.Fatal(err)
 		}
 		cfg.Datapath.Source = netip.MustParseAddr("198.18.0.1")
-		if err := ids.assign(cfg, time.Now()); err != nil {
+		if _, err := ids.assign(cfg, time.Now()); err != nil {
 			b.Fatal(err)
 		}
 		counters = keepCounters(counters, cfg, 1)

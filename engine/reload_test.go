@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/xlbproject/xlb/bpf"
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/datapath"
 )
@@ -202,5 +204,31 @@ func TestDiffReportsEverySetting(t *testing.T) {
 				t.Errorf("native %v: %q: native note wrong:\n%s", native, tt.want, got)
 			}
 		}
+	}
+}
+
+// In native mode the lb program counts per ID index, across reuse: a
+// backend given a reused index shows only what it was sent itself.
+func TestNativeCountersOfAReusedIndex(t *testing.T) {
+	const timeouts = "flow_tcp_timeout = \"10s\"\nflow_udp_timeout = \"10s\""
+	e := newOffline(t, parse(t, timeouts, vipText(1, 11, 12)), true, 4096)
+	e.lb.counts = []bpf.LBBackendCounters{{Packets: 100, Bytes: 1000}, {Packets: 200, Bytes: 2000}, {}}
+	for _, b := range []int{13, 14} { // .12 then .13 leave; .14 reuses .12's index
+		e.clock = e.clock.Add(11 * time.Second)
+		if _, err := e.Reload(parse(t, timeouts, vipText(1, 11, b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := datapath.IDIndex(e.cur.ids.backends[backendKey{idOf(e.cur.cfg.VIPs[0]), netip.MustParseAddr("198.18.1.14")}]); got != 1 {
+		t.Fatalf("198.18.1.14 got index %d, want the reused 1", got)
+	}
+	e.lb.counts[1] = bpf.LBBackendCounters{Packets: 250, Bytes: 2600}
+	st := e.Stats()
+	got := map[string]uint64{}
+	for _, b := range st.VIPs[0].Backends {
+		got[b.Address] = b.Packets
+	}
+	if got["198.18.1.11"] != 100 || got["198.18.1.14"] != 50 {
+		t.Errorf("packets per backend %v, want .11 100 and .14 50", got)
 	}
 }

@@ -168,7 +168,8 @@ func (e *Engine) Stats() Stats {
 			}
 			bs.Packets, bs.Bytes = b.Counters.Totals()
 			if x := datapath.IDIndex(b.ID); int(x) < len(perBackend) {
-				bs.Packets, bs.Bytes = perBackend[x].Packets, perBackend[x].Bytes
+				c, base := perBackend[x], pub.base[x]
+				bs.Packets, bs.Bytes = c.Packets-min(base.Packets, c.Packets), c.Bytes-min(base.Bytes, c.Bytes)
 			}
 			if hs, ok := checks[healthID(cv, cb.Address)]; ok {
 				bs.Health, bs.HealthSince, bs.HealthError = hs.State.String(), hs.Since.Format(time.RFC3339), hs.LastError
