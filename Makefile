@@ -45,7 +45,7 @@ fuzz:
 	done
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 500ms ./hash/ ./datapath/... ./ring/ ./bpf/ ./bpf/decap/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 500ms ./hash/ ./datapath/... ./engine/ ./ring/ ./bpf/ ./bpf/decap/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
