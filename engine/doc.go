@@ -39,7 +39,8 @@
 // Failed is closed so that `xlb run` stops and exits non-zero.
 //
 // ICMP. Each worker's echo replies and frag-needed / packet-too-big
-// messages are rate-limited (DefaultICMPRate, per worker).
+// messages are rate-limited per worker (datapath.icmp_rate_limit and
+// icmp_rate_burst).
 //
 // Threads. Workers own their CPUs: the engine keeps its other threads (table
 // builds, health probes, the garbage collector) off the worker CPUs when

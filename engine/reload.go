@@ -168,6 +168,13 @@ func diff(old, next *config.Config, native bool) []string {
 		}
 		out = append(out, line)
 	}
+	if a, b := old.Datapath, next.Datapath; a.ICMPRateLimit != b.ICMPRateLimit || a.ICMPRateBurst != b.ICMPRateBurst {
+		line := fmt.Sprintf("icmp rate limit %d/s burst %d -> %d/s burst %d", a.ICMPRateLimit, a.ICMPRateBurst, b.ICMPRateLimit, b.ICMPRateBurst)
+		if native {
+			line += " (unused: the native program sends no ICMP)"
+		}
+		out = append(out, line)
+	}
 	if old.Datapath.Source != next.Datapath.Source {
 		out = append(out, fmt.Sprintf("outer source %s -> %s", old.Datapath.Source, next.Datapath.Source))
 	}

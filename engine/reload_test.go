@@ -24,7 +24,7 @@ func TestReloadFailureChangesNothing(t *testing.T) {
 		return parse(t, "", vipText(1, 11, 12, 13), vipText(2, 11, 12))
 	}
 	second := func() *config.Config {
-		return parse(t, "source = \"198.18.0.9\"\nsource6 = \"2001:db8::9\"", vipText(1, 11, 14), vipText(3, 11, 12, 13))
+		return parse(t, "source = \"198.18.0.9\"\nsource6 = \"2001:db8::9\"\nicmp_rate_limit = 10\nicmp_rate_burst = 5", vipText(1, 11, 14), vipText(3, 11, 12, 13))
 	}
 	for _, tt := range []struct {
 		native bool
@@ -56,6 +56,9 @@ func TestReloadFailureChangesNothing(t *testing.T) {
 			}
 			if e.kernelState() == kernel || e.cur.cfg.Datapath.Source.String() != "198.18.0.9" {
 				t.Errorf("native %v: the reload applied nothing", tt.native)
+			}
+			if r := e.cur.spec.ICMPRate; r != (datapath.ICMPRate{PerSecond: 10, Burst: 5}) {
+				t.Errorf("native %v: ICMP rate %+v after the reload", tt.native, r)
 			}
 			if tt.native && e.lb.src != [4]byte{198, 18, 0, 9} {
 				t.Errorf("native outer source %v after the reload", e.lb.src)
@@ -186,6 +189,7 @@ func TestDiffReportsEverySetting(t *testing.T) {
 	}{
 		{"flow_tcp_timeout = \"1m\"", base, "flow timeouts tcp 15m0s", "no idle timeouts"},
 		{"source = \"198.18.0.2\"", base, "outer source 198.18.0.1 -> 198.18.0.2", ""},
+		{"icmp_rate_limit = 10\nicmp_rate_burst = 5", base, "icmp rate limit 1000/s burst 50 -> 10/s burst 5", "sends no ICMP"},
 		{"source6 = \"2001:db8::2\"", base, "outer IPv6 source", "IPv4 backends only"},
 		{"", strings.Replace(base, "port = 80", "port = 80\nicmp_echo = false", 1), "icmp_echo true -> false", "echo requests"},
 		{"", strings.Replace(base, "port = 80", "port = 80\nfragments = \"pass\"", 1), "fragments drop -> pass", "drops fragments"},

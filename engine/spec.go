@@ -74,11 +74,6 @@ type specInput struct {
 	down     map[backendKey]bool                      // health checks say down
 }
 
-// DefaultICMPRate limits the ICMP messages each worker originates (echo
-// replies, frag-needed, packet-too-big), like the kernel's icmp_ratelimit
-// and icmp_msgs_burst. It is not a config key yet.
-var DefaultICMPRate = datapath.ICMPRate{PerSecond: 1000, Burst: 50}
-
 var forwards = map[config.Forward]datapath.Forward{config.IPIP: datapath.ForwardIPIP, config.GUE: datapath.ForwardGUE, config.DSR: datapath.ForwardDSR}
 
 // planSpec turns the config into what the hot path needs.
@@ -86,7 +81,8 @@ func planSpec(in specInput) datapath.PlanSpec {
 	dp := in.cfg.Datapath
 	s := datapath.PlanSpec{
 		Source: dp.Source, Source6: dp.Source6, TCPTimeout: dp.FlowTCPTimeout, UDPTimeout: dp.FlowUDPTimeout,
-		ICMPRate: DefaultICMPRate, VIPs: make([]datapath.VIPSpec, len(in.cfg.VIPs)),
+		ICMPRate: datapath.ICMPRate{PerSecond: dp.ICMPRateLimit, Burst: dp.ICMPRateBurst},
+		VIPs:     make([]datapath.VIPSpec, len(in.cfg.VIPs)),
 	}
 	for i, v := range in.cfg.VIPs {
 		vs := datapath.VIPSpec{
