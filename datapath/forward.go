@@ -3,8 +3,8 @@ package datapath
 import (
 	"fmt"
 	"sync/atomic"
+	"time"
 
-	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/datapath/packet"
 	"github.com/xlbproject/xlb/flowtable"
 	"github.com/xlbproject/xlb/hash"
@@ -34,17 +34,22 @@ const (
 	DropNoSource
 	// DropEchoDisabled: an echo request to a VIP with icmp_echo = false.
 	DropEchoDisabled
-	numDrops
+	// DropEchoRateLimited: an echo request left unanswered because the
+	// worker's ICMP rate limit is spent (see ICMPRate).
+	DropEchoRateLimited
+	// NumDrops bounds the Drop values (a Drop is an array index).
+	NumDrops
 )
 
 var dropNames = [...]string{
-	DropNoVIP - Drop(packet.NumReasons):        "no_vip",
-	DropNoBackend - Drop(packet.NumReasons):    "no_backend",
-	DropNoNeighbor - Drop(packet.NumReasons):   "no_neighbor",
-	DropTooBig - Drop(packet.NumReasons):       "too_big",
-	DropNoHeadroom - Drop(packet.NumReasons):   "no_headroom",
-	DropNoSource - Drop(packet.NumReasons):     "no_source",
-	DropEchoDisabled - Drop(packet.NumReasons): "echo_disabled",
+	DropNoVIP - Drop(packet.NumReasons):           "no_vip",
+	DropNoBackend - Drop(packet.NumReasons):       "no_backend",
+	DropNoNeighbor - Drop(packet.NumReasons):      "no_neighbor",
+	DropTooBig - Drop(packet.NumReasons):          "too_big",
+	DropNoHeadroom - Drop(packet.NumReasons):      "no_headroom",
+	DropNoSource - Drop(packet.NumReasons):        "no_source",
+	DropEchoDisabled - Drop(packet.NumReasons):    "echo_disabled",
+	DropEchoRateLimited - Drop(packet.NumReasons): "echo_rate_limited",
 }
 
 // String is the stable snake_case name shown by `xlb stats`.
@@ -70,10 +75,19 @@ const (
 	// EventICMPError: an ICMP error about a VIP flow was sent on to the
 	// flow's backend (so path-MTU discovery works for backends).
 	EventICMPError
-	numEvents
+	// EventICMPRateLimited: an echo reply or frag-needed / packet-too-big
+	// the worker did not send because its ICMP rate limit was spent.
+	EventICMPRateLimited
+	// NumEvents bounds the Event values.
+	NumEvents
 )
 
-var eventNames = [...]string{EventEchoReply: "echo_reply", EventFragNeeded: "frag_needed_sent", EventICMPError: "icmp_error_forwarded"}
+var eventNames = [...]string{
+	EventEchoReply:       "echo_reply",
+	EventFragNeeded:      "frag_needed_sent",
+	EventICMPError:       "icmp_error_forwarded",
+	EventICMPRateLimited: "icmp_rate_limited",
+}
 
 func (e Event) String() string { return eventNames[e] }
 
@@ -83,12 +97,17 @@ type Forwarder struct {
 	flows  *flowtable.Table[flowtable.Key4]
 	flows6 *flowtable.Table[flowtable.Key6]
 	now    uint32                  // coarse clock (ms) for the flow tables, set once per batch
+	seen   *Plan                   // the plan whose timeouts the flow tables have
 	worker int                     // slot in the per-backend counters
 	srcMAC [6]byte                 // the interface's MAC
 	mtu    int                     // egress MTU: the outer IP packet must fit
 	ipID   uint16                  // outer IPv4 ID, per worker
-	drops  [numDrops]atomic.Uint64 // drops are rare: an uncontended atomic add is cheap
-	events [numEvents]atomic.Uint64
+	drops  [NumDrops]atomic.Uint64 // drops are rare: an uncontended atomic add is cheap
+	events [NumEvents]atomic.Uint64
+	// ICMP token bucket, in billionths of a token so that a refill needs
+	// no division; refilled per batch from the batch clock.
+	icmpTokens uint64
+	icmpLast   time.Duration
 }
 
 // NewForwarder returns the per-packet state for worker number worker, with
@@ -105,6 +124,75 @@ func NewForwarder(worker int, srcMAC [6]byte, mtu int, flows flowtable.Config) (
 		return nil, fmt.Errorf("datapath: worker %d: %w", worker, err)
 	}
 	return &Forwarder{flows: t4, flows6: t6, worker: worker, srcMAC: srcMAC, mtu: mtu}, nil
+}
+
+// sweepPerBatch is how many flow table buckets each batch reclaims idle
+// entries from: a small, bounded cost per batch that walks the whole table
+// over time.
+const sweepPerBatch = 8
+
+// BeginBatch starts a batch at now (the worker's monotonic clock, read once
+// per batch): it advances the flow tables' clock, reclaims some idle flows,
+// and applies p's flow timeouts when p is a plan it has not seen. Call it
+// before the batch's Forward calls, with the plan they use.
+func (f *Forwarder) BeginBatch(p *Plan, now time.Duration) {
+	f.now = uint32(now / time.Millisecond)
+	f.flows.Sweep(f.now, sweepPerBatch)
+	f.flows6.Sweep(f.now, sweepPerBatch)
+	r := p.icmpRate
+	if p != f.seen {
+		// The plan's timeouts were validated by the control plane; a
+		// rejected value keeps the previous one.
+		_ = f.flows.SetTimeouts(p.tcpTimeout, p.udpTimeout)
+		_ = f.flows6.SetTimeouts(p.tcpTimeout, p.udpTimeout)
+		if f.seen == nil {
+			f.icmpTokens, f.icmpLast = uint64(r.Burst)*tokenUnit, now // start full
+		}
+		f.seen = p
+	}
+	// Past maxRefill the bucket is full whatever the rate: capping the
+	// elapsed time keeps the product from overflowing.
+	elapsed := min(now-f.icmpLast, maxRefill)
+	if elapsed > 0 {
+		f.icmpTokens = min(f.icmpTokens+uint64(elapsed)*uint64(r.PerSecond), uint64(r.Burst)*tokenUnit)
+		f.icmpLast = now
+	}
+}
+
+// tokenUnit is one ICMP token: a rate in tokens per second times a time in
+// nanoseconds gives billionths of a token.
+const tokenUnit = uint64(time.Second)
+
+const maxRefill = 10 * time.Second
+
+// icmpAllowed takes an ICMP token if the plan's limit has one to give.
+func (f *Forwarder) icmpAllowed(p *Plan) bool {
+	switch {
+	case p.icmpRate.PerSecond == 0:
+		return true
+	case f.icmpTokens >= tokenUnit:
+		f.icmpTokens -= tokenUnit
+		return true
+	}
+	f.events[EventICMPRateLimited].Add(1)
+	return false
+}
+
+// Drops is how many frames this forwarder dropped for reason d.
+func (f *Forwarder) Drops(d Drop) uint64 { return f.drops[d].Load() }
+
+// Events is how many frames of kind ev this forwarder sent.
+func (f *Forwarder) Events(ev Event) uint64 { return f.events[ev].Load() }
+
+// FlowStats sums the counters of the IPv4 and IPv6 flow tables. Only the
+// forwarder's own goroutine may call it.
+func (f *Forwarder) FlowStats() flowtable.Stats {
+	s4, s6 := f.flows.Stats(), f.flows6.Stats()
+	return flowtable.Stats{
+		Hits: s4.Hits + s6.Hits, Misses: s4.Misses + s6.Misses, Inserts: s4.Inserts + s6.Inserts,
+		Evictions: s4.Evictions + s6.Evictions, Expired: s4.Expired + s6.Expired,
+		Entries: s4.Entries + s6.Entries, Capacity: s4.Capacity + s6.Capacity,
+	}
 }
 
 // Forward rewrites the packet buf[off:off+n] in place: encapsulated (or
@@ -161,7 +249,7 @@ func (f *Forwarder) Forward(p *Plan, buf []byte, off, n int) (newOff, newLen int
 		// Tell the client, so its path-MTU discovery shrinks the packets
 		// (IPv4 only when DF forbids fragmenting; IPv6 never fragments in
 		// flight). ICMP errors themselves never get one.
-		if fl.ICMP == packet.ICMPNone && (fl.Family == 6 || fl.DF) {
+		if fl.ICMP == packet.ICMPNone && (fl.Family == 6 || fl.DF) && f.icmpAllowed(p) {
 			if newOff, newLen, ok = packet.FragNeeded(buf, off, n, &fl, f.mtu-overhead); ok {
 				f.events[EventFragNeeded].Add(1)
 				return newOff, newLen, true
@@ -183,7 +271,7 @@ func (f *Forwarder) Forward(p *Plan, buf []byte, off, n int) (newOff, newLen int
 func (f *Forwarder) encap(p *Plan, v *vipState, be *backendState, buf []byte, off, n int, fl *packet.Flow, h uint32) (newOff, newLen int, ok bool, overhead int) {
 	maxLen := f.mtu + int(fl.L3Off)
 	switch {
-	case v.cfg.Forward == config.DSR:
+	case v.forward == ForwardDSR:
 		newOff, newLen, ok = packet.RewriteDSR(buf, off, n, fl, f.srcMAC, be.mac)
 		return newOff, newLen, ok, 0
 	case !be.v6 && p.src == [4]byte{}, be.v6 && p.src6 == [16]byte{}:
@@ -192,9 +280,9 @@ func (f *Forwarder) encap(p *Plan, v *vipState, be *backendState, buf []byte, of
 	}
 	need := packet.IPIPOverhead
 	switch {
-	case v.cfg.Forward == config.GUE && be.v6:
+	case v.forward == ForwardGUE && be.v6:
 		need = packet.GUE6Overhead
-	case v.cfg.Forward == config.GUE:
+	case v.forward == ForwardGUE:
 		need = packet.GUE4Overhead
 	case be.v6:
 		need = packet.IPIP6Overhead
@@ -204,11 +292,11 @@ func (f *Forwarder) encap(p *Plan, v *vipState, be *backendState, buf []byte, of
 		return 0, 0, false, -1
 	}
 	switch {
-	case v.cfg.Forward == config.GUE && be.v6:
-		newOff, newLen, ok = packet.EncapGUE6(buf, off, n, fl, p.src6, be.addr6, f.srcMAC, be.mac, h, v.cfg.GUEPort, maxLen)
-	case v.cfg.Forward == config.GUE:
+	case v.forward == ForwardGUE && be.v6:
+		newOff, newLen, ok = packet.EncapGUE6(buf, off, n, fl, p.src6, be.addr6, f.srcMAC, be.mac, h, v.guePort, maxLen)
+	case v.forward == ForwardGUE:
 		f.ipID++
-		newOff, newLen, ok = packet.EncapGUE4(buf, off, n, fl, p.src, be.addr, f.srcMAC, be.mac, f.ipID, h, v.cfg.GUEPort, maxLen)
+		newOff, newLen, ok = packet.EncapGUE4(buf, off, n, fl, p.src, be.addr, f.srcMAC, be.mac, f.ipID, h, v.guePort, maxLen)
 	case be.v6:
 		newOff, newLen, ok = packet.EncapIPIP6(buf, off, n, fl, p.src6, be.addr6, f.srcMAC, be.mac, h, maxLen)
 	default:
@@ -225,8 +313,11 @@ func (f *Forwarder) echo(p *Plan, buf []byte, off, n int, fl *packet.Flow, k vip
 	case vi < 0:
 		f.drops[DropNoVIP].Add(1)
 		return 0, 0, false
-	case !p.vips[vi].cfg.ICMPEcho:
+	case !p.vips[vi].icmpEcho:
 		f.drops[DropEchoDisabled].Add(1)
+		return 0, 0, false
+	case !f.icmpAllowed(p):
+		f.drops[DropEchoRateLimited].Add(1)
 		return 0, 0, false
 	}
 	if newOff, newLen, ok = packet.EchoReply(buf, off, n, fl); !ok {
@@ -256,9 +347,11 @@ func pick[K flowtable.Key](t *flowtable.Table[K], k *K, now uint32, p *Plan, v *
 	// SYN set, ACK clear; Parse guarantees the whole TCP header is there.
 	syn := fl.ICMP == packet.ICMPNone && fl.Proto == 6 && pkt[fl.L4Off+13]&0x12 == 0x02
 	if !syn {
-		if e, ok := t.Lookup(h, k, now); ok && e.VIP == v.id && int(e.Backend) < len(p.byID) {
-			if be := p.byID[e.Backend]; be != nil {
-				return be
+		if e, ok := t.Lookup(h, k, now); ok && e.VIP == v.id {
+			if x := IDIndex(e.Backend); int(x) < len(p.byID) {
+				if be := p.byID[x]; be != nil && be.id == e.Backend {
+					return be
+				}
 			}
 		}
 	}

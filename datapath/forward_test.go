@@ -11,7 +11,6 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
-	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/datapath/packet"
 	"github.com/xlbproject/xlb/flowtable"
 	"github.com/xlbproject/xlb/hash"
@@ -27,90 +26,31 @@ var (
 // headroom is where AF_XDP copy mode puts received data in a frame.
 const headroom = 256
 
-const testConfig = `
-[datapath]
-interface = "eth0"
-
-[[vip]]
-address = "198.18.100.1"
-port = 80
-protocol = "tcp"
-
-  [[vip.backend]]
-  address = "198.18.0.11"
-  mac = "02:00:00:00:00:11"
-
-  [[vip.backend]]
-  address = "198.18.0.12"
-  mac = "02:00:00:00:00:12"
-  weight = 2
-
-  [[vip.backend]]
-  address = "198.18.0.13"
-  # no mac: resolved through the neighbour table
-
-[[vip]]
-address = "198.18.100.2"
-port = 0
-protocol = "udp"
-
-  [[vip.backend]]
-  address = "198.18.0.21"
-  mac = "02:00:00:00:00:21"
-
-[[vip]]
-address = "198.18.100.3"
-port = 53
-protocol = "udp"
-
-  [[vip.backend]]
-  address = "198.18.0.31"
-  mac = "02:00:00:00:00:31"
-  weight = 0
-`
-
-// testPlan builds a plan for testConfig with the given next hops known.
-func testPlan(tb testing.TB, nexthops map[netip.Addr][6]byte) (*Plan, *config.Config) {
-	tb.Helper()
-	cfg := parseTestConfig(tb, "test.toml", testConfig)
-	return planFor(tb, planInput{cfg: cfg, nexthops: nexthops}), cfg
+// testVIPs: a TCP VIP with three backends (one without a known next hop),
+// an every-port UDP VIP and a fully drained one.
+var testVIPs = []tvip{
+	{addr: "198.18.100.1", port: 80, backends: []tbe{
+		{addr: "198.18.0.11", weight: 1, mac: 0x11},
+		{addr: "198.18.0.12", weight: 2, mac: 0x12},
+		{addr: "198.18.0.13", weight: 1}, // resolved through testPlan's next hops
+	}},
+	{addr: "198.18.100.2", port: 0, proto: 17, backends: []tbe{{addr: "198.18.0.21", weight: 1, mac: 0x21}}},
+	{addr: "198.18.100.3", port: 53, proto: 17, backends: []tbe{{addr: "198.18.0.31", weight: 0, mac: 0x31}}},
 }
 
-// parseTestConfig parses a test config and sets the outer sources that
-// CheckHost would.
-func parseTestConfig(tb testing.TB, name, text string) *config.Config {
+// testPlan builds the plan of testVIPs, with backend 198.18.0.13's next hop
+// known when resolve13.
+func testPlan(tb testing.TB, resolve13 bool) (*Plan, PlanSpec) {
 	tb.Helper()
-	cfg, err := config.Parse(name, []byte(text))
+	s := newPlanSet().spec(tb, testVIPs...)
+	if resolve13 {
+		s.VIPs[0].Backends[2].MAC, s.VIPs[0].Backends[2].Resolved = [6]byte{0x02, 0, 0, 0, 0, 0x13}, true
+	}
+	p, err := NewPlan(s)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cfg.Datapath.Source, cfg.Datapath.Source6 = lbAddr, lbAddr6
-	return cfg
-}
-
-// planFor builds in.cfg's tables (with in.down) and plan the way the engine
-// does, one worker, filling in empty maps and a fresh ID allocator.
-func planFor(tb testing.TB, in planInput) *Plan {
-	tb.Helper()
-	var err error
-	if in.tables, err = buildTables(in.cfg, in.down); err != nil {
-		tb.Fatal(err)
-	}
-	if in.nexthops == nil {
-		in.nexthops = map[netip.Addr][6]byte{}
-	}
-	if in.counters == nil {
-		in.counters = map[backendKey]*BackendCounters{}
-	}
-	if in.ids == nil {
-		in.ids = newIDAllocator()
-	}
-	in.workers = 1
-	p, err := buildPlan(in)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return p
+	return p, s
 }
 
 type frameSpec struct {
@@ -160,9 +100,9 @@ func umemFrame(f []byte) []byte {
 }
 
 func TestForwardEncapsulatesToTheMaglevBackend(t *testing.T) {
-	p, cfg := testPlan(t, map[netip.Addr][6]byte{netip.MustParseAddr("198.18.0.13"): {0x02, 0, 0, 0, 0, 0x13}})
+	p, spec := testPlan(t, true)
 	fwd := newForwarder(t, 1500)
-	backends := cfg.VIPs[0].Backends
+	backends := spec.VIPs[0].Backends
 	seen := map[netip.Addr]int{}
 	for sport := uint16(1000); sport < 1300; sport++ {
 		in := frame(t, frameSpec{dst: vipAddr, sport: sport, dport: 80, payload: 100, tos: 0x28, df: true})
@@ -187,13 +127,10 @@ func TestForwardEncapsulatesToTheMaglevBackend(t *testing.T) {
 		}
 		want := backends[p.vips[0].table.Lookup(hash.Flow4(fl.Src, fl.Dst, fl.Ports, fl.Proto))]
 		got, _ := netip.AddrFromSlice(outer.DstIP)
-		if got != want.Address {
-			t.Fatalf("sport %d went to %s, Maglev says %s", sport, got, want.Address)
+		if got != want.Addr {
+			t.Fatalf("sport %d went to %s, Maglev says %s", sport, got, want.Addr)
 		}
 		wantMAC := want.MAC
-		if !want.HasMAC {
-			wantMAC = [6]byte{0x02, 0, 0, 0, 0, 0x13}
-		}
 		if !bytes.Equal(eth.DstMAC, wantMAC[:]) || !bytes.Equal(eth.SrcMAC, lbMAC[:]) {
 			t.Fatalf("MACs %s -> %s, want %s -> %s", eth.SrcMAC, eth.DstMAC, net.HardwareAddr(lbMAC[:]), net.HardwareAddr(wantMAC[:]))
 		}
@@ -219,7 +156,7 @@ func TestForwardEncapsulatesToTheMaglevBackend(t *testing.T) {
 }
 
 func TestForwardDrops(t *testing.T) {
-	p, _ := testPlan(t, nil)
+	p, _ := testPlan(t, false)
 	// The one-backend UDP VIP has a static MAC: no no_neighbor by accident.
 	udpVIP := netip.MustParseAddr("198.18.100.2")
 	big := frameSpec{dst: udpVIP, sport: 1, dport: 80, udp: true, payload: 1472}
@@ -257,14 +194,14 @@ func TestForwardDrops(t *testing.T) {
 }
 
 func TestForwardUnresolvedNextHop(t *testing.T) {
-	p, cfg := testPlan(t, nil)
+	p, spec := testPlan(t, false)
 	fwd := newForwarder(t, 1500)
 	// Find a flow that Maglev gives to the backend without a MAC.
 	for sport := uint16(1); sport < 2000; sport++ {
 		in := frame(t, frameSpec{dst: vipAddr, sport: sport, dport: 80})
 		var fl packet.Flow
 		packet.ParseIPv4(in, &fl)
-		if cfg.VIPs[0].Backends[p.vips[0].table.Lookup(hash.Flow4(fl.Src, fl.Dst, fl.Ports, fl.Proto))].HasMAC {
+		if spec.VIPs[0].Backends[p.vips[0].table.Lookup(hash.Flow4(fl.Src, fl.Dst, fl.Ports, fl.Proto))].Resolved {
 			continue
 		}
 		if _, _, ok := fwd.Forward(p, umemFrame(in), headroom, len(in)); ok {
@@ -279,7 +216,7 @@ func TestForwardUnresolvedNextHop(t *testing.T) {
 }
 
 func TestForwardWildcardPort(t *testing.T) {
-	p, _ := testPlan(t, nil)
+	p, _ := testPlan(t, false)
 	fwd := newForwarder(t, 1500)
 	for _, port := range []uint16{1, 53, 4789, 65535} {
 		in := frame(t, frameSpec{dst: netip.MustParseAddr("198.18.100.2"), sport: 9, dport: port, udp: true})
@@ -295,13 +232,13 @@ func TestForwardWildcardPort(t *testing.T) {
 }
 
 func TestVIPIndex(t *testing.T) {
-	_, cfg := testPlan(t, nil)
-	idx, err := newVIPIndex(cfg.VIPs)
+	_, spec := testPlan(t, false)
+	idx, err := newVIPIndex(spec.VIPs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	key := func(a string, port uint16, proto uint8) vipKey {
-		return keyOf(config.VIP{Address: netip.MustParseAddr(a), Port: port, Protocol: config.Protocol(proto)})
+		return keyOf(VIPSpec{Addr: netip.MustParseAddr(a), Port: port, Proto: proto})
 	}
 	tests := []struct {
 		dst   string
@@ -324,16 +261,16 @@ func TestVIPIndex(t *testing.T) {
 		}
 	}
 	// A full index still answers misses (the probe loop is bounded).
-	many := make([]config.VIP, 40)
+	many := make([]VIPSpec, 40)
 	for i := range many {
-		many[i] = config.VIP{Address: netip.AddrFrom4([4]byte{198, 18, 200, byte(i)}), Port: 80, Protocol: config.TCP}
+		many[i] = VIPSpec{Addr: netip.AddrFrom4([4]byte{198, 18, 200, byte(i)}), Port: 80, Proto: 6}
 	}
 	idx, err = newVIPIndex(many)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range many {
-		if got := idx.lookup(key(many[i].Address.String(), 80, 6)); got != int32(i) {
+		if got := idx.lookup(key(many[i].Addr.String(), 80, 6)); got != int32(i) {
 			t.Fatalf("vip %d found as %d", i, got)
 		}
 	}
@@ -346,7 +283,7 @@ func TestVIPIndex(t *testing.T) {
 }
 
 func TestForwardAllocatesNothing(t *testing.T) {
-	p, _ := testPlan(t, nil)
+	p, _ := testPlan(t, false)
 	fwd := newForwarder(t, 1500)
 	in := frame(t, frameSpec{dst: netip.MustParseAddr("198.18.100.2"), sport: 9, dport: 7, udp: true, payload: 64})
 	buf := umemFrame(in)
@@ -371,7 +308,7 @@ func newForwarder(tb testing.TB, mtu int) *Forwarder {
 
 func dropsOf(f *Forwarder) map[string]uint64 {
 	m := map[string]uint64{}
-	for d := Drop(1); d < numDrops; d++ {
+	for d := Drop(1); d < NumDrops; d++ {
 		if n := f.drops[d].Load(); n != 0 {
 			m[d.String()] = n
 		}
@@ -387,7 +324,7 @@ var sinkInt int
 // SerializeLayers into a new frame), in the same run.
 
 func benchInput(b *testing.B) (*Plan, []byte) {
-	p, _ := testPlan(b, nil)
+	p, _ := testPlan(b, false)
 	return p, frame(b, frameSpec{dst: netip.MustParseAddr("198.18.100.2"), sport: 9, dport: 7, udp: true, payload: 64})
 }
 
@@ -475,7 +412,7 @@ func gopacketStep(b *testing.B, p *Plan, in []byte) func() {
 		}
 		dst, _ := netip.AddrFromSlice(ip.DstIP)
 		a := dst.As4()
-		vi := p.index.lookup(keyOf(config.VIP{Address: dst, Port: dport, Protocol: config.Protocol(ip.Protocol)}))
+		vi := p.index.lookup(keyOf(VIPSpec{Addr: dst, Port: dport, Proto: uint8(ip.Protocol)}))
 		if vi < 0 {
 			b.Fatal("no vip")
 		}

@@ -10,53 +10,17 @@ import (
 	"github.com/google/gopacket/layers"
 )
 
-const modesConfig = `
-[datapath]
-interface = "eth0"
-
-[[vip]]
-address = "2001:db8:100::1"
-port = 80
-forward = "ipip"
-  [[vip.backend]]
-  address = "2001:db8::11"
-  mac = "02:00:00:00:00:11"
-  [[vip.backend]]
-  address = "2001:db8::12"
-  mac = "02:00:00:00:00:12"
-
-[[vip]]
-address = "198.18.100.1"
-port = 80
-forward = "ipip"
-  [[vip.backend]]
-  address = "2001:db8::21"
-  mac = "02:00:00:00:00:21"
-
-[[vip]]
-address = "198.18.100.2"
-port = 80
-forward = "gue"
-gue_port = 7777
-  [[vip.backend]]
-  address = "198.18.0.31"
-  mac = "02:00:00:00:00:31"
-
-[[vip]]
-address = "198.18.100.3"
-port = 80
-forward = "dsr"
-icmp_echo = false
-  [[vip.backend]]
-  address = "198.18.0.41"
-  mac = "02:00:00:00:00:41"
-`
-
 var lbAddr6 = netip.MustParseAddr("2001:db8::1")
 
+// modesPlan has one VIP per forwarding method and backend family.
 func modesPlan(t *testing.T) *Plan {
 	t.Helper()
-	return planFor(t, planInput{cfg: parseTestConfig(t, "modes.toml", modesConfig)})
+	return newPlanSet().plan(t,
+		tvip{addr: "2001:db8:100::1", port: 80, backends: []tbe{{addr: "2001:db8::11", weight: 1, mac: 0x11}, {addr: "2001:db8::12", weight: 1, mac: 0x12}}},
+		tvip{addr: "198.18.100.1", port: 80, backends: []tbe{{addr: "2001:db8::21", weight: 1, mac: 0x21}}},
+		tvip{addr: "198.18.100.2", port: 80, fwd: ForwardGUE, gue: 7777, backends: []tbe{{addr: "198.18.0.31", weight: 1, mac: 0x31}}},
+		tvip{addr: "198.18.100.3", port: 80, fwd: ForwardDSR, noEcho: true, backends: []tbe{{addr: "198.18.0.41", weight: 1, mac: 0x41}}},
+	)
 }
 
 // packetTo builds a client frame (TCP ACK, or an ICMP echo request) to dst.

@@ -2,34 +2,121 @@ package datapath
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync/atomic"
 	"time"
 
-	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/hash"
 )
 
-// Plan is the immutable forwarding state the workers read per packet. It is
-// built by the control side and published whole through an atomic.Pointer.
+// Forward is how a VIP's packets reach their backend.
+type Forward uint8
+
+const (
+	// ForwardIPIP encapsulates in IP-in-IP (IPv4 or IPv6 outer header by
+	// the backend's family).
+	ForwardIPIP Forward = iota
+	// ForwardGUE encapsulates in UDP (Generic UDP Encapsulation).
+	ForwardGUE
+	// ForwardDSR rewrites only the Ethernet header: the backend holds the
+	// VIP address itself.
+	ForwardDSR
+)
+
+// PlanSpec is everything the hot path needs, as the control plane hands it
+// over: outer sources, flow timeouts and, per VIP, its match key, forwarding
+// method, flags, Maglev table and backends.
+type PlanSpec struct {
+	// Source and Source6 are the outer source addresses for IPv4 and IPv6
+	// backends; unset, packets to that family count no_source drops.
+	Source, Source6 netip.Addr
+	// Flow idle timeouts, applied by each worker to its own flow tables
+	// when it first sees the plan (see Forwarder.BeginBatch).
+	TCPTimeout, UDPTimeout time.Duration
+	// ICMPRate limits the ICMP messages each worker originates (echo
+	// replies, frag-needed and packet-too-big).
+	ICMPRate ICMPRate
+	VIPs     []VIPSpec
+}
+
+// ICMPRate is a token bucket: PerSecond tokens a second, at most Burst
+// saved up; each message the worker originates takes one. PerSecond 0
+// means no limit. Like the kernel's icmp_ratelimit, it keeps the balancer
+// from being turned into a reflector of pings or too-big errors.
+type ICMPRate struct {
+	PerSecond, Burst uint32
+}
+
+// VIPSpec is one VIP as the hot path sees it.
+type VIPSpec struct {
+	Addr    netip.Addr
+	Port    uint16 // 0: every port of Addr
+	Proto   uint8  // IP protocol number
+	Forward Forward
+	GUEPort uint16 // outer UDP destination port when Forward is ForwardGUE
+	// ICMPEcho: answer echo requests to the VIP's address (the first VIP on
+	// an address decides).
+	ICMPEcho bool
+	// ID is the VIP's stable ID, stored in the flow tables: a tracked flow is
+	// trusted only while its entry names the same VIP ID.
+	ID uint32
+	// Table maps a flow hash to an index into Backends.
+	Table    *hash.Table
+	Backends []BackendSpec
+}
+
+// BackendSpec is one backend of a VIP.
+type BackendSpec struct {
+	// ID is the backend's stable ID, stored in the flow tables: a tracked
+	// flow stays on the backend with that ID while a plan has it up. Its
+	// low IDIndexBits bits are an index, unique within a plan; the rest is
+	// a generation that the control plane bumps when it gives the index to
+	// another backend, so a flow still carrying the old ID re-picks.
+	ID   uint32
+	Addr netip.Addr
+	// MAC is the next hop's address when Resolved; unresolved backends
+	// count no_neighbor drops.
+	MAC      [6]byte
+	Resolved bool
+	// Down: health checks hold it down. Its table has no slots for it (the
+	// control plane built it so) and its tracked flows take a fresh
+	// decision.
+	Down bool
+	// Counters is carried from plan to plan while the backend stays, so a
+	// new plan does not reset them. Required.
+	Counters *BackendCounters
+}
+
+// IDIndexBits is how many low bits of a backend ID index the plan's
+// backends; the high bits are the index's generation.
+const IDIndexBits = 16
+
+// IDIndex is the index part of a backend ID.
+func IDIndex(id uint32) uint32 { return id & (1<<IDIndexBits - 1) }
+
+// Plan is the immutable forwarding state the workers read per packet. The
+// control plane builds it with NewPlan and publishes it whole through an
+// atomic.Pointer.
 type Plan struct {
 	vips  []vipState
 	index vipIndex
 	src   [4]byte // outer source addresses (reloadable, so they live here)
 	src6  [16]byte
-	// byID maps a backend's stable ID (what the flow tables store) to its
-	// state in this plan; nil means the backend is gone or down, and a
-	// tracked flow on it takes a fresh Maglev decision.
-	byID []*backendState
-	// Flow idle timeouts: reloadable, applied by each worker to its own
-	// flow table when it first sees this plan.
+	// byID maps a backend ID's index to its state in this plan; nil, or a
+	// backend whose full ID differs from the one a flow stored, means the
+	// flow's backend is gone or down, and it takes a fresh Maglev decision.
+	byID                   []*backendState
 	tcpTimeout, udpTimeout time.Duration
+	icmpRate               ICMPRate
 }
 
 type vipState struct {
-	cfg      config.VIP
 	id       uint32
+	forward  Forward
+	guePort  uint16
+	icmpEcho bool
 	table    *hash.Table
 	backends []backendState
 }
@@ -44,10 +131,60 @@ type backendState struct {
 	counters *BackendCounters
 }
 
+// NewPlan builds the plan for s. It copies what it needs: s may be reused.
+func NewPlan(s PlanSpec) (*Plan, error) {
+	p := &Plan{vips: make([]vipState, len(s.VIPs)), tcpTimeout: s.TCPTimeout, udpTimeout: s.UDPTimeout, icmpRate: s.ICMPRate}
+	if s.Source.Is4() {
+		p.src = s.Source.As4()
+	}
+	if s.Source6.Is6() {
+		p.src6 = s.Source6.As16()
+	}
+	var indexes uint32
+	for i, v := range s.VIPs {
+		if v.Table == nil {
+			return nil, fmt.Errorf("datapath: vip %s has no table", vipName(v))
+		}
+		vs := vipState{id: v.ID, forward: v.Forward, guePort: v.GUEPort, icmpEcho: v.ICMPEcho, table: v.Table, backends: make([]backendState, len(v.Backends))}
+		for j, b := range v.Backends {
+			if b.Counters == nil {
+				return nil, fmt.Errorf("datapath: vip %s backend %s has no counters", vipName(v), b.Addr)
+			}
+			bs := backendState{id: b.ID, counters: b.Counters, mac: b.MAC, resolved: b.Resolved}
+			if b.Addr.Is4() {
+				bs.addr = b.Addr.As4()
+			} else {
+				bs.addr6, bs.v6 = b.Addr.As16(), true
+			}
+			vs.backends[j] = bs
+			indexes = max(indexes, IDIndex(b.ID)+1)
+		}
+		p.vips[i] = vs
+	}
+	p.byID = make([]*backendState, indexes)
+	taken := make([]bool, indexes)
+	for i, v := range s.VIPs {
+		for j, b := range v.Backends {
+			x := IDIndex(b.ID)
+			if taken[x] {
+				return nil, fmt.Errorf("datapath: vip %s backend %s: ID index %d used twice", vipName(v), b.Addr, x)
+			}
+			taken[x] = true
+			if !b.Down {
+				p.byID[x] = &p.vips[i].backends[j]
+			}
+		}
+	}
+	idx, err := newVIPIndex(s.VIPs)
+	if err != nil {
+		return nil, err
+	}
+	p.index = idx
+	return p, nil
+}
+
 // BackendCounters holds one backend's packet and byte counters, one padded
 // slot per worker so that workers on different CPUs never share a cache line.
-// The same object is carried from plan to plan while the backend stays, so a
-// new plan does not reset what `xlb stats` shows.
 type BackendCounters struct {
 	slots []backendSlot
 }
@@ -58,7 +195,9 @@ type backendSlot struct {
 	_       [48]byte
 }
 
-func newBackendCounters(workers int) *BackendCounters {
+// NewBackendCounters returns counters for a plan served by workers workers
+// (Forwarder number i writes slot i).
+func NewBackendCounters(workers int) *BackendCounters {
 	return &BackendCounters{slots: make([]backendSlot, workers)}
 }
 
@@ -71,144 +210,48 @@ func (c *BackendCounters) Totals() (packets, bytes uint64) {
 	return packets, bytes
 }
 
-// planInput is what a plan is built from: the config, its Maglev tables (built
-// once per config and reused when only next hops change), the next hops known
-// so far and the counters to keep.
-type planInput struct {
-	cfg      *config.Config
-	tables   []*hash.Table
-	nexthops map[netip.Addr][6]byte
-	counters map[backendKey]*BackendCounters
-	ids      *idAllocator
-	down     map[backendKey]bool // health checks say down
-	workers  int
-}
+// ErrNoVIP: the flow's destination is not a VIP of the plan.
+var ErrNoVIP = errors.New("not a VIP")
 
-// idAllocator hands out the stable IDs that flow tables store. An ID is
-// never reused in the life of the process, so a tracked flow can never land
-// on a different backend that took over its number.
-type idAllocator struct {
-	vips     map[vipID]uint32
-	backends map[backendKey]uint32
-	next     uint32
-}
+// ErrNoBackend: the VIP's table is empty (every backend drained or down).
+var ErrNoBackend = errors.New("no backend with a weight")
 
-func newIDAllocator() *idAllocator {
-	return &idAllocator{vips: map[vipID]uint32{}, backends: map[backendKey]uint32{}}
-}
-
-func (a *idAllocator) vip(k vipID) uint32 {
-	id, ok := a.vips[k]
-	if !ok {
-		id = a.next
-		a.next++
-		a.vips[k] = id
+// Lookup answers which VIP (index into PlanSpec.VIPs) and backend (index
+// into its Backends) a new flow from src to dst gets: the same VIP match,
+// flow hash and Maglev lookup as Forward, without a packet.
+func (p *Plan) Lookup(proto uint8, src, dst netip.AddrPort) (vip, backend int, err error) {
+	s, d := src.Addr().Unmap(), dst.Addr().Unmap()
+	if s.Is4() != d.Is4() {
+		return -1, -1, fmt.Errorf("datapath: lookup %s -> %s: mixed address families", src, dst)
 	}
-	return id
+	var ports [4]byte
+	binary.BigEndian.PutUint16(ports[0:], src.Port())
+	binary.BigEndian.PutUint16(ports[2:], dst.Port())
+	pw := binary.LittleEndian.Uint32(ports[:])
+	var k vipKey
+	var h uint32
+	if d.Is4() {
+		sa, da := s.As4(), d.As4()
+		k = vipKey4(binary.LittleEndian.Uint32(da[:]), dst.Port(), proto)
+		h = hash.Flow4(binary.LittleEndian.Uint32(sa[:]), binary.LittleEndian.Uint32(da[:]), pw, proto)
+	} else {
+		sa, da := s.As16(), d.As16()
+		k = vipKey6(&da, dst.Port(), proto)
+		h = hash.Flow6(&sa, &da, pw, proto)
+	}
+	vi := p.index.lookup(k)
+	if vi < 0 {
+		return -1, -1, fmt.Errorf("datapath: lookup %s proto %d: %w", dst, proto, ErrNoVIP)
+	}
+	bi := p.vips[vi].table.Lookup(h)
+	if bi < 0 {
+		return int(vi), -1, fmt.Errorf("datapath: lookup %s proto %d: %w", dst, proto, ErrNoBackend)
+	}
+	return int(vi), int(bi), nil
 }
 
-func (a *idAllocator) backend(k backendKey) uint32 {
-	id, ok := a.backends[k]
-	if !ok {
-		id = a.next
-		a.next++
-		a.backends[k] = id
-	}
-	return id
-}
-
-// vipID is a VIP's identity across reloads: its position in the file may
-// change, its (address, port, protocol) may not without it being another VIP.
-type vipID struct {
-	addr  netip.Addr
-	port  uint16
-	proto config.Protocol
-}
-
-func idOf(v config.VIP) vipID { return vipID{v.Address, v.Port, v.Protocol} }
-
-// backendKey names a backend of a VIP across reloads, so that its counters
-// (and later its tracked flows) survive a change of file order or weights.
-type backendKey struct {
-	vip     vipID
-	backend netip.Addr
-}
-
-// buildTables builds one Maglev table per VIP. This is the expensive part of
-// a plan (milliseconds per VIP) and runs off the datapath. Backends that
-// health checks hold down get no slots, like drained ones.
-func buildTables(cfg *config.Config, down map[backendKey]bool) ([]*hash.Table, error) {
-	tables := make([]*hash.Table, len(cfg.VIPs))
-	for i, v := range cfg.VIPs {
-		bs := make([]hash.Backend, len(v.Backends))
-		for j, b := range v.Backends {
-			w := b.EffectiveWeight()
-			if down[backendKey{idOf(v), b.Address}] {
-				w = 0
-			}
-			bs[j] = hash.Backend{Addr: b.Address, Weight: w}
-		}
-		t, err := hash.Build(bs, v.TableSize)
-		if err != nil {
-			return nil, fmt.Errorf("datapath: maglev table for vip %s: %w", vipName(v), err)
-		}
-		tables[i] = t
-	}
-	return tables, nil
-}
-
-func buildPlan(in planInput) (*Plan, error) {
-	p := &Plan{vips: make([]vipState, len(in.cfg.VIPs)), tcpTimeout: in.cfg.Datapath.FlowTCPTimeout, udpTimeout: in.cfg.Datapath.FlowUDPTimeout}
-	// Unset for xlb lookup, which sends nothing.
-	if src := in.cfg.Datapath.Source; src.Is4() {
-		p.src = src.As4()
-	}
-	if src := in.cfg.Datapath.Source6; src.Is6() {
-		p.src6 = src.As16()
-	}
-	for i, v := range in.cfg.VIPs {
-		vs := vipState{cfg: v, id: in.ids.vip(idOf(v)), table: in.tables[i], backends: make([]backendState, len(v.Backends))}
-		for j, b := range v.Backends {
-			key := backendKey{vip: idOf(v), backend: b.Address}
-			c := in.counters[key]
-			if c == nil {
-				c = newBackendCounters(in.workers)
-				in.counters[key] = c
-			}
-			bs := backendState{id: in.ids.backend(key), counters: c}
-			if b.Address.Is4() {
-				bs.addr = b.Address.As4()
-			} else {
-				bs.addr6, bs.v6 = b.Address.As16(), true
-			}
-			if b.HasMAC {
-				bs.mac, bs.resolved = b.MAC, true
-			} else if mac, ok := in.nexthops[b.Address]; ok {
-				bs.mac, bs.resolved = mac, true
-			}
-			vs.backends[j] = bs
-		}
-		p.vips[i] = vs
-	}
-	p.byID = make([]*backendState, in.ids.next)
-	for i := range p.vips {
-		v := &p.vips[i]
-		for j := range v.backends {
-			if b := &v.backends[j]; !in.down[backendKey{idOf(v.cfg), v.cfg.Backends[j].Address}] {
-				p.byID[b.id] = b
-			}
-		}
-	}
-	idx, err := newVIPIndex(in.cfg.VIPs)
-	if err != nil {
-		return nil, err
-	}
-	p.index = idx
-	return p, nil
-}
-
-func vipName(v config.VIP) string {
-	return fmt.Sprintf("%s/%s", netip.AddrPortFrom(v.Address, v.Port), v.Protocol)
+func vipName(v VIPSpec) string {
+	return fmt.Sprintf("%s/%d", netip.AddrPortFrom(v.Addr, v.Port), v.Proto)
 }
 
 // vipKey is what the VIP index matches: the destination address as it sits
@@ -233,13 +276,13 @@ func vipKey6(dst *[16]byte, port uint16, proto uint8) vipKey {
 	}
 }
 
-func keyOf(v config.VIP) vipKey {
-	if v.Address.Is4() {
-		a := v.Address.As4()
-		return vipKey4(binary.LittleEndian.Uint32(a[:]), v.Port, uint8(v.Protocol))
+func keyOf(v VIPSpec) vipKey {
+	if v.Addr.Is4() {
+		a := v.Addr.As4()
+		return vipKey4(binary.LittleEndian.Uint32(a[:]), v.Port, v.Proto)
 	}
-	a := v.Address.As16()
-	return vipKey6(&a, v.Port, uint8(v.Protocol))
+	a := v.Addr.As16()
+	return vipKey6(&a, v.Port, v.Proto)
 }
 
 func (k vipKey) port() uint16 { return uint16(k.meta) }
@@ -269,7 +312,7 @@ type vipSlot struct {
 	vip  int32
 }
 
-func newVIPIndex(vips []config.VIP) (vipIndex, error) {
+func newVIPIndex(vips []VIPSpec) (vipIndex, error) {
 	size := uint32(8)
 	for size < uint32(len(vips))*8 {
 		size <<= 1

@@ -3,35 +3,25 @@ package datapath
 import (
 	"fmt"
 	"net/netip"
-	"strings"
+	"slices"
 	"testing"
 )
 
-// planSet builds successive plans the way the engine does, sharing the ID
-// allocator and counters, so flow tables see stable backend IDs.
-type planSet struct {
-	ids      *idAllocator
-	counters map[backendKey]*BackendCounters
-}
-
-func (ps *planSet) build(t *testing.T, weights map[string]int, down ...string) *Plan {
+// trackPlan is one TCP VIP on 198.18.100.1:80 whose backends are
+// 198.18.0.11 to .16 with the given weights (absent: not in the plan), the
+// down ones held down by health checks.
+func (ps *planSet) trackPlan(t *testing.T, weights map[string]int, down ...string) *Plan {
 	t.Helper()
-	var b strings.Builder
-	b.WriteString("[datapath]\ninterface = \"eth0\"\n\n[[vip]]\naddress = \"198.18.100.1\"\nport = 80\n")
+	v := tvip{addr: "198.18.100.1", port: 80}
 	for i := 11; i <= 16; i++ {
 		addr := fmt.Sprintf("198.18.0.%d", i)
 		w, ok := weights[addr]
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(&b, "[[vip.backend]]\naddress = %q\nweight = %d\nmac = \"02:00:00:00:00:%02d\"\n", addr, w, i)
+		v.backends = append(v.backends, tbe{addr: addr, weight: uint32(w), mac: byte(i), down: slices.Contains(down, addr)})
 	}
-	cfg := parseTestConfig(t, "track.toml", b.String())
-	dm := map[backendKey]bool{}
-	for _, d := range down {
-		dm[backendKey{idOf(cfg.VIPs[0]), netip.MustParseAddr(d)}] = true
-	}
-	return planFor(t, planInput{cfg: cfg, counters: ps.counters, ids: ps.ids, down: dm})
+	return ps.plan(t, v)
 }
 
 // sendTo forwards one packet of the flow from sport and returns the backend
@@ -54,9 +44,9 @@ func sendTo(t *testing.T, f *Forwarder, p *Plan, sport uint16, syn bool) netip.A
 // weight changes, additions and drains, moves when its backend is removed or
 // down, and a SYN always takes the current Maglev decision.
 func TestTrackedFlowsKeepTheirBackend(t *testing.T) {
-	ps := &planSet{ids: newIDAllocator(), counters: map[backendKey]*BackendCounters{}}
+	ps := newPlanSet()
 	base := map[string]int{"198.18.0.11": 1, "198.18.0.12": 1, "198.18.0.13": 1}
-	p1 := ps.build(t, base)
+	p1 := ps.trackPlan(t, base)
 	f := newForwarder(t, 1500)
 	const flows = 400
 	first := make([]netip.Addr, flows)
@@ -74,7 +64,7 @@ func TestTrackedFlowsKeepTheirBackend(t *testing.T) {
 		{"backend drained", map[string]int{"198.18.0.11": 1, "198.18.0.12": 0, "198.18.0.13": 1}, nil},
 	}
 	for _, c := range changes {
-		p2 := ps.build(t, c.weights, c.down...)
+		p2 := ps.trackPlan(t, c.weights, c.down...)
 		moved, wouldMove := 0, 0
 		for i := range flows {
 			if got := sendTo(t, f, p2, uint16(10000+i), false); got != first[i] {
@@ -109,7 +99,7 @@ func TestTrackedFlowsKeepTheirBackend(t *testing.T) {
 		for i := range flows {
 			first[i] = sendTo(t, f, p1, uint16(10000+i), true)
 		}
-		p2 := ps.build(t, c.weights, c.down...)
+		p2 := ps.trackPlan(t, c.weights, c.down...)
 		for i := range flows {
 			got := sendTo(t, f, p2, uint16(10000+i), false)
 			switch {
@@ -123,7 +113,7 @@ func TestTrackedFlowsKeepTheirBackend(t *testing.T) {
 
 	// SYN re-picks: with the weights changed, a SYN on a tracked tuple
 	// follows the new table.
-	p2 := ps.build(t, map[string]int{"198.18.0.11": 1, "198.18.0.12": 1, "198.18.0.13": 1, "198.18.0.14": 1, "198.18.0.15": 1, "198.18.0.16": 1})
+	p2 := ps.trackPlan(t, map[string]int{"198.18.0.11": 1, "198.18.0.12": 1, "198.18.0.13": 1, "198.18.0.14": 1, "198.18.0.15": 1, "198.18.0.16": 1})
 	fresh := newForwarder(t, 1500)
 	repicked := 0
 	for i := range flows {

@@ -20,7 +20,7 @@ const maxBatch = 256
 // at its stop flag again.
 const idlePollMs = 100
 
-// Worker forwards the traffic of one NIC queue. Run owns its thread.
+// Worker forwards the traffic of one NIC queue. Its loop owns its thread.
 type Worker struct {
 	Queue int
 	CPU   int
@@ -31,7 +31,8 @@ type Worker struct {
 	batch int
 	spin  bool
 	stop  atomic.Bool
-	done  chan error
+	done  chan struct{} // closed when the loop has returned
+	err   error         // why the loop returned; read after done
 
 	// flows is the flow table's counters as of the last batch: the table
 	// itself is the worker's alone.
@@ -41,72 +42,105 @@ type Worker struct {
 	txPackets, txBytes  atomic.Uint64
 	kicks, txRingFull   atomic.Uint64
 	polls, kickFailures atomic.Uint64
+	rxWakeups           atomic.Uint64
 
 	rx [maxBatch]ring.Desc
 	tx [maxBatch]ring.Desc
 }
 
-func newWorker(queue, cpu int, sock *ring.Socket, plan *atomic.Pointer[Plan], fwd *Forwarder, batch int, spin bool) *Worker {
-	return &Worker{Queue: queue, CPU: cpu, sock: sock, plan: plan, fwd: fwd, batch: min(batch, maxBatch), spin: spin, done: make(chan error, 1)}
+// NewWorker returns the worker for queue, to run on cpu: it serves sock
+// with fwd, forwarding by whatever plan is published in plan (which must be
+// set before Start), at most batch frames at a time. With spin it never
+// sleeps in poll(2) when idle.
+func NewWorker(queue, cpu int, sock *ring.Socket, plan *atomic.Pointer[Plan], fwd *Forwarder, batch int, spin bool) *Worker {
+	return &Worker{Queue: queue, CPU: cpu, sock: sock, plan: plan, fwd: fwd, batch: min(batch, maxBatch), spin: spin, done: make(chan struct{})}
 }
 
-// start runs the loop on a new goroutine locked to its own OS thread and
+// Batch is the worker's batch size (capped at the loop's arrays).
+func (w *Worker) Batch() int { return w.batch }
+
+// Start runs the loop on a new goroutine locked to its own OS thread and
 // pinned to the worker's CPU.
-func (w *Worker) start() {
+func (w *Worker) Start() {
 	go func() {
+		defer close(w.done)
 		runtime.LockOSThread()
 		// The thread stays locked: pinning changed its affinity, and an
 		// unlocked goroutine would hand that thread to the scheduler.
 		var set unix.CPUSet
 		set.Set(w.CPU)
 		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			w.done <- fmt.Errorf("datapath: pin queue %d worker to cpu %d: %w", w.Queue, w.CPU, err)
+			w.err = fmt.Errorf("datapath: pin queue %d worker to cpu %d: %w", w.Queue, w.CPU, err)
 			return
 		}
-		w.done <- w.loop()
+		w.err = w.loop()
 	}()
 }
 
-// halt asks the loop to return and waits for it.
-func (w *Worker) halt() error {
+// Done is closed when the loop has returned: after Halt, or on its own
+// because of an error (Err), which leaves the queue unserved.
+func (w *Worker) Done() <-chan struct{} { return w.done }
+
+// Err is why the loop returned (nil when Halt stopped it). Call it after
+// Done is closed.
+func (w *Worker) Err() error {
+	<-w.done
+	return w.err
+}
+
+// Halt asks the loop to return and waits for it; it returns the loop's
+// error.
+func (w *Worker) Halt() error {
 	w.stop.Store(true)
-	return <-w.done
+	return w.Err()
+}
+
+// idleStep is what the loop does after a round, before the next one.
+type idleStep uint8
+
+const (
+	stepNone idleStep = iota // go round again at once
+	stepWake                 // a poll(2) that does not sleep: the kernel asked for one
+	stepPoll                 // sleep in poll(2) until packets arrive or idlePollMs pass
+)
+
+// nextStep decides how a round that received n frames ends. A worker that
+// is not spinning sleeps in poll(2) when idle, which also serves any
+// wakeup. A spinning worker never sleeps, but when the fill ring's
+// need_wakeup flag is set the driver has stopped receiving until the
+// socket is polled: without that poll a spinning worker would wait for
+// packets forever.
+func nextStep(n int, spin, rxWakeup bool) idleStep {
+	switch {
+	case n == 0 && !spin:
+		return stepPoll
+	case rxWakeup:
+		return stepWake
+	}
+	return stepNone
 }
 
 func (w *Worker) loop() error {
-	umem := w.sock.UMEM()
-	fsize := uint64(w.sock.FrameSize())
 	epoch := time.Now()
-	var seen *Plan
 	for !w.stop.Load() {
+		p := w.plan.Load()
 		// One clock read per batch: the flow table's idle timeouts need
 		// milliseconds, not a time.Now per packet.
-		w.fwd.now = uint32(time.Since(epoch) / time.Millisecond)
-		w.fwd.flows.Sweep(w.fwd.now, 8)
-		w.fwd.flows6.Sweep(w.fwd.now, 8)
+		w.fwd.BeginBatch(p, time.Since(epoch))
 		n := w.sock.Receive(w.rx[:w.batch])
 		if n > 0 {
-			p := w.plan.Load()
-			if p != seen {
-				// A new plan: take its flow timeouts (validated by config).
-				_ = w.fwd.flows.SetTimeouts(p.tcpTimeout, p.udpTimeout)
-				_ = w.fwd.flows6.SetTimeouts(p.tcpTimeout, p.udpTimeout)
-				seen = p
-			}
 			ntx := 0
 			var rxBytes, txBytes uint64
 			for i := range w.rx[:n] {
 				d := w.rx[i]
 				rxBytes += uint64(d.Len)
-				base := d.Addr &^ (fsize - 1)
-				off := int(d.Addr - base)
-				frame := umem[base : base+fsize]
+				frame, off := w.sock.FrameOf(d)
 				nOff, nLen, ok := w.fwd.Forward(p, frame, off, int(d.Len))
 				if !ok {
 					w.sock.Recycle(d.Addr)
 					continue
 				}
-				w.tx[ntx] = ring.Desc{Addr: base + uint64(nOff), Len: uint32(nLen)}
+				w.tx[ntx] = w.sock.At(d, nOff, nLen)
 				txBytes += uint64(nLen)
 				ntx++
 			}
@@ -115,19 +149,25 @@ func (w *Worker) loop() error {
 			w.rxBytes.Add(rxBytes)
 			w.txPackets.Add(uint64(ntx))
 			w.txBytes.Add(txBytes)
-			w.flows.publish(w.fwd.flows.Stats(), w.fwd.flows6.Stats())
+			w.flows.publish(w.fwd.FlowStats())
 		}
 		w.sock.Complete()
 		w.sock.Refill()
-		if n > 0 || w.spin {
+		var timeout int
+		switch nextStep(n, w.spin, w.sock.NeedsRxWakeup()) {
+		case stepNone:
 			continue
+		case stepWake:
+			w.rxWakeups.Add(1)
+		case stepPoll:
+			timeout = idlePollMs
 		}
 		pending := w.sock.TxPending() > 0
 		if pending {
 			w.kick()
 		}
 		w.polls.Add(1)
-		if _, err := w.sock.Poll(idlePollMs, pending); err != nil {
+		if _, err := w.sock.Poll(timeout, pending); err != nil {
 			return fmt.Errorf("datapath: queue %d: %w", w.Queue, err)
 		}
 	}
@@ -166,18 +206,53 @@ func (w *Worker) kick() {
 	}
 }
 
+// WorkerCounters is a snapshot of one worker's counters (each read
+// atomically; the set is not one instant).
+type WorkerCounters struct {
+	RxPackets, RxBytes  uint64
+	TxPackets, TxBytes  uint64
+	Kicks, KickFailures uint64
+	TxRingFull          uint64
+	Polls               uint64
+	// RxWakeups counts the polls a spinning worker made because the fill
+	// ring asked for a wakeup.
+	RxWakeups uint64
+	Flows     flowtable.Stats // as of the last batch
+	Drops     [NumDrops]uint64
+	Events    [NumEvents]uint64
+}
+
+// Counters reads the worker's counters; it is safe from any goroutine.
+func (w *Worker) Counters() WorkerCounters {
+	c := WorkerCounters{
+		RxPackets: w.rxPackets.Load(), RxBytes: w.rxBytes.Load(),
+		TxPackets: w.txPackets.Load(), TxBytes: w.txBytes.Load(),
+		Kicks: w.kicks.Load(), KickFailures: w.kickFailures.Load(),
+		TxRingFull: w.txRingFull.Load(), Polls: w.polls.Load(), RxWakeups: w.rxWakeups.Load(),
+		Flows: flowtable.Stats{
+			Entries: w.flows.entries.Load(), Capacity: w.flows.capacity.Load(),
+			Hits: w.flows.hits.Load(), Misses: w.flows.misses.Load(), Inserts: w.flows.inserts.Load(),
+			Evictions: w.flows.evictions.Load(), Expired: w.flows.expired.Load(),
+		},
+	}
+	for d := range NumDrops {
+		c.Drops[d] = w.fwd.Drops(d)
+	}
+	for ev := range NumEvents {
+		c.Events[ev] = w.fwd.Events(ev)
+	}
+	return c
+}
+
+// Socket is the worker's AF_XDP socket (for its kernel statistics).
+func (w *Worker) Socket() *ring.Socket { return w.sock }
+
 // flowStats mirrors flowtable.Stats for readers on other goroutines.
 type flowStats struct {
 	hits, misses, inserts, evictions, expired, entries, capacity atomic.Uint64
 }
 
-// publish stores the sum of the IPv4 and IPv6 tables' counters.
-func (f *flowStats) publish(s4, s6 flowtable.Stats) {
-	s := flowtable.Stats{
-		Hits: s4.Hits + s6.Hits, Misses: s4.Misses + s6.Misses, Inserts: s4.Inserts + s6.Inserts,
-		Evictions: s4.Evictions + s6.Evictions, Expired: s4.Expired + s6.Expired,
-		Entries: s4.Entries + s6.Entries, Capacity: s4.Capacity + s6.Capacity,
-	}
+func (f *flowStats) publish(s flowtable.Stats) {
 	f.hits.Store(s.Hits)
 	f.misses.Store(s.Misses)
 	f.inserts.Store(s.Inserts)

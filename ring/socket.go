@@ -248,6 +248,20 @@ func (s *Socket) Frame(d Desc) []byte {
 	return s.umem[d.Addr : d.Addr+uint64(d.Len) : end]
 }
 
+// FrameOf returns the whole frame that holds d's packet and the packet's
+// offset in it: the packet may be rewritten in place and a header prepended
+// into frame[:off]. At then gives the descriptor to transmit.
+func (s *Socket) FrameOf(d Desc) (frame []byte, off int) {
+	base := d.Addr &^ s.frameMask
+	return s.umem[base : base+uint64(s.frameSize)], int(d.Addr - base)
+}
+
+// At is the descriptor of the n bytes at offset off of the frame that holds
+// d (offsets as FrameOf returns them).
+func (s *Socket) At(d Desc, off, n int) Desc {
+	return Desc{Addr: d.Addr&^s.frameMask + uint64(off), Len: uint32(n)}
+}
+
 // Receive consumes up to len(out) RX descriptors into out and returns how
 // many. The caller then owns these frames and must Transmit or Recycle each.
 // It costs at most one acquire load and one release store.

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/xlbproject/xlb/control"
-	"github.com/xlbproject/xlb/datapath"
+	"github.com/xlbproject/xlb/engine"
 	"github.com/xlbproject/xlb/lab"
 )
 
@@ -108,7 +108,7 @@ func cmdDemo(e *env, args []string) int {
 
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	var st datapath.Stats
+	var st engine.Stats
 	if err := control.Call(sctx, l.socketPath(), "stats", nil, &st); err != nil {
 		fmt.Fprintf(e.stderr, "xlb demo: %v\n", err)
 		return exitFail

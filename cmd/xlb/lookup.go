@@ -7,7 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/xlbproject/xlb/config"
-	"github.com/xlbproject/xlb/datapath"
+	"github.com/xlbproject/xlb/engine"
 )
 
 func cmdLookup(e *env, args []string) int {
@@ -41,7 +41,7 @@ func cmdLookup(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
 		return exitConfig
 	}
-	r, err := datapath.NewResolver(cfg)
+	r, err := engine.NewResolver(cfg)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
 		return exitFail

@@ -23,7 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xlbproject/xlb/control"
-	"github.com/xlbproject/xlb/datapath"
+	"github.com/xlbproject/xlb/engine"
 	"github.com/xlbproject/xlb/internal/testenv"
 	"github.com/xlbproject/xlb/lab"
 	"github.com/xlbproject/xlb/lab/xlbbin"
@@ -104,11 +104,11 @@ func (b *lockedBuffer) String() string {
 	return b.b.String()
 }
 
-func stats(t *testing.T, l *lbLab) datapath.Stats {
+func stats(t *testing.T, l *lbLab) engine.Stats {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	var st datapath.Stats
+	var st engine.Stats
 	if err := control.Call(ctx, l.socketPath(), "stats", nil, &st); err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestBalance(t *testing.T) {
 	// Counters are read one by one while the last ACKs and FINs may still
 	// be in flight: wait (bounded) for the queue's and the backends' views
 	// to agree, then check them.
-	var st datapath.Stats
+	var st engine.Stats
 	var pkts uint64
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		st, pkts = stats(t, l), 0
@@ -314,7 +314,7 @@ func TestMalformedFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := uint64(len(frames))
-	var after datapath.Stats
+	var after engine.Stats
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		after = stats(t, l)
@@ -343,7 +343,7 @@ func TestMalformedFrames(t *testing.T) {
 }
 
 // counted is everything the balancer counted as not forwardable.
-func counted(st datapath.Stats) uint64 {
+func counted(st engine.Stats) uint64 {
 	n := st.Steer.Malformed
 	for _, d := range st.Drops {
 		n += d

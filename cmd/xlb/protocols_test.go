@@ -28,7 +28,7 @@ import (
 
 	"github.com/xlbproject/xlb/bpf"
 	"github.com/xlbproject/xlb/bpf/decap"
-	"github.com/xlbproject/xlb/datapath"
+	"github.com/xlbproject/xlb/engine"
 	"github.com/xlbproject/xlb/lab"
 )
 
@@ -258,13 +258,13 @@ func settledDecapCounters(t *testing.T, l *lbLab) []decap.Counters {
 }
 
 // vipStats finds a VIP's counters in st.
-func vipStats(st datapath.Stats, addr netip.Addr, port uint16, proto string) (datapath.VIPStats, bool) {
+func vipStats(st engine.Stats, addr netip.Addr, port uint16, proto string) (engine.VIPStats, bool) {
 	for _, v := range st.VIPs {
 		if a, err := netip.ParseAddr(v.Address); err == nil && a == addr && v.Port == port && v.Protocol == proto {
 			return v, true
 		}
 	}
-	return datapath.VIPStats{}, false
+	return engine.VIPStats{}, false
 }
 
 // TestForwardModes: 120 real HTTP connections to each of an IPv6 VIP over
@@ -745,7 +745,7 @@ func TestVIPEcho(t *testing.T) {
 		}
 	}
 	// Every request handled: answered or counted.
-	var after datapath.Stats
+	var after engine.Stats
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		after = stats(t, l)
 		if after.Events["echo_reply"]-before.Events["echo_reply"] >= 2*pings && after.Drops["echo_disabled"]-before.Drops["echo_disabled"] >= 2*pings || time.Now().After(deadline) {
@@ -825,7 +825,7 @@ func TestFragmentPolicy(t *testing.T) {
 			if err := sendRaw(l.client, frames); err != nil {
 				t.Fatal(err)
 			}
-			var after datapath.Stats
+			var after engine.Stats
 			for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 				after = stats(t, l)
 				if after.Steer.Seen-before.Steer.Seen >= 2 && (v.fragPass || after.Drops["fragment"]-before.Drops["fragment"] >= 2) || time.Now().After(deadline) {
@@ -879,7 +879,7 @@ type tally struct {
 	fragNeeded uint64 // answers to packets too big, each also a too_big drop
 }
 
-func tallyOf(st datapath.Stats) tally {
+func tallyOf(st engine.Stats) tally {
 	t := tally{bad: counted(st), redirected: st.Steer.Redirected, fragNeeded: st.Events["frag_needed_sent"]}
 	for _, q := range st.Queues {
 		t.rx += q.RxPackets
@@ -1087,7 +1087,7 @@ func TestMalformedFramesIPv6(t *testing.T) {
 	// Every frame the worker took is forwarded, answered or dropped with a
 	// reason (a frag-needed answer is also a too_big drop): wait for the
 	// counters to agree, bounded.
-	var a2 datapath.Stats
+	var a2 engine.Stats
 	var unaccounted, lost int64
 	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		a2 = stats(t, l)
@@ -1123,7 +1123,7 @@ func frameFate(t *testing.T, l *lbLab, frame []byte) string {
 	if err := sendRaw(l.client, [][]byte{frame}); err != nil {
 		t.Fatal(err)
 	}
-	var a datapath.Stats
+	var a engine.Stats
 	for deadline := time.Now().Add(500 * time.Millisecond); ; time.Sleep(10 * time.Millisecond) {
 		a = stats(t, l)
 		if d := tallyOf(a).minus(tallyOf(b)); d.bad == 1 && d.tx == 0 && d.redirected == d.rx {
@@ -1140,7 +1140,7 @@ func subSteer(a, b bpf.SteerCounters) bpf.SteerCounters {
 	return bpf.SteerCounters{Seen: a.Seen - b.Seen, Redirected: a.Redirected - b.Redirected, Passed: a.Passed - b.Passed, Malformed: a.Malformed - b.Malformed, NoSocket: a.NoSocket - b.NoSocket}
 }
 
-func workerDelta(b, a datapath.Stats) string {
+func workerDelta(b, a engine.Stats) string {
 	qa, qb := a.Queues[0], b.Queues[0]
 	ev := map[string]uint64{}
 	for k, v := range qa.Events {
@@ -1151,7 +1151,7 @@ func workerDelta(b, a datapath.Stats) string {
 	return fmt.Sprintf("rx +%d tx +%d drops %v events %v", qa.RxPackets-qb.RxPackets, qa.TxPackets-qb.TxPackets, dropsDelta(b, a), ev)
 }
 
-func dropsDelta(a, b datapath.Stats) map[string]uint64 {
+func dropsDelta(a, b engine.Stats) map[string]uint64 {
 	d := map[string]uint64{}
 	for k, v := range b.Drops {
 		if v != a.Drops[k] {
@@ -1161,7 +1161,7 @@ func dropsDelta(a, b datapath.Stats) map[string]uint64 {
 	return d
 }
 
-func queueSummary(st datapath.Stats) string {
+func queueSummary(st engine.Stats) string {
 	q := st.Queues[0]
 	return fmt.Sprintf("rx %d tx %d drops %d events %v redirected %d socket %+v", q.RxPackets, q.TxPackets, counted(st)-st.Steer.Malformed, q.Events, st.Steer.Redirected, q.Socket)
 }

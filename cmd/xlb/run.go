@@ -13,7 +13,7 @@ import (
 
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/control"
-	"github.com/xlbproject/xlb/datapath"
+	"github.com/xlbproject/xlb/engine"
 	"github.com/xlbproject/xlb/privilege"
 )
 
@@ -37,7 +37,7 @@ func cmdRun(e *env, args []string) int {
 		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 		defer signal.Stop(sigs)
 	}
-	eng, err := datapath.Start(cfg, log)
+	eng, err := engine.Start(cfg, log)
 	if err != nil {
 		log.Error("start", "err", err)
 		var ce *config.Error
@@ -99,18 +99,27 @@ func cmdRun(e *env, args []string) int {
 	}
 	notify(log, daemon.SdNotifyReady)
 	log.Info("xlb running", "config", cfg.File, "control", srv.Path(), "vips", len(cfg.VIPs), "queues", cfg.Datapath.Queues)
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			if _, err := reload(); err != nil {
-				log.Error("reload refused; the running config stays", "err", err)
+	code = exitOK
+wait:
+	for {
+		select {
+		case <-eng.Failed():
+			// Logged by the engine; a dead datapath is no clean exit.
+			log.Error("stopping: the datapath failed", "err", eng.Err())
+			code = exitFail
+			break wait
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				if _, err := reload(); err != nil {
+					log.Error("reload refused; the running config stays", "err", err)
+				}
+				continue
 			}
-			continue
+			log.Info("signal received, detaching", "signal", sig.String())
+			break wait
 		}
-		log.Info("signal received, detaching", "signal", sig.String())
-		break
 	}
 	notify(log, daemon.SdNotifyStopping)
-	code = exitOK
 	if err := srv.Close(); err != nil {
 		log.Error("close control socket", "err", err)
 		code = exitFail

@@ -10,7 +10,7 @@ import (
 
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/control"
-	"github.com/xlbproject/xlb/datapath"
+	"github.com/xlbproject/xlb/engine"
 )
 
 func cmdStats(e *env, args []string) int {
@@ -28,7 +28,7 @@ func cmdStats(e *env, args []string) int {
 	}
 	ctx, cancel := withTimeout(*timeout)
 	defer cancel()
-	var st datapath.Stats
+	var st engine.Stats
 	if err := control.Call(ctx, path, "stats", nil, &st); err != nil {
 		if errors.Is(err, control.ErrNoAnswer) {
 			err = fmt.Errorf("no answer from %s within %s", path, *timeout)
@@ -49,8 +49,11 @@ func cmdStats(e *env, args []string) int {
 	return exitOK
 }
 
-func printStats(w io.Writer, st datapath.Stats) {
-	fmt.Fprintf(w, "interface %s  mode %s  xdp_mode %s  up %s\n", st.Interface, st.Mode, st.XDPMode, st.Uptime)
+func printStats(w io.Writer, st engine.Stats) {
+	fmt.Fprintf(w, "interface %s  mode %s  xdp_mode %s  up %s  state %s\n", st.Interface, st.Mode, st.XDPMode, st.Uptime, st.State)
+	if st.Error != "" {
+		fmt.Fprintf(w, "  datapath failed: %s\n", st.Error)
+	}
 	if n := st.Native; n != nil {
 		fmt.Fprintf(w, "native: seen %d  forwarded %d  passed %d  malformed %d  flow_hits %d  dropped %d\n", n.Seen, n.Forwarded, n.Passed, n.Malformed, n.FlowHits, n.Dropped)
 		printCounters(w, "drops:", n.Drops)

@@ -1,4 +1,4 @@
-package datapath
+package engine
 
 import (
 	"fmt"
@@ -29,7 +29,7 @@ func reserveWorkerCPUs(allowed unix.CPUSet, workers []int) (bool, error) {
 	}
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
-		return false, fmt.Errorf("datapath: list threads: %w", err)
+		return false, fmt.Errorf("engine: list threads: %w", err)
 	}
 	for _, t := range tasks {
 		tid, err := strconv.Atoi(t.Name())
@@ -38,7 +38,7 @@ func reserveWorkerCPUs(allowed unix.CPUSet, workers []int) (bool, error) {
 		}
 		// A thread that exited meanwhile is no error.
 		if err := unix.SchedSetaffinity(tid, &control); err != nil && err != unix.ESRCH {
-			return false, fmt.Errorf("datapath: set affinity of thread %d: %w", tid, err)
+			return false, fmt.Errorf("engine: set affinity of thread %d: %w", tid, err)
 		}
 	}
 	return true, nil

@@ -1,4 +1,4 @@
-package datapath
+package engine
 
 import (
 	"errors"
@@ -26,14 +26,14 @@ const usableNeigh = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELA
 func nextHop(ifindex int, dst netip.Addr) (mac [6]byte, ok bool, err error) {
 	routes, err := netlink.RouteGet(dst.AsSlice())
 	if err != nil {
-		return mac, false, fmt.Errorf("datapath: route to backend %s: %w", dst, err)
+		return mac, false, fmt.Errorf("engine: route to backend %s: %w", dst, err)
 	}
 	if len(routes) == 0 {
-		return mac, false, fmt.Errorf("datapath: no route to backend %s", dst)
+		return mac, false, fmt.Errorf("engine: no route to backend %s", dst)
 	}
 	r := routes[0]
 	if r.LinkIndex != ifindex {
-		return mac, false, fmt.Errorf("datapath: backend %s: %w (interface index %d, want %d)", dst, errNotRouted, r.LinkIndex, ifindex)
+		return mac, false, fmt.Errorf("engine: backend %s: %w (interface index %d, want %d)", dst, errNotRouted, r.LinkIndex, ifindex)
 	}
 	hop := dst
 	if gw, ok := netip.AddrFromSlice(r.Gw); ok && !gw.IsUnspecified() {
@@ -47,7 +47,7 @@ func nextHop(ifindex int, dst netip.Addr) (mac [6]byte, ok bool, err error) {
 	}
 	neighs, err := netlink.NeighList(ifindex, family)
 	if err != nil {
-		return mac, false, fmt.Errorf("datapath: neighbours of interface %d: %w", ifindex, err)
+		return mac, false, fmt.Errorf("engine: neighbours of interface %d: %w", ifindex, err)
 	}
 	for _, n := range neighs {
 		a, _ := netip.AddrFromSlice(n.IP)
@@ -65,7 +65,7 @@ func nextHop(ifindex int, dst netip.Addr) (mac [6]byte, ok bool, err error) {
 		Flags:     netlink.NTF_USE,
 	})
 	if err != nil && !errors.Is(err, unix.EEXIST) {
-		return mac, false, fmt.Errorf("datapath: ask the kernel to resolve %s: %w", hop, err)
+		return mac, false, fmt.Errorf("engine: ask the kernel to resolve %s: %w", hop, err)
 	}
 	return mac, false, nil
 }

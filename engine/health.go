@@ -1,8 +1,10 @@
-package datapath
+package engine
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/xlbproject/xlb/config"
@@ -73,39 +75,58 @@ func (e *Engine) applyHealth() {
 	defer e.reloadMu.Unlock()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	changed := false
+	old := e.cur
+	next := *old
+	next.down = maps.Clone(old.down)
+	changed := map[vipID]bool{}
 	for id, down := range news {
-		k, ok := e.healthKeys[id]
-		if !ok || e.down[k] == down {
+		k, ok := old.keys[id]
+		if !ok || next.down[k] == down {
 			continue // removed by a reload meanwhile, or no change
 		}
-		changed = true
+		changed[k.vip] = true
 		if down {
-			e.down[k] = true
-			e.log.Warn("backend down: no new flows, its tracked flows move", "backend", k.backend, "vip", k.vip.String())
+			next.down[k] = true
 		} else {
-			delete(e.down, k)
-			e.log.Info("backend up: back in the table", "backend", k.backend, "vip", k.vip.String())
+			delete(next.down, k)
 		}
 	}
-	if !changed {
+	if len(changed) == 0 {
 		return
 	}
+	// Only the VIPs whose backends changed get a new table: the others keep
+	// theirs (a table build costs milliseconds per VIP).
 	t0 := time.Now()
-	tables, err := buildTables(e.cfg, e.down)
+	next.tables = slices.Clone(old.tables)
+	for i, v := range old.cfg.VIPs {
+		if !changed[idOf(v)] {
+			continue
+		}
+		t, err := buildTable(v, next.down)
+		if err != nil {
+			e.log.Error("rebuild table after a health change", "vip", v.String(), "err", err)
+			return
+		}
+		next.tables[i] = t
+	}
+	err := e.derive(&next)
 	if err == nil {
-		e.tables = tables
-		err = e.publishLocked()
+		err = e.commit(old, &next)
 	}
 	if err != nil {
-		e.log.Error("rebuild tables after a health change", "err", err)
+		e.log.Error("apply a health change; the previous plan stays", "err", err)
 		return
 	}
-	e.log.Info("tables rebuilt after a health change", "took", time.Since(t0))
-}
-
-func (k vipID) String() string {
-	return fmt.Sprintf("%s/%s", netip.AddrPortFrom(k.addr, k.port), k.proto)
+	for id, down := range news {
+		if k, ok := old.keys[id]; ok && changed[k.vip] && old.down[k] != down {
+			if down {
+				e.log.Warn("backend down: no new flows, its tracked flows move", "backend", k.backend, "vip", k.vip.String())
+			} else {
+				e.log.Info("backend up: back in the table", "backend", k.backend, "vip", k.vip.String())
+			}
+		}
+	}
+	e.log.Info("tables rebuilt after a health change", "vips", len(changed), "took", time.Since(t0))
 }
 
 // healthID names a checked backend: "198.18.100.1:80/tcp 198.18.0.11".

@@ -1,4 +1,4 @@
-package datapath
+package engine
 
 import (
 	"fmt"
@@ -8,7 +8,31 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/datapath"
+	"github.com/xlbproject/xlb/flowtable"
 )
+
+// headroom is where AF_XDP copy mode puts received data in a frame.
+const headroom = 256
+
+// udpFrame is a client's UDP frame from src to dst.
+func udpFrame(tb testing.TB, src, dst netip.Addr, sport, dport uint16, payload int) []byte {
+	tb.Helper()
+	eth := &layers.Ethernet{SrcMAC: []byte{2, 0, 0, 0, 0, 2}, DstMAC: []byte{2, 0, 0, 0, 0, 1}, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	u := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
+	_ = u.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, u, gopacket.Payload(make([]byte, payload))); err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
+}
 
 // bigConfig is one VIP with n backends, as a file would hold it.
 func bigConfig(n, weightOf int) []byte {
@@ -29,10 +53,26 @@ func bigConfig(n, weightOf int) []byte {
 // included).
 func BenchmarkReload(b *testing.B) {
 	files := [][]byte{bigConfig(1000, 1), bigConfig(1000, 3)}
-	ps := &planSet{ids: newIDAllocator(), counters: map[backendKey]*BackendCounters{}}
-	var current atomic.Pointer[Plan]
+	ids, counters := newIDs(maxIndexes, 0), map[backendKey]*datapath.BackendCounters{}
+	var current atomic.Pointer[datapath.Plan]
 	reload := func(data []byte) {
-		p := planFor(b, planInput{cfg: parseTestConfig(b, "big.toml", string(data)), counters: ps.counters, ids: ps.ids})
+		cfg, err := config.Parse("big.toml", data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.Datapath.Source = netip.MustParseAddr("198.18.0.1")
+		if _, err := ids.assign(cfg, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+		counters = keepCounters(counters, cfg, 1)
+		tables, err := buildTables(cfg, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := datapath.NewPlan(planSpec(specInput{cfg: cfg, tables: tables, counters: counters, ids: ids}))
+		if err != nil {
+			b.Fatal(err)
+		}
 		current.Store(p)
 	}
 	reload(files[0])
@@ -46,9 +86,13 @@ func BenchmarkReload(b *testing.B) {
 		// Like a worker: its own OS thread.
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		f := newForwarder(b, 1500)
-		in := frame(b, frameSpec{dst: netip.MustParseAddr("198.18.100.2"), sport: 9, dport: 7, udp: true, payload: 64})
-		buf := umemFrame(in)
+		f, err := datapath.NewForwarder(0, [6]byte{2, 0, 0, 0, 0, 1}, 1500, flowtable.Config{Entries: 1 << 12})
+		if err != nil {
+			panic(err)
+		}
+		in := udpFrame(b, netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.100.2"), 9, 7, 64)
+		buf := make([]byte, 2048)
+		copy(buf[headroom:], in)
 		last := time.Now()
 		for i := 0; ; i++ {
 			if i&1023 == 0 {

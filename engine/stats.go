@@ -1,10 +1,11 @@
-package datapath
+package engine
 
 import (
 	"net"
 	"time"
 
 	"github.com/xlbproject/xlb/bpf"
+	"github.com/xlbproject/xlb/datapath"
 	"github.com/xlbproject/xlb/health"
 	"github.com/xlbproject/xlb/ring"
 )
@@ -12,17 +13,21 @@ import (
 // Stats is what `xlb stats` shows: a consistent-enough snapshot (each counter
 // is read atomically; the set is not one instant).
 type Stats struct {
-	Interface string            `json:"interface"`
-	XDPMode   string            `json:"xdp_mode"`
-	Uptime    string            `json:"uptime"`
-	Mode      string            `json:"mode"`
-	Steer     bpf.SteerCounters `json:"steer"`            // afxdp mode
-	Native    *bpf.LBCounters   `json:"native,omitempty"` // native mode
-	SteerErr  string            `json:"steer_error,omitempty"`
-	Queues    []QueueStats      `json:"queues"`
-	VIPs      []VIPStats        `json:"vips"`
-	Drops     map[string]uint64 `json:"drops"`  // summed over queues
-	Events    map[string]uint64 `json:"events"` // summed over queues
+	Interface string `json:"interface"`
+	XDPMode   string `json:"xdp_mode"`
+	Uptime    string `json:"uptime"`
+	Mode      string `json:"mode"`
+	// State is "running", or "failed" once the datapath has failed for
+	// good (Error says why; xlb run then stops).
+	State    string            `json:"state"`
+	Error    string            `json:"error,omitempty"`
+	Steer    bpf.SteerCounters `json:"steer"`            // afxdp mode
+	Native   *bpf.LBCounters   `json:"native,omitempty"` // native mode
+	SteerErr string            `json:"steer_error,omitempty"`
+	Queues   []QueueStats      `json:"queues"`
+	VIPs     []VIPStats        `json:"vips"`
+	Drops    map[string]uint64 `json:"drops"`  // summed over queues
+	Events   map[string]uint64 `json:"events"` // summed over queues
 }
 
 // QueueStats are one worker's counters and its socket's XDP_STATISTICS.
@@ -40,6 +45,7 @@ type QueueStats struct {
 	KickFailures uint64            `json:"kick_failures"`
 	TxRingFull   uint64            `json:"tx_ring_full"`
 	Polls        uint64            `json:"polls"`
+	RxWakeups    uint64            `json:"rx_wakeups"` // polls a spinning worker made for the fill ring
 	Flows        FlowStats         `json:"flows"`
 	Socket       ring.Stats        `json:"socket"`
 	SocketErr    string            `json:"socket_error,omitempty"`
@@ -84,8 +90,12 @@ func (e *Engine) Stats() Stats {
 		Interface: e.ifname,
 		XDPMode:   e.mode,
 		Uptime:    time.Since(e.started).Round(time.Second).String(),
+		State:     "running",
 		Drops:     map[string]uint64{},
 		Events:    map[string]uint64{},
+	}
+	if err := e.Err(); err != nil {
+		s.State, s.Error = "failed", err.Error()
 	}
 	var err error
 	var perBackend []bpf.LBBackendCounters
@@ -106,38 +116,38 @@ func (e *Engine) Stats() Stats {
 		}
 	}
 	for _, w := range e.workers {
+		c := w.Counters()
 		q := QueueStats{
 			Queue:        w.Queue,
 			CPU:          w.CPU,
-			ZeroCopy:     w.sock.ZeroCopy(),
-			RxPackets:    w.rxPackets.Load(),
-			RxBytes:      w.rxBytes.Load(),
-			TxPackets:    w.txPackets.Load(),
-			TxBytes:      w.txBytes.Load(),
+			ZeroCopy:     w.Socket().ZeroCopy(),
+			RxPackets:    c.RxPackets,
+			RxBytes:      c.RxBytes,
+			TxPackets:    c.TxPackets,
+			TxBytes:      c.TxBytes,
 			Drops:        map[string]uint64{},
 			Events:       map[string]uint64{},
-			Kicks:        w.kicks.Load(),
-			KickFailures: w.kickFailures.Load(),
-			TxRingFull:   w.txRingFull.Load(),
-			Polls:        w.polls.Load(),
+			Kicks:        c.Kicks,
+			KickFailures: c.KickFailures,
+			TxRingFull:   c.TxRingFull,
+			Polls:        c.Polls,
+			RxWakeups:    c.RxWakeups,
 			Flows: FlowStats{
-				Entries: w.flows.entries.Load(), Capacity: w.flows.capacity.Load(),
-				Hits: w.flows.hits.Load(), Misses: w.flows.misses.Load(), Inserts: w.flows.inserts.Load(),
-				Evictions: w.flows.evictions.Load(), Expired: w.flows.expired.Load(),
+				Entries: c.Flows.Entries, Capacity: c.Flows.Capacity,
+				Hits: c.Flows.Hits, Misses: c.Flows.Misses, Inserts: c.Flows.Inserts,
+				Evictions: c.Flows.Evictions, Expired: c.Flows.Expired,
 			},
 		}
 		// Reason 0 is the parser's OK: not a drop.
-		for d := Drop(1); d < numDrops; d++ {
-			n := w.fwd.drops[d].Load()
-			q.Drops[d.String()] = n
-			s.Drops[d.String()] += n
+		for d := datapath.Drop(1); d < datapath.NumDrops; d++ {
+			q.Drops[d.String()] = c.Drops[d]
+			s.Drops[d.String()] += c.Drops[d]
 		}
-		for ev := range numEvents {
-			n := w.fwd.events[ev].Load()
-			q.Events[ev.String()] = n
-			s.Events[ev.String()] += n
+		for ev := range datapath.NumEvents {
+			q.Events[ev.String()] = c.Events[ev]
+			s.Events[ev.String()] += c.Events[ev]
 		}
-		if q.Socket, err = w.sock.Stats(); err != nil {
+		if q.Socket, err = w.Socket().Stats(); err != nil {
 			q.SocketErr = err.Error()
 		}
 		s.Queues = append(s.Queues, q)
@@ -146,19 +156,22 @@ func (e *Engine) Stats() Stats {
 	for _, st := range e.health.Status() {
 		checks[st.ID] = st
 	}
-	p := e.plan.Load()
-	for _, v := range p.vips {
-		vs := VIPStats{Address: v.cfg.Address.String(), Port: v.cfg.Port, Protocol: v.cfg.Protocol.String(), Forward: v.cfg.Forward.String()}
-		for j, b := range v.backends {
-			bs := BackendStats{Address: v.cfg.Backends[j].Address.String(), Weight: v.cfg.Backends[j].Weight}
-			if b.resolved {
-				bs.NextHop = net.HardwareAddr(b.mac[:]).String()
+	pub := e.pub.Load()
+	for i, v := range pub.spec.VIPs {
+		cv := pub.cfg.VIPs[i]
+		vs := VIPStats{Address: cv.Address.String(), Port: cv.Port, Protocol: cv.Protocol.String(), Forward: cv.Forward.String()}
+		for j, b := range v.Backends {
+			cb := cv.Backends[j]
+			bs := BackendStats{Address: cb.Address.String(), Weight: cb.Weight}
+			if b.Resolved {
+				bs.NextHop = net.HardwareAddr(b.MAC[:]).String()
 			}
-			bs.Packets, bs.Bytes = b.counters.Totals()
-			if int(b.id) < len(perBackend) {
-				bs.Packets, bs.Bytes = perBackend[b.id].Packets, perBackend[b.id].Bytes
+			bs.Packets, bs.Bytes = b.Counters.Totals()
+			if x := datapath.IDIndex(b.ID); int(x) < len(perBackend) {
+				c, base := perBackend[x], pub.base[x]
+				bs.Packets, bs.Bytes = c.Packets-min(base.Packets, c.Packets), c.Bytes-min(base.Bytes, c.Bytes)
 			}
-			if hs, ok := checks[healthID(v.cfg, v.cfg.Backends[j].Address)]; ok {
+			if hs, ok := checks[healthID(cv, cb.Address)]; ok {
 				bs.Health, bs.HealthSince, bs.HealthError = hs.State.String(), hs.Since.Format(time.RFC3339), hs.LastError
 			}
 			vs.Backends = append(vs.Backends, bs)

@@ -1,0 +1,142 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/datapath"
+)
+
+// maxIndexes is the backend ID index space (datapath.IDIndexBits).
+const maxIndexes = 1 << datapath.IDIndexBits
+
+// ids hands out the stable IDs that flow tables store, and recycles them.
+//
+// A backend ID is an index (the low datapath.IDIndexBits bits: its slot in
+// the plan and in the native backends map) and a generation (the high
+// bits). An index is free again as soon as its backend leaves the
+// committed config; when it is given to another backend its generation is
+// bumped, so a flow that still carries the old ID re-picks instead of
+// following the index to the newcomer. A long-running instance under
+// backend churn therefore never runs out of IDs: it needs as many indexes
+// as backends it has at once.
+//
+// The native lb program keys backends by index alone and does not check the
+// generation, so in native mode a freed index rests for quarantine before
+// it is reused: the flows pinned to it have been idle that long by then.
+//
+// VIP IDs are never reused (a removed VIP forgets its ID; added again it
+// gets a new one, and its old flows re-pick).
+//
+// An ids is changed only on a clone that a reload commits or drops whole.
+type ids struct {
+	limit      int           // indexes usable: maxIndexes, or the lb program's MaxBackends
+	quarantine time.Duration // native mode: how long a freed index rests
+	gen        []uint16      // per index ever used: the generation of its next or current ID
+	backends   map[backendKey]uint32
+	free       []uint32 // indexes ready for reuse, oldest first
+	resting    []restingIndex
+	vips       map[vipID]uint32
+	nextVIP    uint32
+}
+
+type restingIndex struct {
+	index uint32
+	until time.Time
+}
+
+func newIDs(limit int, quarantine time.Duration) *ids {
+	return &ids{limit: min(limit, maxIndexes), quarantine: quarantine, backends: map[backendKey]uint32{}, vips: map[vipID]uint32{}}
+}
+
+func (a *ids) clone() *ids {
+	c := *a
+	c.gen = slices.Clone(a.gen)
+	c.backends = maps.Clone(a.backends)
+	c.free = slices.Clone(a.free)
+	c.resting = slices.Clone(a.resting)
+	c.vips = maps.Clone(a.vips)
+	return &c
+}
+
+// ErrIDsExhausted: a config has more backends than the ID space holds (with
+// the indexes resting in native mode).
+var ErrIDsExhausted = errors.New("backend IDs exhausted")
+
+// assign gives every VIP and backend of cfg an ID at time now: those already
+// known keep theirs, those gone release theirs, new ones get one. It
+// returns the indexes it gave to new backends.
+func (a *ids) assign(cfg *config.Config, now time.Time) (fresh []uint32, err error) {
+	wantVIPs := map[vipID]bool{}
+	want := map[backendKey]bool{}
+	var order []backendKey
+	for _, v := range cfg.VIPs {
+		wantVIPs[idOf(v)] = true
+		for _, b := range v.Backends {
+			k := backendKey{idOf(v), b.Address}
+			want[k] = true
+			order = append(order, k)
+		}
+	}
+	for k := range a.vips {
+		if !wantVIPs[k] {
+			delete(a.vips, k)
+		}
+	}
+	for _, v := range cfg.VIPs {
+		if _, ok := a.vips[idOf(v)]; !ok {
+			a.vips[idOf(v)] = a.nextVIP
+			a.nextVIP++
+		}
+	}
+	// Release in index order, so that reuse does not depend on map order.
+	var gone []uint32
+	for k, id := range a.backends {
+		if !want[k] {
+			delete(a.backends, k)
+			gone = append(gone, datapath.IDIndex(id))
+		}
+	}
+	slices.Sort(gone)
+	for _, x := range gone {
+		a.gen[x]++
+		if a.quarantine > 0 {
+			a.resting = append(a.resting, restingIndex{x, now.Add(a.quarantine)})
+		} else {
+			a.free = append(a.free, x)
+		}
+	}
+	for len(a.resting) > 0 && !a.resting[0].until.After(now) {
+		a.free = append(a.free, a.resting[0].index)
+		a.resting = a.resting[1:]
+	}
+	for _, k := range order {
+		if _, ok := a.backends[k]; ok {
+			continue
+		}
+		var x uint32
+		switch {
+		case len(a.free) > 0:
+			x, a.free = a.free[0], a.free[1:]
+		case len(a.gen) < a.limit:
+			x = uint32(len(a.gen))
+			a.gen = append(a.gen, 0)
+		case len(a.resting) > 0:
+			return nil, fmt.Errorf("engine: %w: %d backends, room for %d, %d of them freed and resting until %s (the native program cannot tell their old flows apart)",
+				ErrIDsExhausted, len(order), a.limit, len(a.resting), a.resting[0].until.Format(time.RFC3339))
+		default:
+			return nil, fmt.Errorf("engine: %w: %d backends, room for %d", ErrIDsExhausted, len(order), a.limit)
+		}
+		a.backends[k] = uint32(a.gen[x])<<datapath.IDIndexBits | x
+		fresh = append(fresh, x)
+	}
+	return fresh, nil
+}
+
+// indexes is how many indexes have ever been used: the length of the native
+// backends array.
+func (a *ids) indexes() int { return len(a.gen) }
