@@ -79,8 +79,8 @@ func onThread(enter func() error, fn func() error) error {
 // point with O_EXCL, so it never takes over an existing namespace, and
 // removes it again if the rest fails.
 func createNamed(name string) (netns.NsHandle, error) {
-	if err := os.MkdirAll(NetnsDir, 0o755); err != nil {
-		return netns.None(), fmt.Errorf("lab: create %s: %w", NetnsDir, err)
+	if err := sharedNetnsDir(); err != nil {
+		return netns.None(), err
 	}
 	path := filepath.Join(NetnsDir, name)
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
@@ -116,6 +116,28 @@ func createNamed(name string) (netns.NsHandle, error) {
 		return netns.None(), err
 	}
 	return handle, nil
+}
+
+// sharedNetnsDir makes NetnsDir a shared mount point, as `ip netns add`
+// does before its first namespace. Otherwise the first `ip netns add` run
+// by anyone while a lab exists bind-mounts the directory over itself and
+// hides the lab's namespace mounts under it: they can no longer be
+// unmounted by path, and Close fails with EBUSY, leaving them behind. Made
+// a mount point first, the later `ip netns add` only sets its propagation.
+func sharedNetnsDir() error {
+	if err := os.MkdirAll(NetnsDir, 0o755); err != nil {
+		return fmt.Errorf("lab: create %s: %w", NetnsDir, err)
+	}
+	err := unix.Mount("", NetnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if errors.Is(err, unix.EINVAL) { // not a mount point yet
+		if err = unix.Mount(NetnsDir, NetnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err == nil {
+			err = unix.Mount("", NetnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("lab: make %s a shared mount point: %w", NetnsDir, err)
+	}
+	return nil
 }
 
 // deleteNamed unmounts and removes NetnsDir/name. The namespace itself,

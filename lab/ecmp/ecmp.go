@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -200,9 +199,6 @@ func New(spec Spec) (*Lab, error) {
 			}},
 		})
 	}
-	if err := sharedNetnsDir(); err != nil {
-		return nil, err
-	}
 	l := &Lab{RouterASN: spec.RouterASN, BalancerASN: spec.BalancerASN}
 	if l.Base, err = lab.New(base); err != nil {
 		return nil, err
@@ -217,29 +213,6 @@ func New(spec Spec) (*Lab, error) {
 		return nil, errors.Join(err, l.Base.Close())
 	}
 	return l, nil
-}
-
-// sharedNetnsDir makes lab.NetnsDir a shared mount point, as `ip netns
-// add` does before its first namespace. Otherwise the first `ip netns add`
-// run by anyone after the lab was built bind-mounts the directory over
-// itself and hides the lab's namespace mounts under it: they can no longer
-// be unmounted by path, and Close fails with EBUSY, leaving them behind.
-// Doing it first makes the later `ip netns add` find a mount point and
-// only set its propagation. (Package lab should do this itself.)
-func sharedNetnsDir() error {
-	if err := os.MkdirAll(lab.NetnsDir, 0o755); err != nil {
-		return fmt.Errorf("ecmp: %w", err)
-	}
-	err := unix.Mount("", lab.NetnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
-	if errors.Is(err, unix.EINVAL) { // not a mount point yet
-		if err = unix.Mount(lab.NetnsDir, lab.NetnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err == nil {
-			err = unix.Mount("", lab.NetnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("ecmp: make %s a shared mount point: %w", lab.NetnsDir, err)
-	}
-	return nil
 }
 
 func prefixNet(p netip.Prefix) *net.IPNet {
