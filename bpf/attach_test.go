@@ -16,6 +16,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/xlbproject/xlb/internal/testenv"
 )
 
 // vethNetns moves the calling test's goroutine, locked to its thread, into a
@@ -24,7 +26,7 @@ import (
 // (if that fails the thread stays locked and dies with the goroutine).
 func vethNetns(t *testing.T) (string, string) {
 	t.Helper()
-	requireRoot(t)
+	testenv.Root(t, "creates a network namespace and attaches XDP programs")
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {

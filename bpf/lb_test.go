@@ -15,6 +15,7 @@ import (
 
 	"github.com/xlbproject/xlb/datapath/packet"
 	"github.com/xlbproject/xlb/hash"
+	"github.com/xlbproject/xlb/internal/testenv"
 )
 
 // The lb fixtures: four VIPs, four backends (the last one unresolved), a
@@ -68,7 +69,7 @@ func fill(n int, v uint32) []uint32 {
 
 func loadTestLB(t testing.TB) *LB {
 	t.Helper()
-	requireRoot(t)
+	testenv.Root(t, "loads the lb program (BPF_PROG_TEST_RUN)")
 	lb, err := LoadLB(LBOptions{FlowTableSize: 4096, TableSize: lbTestTableSize, MaxVIPs: 8, MaxBackends: 16})
 	if err != nil {
 		t.Fatalf("LoadLB: %v", err)
@@ -483,7 +484,7 @@ func TestLBBackendCounters(t *testing.T) {
 }
 
 func TestLBArgs(t *testing.T) {
-	requireRoot(t)
+	testenv.Root(t, "loads the lb program (BPF_PROG_TEST_RUN)")
 	for _, o := range []LBOptions{
 		{FlowTableSize: -1},
 		{TableSize: hash.MaxTableSize + 1},
