@@ -243,7 +243,7 @@ func TestLBForwards(t *testing.T) {
 			// The outer ID comes from the per-CPU counter (TestLBFrames
 			// checks that); take it from the frame.
 			id := binary.BigEndian.Uint16(got[18:20])
-			want, _, _ := goForward(frame, lbTestTable(t), id)
+			want := lbModel(t, frame, -1, id).out
 			if !bytes.Equal(got, want) {
 				t.Fatalf("received frame differs from the Go worker's\n got % x\nwant % x", got, want)
 			}
