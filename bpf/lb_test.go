@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -1241,5 +1242,40 @@ func TestLBSetTable(t *testing.T) {
 	}
 	if err := lb.SetTable(14, fill(1000, 0)); err != nil {
 		t.Errorf("a big table after the others were freed: %v", err)
+	}
+}
+
+// TestLBVerifierHeadroom keeps the program far below the verifier's limit
+// of a million processed instructions: a program near it fails to load on
+// the next compiler or kernel. (Everything inlined into one function, this
+// one once took 929k; with the parser and the rare answers as global
+// functions, checked once each, about 15k.)
+func TestLBVerifierHeadroom(t *testing.T) {
+	testenv.Root(t, "loads the lb program")
+	opts, err := LBOptions{FlowTableSize: 64, MaxVIPs: 2, MaxBackends: 4, TableSize: lbTestTableSize}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := lbSpec(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objs lbLoaded
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats}}); err != nil {
+		t.Fatal(err)
+	}
+	defer objs.Close()
+	var n int
+	log := objs.XlbLb.VerifierLog
+	i := strings.Index(log, "processed ")
+	if i < 0 {
+		t.Fatalf("no statistics in the verifier log: %q", log)
+	}
+	if _, err := fmt.Sscanf(log[i:], "processed %d insns", &n); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("verifier: %d instructions processed", n)
+	if n > 200_000 {
+		t.Errorf("the verifier processed %d instructions (limit 1000000): split the program further", n)
 	}
 }
