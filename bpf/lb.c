@@ -388,6 +388,18 @@ static __always_inline __u32 flow4_hash(struct pkt *p)
 	return jhash_final(p->src + iv, p->dst + iv, p->ports + iv);
 }
 
+// copy16 copies an IPv6 address as four words (see copy_mac).
+static __always_inline void copy16(void *dst, const void *src)
+{
+	__u32 *d = dst;
+	const __u32 *q = src;
+
+	d[0] = q[0];
+	d[1] = q[1];
+	d[2] = q[2];
+	d[3] = q[3];
+}
+
 static __always_inline __u32 word(const __u8 *a, int i)
 {
 	__u32 w;
@@ -534,8 +546,8 @@ static __always_inline void put_ipv6(struct ipv6hdr *ip, __u8 tc, __u32 label, _
 	ip->payload_len = bpf_htons(payload);
 	ip->nexthdr = next;
 	ip->hop_limit = OUTER_TTL;
-	__builtin_memcpy(&ip->saddr, src, 16);
-	__builtin_memcpy(&ip->daddr, dst, 16);
+	copy16(&ip->saddr, src);
+	copy16(&ip->daddr, dst);
 }
 
 // l2 is the Ethernet header (and VLAN tag) to write in front of new
@@ -722,8 +734,8 @@ static __always_inline __u32 parse_icmp6(struct pkt *p, void *l4, void *ipend, v
 		return LB_DROP_TRUNCATED_ICMP;
 	p->icmp = ICMP_ERROR;
 	p->proto = nh;
-	__builtin_memcpy(p->src6, &q->daddr, 16);
-	__builtin_memcpy(p->dst6, &q->saddr, 16);
+	copy16(p->src6, &q->daddr);
+	copy16(p->dst6, &q->saddr);
 	p->ports = rol32(*inner, 16);
 	p->dport = *(__be16 *)inner;
 	return 0;
@@ -861,8 +873,8 @@ __noinline int frag_needed(struct xdp_md *ctx, struct pkt *p, __u32 mtu)
 		__be32 next;
 		__be32 icmp[2];
 	} ph;
-	__builtin_memcpy(ph.src, p->dst6, 16);
-	__builtin_memcpy(ph.dst, p->src6, 16);
+	copy16(ph.src, p->dst6);
+	copy16(ph.dst, p->src6);
 	ph.len = bpf_htonl(ICMP_HDR + q);
 	ph.next = bpf_htonl(IPPROTO_ICMPV6);
 	ph.icmp[0] = bpf_htonl(2 << 24);
@@ -1068,10 +1080,10 @@ __noinline int lb_parse(struct xdp_md *ctx, struct pkt *p, struct vip_key *key)
 		if ((void *)(ip6 + 1) > end)
 			return PARSE_MALFORMED;
 		key->family = 6;
-		__builtin_memcpy(key->addr, &ip6->daddr, 16);
+		copy16(key->addr, &ip6->daddr);
 		p->family = 6;
-		__builtin_memcpy(p->src6, &ip6->saddr, 16);
-		__builtin_memcpy(p->dst6, &ip6->daddr, 16);
+		copy16(p->src6, &ip6->saddr);
+		copy16(p->dst6, &ip6->daddr);
 		p->tos = ip6->priority << 4 | ip6->flow_lbl[0] >> 4;
 		p->df = 1;
 		__u32 total = IPV6_HDR + bpf_ntohs(ip6->payload_len);
@@ -1165,7 +1177,7 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		if (p.family == 4)
 			__builtin_memcpy(key.addr, &p.dst, 4);
 		else
-			__builtin_memcpy(key.addr, p.dst6, 16);
+			copy16(key.addr, p.dst6);
 		key.proto = p.proto;
 		key.port = p.dport;
 		vip = bpf_map_lookup_elem(&vips, &key);
@@ -1200,8 +1212,8 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		fvp = bpf_map_lookup_elem(&flows, &fk4);
 	} else {
 		h = flow6_hash(&p);
-		__builtin_memcpy(fk6.saddr, p.src6, 16);
-		__builtin_memcpy(fk6.daddr, p.dst6, 16);
+		copy16(fk6.saddr, p.src6);
+		copy16(fk6.daddr, p.dst6);
 		fk6.ports = p.ports;
 		fk6.proto = p.proto;
 		fvp = flow6_lookup(&fk6);
