@@ -1145,9 +1145,10 @@ func loadLBBench(b *testing.B, lb *LB) *ebpf.Program {
 }
 
 // BenchmarkLB measures the program per packet through xlb_lb_bench, which
-// undoes each IPIP encapsulation so that a repeated BPF_PROG_TEST_RUN runs
-// on the same frame every time. The undo (an adjust_head and a 14-byte
-// copy, a few ns) is included in the forwarded figures.
+// undoes each encapsulation so that a repeated BPF_PROG_TEST_RUN runs on
+// the same frame every time. The undo (an adjust_head and a 14-byte copy, a
+// few ns) is included in the forwarded figures. The established cases hit
+// the flow table; gue6 sums its UDP checksum over the whole packet.
 func BenchmarkLB(b *testing.B) {
 	lb := loadTestLB(b)
 	bench := loadLBBench(b, lb)
@@ -1159,6 +1160,10 @@ func BenchmarkLB(b *testing.B) {
 		{"established", tcpFrame(b, vipTCP, 43000, 80, "A", 0, false, 64), xdpTX}, // flow table hit
 		{"syn", tcpFrame(b, vipTCP, 43001, 80, "S", 0, false, 64), xdpTX},         // Maglev pick, flow table update
 		{"non-vip-pass", frame4(b, nonVIP, layers.IPProtocolTCP, 80), xdpPass},
+		{"ip6ip6-established", tcpFrame(b, vip6, 43000, 443, "A", 0, false, 64), xdpTX},
+		{"gue4-established", tcpFrame(b, vipGUE4, 43000, 80, "A", 0, false, 64), xdpTX},
+		{"gue6-established-1400", tcpFrame(b, vipGUE6, 43000, 80, "A", 0, false, 1400-60), xdpTX},
+		{"dsr4-established", tcpFrame(b, vipDSR4, 43000, 80, "A", 0, false, 64), xdpTX},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			verdict, per, err := bench.Benchmark(bc.frame, b.N, b.ResetTimer)
