@@ -843,52 +843,38 @@ __noinline int frag_needed(struct xdp_md *ctx, struct pkt *p, __u32 mtu)
 		return -1;
 	if (set_len(ctx, bpf_xdp_get_buff_len(ctx), p->l3off + overhead + q))
 		return -1;
-	__u32 qoff = p->l3off + overhead;
+	// The ICMP header goes in with a zero checksum, then one sum covers
+	// it and the quote behind it.
+	__u32 l4off = p->l3off + overhead - ICMP_HDR;
+	__u64 sum = 0;
+	__be32 *ic;
 	if (p->family == 4) {
 		struct iphdr *ip = put_l2(ctx, &l2, bpf_htons(ETH_P_IP), IPV4_HDR + ICMP_HDR);
 		if (!ip)
 			return -1;
 		put_ipv4(ip, 0, 1, overhead + q, 0, IPPROTO_ICMP, p->dst, p->src);
-		__u32 icmph[2] = { bpf_htonl(3 << 24 | 4 << 16), bpf_htonl(mtu) };
-		__s64 s = csum_packet(ctx, qoff, q, 0);
-		if (s < 0)
+		ic = (void *)(ip + 1);
+		ic[0] = bpf_htonl(3 << 24 | 4 << 16);
+	} else {
+		struct ipv6hdr *ip6 = put_l2(ctx, &l2, bpf_htons(ETH_P_IPV6), IPV6_HDR + ICMP_HDR);
+		if (!ip6)
 			return -1;
-		__u16 csum = csum_fold(s + csum_words(icmph, sizeof(icmph)));
-		ip = (void *)(long)ctx->data + (p->l3off == ETH_HLEN ? ETH_HLEN : ETH_HLEN + 4);
-		__u16 *ic = (void *)(ip + 1);
-		if ((void *)(ic + 4) > (void *)(long)ctx->data_end)
-			return -1;
-		__builtin_memcpy(ic, icmph, sizeof(icmph));
-		ic[1] = csum;
-		return 0;
+		put_ipv6(ip6, 0, 0, ICMP_HDR + q, IPPROTO_ICMPV6, p->dst6, p->src6);
+		// The pseudo-header: the addresses, the length, the next header.
+		sum = csum_words(&ip6->saddr, 32) + bpf_htons(ICMP_HDR + q) + bpf_htons(IPPROTO_ICMPV6);
+		ic = (void *)(ip6 + 1);
+		ic[0] = bpf_htonl(2 << 24);
 	}
-	struct ipv6hdr *ip6 = put_l2(ctx, &l2, bpf_htons(ETH_P_IPV6), IPV6_HDR + ICMP_HDR);
-	if (!ip6)
-		return -1;
-	put_ipv6(ip6, 0, 0, ICMP_HDR + q, IPPROTO_ICMPV6, p->dst6, p->src6);
-	struct {
-		__u8 src[16];
-		__u8 dst[16];
-		__be32 len;
-		__be32 next;
-		__be32 icmp[2];
-	} ph;
-	copy16(ph.src, p->dst6);
-	copy16(ph.dst, p->src6);
-	ph.len = bpf_htonl(ICMP_HDR + q);
-	ph.next = bpf_htonl(IPPROTO_ICMPV6);
-	ph.icmp[0] = bpf_htonl(2 << 24);
-	ph.icmp[1] = bpf_htonl(mtu);
-	__s64 s = csum_packet(ctx, qoff, q, 0);
+	ic[1] = bpf_htonl(mtu);
+	__s64 s = csum_packet(ctx, l4off, ICMP_HDR + q, 0);
 	if (s < 0)
 		return -1;
-	__u16 csum = csum_fold(s + csum_words(&ph, sizeof(ph)));
-	ip6 = (void *)(long)ctx->data + (p->l3off == ETH_HLEN ? ETH_HLEN : ETH_HLEN + 4);
-	__u16 *ic = (void *)(ip6 + 1);
-	if ((void *)(ic + 4) > (void *)(long)ctx->data_end)
+	__u16 csum = csum_fold(sum + s);
+	// l4off is at most 58: the mask only shows the verifier a bound.
+	__u16 *icw = (void *)(long)ctx->data + (l4off & 0x7f);
+	if ((void *)(icw + 2) > (void *)(long)ctx->data_end)
 		return -1;
-	__builtin_memcpy(ic, ph.icmp, sizeof(ph.icmp));
-	ic[1] = csum;
+	icw[1] = csum;
 	return 0;
 }
 
@@ -1200,21 +1186,23 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 	// it names this VIP and a backend ID still in use, and was seen within
 	// its protocol's idle timeout.
 	__u32 h; // the flow hash: the flow table's copy on a hit
-	struct flow_key4 fk4 = {};
-	struct flow_key6 fk6 = {};
+	union {
+		struct flow_key4 k4;
+		struct flow_key6 k6;
+	} fk = {};
 	struct flow_value *fvp;
 	if (p.family == 4) {
-		fk4.saddr = p.src;
-		fk4.daddr = p.dst;
-		fk4.ports = p.ports;
-		fk4.proto = p.proto;
-		fvp = bpf_map_lookup_elem(&flows, &fk4);
+		fk.k4.saddr = p.src;
+		fk.k4.daddr = p.dst;
+		fk.k4.ports = p.ports;
+		fk.k4.proto = p.proto;
+		fvp = bpf_map_lookup_elem(&flows, &fk.k4);
 	} else {
-		copy16(fk6.saddr, p.src6);
-		copy16(fk6.daddr, p.dst6);
-		fk6.ports = p.ports;
-		fk6.proto = p.proto;
-		fvp = flow6_lookup(&fk6);
+		copy16(fk.k6.saddr, p.src6);
+		copy16(fk.k6.daddr, p.dst6);
+		fk.k6.ports = p.ports;
+		fk.k6.proto = p.proto;
+		fvp = flow6_lookup(&fk.k6);
 	}
 	__u64 now = bpf_ktime_get_coarse_ns();
 	struct backend *be = NULL;
@@ -1258,9 +1246,9 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 			} else {
 				struct flow_value fv = { .seen = now, .backend = backend_id, .hash = h, .vip = vip_id };
 				if (p.family == 4)
-					bpf_map_update_elem(&flows, &fk4, &fv, BPF_ANY);
+					bpf_map_update_elem(&flows, &fk.k4, &fv, BPF_ANY);
 				else
-					flow6_update(&fk6, &fv);
+					flow6_update(&fk.k6, &fv);
 			}
 		}
 	}

@@ -1279,7 +1279,7 @@ func TestLBVerifierHeadroom(t *testing.T) {
 	if _, err := fmt.Sscanf(log[i:], "processed %d insns", &n); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("verifier: %d instructions processed", n)
+	t.Logf("verifier: %d instructions processed; %s", n, log[strings.Index(log, "stack depth"):i])
 	if n > 200_000 {
 		t.Errorf("the verifier processed %d instructions (limit 1000000): split the program further", n)
 	}
