@@ -38,7 +38,7 @@ const (
 // LBFlowExpiry states how the lb program ages its flow tables, for `xlb
 // check` and the docs: the same rule as the Go worker's flow table, applied
 // when a packet looks its flow up.
-const LBFlowExpiry = "a flow entry idle longer than its protocol's timeout (TCP, or UDP for every other protocol) is a miss: the flow re-picks its backend from the Maglev table; entries are never swept, the LRU evicts the least recently used ones when a table is full"
+const LBFlowExpiry = "a flow entry idle longer than its protocol's timeout (TCP, or UDP for every other protocol; counted in kernel ticks, rounded up to one) is a miss: the flow re-picks its backend from the Maglev table; entries are never swept, the LRU evicts the least recently used ones when a table is full"
 
 // ErrNoSource: LB.Attach was called before LB.SetSource.
 var ErrNoSource = errors.New("bpf: lb has no source address yet (SetSource)")
@@ -190,6 +190,8 @@ type LB struct {
 	link     link.Link
 	backends int // length of the last SetBackends
 	settings lbSettings
+	tcp, udp time.Duration // the idle timeouts, settings holds them in jiffies
+	hz       uint64        // the kernel's jiffies per second
 	source   bool
 	regions  map[uint32]region // VIP index -> its table in the maglev map
 	free     []region          // free ranges of the maglev map, sorted, coalesced
@@ -226,13 +228,66 @@ func LoadLB(opts LBOptions) (*LB, error) {
 		return nil, fmt.Errorf("bpf: lb: map the VIP configurations: %w", err)
 	}
 	// Every VIP index starts with no table (size 0: no_backend).
-	lb.settings.TcpTimeout = uint64(flowtable.DefaultTCPTimeout)
-	lb.settings.UdpTimeout = uint64(flowtable.DefaultUDPTimeout)
+	if lb.hz, err = lb.measureHZ(); err != nil {
+		lb.objs.Close()
+		return nil, err
+	}
+	lb.tcp, lb.udp = flowtable.DefaultTCPTimeout, flowtable.DefaultUDPTimeout
+	lb.settings.TcpTimeout, lb.settings.UdpTimeout = lb.jiffies(lb.tcp), lb.jiffies(lb.udp)
 	if err := lb.writeSettings(); err != nil {
 		lb.objs.Close()
 		return nil, err
 	}
 	return lb, nil
+}
+
+// clock returns the kernel's jiffies and monotonic time (ns), read by the
+// xlb_lb_clock program in one run.
+func (lb *LB) clock() (jiffies, ns uint64, err error) {
+	opts := ebpf.RunOptions{Data: make([]byte, 64), DataOut: make([]byte, 64)}
+	if _, err := lb.objs.XlbLbClock.Run(&opts); err != nil {
+		return 0, 0, fmt.Errorf("bpf: lb: read the kernel's clock: %w", err)
+	}
+	return binary.NativeEndian.Uint64(opts.DataOut[0:8]), binary.NativeEndian.Uint64(opts.DataOut[8:16]), nil
+}
+
+// hzChoices are the kernel's CONFIG_HZ values; a measurement within 10% of
+// one is taken to be it.
+var hzChoices = []uint64{100, 250, 300, 1000}
+
+// measureHZ learns the kernel's HZ, which the program's clock (jiffies)
+// counts in, from two clock readings at least 100 ms apart: one tick of
+// error in 100 ms is 10 Hz, which tells every choice from the others.
+func (lb *LB) measureHZ() (uint64, error) {
+	j0, t0, err := lb.clock()
+	if err != nil {
+		return 0, err
+	}
+	var j1, t1 uint64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(110 * time.Millisecond)
+		if j1, t1, err = lb.clock(); err != nil {
+			return 0, err
+		}
+		if t1-t0 >= uint64(100*time.Millisecond) {
+			break
+		}
+	}
+	if t1 <= t0 || j1 <= j0 {
+		return 0, fmt.Errorf("bpf: lb: the kernel's clock does not advance (jiffies %d -> %d, %d ns -> %d ns)", j0, j1, t0, t1)
+	}
+	hz := (j1 - j0) * uint64(time.Second) / (t1 - t0)
+	for _, c := range hzChoices {
+		if hz*10 >= c*9 && hz*10 <= c*11 {
+			return c, nil
+		}
+	}
+	return max(hz, 1), nil
+}
+
+// jiffies converts d into the program's clock, rounding up.
+func (lb *LB) jiffies(d time.Duration) uint64 {
+	return (uint64(d)*lb.hz + uint64(time.Second) - 1) / uint64(time.Second)
 }
 
 // lbSpec returns the lb collection sized by opts.
@@ -255,15 +310,17 @@ func lbSpec(opts LBOptions) (*ebpf.CollectionSpec, error) {
 	return spec, nil
 }
 
-// lbLoaded is what LoadLB loads from the lb collection: the maps and the
-// datapath program, not the benchmark harness (xlb_lb_bench).
+// lbLoaded is what LoadLB loads from the lb collection: the maps, the
+// datapath program and the clock reader, not the benchmark harness
+// (xlb_lb_bench).
 type lbLoaded struct {
 	lbMaps
-	XlbLb *ebpf.Program `ebpf:"xlb_lb"`
+	XlbLb      *ebpf.Program `ebpf:"xlb_lb"`
+	XlbLbClock *ebpf.Program `ebpf:"xlb_lb_clock"`
 }
 
 func (o *lbLoaded) Close() error {
-	return errors.Join(o.lbMaps.Close(), o.XlbLb.Close())
+	return errors.Join(o.lbMaps.Close(), o.XlbLb.Close(), o.XlbLbClock.Close())
 }
 
 // Options returns the options the LB was loaded with, defaults filled in.
@@ -543,7 +600,9 @@ func (lb *LB) SetSource6(addr [16]byte) error {
 // SetTimeouts sets the flow idle timeouts, of TCP and of every other
 // protocol (UDP), each in [1ms, flowtable.MaxTimeout]; see LBFlowExpiry.
 // The defaults are flowtable's. It applies to entries already in the
-// tables: their age is checked against the timeout of the moment.
+// tables: their age is checked against the timeout of the moment. The
+// program counts time in the kernel's ticks (jiffies, 1 to 10 ms): a
+// timeout is rounded up to a whole tick.
 func (lb *LB) SetTimeouts(tcp, udp time.Duration) error {
 	for _, d := range []time.Duration{tcp, udp} {
 		if d < time.Millisecond || d > flowtable.MaxTimeout {
@@ -556,15 +615,19 @@ func (lb *LB) SetTimeouts(tcp, udp time.Duration) error {
 		return ErrClosed
 	}
 	s := lb.settings
-	s.TcpTimeout, s.UdpTimeout = uint64(tcp), uint64(udp)
-	return lb.setSettings(s)
+	s.TcpTimeout, s.UdpTimeout = lb.jiffies(tcp), lb.jiffies(udp)
+	if err := lb.setSettings(s); err != nil {
+		return err
+	}
+	lb.tcp, lb.udp = tcp, udp
+	return nil
 }
 
 // Timeouts returns the flow idle timeouts in force.
 func (lb *LB) Timeouts() (tcp, udp time.Duration) {
 	lb.mu.Lock()
 	defer lb.mu.Unlock()
-	return time.Duration(lb.settings.TcpTimeout), time.Duration(lb.settings.UdpTimeout)
+	return lb.tcp, lb.udp
 }
 
 func (lb *LB) setSettings(s lbSettings) error {

@@ -110,6 +110,7 @@ const (
 	lbMapVips         = "vips"
 	lbProgXlbLb       = "xlb_lb"
 	lbProgXlbLbBench  = "xlb_lb_bench"
+	lbProgXlbLbClock  = "xlb_lb_clock"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -156,6 +157,7 @@ type lbSpecs struct {
 type lbProgramSpecs struct {
 	XlbLb      *ebpf.ProgramSpec `ebpf:"xlb_lb"`
 	XlbLbBench *ebpf.ProgramSpec `ebpf:"xlb_lb_bench"`
+	XlbLbClock *ebpf.ProgramSpec `ebpf:"xlb_lb_clock"`
 }
 
 // lbMapSpecs contains maps before they are loaded into the kernel.
@@ -239,12 +241,14 @@ type lbVariables struct {
 type lbPrograms struct {
 	XlbLb      *ebpf.Program `ebpf:"xlb_lb"`
 	XlbLbBench *ebpf.Program `ebpf:"xlb_lb_bench"`
+	XlbLbClock *ebpf.Program `ebpf:"xlb_lb_clock"`
 }
 
 func (p *lbPrograms) Close() error {
 	return _LbClose(
 		p.XlbLb,
 		p.XlbLbBench,
+		p.XlbLbClock,
 	)
 }
 

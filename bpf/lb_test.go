@@ -14,7 +14,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"golang.org/x/sys/unix"
 
 	"github.com/xlbproject/xlb/datapath/packet"
 	"github.com/xlbproject/xlb/hash"
@@ -872,18 +871,21 @@ func TestLBIdleTimeout(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil {
+	now, _, err := lb.clock() // jiffies
+	if err != nil {
 		t.Fatal(err)
 	}
-	now := uint64(ts.Nano())
+	if lb.hz < 100 || lb.hz > 1000 {
+		t.Fatalf("measured HZ %d", lb.hz)
+	}
+	t.Logf("kernel HZ %d", lb.hz)
 	age := func(frame []byte, by time.Duration) {
 		t.Helper()
 		fv, ok := flowOf(t, lb, frame)
 		if !ok {
 			t.Fatal("no flow entry")
 		}
-		fv.Seen = now - uint64(by)
+		fv.Seen = now - lb.jiffies(by)
 		var fl packet.Flow
 		packet.Parse(frame, &fl)
 		var err error
