@@ -16,6 +16,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/xlbproject/xlb/internal/testenv"
 )
 
 // vethNetns moves the calling test's goroutine, locked to its thread, into a
@@ -24,7 +26,7 @@ import (
 // (if that fails the thread stays locked and dies with the goroutine).
 func vethNetns(t *testing.T) (string, string) {
 	t.Helper()
-	requireRoot(t)
+	testenv.Root(t, "creates a network namespace and attaches XDP programs")
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
@@ -241,7 +243,7 @@ func TestLBForwards(t *testing.T) {
 			// The outer ID comes from the per-CPU counter (TestLBFrames
 			// checks that); take it from the frame.
 			id := binary.BigEndian.Uint16(got[18:20])
-			want, _, _ := goForward(frame, lbTestTable(t), id)
+			want := lbModel(t, frame, -1, id).out
 			if !bytes.Equal(got, want) {
 				t.Fatalf("received frame differs from the Go worker's\n got % x\nwant % x", got, want)
 			}

@@ -24,6 +24,9 @@ const (
 	lbPassed
 	lbMalformed
 	lbFlowHit
+	lbEchoReply
+	lbFragNeeded
+	lbICMPError
 	lbFirstDrop // the drop reasons follow, in lbDropNames order
 )
 
@@ -32,14 +35,21 @@ const (
 var lbDropNames = [...]string{
 	"bad_ip_version",
 	"bad_ip_length",
+	"bad_ipv6_length",
+	"truncated_ext_header",
+	"too_many_ext_headers",
 	"fragment",
 	"unsupported_protocol",
 	"truncated_l4",
+	"truncated_icmp",
+	"unsupported_icmp",
 	"no_vip",
 	"no_backend",
 	"no_neighbor",
 	"too_big",
 	"no_headroom",
+	"no_source",
+	"echo_disabled",
 }
 
 const lbCounterMax = lbFirstDrop + len(lbDropNames)

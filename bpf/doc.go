@@ -41,37 +41,60 @@
 //
 // # lb (native mode)
 //
-// lb.c does the whole balancer job in the kernel, for IPv4 VIPs with IPIP
-// encapsulation, so the perf lab can compare it with the AF_XDP datapath
-// doing the same work. It parses as steer does (one VLAN tag at most), then
-// applies the Go worker's checks in the Go worker's order (packet.ParseIPv4):
-// a frame that is not for a VIP address (vips map, with steer's key layout
-// and address markers) is passed to the kernel; a frame to a VIP address that
-// cannot be forwarded is dropped and counted under the Go worker's reason
-// name (bad_ip_version, bad_ip_length, fragment, unsupported_protocol,
-// truncated_l4, no_vip, no_backend, no_neighbor, too_big, no_headroom);
-// truncated L2/L3 headers are Malformed and passed, as in steer.
+// lb.c does in the kernel, frame for frame, what the AF_XDP worker does in
+// Go (datapath's Forward over package packet), so that native mode is a
+// drop-in datapath and the perf lab compares the same work. Parsing is
+// packet.Parse's, with its checks in its order: at most one VLAN tag; IPv4
+// honouring IHL; IPv6 walking up to four hop-by-hop, routing and
+// destination-options headers inside the payload length (a fragment header
+// is a fragment, a fifth header too_many_ext_headers); TCP and UDP, ICMP
+// and ICMPv6 echo requests, and ICMP errors quoting a TCP or UDP packet. A
+// frame that is not for a VIP address (vips map, with steer's key layout and
+// address markers) is passed to the kernel, as are truncated L2/L3 headers
+// (Malformed); a frame to a VIP address that cannot be forwarded is dropped
+// and counted under the Go worker's reason name (LBCounters.Drops). The
+// fragments of an address with VIPEntry.PassFragments are passed to the
+// kernel, as steer passes them in AF_XDP mode.
 //
-// A forwarded frame's backend comes from the flow table (an LRU hash of
-// 5-tuples, LBOptions.FlowTableSize entries) or, for a new flow and for
-// every TCP SYN without ACK (a new connection never sticks to the backend of
-// an old one with the same 5-tuple), from the VIP's Maglev table: slot
-// (h*M)>>32 of maglev[VIPEntry.ID*M ...], h = hash.Flow4 computed bit for
-// bit the same. The slots hold backend ids, indexes into SetBackends' slice;
-// a flow pinned to a freed id picks again. The frame is rewritten exactly as
-// packet.EncapIPIP does (TOS and DF copied, TTL 64, ID from a per-CPU
-// counter, Ethernet padding dropped, VLAN tag kept), from the interface's
-// MAC to the backend's next hop, and sent back out with XDP_TX. The tests
-// check every forwarded frame against the Go worker's, byte for byte.
+// A forwarded frame's backend comes from the flow tables (LRU hashes of
+// 5-tuples, one per family, LBOptions.FlowTableSize entries each) or, for a
+// new flow and for every TCP SYN without ACK, from the VIP's Maglev table:
+// slot (h*size)>>32 of the table SetTable gave the VIP's index, h =
+// hash.Flow4 or hash.Flow6 computed bit for bit the same. Each VIP index
+// has its own table size: the tables sit in one maglev map of
+// LBOptions.MaglevSlots slots, at the offset and size the index's vip_conf
+// entry holds (a table of a new size is written next to the old one and
+// switched to with one atomic store). Slots and flow entries hold backend
+// IDs: the index into SetBackends' slice in the low 16 bits and a
+// generation in the high 16 (LBBackendID). A flow entry is valid while it
+// names the VIP it was picked for, the backends map still holds its full ID
+// at its index, and it was seen within its protocol's idle timeout
+// (SetTimeouts; LBFlowExpiry): otherwise the flow re-picks from the table,
+// as the Go worker's flow table does. ICMP errors follow the flow table but
+// never make entries.
 //
-// Lifecycle: LoadLB loads (sizing the maps from LBOptions); SetVIPs,
-// SetBackends, SetTable and SetSource fill the maps (SetSource before
-// Attach); Attach uses a bpf_link as Steer does; Close detaches and releases
-// everything. SetTable writes the slots in place through the map's memory,
-// each slot atomically but not the table as a whole: new flows may see a
-// mix of the old and new tables for a few microseconds, established ones
-// keep their backend. The program is not multi-buffer aware: the interface MTU must let
-// a frame fit one page (about 3.5 KB), as for any XDP_TX on veth.
+// Output headers are the Go worker's byte for byte: packet.EncapIPIP (IPIP
+// and 6in4, ID from a per-CPU counter), EncapIPIP6 (IP6IP6 and 4in6, flow
+// label from the flow hash), EncapGUE4 and EncapGUE6 (source port from the
+// flow hash, the IPv6 UDP checksum summed over the whole packet with
+// bpf_csum_diff), RewriteDSR (the MACs only), EchoReply for echo requests to
+// an address whose first VIP has ICMPEcho, the ICMP error about a VIP flow
+// encapsulated whole to the flow's backend, and FragNeeded (frag-needed with
+// DF, packet-too-big for IPv6) sent back to the client when the
+// encapsulated packet would exceed the MTU. The outer source addresses and
+// the MTU come from SetSource and SetSource6 (a backend family without one:
+// no_source). Everything leaves with XDP_TX. The tests check every frame the
+// program sends against the Go worker's, byte for byte.
+//
+// Lifecycle: LoadLB loads (sizing the maps from LBOptions); SetBackends,
+// SetTable, SetVIPs, SetSource, SetSource6 and SetTimeouts fill the maps
+// (SetSource before Attach); Attach uses a bpf_link as Steer does; Close
+// detaches and releases everything. SetTable writes a table of unchanged
+// size in place through the map's memory, each slot atomically but not the
+// table as a whole: new flows may see a mix of the old and new tables for a
+// few microseconds, established ones keep their backend. The program is not
+// multi-buffer aware: the interface MTU must let a frame fit one page (about
+// 3.5 KB), as for any XDP_TX on veth.
 //
 // # Generated code
 //

@@ -3,7 +3,6 @@ package bpf
 import (
 	"net"
 	"net/netip"
-	"os"
 	"testing"
 
 	"github.com/google/gopacket"
@@ -19,13 +18,6 @@ var (
 	client  = netip.MustParseAddr("198.18.1.1")
 	client6 = netip.MustParseAddr("2001:db8:1::1")
 )
-
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to load BPF programs (BPF_PROG_TEST_RUN, XDP attach)")
-	}
-}
 
 func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
 	t.Helper()

@@ -1,48 +1,67 @@
 package bpf
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
+	"github.com/xlbproject/xlb/flowtable"
 	"github.com/xlbproject/xlb/hash"
 )
 
 // Defaults of LBOptions.
 const (
-	// DefaultLBFlowTableSize is the flow table's default size (entries).
-	// An LRU hash is preallocated: about 100 bytes of kernel memory per
-	// entry, so about 100 MiB for the default.
+	// DefaultLBFlowTableSize is the default size (entries) of each flow
+	// table (one for IPv4, one for IPv6). An LRU hash is preallocated:
+	// about 100 bytes of kernel memory per IPv4 entry (130 per IPv6 one),
+	// so about 230 MiB for the default.
 	DefaultLBFlowTableSize = 1 << 20
-	// DefaultLBMaxVIPs is how many VIP tables the maglev map holds by default.
+	// DefaultLBMaxVIPs is how many VIP indexes the program holds by default.
 	DefaultLBMaxVIPs = 64
-	// DefaultLBMaxBackends is how many backend ids the backends map holds by default.
+	// DefaultLBMaxBackends is how many backend indexes the backends map
+	// holds by default.
 	DefaultLBMaxBackends = 4096
+	// MaxLBBackends bounds LBOptions.MaxBackends: a backend ID's index is
+	// its low 16 bits.
+	MaxLBBackends = 1 << 16
 )
+
+// LBFlowExpiry states how the lb program ages its flow tables, for `xlb
+// check` and the docs: the same rule as the Go worker's flow table, applied
+// when a packet looks its flow up.
+const LBFlowExpiry = "a flow entry idle longer than its protocol's timeout (TCP, or UDP for every other protocol; counted in kernel ticks, rounded up to one) is a miss: the flow re-picks its backend from the Maglev table; entries are never swept, the LRU evicts the least recently used ones when a table is full"
 
 // ErrNoSource: LB.Attach was called before LB.SetSource.
 var ErrNoSource = errors.New("bpf: lb has no source address yet (SetSource)")
 
 // LBOptions size the lb program's maps. Zero values take the defaults.
 type LBOptions struct {
-	// FlowTableSize is the number of flows the LRU flow table holds
-	// (DefaultLBFlowTableSize).
+	// FlowTableSize is the number of flows each LRU flow table (IPv4,
+	// IPv6) holds (DefaultLBFlowTableSize).
 	FlowTableSize int
-	// TableSize is M, the number of Maglev slots per VIP
-	// (hash.DefaultTableSize). It must be the size of the tables given to
-	// SetTable: the size hash.Build was given.
+	// TableSize is the usual Maglev table size (hash.DefaultTableSize); it
+	// only sizes the default MaglevSlots. Each VIP's table has the size
+	// given to SetTable.
 	TableSize uint32
-	// MaxVIPs bounds the VIP indexes (VIPEntry.ID < MaxVIPs). The maglev
-	// map takes 8*MaxVIPs*TableSize bytes (DefaultLBMaxVIPs: 32 MiB with
-	// the default TableSize).
+	// MaxVIPs bounds the VIP indexes (VIPEntry.ID < MaxVIPs).
 	MaxVIPs int
-	// MaxBackends bounds the backend ids (DefaultLBMaxBackends).
+	// MaglevSlots is the capacity of the maglev map, which holds every
+	// VIP's table (8 bytes per slot), fixed at load. It must hold all the
+	// tables at once plus the largest one: a table that changes size is
+	// written next to the old one before the VIP switches to it. Default:
+	// (MaxVIPs+1)*TableSize, 32.5 MiB with the defaults.
+	MaglevSlots int
+	// MaxBackends bounds the backend indexes (DefaultLBMaxBackends, at
+	// most MaxLBBackends).
 	MaxBackends int
 }
 
@@ -64,40 +83,88 @@ func (o LBOptions) withDefaults() (LBOptions, error) {
 		return o, fmt.Errorf("bpf: lb: invalid flow table size %d (want 1..%d)", o.FlowTableSize, 1<<28)
 	case o.TableSize > hash.MaxTableSize:
 		return o, fmt.Errorf("bpf: lb: invalid Maglev table size %d (at most %d)", o.TableSize, hash.MaxTableSize)
-	case o.MaxVIPs < 0 || uint64(o.MaxVIPs)*uint64(o.TableSize) > 1<<28:
-		return o, fmt.Errorf("bpf: lb: invalid VIP count %d (MaxVIPs*TableSize at most %d)", o.MaxVIPs, 1<<28)
-	case o.MaxBackends < 0 || o.MaxBackends >= int(hash.EmptySlot):
-		return o, fmt.Errorf("bpf: lb: invalid backend count %d", o.MaxBackends)
+	case o.MaxVIPs < 0 || o.MaxVIPs > 1<<20:
+		return o, fmt.Errorf("bpf: lb: invalid VIP count %d (want 1..%d)", o.MaxVIPs, 1<<20)
+	case o.MaxBackends < 0 || o.MaxBackends > MaxLBBackends:
+		return o, fmt.Errorf("bpf: lb: invalid backend count %d (want 1..%d)", o.MaxBackends, MaxLBBackends)
+	}
+	if o.MaglevSlots == 0 {
+		o.MaglevSlots = (o.MaxVIPs + 1) * int(o.TableSize)
+	}
+	if o.MaglevSlots < 0 || o.MaglevSlots > 1<<28 {
+		return o, fmt.Errorf("bpf: lb: invalid Maglev capacity %d slots (want 1..%d)", o.MaglevSlots, 1<<28)
 	}
 	return o, nil
 }
 
+// LBForward is how a VIP's frames reach its backends in the lb program;
+// the values are config.Forward's.
+type LBForward uint8
+
+const (
+	// LBForwardIPIP: IP-in-IP in the backend's family (IPIP, 6in4, 4in6,
+	// IP6IP6). The zero LBForward means this too.
+	LBForwardIPIP LBForward = 1
+	// LBForwardGUE: GUE over UDP to VIPEntry.GUEPort.
+	LBForwardGUE LBForward = 2
+	// LBForwardDSR: L2 direct server return (the destination MAC only).
+	LBForwardDSR LBForward = 3
+)
+
 // LBBackend is one backend of the lb program. Its index in the slice given
-// to SetBackends is its backend id, the value Maglev slots hold.
+// to SetBackends is its backend index; its ID, the value Maglev slots and
+// flow entries hold, is the index | Generation<<16.
 type LBBackend struct {
-	// Addr is the backend's IPv4 address, the outer destination. The zero
-	// Addr marks an unused id: flows pinned to it pick again.
+	// Addr is the backend's IPv4 or IPv6 address, the outer destination
+	// (unused by DSR). The zero Addr marks an unused index: flows pinned
+	// to it pick again.
 	Addr netip.Addr
 	// MAC is the next hop's Ethernet address, used when Resolved.
 	MAC [6]byte
 	// Resolved: MAC is known. Frames for an unresolved backend are dropped
 	// (no_neighbor), as the Go worker does.
 	Resolved bool
+	// Generation is the high half of the backend's ID. A control plane
+	// that reuses an index for another backend gives it a new generation:
+	// flows pinned to the old ID then pick again.
+	Generation uint16
 }
+
+// LBBackendID is the ID of the backend at index with generation gen: what
+// SetTable's slots hold.
+func LBBackendID(index int, gen uint16) uint32 { return uint32(index)&0xffff | uint32(gen)<<16 }
 
 // Flags of struct backend in lb.c.
 const (
 	lbBackendValid    = 1
 	lbBackendResolved = 2
+	lbBackendV6       = 4
 )
 
+// Values of struct vip_conf's forward in lb.c.
+func (f LBForward) conf() uint8 {
+	if f == 0 {
+		return uint8(LBForwardIPIP)
+	}
+	return uint8(f)
+}
+
 // LBCounters are the lb program's counters summed over CPUs.
-// Seen = Forwarded + Passed + Malformed + Dropped.
+// Seen = Forwarded + EchoReplies + Passed + Malformed + Dropped.
 type LBCounters struct {
 	Seen, Forwarded, Passed, Malformed uint64
 	// FlowHits counts the forwarded frames whose backend came from the
 	// flow table rather than the Maglev table.
 	FlowHits uint64
+	// EchoReplies counts the echo requests to a VIP answered (echo_reply).
+	EchoReplies uint64
+	// FragNeeded counts the frag-needed / packet-too-big errors sent back
+	// to clients (frag_needed_sent), each for a frame also counted in
+	// Drops["too_big"].
+	FragNeeded uint64
+	// ICMPErrors counts the ICMP errors about a VIP flow sent on to the
+	// flow's backend (icmp_error_forwarded), also counted in Forwarded.
+	ICMPErrors uint64
 	// Dropped is the sum of Drops.
 	Dropped uint64
 	// Drops counts the dropped frames by reason, named as the Go worker's
@@ -118,12 +185,21 @@ type LB struct {
 	mu       sync.Mutex
 	objs     lbLoaded
 	tables   *ebpf.Memory // the maglev map's memory
+	conf     *ebpf.Memory // the vip_conf map's memory
 	opts     LBOptions
 	link     link.Link
 	backends int // length of the last SetBackends
+	settings lbSettings
+	tcp, udp time.Duration // the idle timeouts, settings holds them in jiffies
+	hz       uint64        // the kernel's jiffies per second
 	source   bool
+	regions  map[uint32]region // VIP index -> its table in the maglev map
+	free     []region          // free ranges of the maglev map, sorted, coalesced
 	closed   bool
 }
+
+// region is a range of Maglev slots.
+type region struct{ off, size uint32 }
 
 // LoadLB loads the lb program with maps sized by opts, without attaching
 // it. The caller must Close the returned LB.
@@ -139,78 +215,144 @@ func LoadLB(opts LBOptions) (*LB, error) {
 	if err != nil {
 		return nil, err
 	}
-	lb := &LB{opts: opts}
+	lb := &LB{opts: opts, regions: map[uint32]region{}, free: []region{{0, uint32(opts.MaglevSlots)}}}
 	if err := spec.LoadAndAssign(&lb.objs, nil); err != nil {
 		return nil, fmt.Errorf("bpf: load lb: %w", err)
 	}
-	mem, err := lb.objs.Maglev.Memory()
-	if err != nil {
+	if lb.tables, err = lb.objs.Maglev.Memory(); err != nil {
 		lb.objs.Close()
 		return nil, fmt.Errorf("bpf: lb: map the Maglev tables: %w", err)
 	}
-	lb.tables = mem
-	// An ARRAY map starts zeroed, i.e. every slot pointing at backend 0:
-	// empty every table until SetTable fills it.
-	empty := make([]uint32, opts.TableSize)
-	for i := range empty {
-		empty[i] = hash.EmptySlot
+	if lb.conf, err = lb.objs.VipConf.Memory(); err != nil {
+		lb.objs.Close()
+		return nil, fmt.Errorf("bpf: lb: map the VIP configurations: %w", err)
 	}
-	for v := range uint32(opts.MaxVIPs) {
-		if err := lb.writeTable(v, empty); err != nil {
-			lb.objs.Close()
-			return nil, err
-		}
+	// Every VIP index starts with no table (size 0: no_backend).
+	if lb.hz, err = lb.measureHZ(); err != nil {
+		lb.objs.Close()
+		return nil, err
+	}
+	lb.tcp, lb.udp = flowtable.DefaultTCPTimeout, flowtable.DefaultUDPTimeout
+	lb.settings.TcpTimeout, lb.settings.UdpTimeout = lb.jiffies(lb.tcp), lb.jiffies(lb.udp)
+	if err := lb.writeSettings(); err != nil {
+		lb.objs.Close()
+		return nil, err
 	}
 	return lb, nil
 }
 
-// lbSpec returns the lb collection sized and parameterised by opts.
+// clock returns the kernel's jiffies and monotonic time (ns), read by the
+// xlb_lb_clock program in one run.
+func (lb *LB) clock() (jiffies, ns uint64, err error) {
+	opts := ebpf.RunOptions{Data: make([]byte, 64), DataOut: make([]byte, 64)}
+	if _, err := lb.objs.XlbLbClock.Run(&opts); err != nil {
+		return 0, 0, fmt.Errorf("bpf: lb: read the kernel's clock: %w", err)
+	}
+	return binary.NativeEndian.Uint64(opts.DataOut[0:8]), binary.NativeEndian.Uint64(opts.DataOut[8:16]), nil
+}
+
+// hzChoices are the kernel's CONFIG_HZ values; a measurement within 10% of
+// one is taken to be it.
+var hzChoices = []uint64{100, 250, 300, 1000}
+
+// measureHZ learns the kernel's HZ, which the program's clock (jiffies)
+// counts in, from two clock readings at least 100 ms apart: one tick of
+// error in 100 ms is 10 Hz, which tells every choice from the others.
+func (lb *LB) measureHZ() (uint64, error) {
+	j0, t0, err := lb.clock()
+	if err != nil {
+		return 0, err
+	}
+	var j1, t1 uint64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(110 * time.Millisecond)
+		if j1, t1, err = lb.clock(); err != nil {
+			return 0, err
+		}
+		if t1-t0 >= uint64(100*time.Millisecond) {
+			break
+		}
+	}
+	if t1 <= t0 || j1 <= j0 {
+		return 0, fmt.Errorf("bpf: lb: the kernel's clock does not advance (jiffies %d -> %d, %d ns -> %d ns)", j0, j1, t0, t1)
+	}
+	hz := (j1 - j0) * uint64(time.Second) / (t1 - t0)
+	for _, c := range hzChoices {
+		if hz*10 >= c*9 && hz*10 <= c*11 {
+			return c, nil
+		}
+	}
+	return max(hz, 1), nil
+}
+
+// jiffies converts d into the program's clock, rounding up.
+func (lb *LB) jiffies(d time.Duration) uint64 {
+	return (uint64(d)*lb.hz + uint64(time.Second) - 1) / uint64(time.Second)
+}
+
+// lbSpec returns the lb collection sized by opts.
 func lbSpec(opts LBOptions) (*ebpf.CollectionSpec, error) {
 	spec, err := loadLb()
 	if err != nil {
 		return nil, fmt.Errorf("bpf: load lb: %w", err)
 	}
-	if err := spec.Variables[lbVarTableSize].Set(opts.TableSize); err != nil {
-		return nil, fmt.Errorf("bpf: lb: set table size: %w", err)
-	}
-	if err := spec.Variables[lbVarMaxVips].Set(uint32(opts.MaxVIPs)); err != nil {
-		return nil, fmt.Errorf("bpf: lb: set VIP count: %w", err)
-	}
-	// The tables are written through a memory mapping: a system call per
-	// slot took 2 us, 140 ms per table of 65537 slots.
-	spec.Maps[lbMapMaglev].MaxEntries = uint32(opts.MaxVIPs) * opts.TableSize
+	// The tables and VIP configurations are written through a memory
+	// mapping: a system call per slot took 2 us, 140 ms per table of 65537
+	// slots; and a table's position is switched with one 8-byte store.
+	spec.Maps[lbMapMaglev].MaxEntries = uint32(opts.MaglevSlots)
 	spec.Maps[lbMapMaglev].Flags |= unix.BPF_F_MMAPABLE
+	spec.Maps[lbMapVipConf].MaxEntries = uint32(opts.MaxVIPs)
+	spec.Maps[lbMapVipConf].Flags |= unix.BPF_F_MMAPABLE
 	spec.Maps[lbMapBackends].MaxEntries = uint32(opts.MaxBackends)
 	spec.Maps[lbMapBackendStats].MaxEntries = uint32(opts.MaxBackends)
 	spec.Maps[lbMapFlows].MaxEntries = uint32(opts.FlowTableSize)
+	spec.Maps[lbMapFlows6].MaxEntries = uint32(opts.FlowTableSize)
 	return spec, nil
 }
 
-// lbLoaded is what LoadLB loads from the lb collection: the maps and the
-// datapath program, not the benchmark harness (xlb_lb_bench).
+// lbLoaded is what LoadLB loads from the lb collection: the maps, the
+// datapath program and the clock reader, not the benchmark harness
+// (xlb_lb_bench).
 type lbLoaded struct {
 	lbMaps
-	XlbLb *ebpf.Program `ebpf:"xlb_lb"`
+	XlbLb      *ebpf.Program `ebpf:"xlb_lb"`
+	XlbLbClock *ebpf.Program `ebpf:"xlb_lb_clock"`
 }
 
 func (o *lbLoaded) Close() error {
-	return errors.Join(o.lbMaps.Close(), o.XlbLb.Close())
+	return errors.Join(o.lbMaps.Close(), o.XlbLb.Close(), o.XlbLbClock.Close())
 }
 
 // Options returns the options the LB was loaded with, defaults filled in.
 func (lb *LB) Options() LBOptions { return lb.opts }
 
 // SetVIPs replaces the VIPs, as Steer.SetVIPs does (address markers
-// included). Each VIP must be IPv4 and its ID, the VIP's index, below
-// MaxVIPs. Frames to a VIP address that match no VIP are dropped (no_vip).
+// included), IPv4 and IPv6. Each VIP's ID is its index: below MaxVIPs,
+// the index SetTable gives a table; VIPs sharing an ID share its table and
+// must agree on Forward and GUEPort. The address marker answers echo
+// requests if the address's first VIP in vips has ICMPEcho, and passes
+// fragments to the kernel if any of its VIPs has PassFragments. Frames to a
+// VIP address that match no VIP are dropped (no_vip). The tables of
+// indexes no VIP uses any more are freed.
 func (lb *LB) SetVIPs(vips []VIPEntry) error {
+	confs := map[uint32]VIPEntry{}
 	want, err := vipEntries(vips, func(v VIPEntry) error {
-		if v.Key.Family != 4 {
-			return fmt.Errorf("bpf: lb: VIP %v: only IPv4 VIPs are supported", v.Key)
-		}
 		if v.ID >= uint32(lb.opts.MaxVIPs) {
 			return fmt.Errorf("bpf: lb: VIP %v: index %d out of range (MaxVIPs %d)", v.Key, v.ID, lb.opts.MaxVIPs)
 		}
+		switch v.Forward {
+		case 0, LBForwardIPIP, LBForwardDSR:
+		case LBForwardGUE:
+			if v.GUEPort == 0 {
+				return fmt.Errorf("bpf: lb: VIP %v: GUE needs a port", v.Key)
+			}
+		default:
+			return fmt.Errorf("bpf: lb: VIP %v: invalid forward mode %d", v.Key, v.Forward)
+		}
+		if c, ok := confs[v.ID]; ok && (c.Forward.conf() != v.Forward.conf() || c.GUEPort != v.GUEPort) {
+			return fmt.Errorf("bpf: lb: VIPs %v and %v share index %d with different forwarding", c.Key, v.Key, v.ID)
+		}
+		confs[v.ID] = v
 		return nil
 	})
 	if err != nil {
@@ -221,26 +363,52 @@ func (lb *LB) SetVIPs(vips []VIPEntry) error {
 	if lb.closed {
 		return ErrClosed
 	}
-	return syncVIPs(lb.objs.Vips, want)
+	// The configurations first: a new VIP's first frame must find its own.
+	for id, v := range confs {
+		var w [8]byte
+		w[0] = v.Forward.conf()
+		binary.BigEndian.PutUint16(w[2:4], v.GUEPort)
+		if _, err := lb.conf.WriteAt(w[:], int64(id)*lbVIPConfSize+8); err != nil {
+			return fmt.Errorf("bpf: lb: configure VIP index %d: %w", id, err)
+		}
+	}
+	if err := syncVIPs(lb.objs.Vips, want); err != nil {
+		return err
+	}
+	for id := range lb.regions {
+		if _, ok := confs[id]; !ok {
+			if err := lb.setRegion(id, region{}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
-// SetTable writes the Maglev table of VIP index vip: slots are backend ids
-// (indexes into the slice given to SetBackends) or hash.EmptySlot, and
-// there must be TableSize of them. Each slot is replaced atomically (an
-// aligned 4-byte store into the map's memory), the table as a whole is not:
-// for the few microseconds the copy takes, new flows may see a mix of the
-// old and new tables (each a valid choice); established flows keep their
-// backend through the flow table.
+// lbVIPConfSize is the size of struct vip_conf; the kernel places array
+// values 8-byte aligned, which 16 already is.
+const lbVIPConfSize = 16
+
+// SetTable writes the Maglev table of VIP index vip: slots are backend IDs
+// (LBBackendID; their index below MaxBackends) or hash.EmptySlot, any
+// number of them up to hash.MaxTableSize. A table of the size the index
+// had is rewritten in place, each slot atomically (an aligned 4-byte
+// store) but not the table as a whole: for the few microseconds the copy
+// takes, new flows may see a mix of the old and new tables (each a valid
+// choice). A table of a new size is written elsewhere in the maglev map
+// and switched to with one atomic store. Established flows keep their
+// backend through the flow table either way. It fails, changing nothing,
+// if the maglev map has no room for the new table (LBOptions.MaglevSlots).
 func (lb *LB) SetTable(vip uint32, slots []uint32) error {
 	if vip >= uint32(lb.opts.MaxVIPs) {
 		return fmt.Errorf("bpf: lb: set table: VIP index %d out of range (MaxVIPs %d)", vip, lb.opts.MaxVIPs)
 	}
-	if uint32(len(slots)) != lb.opts.TableSize {
-		return fmt.Errorf("bpf: lb: set table of VIP %d: %d slots, want %d", vip, len(slots), lb.opts.TableSize)
+	if len(slots) == 0 || len(slots) > int(hash.MaxTableSize) {
+		return fmt.Errorf("bpf: lb: set table of VIP %d: %d slots (want 1..%d)", vip, len(slots), hash.MaxTableSize)
 	}
 	for i, s := range slots {
-		if s != hash.EmptySlot && s >= uint32(lb.opts.MaxBackends) {
-			return fmt.Errorf("bpf: lb: set table of VIP %d: slot %d holds backend id %d (MaxBackends %d)", vip, i, s, lb.opts.MaxBackends)
+		if s != hash.EmptySlot && s&0xffff >= uint32(lb.opts.MaxBackends) {
+			return fmt.Errorf("bpf: lb: set table of VIP %d: slot %d holds backend ID %#x (index past MaxBackends %d)", vip, i, s, lb.opts.MaxBackends)
 		}
 	}
 	lb.mu.Lock()
@@ -248,31 +416,97 @@ func (lb *LB) SetTable(vip uint32, slots []uint32) error {
 	if lb.closed {
 		return ErrClosed
 	}
-	return lb.writeTable(vip, slots)
+	old, ok := lb.regions[vip]
+	if ok && old.size == uint32(len(slots)) {
+		return lb.writeSlots(vip, old.off, slots)
+	}
+	r, ok := lb.alloc(uint32(len(slots)))
+	if !ok {
+		return fmt.Errorf("bpf: lb: set table of VIP %d: no room for %d slots in the maglev map (MaglevSlots %d)", vip, len(slots), lb.opts.MaglevSlots)
+	}
+	if err := lb.writeSlots(vip, r.off, slots); err != nil {
+		lb.release(r)
+		return err
+	}
+	return lb.setRegion(vip, r)
+}
+
+// setRegion points VIP index vip at table r (size 0: none) and frees the
+// table it had.
+func (lb *LB) setRegion(vip uint32, r region) error {
+	var w [8]byte
+	binary.NativeEndian.PutUint32(w[0:4], r.off)
+	binary.NativeEndian.PutUint32(w[4:8], r.size)
+	// One aligned 8-byte copy: the program reads offset and size together.
+	if _, err := lb.conf.WriteAt(w[:], int64(vip)*lbVIPConfSize); err != nil {
+		return fmt.Errorf("bpf: lb: switch the table of VIP %d: %w", vip, err)
+	}
+	if old, ok := lb.regions[vip]; ok {
+		lb.release(old)
+	}
+	if r.size == 0 {
+		delete(lb.regions, vip)
+	} else {
+		lb.regions[vip] = r
+	}
+	return nil
+}
+
+// alloc takes size slots from the free ranges (first fit).
+func (lb *LB) alloc(size uint32) (region, bool) {
+	for i, f := range lb.free {
+		if f.size < size {
+			continue
+		}
+		r := region{f.off, size}
+		if f.size == size {
+			lb.free = append(lb.free[:i], lb.free[i+1:]...)
+		} else {
+			lb.free[i] = region{f.off + size, f.size - size}
+		}
+		return r, true
+	}
+	return region{}, false
+}
+
+// release returns r to the free ranges, merged with its neighbours.
+func (lb *LB) release(r region) {
+	i, _ := slices.BinarySearchFunc(lb.free, r.off, func(f region, off uint32) int { return cmp.Compare(f.off, off) })
+	lb.free = slices.Insert(lb.free, i, r)
+	if i+1 < len(lb.free) && lb.free[i].off+lb.free[i].size == lb.free[i+1].off {
+		lb.free[i].size += lb.free[i+1].size
+		lb.free = slices.Delete(lb.free, i+1, i+2)
+	}
+	if i > 0 && lb.free[i-1].off+lb.free[i-1].size == lb.free[i].off {
+		lb.free[i-1].size += lb.free[i].size
+		lb.free = slices.Delete(lb.free, i, i+1)
+	}
 }
 
 // maglevStride is the distance between two slots in the maglev map's
 // memory: the kernel rounds an array map's values up to 8 bytes.
 const maglevStride = 8
 
-func (lb *LB) writeTable(vip uint32, slots []uint32) error {
+func (lb *LB) writeSlots(vip, off uint32, slots []uint32) error {
 	b := make([]byte, 0, maglevStride*len(slots))
 	for _, s := range slots {
 		b = binary.NativeEndian.AppendUint32(b, s)
 		b = append(b, 0, 0, 0, 0)
 	}
-	off := int64(vip) * int64(lb.opts.TableSize) * maglevStride
-	if _, err := lb.tables.WriteAt(b, off); err != nil {
+	if _, err := lb.tables.WriteAt(b, int64(off)*maglevStride); err != nil {
 		return fmt.Errorf("bpf: lb: write table of VIP %d: %w", vip, err)
 	}
 	return nil
 }
 
-// SetBackends replaces the backends: backends[i] gets id i. Ids at or past
-// len(backends) that were in use are freed (as an entry with the zero Addr
-// frees its id). Ids are identities: the flow table pins flows to ids, so
-// the caller keeps a backend's id while it exists (a draining backend keeps
-// it, with no slot in the tables) and points no table at a freed id.
+// SetBackends replaces the backends: backends[i] gets index i and ID
+// LBBackendID(i, backends[i].Generation). Indexes at or past len(backends)
+// that were in use are freed (as an entry with the zero Addr frees its
+// index). The flow table pins flows to IDs and a flow whose ID is no longer
+// the one at its index picks again, so the caller keeps a backend's ID
+// while it exists (a draining backend keeps it, with no slot in the
+// tables), and gives an index it reuses for another backend a new
+// generation.
 func (lb *LB) SetBackends(backends []LBBackend) error {
 	if len(backends) > lb.opts.MaxBackends {
 		return fmt.Errorf("bpf: lb: %d backends, room for %d (MaxBackends)", len(backends), lb.opts.MaxBackends)
@@ -282,14 +516,17 @@ func (lb *LB) SetBackends(backends []LBBackend) error {
 		if !b.Addr.IsValid() {
 			continue
 		}
-		if !b.Addr.Unmap().Is4() {
-			return fmt.Errorf("bpf: lb: backend %d: %v is not an IPv4 address", i, b.Addr)
-		}
-		a := b.Addr.Unmap().As4()
 		e := &entries[i]
-		e.Addr = nativeAddr(a)
-		e.Mac = b.MAC
+		e.Id = LBBackendID(i, b.Generation)
 		e.Flags = lbBackendValid
+		if a := b.Addr.Unmap(); a.Is4() {
+			a4 := a.As4()
+			copy(e.Addr[:], a4[:])
+		} else {
+			e.Addr = a.As16()
+			e.Flags |= lbBackendV6
+		}
+		e.Mac = b.MAC
 		if b.Resolved {
 			e.Flags |= lbBackendResolved
 		}
@@ -321,23 +558,92 @@ func nativeAddr(a [4]byte) uint32 {
 	return binary.NativeEndian.Uint32(a[:])
 }
 
-// SetSource sets the outer source address, the interface's MAC (the source
-// of the frames sent) and the egress MTU: a frame whose encapsulated IP
-// packet would exceed it is dropped (too_big).
+// SetSource sets the outer IPv4 source address (the zero address: none,
+// frames for IPv4 backends are dropped as no_source), the interface's MAC
+// (the source of the frames sent) and the egress MTU: a frame whose
+// encapsulated IP packet would exceed it is dropped (too_big) and answered
+// with a frag-needed or packet-too-big when the Go worker would.
 func (lb *LB) SetSource(addr [4]byte, mac [6]byte, mtu int) error {
 	if mtu < 68 || mtu > 65535 {
 		return fmt.Errorf("bpf: lb: invalid MTU %d (want 68..65535)", mtu)
 	}
-	src := lbSource{Addr: nativeAddr(addr), Mac: mac, Mtu: uint16(mtu)}
 	lb.mu.Lock()
 	defer lb.mu.Unlock()
 	if lb.closed {
 		return ErrClosed
 	}
-	if err := lb.objs.Source.Update(uint32(0), src, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("bpf: lb: set source: %w", err)
+	s := lb.settings
+	s.Addr, s.Mac, s.Mtu = nativeAddr(addr), mac, uint16(mtu)
+	if err := lb.setSettings(s); err != nil {
+		return err
 	}
 	lb.source = true
+	return nil
+}
+
+// SetSource6 sets the outer IPv6 source address for IPv6 backends (the
+// zero address: none, their frames are dropped as no_source).
+func (lb *LB) SetSource6(addr [16]byte) error {
+	if a := netip.AddrFrom16(addr); a.Is4In6() {
+		return fmt.Errorf("bpf: lb: IPv6 source %v is an IPv4-mapped address", a)
+	}
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	if lb.closed {
+		return ErrClosed
+	}
+	s := lb.settings
+	s.Addr6 = addr
+	return lb.setSettings(s)
+}
+
+// SetTimeouts sets the flow idle timeouts, of TCP and of every other
+// protocol (UDP), each in [1ms, flowtable.MaxTimeout]; see LBFlowExpiry.
+// The defaults are flowtable's. It applies to entries already in the
+// tables: their age is checked against the timeout of the moment. The
+// program counts time in the kernel's ticks (jiffies, 1 to 10 ms): a
+// timeout is rounded up to a whole tick.
+func (lb *LB) SetTimeouts(tcp, udp time.Duration) error {
+	for _, d := range []time.Duration{tcp, udp} {
+		if d < time.Millisecond || d > flowtable.MaxTimeout {
+			return fmt.Errorf("bpf: lb: flow timeout %v out of range [1ms, %v]", d, flowtable.MaxTimeout)
+		}
+	}
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	if lb.closed {
+		return ErrClosed
+	}
+	s := lb.settings
+	s.TcpTimeout, s.UdpTimeout = lb.jiffies(tcp), lb.jiffies(udp)
+	if err := lb.setSettings(s); err != nil {
+		return err
+	}
+	lb.tcp, lb.udp = tcp, udp
+	return nil
+}
+
+// Timeouts returns the flow idle timeouts in force.
+func (lb *LB) Timeouts() (tcp, udp time.Duration) {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	return lb.tcp, lb.udp
+}
+
+func (lb *LB) setSettings(s lbSettings) error {
+	old := lb.settings
+	lb.settings = s
+	if err := lb.writeSettings(); err != nil {
+		lb.settings = old
+		return err
+	}
+	return nil
+}
+
+func (lb *LB) writeSettings() error {
+	if err := lb.objs.Settings.Update(uint32(0), lb.settings, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("bpf: lb: write settings: %w", err)
+	}
 	return nil
 }
 
@@ -382,12 +688,15 @@ func (lb *LB) Counters() (LBCounters, error) {
 		}
 	}
 	c := LBCounters{
-		Seen:      raw[lbSeen],
-		Forwarded: raw[lbForwarded],
-		Passed:    raw[lbPassed],
-		Malformed: raw[lbMalformed],
-		FlowHits:  raw[lbFlowHit],
-		Drops:     make(map[string]uint64, len(lbDropNames)),
+		Seen:        raw[lbSeen],
+		Forwarded:   raw[lbForwarded],
+		Passed:      raw[lbPassed],
+		Malformed:   raw[lbMalformed],
+		FlowHits:    raw[lbFlowHit],
+		EchoReplies: raw[lbEchoReply],
+		FragNeeded:  raw[lbFragNeeded],
+		ICMPErrors:  raw[lbICMPError],
+		Drops:       make(map[string]uint64, len(lbDropNames)),
 	}
 	for i, name := range lbDropNames {
 		c.Drops[name] = raw[lbFirstDrop+i]
@@ -397,8 +706,8 @@ func (lb *LB) Counters() (LBCounters, error) {
 }
 
 // BackendCounters returns the forwarded packets and bytes of each backend
-// id below the length of the last SetBackends, summed over CPUs. A freed
-// id keeps its counts until the id is used again.
+// index below the length of the last SetBackends, summed over CPUs. A
+// freed index keeps its counts until it is used again.
 func (lb *LB) BackendCounters() ([]LBBackendCounters, error) {
 	lb.mu.Lock()
 	defer lb.mu.Unlock()
@@ -409,7 +718,7 @@ func (lb *LB) BackendCounters() ([]LBBackendCounters, error) {
 	var perCPU []lbBackendStats
 	for i := range out {
 		if err := lb.objs.BackendStats.Lookup(uint32(i), &perCPU); err != nil {
-			return nil, fmt.Errorf("bpf: lb backend counters: id %d: %w", i, err)
+			return nil, fmt.Errorf("bpf: lb backend counters: index %d: %w", i, err)
 		}
 		for _, s := range perCPU {
 			out[i].Packets += s.Packets

@@ -15,7 +15,8 @@ import (
 
 type lbBackend struct {
 	_     structs.HostLayout
-	Addr  uint32
+	Id    uint32
+	Addr  [16]uint8
 	Mac   [6]uint8
 	Flags uint16
 }
@@ -26,7 +27,7 @@ type lbBackendStats struct {
 	Bytes   uint64
 }
 
-type lbFlowKey struct {
+type lbFlowKey4 struct {
 	_     structs.HostLayout
 	Saddr uint32
 	Daddr uint32
@@ -35,22 +36,48 @@ type lbFlowKey struct {
 	Pad   [3]uint8
 }
 
+type lbFlowKey6 struct {
+	_     structs.HostLayout
+	Saddr [16]uint8
+	Daddr [16]uint8
+	Ports uint32
+	Proto uint8
+	Pad   [3]uint8
+}
+
 type lbFlowValue struct {
 	_       structs.HostLayout
+	Seen    uint64
 	Backend uint32
 	Hash    uint32
+	Vip     uint32
+	Pad     uint32
 }
 
 type lbLbCounters struct {
 	_ structs.HostLayout
-	C [15]uint64
+	C [25]uint64
 }
 
-type lbSource struct {
-	_    structs.HostLayout
-	Addr uint32
-	Mac  [6]uint8
-	Mtu  uint16
+type lbSettings struct {
+	_          structs.HostLayout
+	Addr       uint32
+	Addr6      [16]uint8
+	Mac        [6]uint8
+	Mtu        uint16
+	Pad        uint32
+	TcpTimeout uint64
+	UdpTimeout uint64
+}
+
+type lbVipConf struct {
+	_         structs.HostLayout
+	TableOff  uint32
+	TableSize uint32
+	Forward   uint8
+	Pad       uint8
+	GuePort   uint16
+	Pad2      uint32
 }
 
 type lbVipKey struct {
@@ -75,14 +102,15 @@ const (
 	lbMapBackends     = "backends"
 	lbMapCounters     = "counters"
 	lbMapFlows        = "flows"
+	lbMapFlows6       = "flows6"
 	lbMapIpIds        = "ip_ids"
 	lbMapMaglev       = "maglev"
-	lbMapSource       = "source"
+	lbMapSettings     = "settings"
+	lbMapVipConf      = "vip_conf"
 	lbMapVips         = "vips"
 	lbProgXlbLb       = "xlb_lb"
 	lbProgXlbLbBench  = "xlb_lb_bench"
-	lbVarMaxVips      = "max_vips"
-	lbVarTableSize    = "table_size"
+	lbProgXlbLbClock  = "xlb_lb_clock"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -129,6 +157,7 @@ type lbSpecs struct {
 type lbProgramSpecs struct {
 	XlbLb      *ebpf.ProgramSpec `ebpf:"xlb_lb"`
 	XlbLbBench *ebpf.ProgramSpec `ebpf:"xlb_lb_bench"`
+	XlbLbClock *ebpf.ProgramSpec `ebpf:"xlb_lb_clock"`
 }
 
 // lbMapSpecs contains maps before they are loaded into the kernel.
@@ -139,9 +168,11 @@ type lbMapSpecs struct {
 	Backends     *ebpf.MapSpec `ebpf:"backends"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
+	Flows6       *ebpf.MapSpec `ebpf:"flows6"`
 	IpIds        *ebpf.MapSpec `ebpf:"ip_ids"`
 	Maglev       *ebpf.MapSpec `ebpf:"maglev"`
-	Source       *ebpf.MapSpec `ebpf:"source"`
+	Settings     *ebpf.MapSpec `ebpf:"settings"`
+	VipConf      *ebpf.MapSpec `ebpf:"vip_conf"`
 	Vips         *ebpf.MapSpec `ebpf:"vips"`
 }
 
@@ -149,8 +180,6 @@ type lbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
-	MaxVips   *ebpf.VariableSpec `ebpf:"max_vips"`
-	TableSize *ebpf.VariableSpec `ebpf:"table_size"`
 }
 
 // lbObjects contains all objects after they have been loaded into the kernel.
@@ -177,9 +206,11 @@ type lbMaps struct {
 	Backends     *ebpf.Map `ebpf:"backends"`
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Flows        *ebpf.Map `ebpf:"flows"`
+	Flows6       *ebpf.Map `ebpf:"flows6"`
 	IpIds        *ebpf.Map `ebpf:"ip_ids"`
 	Maglev       *ebpf.Map `ebpf:"maglev"`
-	Source       *ebpf.Map `ebpf:"source"`
+	Settings     *ebpf.Map `ebpf:"settings"`
+	VipConf      *ebpf.Map `ebpf:"vip_conf"`
 	Vips         *ebpf.Map `ebpf:"vips"`
 }
 
@@ -189,9 +220,11 @@ func (m *lbMaps) Close() error {
 		m.Backends,
 		m.Counters,
 		m.Flows,
+		m.Flows6,
 		m.IpIds,
 		m.Maglev,
-		m.Source,
+		m.Settings,
+		m.VipConf,
 		m.Vips,
 	)
 }
@@ -200,8 +233,6 @@ func (m *lbMaps) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
-	MaxVips   *ebpf.Variable `ebpf:"max_vips"`
-	TableSize *ebpf.Variable `ebpf:"table_size"`
 }
 
 // lbPrograms contains all programs after they have been loaded into the kernel.
@@ -210,12 +241,14 @@ type lbVariables struct {
 type lbPrograms struct {
 	XlbLb      *ebpf.Program `ebpf:"xlb_lb"`
 	XlbLbBench *ebpf.Program `ebpf:"xlb_lb_bench"`
+	XlbLbClock *ebpf.Program `ebpf:"xlb_lb_clock"`
 }
 
 func (p *lbPrograms) Close() error {
 	return _LbClose(
 		p.XlbLb,
 		p.XlbLbBench,
+		p.XlbLbClock,
 	)
 }
 

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -15,47 +17,155 @@ import (
 
 	"github.com/xlbproject/xlb/datapath/packet"
 	"github.com/xlbproject/xlb/hash"
+	"github.com/xlbproject/xlb/internal/testenv"
 )
 
-// The lb fixtures: four VIPs, four backends (the last one unresolved), a
-// small prime table. Every forwarded frame must equal what the Go worker
-// builds from the same input: packet.ParseIPv4, hash.Flow4, the same Maglev
-// table, packet.EncapIPIP.
+// The lb fixtures: VIPs of every forwarding mode and family, IPv4 and IPv6
+// backends, Maglev tables of two sizes. Every frame the program sends must
+// equal what the Go worker sends for the same input: lbModel below is
+// datapath/forward.go's per-packet logic over the same packet functions
+// (Parse, hash.Flow4/Flow6, the same tables, Encap*, RewriteDSR, EchoReply,
+// FragNeeded).
 var (
-	vipEmpty   = netip.MustParseAddr("198.18.0.12") // 80/tcp, table empty
-	vipNoNeigh = netip.MustParseAddr("198.18.0.13") // 80/tcp, unresolved backend
+	vipEmpty   = netip.MustParseAddr("198.18.0.12")   // 80/tcp, no table
+	vipNoNeigh = netip.MustParseAddr("198.18.0.13")   // 80/tcp, unresolved backend
+	vip4in6    = netip.MustParseAddr("198.18.0.14")   // 80/tcp, IPv6 backends
+	vipGUE4    = netip.MustParseAddr("198.18.0.15")   // 80/tcp, GUE, IPv4 backends
+	vipDSR4    = netip.MustParseAddr("198.18.0.16")   // 80/tcp, DSR
+	vipFrag    = netip.MustParseAddr("198.18.0.18")   // every UDP port, fragments passed, no echo
+	vipGUE6    = netip.MustParseAddr("2001:db8::15")  // 80/tcp, GUE, IPv6 backends
+	vipDSR6    = netip.MustParseAddr("2001:db8::16")  // 80/tcp, DSR, IPv6 backends
+	vip6in4    = netip.MustParseAddr("2001:db8::17")  // 80/tcp, IPv4 backends
+	vipFrag6   = netip.MustParseAddr("2001:db8::18")  // every UDP port, fragments passed
+	vipGUE6v4  = netip.MustParseAddr("2001:db8::19")  // 80/tcp, GUE, IPv4 backends
+	router     = netip.MustParseAddr("198.18.5.1")    // sends ICMP errors
+	router6    = netip.MustParseAddr("2001:db8:5::1") // sends ICMPv6 errors
 	lbSrc      = [4]byte{198, 18, 0, 1}
+	lbSrc6     = [16]byte{0x20, 0x01, 0x0d, 0xb8, 15: 1}
 	lbMAC      = [6]byte{0x02, 0, 0, 0, 0, 0xaa}
 )
 
 const (
-	lbTestTableSize = 251
-	lbTestMTU       = 1500
-	xdpDrop         = 1
-	xdpTX           = 3
+	lbTestTableSize  = 251
+	lbTestTableSize6 = 257 // IPv6 backends' tables: another size in the same map
+	lbTestMTU        = 1500
+	lbTestGUEPort    = 6080
+	lbTestGen        = 7 // every backend's generation: IDs are index | 7<<16
+	xdpDrop          = 1
+	xdpTX            = 3
 )
 
 func lbTestBackends() []LBBackend {
+	mac := func(b byte) [6]byte { return [6]byte{0x02, 0, 0, 0, 0, b} }
 	return []LBBackend{
-		{Addr: netip.MustParseAddr("198.18.0.50"), MAC: [6]byte{0x02, 0, 0, 0, 0, 0x50}, Resolved: true},
-		{Addr: netip.MustParseAddr("198.18.0.51"), MAC: [6]byte{0x02, 0, 0, 0, 0, 0x51}, Resolved: true},
-		{Addr: netip.MustParseAddr("198.18.0.52"), MAC: [6]byte{0x02, 0, 0, 0, 0, 0x52}, Resolved: true},
-		{Addr: netip.MustParseAddr("198.18.0.53"), MAC: [6]byte{0x02, 0, 0, 0, 0, 0x53}},
+		{Addr: netip.MustParseAddr("198.18.0.50"), MAC: mac(0x50), Resolved: true, Generation: lbTestGen},
+		{Addr: netip.MustParseAddr("198.18.0.51"), MAC: mac(0x51), Resolved: true, Generation: lbTestGen},
+		{Addr: netip.MustParseAddr("198.18.0.52"), MAC: mac(0x52), Resolved: true, Generation: lbTestGen},
+		{Addr: netip.MustParseAddr("198.18.0.53"), MAC: mac(0x53), Generation: lbTestGen},
+		{Addr: netip.MustParseAddr("2001:db8::50"), MAC: mac(0x60), Resolved: true, Generation: lbTestGen},
+		{Addr: netip.MustParseAddr("2001:db8::51"), MAC: mac(0x61), Resolved: true, Generation: lbTestGen},
+		{Addr: netip.MustParseAddr("2001:db8::52"), MAC: mac(0x62), Resolved: true, Generation: lbTestGen},
 	}
 }
 
-// lbTestTable is the Maglev table of backends 0..2, as the Go datapath
-// builds it.
-func lbTestTable(t testing.TB) *hash.Table {
+// lbTable is a VIP's Maglev table and the backend index of each of its
+// members (hash.Table slots hold member positions).
+type lbTable struct {
+	tab     *hash.Table
+	members []int
+}
+
+func buildTable(t testing.TB, members []int, size uint32) lbTable {
 	var hb []hash.Backend
-	for _, b := range lbTestBackends()[:3] {
-		hb = append(hb, hash.Backend{Addr: b.Addr, Weight: 1})
+	for _, i := range members {
+		hb = append(hb, hash.Backend{Addr: lbTestBackends()[i].Addr, Weight: 1})
 	}
-	tab, err := hash.Build(hb, lbTestTableSize)
+	tab, err := hash.Build(hb, size)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tab
+	return lbTable{tab, members}
+}
+
+// pick is the backend index the table gives hash h, or -1.
+func (lt lbTable) pick(h uint32) int {
+	if lt.tab == nil {
+		return -1
+	}
+	bi := lt.tab.Lookup(h)
+	if bi < 0 {
+		return -1
+	}
+	return lt.members[bi]
+}
+
+// slots is the table as SetTable takes it: backend IDs.
+func (lt lbTable) slots() []uint32 {
+	out := make([]uint32, lt.tab.Size())
+	for i, s := range lt.tab.Slots() {
+		out[i] = hash.EmptySlot
+		if s != hash.EmptySlot {
+			out[i] = LBBackendID(lt.members[s], lbTestGen)
+		}
+	}
+	return out
+}
+
+// lbTestVIP is one VIP of the fixture; table selects its table (lbTables).
+type lbTestVIP struct {
+	addr  netip.Addr
+	port  uint16
+	proto uint8
+	fwd   LBForward
+	echo  bool
+	frags bool
+	table int // -1: none
+}
+
+const (
+	tab4 = iota
+	tab6
+	tabNoNeigh
+)
+
+func lbTables(t testing.TB) []lbTable {
+	noNeigh := buildTable(t, []int{3}, lbTestTableSize)
+	return []lbTable{
+		tab4:       buildTable(t, []int{0, 1, 2}, lbTestTableSize),
+		tab6:       buildTable(t, []int{4, 5, 6}, lbTestTableSize6),
+		tabNoNeigh: noNeigh,
+	}
+}
+
+// lbTestVIPs: the index is the VIP's ID.
+var lbTestVIPs = []lbTestVIP{
+	{vipTCP, 80, 6, LBForwardIPIP, true, false, tab4},
+	{vipUDP, 0, 17, LBForwardIPIP, false, false, tab4},
+	{vipEmpty, 80, 6, LBForwardIPIP, true, false, -1},
+	{vipNoNeigh, 80, 6, LBForwardIPIP, true, false, tabNoNeigh},
+	{vip6, 443, 6, LBForwardIPIP, true, false, tab6},
+	{vip4in6, 80, 6, LBForwardIPIP, true, false, tab6},
+	{vipGUE4, 80, 6, LBForwardGUE, true, false, tab4},
+	{vipGUE6, 80, 6, LBForwardGUE, true, false, tab6},
+	{vipDSR4, 80, 6, LBForwardDSR, true, false, tab4},
+	{vipDSR6, 80, 6, LBForwardDSR, true, false, tab6},
+	{vip6in4, 80, 6, LBForwardIPIP, true, false, tab4},
+	{vipFrag, 0, 17, LBForwardIPIP, false, true, tab4},
+	{vipFrag6, 0, 17, LBForwardIPIP, true, true, tab6},
+	{vipGUE6v4, 80, 6, LBForwardGUE, true, false, tab4},
+}
+
+func lbTestEntries() []VIPEntry {
+	var out []VIPEntry
+	for i, v := range lbTestVIPs {
+		e := VIPEntry{Key: NewVIPKey(v.addr, v.port, v.proto), ID: uint32(i), Forward: v.fwd,
+			ICMPEcho: v.echo, PassFragments: v.frags}
+		if v.fwd == LBForwardGUE {
+			e.GUEPort = lbTestGUEPort
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 func fill(n int, v uint32) []uint32 {
@@ -68,8 +178,9 @@ func fill(n int, v uint32) []uint32 {
 
 func loadTestLB(t testing.TB) *LB {
 	t.Helper()
-	requireRoot(t)
-	lb, err := LoadLB(LBOptions{FlowTableSize: 4096, TableSize: lbTestTableSize, MaxVIPs: 8, MaxBackends: 16})
+	testenv.Root(t, "loads the lb program (BPF_PROG_TEST_RUN)")
+	lb, err := LoadLB(LBOptions{FlowTableSize: 4096, TableSize: lbTestTableSize, MaxVIPs: 16, MaxBackends: 16,
+		MaglevSlots: 8*lbTestTableSize + 8*lbTestTableSize6})
 	if err != nil {
 		t.Fatalf("LoadLB: %v", err)
 	}
@@ -84,42 +195,128 @@ func loadTestLB(t testing.TB) *LB {
 			t.Fatal(err)
 		}
 	}
-	must(lb.SetVIPs([]VIPEntry{
-		{Key: NewVIPKey(vipTCP, 80, 6), ID: 0},
-		{Key: NewVIPKey(vipUDP, 0, 17), ID: 1},
-		{Key: NewVIPKey(vipEmpty, 80, 6), ID: 2},
-		{Key: NewVIPKey(vipNoNeigh, 80, 6), ID: 3},
-	}))
 	must(lb.SetBackends(lbTestBackends()))
-	tab := lbTestTable(t)
-	must(lb.SetTable(0, tab.Slots()))
-	must(lb.SetTable(1, tab.Slots()))
-	must(lb.SetTable(3, fill(lbTestTableSize, 3)))
+	tabs := lbTables(t)
+	for i, v := range lbTestVIPs {
+		if v.table >= 0 {
+			must(lb.SetTable(uint32(i), tabs[v.table].slots()))
+		}
+	}
+	must(lb.SetVIPs(lbTestEntries()))
 	must(lb.SetSource(lbSrc, lbMAC, lbTestMTU))
+	must(lb.SetSource6(lbSrc6))
 	return lb
 }
 
-// goForward is what the Go worker sends for frame: the backend it picks from
-// tab (among lbTestBackends) and the encapsulated frame with IPv4 ID id. ok
-// is false if the worker would not forward the frame.
-func goForward(frame []byte, tab *hash.Table, id uint16) (out []byte, backend int, ok bool) {
+// lbWant is what the Go worker does with a frame: its verdict, the frame it
+// sends, the drop reason or event it counts and the backend index it picks.
+type lbWant struct {
+	verdict uint32
+	out     []byte
+	drop    string
+	event   string // echo_reply, frag_needed_sent, icmp_error_forwarded
+	backend int
+}
+
+// lbModel is datapath/forward.go's Forward for the fixture, for frames that
+// reach the worker (to a VIP address, parsed past L3). backend >= 0 forces
+// the backend the flow table would give (the Maglev pick otherwise); id is
+// the outer IPv4 identification.
+func lbModel(t testing.TB, frame []byte, backend int, id uint16) lbWant {
 	var fl packet.Flow
-	if packet.ParseIPv4(frame, &fl) != packet.OK {
-		return nil, -1, false
+	if r := packet.Parse(frame, &fl); r != packet.OK {
+		return lbWant{verdict: xdpDrop, drop: r.String(), backend: -1}
 	}
-	bi := tab.Lookup(hash.Flow4(fl.Src, fl.Dst, fl.Ports, fl.Proto))
+	dst := netip.AddrFrom16(fl.Dst6)
+	if fl.Family == 4 {
+		var a [4]byte
+		binary.LittleEndian.PutUint32(a[:], fl.Dst)
+		dst = netip.AddrFrom4(a)
+	}
+	const headroom = 256
+	buf := make([]byte, headroom+len(frame)+256)
+	copy(buf[headroom:], frame)
+	send := func(off, n int, ok bool, event string, be int) lbWant {
+		if !ok {
+			return lbWant{verdict: xdpDrop, drop: "too_big", backend: be}
+		}
+		return lbWant{verdict: xdpTX, out: buf[off : off+n], event: event, backend: be}
+	}
+	vi := -1
+	for i, v := range lbTestVIPs {
+		if v.addr == dst && v.proto == fl.Proto && (v.port == fl.DstPort || v.port == 0) && (vi < 0 || v.port != 0) {
+			vi = i
+		}
+	}
+	if fl.ICMP == packet.ICMPEchoRequest {
+		for _, v := range lbTestVIPs {
+			if v.addr == dst {
+				if !v.echo {
+					return lbWant{verdict: xdpDrop, drop: "echo_disabled", backend: -1}
+				}
+				off, n, ok := packet.EchoReply(buf, headroom, len(frame), &fl)
+				if !ok {
+					return lbWant{verdict: xdpDrop, drop: "unsupported_icmp", backend: -1}
+				}
+				return send(off, n, true, "echo_reply", -1)
+			}
+		}
+		return lbWant{verdict: xdpDrop, drop: "no_vip", backend: -1}
+	}
+	if vi < 0 {
+		return lbWant{verdict: xdpDrop, drop: "no_vip", backend: -1}
+	}
+	v := lbTestVIPs[vi]
+	var h uint32
+	if fl.Family == 4 {
+		h = hash.Flow4(fl.Src, fl.Dst, fl.Ports, fl.Proto)
+	} else {
+		h = hash.Flow6(&fl.Src6, &fl.Dst6, fl.Ports, fl.Proto)
+	}
+	bi := backend
+	if bi < 0 && v.table >= 0 {
+		bi = lbTables(t)[v.table].pick(h)
+	}
 	if bi < 0 {
-		return nil, -1, false
+		return lbWant{verdict: xdpDrop, drop: "no_backend", backend: -1}
 	}
 	be := lbTestBackends()[bi]
-	const headroom = 256
-	buf := make([]byte, headroom+len(frame))
-	copy(buf[headroom:], frame)
-	off, n, ok := packet.EncapIPIP(buf, headroom, len(frame), &fl, lbSrc, be.Addr.As4(), lbMAC, be.MAC, id, lbTestMTU+int(fl.L3Off))
-	if !ok {
-		return nil, int(bi), false
+	if !be.Resolved {
+		return lbWant{verdict: xdpDrop, drop: "no_neighbor", backend: bi}
 	}
-	return buf[off : off+n], int(bi), true
+	event := ""
+	if fl.ICMP == packet.ICMPError {
+		event = "icmp_error_forwarded"
+	}
+	if v.fwd == LBForwardDSR {
+		off, n, ok := packet.RewriteDSR(buf, headroom, len(frame), &fl, lbMAC, be.MAC)
+		return send(off, n, ok, event, bi)
+	}
+	maxLen := lbTestMTU + int(fl.L3Off)
+	var off, n, overhead int
+	var ok bool
+	switch {
+	case v.fwd == LBForwardGUE && be.Addr.Is6():
+		overhead = packet.GUE6Overhead
+		off, n, ok = packet.EncapGUE6(buf, headroom, len(frame), &fl, lbSrc6, be.Addr.As16(), lbMAC, be.MAC, h, lbTestGUEPort, maxLen)
+	case v.fwd == LBForwardGUE:
+		overhead = packet.GUE4Overhead
+		off, n, ok = packet.EncapGUE4(buf, headroom, len(frame), &fl, lbSrc, be.Addr.As4(), lbMAC, be.MAC, id, h, lbTestGUEPort, maxLen)
+	case be.Addr.Is6():
+		overhead = packet.IPIP6Overhead
+		off, n, ok = packet.EncapIPIP6(buf, headroom, len(frame), &fl, lbSrc6, be.Addr.As16(), lbMAC, be.MAC, h, maxLen)
+	default:
+		overhead = packet.IPIPOverhead
+		off, n, ok = packet.EncapIPIP(buf, headroom, len(frame), &fl, lbSrc, be.Addr.As4(), lbMAC, be.MAC, id, maxLen)
+	}
+	if !ok && fl.ICMP == packet.ICMPNone && (fl.Family == 6 || fl.DF) {
+		if off, n, ok = packet.FragNeeded(buf, headroom, len(frame), &fl, lbTestMTU-overhead); ok {
+			w := send(off, n, true, "frag_needed_sent", bi)
+			w.drop = "too_big" // counted as a drop too, as the worker does
+			return w
+		}
+	}
+	return send(off, n, ok, event, bi)
 }
 
 // lbRun runs frame through the program and returns the verdict, the output
@@ -159,7 +356,9 @@ func lbRun(t testing.TB, lb *LB, frame []byte) (uint32, []byte, LBCounters, uint
 func subLB(a, b LBCounters) LBCounters {
 	d := LBCounters{
 		Seen: a.Seen - b.Seen, Forwarded: a.Forwarded - b.Forwarded, Passed: a.Passed - b.Passed,
-		Malformed: a.Malformed - b.Malformed, FlowHits: a.FlowHits - b.FlowHits, Dropped: a.Dropped - b.Dropped,
+		Malformed: a.Malformed - b.Malformed, FlowHits: a.FlowHits - b.FlowHits,
+		EchoReplies: a.EchoReplies - b.EchoReplies, FragNeeded: a.FragNeeded - b.FragNeeded,
+		ICMPErrors: a.ICMPErrors - b.ICMPErrors, Dropped: a.Dropped - b.Dropped,
 		Drops: map[string]uint64{},
 	}
 	for k, v := range a.Drops {
@@ -170,16 +369,21 @@ func subLB(a, b LBCounters) LBCounters {
 	return d
 }
 
-// flowOf returns the flow table entry of frame's 5-tuple.
+// flowOf returns the flow table entry of frame's 5-tuple (for an ICMP
+// error, of the flow it is about).
 func flowOf(t testing.TB, lb *LB, frame []byte) (lbFlowValue, bool) {
 	t.Helper()
 	var fl packet.Flow
-	if packet.ParseIPv4(frame, &fl) != packet.OK {
+	if packet.Parse(frame, &fl) != packet.OK {
 		t.Fatalf("flowOf: frame does not parse")
 	}
-	k := lbFlowKey{Saddr: fl.Src, Daddr: fl.Dst, Ports: fl.Ports, Proto: fl.Proto}
 	var v lbFlowValue
-	err := lb.objs.Flows.Lookup(k, &v)
+	var err error
+	if fl.Family == 4 {
+		err = lb.objs.Flows.Lookup(lbFlowKey4{Saddr: fl.Src, Daddr: fl.Dst, Ports: fl.Ports, Proto: fl.Proto}, &v)
+	} else {
+		err = lb.objs.Flows6.Lookup(lbFlowKey6{Saddr: fl.Src6, Daddr: fl.Dst6, Ports: fl.Ports, Proto: fl.Proto}, &v)
+	}
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		return v, false
 	}
@@ -189,89 +393,215 @@ func flowOf(t testing.TB, lb *LB, frame []byte) (lbFlowValue, bool) {
 	return v, true
 }
 
-// tcpFrame is a TCP frame from client:sport to dst:dport with the given
-// flags ("S", "A", "SA"), TOS and DF, and payload of n bytes.
+// tcpFrame is a TCP frame from the client (of dst's family) with source
+// port sport to dst:dport with the given flags ("S", "A", "SA"), TOS or
+// traffic class, DF (IPv4), and n payload bytes.
 func tcpFrame(t testing.TB, dst netip.Addr, sport, dport uint16, flags string, tos uint8, df bool, n int) []byte {
+	tc := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), Seq: 7, Ack: 9, Window: 512,
+		SYN: bytes.Contains([]byte(flags), []byte("S")), ACK: bytes.Contains([]byte(flags), []byte("A"))}
+	if dst.Is6() {
+		ip := ipv6(client6, dst, layers.IPProtocolTCP)
+		ip.TrafficClass = tos
+		ip.FlowLabel = 0x12345
+		_ = tc.SetNetworkLayerForChecksum(ip)
+		return serialize(t, eth(layers.EthernetTypeIPv6), ip, tc, gopacket.Payload(make([]byte, n)))
+	}
 	ip := ipv4(client, dst, layers.IPProtocolTCP)
 	ip.TOS = tos
 	if df {
 		ip.Flags = layers.IPv4DontFragment
 	}
-	tc := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), Seq: 7, Ack: 9, Window: 512,
-		SYN: bytes.Contains([]byte(flags), []byte("S")), ACK: bytes.Contains([]byte(flags), []byte("A"))}
 	_ = tc.SetNetworkLayerForChecksum(ip)
 	return serialize(t, eth(layers.EthernetTypeIPv4), ip, tc, gopacket.Payload(make([]byte, n)))
 }
 
-// udpFrame is a UDP frame from client:40000 to dst:port with n payload bytes.
+// udpFrame is a UDP frame from the client:40000 to dst:port with n payload
+// bytes (an odd n gives an odd IP length).
 func udpFrame(t testing.TB, dst netip.Addr, port uint16, n int) []byte {
-	ip := ipv4(client, dst, layers.IPProtocolUDP)
 	u := &layers.UDP{SrcPort: 40000, DstPort: layers.UDPPort(port)}
+	pl := make([]byte, n)
+	for i := range pl {
+		pl[i] = byte(i*7 + 1)
+	}
+	if dst.Is6() {
+		ip := ipv6(client6, dst, layers.IPProtocolUDP)
+		_ = u.SetNetworkLayerForChecksum(ip)
+		return serialize(t, eth(layers.EthernetTypeIPv6), ip, u, gopacket.Payload(pl))
+	}
+	ip := ipv4(client, dst, layers.IPProtocolUDP)
 	_ = u.SetNetworkLayerForChecksum(ip)
-	return serialize(t, eth(layers.EthernetTypeIPv4), ip, u, gopacket.Payload(make([]byte, n)))
+	return serialize(t, eth(layers.EthernetTypeIPv4), ip, u, gopacket.Payload(pl))
 }
 
-// withIPField returns a copy of f (untagged IPv4) with IPv4 header bytes
-// [off, off+len(b)) replaced by b and the header checksum left as it was.
+// withIPField returns a copy of f (untagged) with IP header bytes
+// [off, off+len(b)) replaced by b and checksums left as they were.
 func withIPField(f []byte, off int, b ...byte) []byte {
 	g := append([]byte(nil), f...)
 	copy(g[14+off:], b)
 	return g
 }
 
+// vlan tags an untagged frame with 802.1Q VLAN 100, priority 5.
+func vlan(f []byte) []byte {
+	g := append([]byte(nil), f[:12]...)
+	g = append(g, 0x81, 0x00, 0xa0, 100)
+	return append(g, f[12:]...)
+}
+
+// pad appends Ethernet padding (zeros) up to n bytes.
+func pad(f []byte, n int) []byte {
+	return append(append([]byte(nil), f...), make([]byte, max(0, n-len(f)))...)
+}
+
+// icmpErrorAbout is an ICMP (IPv4) or ICMPv6 error of type/code from a
+// router to vip about a packet the backend sent from vip:vport to the
+// client:cport (TCP), quoting its header and 8 bytes (with extra payload
+// bytes more). The 4 bytes after the type and code carry an MTU.
+func icmpErrorAbout(t testing.TB, vip netip.Addr, vport, cport uint16, typ, code uint8, extra int) []byte {
+	tc := &layers.TCP{SrcPort: layers.TCPPort(vport), DstPort: layers.TCPPort(cport), ACK: true, Window: 1}
+	pl := gopacket.Payload(make([]byte, extra))
+	if vip.Is6() {
+		inner := ipv6(vip, client6, layers.IPProtocolTCP)
+		_ = tc.SetNetworkLayerForChecksum(inner)
+		quoted := serialize(t, inner, tc, pl)
+		ip := ipv6(router6, vip, layers.IPProtocolICMPv6)
+		ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(typ, code)}
+		_ = ic.SetNetworkLayerForChecksum(ip)
+		return serialize(t, eth(layers.EthernetTypeIPv6), ip, ic, gopacket.Payload(append([]byte{0, 0, 5, 0}, quoted...)))
+	}
+	inner := ipv4(vip, client, layers.IPProtocolTCP)
+	inner.Flags = layers.IPv4DontFragment
+	_ = tc.SetNetworkLayerForChecksum(inner)
+	quoted := serialize(t, inner, tc, pl)
+	ip := ipv4(router, vip, layers.IPProtocolICMPv4)
+	return serialize(t, eth(layers.EthernetTypeIPv4), ip,
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(typ, code), Seq: 1400}, gopacket.Payload(quoted))
+}
+
+// lbCase is one fixture: a frame, the verdict the program must give and
+// what it counts. For XDP_TX the output must be the Go worker's (lbModel)
+// byte for byte, with the same event; a drop must carry the Go worker's
+// reason (lbModel's, for frames that reach it).
 type lbCase struct {
 	name    string
 	frame   []byte
-	verdict uint32 // xdpTX: the output must be goForward's
+	verdict uint32
 	drop    string // the drop reason for xdpDrop
 	bad     bool   // counted Malformed (and passed)
+	event   string // for xdpTX: "" (a forward), echo_reply, frag_needed_sent, icmp_error_forwarded
 }
 
 func lbCases(t testing.TB) []lbCase {
 	tcp := layers.IPProtocolTCP
-	padded := udpFrame(t, vipUDP, 53, 0) // 42 bytes
-	padded = append(padded, make([]byte, 60-len(padded))...)
 	short := tcpFrame(t, vipTCP, 40000, 80, "A", 0, false, 0)
-	// tot_len 30: the TCP header is cut by the end of the IP packet.
-	truncL4 := withIPField(short, 2, 0, 30)[:14+30]
+	short6 := tcpFrame(t, vip6, 40000, 443, "A", 0, false, 0)
+	big := lbTestMTU - 20 - 20 + 1 // TCP payload of a 1501-byte IPv4 packet
+	ext := func(dst netip.Addr, port uint16, exts ...layers.IPProtocol) []byte {
+		return frame6Ext(t, dst, exts, tcp, port)
+	}
+	hbh, dstopts, rt, frag := layers.IPProtocolIPv6HopByHop, layers.IPProtocolIPv6Destination, layers.IPProtocolIPv6Routing, layers.IPProtocolIPv6Fragment
+	icmp4Opts := withIHL(icmp4(t, vipTCP), 14, 6) // IHL 6: the echo data's first word read as an option
+	unreach, fragNeeded := uint8(layers.ICMPv4TypeDestinationUnreachable), uint8(layers.ICMPv4CodeFragmentationNeeded)
 	return []lbCase{
-		{"tcp syn", tcpFrame(t, vipTCP, 40000, 80, "S", 0, false, 0), xdpTX, "", false},
-		{"tcp ack", tcpFrame(t, vipTCP, 40001, 80, "A", 0, false, 100), xdpTX, "", false},
-		{"tcp syn-ack", tcpFrame(t, vipTCP, 40002, 80, "SA", 0, false, 0), xdpTX, "", false},
-		{"tcp tos and df", tcpFrame(t, vipTCP, 40003, 80, "A", 0xb9, true, 10), xdpTX, "", false},
-		{"udp wildcard", udpFrame(t, vipUDP, 53, 20), xdpTX, "", false},
-		{"udp other port", udpFrame(t, vipUDP, 9999, 20), xdpTX, "", false},
-		{"udp ethernet padding", padded, xdpTX, "", false},
-		{"802.1Q", frame4VLAN(t, layers.EthernetTypeDot1Q, vipTCP, tcp, 80), xdpTX, "", false},
-		{"802.1ad", frame4VLAN(t, layers.EthernetTypeQinQ, vipUDP, layers.IPProtocolUDP, 53), xdpTX, "", false},
-		{"ip options", frame4Opts(t, vipTCP, 80, 9), xdpTX, "", false},
-		{"fits the mtu exactly", udpFrame(t, vipUDP, 53, lbTestMTU-20-20-8), xdpTX, "", false},
-		{"too big by one byte", udpFrame(t, vipUDP, 53, lbTestMTU-20-20-8+1), xdpDrop, "too_big", false},
-		{"non-VIP", frame4(t, nonVIP, tcp, 80), xdpPass, "", false},
-		{"arp", arp(t), xdpPass, "", false},
-		{"ipv6 to a VIP", frame6(t, vip6, tcp, 443), xdpPass, "", false},
-		{"VIP address, other port", frame4(t, vipTCP, tcp, 81), xdpDrop, "no_vip", false},
-		{"VIP address, other protocol", frame4(t, vipTCP, layers.IPProtocolUDP, 80), xdpDrop, "no_vip", false},
-		{"icmp to VIP", icmp4(t, vipTCP), xdpDrop, "unsupported_protocol", false},
-		{"icmp frag-needed to VIP", icmp4Error(t, vipTCP, vipTCP, layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeFragmentationNeeded), xdpDrop, "unsupported_protocol", false},
-		{"non-first fragment", fragment4(t, vipTCP, tcp), xdpDrop, "fragment", false},
-		{"first fragment", firstFragment4(t, vipTCP, 80), xdpDrop, "fragment", false},
-		{"truncated tcp", truncL4, xdpDrop, "truncated_l4", false},
-		{"ip length past the frame", withIPField(short, 2, 0x05, 0xdc), xdpDrop, "bad_ip_length", false},
-		{"ip length below ihl", withIPField(short, 2, 0, 19), xdpDrop, "bad_ip_length", false},
-		{"ip version 6 in an IPv4 ethertype", withIPField(short, 0, 0x65), xdpDrop, "bad_ip_version", false},
-		{"empty table", frame4(t, vipEmpty, tcp, 80), xdpDrop, "no_backend", false},
-		{"unresolved backend", frame4(t, vipNoNeigh, tcp, 80), xdpDrop, "no_neighbor", false},
-		{"ihl 4", withIHL(short, 14, 4), xdpPass, "", true},
-		{"14 bytes", short[:14], xdpPass, "", true},
-		{"cut in the ip header", short[:30], xdpPass, "", true},
-		{"vlan tag cut", frame4VLAN(t, layers.EthernetTypeDot1Q, vipTCP, tcp, 80)[:16], xdpPass, "", true},
+		// IPIP, IPv4 to IPv4 (packet.EncapIPIP).
+		{"ipip tcp syn", tcpFrame(t, vipTCP, 40000, 80, "S", 0, false, 0), xdpTX, "", false, ""},
+		{"ipip tcp ack", tcpFrame(t, vipTCP, 40001, 80, "A", 0, false, 100), xdpTX, "", false, ""},
+		{"ipip tcp syn-ack", tcpFrame(t, vipTCP, 40002, 80, "SA", 0, false, 0), xdpTX, "", false, ""},
+		{"ipip tos and df", tcpFrame(t, vipTCP, 40003, 80, "A", 0xb9, true, 10), xdpTX, "", false, ""},
+		{"ipip udp wildcard", udpFrame(t, vipUDP, 53, 20), xdpTX, "", false, ""},
+		{"ipip udp other port", udpFrame(t, vipUDP, 9999, 20), xdpTX, "", false, ""},
+		{"ipip ethernet padding", pad(udpFrame(t, vipUDP, 53, 0), 60), xdpTX, "", false, ""},
+		{"ipip 802.1Q", frame4VLAN(t, layers.EthernetTypeDot1Q, vipTCP, tcp, 80), xdpTX, "", false, ""},
+		{"ipip 802.1ad", frame4VLAN(t, layers.EthernetTypeQinQ, vipUDP, layers.IPProtocolUDP, 53), xdpTX, "", false, ""},
+		{"ipip ip options", frame4Opts(t, vipTCP, 80, 9), xdpTX, "", false, ""},
+		{"ipip fits the mtu exactly", udpFrame(t, vipUDP, 53, lbTestMTU-20-20-8), xdpTX, "", false, ""},
+		// IPv6 VIPs: IP6IP6, 6in4; IPv4 VIP to IPv6 backends: 4in6.
+		{"ip6ip6 tcp", tcpFrame(t, vip6, 40000, 443, "S", 0x28, false, 50), xdpTX, "", false, ""},
+		{"ip6ip6 802.1Q", vlan(tcpFrame(t, vip6, 40001, 443, "A", 0, false, 5)), xdpTX, "", false, ""},
+		{"ip6ip6 ethernet padding", pad(tcpFrame(t, vip6, 40002, 443, "A", 0, false, 0), 100), xdpTX, "", false, ""},
+		{"ip6ip6 extension headers", ext(vip6, 443, hbh, dstopts, rt), xdpTX, "", false, ""},
+		{"ip6ip6 four extension headers", ext(vip6, 443, hbh, dstopts, rt, dstopts), xdpTX, "", false, ""},
+		{"4in6 tcp", tcpFrame(t, vip4in6, 40000, 80, "S", 0x10, true, 30), xdpTX, "", false, ""},
+		{"6in4 tcp", tcpFrame(t, vip6in4, 40000, 80, "A", 0x48, false, 30), xdpTX, "", false, ""},
+		// GUE (packet.EncapGUE4, EncapGUE6: the UDP checksum over the
+		// whole packet, odd lengths included).
+		{"gue4 tcp", tcpFrame(t, vipGUE4, 40000, 80, "S", 0, true, 40), xdpTX, "", false, ""},
+		{"gue4 802.1Q", vlan(tcpFrame(t, vipGUE4, 40001, 80, "A", 0, false, 3)), xdpTX, "", false, ""},
+		{"gue6 tcp", tcpFrame(t, vipGUE6, 40000, 80, "S", 0, false, 40), xdpTX, "", false, ""},
+		{"gue6 odd length", tcpFrame(t, vipGUE6, 40001, 80, "A", 0, false, 1001), xdpTX, "", false, ""},
+		{"gue6 802.1Q", vlan(tcpFrame(t, vipGUE6, 40002, 80, "A", 0, false, 777)), xdpTX, "", false, ""},
+		{"gue6 fits the mtu exactly", tcpFrame(t, vipGUE6, 40003, 80, "A", 0, false, lbTestMTU-52-40-20), xdpTX, "", false, ""},
+		{"gue6 ipv4 backends", tcpFrame(t, vipGUE6v4, 40000, 80, "A", 0, false, 9), xdpTX, "", false, ""},
+		// L2 DSR (packet.RewriteDSR): MACs only, padding kept, no MTU check.
+		{"dsr4", tcpFrame(t, vipDSR4, 40000, 80, "S", 0, false, 10), xdpTX, "", false, ""},
+		{"dsr4 padding", pad(tcpFrame(t, vipDSR4, 40001, 80, "A", 0, false, 0), 64), xdpTX, "", false, ""},
+		{"dsr4 bigger than the mtu", tcpFrame(t, vipDSR4, 40002, 80, "A", 0, true, big), xdpTX, "", false, ""},
+		{"dsr6 802.1Q", vlan(tcpFrame(t, vipDSR6, 40000, 80, "S", 0, false, 10)), xdpTX, "", false, ""},
+		// ICMP echo (packet.EchoReply).
+		{"echo", icmp4(t, vipTCP), xdpTX, "", false, "echo_reply"},
+		{"echo padded", pad(icmp4(t, vipTCP), 80), xdpTX, "", false, "echo_reply"},
+		{"echo6", icmp6(t, vip6), xdpTX, "", false, "echo_reply"},
+		{"echo disabled", icmp4(t, vipUDP), xdpDrop, "echo_disabled", false, ""},
+		{"echo ip options", icmp4Opts, xdpDrop, "unsupported_icmp", false, ""},
+		{"echo6 extension header", frame6Ext(t, vip6, []layers.IPProtocol{hbh}, layers.IPProtocolICMPv6, 0), xdpDrop, "unsupported_icmp", false, ""},
+		// ICMP errors about a VIP flow go to its backend.
+		{"icmp frag-needed to the flow's backend", icmpErrorAbout(t, vipTCP, 80, 40100, unreach, fragNeeded, 0), xdpTX, "", false, "icmp_error_forwarded"},
+		{"icmp time exceeded, long quote", icmpErrorAbout(t, vipTCP, 80, 40101, 11, 0, 300), xdpTX, "", false, "icmp_error_forwarded"},
+		{"icmp error gue", icmpErrorAbout(t, vipGUE4, 80, 40102, unreach, 3, 0), xdpTX, "", false, "icmp_error_forwarded"},
+		{"icmp error dsr", icmpErrorAbout(t, vipDSR4, 80, 40103, unreach, 1, 0), xdpTX, "", false, "icmp_error_forwarded"},
+		{"icmpv6 packet too big", icmpErrorAbout(t, vip6, 443, 40100, 2, 0, 0), xdpTX, "", false, "icmp_error_forwarded"},
+		{"icmpv6 error gue6", icmpErrorAbout(t, vipGUE6, 80, 40101, 1, 4, 33), xdpTX, "", false, "icmp_error_forwarded"},
+		{"icmp error, no such VIP port", icmpErrorAbout(t, vipTCP, 81, 40100, unreach, fragNeeded, 0), xdpDrop, "no_vip", false, ""},
+		{"icmp error, cut quote", withIPField(icmpErrorAbout(t, vipTCP, 80, 40100, unreach, fragNeeded, 0), 2, 0, 52)[:14+52], xdpDrop, "truncated_icmp", false, ""},
+		{"icmp redirect", withIPField(icmpErrorAbout(t, vipTCP, 80, 40100, unreach, 0, 0), 20, 5), xdpDrop, "unsupported_icmp", false, ""},
+		// Too big: frag-needed / packet-too-big back to the client
+		// (packet.FragNeeded), only with DF over IPv4.
+		{"too big with df", tcpFrame(t, vipTCP, 40010, 80, "A", 0, true, big), xdpTX, "too_big", false, "frag_needed_sent"},
+		{"too big with df, 802.1Q", vlan(tcpFrame(t, vipTCP, 40011, 80, "A", 0, true, big)), xdpTX, "too_big", false, "frag_needed_sent"},
+		{"too big, odd length", tcpFrame(t, vipGUE4, 40012, 80, "A", 0, true, big+2), xdpTX, "too_big", false, "frag_needed_sent"},
+		{"too big without df", tcpFrame(t, vipTCP, 40013, 80, "A", 0, false, big), xdpDrop, "too_big", false, ""},
+		{"too big by one byte", udpFrame(t, vipUDP, 53, lbTestMTU-20-20-8+1), xdpDrop, "too_big", false, ""},
+		{"too big ipv6", tcpFrame(t, vip6, 40010, 443, "A", 0, false, lbTestMTU-40), xdpTX, "too_big", false, "frag_needed_sent"},
+		{"too big gue6", tcpFrame(t, vipGUE6, 40010, 80, "A", 0, false, lbTestMTU-52-40-20+1), xdpTX, "too_big", false, "frag_needed_sent"},
+		{"too big 4in6 odd", tcpFrame(t, vip4in6, 40010, 80, "A", 0, true, lbTestMTU-40-20-20+7), xdpTX, "too_big", false, "frag_needed_sent"},
+		// Fragments: the VIP address's policy.
+		{"non-first fragment, drop", fragment4(t, vipTCP, tcp), xdpDrop, "fragment", false, ""},
+		{"first fragment, drop", firstFragment4(t, vipTCP, 80), xdpDrop, "fragment", false, ""},
+		{"fragment, pass", fragment4(t, vipFrag, layers.IPProtocolUDP), xdpPass, "", false, ""},
+		{"ipv6 fragment, drop", ext(vip6, 443, frag), xdpDrop, "fragment", false, ""},
+		{"ipv6 fragment, pass", frame6Ext(t, vipFrag6, []layers.IPProtocol{hbh, frag}, layers.IPProtocolUDP, 53), xdpPass, "", false, ""},
+		// What the parser refuses, with its reasons.
+		{"five extension headers", ext(vip6, 443, hbh, dstopts, rt, dstopts, dstopts), xdpDrop, "too_many_ext_headers", false, ""},
+		{"extension header past the payload", withIPField(ext(vip6, 443, hbh), 4, 0, 4), xdpDrop, "truncated_ext_header", false, ""},
+		{"ipv6 payload length past the frame", withIPField(short6, 4, 0x05, 0xdc), xdpDrop, "bad_ipv6_length", false, ""},
+		{"ipv6 version 4", withIPField(short6, 0, 0x46), xdpDrop, "bad_ip_version", false, ""},
+		{"ipv6 truncated tcp", withIPField(short6, 4, 0, 12)[:14+40+12], xdpDrop, "truncated_l4", false, ""},
+		{"ipv6 other protocol", frame6(t, vip6, layers.IPProtocolUDP, 443), xdpDrop, "no_vip", false, ""},
+		{"ipv6 no next header", withIPField(short6, 6, 59), xdpDrop, "unsupported_protocol", false, ""},
+		{"VIP address, other port", frame4(t, vipTCP, tcp, 81), xdpDrop, "no_vip", false, ""},
+		{"VIP address, other protocol", frame4(t, vipTCP, layers.IPProtocolUDP, 80), xdpDrop, "no_vip", false, ""},
+		{"truncated tcp", withIPField(short, 2, 0, 30)[:14+30], xdpDrop, "truncated_l4", false, ""},
+		{"ip length past the frame", withIPField(short, 2, 0x05, 0xdc), xdpDrop, "bad_ip_length", false, ""},
+		{"ip length below ihl", withIPField(short, 2, 0, 19), xdpDrop, "bad_ip_length", false, ""},
+		{"ip version 6 in an IPv4 ethertype", withIPField(short, 0, 0x65), xdpDrop, "bad_ip_version", false, ""},
+		{"esp", withIPField(short, 9, 50), xdpDrop, "unsupported_protocol", false, ""},
+		{"no table", frame4(t, vipEmpty, tcp, 80), xdpDrop, "no_backend", false, ""},
+		{"unresolved backend", frame4(t, vipNoNeigh, tcp, 80), xdpDrop, "no_neighbor", false, ""},
+		// Not for a VIP address, or not parsed that far: the kernel's.
+		{"non-VIP", frame4(t, nonVIP, tcp, 80), xdpPass, "", false, ""},
+		{"non-VIP ipv6", frame6(t, nonVIP6, tcp, 443), xdpPass, "", false, ""},
+		{"non-VIP icmp error", icmpErrorAbout(t, nonVIP, 80, 40000, unreach, fragNeeded, 0), xdpPass, "", false, ""},
+		{"arp", arp(t), xdpPass, "", false, ""},
+		{"ihl 4", withIHL(short, 14, 4), xdpPass, "", true, ""},
+		{"14 bytes", short[:14], xdpPass, "", true, ""},
+		{"cut in the ip header", short[:30], xdpPass, "", true, ""},
+		{"cut in the ipv6 header", short6[:50], xdpPass, "", true, ""},
+		{"vlan tag cut", frame4VLAN(t, layers.EthernetTypeDot1Q, vipTCP, tcp, 80)[:16], xdpPass, "", true, ""},
 	}
 }
 
 func TestLBFrames(t *testing.T) {
 	lb := loadTestLB(t)
-	tab := lbTestTable(t)
 	for _, tc := range lbCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			verdict, out, d, id := lbRun(t, lb, tc.frame)
@@ -281,17 +611,29 @@ func TestLBFrames(t *testing.T) {
 			want := LBCounters{Seen: 1, Drops: map[string]uint64{}}
 			switch {
 			case tc.verdict == xdpTX:
-				want.Forwarded = 1
-				goOut, _, ok := goForward(tc.frame, tab, id)
-				if !ok {
-					t.Fatal("the Go worker does not forward this frame")
+				m := lbModel(t, tc.frame, -1, id)
+				if m.verdict != xdpTX || m.event != tc.event {
+					t.Fatalf("the Go worker does not send this (%+v)", m)
 				}
-				if !bytes.Equal(out, goOut) {
-					t.Errorf("output differs from the Go worker's\n got % x\nwant % x", out, goOut)
+				if !bytes.Equal(out, m.out) {
+					t.Errorf("output differs from the Go worker's\n got % x\nwant % x", out, m.out)
+				}
+				switch tc.event {
+				case "echo_reply":
+					want.EchoReplies = 1
+				case "frag_needed_sent":
+					want.FragNeeded, want.Dropped, want.Drops["too_big"] = 1, 1, 1
+				case "icmp_error_forwarded":
+					want.ICMPErrors, want.Forwarded = 1, 1
+				default:
+					want.Forwarded = 1
 				}
 			case tc.verdict == xdpDrop:
 				want.Dropped = 1
 				want.Drops[tc.drop] = 1
+				if m := lbModel(t, tc.frame, -1, id); m.drop != tc.drop {
+					t.Errorf("the Go worker drops it as %q", m.drop)
+				}
 			case tc.bad:
 				want.Malformed = 1
 			default:
@@ -308,8 +650,9 @@ func TestLBFrames(t *testing.T) {
 	}
 }
 
-// flow4Golden are hash/flow_test.go's golden vectors with ports (TCP and
-// UDP): the flow table records the hash that picked each flow's backend.
+// flow4Golden and flow6Golden are hash/flow_test.go's golden vectors with
+// ports (TCP and UDP): the flow table records the hash that picked each
+// flow's backend.
 var flow4Golden = []struct {
 	saddr, daddr string
 	sport, dport uint16
@@ -326,16 +669,16 @@ var flow4Golden = []struct {
 
 func TestLBFlowHashGolden(t *testing.T) {
 	lb := loadTestLB(t)
-	tab := lbTestTable(t)
 	var vips []VIPEntry
-	for _, g := range flow4Golden {
-		k := NewVIPKey(netip.MustParseAddr(g.daddr), 0, g.proto)
-		vips = append(vips, VIPEntry{Key: k, ID: 0})
+	golden := flow4Golden
+	for _, g := range golden {
+		vips = append(vips, VIPEntry{Key: NewVIPKey(netip.MustParseAddr(g.daddr), 0, g.proto), ID: 0})
 	}
 	if err := lb.SetVIPs(vips); err != nil {
 		t.Fatal(err)
 	}
-	for _, g := range flow4Golden {
+	tab := lbTables(t)[tab4]
+	for _, g := range golden {
 		src, dst := netip.MustParseAddr(g.saddr), netip.MustParseAddr(g.daddr)
 		ip := ipv4(src, dst, layers.IPProtocol(g.proto))
 		var l4l gopacket.SerializableLayer
@@ -360,106 +703,244 @@ func TestLBFlowHashGolden(t *testing.T) {
 		if fv.Hash != g.want {
 			t.Errorf("%s:%d -> %s:%d proto %d: BPF hash %#08x, want %#08x", g.saddr, g.sport, g.daddr, g.dport, g.proto, fv.Hash, g.want)
 		}
-		want := lbTestBackends()[tab.Lookup(g.want)].Addr.As4()
-		if got := [4]byte(out[30:34]); got != want || fv.Backend != uint32(tab.Lookup(g.want)) {
-			t.Errorf("%s -> %s: sent to %v (id %d), want %v", g.saddr, g.daddr, netip.AddrFrom4(got), fv.Backend, netip.AddrFrom4(want))
+		bi := tab.pick(g.want)
+		want := lbTestBackends()[bi].Addr.As4()
+		if got := [4]byte(out[30:34]); got != want || fv.Backend != LBBackendID(bi, lbTestGen) {
+			t.Errorf("%s -> %s: sent to %v (id %#x), want %v", g.saddr, g.daddr, netip.AddrFrom4(got), fv.Backend, netip.AddrFrom4(want))
 		}
 	}
 }
 
-// TestLBFlowTable: established flows keep their backend across table
-// changes, a TCP SYN always takes the current table's choice, and a flow
-// whose backend id was freed picks again.
-func TestLBFlowTable(t *testing.T) {
+// TestLBFlowHash6 checks the IPv6 flow hash against hash.Flow6 (itself
+// checked against golden vectors in package hash) over a spread of tuples.
+func TestLBFlowHash6(t *testing.T) {
 	lb := loadTestLB(t)
-	tab := lbTestTable(t)
-	ack := tcpFrame(t, vipTCP, 41000, 80, "A", 0, false, 0)
-	syn := tcpFrame(t, vipTCP, 41000, 80, "S", 0, false, 0)
-	udp := udpFrame(t, vipUDP, 53, 10)
-	backendOf := func(frame []byte, wantHit bool) int {
-		t.Helper()
-		verdict, out, d, _ := lbRun(t, lb, frame)
-		if verdict != xdpTX {
-			t.Fatalf("verdict %d, want XDP_TX (%+v)", verdict, d)
+	for i := range 64 {
+		port := uint16(1000 + 97*i)
+		frame := tcpFrame(t, vip6, port, 443, "S", 0, false, i)
+		if v, _, d, _ := lbRun(t, lb, frame); v != xdpTX {
+			t.Fatalf("verdict %d (%+v)", v, d)
 		}
-		if hit := d.FlowHits == 1; hit != wantHit {
-			t.Errorf("flow table hit %v, want %v", hit, wantHit)
+		var fl packet.Flow
+		if packet.Parse(frame, &fl) != packet.OK {
+			t.Fatal("parse")
 		}
-		dst := netip.AddrFrom4([4]byte(out[30:34]))
-		for i, b := range lbTestBackends() {
-			if b.Addr == dst {
-				return i
+		fv, ok := flowOf(t, lb, frame)
+		if want := hash.Flow6(&fl.Src6, &fl.Dst6, fl.Ports, fl.Proto); !ok || fv.Hash != want {
+			t.Fatalf("port %d: BPF hash %#08x (found %v), want %#08x", port, fv.Hash, ok, want)
+		}
+	}
+}
+
+// lbBackendOf runs frame and returns the backend index it was sent to (by
+// outer destination, or MAC for DSR) and whether the flow table gave it.
+func lbBackendOf(t *testing.T, lb *LB, frame []byte) (int, bool) {
+	t.Helper()
+	verdict, out, d, _ := lbRun(t, lb, frame)
+	if verdict != xdpTX {
+		t.Fatalf("verdict %d, want XDP_TX (%+v)", verdict, d)
+	}
+	for i, b := range lbTestBackends() {
+		var a []byte
+		switch {
+		case out[12] == 0x08:
+			a = out[30:34]
+		case out[12] == 0x86:
+			a = out[38:54]
+		}
+		if bytes.Equal(a, b.Addr.AsSlice()) {
+			return i, d.FlowHits == 1
+		}
+	}
+	t.Fatalf("sent to no known backend: % x", out[:60])
+	return -1, false
+}
+
+// TestLBFlowTable: established flows keep their backend across table
+// changes, a TCP SYN always takes the current table's choice, a flow whose
+// backend ID was freed or took a new generation picks again, and ICMP
+// errors follow the flow table without making entries.
+func TestLBFlowTable(t *testing.T) {
+	for _, dst := range []netip.Addr{vipTCP, vip6} {
+		t.Run(dst.String(), func(t *testing.T) {
+			lb := loadTestLB(t)
+			vi, port, tabi, size := uint32(0), uint16(80), tab4, lbTestTableSize
+			if dst.Is6() {
+				vi, port, tabi, size = 4, 443, tab6, lbTestTableSize6
 			}
+			members := lbTables(t)[tabi].members
+			ack := tcpFrame(t, dst, 41000, port, "A", 0, false, 0)
+			syn := tcpFrame(t, dst, 41000, port, "S", 0, false, 0)
+			icmpErr := icmpErrorAbout(t, dst, port, 41000, 3, 0, 0)
+			if dst.Is6() {
+				icmpErr = icmpErrorAbout(t, dst, port, 41000, 1, 0, 0)
+			}
+			first := lbModel(t, ack, -1, 0).backend
+			if got, hit := lbBackendOf(t, lb, ack); got != first || hit {
+				t.Fatalf("new flow went to backend %d (hit %v), Maglev says %d", got, hit, first)
+			}
+			other := members[0]
+			if other == first {
+				other = members[1]
+			}
+			if err := lb.SetTable(vi, fill(size, LBBackendID(other, lbTestGen))); err != nil {
+				t.Fatal(err)
+			}
+			if got, hit := lbBackendOf(t, lb, ack); got != first || !hit {
+				t.Errorf("established flow went to %d (hit %v) after a table change, want %d", got, hit, first)
+			}
+			if got, hit := lbBackendOf(t, lb, icmpErr); got != first || !hit {
+				t.Errorf("ICMP error went to %d (hit %v), want the flow's %d", got, hit, first)
+			}
+			if got, _ := lbBackendOf(t, lb, syn); got != other {
+				t.Errorf("SYN went to %d, want the table's %d", got, other)
+			}
+			if got, hit := lbBackendOf(t, lb, ack); got != other || !hit {
+				t.Errorf("flow after the SYN went to %d (hit %v), want %d", got, hit, other)
+			}
+			// A new generation at the flow's index: the flow picks again.
+			bs := lbTestBackends()
+			bs[other].Generation++
+			if err := lb.SetBackends(bs); err != nil {
+				t.Fatal(err)
+			}
+			if err := lb.SetTable(vi, fill(size, LBBackendID(first, lbTestGen))); err != nil {
+				t.Fatal(err)
+			}
+			if got, hit := lbBackendOf(t, lb, ack); got != first || hit {
+				t.Errorf("flow of a replaced backend went to %d (hit %v), want %d", got, hit, first)
+			}
+			// Freed: the same.
+			bs[first] = LBBackend{}
+			if err := lb.SetBackends(bs); err != nil {
+				t.Fatal(err)
+			}
+			if err := lb.SetTable(vi, fill(size, LBBackendID(other, lbTestGen+1))); err != nil {
+				t.Fatal(err)
+			}
+			if got, hit := lbBackendOf(t, lb, ack); got != other || hit {
+				t.Errorf("flow of a freed backend went to %d (hit %v), want %d", got, hit, other)
+			}
+			// An ICMP error about an unknown flow: Maglev, no entry made.
+			stray := icmpErrorAbout(t, dst, port, 41999, 3, 0, 0)
+			if dst.Is6() {
+				stray = icmpErrorAbout(t, dst, port, 41999, 2, 0, 0)
+			}
+			if got, hit := lbBackendOf(t, lb, stray); got != other || hit {
+				t.Errorf("stray ICMP error went to %d (hit %v), want %d", got, hit, other)
+			}
+			if _, ok := flowOf(t, lb, stray); ok {
+				t.Error("an ICMP error made a flow entry")
+			}
+		})
+	}
+}
+
+// TestLBIdleTimeout: an entry idle past its protocol's timeout is a miss
+// (the flow re-picks from the current table); within it, a hit. The
+// entries' last-seen times are aged by writing them, not by sleeping.
+func TestLBIdleTimeout(t *testing.T) {
+	lb := loadTestLB(t)
+	if err := lb.SetTimeouts(time.Hour, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if tcp, udp := lb.Timeouts(); tcp != time.Hour || udp != 10*time.Second {
+		t.Fatalf("Timeouts() = %v, %v", tcp, udp)
+	}
+	tcpF := tcpFrame(t, vipTCP, 42000, 80, "A", 0, false, 0)
+	udpF := udpFrame(t, vipUDP, 53, 10)
+	tcp6F := tcpFrame(t, vip6, 42000, 443, "A", 0, false, 0)
+	frames := []struct {
+		f     []byte
+		vi    uint32
+		size  int
+		other int
+	}{{tcpF, 0, lbTestTableSize, -1}, {udpF, 1, lbTestTableSize, -1}, {tcp6F, 4, lbTestTableSize6, -1}}
+	firsts := make([]int, len(frames))
+	for i, fr := range frames {
+		firsts[i], _ = lbBackendOf(t, lb, fr.f)
+		members := lbTables(t)[tab4].members
+		if fr.vi == 4 {
+			members = lbTables(t)[tab6].members
 		}
-		t.Fatalf("sent to unknown backend %v", dst)
-		return -1
+		frames[i].other = members[0]
+		if members[0] == firsts[i] {
+			frames[i].other = members[1]
+		}
+		if err := lb.SetTable(fr.vi, fill(fr.size, LBBackendID(frames[i].other, lbTestGen))); err != nil {
+			t.Fatal(err)
+		}
 	}
-	_, first, _ := goForward(ack, tab, 0)
-	_, firstUDP, _ := goForward(udp, tab, 0)
-	if got := backendOf(ack, false); got != first {
-		t.Fatalf("new flow went to backend %d, Maglev says %d", got, first)
-	}
-	if got := backendOf(udp, false); got != firstUDP {
-		t.Fatalf("new UDP flow went to backend %d, Maglev says %d", got, firstUDP)
-	}
-	other := (first + 1) % 3
-	otherUDP := (firstUDP + 1) % 3
-	if err := lb.SetTable(0, fill(lbTestTableSize, uint32(other))); err != nil {
+	now, _, err := lb.clock() // jiffies
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := lb.SetTable(1, fill(lbTestTableSize, uint32(otherUDP))); err != nil {
-		t.Fatal(err)
+	if lb.hz < 100 || lb.hz > 1000 {
+		t.Fatalf("measured HZ %d", lb.hz)
 	}
-	if got := backendOf(ack, true); got != first {
-		t.Errorf("established flow moved to %d after a table change, want %d", got, first)
+	t.Logf("kernel HZ %d", lb.hz)
+	age := func(frame []byte, by time.Duration) {
+		t.Helper()
+		fv, ok := flowOf(t, lb, frame)
+		if !ok {
+			t.Fatal("no flow entry")
+		}
+		fv.Seen = now - lb.jiffies(by)
+		var fl packet.Flow
+		packet.Parse(frame, &fl)
+		var err error
+		if fl.Family == 4 {
+			err = lb.objs.Flows.Update(lbFlowKey4{Saddr: fl.Src, Daddr: fl.Dst, Ports: fl.Ports, Proto: fl.Proto}, fv, ebpf.UpdateExist)
+		} else {
+			err = lb.objs.Flows6.Update(lbFlowKey6{Saddr: fl.Src6, Daddr: fl.Dst6, Ports: fl.Ports, Proto: fl.Proto}, fv, ebpf.UpdateExist)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	if got := backendOf(udp, true); got != firstUDP {
-		t.Errorf("established UDP flow moved to %d after a table change, want %d", got, firstUDP)
+	// 30 s idle: past UDP's 10 s, within TCP's hour.
+	for _, fr := range frames {
+		age(fr.f, 30*time.Second)
 	}
-	if got := backendOf(syn, false); got != other {
-		t.Errorf("SYN went to %d, want the table's %d", got, other)
+	for i, want := range []bool{true, false, true} {
+		got, hit := lbBackendOf(t, lb, frames[i].f)
+		if wantB := map[bool]int{true: firsts[i], false: frames[i].other}[want]; got != wantB || hit != want {
+			t.Errorf("frame %d after 30 s idle: backend %d (hit %v), want %d (hit %v)", i, got, hit, wantB, want)
+		}
 	}
-	if got := backendOf(ack, true); got != other {
-		t.Errorf("flow after the SYN went to %d, want %d", got, other)
+	// A hit refreshes the entry: just used, it is well within both.
+	if fv, _ := flowOf(t, lb, tcpF); fv.Seen < now {
+		t.Errorf("a hit did not refresh the entry's time: %d < %d", fv.Seen, now)
 	}
-	// Free the flow's backend id; the table points at the first one again.
-	bs := lbTestBackends()
-	bs[other] = LBBackend{}
-	if err := lb.SetBackends(bs); err != nil {
-		t.Fatal(err)
+	// Two hours idle: past TCP's timeout too.
+	age(tcpF, 2*time.Hour)
+	age(tcp6F, 2*time.Hour)
+	if got, hit := lbBackendOf(t, lb, tcpF); got != frames[0].other || hit {
+		t.Errorf("TCP after 2 h idle: backend %d (hit %v), want %d", got, hit, frames[0].other)
 	}
-	if err := lb.SetTable(0, fill(lbTestTableSize, uint32(first))); err != nil {
-		t.Fatal(err)
+	if got, hit := lbBackendOf(t, lb, tcp6F); got != frames[2].other || hit {
+		t.Errorf("TCP/IPv6 after 2 h idle: backend %d (hit %v), want %d", got, hit, frames[2].other)
 	}
-	if got := backendOf(ack, false); got != first {
-		t.Errorf("flow of a freed backend went to %d, want %d", got, first)
-	}
-	// A smaller set frees the ids past its end.
-	if err := lb.SetBackends(lbTestBackends()[:1]); err != nil {
-		t.Fatal(err)
-	}
-	if err := lb.SetTable(1, fill(lbTestTableSize, 0)); err != nil {
-		t.Fatal(err)
-	}
-	if firstUDP != 0 {
-		if got := backendOf(udp, false); got != 0 {
-			t.Errorf("flow of an id past the new set went to %d, want 0", got)
+	for _, bad := range [][2]time.Duration{{0, time.Second}, {time.Second, 25 * time.Hour}} {
+		if err := lb.SetTimeouts(bad[0], bad[1]); err == nil {
+			t.Errorf("SetTimeouts(%v, %v) accepted", bad[0], bad[1])
 		}
 	}
 }
 
 func TestLBBackendCounters(t *testing.T) {
 	lb := loadTestLB(t)
-	tab := lbTestTable(t)
 	frames := [][]byte{
 		tcpFrame(t, vipTCP, 42000, 80, "S", 0, false, 0),
 		tcpFrame(t, vipTCP, 42001, 80, "S", 0, false, 300),
 		udpFrame(t, vipUDP, 53, 20),
 		udpFrame(t, vipUDP, 53, 20),
+		tcpFrame(t, vip6, 42000, 443, "S", 0, false, 7),
+		icmpErrorAbout(t, vipTCP, 80, 42000, 3, 4, 0),
 	}
 	want := make([]LBBackendCounters, len(lbTestBackends()))
 	for _, f := range frames {
-		_, bi, _ := goForward(f, tab, 0)
+		bi := lbModel(t, f, -1, 0).backend
 		want[bi].Packets++
 		want[bi].Bytes += uint64(len(f))
 		if v, _, _, _ := lbRun(t, lb, f); v != xdpTX {
@@ -477,19 +958,45 @@ func TestLBBackendCounters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Seen != c.Forwarded+c.Passed+c.Malformed+c.Dropped || c.Forwarded != uint64(len(frames)) {
+	if c.Seen != c.Forwarded+c.EchoReplies+c.Passed+c.Malformed+c.Dropped || c.Forwarded != uint64(len(frames)) || c.ICMPErrors != 1 {
 		t.Errorf("counters %+v", c)
 	}
 }
 
+// TestLBNoSource: without an outer source address of the backend's family
+// frames are dropped as no_source; DSR needs none.
+func TestLBNoSource(t *testing.T) {
+	lb := loadTestLB(t)
+	if err := lb.SetSource6([16]byte{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lb.SetSource([4]byte{}, lbMAC, lbTestMTU); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		frame []byte
+		want  uint32
+	}{
+		{tcpFrame(t, vipTCP, 43000, 80, "S", 0, false, 0), xdpDrop},
+		{tcpFrame(t, vip6, 43000, 443, "S", 0, false, 0), xdpDrop},
+		{tcpFrame(t, vipDSR6, 43000, 80, "S", 0, false, 0), xdpTX},
+	} {
+		v, _, d, _ := lbRun(t, lb, tc.frame)
+		if v != tc.want || (v == xdpDrop && d.Drops["no_source"] != 1) {
+			t.Errorf("verdict %d (%+v), want %d", v, d, tc.want)
+		}
+	}
+}
+
 func TestLBArgs(t *testing.T) {
-	requireRoot(t)
+	testenv.Root(t, "loads the lb program")
 	for _, o := range []LBOptions{
 		{FlowTableSize: -1},
 		{TableSize: hash.MaxTableSize + 1},
 		{MaxVIPs: -1},
-		{MaxVIPs: 1 << 20, TableSize: 65537},
+		{MaglevSlots: 1 << 29},
 		{MaxBackends: -1},
+		{MaxBackends: MaxLBBackends + 1},
 	} {
 		if lb, err := LoadLB(o); err == nil {
 			lb.Close()
@@ -501,22 +1008,29 @@ func TestLBArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lb.Close()
+	if got := lb.Options(); got.FlowTableSize != 64 || got.MaglevSlots != 3*lbTestTableSize {
+		t.Errorf("Options() = %+v", got)
+	}
 	if _, err := lb.Attach(1, ModeGeneric); !errors.Is(err, ErrNoSource) {
 		t.Errorf("Attach before SetSource = %v, want ErrNoSource", err)
 	}
+	k := NewVIPKey(vipTCP, 80, 6)
 	bad := []struct {
 		name string
 		err  error
 	}{
-		{"ipv6 VIP", lb.SetVIPs([]VIPEntry{{Key: NewVIPKey(vip6, 443, 6)}})},
-		{"VIP index out of range", lb.SetVIPs([]VIPEntry{{Key: NewVIPKey(vipTCP, 80, 6), ID: 2}})},
+		{"VIP index out of range", lb.SetVIPs([]VIPEntry{{Key: k, ID: 2}})},
+		{"GUE without a port", lb.SetVIPs([]VIPEntry{{Key: k, Forward: LBForwardGUE}})},
+		{"invalid forward", lb.SetVIPs([]VIPEntry{{Key: k, Forward: 9}})},
+		{"one index, two modes", lb.SetVIPs([]VIPEntry{{Key: k}, {Key: NewVIPKey(vip6, 80, 6), Forward: LBForwardDSR}})},
 		{"table of VIP out of range", lb.SetTable(2, fill(lbTestTableSize, 0))},
-		{"table of the wrong size", lb.SetTable(0, fill(lbTestTableSize-1, 0))},
-		{"table with an id out of range", lb.SetTable(0, fill(lbTestTableSize, 4))},
+		{"empty table", lb.SetTable(0, nil)},
+		{"table with an index out of range", lb.SetTable(0, fill(lbTestTableSize, 4))},
+		{"table with an index out of range, generation set", lb.SetTable(0, fill(lbTestTableSize, LBBackendID(4, 3)))},
 		{"too many backends", lb.SetBackends(make([]LBBackend, 5))},
-		{"ipv6 backend", lb.SetBackends([]LBBackend{{Addr: vip6}})},
 		{"mtu 0", lb.SetSource(lbSrc, lbMAC, 0)},
 		{"mtu 65536", lb.SetSource(lbSrc, lbMAC, 65536)},
+		{"mapped source6", lb.SetSource6(netip.MustParseAddr("::ffff:198.18.0.1").As16())},
 	}
 	for _, b := range bad {
 		if b.err == nil {
@@ -526,8 +1040,8 @@ func TestLBArgs(t *testing.T) {
 	if err := lb.SetTable(1, fill(lbTestTableSize, hash.EmptySlot)); err != nil {
 		t.Errorf("SetTable of empty slots: %v", err)
 	}
-	if got := lb.Options(); got.FlowTableSize != 64 || got.TableSize != lbTestTableSize {
-		t.Errorf("Options() = %+v", got)
+	if err := lb.SetVIPs([]VIPEntry{{Key: k, Forward: LBForwardGUE, GUEPort: 1}, {Key: NewVIPKey(vip6, 80, 6), Forward: LBForwardGUE, GUEPort: 1}}); err != nil {
+		t.Errorf("two VIPs of one index, one mode: %v", err)
 	}
 	if err := lb.Close(); err != nil {
 		t.Fatal(err)
@@ -551,12 +1065,16 @@ func TestLBLayout(t *testing.T) {
 		t.Errorf("lb counters value has %d bytes, Go knows %d counters", n, lbCounterMax)
 	}
 	for name, size := range map[string]uintptr{
-		lbMapBackends: unsafe.Sizeof(lbBackend{}), lbMapSource: unsafe.Sizeof(lbSource{}),
-		lbMapFlows: unsafe.Sizeof(lbFlowValue{}), lbMapBackendStats: unsafe.Sizeof(lbBackendStats{}),
+		lbMapBackends: unsafe.Sizeof(lbBackend{}), lbMapSettings: unsafe.Sizeof(lbSettings{}),
+		lbMapFlows: unsafe.Sizeof(lbFlowValue{}), lbMapFlows6: unsafe.Sizeof(lbFlowValue{}),
+		lbMapBackendStats: unsafe.Sizeof(lbBackendStats{}), lbMapVipConf: lbVIPConfSize,
 	} {
 		if got := spec.Maps[name].ValueSize; uintptr(got) != size {
 			t.Errorf("map %s: value size %d, Go %d", name, got, size)
 		}
+	}
+	if unsafe.Sizeof(lbVipConf{}) != lbVIPConfSize || unsafe.Offsetof(lbVipConf{}.Forward) != 8 || unsafe.Offsetof(lbVipConf{}.GuePort) != 10 {
+		t.Errorf("lbVipConf layout: size %d", unsafe.Sizeof(lbVipConf{}))
 	}
 	if got := spec.Maps[lbMapVips].KeySize; uintptr(got) != unsafe.Sizeof(VIPKey{}) {
 		t.Errorf("lb vips key size %d, VIPKey %d", got, unsafe.Sizeof(VIPKey{}))
@@ -566,15 +1084,15 @@ func TestLBLayout(t *testing.T) {
 	}
 }
 
-// FuzzLB runs arbitrary frames through the program: a forwarded frame must
-// be exactly the Go worker's, anything else must be passed untouched or
-// dropped, and each frame is counted once.
+// FuzzLB runs arbitrary frames through the program: a frame it sends must
+// be exactly the Go worker's (for the backend the flow table gave, if it
+// did), anything else must be passed untouched or dropped, and each frame
+// is counted once.
 func FuzzLB(f *testing.F) {
 	for _, tc := range lbCases(f) {
 		f.Add(tc.frame)
 	}
 	lb := loadTestLB(f)
-	tab := lbTestTable(f)
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if len(frame) < 14 {
 			return // BPF_PROG_TEST_RUN refuses frames shorter than Ethernet
@@ -582,14 +1100,15 @@ func FuzzLB(f *testing.F) {
 		verdict, out, d, id := lbRun(t, lb, frame)
 		switch verdict {
 		case xdpTX:
-			goOut, _, ok := goForward(frame, tab, id)
+			backend := -1
 			// A flow table entry made by an earlier input may point
 			// elsewhere than the table: compare with that backend.
 			if fv, found := flowOf(t, lb, frame); found && d.FlowHits == 1 {
-				goOut, ok = goForwardTo(frame, int(fv.Backend), id)
+				backend = int(fv.Backend & 0xffff)
 			}
-			if !ok || !bytes.Equal(out, goOut) {
-				t.Fatalf("forwarded frame differs from the Go worker's (ok %v)\n got % x\nwant % x", ok, out, goOut)
+			m := lbModel(t, frame, backend, id)
+			if m.verdict != xdpTX || !bytes.Equal(out, m.out) {
+				t.Fatalf("sent frame differs from the Go worker's (%+v)\n got % x\nwant % x", m, out, m.out)
 			}
 		case xdpPass:
 			if !bytes.Equal(out, frame) {
@@ -599,24 +1118,10 @@ func FuzzLB(f *testing.F) {
 		default:
 			t.Fatalf("verdict %d", verdict)
 		}
-		if d.Seen != 1 || d.Forwarded+d.Passed+d.Malformed+d.Dropped != 1 {
+		if d.Seen != 1 || d.Forwarded+d.EchoReplies+d.Passed+d.Malformed+d.Dropped != 1 {
 			t.Fatalf("counter delta %+v", d)
 		}
 	})
-}
-
-// goForwardTo is goForward with the backend given.
-func goForwardTo(frame []byte, bi int, id uint16) ([]byte, bool) {
-	var fl packet.Flow
-	if packet.ParseIPv4(frame, &fl) != packet.OK || bi >= len(lbTestBackends()) {
-		return nil, false
-	}
-	be := lbTestBackends()[bi]
-	const headroom = 256
-	buf := make([]byte, headroom+len(frame))
-	copy(buf[headroom:], frame)
-	off, n, ok := packet.EncapIPIP(buf, headroom, len(frame), &fl, lbSrc, be.Addr.As4(), lbMAC, be.MAC, id, lbTestMTU+int(fl.L3Off))
-	return buf[off : off+n], ok
 }
 
 // loadLBBench loads the benchmark harness xlb_lb_bench on lb's maps.
@@ -630,8 +1135,9 @@ func loadLBBench(b *testing.B, lb *LB) *ebpf.Program {
 		Bench *ebpf.Program `ebpf:"xlb_lb_bench"`
 	}
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
-		lbMapVips: m.Vips, lbMapMaglev: m.Maglev, lbMapBackends: m.Backends, lbMapBackendStats: m.BackendStats,
-		lbMapFlows: m.Flows, lbMapSource: m.Source, lbMapIpIds: m.IpIds, lbMapCounters: m.Counters,
+		lbMapVips: m.Vips, lbMapVipConf: m.VipConf, lbMapMaglev: m.Maglev, lbMapBackends: m.Backends,
+		lbMapBackendStats: m.BackendStats, lbMapFlows: m.Flows, lbMapFlows6: m.Flows6, lbMapSettings: m.Settings,
+		lbMapIpIds: m.IpIds, lbMapCounters: m.Counters,
 	}}
 	if err := spec.LoadAndAssign(&objs, opts); err != nil {
 		b.Fatalf("load xlb_lb_bench: %v", err)
@@ -641,9 +1147,10 @@ func loadLBBench(b *testing.B, lb *LB) *ebpf.Program {
 }
 
 // BenchmarkLB measures the program per packet through xlb_lb_bench, which
-// undoes each encapsulation so that a repeated BPF_PROG_TEST_RUN runs on the
-// same frame every time. The undo (an adjust_head and a 14-byte copy, a few
-// ns) is included in the forwarded figures.
+// undoes each encapsulation so that a repeated BPF_PROG_TEST_RUN runs on
+// the same frame every time. The undo (an adjust_head and a 14-byte copy, a
+// few ns) is included in the forwarded figures. The established cases hit
+// the flow table; gue6 sums its UDP checksum over the whole packet.
 func BenchmarkLB(b *testing.B) {
 	lb := loadTestLB(b)
 	bench := loadLBBench(b, lb)
@@ -655,6 +1162,10 @@ func BenchmarkLB(b *testing.B) {
 		{"established", tcpFrame(b, vipTCP, 43000, 80, "A", 0, false, 64), xdpTX}, // flow table hit
 		{"syn", tcpFrame(b, vipTCP, 43001, 80, "S", 0, false, 64), xdpTX},         // Maglev pick, flow table update
 		{"non-vip-pass", frame4(b, nonVIP, layers.IPProtocolTCP, 80), xdpPass},
+		{"ip6ip6-established", tcpFrame(b, vip6, 43000, 443, "A", 0, false, 64), xdpTX},
+		{"gue4-established", tcpFrame(b, vipGUE4, 43000, 80, "A", 0, false, 64), xdpTX},
+		{"gue6-established-1400", tcpFrame(b, vipGUE6, 43000, 80, "A", 0, false, 1400-60), xdpTX},
+		{"dsr4-established", tcpFrame(b, vipDSR4, 43000, 80, "A", 0, false, 64), xdpTX},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			verdict, per, err := bench.Benchmark(bc.frame, b.N, b.ResetTimer)
@@ -669,23 +1180,109 @@ func BenchmarkLB(b *testing.B) {
 	}
 }
 
-// TestLBSetTable reads the tables back through the map: what SetTable
-// wrote into the map's memory is what the program looks up, and a table
-// never set is empty.
+// TestLBSetTable reads the tables back through the maps: what SetTable
+// wrote into the maglev map's memory, at the offset and size vip_conf
+// gives, is what the program looks up; a table of a new size moves and
+// frees the old one; a full map refuses a table and changes nothing; and a
+// VIP index no VIP uses any more loses its table.
 func TestLBSetTable(t *testing.T) {
 	lb := loadTestLB(t)
-	tab := lbTestTable(t)
-	want := map[uint32][]uint32{0: tab.Slots(), 1: tab.Slots(), 2: fill(lbTestTableSize, hash.EmptySlot),
-		3: fill(lbTestTableSize, 3), 7: fill(lbTestTableSize, hash.EmptySlot)}
-	for vip, slots := range want {
-		for i, s := range slots {
-			var got uint32
-			if err := lb.objs.Maglev.Lookup(vip*lbTestTableSize+uint32(i), &got); err != nil {
+	tabs := lbTables(t)
+	read := func(vip uint32) []uint32 {
+		t.Helper()
+		var c lbVipConf
+		if err := lb.objs.VipConf.Lookup(vip, &c); err != nil {
+			t.Fatal(err)
+		}
+		out := make([]uint32, c.TableSize)
+		for i := range out {
+			if err := lb.objs.Maglev.Lookup(c.TableOff+uint32(i), &out[i]); err != nil {
 				t.Fatal(err)
 			}
-			if got != s {
-				t.Fatalf("VIP %d slot %d holds %#x, want %#x", vip, i, got, s)
-			}
 		}
+		return out
+	}
+	for i, v := range lbTestVIPs {
+		want := []uint32{}
+		if v.table >= 0 {
+			want = tabs[v.table].slots()
+		}
+		if got := read(uint32(i)); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("VIP %d: table %v, want %v", i, got, want)
+		}
+	}
+	// The fixture's map holds 8 tables of each size: 13 are in use.
+	if err := lb.SetTable(15, fill(lbTestTableSize6, 0)); err != nil {
+		t.Fatalf("a 13th table: %v", err)
+	}
+	if err := lb.SetTable(14, fill(1000, 0)); err == nil {
+		t.Fatal("a table past the map's capacity was accepted")
+	}
+	if got := read(14); len(got) != 0 {
+		t.Fatalf("a refused table was written: %d slots", len(got))
+	}
+	// Resize VIP 0's table: it moves; the old space is reused.
+	before := lb.regions[0]
+	small := fill(lbTestTableSize-2, LBBackendID(1, lbTestGen))
+	if err := lb.SetTable(0, small); err != nil {
+		t.Fatal(err)
+	}
+	if after := lb.regions[0]; after.off == before.off || fmt.Sprint(read(0)) != fmt.Sprint(small) {
+		t.Fatalf("resized table at %d (was %d)", after.off, before.off)
+	}
+	if v, out, _, _ := lbRun(t, lb, tcpFrame(t, vipTCP, 44000, 80, "S", 0, false, 0)); v != xdpTX || !bytes.Equal(out[30:34], lbTestBackends()[1].Addr.AsSlice()) {
+		t.Errorf("after the resize: verdict %d, sent to % x", v, out[30:34])
+	}
+	if err := lb.SetTable(14, fill(lbTestTableSize, 0)); err != nil {
+		t.Fatalf("a table in the freed space: %v", err)
+	}
+	// VIPs gone: their tables are freed; frames to them pass.
+	if err := lb.SetVIPs(lbTestEntries()[:1]); err != nil {
+		t.Fatal(err)
+	}
+	var free uint32
+	for _, r := range lb.free {
+		free += r.size
+	}
+	if len(lb.regions) != 1 || free != uint32(lb.opts.MaglevSlots)-lb.regions[0].size {
+		t.Errorf("after dropping VIPs: regions %v, free %v", lb.regions, lb.free)
+	}
+	if err := lb.SetTable(14, fill(1000, 0)); err != nil {
+		t.Errorf("a big table after the others were freed: %v", err)
+	}
+}
+
+// TestLBVerifierHeadroom keeps the program far below the verifier's limit
+// of a million processed instructions: a program near it fails to load on
+// the next compiler or kernel. (Everything inlined into one function, this
+// one once took 929k; with the parser and the rare answers as global
+// functions, checked once each, about 15k.)
+func TestLBVerifierHeadroom(t *testing.T) {
+	testenv.Root(t, "loads the lb program")
+	opts, err := LBOptions{FlowTableSize: 64, MaxVIPs: 2, MaxBackends: 4, TableSize: lbTestTableSize}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := lbSpec(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objs lbLoaded
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats}}); err != nil {
+		t.Fatal(err)
+	}
+	defer objs.Close()
+	var n int
+	log := objs.XlbLb.VerifierLog
+	i := strings.Index(log, "processed ")
+	if i < 0 {
+		t.Fatalf("no statistics in the verifier log: %q", log)
+	}
+	if _, err := fmt.Sscanf(log[i:], "processed %d insns", &n); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("verifier: %d instructions processed; %s", n, log[strings.Index(log, "stack depth"):i])
+	if n > 200_000 {
+		t.Errorf("the verifier processed %d instructions (limit 1000000): split the program further", n)
 	}
 }

@@ -127,8 +127,18 @@ type VIPEntry struct {
 	ID  uint32
 	// PassFragments hands fragments to this VIP's address to the kernel
 	// instead of the workers (steer only). Fragments carry no ports, so
-	// the policy is per address: one VIP asking for it is enough.
+	// the policy is per address: one VIP asking for it is enough. The lb
+	// program passes them to the kernel too.
 	PassFragments bool
+	// ICMPEcho (lb only): the lb program answers echo requests to the
+	// VIP's address if the first VIP on it has ICMPEcho (the Go worker's
+	// rule); otherwise they are dropped (echo_disabled).
+	ICMPEcho bool
+	// Forward (lb only) is how the VIP's frames reach its backends; the
+	// zero value is LBForwardIPIP.
+	Forward LBForward
+	// GUEPort (lb only) is the UDP destination port of GUE, in host order.
+	GUEPort uint16
 }
 
 // vipValue mirrors struct vip_value in steer.c.
@@ -141,8 +151,12 @@ type vipValue struct {
 // address marker entry, so a map dump tells markers from VIPs.
 const vipFlagAddrMarker = 1
 
-// vipFlagPassFragments mirrors VIP_FLAG_PASS_FRAGMENTS in xlb.h.
-const vipFlagPassFragments = 2
+// vipFlagPassFragments and vipFlagICMPEcho mirror VIP_FLAG_PASS_FRAGMENTS
+// and VIP_FLAG_ICMP_ECHO in xlb.h.
+const (
+	vipFlagPassFragments = 2
+	vipFlagICMPEcho      = 4
+)
 
 // SteerCounters are the steer program's counters summed over CPUs.
 // Seen = Redirected + Passed + Malformed; NoSocket (a VIP frame on a queue
@@ -293,12 +307,16 @@ func vipEntries(vips []VIPEntry, check func(VIPEntry) error) (map[VIPKey]vipValu
 		want[v.Key] = vipValue{ID: v.ID}
 	}
 	for _, v := range vips {
-		m := want[AddrKey(v.Key.IP())]
+		k := AddrKey(v.Key.IP())
+		m, seen := want[k]
+		if !seen && v.ICMPEcho {
+			m.Flags |= vipFlagICMPEcho // the address's first VIP decides
+		}
 		m.Flags |= vipFlagAddrMarker
 		if v.PassFragments {
 			m.Flags |= vipFlagPassFragments
 		}
-		want[AddrKey(v.Key.IP())] = m
+		want[k] = m
 	}
 	return want, nil
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/google/gopacket/layers"
+
+	"github.com/xlbproject/xlb/internal/testenv"
 )
 
 var (
@@ -173,7 +175,7 @@ func steerCases(t testing.TB) []steerCase {
 
 func loadTestSteer(t testing.TB) *Steer {
 	t.Helper()
-	requireRoot(t)
+	testenv.Root(t, "loads the steer program (BPF_PROG_TEST_RUN)")
 	s, err := LoadSteer()
 	if err != nil {
 		t.Fatalf("LoadSteer: %v", err)

@@ -45,6 +45,9 @@ struct vip_value {
 // Fragments to this address go to the kernel, not the workers (the VIP's
 // fragments = "pass").
 #define VIP_FLAG_PASS_FRAGMENTS 2
+// The lb program answers echo requests to this address (the icmp_echo of
+// the address's first VIP).
+#define VIP_FLAG_ICMP_ECHO 4
 
 struct vlan_hdr {
 	__be16 tci;
