@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -74,7 +75,7 @@ var (
 
 	// Per VIP and backend (both modes).
 	vipInfo        = newDesc("xlb_vip_info", "A VIP and its forwarding method; always 1.", "vip", "forward")
-	vipPackets     = newDesc("xlb_vip_packets_total", "Frames forwarded to the VIP's backends (the sum over its backends).", "vip")
+	vipPackets     = newDesc("xlb_vip_packets_total", "Frames forwarded to the VIP's backends, including backends a reload removed.", "vip")
 	vipBytes       = newDesc("xlb_vip_bytes_total", "Bytes of the frames forwarded to the VIP's backends, as received (Ethernet header included, before encapsulation).", "vip")
 	backendPackets = newDesc("xlb_backend_packets_total", "Frames forwarded to a backend.", "vip", "backend")
 	backendBytes   = newDesc("xlb_backend_bytes_total", "Bytes of the frames forwarded to a backend, as received (Ethernet header included, before encapsulation).", "vip", "backend")
@@ -93,6 +94,11 @@ var backendStates = [...]string{"active", "drain", "down"}
 type Collector struct {
 	src                          Source
 	version, revision, goversion string
+
+	// mu makes scrapes take and fold their snapshots one at a time, so
+	// that vips compares each snapshot with the one taken before it.
+	mu   sync.Mutex
+	vips vipTotals
 }
 
 // NewCollector returns the Collector for src.
@@ -121,7 +127,16 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect sends the metrics of one snapshot.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
 	st := c.src.Stats()
+	// In native mode the backend counters come from the program's maps too.
+	backendsReadable := st.SteerErr == "" || st.Native == nil
+	var totals map[string][2]uint64
+	if backendsReadable {
+		totals = c.vips.update(st.VIPs)
+	}
+	c.mu.Unlock()
+
 	gauge(ch, buildInfo, 1, c.version, c.revision, c.goversion)
 	gauge(ch, dpInfo, 1, st.Interface, st.Mode, st.XDPMode)
 
@@ -158,15 +173,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		collectQueue(ch, &st.Queues[i])
 	}
 
-	// In native mode the backend counters come from the program's maps too.
-	backendsReadable := readable || st.Native == nil
 	for _, v := range st.VIPs {
-		vip := net.JoinHostPort(v.Address, strconv.Itoa(int(v.Port))) + "/" + v.Protocol
+		vip := vipLabel(v)
 		gauge(ch, vipInfo, 1, vip, v.Forward)
-		var packets, bytes uint64
+		if backendsReadable {
+			counter(ch, vipPackets, totals[vip][0], vip)
+			counter(ch, vipBytes, totals[vip][1], vip)
+		}
 		for _, b := range v.Backends {
-			packets += b.Packets
-			bytes += b.Bytes
 			if backendsReadable {
 				counter(ch, backendPackets, b.Packets, vip, b.Address)
 				counter(ch, backendBytes, b.Bytes, vip, b.Address)
@@ -179,11 +193,66 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 				gauge(ch, backendState, boolValue(s == state), vip, b.Address, s)
 			}
 		}
-		if backendsReadable {
-			counter(ch, vipPackets, packets, vip)
-			counter(ch, vipBytes, bytes, vip)
-		}
 	}
+}
+
+func vipLabel(v engine.VIPStats) string {
+	return net.JoinHostPort(v.Address, strconv.Itoa(int(v.Port))) + "/" + v.Protocol
+}
+
+// vipTotals keeps xlb_vip_*_total monotonic, as a counter must be. A
+// VIP's total is the sum over its backends' counters, and a reload that
+// removes a backend (or removes and adds it back, restarting its counters)
+// would make that sum fall, which rate() reads as a counter reset and turns
+// into a spike. So a backend that leaves, or whose counters go down, adds
+// what it had counted when last seen to its VIP's departed share. What it
+// counted between that scrape and its removal is lost: the total stays
+// monotonic and undercounts by at most one scrape interval of that backend.
+type vipTotals struct {
+	vips map[string]*vipTally
+}
+
+type vipTally struct {
+	departed [2]uint64            // packets, bytes of backends that left
+	last     map[string][2]uint64 // backend address -> counters at the last scrape
+}
+
+// update folds one snapshot in and returns each VIP's packets and bytes.
+// A VIP that is gone is forgotten: its series ends, and if it comes back
+// it starts again from its backends' counters.
+func (t *vipTotals) update(vips []engine.VIPStats) map[string][2]uint64 {
+	out := make(map[string][2]uint64, len(vips))
+	next := make(map[string]*vipTally, len(vips))
+	for _, v := range vips {
+		vip := vipLabel(v)
+		tally := t.vips[vip]
+		if tally == nil {
+			tally = &vipTally{}
+		}
+		last := make(map[string][2]uint64, len(v.Backends))
+		sum := [2]uint64{}
+		for _, b := range v.Backends {
+			now := [2]uint64{b.Packets, b.Bytes}
+			if prev, ok := tally.last[b.Address]; ok && (now[0] < prev[0] || now[1] < prev[1]) {
+				tally.departed[0] += prev[0]
+				tally.departed[1] += prev[1]
+			}
+			last[b.Address] = now
+			sum[0] += now[0]
+			sum[1] += now[1]
+		}
+		for addr, prev := range tally.last {
+			if _, ok := last[addr]; !ok {
+				tally.departed[0] += prev[0]
+				tally.departed[1] += prev[1]
+			}
+		}
+		tally.last = last
+		next[vip] = tally
+		out[vip] = [2]uint64{sum[0] + tally.departed[0], sum[1] + tally.departed[1]}
+	}
+	t.vips = next
+	return out
 }
 
 func collectQueue(ch chan<- prometheus.Metric, q *engine.QueueStats) {

@@ -15,7 +15,9 @@
 // because they are the same numbers. A counter that cannot be read (a BPF
 // map or a socket gone bad) is left out of that scrape rather than sent as
 // 0, which a rate() would take for a counter reset; a *_readable gauge
-// says so.
+// says so. For the same reason a VIP's totals, the sum over its backends,
+// keep what a backend counted when a reload removes it (the collector
+// remembers each backend's last value), so they never go down.
 //
 // Contracts. Source is the whole interface to the running engine: Stats
 // (one snapshot per scrape), Reloads (the last config load's outcome, which
@@ -43,7 +45,7 @@
 //	xlb_config_last_reload_success_timestamp_seconds    gauge   when a config last loaded successfully
 //	xlb_program_counters_readable                       gauge   1 if the XDP program's counters were read at this scrape
 //	xlb_vip_info{vip,forward}                           gauge   1; forward is ipip, gue or dsr
-//	xlb_vip_packets_total{vip}                          counter frames forwarded to the VIP's backends (sum over them)
+//	xlb_vip_packets_total{vip}                          counter frames forwarded to the VIP's backends, removed ones included
 //	xlb_vip_bytes_total{vip}                            counter their bytes as received (Ethernet header in, before encapsulation)
 //	xlb_backend_packets_total{vip,backend}              counter frames forwarded to the backend
 //	xlb_backend_bytes_total{vip,backend}                counter their bytes as received
