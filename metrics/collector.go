@@ -292,8 +292,10 @@ func collectQueue(ch chan<- prometheus.Metric, q *engine.QueueStats) {
 	}
 }
 
-// stateOf is a backend's state and the weight new flows see. Stats carries
-// the configured weight and the health state; a weight of 0 drains.
+// stateOf is a backend's state and the weight new flows see: down while
+// its health check holds it down, drain at weight 0, else active. Stats
+// does not carry the configured state yet, so a backend drained with
+// state = "drain" and a non-zero weight shows as active.
 func stateOf(b engine.BackendStats) (state string, effective uint32) {
 	switch {
 	case b.Health == "down":
