@@ -35,7 +35,8 @@
 // AF_XDP worker; reason a drop reason as `xlb stats` names it; vip is
 // "ADDR:PORT/PROTO" ("[2001:db8::1]:53/udp"; port 0 is every port);
 // backend is the backend's address. The registry also carries the standard
-// go_* and process_* metrics.
+// go_*, process_* and promhttp_metric_handler_* (scrapes served, failed)
+// metrics.
 //
 // Both modes:
 //

@@ -95,12 +95,15 @@ func Handler(src Source, log *slog.Logger) http.Handler {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+	// The handler counts its own requests and errors
+	// (promhttp_metric_handler_*) besides logging them.
+	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		EnableOpenMetrics:   true,
 		ErrorLog:            slog.NewLogLogger(log.Handler(), slog.LevelError),
 		ErrorHandling:       promhttp.ContinueOnError,
+		Registry:            reg,
 		MaxRequestsInFlight: maxScrapesInFlight,
-	}))
+	})))
 	// Liveness: the process answers. It never looks at the datapath, so a
 	// slow datapath read cannot get the process restarted.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
