@@ -10,12 +10,12 @@
 // /proc/net/ip_vs_stats. Why: a registry of live prometheus.Counter values
 // would put a second write (and a shared cache line) on every packet; here
 // the per-packet path pays nothing, a scrape costs what `xlb stats` costs
-// (atomic loads and two BPF map reads, on the scraping goroutine, never on
-// a worker's CPU), and the metrics can never disagree with `xlb stats`
-// because they are the same numbers. A counter that cannot be read (a BPF
-// map or a socket gone bad) is left out of that scrape rather than sent as
-// 0, which a rate() would take for a counter reset; a *_readable gauge
-// says so. For the same reason a VIP's totals, the sum over its backends,
+// (atomic loads, the program's counter maps, one getsockopt per socket, on
+// the scraping goroutine, never on a worker's CPU), and the metrics can
+// never disagree with `xlb stats` because they are the same numbers. A
+// counter that cannot be read (a BPF map or a socket gone bad) is left out
+// of that scrape rather than sent as 0, which a rate() would take for a
+// counter reset; a *_readable gauge says so. For the same reason a VIP's totals, the sum over its backends,
 // keep what a backend counted when a reload removes it (the collector
 // remembers each backend's last value), so they never go down.
 //
