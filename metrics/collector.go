@@ -2,8 +2,6 @@ package metrics
 
 import (
 	"net"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"sync"
 
@@ -92,8 +90,7 @@ var backendStates = [...]string{"active", "drain", "down"}
 // Source per scrape and turns it into const metrics: the datapath is never
 // touched by a scrape beyond the atomic loads Stats does.
 type Collector struct {
-	src                          Source
-	version, revision, goversion string
+	src Source
 
 	// mu makes scrapes take and fold their snapshots one at a time, so
 	// that vips compares each snapshot with the one taken before it.
@@ -102,20 +99,7 @@ type Collector struct {
 }
 
 // NewCollector returns the Collector for src.
-func NewCollector(src Source) *Collector {
-	c := &Collector{src: src, version: "unknown", revision: "unknown", goversion: runtime.Version()}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Version != "" {
-			c.version = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				c.revision = s.Value
-			}
-		}
-	}
-	return c
-}
+func NewCollector(src Source) *Collector { return &Collector{src: src} }
 
 // Describe sends every metric's description: the set is fixed, whatever the
 // mode, so the registry can check each scrape against it.
@@ -137,7 +121,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.mu.Unlock()
 
-	gauge(ch, buildInfo, 1, c.version, c.revision, c.goversion)
+	b := c.src.Build()
+	gauge(ch, buildInfo, 1, orUnknown(b.Version), orUnknown(b.Revision), orUnknown(b.GoVersion))
 	gauge(ch, dpInfo, 1, st.Interface, st.Mode, st.XDPMode)
 
 	r := c.src.Reloads()
@@ -312,6 +297,13 @@ func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, labels .
 
 func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
 	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
 
 func boolValue(b bool) float64 {

@@ -19,11 +19,12 @@
 // keep what a backend counted when a reload removes it (the collector
 // remembers each backend's last value), so they never go down.
 //
-// Contracts. Source is the whole interface to the running engine: Stats
-// (one snapshot per scrape), Reloads (the last config load's outcome, which
-// Reloads records) and Ready (nil when the datapath is attached and every
-// worker runs, else the reason /readyz returns with 503). /healthz only
-// says the process answers. The endpoint has no authentication and shows
+// Contracts. Source is the whole interface to the running xlb: Stats (one
+// snapshot per scrape), Reloads (the last config load's outcome, which
+// Reloads records), Ready (nil when the datapath is attached and every
+// worker runs, else the reason /readyz returns with 503) and Build (the
+// binary's version, as `xlb version` reads it), so the collector is tested
+// with fixed values. /healthz only says the process answers. The endpoint has no authentication and shows
 // backend addresses and traffic volumes, so Options.Validate refuses a
 // listen address that is not loopback unless AllowRemote is set. The
 // server has read, write and idle timeouts, serves at most 4 scrapes at

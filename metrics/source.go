@@ -18,6 +18,16 @@ type Source interface {
 	// Ready returns nil when the datapath is attached and every worker
 	// runs, else the reason it is not ready.
 	Ready() error
+	// Build says which binary runs.
+	Build() Build
+}
+
+// Build identifies the running binary (`xlb version` reads the same build
+// info). Empty fields are exposed as "unknown".
+type Build struct {
+	Version   string // module version, "(devel)" for a build from a checkout
+	Revision  string // VCS revision
+	GoVersion string
 }
 
 // ReloadStatus is the outcome of the config loads so far.
