@@ -53,6 +53,7 @@ var (
 	kickFailures  = newDesc("xlb_tx_kick_failures_total", "TX kicks that failed.", "queue")
 	txRingFull    = newDesc("xlb_tx_ring_full_total", "Times a batch did not fit the TX ring (it is retried, never dropped).", "queue")
 	polls         = newDesc("xlb_polls_total", "poll(2) calls of an idle worker.", "queue")
+	rxWakeups     = newDesc("xlb_rx_wakeups_total", "poll(2) wakeups a spinning worker gave the kernel when its fill ring asked for one (need_wakeup).", "queue")
 	flowEntries   = newDesc("xlb_flow_table_entries", "Flows in a worker's flow table.", "queue")
 	flowCapacity  = newDesc("xlb_flow_table_capacity", "Flows a worker's flow table can hold.", "queue")
 	flowHits      = newDesc("xlb_flow_table_hits_total", "Flow table lookups that found the flow.", "queue")
@@ -257,6 +258,7 @@ func collectQueue(ch chan<- prometheus.Metric, q *engine.QueueStats) {
 	counter(ch, kickFailures, q.KickFailures, queue)
 	counter(ch, txRingFull, q.TxRingFull, queue)
 	counter(ch, polls, q.Polls, queue)
+	counter(ch, rxWakeups, q.RxWakeups, queue)
 	f := q.Flows
 	gauge(ch, flowEntries, float64(f.Entries), queue)
 	gauge(ch, flowCapacity, float64(f.Capacity), queue)

@@ -68,6 +68,7 @@
 //	xlb_tx_kicks_total{queue}                           counter sendto(2) kicks; xlb_tx_kick_failures_total{queue} the failed ones
 //	xlb_tx_ring_full_total{queue}                       counter batches that did not fit the TX ring (retried, never dropped)
 //	xlb_polls_total{queue}                              counter poll(2) calls of an idle worker
+//	xlb_rx_wakeups_total{queue}                         counter poll(2) wakeups a spinning worker gave the kernel when its fill ring asked for one (need_wakeup)
 //	xlb_flow_table_entries{queue}, xlb_flow_table_capacity{queue}   gauge  flows held, flows it can hold
 //	xlb_flow_table_{hits,misses,inserts,evictions,expired}_total{queue}   counter lookups that found / did not find the flow, inserts, live flows pushed out, idle flows reclaimed
 //	xlb_xsk_statistics_readable{queue}                  gauge   1 if the socket's XDP_STATISTICS was read at this scrape
