@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/engine"
 )
 
@@ -280,14 +281,13 @@ func collectQueue(ch chan<- prometheus.Metric, q *engine.QueueStats) {
 }
 
 // stateOf is a backend's state and the weight new flows see: down while
-// its health check holds it down, drain at weight 0, else active. Stats
-// does not carry the configured state yet, so a backend drained with
-// state = "drain" and a non-zero weight shows as active.
+// its health check holds it down, drain when configured so or at weight 0
+// (as config.Backend.EffectiveWeight has it), else active.
 func stateOf(b engine.BackendStats) (state string, effective uint32) {
 	switch {
 	case b.Health == "down":
 		return "down", 0
-	case b.Weight == 0:
+	case b.State == config.StateDrain || b.Weight == 0:
 		return "drain", 0
 	}
 	return "active", b.Weight

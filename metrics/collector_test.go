@@ -59,7 +59,7 @@ func afxdpSnapshot() *fixed {
 				{Address: "198.18.100.1", Port: 80, Protocol: "tcp", Forward: "ipip", Backends: []engine.BackendStats{
 					{Address: "198.18.0.11", Weight: 2, Health: "up", Packets: 600, Bytes: 54000},
 					{Address: "198.18.0.12", Weight: 1, Health: "down", Packets: 100, Bytes: 9000},
-					{Address: "198.18.0.13", Weight: 0, Packets: 290, Bytes: 26100},
+					{Address: "198.18.0.13", Weight: 3, State: "drain", Packets: 290, Bytes: 26100},
 				}},
 				{Address: "2001:db8::1", Port: 53, Protocol: "udp", Forward: "gue", Backends: []engine.BackendStats{
 					{Address: "2001:db8::11", Weight: 1, Packets: 5, Bytes: 450},
@@ -156,6 +156,12 @@ xlb_backend_up{backend="198.18.0.11",vip="198.18.100.1:80/tcp"} 1
 xlb_backend_up{backend="198.18.0.12",vip="198.18.100.1:80/tcp"} 0
 xlb_backend_up{backend="198.18.0.13",vip="198.18.100.1:80/tcp"} 1
 xlb_backend_up{backend="2001:db8::11",vip="[2001:db8::1]:53/udp"} 1
+# HELP xlb_backend_weight The backend's configured weight.
+# TYPE xlb_backend_weight gauge
+xlb_backend_weight{backend="198.18.0.11",vip="198.18.100.1:80/tcp"} 2
+xlb_backend_weight{backend="198.18.0.12",vip="198.18.100.1:80/tcp"} 1
+xlb_backend_weight{backend="198.18.0.13",vip="198.18.100.1:80/tcp"} 3
+xlb_backend_weight{backend="2001:db8::11",vip="[2001:db8::1]:53/udp"} 1
 # HELP xlb_backend_effective_weight The weight new flows see: 0 while the backend drains or is down, else its weight.
 # TYPE xlb_backend_effective_weight gauge
 xlb_backend_effective_weight{backend="198.18.0.11",vip="198.18.100.1:80/tcp"} 2
@@ -176,7 +182,27 @@ xlb_backend_state{backend="198.18.0.13",state="down",vip="198.18.100.1:80/tcp"} 
 xlb_backend_state{backend="2001:db8::11",state="active",vip="[2001:db8::1]:53/udp"} 1
 xlb_backend_state{backend="2001:db8::11",state="drain",vip="[2001:db8::1]:53/udp"} 0
 xlb_backend_state{backend="2001:db8::11",state="down",vip="[2001:db8::1]:53/udp"} 0
-`, "xlb_vip_packets_total", "xlb_vip_info", "xlb_backend_bytes_total", "xlb_backend_up", "xlb_backend_effective_weight", "xlb_backend_state")
+`, "xlb_vip_packets_total", "xlb_vip_info", "xlb_backend_bytes_total", "xlb_backend_up", "xlb_backend_weight", "xlb_backend_effective_weight", "xlb_backend_state")
+}
+
+func TestStateOf(t *testing.T) {
+	for _, tc := range []struct {
+		b     engine.BackendStats
+		state string
+		eff   uint32
+	}{
+		{engine.BackendStats{Weight: 2, State: "active"}, "active", 2},
+		{engine.BackendStats{Weight: 2}, "active", 2}, // no state: active, as config has it
+		{engine.BackendStats{Weight: 2, State: "active", Health: "up"}, "active", 2},
+		{engine.BackendStats{Weight: 2, State: "drain"}, "drain", 0},
+		{engine.BackendStats{Weight: 0, State: "active"}, "drain", 0}, // weight 0 drains
+		{engine.BackendStats{Weight: 2, State: "active", Health: "down"}, "down", 0},
+		{engine.BackendStats{Weight: 2, State: "drain", Health: "down"}, "down", 0},
+	} {
+		if state, eff := stateOf(tc.b); state != tc.state || eff != tc.eff {
+			t.Errorf("stateOf(%+v) = %s, %d; want %s, %d", tc.b, state, eff, tc.state, tc.eff)
+		}
+	}
 }
 
 func TestCollectReloadsAndInfo(t *testing.T) {

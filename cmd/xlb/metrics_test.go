@@ -75,6 +75,9 @@ func TestMetricsEndpoint(t *testing.T) {
 				if b.Packets == 0 {
 					t.Errorf("backend %s forwarded nothing", b.Address)
 				}
+				if v, ok := metricValue(got, "xlb_backend_state", "vip", vip, "backend", b.Address, "state", "active"); !ok || v != 1 || b.State != "active" {
+					t.Errorf("backend %s: xlb_backend_state{state=\"active\"} %v %v, xlb stats says %q", b.Address, v, ok, b.State)
+				}
 			}
 			add("xlb_vip_packets_total", func(s engine.Stats) (n uint64) {
 				for _, b := range s.VIPs[0].Backends {
