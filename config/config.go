@@ -19,6 +19,7 @@ type Config struct {
 	File     string
 	Datapath Datapath
 	Control  Control
+	Metrics  Metrics
 	// VIPs in file order. Parse guarantees at least one, each with at
 	// least one backend, no two with the same (address, port, protocol).
 	VIPs []VIP
@@ -98,6 +99,14 @@ type Control struct {
 	// Socket is the absolute path of the control socket `xlb stats` talks
 	// to; only root may connect.
 	Socket string
+}
+
+// Metrics is the [metrics] table: where `xlb run` serves Prometheus
+// metrics. Absent or with an empty Listen, there is no endpoint. cmd/xlb
+// checks Listen with metrics.Options.Validate (the loopback rule).
+type Metrics struct {
+	Listen      string // HOST:PORT
+	AllowRemote bool   // permit a Listen address that is not loopback
 }
 
 // VIP is one [[vip]]: a virtual service and its backends.

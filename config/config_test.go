@@ -134,7 +134,7 @@ func TestExampleSetsEveryKey(t *testing.T) {
 	for _, k := range healthKeys {
 		keys = append(keys, "vip[0].health."+k)
 	}
-	keys = append(keys, "control.socket", "vip[0].backend[0].health")
+	keys = append(keys, "control.socket", "metrics.listen", "metrics.allow_remote", "vip[0].backend[0].health")
 	for _, k := range keys {
 		if !idx.has(k) {
 			t.Errorf("example does not show %s", k)
@@ -308,6 +308,10 @@ protocol = "tcp"
 			`f.toml:2: datapath.interface: "a/b" is not a valid interface name`},
 		{"relative socket", minimal + "[control]\nsocket = \"xlb.sock\"\n",
 			`f.toml:11: control.socket: "xlb.sock" is not an absolute path`},
+		{"metrics listen not a string", minimal + "[metrics]\nlisten = 9350\n",
+			`f.toml:11: metrics.listen: expected a string, got integer 9350`},
+		{"unknown metrics key", minimal + "[metrics]\nport = 9350\n",
+			`f.toml:11: metrics.port: unknown key`},
 		{"inline backend", strings.Replace(minimal, "\n  [[vip.backend]]\n  address = \"198.18.0.11\"\n",
 			"backend = [\n  {address = \"198.18.0.11\"},\n  {address = \"198.18.0.11\"},\n]\n", 1),
 			`f.toml:9: vip[0].backend[1].address: 198.18.0.11 is already vip[0].backend[0]`},
@@ -384,6 +388,10 @@ icmp_rate_burst = 7
 [control]
 socket = "/tmp/x.sock"
 
+[metrics]
+listen = "[::]:9350"
+allow_remote = true
+
 [[vip]]
 address = "198.18.100.9"
 port = 0
@@ -401,7 +409,7 @@ backend = [
 `
 	// The file sets every key there is, so that each is seen decoded.
 	idx := newPosIndex([]byte(src))
-	keys := []string{"control.socket"}
+	keys := []string{"control.socket", "metrics.listen", "metrics.allow_remote"}
 	for _, k := range datapathKeys {
 		keys = append(keys, "datapath."+k)
 	}
@@ -439,6 +447,9 @@ backend = [
 	}
 	if c.Control.Socket != "/tmp/x.sock" {
 		t.Errorf("socket = %q", c.Control.Socket)
+	}
+	if c.Metrics != (Metrics{Listen: "[::]:9350", AllowRemote: true}) {
+		t.Errorf("metrics = %+v", c.Metrics)
 	}
 	vh := HealthCheck{Kind: HealthHTTP, Port: 8080, Path: "/h?x=1", Host: "svc.example:8080", Expect: 204,
 		Interval: 2 * time.Second, Timeout: 1500 * time.Millisecond, Rise: 5, Fall: 7}

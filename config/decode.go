@@ -322,7 +322,7 @@ func (d *decoder) required(t map[string]any, path string, names ...string) {
 func (d *decoder) config(tree map[string]any) *Config {
 	c := &Config{File: d.file, Datapath: DefaultDatapath(), Control: Control{Socket: DefaultSocket}}
 	d.health = make(map[string]*healthDecl)
-	d.fields("", tree, []string{"datapath", "control", "vip"}, func(name, key string, v any) {
+	d.fields("", tree, []string{"datapath", "control", "metrics", "vip"}, func(name, key string, v any) {
 		switch name {
 		case "datapath":
 			if t, ok := d.table(key, v); ok {
@@ -331,6 +331,10 @@ func (d *decoder) config(tree map[string]any) *Config {
 		case "control":
 			if t, ok := d.table(key, v); ok {
 				d.control(&c.Control, key, t)
+			}
+		case "metrics":
+			if t, ok := d.table(key, v); ok {
+				d.metrics(&c.Metrics, key, t)
 			}
 		case "vip":
 			if ts, ok := d.tables(key, v); ok {
@@ -458,6 +462,17 @@ func (d *decoder) control(ctl *Control, path string, t map[string]any) {
 				d.errorf(key, "%q is not an absolute path", s)
 			}
 			ctl.Socket = s
+		}
+	})
+}
+
+func (d *decoder) metrics(m *Metrics, path string, t map[string]any) {
+	d.fields(path, t, []string{"listen", "allow_remote"}, func(name, key string, v any) {
+		switch name {
+		case "listen":
+			m.Listen, _ = d.str(key, v)
+		case "allow_remote":
+			m.AllowRemote, _ = d.boolean(key, v)
 		}
 	})
 }

@@ -34,6 +34,8 @@ var restartKeys = []struct {
 	{"datapath.tx_budget", func(a, b *Config) bool { return a.Datapath.TxBudget == b.Datapath.TxBudget }},
 	{"datapath.flow_table_size", func(a, b *Config) bool { return a.Datapath.FlowTableSize == b.Datapath.FlowTableSize }},
 	{"control.socket", func(a, b *Config) bool { return a.Control.Socket == b.Control.Socket }},
+	{"metrics.listen", func(a, b *Config) bool { return a.Metrics.Listen == b.Metrics.Listen }},
+	{"metrics.allow_remote", func(a, b *Config) bool { return a.Metrics.AllowRemote == b.Metrics.AllowRemote }},
 }
 
 // RestartKeys returns the keys whose values differ between c, the running

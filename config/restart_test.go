@@ -21,8 +21,10 @@ func TestRestartKeysCoverEveryKey(t *testing.T) {
 			t.Errorf("datapath.%s: restart %v, reloadable %v: it must be exactly one", k, r, l)
 		}
 	}
-	if !slices.Contains(restart, "control.socket") {
-		t.Error("control.socket is not a restart key")
+	for _, k := range []string{"control.socket", "metrics.listen", "metrics.allow_remote"} {
+		if !slices.Contains(restart, k) {
+			t.Errorf("%s is not a restart key", k)
+		}
 	}
 }
 

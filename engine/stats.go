@@ -75,6 +75,7 @@ type VIPStats struct {
 type BackendStats struct {
 	Address string `json:"address"`
 	Weight  uint32 `json:"weight"`
+	State   string `json:"state"`              // as configured: "active" or "drain"
 	NextHop string `json:"next_hop,omitempty"` // empty while unresolved
 	// Health is "up" or "down" for a checked backend, empty without checks.
 	Health      string `json:"health,omitempty"`
@@ -162,7 +163,7 @@ func (e *Engine) Stats() Stats {
 		vs := VIPStats{Address: cv.Address.String(), Port: cv.Port, Protocol: cv.Protocol.String(), Forward: cv.Forward.String()}
 		for j, b := range v.Backends {
 			cb := cv.Backends[j]
-			bs := BackendStats{Address: cb.Address.String(), Weight: cb.Weight}
+			bs := BackendStats{Address: cb.Address.String(), Weight: cb.Weight, State: cb.State}
 			if b.Resolved {
 				bs.NextHop = net.HardwareAddr(b.MAC[:]).String()
 			}

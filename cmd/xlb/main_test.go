@@ -404,6 +404,8 @@ func TestBadConfig(t *testing.T) {
 		{"negative port", good(func(s string) string { return strings.Replace(s, "port = 80", "port = -1", 1) }), ":10: vip[0].port"},
 		{"unknown interface", good(func(s string) string { return strings.Replace(s, `interface = "eth0"`, `interface = "xlbnosuch0"`, 1) }), ":2: datapath.interface"},
 		{"syntax error", good(func(s string) string { return strings.Replace(s, "port = 80", "port = = 80", 1) }), ":10: vip[0].port"},
+		{"metrics not on loopback", good(func(s string) string { return s + "\n[metrics]\nlisten = \"0.0.0.0:9350\"\n" }), ":23: metrics.listen: listen address \"0.0.0.0:9350\": not a loopback address: the endpoint exposes backend addresses and traffic volumes and has no authentication"},
+		{"metrics on a privileged port", good(func(s string) string { return s + "\n[metrics]\nlisten = \"127.0.0.1:80\"\n" }), ":23: metrics.listen: port 80 needs CAP_NET_BIND_SERVICE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

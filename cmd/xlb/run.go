@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/engine"
+	"github.com/xlbproject/xlb/metrics"
 	"github.com/xlbproject/xlb/privilege"
 )
 
@@ -59,9 +61,12 @@ func cmdRun(e *env, args []string) int {
 		return exitFail
 	}
 	log.Info("capabilities dropped", "kept", privilege.Current())
+	var reloads metrics.Reloads
+	reloads.Record(nil, time.Now())
 	// SIGHUP and `xlb reload` both read the file again; a file that fails
 	// validation changes nothing and the reason goes back to the caller.
-	reload := func() ([]string, error) {
+	reload := func() (_ []string, err error) {
+		defer func() { reloads.Record(err, time.Now()) }()
 		notifyReloading(log)
 		defer notify(log, daemon.SdNotifyReady)
 		next, err := config.Load(*file)
@@ -97,6 +102,20 @@ func cmdRun(e *env, args []string) int {
 		}
 		return code
 	}
+	var msrv *metrics.Server
+	if cfg.Metrics.Listen != "" {
+		if msrv, err = metrics.Listen(metricsOptions(cfg), newMetricsSource(eng, &reloads), log); err != nil {
+			log.Error("metrics endpoint", "err", err)
+			if cerr := srv.Close(); cerr != nil {
+				log.Error("close control socket", "err", cerr)
+			}
+			if cerr := eng.Close(); cerr != nil {
+				log.Error("detach", "err", cerr)
+			}
+			return exitFail
+		}
+		log.Info("metrics endpoint", "addr", msrv.Addr().String())
+	}
 	notify(log, daemon.SdNotifyReady)
 	log.Info("xlb running", "config", cfg.File, "control", srv.Path(), "vips", len(cfg.VIPs), "queues", cfg.Datapath.Queues)
 	code = exitOK
@@ -120,6 +139,9 @@ wait:
 		}
 	}
 	notify(log, daemon.SdNotifyStopping)
+	if stopMetrics(msrv, log) != nil {
+		code = exitFail
+	}
 	if err := srv.Close(); err != nil {
 		log.Error("close control socket", "err", err)
 		code = exitFail
@@ -140,6 +162,9 @@ func loadChecked(e *env, file string) (*config.Config, int) {
 		return nil, exitUsage
 	}
 	cfg, err := config.Load(file)
+	if err == nil {
+		err = checkMetrics(cfg)
+	}
 	if err == nil {
 		err = cfg.CheckHost()
 	}
