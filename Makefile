@@ -45,7 +45,7 @@ fuzz:
 	done
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 500ms ./hash/ ./datapath/... ./engine/ ./ring/ ./bpf/ ./bpf/decap/ ./metrics/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 500ms ./hash/ ./datapath/... ./engine/ ./ring/ ./bpf/ ./bpf/decap/ ./metrics/ ./sni/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi

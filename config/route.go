@@ -263,13 +263,3 @@ func (c *Config) checkSpliceLocal() error {
 	}
 	return nil
 }
-
-// SpliceVIPs reports whether any VIP of c is a splice VIP.
-func (c *Config) SpliceVIPs() bool {
-	for _, v := range c.VIPs {
-		if v.Forward == Splice {
-			return true
-		}
-	}
-	return false
-}

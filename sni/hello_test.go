@@ -318,3 +318,32 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkParse measures a whole ClientHello (curl's, 517 bytes), the
+// same split into 64-byte records, and the match of its name.
+func BenchmarkParse(b *testing.B) {
+	curl := realHellos(b)["curl"].data
+	split := rerecord(curl, 64)
+	tbl, err := NewTable([]Pattern{{Name: "example.com", Wildcard: true}}, -1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		data []byte
+	}{{"one-record", curl}, {"64-byte-records", split}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(bc.data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				h, _, err := Parse(bc.data, testLimit)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if r, _ := tbl.Match(h.ServerName()); r != 0 {
+					b.Fatal("no match")
+				}
+			}
+		})
+	}
+}
