@@ -213,6 +213,9 @@ func (d *decoder) validateSplice(c *Config, i int) {
 				d.errorf(bk+".address", "%s is already %s", b.Address, indexKey(rk+".backend", o))
 			}
 			backends[b.Address] = k
+			if b.Address == v.Address {
+				d.errorf(bk+".address", "%s is the VIP's own address: the proxy would connect to itself", b.Address)
+			}
 			if b.HasMAC {
 				d.errorf(bk+".mac", "forward = \"splice\" connects to backends through the kernel's routes: a static next hop does not apply")
 			}

@@ -138,6 +138,8 @@ func TestParseSpliceErrors(t *testing.T) {
 			`e.toml:7: vip[0].route[0]: route has no backend`},
 		{"duplicate backend", vip + route + "[[vip.route.backend]]\naddress = \"198.18.0.51\"\n",
 			`e.toml:12: vip[0].route[0].backend[1].address: 198.18.0.51 is already vip[0].route[0].backend[0]`},
+		{"backend is the vip", vip + strings.Replace(route, "198.18.0.51", "198.18.100.5", 1),
+			`e.toml:10: vip[0].route[0].backend[0].address: 198.18.100.5 is the VIP's own address: the proxy would connect to itself`},
 		{"backend mac", vip + route + "mac = \"02:00:00:00:00:01\"\n",
 			`e.toml:11: vip[0].route[0].backend[0].mac: forward = "splice" connects to backends through the kernel's routes`},
 		{"backend bad weight", vip + route + "weight = 70000\n",

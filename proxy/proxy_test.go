@@ -638,3 +638,40 @@ func TestReload(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A ClientHello split over several records, sent in pieces, is reassembled
+// and routed, and the backend gets the bytes exactly as the client sent them.
+func TestSplitHello(t *testing.T) {
+	port := freePort(t)
+	accepted := rawBackend(t, port)
+	startProxy(t, spliceConfig(port, fastSettings(), route("split.example.com", &backend{addr: netip.MustParseAddr("127.0.0.2")})))
+	hello := clientHello(t, "split.example.com")
+	var records []byte
+	for msg := hello[5:]; len(msg) > 0; {
+		n := min(100, len(msg))
+		records = append(records, 22, 3, 1, byte(n>>8), byte(n))
+		records = append(records, msg[:n]...)
+		msg = msg[n:]
+	}
+	c, err := net.Dial("tcp", vipAddr(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < len(records); i += 37 {
+		c.Write(records[i:min(i+37, len(records))])
+		time.Sleep(time.Millisecond)
+	}
+	var server net.Conn
+	select {
+	case server = <-accepted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the backend got no connection")
+	}
+	defer server.Close()
+	server.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, len(records))
+	if _, err := io.ReadFull(server, got); err != nil || !bytes.Equal(got, records) {
+		t.Fatalf("backend read %v, equal %v", err, bytes.Equal(got, records))
+	}
+}
