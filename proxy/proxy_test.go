@@ -675,3 +675,25 @@ func TestSplitHello(t *testing.T) {
 		t.Fatalf("backend read %v, equal %v", err, bytes.Equal(got, records))
 	}
 }
+
+// A route backend whose health check fails leaves the route's table: every
+// new connection goes to the backend that is up, and stats say why.
+func TestHealthCheckedRoute(t *testing.T) {
+	port := freePort(t)
+	up := startBackend(t, "up", "127.0.0.2", port, true, nil)
+	startBackend(t, "down", "127.0.0.3", port, true, nil)
+	r := route("h.example.com", up, &backend{addr: netip.MustParseAddr("127.0.0.3")})
+	// The down backend serves TLS, but its check probes a port nothing
+	// listens on.
+	r.Backends[1].Health = config.HealthCheck{Kind: config.HealthTCP, Port: freePort(t), Interval: 50 * time.Millisecond, Timeout: 20 * time.Millisecond, Rise: 1, Fall: 1}
+	p := startProxy(t, spliceConfig(port, fastSettings(), r))
+	waitFor(t, "the check to fail", func() bool { return p.Stats()[0].Routes[0].Backends[1].Health == "down" })
+	for range 20 {
+		if _, cn, err := tlsGet(port, "h.example.com"); err != nil || cn != "up" {
+			t.Fatalf("with one backend down: reached %q, %v", cn, err)
+		}
+	}
+	if b := p.Stats()[0].Routes[0].Backends[1]; b.Connections != 0 || b.HealthError == "" {
+		t.Errorf("down backend: %+v", b)
+	}
+}
