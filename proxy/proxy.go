@@ -255,15 +255,7 @@ func (p *Proxy) buildState(v config.VIP, down map[string]bool) (*vipState, error
 			def = i // its SNI is the zero Pattern: it matches no name
 		}
 		patterns = append(patterns, r.SNI)
-		bs := make([]hash.Backend, len(r.Backends))
-		for j, b := range r.Backends {
-			w := b.EffectiveWeight()
-			if down[healthID(v, r, b)] {
-				w = 0
-			}
-			bs[j] = hash.Backend{Addr: b.Address, Weight: w}
-		}
-		t, err := hash.Build(bs, v.TableSize)
+		t, err := config.BuildTable(r.Backends, v.TableSize, func(b config.Backend) bool { return down[healthID(v, r, b)] })
 		if err != nil {
 			return nil, fmt.Errorf("route %s: maglev table: %w", r.Name(), err)
 		}
