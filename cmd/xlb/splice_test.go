@@ -16,6 +16,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -225,7 +226,7 @@ func TestSpliceRoutesTLS(t *testing.T) {
 	}
 	startTLSBackends(t, l)
 	// A Go TLS echo server on be1:8443 for the large transfer.
-	startBigEcho(t, l)
+	startTLSEcho(t, l, 8443)
 	if err := l.startXLB(cfg, logw); err != nil {
 		t.Fatal(err)
 	}
@@ -333,12 +334,18 @@ func TestSpliceRoutesTLS(t *testing.T) {
 	}
 }
 
-// handshake connects to VIP:443 from the client as name, completes the TLS
-// handshake, closes, and returns the CN of the certificate it got.
+// handshake connects to the lab's VIP on 443 from the client as name (see
+// handshakeTo).
 func handshake(l *lbLab, name string) (string, error) {
+	return handshakeTo(l, netip.AddrPortFrom(labVIP, 443), name)
+}
+
+// handshakeTo connects to vip from the client as name, completes the TLS
+// handshake, closes, and returns the CN of the certificate it got.
+func handshakeTo(l *lbLab, vip netip.AddrPort, name string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	raw, err := l.client.Dial(ctx, "tcp", net.JoinHostPort(labVIP.String(), "443"))
+	raw, err := l.client.Dial(ctx, "tcp", vip.String())
 	if err != nil {
 		return "", err
 	}
@@ -350,10 +357,11 @@ func handshake(l *lbLab, name string) (string, error) {
 	return c.ConnectionState().PeerCertificates[0].Subject.CommonName, nil
 }
 
-// startBigEcho runs a Go TLS server on be1:8443 that echoes what it reads.
-func startBigEcho(t *testing.T, l *lbLab) {
+// startTLSEcho runs a Go TLS server on be1's port that echoes what it
+// reads.
+func startTLSEcho(t *testing.T, l *lbLab, port uint16) {
 	t.Helper()
-	ln, err := l.backends[0].Listen("tcp", "0.0.0.0:8443")
+	ln, err := l.backends[0].Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(int(port))))
 	if err != nil {
 		t.Fatal(err)
 	}
