@@ -11,8 +11,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xlbproject/xlb/config"
-	"github.com/xlbproject/xlb/hash"
 	"github.com/xlbproject/xlb/sni"
 )
 
@@ -140,7 +138,7 @@ func (p *Proxy) serve(l *listener, client *net.TCPConn) {
 		return
 	}
 	name := hello.ServerName()
-	ri, _ := st.table.Match(name)
+	ri, bi := st.pick(name, addrPort(client.RemoteAddr()), addrPort(client.LocalAddr()))
 	if ri < 0 {
 		r := UnknownSNI
 		if len(name) == 0 {
@@ -150,8 +148,6 @@ func (p *Proxy) serve(l *listener, client *net.TCPConn) {
 		return
 	}
 	rs := &st.routes[ri]
-	h, _ := hash.FlowOf(uint8(config.TCP), addrPort(client.RemoteAddr()), addrPort(client.LocalAddr()))
-	bi := rs.maglev.Lookup(h)
 	if bi < 0 {
 		rs.counters.NoBackend.Add(1)
 		p.refuse(l, c, NoBackend, errors.New("route "+rs.cfg.Name()+" has no backend up with a weight"))

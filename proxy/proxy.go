@@ -13,9 +13,7 @@ import (
 	"time"
 
 	"github.com/xlbproject/xlb/config"
-	"github.com/xlbproject/xlb/hash"
 	"github.com/xlbproject/xlb/health"
-	"github.com/xlbproject/xlb/sni"
 )
 
 // sweepEvery is how often idle connections are looked for.
@@ -69,14 +67,13 @@ type listener struct {
 
 // vipState is what a new connection of a VIP is routed by. Immutable.
 type vipState struct {
-	cfg    config.VIP
-	table  *sni.Table
-	routes []routeState
+	cfg config.VIP
+	routing
+	routes []routeState // parallel to cfg.Routes
 }
 
 type routeState struct {
 	cfg      config.Route
-	maglev   *hash.Table
 	counters *RouteCounters
 	backends []*BackendCounters // parallel to cfg.Backends
 }
@@ -243,25 +240,20 @@ func (p *Proxy) pruneCounters() {
 	}
 }
 
-// buildState builds the routing state of a splice VIP: its name table and
-// one Maglev table per route.
+// buildState builds the state of a splice VIP: its routing and the
+// counters of its routes and backends (those of an earlier state carried).
 func (p *Proxy) buildState(v config.VIP, down map[string]bool) (*vipState, error) {
-	st := &vipState{cfg: v, routes: make([]routeState, len(v.Routes))}
-	patterns := make([]sni.Pattern, 0, len(v.Routes))
-	def := -1
+	rt, err := newRouting(v, func(r config.Route, b config.Backend) bool { return down[healthID(v, r, b)] })
+	if err != nil {
+		return nil, err
+	}
+	st := &vipState{cfg: v, routing: rt, routes: make([]routeState, len(v.Routes))}
 	vipAddr := netip.AddrPortFrom(v.Address, v.Port)
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for i, r := range v.Routes {
-		if r.Default {
-			def = i // its SNI is the zero Pattern: it matches no name
-		}
-		patterns = append(patterns, r.SNI)
-		t, err := config.BuildTable(r.Backends, v.TableSize, func(b config.Backend) bool { return down[healthID(v, r, b)] })
-		if err != nil {
-			return nil, fmt.Errorf("route %s: maglev table: %w", r.Name(), err)
-		}
 		rk := routeKey{vipAddr, r.Name()}
-		rs := routeState{cfg: r, maglev: t, backends: make([]*BackendCounters, len(r.Backends))}
-		p.mu.Lock()
+		rs := routeState{cfg: r, backends: make([]*BackendCounters, len(r.Backends))}
 		if rs.counters = p.routeCtrs[rk]; rs.counters == nil {
 			rs.counters = &RouteCounters{}
 			p.routeCtrs[rk] = rs.counters
@@ -273,14 +265,8 @@ func (p *Proxy) buildState(v config.VIP, down map[string]bool) (*vipState, error
 				p.backCtrs[bk] = rs.backends[j]
 			}
 		}
-		p.mu.Unlock()
 		st.routes[i] = rs
 	}
-	t, err := sni.NewTable(patterns, def)
-	if err != nil {
-		return nil, err
-	}
-	st.table = t
 	return st, nil
 }
 

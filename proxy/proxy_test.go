@@ -697,3 +697,44 @@ func TestHealthCheckedRoute(t *testing.T) {
 		t.Errorf("down backend: %+v", b)
 	}
 }
+
+// Lookup, given a connection's source and server name, names the backend
+// the proxy really sent it to (in routes with several backends), the
+// default route's for unmatched names, and ErrNoRoute without a default.
+func TestLookupAgrees(t *testing.T) {
+	port := freePort(t)
+	be := map[string]*backend{}
+	for i, name := range []string{"api1", "api2", "api3", "dflt"} {
+		be[name] = startBackend(t, name, fmt.Sprintf("127.0.0.%d", i+2), port, true, nil)
+	}
+	cfg := spliceConfig(port, fastSettings(), route("api.example.com", be["api1"], be["api2"], be["api3"]), route("", be["dflt"]))
+	startProxy(t, cfg)
+	v := cfg.VIPs[0]
+	seen := map[string]int{}
+	for i := range 60 {
+		name := []string{"api.example.com", "other.test"}[i%2]
+		d := net.Dialer{Timeout: 5 * time.Second}
+		c, err := tls.DialWithDialer(&d, "tcp", vipAddr(port), &tls.Config{ServerName: name, InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cn := c.ConnectionState().PeerCertificates[0].Subject.CommonName
+		src := c.LocalAddr().(*net.TCPAddr).AddrPort()
+		c.Close()
+		r, b, err := Lookup(v, src, name)
+		if err != nil || b.Address != be[cn].addr {
+			t.Fatalf("%s from %s: served by %s (%s), Lookup says %s route %s, %v", name, src, cn, be[cn].addr, b.Address, r.Name(), err)
+		}
+		seen[cn]++
+	}
+	if len(seen) < 3 {
+		t.Errorf("connections reached %v: want api.example.com's spread over several backends", seen)
+	}
+	noDefault := spliceConfig(port, fastSettings(), route("api.example.com", be["api1"])).VIPs[0]
+	if _, _, err := Lookup(noDefault, netip.MustParseAddrPort("127.0.0.1:40000"), ""); !errors.Is(err, ErrNoRoute) {
+		t.Errorf("no server name, no default route: %v, want ErrNoRoute", err)
+	}
+	if _, _, err := Lookup(config.VIP{Forward: config.IPIP}, netip.MustParseAddrPort("127.0.0.1:40000"), "x"); err == nil {
+		t.Error("Lookup of a VIP that is not a splice VIP succeeded")
+	}
+}

@@ -454,3 +454,32 @@ func goCert(t *testing.T, name string) tls.Certificate {
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// TestLookupSplice: `xlb lookup` answers for a splice VIP given the server
+// name (--sni), and says what is missing or wrong otherwise.
+func TestLookupSplice(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "xlb.toml")
+	if err := os.WriteFile(file, []byte(spliceConfig("/run/xlb-test.sock", false)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src, vip := "198.18.0.1:40000", net.JoinHostPort(labVIP.String(), "443")
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--sni", "api.example.com", "tcp", src, vip}, exitOK, labBackends[0].Addr().String() + " (route api.example.com)\n"},
+		{[]string{"--sni", "www.example.com", "tcp", src, vip}, exitOK, labBackends[1].Addr().String() + " (route *.example.com)\n"},
+		{[]string{"--sni", "", "tcp", src, vip}, exitOK, labBackends[2].Addr().String() + " (route default)\n"},
+		{[]string{"tcp", src, vip}, exitUsage, "is a splice VIP, routed by the server name: give --sni NAME"},
+		{[]string{"--sni", "api.example.com", "tcp", src, net.JoinHostPort(labVIP.String(), "80")}, exitUsage, "--sni is for splice VIPs"},
+		{[]string{"tcp", src, net.JoinHostPort(labVIP.String(), "80")}, exitOK, ""},
+	} {
+		var out, errb bytes.Buffer
+		code := run(&env{stdout: &out, stderr: &errb}, append([]string{"lookup", "-c", file}, tt.args...))
+		got := out.String() + errb.String()
+		if code != tt.code || !strings.Contains(got, tt.want) {
+			t.Errorf("xlb lookup %q: exit %d: %q; want exit %d and %q", tt.args, code, got, tt.code, tt.want)
+		}
+	}
+}
