@@ -518,16 +518,8 @@ func (d *decoder) vip(path string, t map[string]any) VIP {
 			v.ICMPEcho, _ = d.boolean(key, val)
 		case "fragments":
 			v.Fragments, _ = d.oneOf(key, val, FragmentsDrop, FragmentsPass)
-		case "health":
-			if ht, ok := d.table(key, val); ok {
-				d.health[path] = d.healthTable(key, ht)
-			}
-		case "backend":
-			if ts, ok := d.tables(key, val); ok {
-				for i, bt := range ts {
-					v.Backends = append(v.Backends, d.backend(indexKey(key, i), bt))
-				}
-			}
+		case "health", "backend":
+			d.healthOrBackends(path, name, key, val, &v.Backends)
 		default:
 			d.spliceKey(&v, path, name, key, val)
 		}

@@ -127,16 +127,8 @@ func (d *decoder) route(path string, t map[string]any) Route {
 			}
 		case "default":
 			r.Default, _ = d.boolean(key, v)
-		case "health":
-			if ht, ok := d.table(key, v); ok {
-				d.health[path] = d.healthTable(key, ht)
-			}
-		case "backend":
-			if ts, ok := d.tables(key, v); ok {
-				for i, bt := range ts {
-					r.Backends = append(r.Backends, d.backend(indexKey(key, i), bt))
-				}
-			}
+		case "health", "backend":
+			d.healthOrBackends(path, name, key, v, &r.Backends)
 		}
 	})
 	return r
@@ -265,4 +257,21 @@ func (c *Config) checkSpliceLocal() error {
 		}
 	}
 	return nil
+}
+
+// healthOrBackends decodes the two keys a VIP and a splice route share: the
+// health table of what is at path, or its backend tables, appended to
+// backends.
+func (d *decoder) healthOrBackends(path, name, key string, val any, backends *[]Backend) {
+	if name == "health" {
+		if ht, ok := d.table(key, val); ok {
+			d.health[path] = d.healthTable(key, ht)
+		}
+		return
+	}
+	if ts, ok := d.tables(key, val); ok {
+		for i, bt := range ts {
+			*backends = append(*backends, d.backend(indexKey(key, i), bt))
+		}
+	}
 }
