@@ -206,52 +206,25 @@ func parseHello(r *reader, msgEnd int, h *Hello) error {
 		return errHelloVersion
 	}
 	r.skip(helloRandom)
-	n := r.u8()
-	if n > maxSessionID {
-		return errSessionID
+	if err := r.skipVector(1, msgEnd, func(n int) bool { return n <= maxSessionID }, errSessionID, errSessionIDEnd); err != nil {
+		return err
 	}
-	if r.off+n > msgEnd {
-		return errSessionIDEnd
+	if err := r.skipVector(2, msgEnd, func(n int) bool { return n > 0 && n%2 == 0 }, errSuites, errSuitesEnd); err != nil {
+		return err
 	}
-	r.skip(n)
-	if r.off+2 > msgEnd {
-		return errSuitesEnd
+	if err := r.skipVector(1, msgEnd, func(n int) bool { return n > 0 }, errCompression, errCompressionEnd); err != nil {
+		return err
 	}
-	n = r.u16()
-	if n == 0 || n%2 != 0 {
-		return errSuites
-	}
-	if r.off+n > msgEnd {
-		return errSuitesEnd
-	}
-	r.skip(n)
-	if r.off+1 > msgEnd {
-		return errCompressionEnd
-	}
-	n = r.u8()
-	if n == 0 {
-		return errCompression
-	}
-	if r.off+n > msgEnd {
-		return errCompressionEnd
-	}
-	r.skip(n)
 	if r.off == msgEnd {
 		return nil // no extensions (SSL 3.0 style): no server name
 	}
-	if r.off+2 > msgEnd {
-		return errExtensionsLen
-	}
-	if n = r.u16(); r.off+n != msgEnd {
+	if !r.vector(msgEnd) {
 		return errExtensionsLen
 	}
 	seen := false
 	for r.off < msgEnd {
-		if r.off+4 > msgEnd {
-			return errExtensionEnd
-		}
-		typ, n := r.u16(), r.u16()
-		if r.off+n > msgEnd {
+		typ, n, ok := r.entry(2, msgEnd)
+		if !ok {
 			return errExtensionEnd
 		}
 		if typ != extServerName {
@@ -273,18 +246,12 @@ func parseHello(r *reader, msgEnd int, h *Hello) error {
 // ends at extEnd. Entries of other name types are skipped (RFC 6066 leaves
 // room for them; none is defined).
 func parseServerName(r *reader, extEnd int, h *Hello) error {
-	if r.off+2 > extEnd {
-		return errSNIListLen
-	}
-	if n := r.u16(); r.off+n != extEnd {
+	if !r.vector(extEnd) {
 		return errSNIListLen
 	}
 	for r.off < extEnd {
-		if r.off+3 > extEnd {
-			return errSNIEntryEnd
-		}
-		typ, n := r.u8(), r.u16()
-		if r.off+n > extEnd {
+		typ, n, ok := r.entry(1, extEnd)
+		if !ok {
 			return errSNIEntryEnd
 		}
 		if typ != nameTypeHostName {
@@ -369,6 +336,54 @@ func (r *reader) u8() int {
 }
 
 func (r *reader) u16() int { return r.u8()<<8 | r.u8() }
+
+// vector reads the 16-bit length of a TLS vector that must fill the rest
+// of its container, which ends at end.
+func (r *reader) vector(end int) bool {
+	if r.off+2 > end {
+		return false
+	}
+	n := r.u16()
+	return n == end-r.off
+}
+
+// entry reads the header of an entry of a list that ends at end: a type of
+// typeLen bytes (1 or 2) and a 16-bit body length. ok is false if the
+// header or the body would cross end.
+func (r *reader) entry(typeLen, end int) (typ, n int, ok bool) {
+	if r.off+typeLen+2 > end {
+		return 0, 0, false
+	}
+	typ = r.num(typeLen)
+	n = r.u16()
+	return typ, n, r.off+n <= end
+}
+
+// skipVector skips a vector with a lenBytes-byte length (1 or 2) inside a
+// container that ends at end. It returns errEnd when the length or the
+// body would cross end, and bad when valid refuses the length.
+func (r *reader) skipVector(lenBytes, end int, valid func(n int) bool, bad, errEnd error) error {
+	if r.off+lenBytes > end {
+		return errEnd
+	}
+	n := r.num(lenBytes)
+	if !valid(n) {
+		return bad
+	}
+	if r.off+n > end {
+		return errEnd
+	}
+	r.skip(n)
+	return nil
+}
+
+// num reads a big-endian integer of size bytes (1 or 2).
+func (r *reader) num(size int) int {
+	if size == 1 {
+		return r.u8()
+	}
+	return r.u16()
+}
 func (r *reader) u24() int { return r.u8()<<16 | r.u8()<<8 | r.u8() }
 
 func (r *reader) skip(n int) {
