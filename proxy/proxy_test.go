@@ -3,18 +3,11 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -26,30 +19,12 @@ import (
 	"time"
 
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/lab"
 	"github.com/xlbproject/xlb/sni"
 )
 
 // The tests run on the loopback: every 127/8 address is local, so the VIP
 // and each backend get an address of their own without root.
-
-// selfSigned returns a certificate for name, signed by itself.
-func selfSigned(t testing.TB, name string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: []string{"*.example.com", "example.com", "api.example.com", "other.test"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
 
 // backend is a server on one loopback address: TLS, answering its name and
 // then echoing, or raw, running a handler on the plain connection.
@@ -57,7 +32,6 @@ type backend struct {
 	name string
 	addr netip.Addr
 	ln   net.Listener
-	wg   sync.WaitGroup
 }
 
 func startBackend(t *testing.T, name, addr string, port uint16, tlsOn bool, handle func(net.Conn)) *backend {
@@ -68,32 +42,21 @@ func startBackend(t *testing.T, name, addr string, port uint16, tlsOn bool, hand
 		t.Fatal(err)
 	}
 	if tlsOn {
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{selfSigned(t, name)}})
+		cert, err := lab.SelfSigned(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
 		handle = func(c net.Conn) {
 			if _, err := fmt.Fprintf(c, "%s\n", name); err != nil {
 				return
 			}
-			io.Copy(c, c)
+			lab.Echo(c)
 		}
 	}
 	b.ln = ln
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b.wg.Add(1)
-			go func() {
-				defer b.wg.Done()
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); b.wg.Wait() })
+	wait := lab.Serve(ln, handle)
+	t.Cleanup(func() { ln.Close(); wait() })
 	return b
 }
 
@@ -537,34 +500,10 @@ func TestLargeTransfer(t *testing.T) {
 	if line, err := r.ReadString('\n'); err != nil || line != "big\n" {
 		t.Fatalf("greeting %q, %v", line, err)
 	}
-	sent := sha256.New()
-	errc := make(chan error, 1)
-	go func() {
-		chunk := make([]byte, 1<<20)
-		for i := range size / len(chunk) {
-			for j := range chunk {
-				chunk[j] = byte(i*31 + j*7)
-			}
-			sent.Write(chunk)
-			if _, err := c.Write(chunk); err != nil {
-				errc <- err
-				return
-			}
-		}
-		errc <- c.CloseWrite()
-	}()
-	got := sha256.New()
-	n, err := io.Copy(got, r)
-	if err != nil || n != size {
-		t.Fatalf("read back %d bytes, %v", n, err)
-	}
-	if err := <-errc; err != nil {
+	if err := lab.EchoRoundTrip(c, r, size); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
-	if !bytes.Equal(sent.Sum(nil), got.Sum(nil)) {
-		t.Fatal("the echoed 100 MB differ from those sent")
-	}
 	base.check(t)
 	rs := p.Stats()[0].Routes[0]
 	if rs.BytesUp < size || rs.BytesDown < size {
