@@ -233,20 +233,11 @@ func TestRoutesByServerName(t *testing.T) {
 // clientHello returns the first record a Go TLS client sends for name.
 func clientHello(t testing.TB, name string) []byte {
 	t.Helper()
-	client, server := net.Pipe()
-	defer server.Close()
-	go func() {
-		c := tls.Client(client, &tls.Config{ServerName: name, InsecureSkipVerify: true})
-		c.Handshake()
-		c.Close()
-	}()
-	buf := make([]byte, 1<<16)
-	server.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, err := server.Read(buf)
+	b, err := lab.ClientHello(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return buf[:n]
+	return b
 }
 
 // isReset reports whether err is the connection being reset (or closed

@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"math/big"
+	"net"
 	"time"
 )
 
@@ -28,4 +29,24 @@ func SelfSigned(cn string) (tls.Certificate, error) {
 		return tls.Certificate{}, fmt.Errorf("lab: certificate for %s: %w", cn, err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// ClientHello returns the first TLS record a Go client sends for the
+// server name name ("" for none): a ClientHello, for clients that only
+// need a balancer to route them by name.
+func ClientHello(name string) ([]byte, error) {
+	client, server := net.Pipe()
+	defer server.Close()
+	go func() {
+		c := tls.Client(client, &tls.Config{ServerName: name, InsecureSkipVerify: true})
+		c.Handshake() // fails once server is closed
+		c.Close()
+	}()
+	server.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 1<<16)
+	n, err := server.Read(buf)
+	if err != nil {
+		return nil, fmt.Errorf("lab: client hello for %q: %w", name, err)
+	}
+	return buf[:n], nil
 }
