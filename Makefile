@@ -5,7 +5,7 @@ BIN       := bin/xlb
 LAB_BIN   := bin/xlb-lab
 PKGS      := ./...
 # Pure-logic packages also run under the race detector (cheap, no kernel).
-RACE_PKGS := ./ring/ ./hash/ ./config/ ./control/ ./datapath/ ./datapath/packet/ ./engine/ ./flowtable/ ./health/ ./metrics/
+RACE_PKGS := ./ring/ ./hash/ ./config/ ./control/ ./datapath/ ./datapath/packet/ ./engine/ ./flowtable/ ./health/ ./metrics/ ./sni/ ./proxy/
 FUZZTIME  ?= 10s
 
 .PHONY: all build generate check-generate test test-unit fuzz bench lint demo perf clean
@@ -45,7 +45,7 @@ fuzz:
 	done
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 500ms ./hash/ ./datapath/... ./engine/ ./ring/ ./bpf/ ./bpf/decap/ ./metrics/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 500ms ./hash/ ./datapath/... ./engine/ ./ring/ ./bpf/ ./bpf/decap/ ./metrics/ ./sni/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi

@@ -135,8 +135,13 @@ type VIP struct {
 	TableSize uint32
 	// Backends in file order (the Maglev table does not depend on it).
 	// Their weights may all be 0: the VIP is then fully drained and takes
-	// no new flows.
+	// no new flows. A splice VIP has none: its routes have them.
 	Backends []Backend
+	// Routes of a splice VIP (Forward == Splice), in file order; see
+	// route.go. Splice is its proxy's settings, defaults filled in; zero
+	// for other VIPs.
+	Routes []Route
+	Splice SpliceSettings
 }
 
 // Backend is one [[vip.backend]].

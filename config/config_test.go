@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -84,8 +85,8 @@ func TestExampleParses(t *testing.T) {
 	if dp.Source.IsValid() {
 		t.Errorf("source = %v, want unset (empty string)", dp.Source)
 	}
-	if len(c.VIPs) != 4 {
-		t.Fatalf("%d vips, want 4", len(c.VIPs))
+	if len(c.VIPs) != 5 {
+		t.Fatalf("%d vips, want 5", len(c.VIPs))
 	}
 	v0, v1, v2, v3 := c.VIPs[0], c.VIPs[1], c.VIPs[2], c.VIPs[3]
 	if v0.String() != "198.18.100.1:80/tcp" || v1.String() != "198.18.100.2:53/udp" ||
@@ -235,7 +236,7 @@ protocol = "tcp"
 		{"bad protocol", edit("port", "port = 80\nprotocol = \"sctp\""),
 			`f.toml:7: vip[0].protocol: unknown protocol "sctp" (want "tcp" or "udp")`},
 		{"bad forward", edit("port", "port = 80\nforward = \"nat\""),
-			`f.toml:7: vip[0].forward: unknown forward method "nat" (want "ipip", "gue" or "dsr")`},
+			`f.toml:7: vip[0].forward: unknown forward method "nat" (want "ipip", "gue", "dsr" or "splice")`},
 		{"syntax error", edit("port", "port = = 80"),
 			`f.toml:6: vip[0].port: expected value but found '=' instead`},
 		{"duplicate key", edit("port", "port = 80\nport = 81"),
@@ -414,7 +415,9 @@ backend = [
 		keys = append(keys, "datapath."+k)
 	}
 	for _, k := range vipKeys {
-		keys = append(keys, "vip[0]."+k)
+		if !slices.Contains(spliceKeys, k) { // TestParseSplice sets them
+			keys = append(keys, "vip[0]."+k)
+		}
 	}
 	for _, k := range backendKeys {
 		keys = append(keys, "vip[0].backend[0]."+k)
@@ -541,18 +544,18 @@ func TestProtocolText(t *testing.T) {
 	if Protocol(1).String() != "Protocol(1)" || uint8(TCP) != 6 || uint8(UDP) != 17 {
 		t.Error("protocol numbers")
 	}
-	for _, m := range []Forward{IPIP, GUE, DSR} {
+	for _, m := range []Forward{IPIP, GUE, DSR, Splice} {
 		b, err := m.MarshalText()
 		var f Forward
 		if err != nil || f.UnmarshalText(b) != nil || f != m {
 			t.Errorf("forward round trip: %q %v %v", b, err, f)
 		}
 	}
-	if IPIP.String() != "ipip" || GUE.String() != "gue" || DSR.String() != "dsr" ||
-		Forward(0).String() != "Forward(0)" || Forward(4).String() != "Forward(4)" {
+	if IPIP.String() != "ipip" || GUE.String() != "gue" || DSR.String() != "dsr" || Splice.String() != "splice" ||
+		Forward(0).String() != "Forward(0)" || Forward(5).String() != "Forward(5)" {
 		t.Error("forward names")
 	}
-	for _, f := range []Forward{0, 4} {
+	for _, f := range []Forward{0, 5} {
 		if _, err := f.MarshalText(); err == nil {
 			t.Errorf("%v marshalled", f)
 		}

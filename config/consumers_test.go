@@ -33,10 +33,14 @@ func TestHealthChecksValidate(t *testing.T) {
 		for _, b := range v.Backends {
 			checks = append(checks, b.Health)
 		}
+		for _, r := range v.Routes {
+			for _, b := range r.Backends {
+				checks = append(checks, b.Health)
+			}
+		}
 	}
 	for _, hc := range checks {
-		s := health.Spec{Kind: health.Kind(hc.Kind), Port: hc.Port, Path: hc.Path, Host: hc.Host, Expect: hc.Expect,
-			Interval: hc.Interval, Timeout: hc.Timeout, Rise: hc.Rise, Fall: hc.Fall}
+		s := hc.Spec()
 		if err := s.Validate(); err != nil {
 			t.Errorf("%+v: %v", hc, err)
 		}

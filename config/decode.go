@@ -480,12 +480,13 @@ func (d *decoder) metrics(m *Metrics, path string, t map[string]any) {
 var vipKeys = []string{
 	"address", "port", "protocol", "forward", "gue_port", "table_size",
 	"icmp_echo", "fragments", "health", "backend",
+	"route", "hello_timeout", "hello_max_bytes", "connect_timeout", "idle_timeout", // spliceKeys
 }
 
 var backendKeys = []string{"address", "weight", "state", "mac", "health"}
 
 func (d *decoder) vip(path string, t map[string]any) VIP {
-	v := VIP{Protocol: TCP, Forward: IPIP, ICMPEcho: true, Fragments: DefaultFragments}
+	v := VIP{Protocol: TCP, Forward: IPIP, ICMPEcho: true, Fragments: DefaultFragments, Splice: DefaultSpliceSettings()}
 	d.required(t, path, "address", "port")
 	d.fields(path, t, vipKeys, func(name, key string, val any) {
 		switch name {
@@ -517,18 +518,15 @@ func (d *decoder) vip(path string, t map[string]any) VIP {
 			v.ICMPEcho, _ = d.boolean(key, val)
 		case "fragments":
 			v.Fragments, _ = d.oneOf(key, val, FragmentsDrop, FragmentsPass)
-		case "health":
-			if ht, ok := d.table(key, val); ok {
-				d.health[path] = d.healthTable(key, ht)
-			}
-		case "backend":
-			if ts, ok := d.tables(key, val); ok {
-				for i, bt := range ts {
-					v.Backends = append(v.Backends, d.backend(indexKey(key, i), bt))
-				}
-			}
+		case "health", "backend":
+			d.healthOrBackends(path, name, key, val, &v.Backends)
+		default:
+			d.spliceKey(&v, path, name, key, val)
 		}
 	})
+	if v.Forward != Splice {
+		v.Splice = SpliceSettings{}
+	}
 	return v
 }
 

@@ -50,6 +50,10 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted a config without vip or interface: %+v", c)
 		}
 		for _, v := range c.VIPs {
+			if v.Forward == Splice {
+				checkSpliceVIP(t, v)
+				continue
+			}
 			if len(v.Backends) == 0 || !isPrime(v.TableSize) || !v.Address.IsGlobalUnicast() ||
 				(v.Forward == GUE) != (v.GUEPort != 0) || v.Health.Timeout >= v.Health.Interval {
 				t.Fatalf("accepted a bad vip: %+v", v)

@@ -139,3 +139,11 @@ func (d *decoder) checkHealth(h *healthDecl, hc HealthCheck) {
 			fmtDuration(hc.Timeout), fmtDuration(hc.Interval))
 	}
 }
+
+// Spec is the check as the health package runs it.
+func (h HealthCheck) Spec() health.Spec {
+	return health.Spec{
+		Kind: health.Kind(h.Kind), Port: h.Port, Path: h.Path, Host: h.Host, Expect: h.Expect,
+		Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall,
+	}
+}

@@ -105,6 +105,9 @@ func (c *Config) CheckHostCPUs(set unix.CPUSet) error {
 	if err := c.checkOnLink(ifc); err != nil {
 		return err
 	}
+	if err := c.checkSpliceLocal(); err != nil {
+		return err
+	}
 	c.Datapath = dp
 	return nil
 }

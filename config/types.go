@@ -73,13 +73,18 @@ const (
 	// but every backend must be on-link on the datapath interface and
 	// hold the VIP itself.
 	DSR Forward = 3
+	// Splice accepts the TCP connection in the balancer's own stack, reads
+	// the TLS server name and connects to a backend of the matching
+	// route (see Route). The datapath leaves such a VIP's packets to the
+	// kernel.
+	Splice Forward = 4
 )
 
-var forwardNames = [...]string{IPIP: "ipip", GUE: "gue", DSR: "dsr"}
+var forwardNames = [...]string{IPIP: "ipip", GUE: "gue", DSR: "dsr", Splice: "splice"}
 
 // String returns the name used in the file.
 func (f Forward) String() string {
-	if f >= IPIP && f <= DSR {
+	if f >= IPIP && f <= Splice {
 		return forwardNames[f]
 	}
 	return fmt.Sprintf("Forward(%d)", uint8(f))
@@ -87,21 +92,21 @@ func (f Forward) String() string {
 
 // MarshalText returns the name used in the file.
 func (f Forward) MarshalText() ([]byte, error) {
-	if f < IPIP || f > DSR {
+	if f < IPIP || f > Splice {
 		return nil, fmt.Errorf("config: unknown forward method %d", uint8(f))
 	}
 	return []byte(f.String()), nil
 }
 
-// UnmarshalText accepts "ipip", "gue" or "dsr".
+// UnmarshalText accepts "ipip", "gue", "dsr" or "splice".
 func (f *Forward) UnmarshalText(b []byte) error {
-	for m := IPIP; m <= DSR; m++ {
+	for m := IPIP; m <= Splice; m++ {
 		if string(b) == forwardNames[m] {
 			*f = m
 			return nil
 		}
 	}
-	return fmt.Errorf("unknown forward method %q (want \"ipip\", \"gue\" or \"dsr\")", b)
+	return fmt.Errorf("unknown forward method %q (want \"ipip\", \"gue\", \"dsr\" or \"splice\")", b)
 }
 
 // Encapsulates reports whether f adds an outer header, which leaves from

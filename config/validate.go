@@ -102,7 +102,7 @@ func (d *decoder) validate(c *Config) {
 		} else if !isPrime(v.TableSize) {
 			d.errorf(key+".table_size", "table size %d is not a prime", v.TableSize)
 		}
-		if len(v.Backends) == 0 {
+		if len(v.Backends) == 0 && v.Forward != Splice {
 			d.errorf(key, "vip has no backend")
 		}
 		if uint32(len(v.Backends)) > v.TableSize {
@@ -137,6 +137,7 @@ func (d *decoder) validate(c *Config) {
 				d.checkHealth(bh, b.Health)
 			}
 		}
+		d.validateSplice(c, i)
 	}
 	d.limits(c)
 }

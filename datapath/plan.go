@@ -220,24 +220,18 @@ var ErrNoBackend = errors.New("no backend with a weight")
 // into its Backends) a new flow from src to dst gets: the same VIP match,
 // flow hash and Maglev lookup as Forward, without a packet.
 func (p *Plan) Lookup(proto uint8, src, dst netip.AddrPort) (vip, backend int, err error) {
-	s, d := src.Addr().Unmap(), dst.Addr().Unmap()
-	if s.Is4() != d.Is4() {
+	h, ok := hash.FlowOf(proto, src, dst)
+	if !ok {
 		return -1, -1, fmt.Errorf("datapath: lookup %s -> %s: mixed address families", src, dst)
 	}
-	var ports [4]byte
-	binary.BigEndian.PutUint16(ports[0:], src.Port())
-	binary.BigEndian.PutUint16(ports[2:], dst.Port())
-	pw := binary.LittleEndian.Uint32(ports[:])
+	d := dst.Addr().Unmap()
 	var k vipKey
-	var h uint32
 	if d.Is4() {
-		sa, da := s.As4(), d.As4()
+		da := d.As4()
 		k = vipKey4(binary.LittleEndian.Uint32(da[:]), dst.Port(), proto)
-		h = hash.Flow4(binary.LittleEndian.Uint32(sa[:]), binary.LittleEndian.Uint32(da[:]), pw, proto)
 	} else {
-		sa, da := s.As16(), d.As16()
+		da := d.As16()
 		k = vipKey6(&da, dst.Port(), proto)
-		h = hash.Flow6(&sa, &da, pw, proto)
 	}
 	vi := p.index.lookup(k)
 	if vi < 0 {

@@ -261,9 +261,14 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 // VIP's ID is its index. Fragments are the programs' business: a worker
 // never sees one of a VIP.
 func vipEntries(cfg *config.Config) []bpf.VIPEntry {
-	out := make([]bpf.VIPEntry, len(cfg.VIPs))
+	out := make([]bpf.VIPEntry, 0, len(cfg.VIPs))
 	for i, v := range cfg.VIPs {
-		out[i] = bpf.VIPEntry{Key: bpf.NewVIPKey(v.Address, v.Port, uint8(v.Protocol)), ID: uint32(i), PassFragments: v.Fragments == config.FragmentsPass}
+		// A splice VIP is not steered: its packets go on to the kernel's
+		// stack, where the proxy accepts its connections.
+		if v.Forward == config.Splice {
+			continue
+		}
+		out = append(out, bpf.VIPEntry{Key: bpf.NewVIPKey(v.Address, v.Port, uint8(v.Protocol)), ID: uint32(i), PassFragments: v.Fragments == config.FragmentsPass})
 	}
 	return out
 }

@@ -24,10 +24,7 @@ func healthTargets(cfg *config.Config) ([]health.Target, map[string]backendKey) 
 			}
 			id := healthID(v, b.Address)
 			keys[id] = backendKey{idOf(v), b.Address}
-			out = append(out, health.Target{ID: id, Addr: b.Address, Spec: health.Spec{
-				Kind: health.Kind(h.Kind), Port: h.Port, Path: h.Path, Host: h.Host, Expect: h.Expect,
-				Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall,
-			}})
+			out = append(out, health.Target{ID: id, Addr: b.Address, Spec: h.Spec()})
 		}
 	}
 	return out, keys

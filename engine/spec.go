@@ -34,15 +34,7 @@ type backendKey struct {
 // (milliseconds per VIP) and runs off the datapath. Backends that health
 // checks hold down get no slots, like drained ones.
 func buildTable(v config.VIP, down map[backendKey]bool) (*hash.Table, error) {
-	bs := make([]hash.Backend, len(v.Backends))
-	for j, b := range v.Backends {
-		w := b.EffectiveWeight()
-		if down[backendKey{idOf(v), b.Address}] {
-			w = 0
-		}
-		bs[j] = hash.Backend{Addr: b.Address, Weight: w}
-	}
-	t, err := hash.Build(bs, v.TableSize)
+	t, err := config.BuildTable(v.Backends, v.TableSize, func(b config.Backend) bool { return down[backendKey{idOf(v), b.Address}] })
 	if err != nil {
 		return nil, fmt.Errorf("engine: maglev table for vip %s: %w", v, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/xlbproject/xlb/bpf"
 	"github.com/xlbproject/xlb/datapath"
 	"github.com/xlbproject/xlb/health"
+	"github.com/xlbproject/xlb/proxy"
 	"github.com/xlbproject/xlb/ring"
 )
 
@@ -28,6 +29,9 @@ type Stats struct {
 	VIPs     []VIPStats        `json:"vips"`
 	Drops    map[string]uint64 `json:"drops"`  // summed over queues
 	Events   map[string]uint64 `json:"events"` // summed over queues
+	// Splice is the splice VIPs' proxy (not the datapath's): `xlb run`
+	// fills it in.
+	Splice []proxy.VIPStats `json:"splice,omitempty"`
 }
 
 // QueueStats are one worker's counters and its socket's XDP_STATISTICS.

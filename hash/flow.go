@@ -1,6 +1,9 @@
 package hash
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"net/netip"
+)
 
 // FlowSeed is the jhash initval of the flow hash, xored with the IP protocol
 // number. It is fixed (not random per process) so that every xlb instance
@@ -49,4 +52,26 @@ func Flow6(saddr, daddr *[16]byte, ports uint32, proto uint8) uint32 {
 		a+binary.LittleEndian.Uint32(daddr[8:12]),
 		b+binary.LittleEndian.Uint32(daddr[12:16]),
 		c+ports)
+}
+
+// FlowOf hashes the flow from src to dst as Flow4 or Flow6 hash its
+// packets, for code that holds addresses and ports rather than a packet (a
+// socket's peer and local address, a lookup from the command line). Both
+// must be of one family (IPv4-mapped addresses count as IPv4); ok is false
+// otherwise.
+func FlowOf(proto uint8, src, dst netip.AddrPort) (h uint32, ok bool) {
+	s, d := src.Addr().Unmap(), dst.Addr().Unmap()
+	if s.Is4() != d.Is4() {
+		return 0, false
+	}
+	var ports [4]byte
+	binary.BigEndian.PutUint16(ports[0:], src.Port())
+	binary.BigEndian.PutUint16(ports[2:], dst.Port())
+	pw := binary.LittleEndian.Uint32(ports[:])
+	if d.Is4() {
+		sa, da := s.As4(), d.As4()
+		return Flow4(binary.LittleEndian.Uint32(sa[:]), binary.LittleEndian.Uint32(da[:]), pw, proto), true
+	}
+	sa, da := s.As16(), d.As16()
+	return Flow6(&sa, &da, pw, proto), true
 }

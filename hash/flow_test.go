@@ -80,6 +80,25 @@ func TestFlow6Golden(t *testing.T) {
 	}
 }
 
+// FlowOf hashes addresses and ports as Flow4 and Flow6 hash the packet
+// bytes: the golden vectors again, from netip values.
+func TestFlowOfGolden(t *testing.T) {
+	ap := func(a string, p uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr(a), p) }
+	for _, g := range append(flow4Golden, flow6Golden...) {
+		if got, ok := FlowOf(g.proto, ap(g.saddr, g.sport), ap(g.daddr, g.dport)); !ok || got != g.want {
+			t.Errorf("FlowOf(%s:%d -> %s:%d proto %d) = %#08x, %v; want %#08x", g.saddr, g.sport, g.daddr, g.dport, g.proto, got, ok, g.want)
+		}
+	}
+	g := flow4Golden[0]
+	mapped := netip.AddrPortFrom(netip.AddrFrom16(netip.MustParseAddr(g.saddr).As16()), g.sport)
+	if got, ok := FlowOf(g.proto, mapped, ap(g.daddr, g.dport)); !ok || got != g.want {
+		t.Errorf("FlowOf with an IPv4-mapped source = %#08x, %v; want %#08x", got, ok, g.want)
+	}
+	if _, ok := FlowOf(6, ap("198.18.0.1", 1), ap("2001:db8::1", 2)); ok {
+		t.Error("FlowOf hashed a mixed-family flow")
+	}
+}
+
 // TestFlowDirection documents that the flow hash is not symmetric: the
 // reply direction of a flow generally hashes elsewhere (see the golden rows
 // with swapped addresses and ports).

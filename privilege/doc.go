@@ -22,6 +22,11 @@
 //     Nothing xlb does today needs it after setup: every test passes
 //     without it, while without CAP_NET_ADMIN a backend added by a reload
 //     never gets a next hop (TestLeastPrivilege in cmd/xlb).
+//   - CAP_NET_BIND_SERVICE: the splice proxy listens on each splice VIP's
+//     port, and a reload may add one below 1024 (443 above all), which the
+//     kernel allows only with it (net.ipv4.ip_unprivileged_port_start).
+//     Without it such a reload fails with "permission denied"
+//     (TestLeastPrivilege adds one on 443 after the drop).
 //
 // Everything else goes from the permitted and effective sets, the
 // inheritable and ambient sets are cleared, the bounding set is cut down to

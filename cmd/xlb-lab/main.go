@@ -56,7 +56,7 @@ var commands = map[string]command{
 		defineSweep,
 	},
 	"tcp": {
-		"real TCP (throughput, connection rate, latency) through xlb in both modes, HAProxy and nginx",
+		"real TCP (throughput, connection rate, latency) through xlb in both modes, HAProxy and nginx; and SNI-routed TLS passthrough (xlb-splice, haproxy-sni, nginx-sni)",
 		"[--duration D] [--repeat N] [--streams N] [--clients N] [--rate R] [--datapaths a,b] [--json FILE]",
 		defineTCP,
 	},

@@ -87,5 +87,12 @@ func printPlan(w io.Writer, cfg *config.Config) {
 			}
 			fmt.Fprintf(w, "  backend %-16s weight %-5d %-6s share %5.1f%%  %s\n", b.Address, b.Weight, b.State, share, nh)
 		}
+		for _, r := range v.Routes {
+			fmt.Fprintf(w, "  route %s: %d backends, hello within %v and %d bytes, connect within %v, idle %v\n",
+				r.Name(), len(r.Backends), v.Splice.HelloTimeout, v.Splice.HelloMaxBytes, v.Splice.ConnectTimeout, v.Splice.IdleTimeout)
+			for _, b := range r.Backends {
+				fmt.Fprintf(w, "    backend %-16s weight %-5d %-6s health %s\n", b.Address, b.Weight, b.State, b.Health.Kind)
+			}
+		}
 	}
 }

@@ -38,21 +38,12 @@ func startEchoServers(t *testing.T, l *lbLab) {
 		}
 		t.Cleanup(func() { ln.Close() })
 		name := h.Name
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					if _, err := io.WriteString(c, name+"\n"); err != nil {
-						return
-					}
-					_, _ = io.Copy(c, c)
-				}()
+		lab.Serve(ln, func(c net.Conn) {
+			if _, err := io.WriteString(c, name+"\n"); err != nil {
+				return
 			}
-		}()
+			lab.Echo(c)
+		})
 	}
 }
 

@@ -8,11 +8,13 @@ import (
 
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/engine"
+	"github.com/xlbproject/xlb/proxy"
 )
 
 func cmdLookup(e *env, args []string) int {
-	fs := newFlags(e, "lookup", "-c FILE tcp|udp SRC:SPORT DST:DPORT")
+	fs := newFlags(e, "lookup", "-c FILE [--sni NAME] tcp|udp SRC:SPORT DST:DPORT")
 	file := fs.String("c", "", "config file (TOML)")
+	name := fs.String("sni", "", "server name of the ClientHello, for a splice VIP (\"\" for none)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -40,6 +42,30 @@ func cmdLookup(e *env, args []string) int {
 	if err != nil {
 		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
 		return exitConfig
+	}
+	sniSet := false
+	fs.Visit(func(f *flag.Flag) { sniSet = sniSet || f.Name == "sni" })
+	// A splice VIP's backend depends on the server name as well: the proxy
+	// answers for it, and only when told the name.
+	for _, v := range cfg.VIPs {
+		if v.Forward != config.Splice || v.Protocol != proto || v.Address != dst.Addr().Unmap() || v.Port != dst.Port() {
+			continue
+		}
+		if !sniSet {
+			fmt.Fprintf(e.stderr, "xlb: lookup: %s is a splice VIP, routed by the server name: give --sni NAME (--sni \"\" for a ClientHello without one)\n", v)
+			return exitUsage
+		}
+		r, b, err := proxy.Lookup(v, src, *name)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "xlb: %v\n", err)
+			return exitFail
+		}
+		fmt.Fprintf(e.stdout, "%s (route %s)\n", b.Address, r.Name())
+		return exitOK
+	}
+	if sniSet {
+		fmt.Fprintf(e.stderr, "xlb: lookup: --sni is for splice VIPs, and %s/%s is none\n", dst, proto)
+		return exitUsage
 	}
 	r, err := engine.NewResolver(cfg)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/xlbproject/xlb/internal/testenv"
+	"github.com/xlbproject/xlb/lab"
 	"github.com/xlbproject/xlb/privilege"
 )
 
@@ -97,6 +99,10 @@ func TestLeastPrivilege(t *testing.T) {
 	for _, v := range privilege.Kept {
 		want |= 1 << uint(v)
 	}
+	// CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_BPF (39).
+	if want != 0x8000001400 {
+		t.Errorf("privilege.Kept is %016x, the capabilities this test exercises are 0000008000001400", want)
+	}
 	// The worker is the thread pinned to its queue's CPU alone.
 	workerCPU := strconv.Itoa(stats(t, l).Queues[0].CPU)
 	checkCaps := func(when string) {
@@ -164,4 +170,26 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	t.Logf("after the reload: be3 next_hop %s, served %v", b3, served)
 	checkCaps("after reload")
+
+	// A reload adds a splice VIP on port 443 (below 1024, so its listener
+	// needs CAP_NET_BIND_SERVICE), on an address of its own since the ipip
+	// VIP takes every port of labVIP.
+	splice := netip.AddrPortFrom(netip.MustParseAddr("198.18.100.2"), 443)
+	if err := l.lb.Run(ctx, "ip", "address", "add", splice.Addr().String()+"/32", "dev", "lo"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.client.Run(ctx, "ip", "route", "add", splice.Addr().String()+"/32", "via", lab.BalancerLB.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	startTLSEcho(t, l, splice.Port())
+	withSplice := configText(l.socketPath(), 0, []int{1, 1, 1}) + fmt.Sprintf(
+		"\n[[vip]]\naddress = %q\nport = %d\nforward = \"splice\"\n\n  [[vip.route]]\n  default = true\n    [[vip.route.backend]]\n    address = %q\n",
+		splice.Addr(), splice.Port(), labBackends[0].Addr())
+	if out, err := reloadWith(t, l, withSplice); err != nil || !strings.Contains(out, "added") {
+		t.Fatalf("xlb reload adding splice VIP %s: %v: %s", splice, err, out)
+	}
+	if cn, err := handshakeTo(l, splice, "any.example.com"); err != nil || cn != "be1" {
+		t.Fatalf("through splice VIP %s: certificate of %q, %v; want be1's", splice, cn, err)
+	}
+	checkCaps("after the splice reload")
 }

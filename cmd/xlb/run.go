@@ -17,6 +17,7 @@ import (
 	"github.com/xlbproject/xlb/engine"
 	"github.com/xlbproject/xlb/metrics"
 	"github.com/xlbproject/xlb/privilege"
+	"github.com/xlbproject/xlb/proxy"
 )
 
 func cmdRun(e *env, args []string) int {
@@ -48,6 +49,21 @@ func cmdRun(e *env, args []string) int {
 		}
 		return exitFail
 	}
+	// The splice VIPs' proxy listens before capabilities are dropped: a
+	// VIP port below 1024 needs CAP_NET_BIND_SERVICE.
+	px, err := proxy.Start(cfg, log)
+	if err != nil {
+		log.Error("start splice proxy", "err", err)
+		if cerr := eng.Close(); cerr != nil {
+			log.Error("detach", "err", cerr)
+		}
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			return exitConfig
+		}
+		return exitFail
+	}
+	closeAll := func() error { return errors.Join(px.Close(), eng.Close()) }
 	// The datapath is up: from here on only what the package doc of
 	// privilege lists is needed, on every thread. Dropped before the control
 	// socket listens, so an instance that answers holds no more (a cmdRun
@@ -55,7 +71,7 @@ func cmdRun(e *env, args []string) int {
 	// tests run the binary).
 	if err := privilege.Drop(); err != nil {
 		log.Error("drop capabilities", "err", err)
-		if cerr := eng.Close(); cerr != nil {
+		if cerr := closeAll(); cerr != nil {
 			log.Error("detach", "err", cerr)
 		}
 		return exitFail
@@ -76,10 +92,26 @@ func cmdRun(e *env, args []string) int {
 		if err != nil {
 			return nil, err
 		}
-		return eng.Reload(next)
+		// The proxy's part is prepared first and committed only if the
+		// datapath's succeeds: a failed reload changes nothing.
+		pending, err := px.Prepare(next)
+		if err != nil {
+			return nil, err
+		}
+		changes, err := eng.Reload(next)
+		if err != nil {
+			pending.Abort()
+			return nil, err
+		}
+		pending.Commit()
+		return changes, nil
 	}
 	srv, err := control.Listen(cfg.Control.Socket, map[string]control.Handler{
-		"stats": func(context.Context, json.RawMessage) (any, error) { return eng.Stats(), nil },
+		"stats": func(context.Context, json.RawMessage) (any, error) {
+			st := eng.Stats()
+			st.Splice = px.Stats()
+			return st, nil
+		},
 		"reload": func(context.Context, json.RawMessage) (any, error) {
 			changes, err := reload()
 			if err != nil {
@@ -97,7 +129,7 @@ func cmdRun(e *env, args []string) int {
 			err, code = cfg.Errorf("control.socket", "%v", err), exitConfig
 		}
 		log.Error("control socket", "err", err)
-		if cerr := eng.Close(); cerr != nil {
+		if cerr := closeAll(); cerr != nil {
 			log.Error("detach", "err", cerr)
 		}
 		return code
@@ -109,7 +141,7 @@ func cmdRun(e *env, args []string) int {
 			if cerr := srv.Close(); cerr != nil {
 				log.Error("close control socket", "err", cerr)
 			}
-			if cerr := eng.Close(); cerr != nil {
+			if cerr := closeAll(); cerr != nil {
 				log.Error("detach", "err", cerr)
 			}
 			return exitFail
@@ -146,7 +178,7 @@ wait:
 		log.Error("close control socket", "err", err)
 		code = exitFail
 	}
-	if err := eng.Close(); err != nil {
+	if err := closeAll(); err != nil {
 		log.Error("detach", "err", err)
 		code = exitFail
 	}

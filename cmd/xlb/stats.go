@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/engine"
+	"github.com/xlbproject/xlb/proxy"
 )
 
 func cmdStats(e *env, args []string) int {
@@ -97,6 +100,30 @@ func printStats(w io.Writer, st engine.Stats) {
 				}
 			}
 			fmt.Fprintln(w)
+		}
+	}
+	printSplice(w, st.Splice)
+}
+
+// printSplice prints the counters of the splice VIPs' proxy.
+func printSplice(w io.Writer, vips []proxy.VIPStats) {
+	for _, v := range vips {
+		fmt.Fprintf(w, "splice vip %s  active %d\n", net.JoinHostPort(v.Address, strconv.Itoa(int(v.Port))), v.Active)
+		printCounters(w, "  refused:", v.Refused)
+		for _, r := range v.Routes {
+			fmt.Fprintf(w, "  route %-24s connections %d  active %d  bytes up %d  down %d  no_backend %d  backend_connect_failed %d  idle_timeouts %d  client_resets %d  backend_resets %d\n",
+				r.SNI, r.Connections, r.Active, r.BytesUp, r.BytesDown, r.NoBackend, r.ConnectFailed, r.IdleTimeouts, r.ClientResets, r.BackendResets)
+			for _, b := range r.Backends {
+				fmt.Fprintf(w, "    backend %-16s weight %-5d state %-6s connections %d  active %d  bytes up %d  down %d  connect_failed %d",
+					b.Address, b.Weight, b.State, b.Connections, b.Active, b.BytesUp, b.BytesDown, b.ConnectFailed)
+				if b.Health != "" {
+					fmt.Fprintf(w, "  health %s", b.Health)
+					if b.HealthError != "" {
+						fmt.Fprintf(w, " (last error: %s)", b.HealthError)
+					}
+				}
+				fmt.Fprintln(w)
+			}
 		}
 	}
 }

@@ -1,6 +1,21 @@
 // Package tcpbench measures real TCP through a load balancer in a lab of
 // network namespaces: xlb in both datapath modes against the proxies
-// users run today, HAProxy (mode tcp) and nginx's stream module.
+// users run today, HAProxy (mode tcp) and nginx's stream module; and TLS
+// passthrough routed by server name: xlb's splice VIPs against HAProxy's
+// req.ssl_sni and nginx's ssl_preread.
+//
+// # SNI routing
+//
+// The SNI-routed datapaths (xlb-splice, haproxy-sni, nginx-sni) listen on
+// the proxies' address on their own ports, and route one name to both
+// backends. Every client connection sends a real ClientHello for that name
+// (made once by Go's TLS client) as its first bytes, then the same load as
+// the other datapaths; the backends' servers on those ports skip that
+// first record. No TLS handshake completes: a passthrough balancer only
+// reads the ClientHello and copies bytes, and leaving the cryptography out
+// keeps the figures about the balancer. xlb's splice VIPs are proxied by
+// copying in user space until the datapath splices them (issue 13 phase
+// 2), so xlb-splice is a TCP proxy like the other two for now.
 //
 // # Lab
 //

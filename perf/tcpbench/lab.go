@@ -2,6 +2,7 @@ package tcpbench
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -27,11 +28,17 @@ var (
 	beAddrs  = []netip.Prefix{lab.BalancerBackend(0), lab.BalancerBackend(1)}
 )
 
-// Ports of the two servers every backend runs on all its addresses.
+// Ports of the servers every backend runs on all its addresses.
 const (
 	sinkPort = 5001 // reads and discards, counting bytes
 	rrPort   = 5002 // answers each reqSize-byte request with replySize bytes
-	reqSize  = 64
+	// The same two behind the TLS ClientHello that each connection of an
+	// SNI-routed datapath sends first (and the server skips).
+	sniSinkPort = 5011
+	sniRRPort   = 5012
+	// sniName is the server name the SNI-routed datapaths route by.
+	sniName = "bench.example.com"
+	reqSize = 64
 	// replySize is small on purpose: the test measures the balancer's
 	// per-connection and per-request cost, not bandwidth.
 	replySize = 64
@@ -46,6 +53,7 @@ type benchLab struct {
 	backends   []*lab.Host
 	servers    []*server
 	lbNetns    string // netnsID of the balancer's namespace
+	hello      []byte // a ClientHello for sniName
 }
 
 // newBenchLab builds the lab; xlb is the binary whose `decap attach` runs
@@ -77,6 +85,9 @@ func newBenchLab(prefix, xlb string) (_ *benchLab, err error) {
 			err = errors.Join(err, b.Close())
 		}
 	}()
+	if b.hello, err = lab.ClientHello(sniName); err != nil {
+		return nil, fmt.Errorf("tcpbench: %w", err)
+	}
 	err = b.lb.Do(func() error {
 		b.lbNetns, err = netnsID("/proc/thread-self/ns/net")
 		return err
@@ -126,9 +137,22 @@ func (b *benchLab) sinkBytes() uint64 {
 	return n
 }
 
-// server is a backend's two listeners and their connections.
+// endpoint is where a datapath's clients connect, and what each of their
+// connections sends first.
+type endpoint struct {
+	addr     netip.Addr
+	sink, rr uint16
+	// hello is a TLS ClientHello for sniName for the SNI-routed datapaths
+	// (their backends skip it), nil for the others.
+	hello []byte
+}
+
+// plain is the endpoint of a datapath that forwards by address and port.
+func plain(addr netip.Addr) endpoint { return endpoint{addr: addr, sink: sinkPort, rr: rrPort} }
+
+// server is a backend's listeners and their connections.
 type server struct {
-	sink, rr net.Listener
+	lns      []net.Listener
 	sunk     atomic.Uint64 // bytes the sink read
 	answered atomic.Uint64 // replies the rr server wrote
 
@@ -139,18 +163,35 @@ type server struct {
 
 func startServer(h *lab.Host) (*server, error) {
 	s := &server{conns: map[net.Conn]struct{}{}}
-	var err error
-	if s.sink, err = h.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", sinkPort)); err != nil {
-		return nil, fmt.Errorf("tcpbench: %w", err)
+	for port, handle := range map[int]func(net.Conn){
+		sinkPort: s.discard, rrPort: s.answer,
+		sniSinkPort: skipHello(s.discard), sniRRPort: skipHello(s.answer),
+	} {
+		ln, err := h.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("tcpbench: %w", err), s.close())
+		}
+		s.lns = append(s.lns, ln)
+		s.wg.Add(1)
+		go s.accept(ln, handle)
 	}
-	if s.rr, err = h.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", rrPort)); err != nil {
-		s.sink.Close()
-		return nil, fmt.Errorf("tcpbench: %w", err)
-	}
-	s.wg.Add(2)
-	go s.accept(s.sink, s.discard)
-	go s.accept(s.rr, s.answer)
 	return s, nil
+}
+
+// skipHello reads the TLS record a connection starts with (the client's
+// ClientHello, passed through by an SNI-routed datapath), then hands the
+// connection to handle.
+func skipHello(handle func(net.Conn)) func(net.Conn) {
+	return func(c net.Conn) {
+		var hdr [5]byte
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return
+		}
+		if _, err := io.CopyN(io.Discard, c, int64(binary.BigEndian.Uint16(hdr[3:]))); err != nil {
+			return
+		}
+		handle(c)
+	}
 }
 
 func (s *server) accept(ln net.Listener, handle func(net.Conn)) {
@@ -207,7 +248,11 @@ func (s *server) answer(c net.Conn) {
 
 // close stops the listeners, closes every connection and waits.
 func (s *server) close() error {
-	err := errors.Join(s.sink.Close(), s.rr.Close())
+	var errs []error
+	for _, ln := range s.lns {
+		errs = append(errs, ln.Close())
+	}
+	err := errors.Join(errs...)
 	s.mu.Lock()
 	for c := range s.conns {
 		c.Close()

@@ -48,13 +48,18 @@ func (b *benchLab) measure(d time.Duration, count func() uint64) (uint64, window
 	return n1 - n0, window{secs: c1.at.Sub(c0.at).Seconds(), cpu: cpuDelta(c0, c1)}, nil
 }
 
-// dialAll opens n connections from the client to addr.
-func (b *benchLab) dialAll(addr netip.AddrPort, n int) ([]net.Conn, error) {
+// dialAll opens n connections from the client to ep's port, each sending
+// ep's hello first.
+func (b *benchLab) dialAll(ep endpoint, port uint16, n int) ([]net.Conn, error) {
+	addr := netip.AddrPortFrom(ep.addr, port).String()
 	var conns []net.Conn
 	for range n {
 		ctx, cancel := context.WithTimeout(context.Background(), dialWait)
-		c, err := b.client.Dial(ctx, "tcp4", addr.String())
+		c, err := b.client.Dial(ctx, "tcp4", addr)
 		cancel()
+		if err == nil {
+			err = sendHello(c, ep)
+		}
 		if err != nil {
 			closeAll(conns)
 			return nil, fmt.Errorf("tcpbench: %w", err)
@@ -62,6 +67,18 @@ func (b *benchLab) dialAll(addr netip.AddrPort, n int) ([]net.Conn, error) {
 		conns = append(conns, c)
 	}
 	return conns, nil
+}
+
+// sendHello writes ep's hello, if it has one, as a new connection's first
+// bytes.
+func sendHello(c net.Conn, ep endpoint) error {
+	if ep.hello == nil {
+		return nil
+	}
+	c.SetWriteDeadline(time.Now().Add(ioWait))
+	_, err := c.Write(ep.hello)
+	c.SetWriteDeadline(time.Time{})
+	return err
 }
 
 func closeAll(conns []net.Conn) {
@@ -72,8 +89,8 @@ func closeAll(conns []net.Conn) {
 
 // streams measures n bulk streams to the sinks, in Gbit/s of payload the
 // backends received.
-func (b *benchLab) streams(target netip.Addr, n int, d time.Duration) (float64, window, error) {
-	conns, err := b.dialAll(netip.AddrPortFrom(target, sinkPort), n)
+func (b *benchLab) streams(target endpoint, n int, d time.Duration) (float64, window, error) {
+	conns, err := b.dialAll(target, target.sink, n)
 	if err != nil {
 		return 0, window{}, err
 	}
@@ -115,8 +132,8 @@ func request(c net.Conn, req, reply []byte) error {
 // connRate measures short connections per second: clients loops of
 // connect, one request, its reply, close. It also returns how many
 // attempts failed in the window.
-func (b *benchLab) connRate(target netip.Addr, clients int, d time.Duration) (float64, uint64, window, error) {
-	addr := netip.AddrPortFrom(target, rrPort).String()
+func (b *benchLab) connRate(target endpoint, clients int, d time.Duration) (float64, uint64, window, error) {
+	addr := netip.AddrPortFrom(target.addr, target.rr).String()
 	var done, failed atomic.Uint64
 	var stop atomic.Bool
 	var wg sync.WaitGroup
@@ -135,7 +152,9 @@ func (b *benchLab) connRate(target netip.Addr, clients int, d time.Duration) (fl
 						continue
 					}
 					c.SetDeadline(time.Now().Add(ioWait))
-					err = request(c, req[:], reply[:])
+					if err = sendHello(c, target); err == nil {
+						err = request(c, req[:], reply[:])
+					}
 					c.Close()
 					if err != nil {
 						failed.Add(1)
@@ -171,8 +190,8 @@ type latencyResult struct {
 
 // latency paces rate requests per second over LatencyConns persistent
 // connections and records each round trip.
-func (b *benchLab) latency(target netip.Addr, rate float64, d time.Duration) (latencyResult, window, error) {
-	conns, err := b.dialAll(netip.AddrPortFrom(target, rrPort), LatencyConns)
+func (b *benchLab) latency(target endpoint, rate float64, d time.Duration) (latencyResult, window, error) {
+	conns, err := b.dialAll(target, target.rr, LatencyConns)
 	if err != nil {
 		return latencyResult{}, window{}, err
 	}
@@ -232,15 +251,14 @@ func (b *benchLab) latency(target netip.Addr, rate float64, d time.Duration) (la
 
 // probe waits until a request through target is answered, the process
 // exits, or readyWait passes.
-func (b *benchLab) probe(p *process, target netip.Addr) error {
+func (b *benchLab) probe(p *process, target endpoint) error {
 	deadline := time.Now().Add(readyWait)
-	addr := netip.AddrPortFrom(target, rrPort)
 	var last error
 	for time.Now().Before(deadline) {
 		if done, err := p.exited(); done {
 			return fmt.Errorf("tcpbench: %s exited before it was ready (%v): %s", p.name, err, p.log)
 		}
-		conns, err := b.dialAll(addr, 1)
+		conns, err := b.dialAll(target, target.rr, 1)
 		if err == nil {
 			var req [reqSize]byte
 			var reply [replySize]byte

@@ -42,10 +42,15 @@ const (
 	XLBNative = "xlb-native" // xlb, mode = "native"
 	HAProxy   = "haproxy"    // HAProxy, mode tcp, roundrobin
 	Nginx     = "nginx"      // nginx stream module, round robin
+	// The SNI-routed datapaths: every connection starts with a TLS
+	// ClientHello for one name, which they read before picking a backend.
+	XLBSplice  = "xlb-splice"  // xlb, forward = "splice" (proxied by copy until the datapath splices)
+	HAProxySNI = "haproxy-sni" // HAProxy, mode tcp, req.ssl_sni
+	NginxSNI   = "nginx-sni"   // nginx stream module, ssl_preread
 )
 
 // AllDatapaths is the default Options.Datapaths.
-var AllDatapaths = []string{XLBAFXDP, XLBNative, HAProxy, Nginx}
+var AllDatapaths = []string{XLBAFXDP, XLBNative, HAProxy, Nginx, XLBSplice, HAProxySNI, NginxSNI}
 
 // The tests, in the order each datapath runs them. The latency test gives
 // three records, one per percentile.

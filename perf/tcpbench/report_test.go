@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xlbproject/xlb/config"
 )
 
 func TestSummarize(t *testing.T) {
@@ -34,7 +36,7 @@ func TestSummarize(t *testing.T) {
 
 func TestWithDefaults(t *testing.T) {
 	o := Options{}.withDefaults()
-	if o.Duration != 5*time.Second || o.Repeat != 3 || o.Streams != 8 || o.Clients != 16 || o.Rate != 2000 || len(o.Datapaths) != 4 || o.Out == nil {
+	if o.Duration != 5*time.Second || o.Repeat != 3 || o.Streams != 8 || o.Clients != 16 || o.Rate != 2000 || len(o.Datapaths) != len(AllDatapaths) || o.Out == nil {
 		t.Errorf("defaults %+v", o)
 	}
 	o = Options{Duration: time.Second, Repeat: 1, Datapaths: []string{HAProxy}}.withDefaults()
@@ -95,13 +97,13 @@ func TestConfigs(t *testing.T) {
 			t.Errorf("xlb config lacks %s:\n%s", want, x)
 		}
 	}
-	h := haproxyConfig()
+	h := haproxyConfig(false)
 	for _, want := range []string{"mode tcp", "balance roundrobin", "bind 198.18.100.2:5001", "server be2 198.18.0.12:5002"} {
 		if !strings.Contains(h, want) {
 			t.Errorf("haproxy config lacks %s:\n%s", want, h)
 		}
 	}
-	n := nginxConfig("/tmp/d", nginxStreamModule)
+	n := nginxConfig("/tmp/d", nginxStreamModule, false)
 	for _, want := range []string{"load_module " + nginxStreamModule, "stream {", "listen 198.18.100.2:5002;", "server 198.18.0.11:5001;", "pid /tmp/d/nginx.pid;"} {
 		if !strings.Contains(n, want) {
 			t.Errorf("nginx config lacks %s:\n%s", want, n)
@@ -109,5 +111,21 @@ func TestConfigs(t *testing.T) {
 	}
 	if strings.Count(n, "{") != strings.Count(n, "}") {
 		t.Errorf("nginx config braces unbalanced:\n%s", n)
+	}
+
+	// The SNI-routed ones route the SNI ports by sniName.
+	for cfg, wants := range map[string][]string{
+		xlbSpliceConfig("/tmp/x.sock"):  {`forward = "splice"`, `address = "198.18.100.2"`, "port = 5011", "port = 5012", `sni = "bench.example.com"`, `address = "198.18.0.12"`},
+		haproxyConfig(true):             {"bind 198.18.100.2:5011", "req.ssl_hello_type 1", "use_backend b5012 if { req.ssl_sni -i bench.example.com }", "server be2 198.18.0.12:5012"},
+		nginxConfig("/tmp/d", "", true): {"ssl_preread on;", "map $ssl_preread_server_name $u5011", "bench.example.com p5011;", "listen 198.18.100.2:5012;", "server 198.18.0.11:5011;"},
+	} {
+		for _, want := range wants {
+			if !strings.Contains(cfg, want) {
+				t.Errorf("config lacks %s:\n%s", want, cfg)
+			}
+		}
+	}
+	if cfg, err := config.Parse("splice.toml", []byte(xlbSpliceConfig("/tmp/x.sock"))); err != nil || len(cfg.VIPs) != 2 {
+		t.Errorf("xlb splice config: %v", err)
 	}
 }

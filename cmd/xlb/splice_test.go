@@ -1,0 +1,419 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xlbproject/xlb/internal/testenv"
+	"github.com/xlbproject/xlb/lab"
+	"github.com/xlbproject/xlb/proxy"
+)
+
+// spliceConfig is the lab's balancer with one ipip VIP on port 80 and, on
+// the same address, splice VIPs on 443 (routes by name to be1, be2, be3,
+// the last the default unless noDefault) and 8443 (big.example.com to be1).
+func spliceConfig(socket string, noDefault bool) string {
+	var b strings.Builder
+	b.WriteString(configText(socket, 80, []int{1, 1, 1}))
+	route := func(sni string, be int) {
+		if sni == "" {
+			b.WriteString("\n  [[vip.route]]\n  default = true\n")
+		} else {
+			fmt.Fprintf(&b, "\n  [[vip.route]]\n  sni = %q\n", sni)
+		}
+		fmt.Fprintf(&b, "    [[vip.route.backend]]\n    address = %q\n", labBackends[be].Addr())
+	}
+	fmt.Fprintf(&b, "\n[[vip]]\naddress = %q\nport = 443\nforward = \"splice\"\nhello_timeout = \"500ms\"\n", labVIP)
+	route("api.example.com", 0)
+	route("*.example.com", 1)
+	if !noDefault {
+		route("", 2)
+	}
+	fmt.Fprintf(&b, "\n[[vip]]\naddress = %q\nport = 8443\nforward = \"splice\"\n", labVIP)
+	route("big.example.com", 0)
+	return b.String()
+}
+
+// startTLSBackends runs `openssl s_server` on port 443 of every backend,
+// each with a self-signed certificate for CN=its name, serving its name as
+// /name.txt.
+func startTLSBackends(t *testing.T, l *lbLab) {
+	t.Helper()
+	openssl := testenv.Tool(t, "openssl")
+	for _, h := range l.backends {
+		dir := t.TempDir()
+		key, cert := filepath.Join(dir, "key.pem"), filepath.Join(dir, "cert.pem")
+		if out, err := exec.Command(openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+			"-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN="+h.Name).CombinedOutput(); err != nil {
+			t.Fatalf("openssl req: %v: %s", err, out)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "name.txt"), []byte(h.Name+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := h.Command(context.Background(), openssl, "s_server", "-accept", "443", "-cert", cert, "-key", key, "-WWW", "-quiet")
+		cmd.Dir = dir
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	}
+	// Ready when each answers.
+	for _, h := range l.backends {
+		addr := net.JoinHostPort(labBackends[backendIndex(l, h)].Addr().String(), "443")
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			c, err := l.lb.Dial(context.Background(), "tcp", addr)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("s_server on %s: %v", h.Name, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+func backendIndex(l *lbLab, h *lab.Host) int {
+	for i, b := range l.backends {
+		if b == h {
+			return i
+		}
+	}
+	panic("no such backend")
+}
+
+// curlName fetches /name.txt as name through the VIP from the client and
+// returns the body and the certificate's subject CN that curl saw.
+func curlName(t *testing.T, l *lbLab, name string, extra ...string) (body, cn string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	args := append([]string{"-sS", "-k", "-v", "--max-time", "10", "--resolve", name + ":443:" + labVIP.String()}, extra...)
+	args = append(args, "https://"+name+"/name.txt")
+	var stdout, stderr bytes.Buffer
+	cmd := l.client.Command(ctx, testenv.Tool(t, "curl"), args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	for line := range strings.SplitSeq(stderr.String(), "\n") {
+		if _, s, ok := strings.Cut(line, "subject: CN="); ok {
+			cn = strings.TrimSpace(s)
+		}
+	}
+	if err != nil {
+		return "", cn, fmt.Errorf("curl %s: %w: %s", name, err, stderr.String())
+	}
+	return strings.TrimSpace(stdout.String()), cn, nil
+}
+
+// sClient runs openssl s_client from the client with args and returns the
+// subject it prints, or "" if the handshake failed.
+func sClient(t *testing.T, l *lbLab, args ...string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	args = append([]string{"s_client", "-connect", net.JoinHostPort(labVIP.String(), "443")}, args...)
+	cmd := l.client.Command(ctx, testenv.Tool(t, "openssl"), args...)
+	cmd.Stdin = strings.NewReader("")
+	out, _ := cmd.CombinedOutput()
+	for line := range strings.SplitSeq(string(out), "\n") {
+		if s, ok := strings.CutPrefix(line, "subject=CN = "); ok {
+			return strings.TrimSpace(s)
+		}
+	}
+	return ""
+}
+
+// expectReset connects from the client to VIP:443, sends send, and expects
+// the balancer to reset the connection.
+func expectReset(t *testing.T, l *lbLab, what string, send []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := l.client.Dial(ctx, "tcp", net.JoinHostPort(labVIP.String(), "443"))
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	defer c.Close()
+	if send != nil {
+		c.Write(send)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := c.Read(make([]byte, 100)); n != 0 || !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("%s: read %d bytes, %v; want a reset", what, n, err)
+	}
+}
+
+func spliceStats(t *testing.T, l *lbLab) []proxy.VIPStats {
+	t.Helper()
+	return stats(t, l).Splice
+}
+
+// xlbFDs counts the open file descriptors of the running xlb.
+func xlbFDs(t *testing.T, l *lbLab) int {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", l.xlb.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// lbSockets lists the balancer's TCP sockets on the splice ports that are
+// neither listening nor in TIME_WAIT (which holds no file and no memory of
+// xlb's, and ends by itself).
+func lbSockets(t *testing.T, l *lbLab) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := l.lb.Command(ctx, "ss", "-Htan", "( sport = :443 or dport = :443 or sport = :8443 or dport = :8443 )").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss: %v: %s", err, out)
+	}
+	var left []string
+	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+		if line != "" && !strings.HasPrefix(line, "LISTEN") && !strings.HasPrefix(line, "TIME-WAIT") {
+			left = append(left, line)
+		}
+	}
+	return left
+}
+
+// TestSpliceRoutesTLS runs xlb with splice VIPs in the lab: curl and openssl
+// s_client reach, for each of three names, a backend of that name's route
+// and get its certificate; connections that cannot be routed are reset and
+// counted; 100 MB each way through one connection arrive intact; the
+// steering program leaves the splice VIPs' packets to the kernel; 1,000
+// short connections leave no fd in xlb and no socket on the balancer.
+func TestSpliceRoutesTLS(t *testing.T) {
+	testenv.Tool(t, "openssl")
+	testenv.Tool(t, "curl")
+	l, logw := labForTest(t, func(dir string) (*lbLab, error) {
+		return newLBLab(fmt.Sprintf("xlbs%d", os.Getpid()%100000), xlbBin, dir)
+	})
+	ctx := context.Background()
+	cfg := spliceConfig(l.socketPath(), false)
+	// The VIP is not local yet: xlb check says so and how to fix it.
+	file := filepath.Join(l.dir, "check.toml")
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := l.lb.Command(ctx, xlbBin, "check", "-c", file).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "vip[1].address: 198.18.100.1 is not an address of this host") {
+		t.Fatalf("xlb check without the VIP on the balancer: %v: %s", err, out)
+	}
+	if err := l.lb.Run(ctx, "ip", "address", "add", labVIP.String()+"/32", "dev", "lo"); err != nil {
+		t.Fatal(err)
+	}
+	startTLSBackends(t, l)
+	// A Go TLS echo server on be1:8443 for the large transfer.
+	startTLSEcho(t, l, 8443)
+	if err := l.startXLB(cfg, logw); err != nil {
+		t.Fatal(err)
+	}
+	before := stats(t, l).Steer
+
+	want := map[string]string{"api.example.com": "be1", "www.example.com": "be2", "other.test": "be3", "a.b.example.com": "be3"}
+	for name, be := range want {
+		for range 3 {
+			body, cn, err := curlName(t, l, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if body != be || cn != be {
+				t.Fatalf("%s: served by %q with the certificate of %q, want %s", name, body, cn, be)
+			}
+		}
+		if got := sClient(t, l, "-servername", name); got != be {
+			t.Errorf("openssl s_client -servername %s: certificate of %q, want %s", name, got, be)
+		}
+	}
+	if got := sClient(t, l, "-noservername"); got != "be3" {
+		t.Errorf("openssl s_client -noservername: certificate of %q, want be3 (the default route)", got)
+	}
+	expectReset(t, l, "http on the TLS port", []byte("GET / HTTP/1.0\r\n\r\n"))
+	expectReset(t, l, "silent client", nil)
+
+	bigTransfer(t, l)
+
+	// Bytes are counted when a connection ends, just after the client sees
+	// its end.
+	var st []proxy.VIPStats
+	deadline := time.Now().Add(10 * time.Second)
+	for st = spliceStats(t, l); len(st) == 2 && st[1].Routes[0].Active != 0 && time.Now().Before(deadline); st = spliceStats(t, l) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(st) != 2 {
+		t.Fatalf("splice stats: %+v", st)
+	}
+	conns := map[string]uint64{}
+	for _, r := range st[0].Routes {
+		conns[r.SNI] = r.Connections
+		if r.Active != 0 || r.BytesDown == 0 {
+			t.Errorf("route %s: %+v", r.SNI, r)
+		}
+	}
+	if conns["api.example.com"] != 4 || conns["*.example.com"] != 4 || conns["default"] != 9 {
+		t.Errorf("route connections %v, want api 4, wildcard 4, default 9", conns)
+	}
+	if r := st[0].Refused; r["not_tls"] != 1 || r["timeout"] != 1 {
+		t.Errorf("refused %v, want not_tls 1 and timeout 1", r)
+	}
+	if r := st[1].Routes[0]; r.Connections != 1 || r.BytesUp < 100<<20 || r.BytesDown < 100<<20 {
+		t.Errorf("big route: %+v", r)
+	}
+	// None of it went through the datapath: the steering program passed
+	// the splice VIPs' packets on to the kernel.
+	after := stats(t, l).Steer
+	if after.Redirected != before.Redirected || after.Passed-before.Passed < 1000 {
+		t.Errorf("steering: redirected %d -> %d, passed %d -> %d; want splice traffic passed, none redirected",
+			before.Redirected, after.Redirected, before.Passed, after.Passed)
+	}
+	text := runXLB(t, l.lb, "stats", "--socket", l.socketPath())
+	t.Logf("xlb stats:\n%s", text)
+	if !strings.Contains(text, "splice vip 198.18.100.1:443") || !strings.Contains(text, "route api.example.com") ||
+		!strings.Contains(text, "not_tls=1") {
+		t.Errorf("xlb stats does not show the splice counters:\n%s", text)
+	}
+
+	// Reload without a default route: unknown and missing names are reset
+	// and counted, known ones still route.
+	fds := xlbFDs(t, l)
+	if out, err := reloadWith(t, l, spliceConfig(l.socketPath(), true)); err != nil {
+		t.Fatalf("reload: %v: %s", err, out)
+	}
+	if got := sClient(t, l, "-servername", "other.test"); got != "" {
+		t.Errorf("unknown name after the reload reached %q", got)
+	}
+	if got := sClient(t, l, "-noservername"); got != "" {
+		t.Errorf("no name after the reload reached %q", got)
+	}
+	if body, _, err := curlName(t, l, "api.example.com"); err != nil || body != "be1" {
+		t.Errorf("api.example.com after the reload: %q, %v", body, err)
+	}
+	if r := spliceStats(t, l)[0].Refused; r["unknown_sni"] != 1 || r["no_sni"] != 1 {
+		t.Errorf("refused after the reload: %v", r)
+	}
+
+	// 1,000 short connections in a row (TLS handshakes with be2's
+	// s_server) leave nothing behind in xlb or the balancer.
+	for i := range 1000 {
+		if cn, err := handshake(l, "x"+strconv.Itoa(i)+".example.com"); err != nil || cn != "be2" {
+			t.Fatalf("connection %d: certificate of %q, %v", i, cn, err)
+		}
+	}
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		n, left := xlbFDs(t, l), lbSockets(t, l)
+		if n <= fds && len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 1000 connections: xlb has %d fds (was %d); sockets left: %v", n, fds, left)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// handshake connects to the lab's VIP on 443 from the client as name (see
+// handshakeTo).
+func handshake(l *lbLab, name string) (string, error) {
+	return handshakeTo(l, netip.AddrPortFrom(labVIP, 443), name)
+}
+
+// handshakeTo connects to vip from the client as name, completes the TLS
+// handshake, closes, and returns the CN of the certificate it got.
+func handshakeTo(l *lbLab, vip netip.AddrPort, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	raw, err := l.client.Dial(ctx, "tcp", vip.String())
+	if err != nil {
+		return "", err
+	}
+	c := tls.Client(raw, &tls.Config{ServerName: name, InsecureSkipVerify: true})
+	defer c.Close()
+	if err := c.HandshakeContext(ctx); err != nil {
+		return "", err
+	}
+	return c.ConnectionState().PeerCertificates[0].Subject.CommonName, nil
+}
+
+// startTLSEcho runs a Go TLS server on be1's port that echoes what it
+// reads.
+func startTLSEcho(t *testing.T, l *lbLab, port uint16) {
+	t.Helper()
+	ln, err := l.backends[0].Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(int(port))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := lab.SelfSigned("be1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := lab.Serve(tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}}), lab.Echo)
+	t.Cleanup(func() { ln.Close(); wait() })
+}
+
+// bigTransfer sends 100 MB through the 8443 splice VIP to be1's echo
+// server and checks that the same 100 MB come back.
+func bigTransfer(t *testing.T, l *lbLab) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	raw, err := l.client.Dial(ctx, "tcp", net.JoinHostPort(labVIP.String(), "8443"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tls.Client(raw, &tls.Config{ServerName: "big.example.com", InsecureSkipVerify: true})
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Minute))
+	if err := c.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if cn := c.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != "be1" {
+		t.Fatalf("big.example.com: certificate of %q", cn)
+	}
+	if err := lab.EchoRoundTrip(c, c, 100<<20); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("100 MB each way through one splice VIP connection arrived intact")
+}
+
+// TestLookupSplice: `xlb lookup` answers for a splice VIP given the server
+// name (--sni), and says what is missing or wrong otherwise.
+func TestLookupSplice(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "xlb.toml")
+	if err := os.WriteFile(file, []byte(spliceConfig("/run/xlb-test.sock", false)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src, vip := "198.18.0.1:40000", net.JoinHostPort(labVIP.String(), "443")
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--sni", "api.example.com", "tcp", src, vip}, exitOK, labBackends[0].Addr().String() + " (route api.example.com)\n"},
+		{[]string{"--sni", "www.example.com", "tcp", src, vip}, exitOK, labBackends[1].Addr().String() + " (route *.example.com)\n"},
+		{[]string{"--sni", "", "tcp", src, vip}, exitOK, labBackends[2].Addr().String() + " (route default)\n"},
+		{[]string{"tcp", src, vip}, exitUsage, "is a splice VIP, routed by the server name: give --sni NAME"},
+		{[]string{"--sni", "api.example.com", "tcp", src, net.JoinHostPort(labVIP.String(), "80")}, exitUsage, "--sni is for splice VIPs"},
+		{[]string{"tcp", src, net.JoinHostPort(labVIP.String(), "80")}, exitOK, ""},
+	} {
+		var out, errb bytes.Buffer
+		code := run(&env{stdout: &out, stderr: &errb}, append([]string{"lookup", "-c", file}, tt.args...))
+		got := out.String() + errb.String()
+		if code != tt.code || !strings.Contains(got, tt.want) {
+			t.Errorf("xlb lookup %q: exit %d: %q; want exit %d and %q", tt.args, code, got, tt.code, tt.want)
+		}
+	}
+}
