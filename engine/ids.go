@@ -22,11 +22,9 @@ const maxIndexes = 1 << datapath.IDIndexBits
 // bumped, so a flow that still carries the old ID re-picks instead of
 // following the index to the newcomer. A long-running instance under
 // backend churn therefore never runs out of IDs: it needs as many indexes
-// as backends it has at once.
-//
-// The native lb program keys backends by index alone and does not check the
-// generation, so in native mode a freed index rests for quarantine before
-// it is reused: the flows pinned to it have been idle that long by then.
+// as backends it has at once. Both datapaths check the whole ID (the Go
+// flow table, and the native lb program against its backends map), so the
+// rule is the same in both modes.
 //
 // VIP IDs are never reused (a removed VIP forgets its ID; added again it
 // gets a new one, and its old flows re-pick).
