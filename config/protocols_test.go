@@ -273,8 +273,11 @@ func TestParseErrorsNativeMode(t *testing.T) {
 		strings.Replace(native("198.18.100.1", "ipip", "198.18.0.11"), "port = 80\n", "port = 80\ntable_size = 257\nicmp_echo = false\nfragments = \"pass\"\n", 1),
 		strings.Replace(native("198.18.100.1", "ipip", "198.18.0.11"), "mode = \"native\"\n", "mode = \"native\"\nicmp_rate_limit = 0\nflow_tcp_timeout = \"1m\"\nflow_udp_timeout = \"5s\"\n", 1),
 	} {
-		if _, err := Parse("f.toml", []byte(src)); err != nil {
+		c, err := Parse("f.toml", []byte(src))
+		if err != nil {
 			t.Errorf("a native-mode config: %v\n%s", err, src)
+		} else if c.Datapath.ICMPRateLimit != 0 {
+			t.Errorf("native mode with ICMP rate limit %d/s: the lb program has none", c.Datapath.ICMPRateLimit)
 		}
 	}
 }

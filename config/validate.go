@@ -136,7 +136,7 @@ func (d *decoder) native(c *Config) {
 			d.errorf(indexKey("vip", i)+".forward", "mode = \"native\" forwards with ipip, gue or dsr only: forward = \"splice\" needs the balancer's own TCP stack, and the native program forwards every VIP it knows in the kernel")
 		}
 	}
-	dp := c.Datapath
+	dp := &c.Datapath
 	if dp.ICMPRateLimit == 0 {
 		return
 	}
@@ -146,6 +146,9 @@ func (d *decoder) native(c *Config) {
 			return
 		}
 	}
+	// Neither key set: the default limit is not in force, say so in the
+	// config (a reload then reports no rate change native never applied).
+	dp.ICMPRateLimit = 0
 }
 
 // families checks the address families of a VIP and its backends. The
