@@ -39,7 +39,8 @@ type Datapath struct {
 	// queue q runs on the (q mod n)th CPU of the process's affinity mask.
 	CPUs []int
 	// Mode is the datapath: ModeAFXDP (the Go workers) or ModeNative (the
-	// in-kernel XDP program over the same tables, IPv4 IPIP only).
+	// in-kernel XDP program over the same tables; see validate.go for
+	// what it refuses).
 	Mode string
 	// XDPMode is how the steering program is attached: XDPModeAuto,
 	// XDPModeNative or XDPModeGeneric.

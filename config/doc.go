@@ -49,10 +49,19 @@
 // it does, so that `xlb check` refuses what `xlb run` would (limits.go):
 // the VIP map holds MaxVIPEntries entries, one per VIP and one per distinct
 // VIP address; the steering program serves queues below MaxQueues; in
-// native mode VIPs and backends together take at most NativeMaxIDs IDs and
-// max(NativeMinVIPTables, VIPs) Maglev tables of table_size slots at most
-// NativeMaglevSlots. The error is at the VIP (or key) that first does not
-// fit. These values copy the sizes bpf/ gives its maps (config does not
+// native mode the backends of all VIPs take at most NativeMaxIDs backend
+// indexes, and the Maglev tables (every VIP's at its size, table_size for
+// each unused index up to NativeMinVIPTables, the largest once more) at
+// most NativeMaglevSlots slots. The error is at the VIP (or key) that first
+// does not fit.
+//
+// # Native mode
+//
+// mode = "native" runs the lb XDP program, which does per packet what the
+// workers do; what it would ignore is refused at its line (validate.go):
+// forward = "splice", and an ICMP rate limit
+// (the program has none). Its flow tables follow bpf.LBFlowExpiry, which
+// `xlb check` prints. These values copy the sizes bpf/ gives its maps (config does not
 // import bpf); a test in cmd/xlb holds them equal. A file is at most
 // MaxFileSize (16 MiB): Load reads no more, so a file that never ends
 // (/dev/zero) is an error, not an exhausted machine.

@@ -19,19 +19,19 @@ const (
 	// MaxQueues is the size of the steering program's xsks map: it
 	// steers RX queues 0..MaxQueues-1.
 	MaxQueues = 64
-	// NativeMaxIDs is the native lb program's ID space (its backends
-	// map). VIPs and backends take their IDs from one counter that never
-	// reuses one in the life of the process, so at start-up every VIP and
-	// every backend of every VIP takes one; IDs that reloads add later
-	// can exhaust it too, and the reload then asks for a restart.
+	// NativeMaxIDs is the native lb program's backend index space (its
+	// backends map): every backend of every VIP takes one index. An index
+	// is reused, with a new generation, as soon as its backend leaves, so
+	// reloads need only as many as there are backends at once.
 	NativeMaxIDs = 4096
 	// NativeMinVIPTables is how many VIP Maglev tables the lb program's
 	// maglev map holds at least (room for VIPs a reload adds).
 	NativeMinVIPTables = 64
 	// NativeMaglevSlots bounds the lb program's maglev map, which holds
-	// max(NativeMinVIPTables, VIPs) tables of datapath.table_size slots
-	// and one spare table, where a VIP's new table can be written before
-	// it switches to it.
+	// every VIP's table at its own size, datapath.table_size slots for each
+	// VIP index up to NativeMinVIPTables, and room for the largest table
+	// once more, where a VIP's table of a new size is written before it
+	// switches to it.
 	NativeMaglevSlots = 1 << 28
 )
 
@@ -74,13 +74,13 @@ func (d *decoder) limits(c *Config) {
 	ids := 0
 	over = -1
 	for i, v := range c.VIPs {
-		ids += 1 + len(v.Backends)
+		ids += len(v.Backends)
 		if ids > NativeMaxIDs && over < 0 {
 			over = i
 		}
 	}
 	if over >= 0 {
-		d.errorf(indexKey("vip", over), "mode = \"native\": %d VIPs and their backends need %d IDs, the lb program holds %d; this VIP is the first that does not fit",
+		d.errorf(indexKey("vip", over), "mode = \"native\": %d VIPs have %d backends, the lb program holds %d; this VIP is the first that does not fit",
 			len(c.VIPs), ids, NativeMaxIDs)
 	}
 	tables := uint64(max(NativeMinVIPTables, len(c.VIPs)) + 1)
@@ -88,6 +88,22 @@ func (d *decoder) limits(c *Config) {
 		d.errorf(d.blame("datapath.table_size", "datapath.mode"),
 			"mode = \"native\": %d Maglev tables (one spare) of %d slots (%d slots) exceed the lb program's %d; use a table_size of at most %d",
 			tables, dp.TableSize, slots, NativeMaglevSlots, NativeMaglevSlots/tables)
+		return
+	}
+	// VIPs with tables of their own size: all of them, the other indexes at
+	// datapath.table_size, and the largest once more.
+	spare := uint64(max(NativeMinVIPTables, len(c.VIPs))-len(c.VIPs)) * uint64(dp.TableSize)
+	var largest uint64
+	for _, v := range c.VIPs {
+		largest = max(largest, uint64(v.TableSize))
+	}
+	slots := spare + largest
+	for i, v := range c.VIPs {
+		if slots += uint64(v.TableSize); slots > NativeMaglevSlots {
+			d.errorf(indexKey("vip", i)+".table_size", "mode = \"native\": the Maglev tables need %d slots or more (every VIP's table, the largest once more), the lb program holds %d; this VIP is the first that does not fit",
+				slots, NativeMaglevSlots)
+			return
+		}
 	}
 }
 

@@ -28,6 +28,11 @@ func manyVIPs(head string, n, backends int, oneAddr bool) string {
 	return b.String()
 }
 
+// bigTables is n native VIPs with tables of 16777213 slots each.
+func bigTables(n int) string {
+	return strings.ReplaceAll(manyVIPs("mode = \"native\"\ntable_size = 251", n, 1, false), "port = 80\n", "port = 80\ntable_size = 16777213\n")
+}
+
 // lineOf is the line of "[[vip]]" number i (from 0) in text.
 func lineOf(text string, i int) int {
 	n := -1
@@ -55,12 +60,14 @@ func TestLimits(t *testing.T) {
 		{"queue 63", manyVIPs("queues = [63]", 1, 1, false), "", "", 0},
 		{"queue 64", manyVIPs("queues = [0, 64]", 1, 1, false), "datapath.queues[1]", "queue 64: the steering program serves queues 0..63", 0},
 		{"queue 64 in native mode", manyVIPs("mode = \"native\"\nqueues = [64]", 1, 1, false), "", "", 0},
-		{"native: 4096 IDs fit", manyVIPs("mode = \"native\"", 1, 4095, false), "", "", 0},
-		{"native: 4097 IDs", manyVIPs("mode = \"native\"", 2, 2048, false), "vip[1]", "mode = \"native\": 2 VIPs and their backends need 4098 IDs, the lb program holds 4096", 1},
+		{"native: 4096 backends fit", manyVIPs("mode = \"native\"", 2, 2048, false), "", "", 0},
+		{"native: 4097 backends", manyVIPs("mode = \"native\"", 3, 1366, false), "vip[2]", "mode = \"native\": 3 VIPs have 4098 backends, the lb program holds 4096", 2},
 		{"afxdp: 4097 IDs fit", manyVIPs("", 2, 2048, false), "", "", 0},
 		{"native: largest table", manyVIPs("mode = \"native\"\ntable_size = 4129771", 1, 1, false), "", "", 0},
 		{"native: table too large", manyVIPs("mode = \"native\"\ntable_size = 4129777", 1, 1, false), "datapath.table_size",
 			"mode = \"native\": 65 Maglev tables (one spare) of 4129777 slots (268435505 slots) exceed the lb program's 268435456; use a table_size of at most 4129776", 0},
+		{"native: VIP tables too large", bigTables(20), "vip[14].table_size", "the Maglev tables need 268446452 slots or more", 14},
+		{"native: VIP tables fit", bigTables(14), "", "", 0},
 		{"afxdp: large table fits", manyVIPs("table_size = 16777213", 1, 1, false), "", "", 0},
 	}
 	for _, tt := range tests {
@@ -80,7 +87,11 @@ func TestLimits(t *testing.T) {
 				t.Errorf("error %v, want %s: ...%s...", err, tt.key, tt.want)
 			}
 			if strings.HasPrefix(tt.key, "vip[") {
-				if line := lineOf(tt.text, tt.vip); e.Line != line {
+				line := lineOf(tt.text, tt.vip)
+				if strings.HasSuffix(tt.key, ".table_size") {
+					line += 3 // [[vip]], address, port, table_size
+				}
+				if e.Line != line {
 					t.Errorf("error at line %d, want %d (the [[vip]] of %s)", e.Line, line, tt.key)
 				}
 			}

@@ -12,26 +12,10 @@ func (d *decoder) validate(c *Config) {
 	dp := &c.Datapath
 	const p = "datapath."
 
-	// The native program covers the common case only: IPv4 VIPs
-	// encapsulated in IPIP to IPv4 backends, one Maglev size for all.
+	// The native program does per packet what the workers do; what it
+	// cannot do is refused here, at the line that asks for it.
 	if dp.Mode == ModeNative {
-		for i, v := range c.VIPs {
-			vk := indexKey("vip", i)
-			switch {
-			case !v.Address.Is4():
-				d.errorf(vk+".address", "mode = \"native\" balances IPv4 VIPs only")
-				continue
-			case v.Forward != IPIP:
-				d.errorf(vk+".forward", "mode = \"native\" forwards with ipip only")
-			case v.TableSize != 0 && v.TableSize != dp.TableSize:
-				d.errorf(vk+".table_size", "mode = \"native\" uses one Maglev size for every VIP (datapath.table_size = %d)", dp.TableSize)
-			}
-			for j, b := range v.Backends {
-				if !b.Address.Is4() {
-					d.errorf(indexKey(vk+".backend", j)+".address", "mode = \"native\" sends to IPv4 backends only")
-				}
-			}
-		}
+		d.native(c)
 	}
 
 	if dp.FrameSize != 2048 && dp.FrameSize != 4096 {
@@ -140,6 +124,31 @@ func (d *decoder) validate(c *Config) {
 		d.validateSplice(c, i)
 	}
 	d.limits(c)
+}
+
+// native refuses what mode = "native" would accept and ignore. The lb
+// program forwards with ipip, gue and dsr (every VIP it knows is forwarded
+// in the kernel, so a splice VIP could not reach the proxy); it sends its ICMP (echo replies, frag-needed,
+// packet-too-big) without the workers' per-queue rate limit.
+func (d *decoder) native(c *Config) {
+	for i, v := range c.VIPs {
+		if v.Forward == Splice {
+			d.errorf(indexKey("vip", i)+".forward", "mode = \"native\" forwards with ipip, gue or dsr only: forward = \"splice\" needs the balancer's own TCP stack, and the native program forwards every VIP it knows in the kernel")
+		}
+	}
+	dp := &c.Datapath
+	if dp.ICMPRateLimit == 0 {
+		return
+	}
+	for _, k := range []string{"datapath.icmp_rate_limit", "datapath.icmp_rate_burst"} {
+		if d.idx.has(k) {
+			d.errorf(k, "mode = \"native\" does not rate-limit the ICMP it sends (echo replies, frag-needed, packet-too-big): the lb program has no token bucket; remove the key or set icmp_rate_limit = 0")
+			return
+		}
+	}
+	// Neither key set: the default limit is not in force, say so in the
+	// config (a reload then reports no rate change native never applied).
+	dp.ICMPRateLimit = 0
 }
 
 // families checks the address families of a VIP and its backends. The

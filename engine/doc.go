@@ -8,29 +8,32 @@
 // config (stable VIP and backend IDs, next hops, counters carried across
 // plans), compiles it with datapath.NewPlan and publishes it. In native
 // mode the same spec is written into the lb program's maps, so a flow gets
-// the same backend in both modes.
+// the same backend in both modes: the lb program does per packet what the
+// workers do (every forward mode, echo, ICMP errors to the flow's backend,
+// frag-needed, the fragment policy, flow idle timeouts), and its outer
+// sources, MTU and timeouts are set from the same config.
 //
 // State. Everything derived from one config (tables, health targets and
 // health state, backend IDs, counters, the plan spec and plan) is one
 // immutable state. A reload, a health change or a new next hop builds the
 // next state aside and commits it:
 //   - Reload: restart keys are refused (config.RestartKeys); what only the
-//     loaded maps know is checked (native VIP count and table size), backend
-//     IDs are assigned on a clone, tables and plan are built. Only then are
-//     the steering map, the native source and maps, the health targets and
+//     loaded maps know is checked (native VIP indexes and maglev map room),
+//     backend IDs are assigned on a clone, tables and plan are built. Only
+//     then are the steering map, the native settings (sources, flow
+//     timeouts) and maps (backends, tables, VIPs), the health targets and
 //     the plan committed, in that order; a failing step undoes the steps
 //     before it (and its own partial effect), so a failed reload changes
-//     nothing. Every line the reload reports is applied in both modes or
-//     says where it is not.
+//     nothing. Every line the reload reports is applied in both modes
+//     (config refuses in native mode what the lb program cannot do).
 //   - Health: a backend going down or up rebuilds only its VIP's table.
 //   - Next hops: backends' MACs are looked up in the kernel's route and
 //     neighbour tables at start, after a reload, and every second.
 //
 // Backend IDs (see ids) are an index and a generation: an index is reused
 // as soon as its backend is gone, with the next generation, so flows still
-// on the old ID re-pick; churn never exhausts them. The native program does
-// not check generations yet, so there a freed index rests for the flow
-// idle timeout first.
+// on the old ID re-pick; churn never exhausts them. Both the Go flow table
+// and the native program check the whole ID, so this holds in both modes.
 //
 // Failure. A worker that returns (failed CPU pin, socket error), the
 // interface being deleted (a netlink link subscription) or the XDP program
@@ -40,7 +43,8 @@
 //
 // ICMP. Each worker's echo replies and frag-needed / packet-too-big
 // messages are rate-limited per worker (datapath.icmp_rate_limit and
-// icmp_rate_burst).
+// icmp_rate_burst). The native program has no rate limit: config refuses
+// the keys in native mode.
 //
 // Threads. Workers own their CPUs: the engine keeps its other threads (table
 // builds, health probes, the garbage collector) off the worker CPUs when

@@ -44,6 +44,8 @@ type steering interface {
 type nativeLB interface {
 	Options() bpf.LBOptions
 	SetSource(addr [4]byte, mac [6]byte, mtu int) error
+	SetSource6(addr [16]byte) error
+	SetTimeouts(tcp, udp time.Duration) error
 	SetBackends([]bpf.LBBackend) error
 	SetTable(vip uint32, slots []uint32) error
 	SetVIPs([]bpf.VIPEntry) error
@@ -78,7 +80,6 @@ type Engine struct {
 	plan    atomic.Pointer[datapath.Plan] // what the workers read
 	pub     atomic.Pointer[state]         // what it was built from, for Stats
 	started time.Time
-	now     func() time.Time // the clock of reloads (ID quarantine)
 
 	reloadMu sync.Mutex // one reload or health application at a time
 	mu       sync.Mutex // guards cur and nexthops
@@ -128,23 +129,16 @@ func newEngine(log *slog.Logger) *Engine {
 		log:        log,
 		nexthops:   map[netip.Addr][6]byte{},
 		started:    time.Now(),
-		now:        time.Now,
 		healthNews: map[string]bool{},
 		healthWake: make(chan struct{}, 1),
 		failed:     make(chan struct{}),
 	}
 }
 
-// quarantine is how long a freed backend ID index rests before reuse in
-// native mode (see ids): flows idle that long are over.
-func quarantine(cfg *config.Config) time.Duration {
-	return max(cfg.Datapath.FlowTCPTimeout, cfg.Datapath.FlowUDPTimeout)
-}
-
 // prepare builds the state for cfg aside, from the committed one (nil at
-// start), at time now: health state carried over, IDs assigned on a clone,
+// start): health state carried over, IDs assigned on a clone,
 // tables and plan built. Nothing running changes. Called with mu held.
-func (e *Engine) prepare(cfg *config.Config, now time.Time) (*state, error) {
+func (e *Engine) prepare(cfg *config.Config) (*state, error) {
 	if err := e.checkCapacity(cfg); err != nil {
 		return nil, err
 	}
@@ -158,16 +152,13 @@ func (e *Engine) prepare(cfg *config.Config, now time.Time) (*state, error) {
 		st.counters = keepCounters(old.counters, cfg, workers)
 	} else {
 		st.down = map[backendKey]bool{}
-		st.ids = newIDs(maxIndexes, 0)
+		st.ids = newIDs(maxIndexes)
 		if e.lb != nil {
-			st.ids = newIDs(e.lb.Options().MaxBackends, quarantine(cfg))
+			st.ids = newIDs(e.lb.Options().MaxBackends)
 		}
 		st.counters = keepCounters(nil, cfg, workers)
 	}
-	if e.lb != nil {
-		st.ids.quarantine = quarantine(cfg)
-	}
-	if st.fresh, err = st.ids.assign(cfg, now); err != nil {
+	if st.fresh, err = st.ids.assign(cfg); err != nil {
 		return nil, cfg.Errorf("vip", "%v", err)
 	}
 	if st.tables, err = buildTables(cfg, st.down); err != nil {
@@ -222,7 +213,7 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 		}
 	}
 	e.mu.Lock()
-	st, err := e.prepare(cfg, e.now())
+	st, err := e.prepare(cfg)
 	if err == nil {
 		e.store(st)
 	}
@@ -258,8 +249,9 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 }
 
 // vipEntries is the VIP map of the steering or the lb program for cfg: a
-// VIP's ID is its index. Fragments are the programs' business: a worker
-// never sees one of a VIP.
+// VIP's ID is its index (in native mode the index of its Maglev table).
+// Fragments are the programs' business: a worker never sees one of a VIP.
+// Echo, forward mode and GUE port are the lb program's; steer ignores them.
 func vipEntries(cfg *config.Config) []bpf.VIPEntry {
 	out := make([]bpf.VIPEntry, 0, len(cfg.VIPs))
 	for i, v := range cfg.VIPs {
@@ -268,10 +260,15 @@ func vipEntries(cfg *config.Config) []bpf.VIPEntry {
 		if v.Forward == config.Splice {
 			continue
 		}
-		out = append(out, bpf.VIPEntry{Key: bpf.NewVIPKey(v.Address, v.Port, uint8(v.Protocol)), ID: uint32(i), PassFragments: v.Fragments == config.FragmentsPass})
+		out = append(out, bpf.VIPEntry{
+			Key: bpf.NewVIPKey(v.Address, v.Port, uint8(v.Protocol)), ID: uint32(i), PassFragments: v.Fragments == config.FragmentsPass,
+			ICMPEcho: v.ICMPEcho, Forward: lbForwards[v.Forward], GUEPort: v.GUEPort,
+		})
 	}
 	return out
 }
+
+var lbForwards = map[config.Forward]bpf.LBForward{config.IPIP: bpf.LBForwardIPIP, config.GUE: bpf.LBForwardGUE, config.DSR: bpf.LBForwardDSR}
 
 // resolveAll looks up every backend's next hop, retrying until all are known
 // or the deadline passes. It reports whether anything changed.

@@ -50,6 +50,8 @@ type fakeLB struct {
 	faults   faults
 	opts     bpf.LBOptions
 	src      [4]byte
+	src6     [16]byte
+	timeouts [2]time.Duration
 	backends []bpf.LBBackend
 	tables   map[uint32][]uint32
 	vips     []bpf.VIPEntry
@@ -61,6 +63,14 @@ func (l *fakeLB) SetSource(addr [4]byte, _ [6]byte, _ int) error {
 	l.src = addr
 	return l.faults.hit("lb.SetSource")
 }
+func (l *fakeLB) SetSource6(addr [16]byte) error {
+	l.src6 = addr
+	return l.faults.hit("lb.SetSource6")
+}
+func (l *fakeLB) SetTimeouts(tcp, udp time.Duration) error {
+	l.timeouts = [2]time.Duration{tcp, udp}
+	return l.faults.hit("lb.SetTimeouts")
+}
 func (l *fakeLB) SetBackends(b []bpf.LBBackend) error {
 	if len(b) > l.opts.MaxBackends {
 		return fmt.Errorf("fake lb: %d backends, room for %d", len(b), l.opts.MaxBackends)
@@ -69,7 +79,7 @@ func (l *fakeLB) SetBackends(b []bpf.LBBackend) error {
 	return l.faults.hit("lb.SetBackends")
 }
 func (l *fakeLB) SetTable(vip uint32, slots []uint32) error {
-	if uint32(len(slots)) != l.opts.TableSize || vip >= uint32(l.opts.MaxVIPs) {
+	if len(slots) == 0 || vip >= uint32(l.opts.MaxVIPs) {
 		return fmt.Errorf("fake lb: table %d of %d slots", vip, len(slots))
 	}
 	l.tables[vip] = slices.Clone(slots)
@@ -90,7 +100,7 @@ func (l *fakeLB) Close() error                       { return nil }
 // VIPs name.
 func (l *fakeLB) snapshot() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "src %v\nbackends %v\nvips %v\n", l.src, l.backends, l.vips)
+	fmt.Fprintf(&b, "src %v %v timeouts %v\nbackends %v\nvips %v\n", l.src, l.src6, l.timeouts, l.backends, l.vips)
 	for _, v := range l.vips {
 		fmt.Fprintf(&b, "table %d %v\n", v.ID, l.tables[v.ID])
 	}
@@ -117,18 +127,18 @@ type offline struct {
 	steer  *fakeSteer
 	lb     *fakeLB
 	health *fakeHealth
-	clock  time.Time
 }
 
 func newOffline(t testing.TB, cfg *config.Config, native bool, maxBackends int) *offline {
 	t.Helper()
-	o := &offline{Engine: newEngine(slog.New(slog.NewTextHandler(io.Discard, nil))), faults: faults{}, clock: time.Unix(1e9, 0)}
-	o.now = func() time.Time { return o.clock }
+	o := &offline{Engine: newEngine(slog.New(slog.NewTextHandler(io.Discard, nil))), faults: faults{}}
+	o.mtu = 1500
 	o.health = &fakeHealth{faults: o.faults}
 	o.Engine.health = o.health
 	if native {
 		o.lb = &fakeLB{faults: o.faults, tables: map[uint32][]uint32{}, opts: bpf.LBOptions{
 			TableSize: cfg.Datapath.TableSize, MaxVIPs: bpf.DefaultLBMaxVIPs, MaxBackends: maxBackends,
+			MaglevSlots: (bpf.DefaultLBMaxVIPs + 1) * int(cfg.Datapath.TableSize),
 		}}
 		o.Engine.lb = o.lb
 	} else {
@@ -136,11 +146,11 @@ func newOffline(t testing.TB, cfg *config.Config, native bool, maxBackends int) 
 		o.Engine.steer = o.steer
 	}
 	o.mu.Lock()
-	st, err := o.prepare(cfg, o.clock)
+	st, err := o.prepare(cfg)
 	if err == nil {
 		o.store(st)
 		if native {
-			err = errors.Join(o.lb.SetSource(cfg.Datapath.Source.As4(), o.srcMAC, 1500), o.syncLB(st))
+			err = errors.Join(o.setNativeSettings(cfg.Datapath), o.syncLB(st))
 		} else {
 			err = o.steer.SetVIPs(vipEntries(cfg))
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"time"
 
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/datapath"
@@ -23,34 +22,25 @@ const maxIndexes = 1 << datapath.IDIndexBits
 // bumped, so a flow that still carries the old ID re-picks instead of
 // following the index to the newcomer. A long-running instance under
 // backend churn therefore never runs out of IDs: it needs as many indexes
-// as backends it has at once.
-//
-// The native lb program keys backends by index alone and does not check the
-// generation, so in native mode a freed index rests for quarantine before
-// it is reused: the flows pinned to it have been idle that long by then.
+// as backends it has at once. Both datapaths check the whole ID (the Go
+// flow table, and the native lb program against its backends map), so the
+// rule is the same in both modes.
 //
 // VIP IDs are never reused (a removed VIP forgets its ID; added again it
 // gets a new one, and its old flows re-pick).
 //
 // An ids is changed only on a clone that a reload commits or drops whole.
 type ids struct {
-	limit      int           // indexes usable: maxIndexes, or the lb program's MaxBackends
-	quarantine time.Duration // native mode: how long a freed index rests
-	gen        []uint16      // per index ever used: the generation of its next or current ID
-	backends   map[backendKey]uint32
-	free       []uint32 // indexes ready for reuse, oldest first
-	resting    []restingIndex
-	vips       map[vipID]uint32
-	nextVIP    uint32
+	limit    int      // indexes usable: maxIndexes, or the lb program's MaxBackends
+	gen      []uint16 // per index ever used: the generation of its next or current ID
+	backends map[backendKey]uint32
+	free     []uint32 // indexes ready for reuse, oldest first
+	vips     map[vipID]uint32
+	nextVIP  uint32
 }
 
-type restingIndex struct {
-	index uint32
-	until time.Time
-}
-
-func newIDs(limit int, quarantine time.Duration) *ids {
-	return &ids{limit: min(limit, maxIndexes), quarantine: quarantine, backends: map[backendKey]uint32{}, vips: map[vipID]uint32{}}
+func newIDs(limit int) *ids {
+	return &ids{limit: min(limit, maxIndexes), backends: map[backendKey]uint32{}, vips: map[vipID]uint32{}}
 }
 
 func (a *ids) clone() *ids {
@@ -58,19 +48,17 @@ func (a *ids) clone() *ids {
 	c.gen = slices.Clone(a.gen)
 	c.backends = maps.Clone(a.backends)
 	c.free = slices.Clone(a.free)
-	c.resting = slices.Clone(a.resting)
 	c.vips = maps.Clone(a.vips)
 	return &c
 }
 
-// ErrIDsExhausted: a config has more backends than the ID space holds (with
-// the indexes resting in native mode).
+// ErrIDsExhausted: a config has more backends than the ID space holds.
 var ErrIDsExhausted = errors.New("backend IDs exhausted")
 
-// assign gives every VIP and backend of cfg an ID at time now: those already
+// assign gives every VIP and backend of cfg an ID: those already
 // known keep theirs, those gone release theirs, new ones get one. It
 // returns the indexes it gave to new backends.
-func (a *ids) assign(cfg *config.Config, now time.Time) (fresh []uint32, err error) {
+func (a *ids) assign(cfg *config.Config) (fresh []uint32, err error) {
 	wantVIPs := map[vipID]bool{}
 	want := map[backendKey]bool{}
 	var order []backendKey
@@ -104,15 +92,7 @@ func (a *ids) assign(cfg *config.Config, now time.Time) (fresh []uint32, err err
 	slices.Sort(gone)
 	for _, x := range gone {
 		a.gen[x]++
-		if a.quarantine > 0 {
-			a.resting = append(a.resting, restingIndex{x, now.Add(a.quarantine)})
-		} else {
-			a.free = append(a.free, x)
-		}
-	}
-	for len(a.resting) > 0 && !a.resting[0].until.After(now) {
-		a.free = append(a.free, a.resting[0].index)
-		a.resting = a.resting[1:]
+		a.free = append(a.free, x)
 	}
 	for _, k := range order {
 		if _, ok := a.backends[k]; ok {
@@ -125,9 +105,6 @@ func (a *ids) assign(cfg *config.Config, now time.Time) (fresh []uint32, err err
 		case len(a.gen) < a.limit:
 			x = uint32(len(a.gen))
 			a.gen = append(a.gen, 0)
-		case len(a.resting) > 0:
-			return nil, fmt.Errorf("engine: %w: %d backends, room for %d, %d of them freed and resting until %s (the native program cannot tell their old flows apart)",
-				ErrIDsExhausted, len(order), a.limit, len(a.resting), a.resting[0].until.Format(time.RFC3339))
 		default:
 			return nil, fmt.Errorf("engine: %w: %d backends, room for %d", ErrIDsExhausted, len(order), a.limit)
 		}

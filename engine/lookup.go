@@ -3,7 +3,6 @@ package engine
 import (
 	"fmt"
 	"net/netip"
-	"time"
 
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/datapath"
@@ -24,8 +23,8 @@ func NewResolver(cfg *config.Config) (*Resolver, error) {
 	if err != nil {
 		return nil, err
 	}
-	ids := newIDs(maxIndexes, 0)
-	if _, err := ids.assign(cfg, time.Time{}); err != nil {
+	ids := newIDs(maxIndexes)
+	if _, err := ids.assign(cfg); err != nil {
 		return nil, err
 	}
 	spec := planSpec(specInput{cfg: cfg, tables: tables, counters: keepCounters(nil, cfg, 1), ids: ids})

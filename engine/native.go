@@ -1,29 +1,33 @@
 package engine
 
 import (
-	"fmt"
-
 	"github.com/xlbproject/xlb/bpf"
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/datapath"
 	"github.com/xlbproject/xlb/hash"
 )
 
-// Native mode runs the same plan in the kernel: the lb XDP program does the
-// VIP match, the flow hash, the Maglev lookup and the IPIP encapsulation
-// with XDP_TX. Its maps are written from the same plan spec the Go workers
-// read (same tables, same backend ID indexes), so a flow gets the same
-// backend in both modes, and reloads, drains and health changes apply the
-// same way.
+// Native mode runs the same plan in the kernel: the lb XDP program does per
+// packet what the Go workers do (VIP match, flow hash, flow table, Maglev
+// pick, every forward mode, echo, ICMP errors, frag-needed, the fragment
+// policy). Its maps are written from the same plan spec the Go workers read
+// (same tables, same backend IDs with their generations), so a flow gets the
+// same backend in both modes, and reloads, drains and health changes apply
+// the same way.
 
-// loadNative loads the lb program, its maps sized for cfg.
+// loadNative loads the lb program, its maps sized for cfg: every VIP index
+// a table of datapath.table_size slots, the VIPs of cfg at their own sizes,
+// and room for the largest table twice (a table that changes size is written
+// next to the old one before the VIP switches to it).
 func (e *Engine) loadNative(cfg *config.Config) error {
 	dp := cfg.Datapath
-	lb, err := bpf.LoadLB(bpf.LBOptions{
+	o := bpf.LBOptions{
 		FlowTableSize: int(dp.FlowTableSize),
 		TableSize:     dp.TableSize,
 		MaxVIPs:       max(bpf.DefaultLBMaxVIPs, len(cfg.VIPs)),
-	})
+	}
+	o.MaglevSlots = max((o.MaxVIPs+1)*int(dp.TableSize), maglevSlots(cfg)+(o.MaxVIPs-len(cfg.VIPs))*int(dp.TableSize))
+	lb, err := bpf.LoadLB(o)
 	if err != nil {
 		return err
 	}
@@ -32,11 +36,22 @@ func (e *Engine) loadNative(cfg *config.Config) error {
 	return err
 }
 
-// startNative fills the lb program's maps and attaches it.
+// maglevSlots is how many maglev map slots cfg's tables need at once: all of
+// them, and the largest a second time for a table being resized.
+func maglevSlots(cfg *config.Config) int {
+	n, most := 0, 0
+	for _, v := range cfg.VIPs {
+		n += int(v.TableSize)
+		most = max(most, int(v.TableSize))
+	}
+	return n + most
+}
+
+// startNative fills the lb program's maps and settings and attaches it.
 func (e *Engine) startNative() error {
 	st := e.cur
 	dp := st.cfg.Datapath
-	if err := e.lb.SetSource(dp.Source.As4(), e.srcMAC, e.mtu); err != nil {
+	if err := e.setNativeSettings(dp); err != nil {
 		return err
 	}
 	if err := e.syncLB(st); err != nil {
@@ -46,12 +61,42 @@ func (e *Engine) startNative() error {
 	if e.mode, err = e.lb.Attach(e.ifindex, dp.XDPMode); err != nil {
 		return err
 	}
-	e.log.Info("native XDP load balancer attached", "interface", e.ifname, "xdp_mode", e.mode, "source", dp.Source, "mtu", e.mtu, "flow_table", dp.FlowTableSize)
+	e.log.Info("native XDP load balancer attached", "interface", e.ifname, "xdp_mode", e.mode, "source", dp.Source, "source6", dp.Source6,
+		"mtu", e.mtu, "flow_table", dp.FlowTableSize, "flow_tcp_timeout", dp.FlowTCPTimeout, "flow_udp_timeout", dp.FlowUDPTimeout)
 	return nil
 }
 
+// setNativeSettings writes the outer sources, the MTU and the flow idle
+// timeouts of dp into the lb program.
+func (e *Engine) setNativeSettings(dp config.Datapath) error {
+	if err := e.lb.SetSource(source4(dp), e.srcMAC, e.mtu); err != nil {
+		return err
+	}
+	if err := e.lb.SetSource6(source6(dp)); err != nil {
+		return err
+	}
+	return e.lb.SetTimeouts(dp.FlowTCPTimeout, dp.FlowUDPTimeout)
+}
+
+// source4 and source6 are the outer sources of dp as the lb program takes
+// them: the zero address when there is none (frames for that family's
+// backends are then dropped as no_source, as the Go worker does).
+func source4(dp config.Datapath) (a [4]byte) {
+	if dp.Source.Is4() {
+		a = dp.Source.As4()
+	}
+	return a
+}
+
+func source6(dp config.Datapath) (a [16]byte) {
+	if dp.Source6.Is6() {
+		a = dp.Source6.As16()
+	}
+	return a
+}
+
 // checkCapacity checks that cfg fits what was sized at start: in native
-// mode, the lb program's VIP count and Maglev table size. (Backend IDs are
+// mode, the lb program's VIP indexes and its maglev map. (Backend IDs are
 // checked when they are assigned.) It is the engine's side of the config
 // capacity limits: what only the loaded maps know.
 func (e *Engine) checkCapacity(cfg *config.Config) error {
@@ -62,10 +107,8 @@ func (e *Engine) checkCapacity(cfg *config.Config) error {
 	if len(cfg.VIPs) > o.MaxVIPs {
 		return cfg.Errorf("vip", "%d VIPs, the native program was loaded for %d: restart xlb to grow it", len(cfg.VIPs), o.MaxVIPs)
 	}
-	for i, v := range cfg.VIPs {
-		if v.TableSize != o.TableSize {
-			return cfg.Errorf(fmt.Sprintf("vip[%d].table_size", i), "maglev table size %d, the native program was loaded with %d slots per VIP: restart xlb to change it", v.TableSize, o.TableSize)
-		}
+	if n := maglevSlots(cfg); n > o.MaglevSlots {
+		return cfg.Errorf("vip", "the VIPs' Maglev tables need %d slots (all tables plus the largest once more), the native program was loaded with %d: restart xlb to grow it", n, o.MaglevSlots)
 	}
 	return nil
 }
@@ -73,13 +116,14 @@ func (e *Engine) checkCapacity(cfg *config.Config) error {
 // syncLB writes st's spec into the lb program's maps: backends first (new
 // IDs must exist before a table names them; an index that is free or down
 // gets the zero entry, so its tracked flows pick again), then each VIP's
-// table, then the VIPs. The program keys backends by ID index.
+// table, then the VIPs. The program keys backends by ID index and checks
+// the generation a flow entry holds against the index's current one.
 func (e *Engine) syncLB(st *state) error {
 	backends := make([]bpf.LBBackend, st.ids.indexes())
 	for _, v := range st.spec.VIPs {
 		for _, b := range v.Backends {
 			if !b.Down {
-				backends[datapath.IDIndex(b.ID)] = bpf.LBBackend{Addr: b.Addr, MAC: b.MAC, Resolved: b.Resolved}
+				backends[datapath.IDIndex(b.ID)] = bpf.LBBackend{Addr: b.Addr, MAC: b.MAC, Resolved: b.Resolved, Generation: uint16(b.ID >> datapath.IDIndexBits)}
 			}
 		}
 	}
@@ -91,7 +135,7 @@ func (e *Engine) syncLB(st *state) error {
 		for j, bi := range v.Table.Slots() {
 			slots[j] = hash.EmptySlot
 			if bi != hash.EmptySlot {
-				slots[j] = datapath.IDIndex(v.Backends[bi].ID)
+				slots[j] = v.Backends[bi].ID
 			}
 		}
 		if err := e.lb.SetTable(uint32(i), slots); err != nil {

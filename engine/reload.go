@@ -32,7 +32,7 @@ func (e *Engine) Reload(cfg *config.Config) ([]string, error) {
 		e.mu.Unlock()
 		return nil, cfg.Errorf(keys[0], "cannot change %s on a running instance: restart xlb to apply it", strings.Join(keys, ", "))
 	}
-	next, err := e.prepare(cfg, e.now())
+	next, err := e.prepare(cfg)
 	if err == nil {
 		err = e.commit(old, next)
 	}
@@ -47,7 +47,7 @@ func (e *Engine) Reload(cfg *config.Config) ([]string, error) {
 			e.log.Error("publish plan with new next hops; the refresher tries again", "err", err)
 		}
 	}
-	changes := diff(old.cfg, cfg, e.lb != nil)
+	changes := diff(old.cfg, cfg)
 	e.log.Info("config reloaded", "file", cfg.File, "changes", len(changes))
 	for _, c := range changes {
 		e.log.Info("reload", "change", c)
@@ -87,11 +87,26 @@ func (e *Engine) commit(old, next *state) (err error) {
 		}
 	}
 	if e.lb != nil {
-		if a, b := old.cfg.Datapath.Source, next.cfg.Datapath.Source; a != b {
-			err := step(func() error { return e.lb.SetSource(b.As4(), e.srcMAC, e.mtu) },
-				func() error { return e.lb.SetSource(a.As4(), e.srcMAC, e.mtu) })
+		a, b := old.cfg.Datapath, next.cfg.Datapath
+		if a.Source != b.Source {
+			err := step(func() error { return e.lb.SetSource(source4(b), e.srcMAC, e.mtu) },
+				func() error { return e.lb.SetSource(source4(a), e.srcMAC, e.mtu) })
 			if err != nil {
 				return fmt.Errorf("engine: native source: %w", err)
+			}
+		}
+		if a.Source6 != b.Source6 {
+			err := step(func() error { return e.lb.SetSource6(source6(b)) },
+				func() error { return e.lb.SetSource6(source6(a)) })
+			if err != nil {
+				return fmt.Errorf("engine: native IPv6 source: %w", err)
+			}
+		}
+		if a.FlowTCPTimeout != b.FlowTCPTimeout || a.FlowUDPTimeout != b.FlowUDPTimeout {
+			err := step(func() error { return e.lb.SetTimeouts(b.FlowTCPTimeout, b.FlowUDPTimeout) },
+				func() error { return e.lb.SetTimeouts(a.FlowTCPTimeout, a.FlowUDPTimeout) })
+			if err != nil {
+				return fmt.Errorf("engine: native flow timeouts: %w", err)
 			}
 		}
 		if err := step(func() error { return e.syncLB(next) }, func() error { return e.syncLB(old) }); err != nil {
@@ -157,33 +172,21 @@ func (e *Engine) pruneNextHops() {
 
 // diff describes what a reload changes, one line per change, for the log
 // and the reply to `xlb reload`. Every line is applied by the commit in
-// both modes, or says where it is not (native is what the lb program of
-// this build can do).
-func diff(old, next *config.Config, native bool) []string {
+// both modes (config refuses in native mode what the lb program cannot do,
+// so no line needs a native caveat).
+func diff(old, next *config.Config) []string {
 	var out []string
 	if a, b := old.Datapath, next.Datapath; a.FlowTCPTimeout != b.FlowTCPTimeout || a.FlowUDPTimeout != b.FlowUDPTimeout {
-		line := fmt.Sprintf("flow timeouts tcp %v udp %v -> tcp %v udp %v", a.FlowTCPTimeout, a.FlowUDPTimeout, b.FlowTCPTimeout, b.FlowUDPTimeout)
-		if native {
-			line += " (native mode: only the backend ID quarantine; the lb program's flow table has no idle timeouts)"
-		}
-		out = append(out, line)
+		out = append(out, fmt.Sprintf("flow timeouts tcp %v udp %v -> tcp %v udp %v", a.FlowTCPTimeout, a.FlowUDPTimeout, b.FlowTCPTimeout, b.FlowUDPTimeout))
 	}
 	if a, b := old.Datapath, next.Datapath; a.ICMPRateLimit != b.ICMPRateLimit || a.ICMPRateBurst != b.ICMPRateBurst {
-		line := fmt.Sprintf("icmp rate limit %d/s burst %d -> %d/s burst %d", a.ICMPRateLimit, a.ICMPRateBurst, b.ICMPRateLimit, b.ICMPRateBurst)
-		if native {
-			line += " (unused: the native program sends no ICMP)"
-		}
-		out = append(out, line)
+		out = append(out, fmt.Sprintf("icmp rate limit %d/s burst %d -> %d/s burst %d", a.ICMPRateLimit, a.ICMPRateBurst, b.ICMPRateLimit, b.ICMPRateBurst))
 	}
 	if old.Datapath.Source != next.Datapath.Source {
 		out = append(out, fmt.Sprintf("outer source %s -> %s", old.Datapath.Source, next.Datapath.Source))
 	}
 	if old.Datapath.Source6 != next.Datapath.Source6 {
-		line := fmt.Sprintf("outer IPv6 source %s -> %s", old.Datapath.Source6, next.Datapath.Source6)
-		if native {
-			line += " (unused: native mode forwards to IPv4 backends only)"
-		}
-		out = append(out, line)
+		out = append(out, fmt.Sprintf("outer IPv6 source %s -> %s", old.Datapath.Source6, next.Datapath.Source6))
 	}
 	oldVIPs := map[vipID]config.VIP{}
 	for _, v := range old.VIPs {
@@ -205,18 +208,10 @@ func diff(old, next *config.Config, native bool) []string {
 			out = append(out, fmt.Sprintf("vip %s forward %s (gue port %d) -> %s (gue port %d)", v, o.Forward, o.GUEPort, v.Forward, v.GUEPort))
 		}
 		if o.ICMPEcho != v.ICMPEcho {
-			line := fmt.Sprintf("vip %s icmp_echo %v -> %v", v, o.ICMPEcho, v.ICMPEcho)
-			if native {
-				line += " (unused: the native program does not answer echo requests)"
-			}
-			out = append(out, line)
+			out = append(out, fmt.Sprintf("vip %s icmp_echo %v -> %v", v, o.ICMPEcho, v.ICMPEcho))
 		}
 		if o.Fragments != v.Fragments {
-			line := fmt.Sprintf("vip %s fragments %s -> %s", v, o.Fragments, v.Fragments)
-			if native {
-				line += " (unused: the native program drops fragments)"
-			}
-			out = append(out, line)
+			out = append(out, fmt.Sprintf("vip %s fragments %s -> %s", v, o.Fragments, v.Fragments))
 		}
 		ob := map[netip.Addr]config.Backend{}
 		for _, b := range o.Backends {

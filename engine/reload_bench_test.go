@@ -53,7 +53,7 @@ func bigConfig(n, weightOf int) []byte {
 // included).
 func BenchmarkReload(b *testing.B) {
 	files := [][]byte{bigConfig(1000, 1), bigConfig(1000, 3)}
-	ids, counters := newIDs(maxIndexes, 0), map[backendKey]*datapath.BackendCounters{}
+	ids, counters := newIDs(maxIndexes), map[backendKey]*datapath.BackendCounters{}
 	var current atomic.Pointer[datapath.Plan]
 	reload := func(data []byte) {
 		cfg, err := config.Parse("big.toml", data)
@@ -61,7 +61,7 @@ func BenchmarkReload(b *testing.B) {
 			b.Fatal(err)
 		}
 		cfg.Datapath.Source = netip.MustParseAddr("198.18.0.1")
-		if _, err := ids.assign(cfg, time.Now()); err != nil {
+		if _, err := ids.assign(cfg); err != nil {
 			b.Fatal(err)
 		}
 		counters = keepCounters(counters, cfg, 1)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 
+	"github.com/xlbproject/xlb/bpf"
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/control"
 )
@@ -37,14 +38,20 @@ func checkSocket(cfg *config.Config) error {
 func printPlan(w io.Writer, cfg *config.Config) {
 	dp := cfg.Datapath
 	fmt.Fprintf(w, "config %s: ok\n", cfg.File)
-	fmt.Fprintf(w, "interface %s  xdp_mode=%s  zero_copy=%s\n", dp.Interface, dp.XDPMode, dp.ZeroCopy)
-	for i, q := range dp.Queues {
-		fmt.Fprintf(w, "  queue %d -> cpu %d\n", q, dp.CPUs[i])
+	native := dp.Mode == config.ModeNative
+	if native {
+		fmt.Fprintf(w, "interface %s  mode=native  xdp_mode=%s\n", dp.Interface, dp.XDPMode)
+		fmt.Fprintln(w, "  the lb XDP program forwards in the kernel on every queue: queues, cpus, umem, rings and polling are AF_XDP settings, unused")
+	} else {
+		fmt.Fprintf(w, "interface %s  xdp_mode=%s  zero_copy=%s\n", dp.Interface, dp.XDPMode, dp.ZeroCopy)
+		for i, q := range dp.Queues {
+			fmt.Fprintf(w, "  queue %d -> cpu %d\n", q, dp.CPUs[i])
+		}
+		fmt.Fprintf(w, "umem: %d frames x %d bytes, headroom %d\n", dp.FrameCount, dp.FrameSize, dp.Headroom)
+		fmt.Fprintf(w, "rings: rx %d  tx %d  fill %d  completion %d  batch %d  tx_budget %d\n",
+			dp.RxRing, dp.TxRing, dp.FillRing, dp.CompletionRing, dp.BatchSize, dp.TxBudget)
+		fmt.Fprintf(w, "polling: need_wakeup=%t busy_poll=%t budget=%d spin=%t\n", dp.NeedWakeup, dp.BusyPoll, dp.BusyPollBudget, dp.Spin)
 	}
-	fmt.Fprintf(w, "umem: %d frames x %d bytes, headroom %d\n", dp.FrameCount, dp.FrameSize, dp.Headroom)
-	fmt.Fprintf(w, "rings: rx %d  tx %d  fill %d  completion %d  batch %d  tx_budget %d\n",
-		dp.RxRing, dp.TxRing, dp.FillRing, dp.CompletionRing, dp.BatchSize, dp.TxBudget)
-	fmt.Fprintf(w, "polling: need_wakeup=%t busy_poll=%t budget=%d spin=%t\n", dp.NeedWakeup, dp.BusyPoll, dp.BusyPollBudget, dp.Spin)
 	src := "first IPv4 address of " + dp.Interface
 	if dp.Source.IsValid() {
 		src = dp.Source.String()
@@ -54,10 +61,17 @@ func printPlan(w io.Writer, cfg *config.Config) {
 		src6 = dp.Source6.String()
 	}
 	fmt.Fprintf(w, "outer source: %s, IPv6 %s\n", src, src6)
-	fmt.Fprintf(w, "flow table: %d entries per queue, idle tcp %v udp %v\n", dp.FlowTableSize, dp.FlowTCPTimeout, dp.FlowUDPTimeout)
-	if dp.ICMPRateLimit == 0 {
-		fmt.Fprintln(w, "icmp sent by the balancer: no rate limit")
+	if native {
+		fmt.Fprintf(w, "flow tables: %d entries each (IPv4, IPv6), idle tcp %v udp %v: %s\n", dp.FlowTableSize, dp.FlowTCPTimeout, dp.FlowUDPTimeout, bpf.LBFlowExpiry)
 	} else {
+		fmt.Fprintf(w, "flow table: %d entries per queue, idle tcp %v udp %v\n", dp.FlowTableSize, dp.FlowTCPTimeout, dp.FlowUDPTimeout)
+	}
+	switch {
+	case native:
+		fmt.Fprintln(w, "icmp sent by the balancer: no rate limit (the native program has none)")
+	case dp.ICMPRateLimit == 0:
+		fmt.Fprintln(w, "icmp sent by the balancer: no rate limit")
+	default:
 		fmt.Fprintf(w, "icmp sent by the balancer: at most %d/s per queue, burst %d\n", dp.ICMPRateLimit, dp.ICMPRateBurst)
 	}
 	fmt.Fprintf(w, "control socket: %s\n", cfg.Control.Socket)

@@ -277,11 +277,26 @@ func echo(t *testing.T, l *lbLab) {
 	}
 }
 
-// TestMalformedFrames replays broken frames at the VIP: every one is counted
-// (by the steering program or a worker's drop reason) and the worker keeps
-// forwarding.
+// TestMalformedFrames replays broken frames at the VIP, in each mode: every
+// one is counted (as malformed, or under a drop reason of the worker or the
+// native program) and the datapath keeps forwarding.
 func TestMalformedFrames(t *testing.T) {
-	l := startLab(t, []int{1, 1, 1})
+	l := startLab(t, nil)
+	for _, mode := range []string{"afxdp", "native"} {
+		t.Run(mode, func(t *testing.T) {
+			cfg := strings.Replace(configText(l.socketPath(), 0, []int{1, 1, 1}), "queues = [0]", "queues = [0]\nmode = \""+mode+"\"", 1)
+			if err := l.startXLB(cfg, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			malformedFrames(t, l)
+			if err := l.stopXLB(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func malformedFrames(t *testing.T, l *lbLab) {
 	base := vipFrame(t, l, nil)
 	var frames [][]byte
 	// Every truncation from a bare Ethernet header to one byte short of
@@ -320,35 +335,27 @@ func TestMalformedFrames(t *testing.T) {
 		after = stats(t, l)
 		// Drops are counted per packet, rx/tx once per batch: wait for
 		// both.
-		forwarded := after.Queues[0].TxPackets - before.Queues[0].TxPackets
-		if counted(after)-counted(before) >= want && forwarded >= uint64(len(good)) || time.Now().After(deadline) {
+		d := tallyOf(after).minus(tallyOf(before))
+		if d.bad >= want && d.tx >= uint64(len(good)) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if got := counted(after) - counted(before); got != want {
-		t.Errorf("%d malformed frames sent, %d counted (steering malformed %d -> %d, drops %v -> %v)",
-			want, got, before.Steer.Malformed, after.Steer.Malformed, before.Drops, after.Drops)
+	d := tallyOf(after).minus(tallyOf(before))
+	if d.bad != want {
+		t.Errorf("%d malformed frames sent, %d counted (steering malformed %d -> %d, drops %v)",
+			want, d.bad, steerOf(before).Malformed, steerOf(after).Malformed, dropsDelta(before, after))
 	}
-	if got := after.Queues[0].TxPackets - before.Queues[0].TxPackets; got < uint64(len(good)) {
-		t.Errorf("valid frame with IPv4 options not forwarded: tx grew by %d", got)
+	if d.tx < uint64(len(good)) {
+		t.Errorf("valid frame with IPv4 options not forwarded: tx grew by %d", d.tx)
 	}
-	t.Logf("drops after replay: %v, steering %+v", after.Drops, after.Steer)
+	t.Logf("drops after replay: %v, steering %+v", dropsDelta(before, after), steerOf(after))
 	// The worker is alive and forwarding.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, failed := sendRequests(ctx, l, 20, 4); failed > 0 {
 		t.Fatalf("%d requests failed after the malformed replay", failed)
 	}
-}
-
-// counted is everything the balancer counted as not forwardable.
-func counted(st engine.Stats) uint64 {
-	n := st.Steer.Malformed
-	for _, d := range st.Drops {
-		n += d
-	}
-	return n
 }
 
 // vipFrame builds a TCP SYN from the client to the VIP, addressed to the

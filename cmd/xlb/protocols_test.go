@@ -28,6 +28,7 @@ import (
 
 	"github.com/xlbproject/xlb/bpf"
 	"github.com/xlbproject/xlb/bpf/decap"
+	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/engine"
 	"github.com/xlbproject/xlb/lab"
 )
@@ -69,6 +70,7 @@ type protoVIP struct {
 	overhead int    // bytes the forwarding adds in front of the client's packet
 	noEcho   bool   // icmp_echo = false
 	fragPass bool   // fragments = "pass"
+	only     int    // the first only backends (0: all three)
 }
 
 var (
@@ -87,19 +89,30 @@ var (
 )
 
 func (v protoVIP) backends() []netip.Prefix {
+	bs := labBackends
 	if v.v6 {
-		return protoBackends6
+		bs = protoBackends6
 	}
-	return labBackends
+	if v.only > 0 {
+		return bs[:v.only]
+	}
+	return bs
 }
 
 func (v protoVIP) url() string { return "http://" + netip.AddrPortFrom(v.addr, 80).String() }
 
-// protoConfig is the balancer's config for the protocol lab: every VIP of
-// protoVIPs, plus UDP port protoUDPPort on vipIP6IP6's address.
-func protoConfig(socket string) string {
+// protoConfig is the balancer's config for the protocol lab in mode (afxdp
+// or native): every VIP of protoVIPs, plus UDP port protoUDPPort on
+// vipIP6IP6's address.
+func protoConfig(socket, mode string) string {
+	return protoConfigOf(socket, mode, "", protoVIPs)
+}
+
+// protoConfigOf is protoConfig with vips (vips[1] is vipIP6IP6's
+// address) and extra [datapath] lines.
+func protoConfigOf(socket, mode, extra string, vips []protoVIP) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[datapath]\ninterface = %q\nqueues = [0]\n\n[control]\nsocket = %q\n", lab.HostLink, socket)
+	fmt.Fprintf(&b, "[datapath]\ninterface = %q\nmode = %q\nqueues = [0]\n%s\n[control]\nsocket = %q\n", lab.HostLink, mode, extra, socket)
 	vip := func(addr netip.Addr, port int, proto string, v protoVIP) {
 		fmt.Fprintf(&b, "\n[[vip]]\naddress = %q\nport = %d\nprotocol = %q\nforward = %q\n", addr, port, proto, v.forward)
 		if v.forward == "gue" {
@@ -115,10 +128,10 @@ func protoConfig(socket string) string {
 			fmt.Fprintf(&b, "\n  [[vip.backend]]\n  address = %q\n", be.Addr())
 		}
 	}
-	for _, v := range protoVIPs {
+	for _, v := range vips {
 		vip(v.addr, 80, "tcp", v)
 	}
-	vip(vipIP6IP6.addr, protoUDPPort, "udp", vipIP6IP6)
+	vip(vips[1].addr, protoUDPPort, "udp", vips[1])
 	return b.String()
 }
 
@@ -141,7 +154,9 @@ func newProtoLab(prefix, bin, dir string) (_ *lbLab, err error) {
 			{Dst: protoVIPNet6, Via: protoLB6.Addr()},
 		}},
 		// InlineVLAN: tagged frames reach the balancer's XDP tagged.
-		{Name: "lb", Addr: labLB, Addr6: protoLB6, MTU: protoMTU, InlineVLAN: true},
+		// PortXDP: the native program's XDP_TX frames are received by
+		// the bridge port (veth delivers them only to a peer with XDP).
+		{Name: "lb", Addr: labLB, Addr6: protoLB6, MTU: protoMTU, InlineVLAN: true, PortXDP: true},
 	}}
 	for i := range labBackends {
 		spec.Hosts = append(spec.Hosts, lab.HostSpec{Name: fmt.Sprintf("be%d", i+1), Addr: labBackends[i], Addr6: protoBackends6[i], MTU: protoMTU, LoAddrs: lo})
@@ -150,15 +165,15 @@ func newProtoLab(prefix, bin, dir string) (_ *lbLab, err error) {
 		"--allow-source", labLB.Addr().String(), "--allow-source", protoLB6.Addr().String())
 }
 
-// startProtoLab builds the protocol lab, starts xlb on protoConfig and waits
-// until every backend's next hop (ARP or NDP) is resolved. Everything is
-// torn down when the test ends.
-func startProtoLab(t *testing.T) *lbLab {
+// startProtoLab builds the protocol lab, starts xlb on protoConfig in mode
+// and waits until every backend's next hop (ARP or NDP) is resolved.
+// Everything is torn down when the test ends.
+func startProtoLab(t *testing.T, mode string) *lbLab {
 	t.Helper()
 	l, logw := labForTest(t, func(dir string) (*lbLab, error) {
 		return newProtoLab(fmt.Sprintf("xlbp%d", os.Getpid()%100000), xlbBin, dir)
 	})
-	if err := l.startXLB(protoConfig(l.socketPath()), logw); err != nil {
+	if err := l.startXLB(protoConfig(l.socketPath(), mode), logw); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -267,13 +282,46 @@ func vipStats(st engine.Stats, addr netip.Addr, port uint16, proto string) (engi
 	return engine.VIPStats{}, false
 }
 
-// TestForwardModes: 120 real HTTP connections to each of an IPv6 VIP over
+// TestProtocols runs the protocol lab's end-to-end cases against each
+// datapath: the AF_XDP workers and the native XDP program must behave the
+// same on the wire (forward modes, path MTU discovery, ICMP errors to the
+// flow's backend, echo, the fragment policy, malformed frames, reload).
+// One lab per mode, shared by its cases, which run in order.
+func TestProtocols(t *testing.T) {
+	cases := []struct {
+		name string
+		run  func(*testing.T, *lbLab)
+	}{
+		{"forward", forwardModes},
+		{"pmtu", pathMTUDiscovery},
+		{"icmp_error", icmpErrorReachesFlowBackend},
+		{"echo", vipEcho},
+		{"fragments", fragmentPolicy},
+		{"malformed", malformedFramesIPv6},
+		{"reload", protoReload},
+	}
+	for _, mode := range []string{config.ModeAFXDP, config.ModeNative} {
+		t.Run(mode, func(t *testing.T) {
+			l := startProtoLab(t, mode)
+			if st := stats(t, l); st.Mode != mode {
+				t.Fatalf("xlb runs mode %q, want %q", st.Mode, mode)
+			}
+			for _, c := range cases {
+				t.Run(c.name, func(t *testing.T) {
+					c.run(t, l)
+					xlbAlive(t, l)
+				})
+			}
+		})
+	}
+}
+
+// forwardModes: 120 real HTTP connections to each of an IPv6 VIP over
 // IP6IP6, an IPv6 VIP over GUE, an IPv4 VIP over IPv6 backends (4in6), an
 // IPv4 and an IPv6 VIP over L2 DSR and an IPv4 VIP over GUE all succeed and reach every
 // backend; the backends' decap counters show each went in the wire format
 // its mode promises (and DSR in none).
-func TestForwardModes(t *testing.T) {
-	l := startProtoLab(t)
+func forwardModes(t *testing.T, l *lbLab) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	const conns = 120
@@ -299,9 +347,9 @@ func TestForwardModes(t *testing.T) {
 			}
 			t.Logf("%s (%s): served %v", tc.v.addr, tc.v.forward, served)
 			after, stAfter := settledDecapCounters(t, l), stats(t, l)
-			// Every connection is a flow the worker tracks.
-			if n := stAfter.Queues[0].Flows.Inserts - stBefore.Queues[0].Flows.Inserts; n < conns {
-				t.Errorf("flow table inserts grew by %d for %d connections (flows %+v)", n, conns, stAfter.Queues[0].Flows)
+			// Every connection is a flow the datapath picks a backend for.
+			if n := newFlowsOf(stAfter) - newFlowsOf(stBefore); n < conns {
+				t.Errorf("flows picked grew by %d for %d connections", n, conns)
 			}
 			vb, _ := vipStats(stBefore, tc.v.addr, 80, "tcp")
 			va, ok := vipStats(stAfter, tc.v.addr, 80, "tcp")
@@ -330,8 +378,8 @@ func TestForwardModes(t *testing.T) {
 	}
 	st := stats(t, l)
 	for _, r := range []string{"no_neighbor", "no_source", "no_headroom", "too_big"} {
-		if st.Drops[r] != 0 {
-			t.Errorf("drop %s = %d during clean traffic", r, st.Drops[r])
+		if n := dropsOf(st)[r]; n != 0 {
+			t.Errorf("drop %s = %d during clean traffic", r, n)
 		}
 	}
 }
@@ -352,14 +400,13 @@ func routeMTU(h *lab.Host, dst netip.Addr) (int, error) {
 	return mtu, err
 }
 
-// TestPathMTUDiscovery: every link is 1500 bytes, so no encapsulated
+// pathMTUDiscovery: every link is 1500 bytes, so no encapsulated
 // full-size packet fits the balancer's egress. For each encapsulating mode
 // the client uploads 1 MB in full-size DF segments: the balancer answers
 // frag-needed (IPv4) or packet-too-big (IPv6) with the MTU that fits, the
 // client's kernel caches exactly that MTU for the VIP, and the upload
 // arrives intact.
-func TestPathMTUDiscovery(t *testing.T) {
-	l := startProtoLab(t)
+func pathMTUDiscovery(t *testing.T, l *lbLab) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	client := lab.HTTPClient(l.client)
@@ -390,12 +437,12 @@ func TestPathMTUDiscovery(t *testing.T) {
 			if mtu != want {
 				t.Errorf("client's path MTU to %s after the upload: %d, want %d (%d - %s's %d bytes)", v.addr, mtu, want, protoMTU, v.name, v.overhead)
 			}
-			sent := after.Events["frag_needed_sent"] - before.Events["frag_needed_sent"]
+			sent := eventsOf(after)["frag_needed_sent"] - eventsOf(before)["frag_needed_sent"]
 			if sent == 0 {
-				t.Errorf("frag_needed_sent did not grow (events %v)", after.Events)
+				t.Errorf("frag_needed_sent did not grow (events %v)", eventsOf(after))
 			}
 			t.Logf("%s: path MTU %d, %d frag-needed/packet-too-big sent, %d too_big drops, upload served by %s",
-				v.addr, mtu, sent, after.Drops["too_big"]-before.Drops["too_big"], r.Backend)
+				v.addr, mtu, sent, dropsOf(after)["too_big"]-dropsOf(before)["too_big"], r.Backend)
 		})
 	}
 }
@@ -576,13 +623,12 @@ func tcpFrom(frame []byte, src netip.Addr, sport uint16) *layers.TCP {
 	return tcp
 }
 
-// TestICMPErrorReachesFlowBackend: an ICMP frag-needed (and an ICMPv6
+// icmpErrorReachesFlowBackend: an ICMP frag-needed (and an ICMPv6
 // packet-too-big) quoting a backend's reply to the client, sent to the VIP
 // as a router on the way would, reaches exactly the backend serving that
 // connection and no other, and that backend's kernel takes the new path MTU
 // towards the client.
-func TestICMPErrorReachesFlowBackend(t *testing.T) {
-	l := startProtoLab(t)
+func icmpErrorReachesFlowBackend(t *testing.T, l *lbLab) {
 	for _, tc := range []struct {
 		v              protoVIP
 		client, router netip.Addr
@@ -676,8 +722,8 @@ func TestICMPErrorReachesFlowBackend(t *testing.T) {
 				}
 			}
 			after := stats(t, l)
-			if n := after.Events["icmp_error_forwarded"] - before.Events["icmp_error_forwarded"]; n != 1 {
-				t.Errorf("icmp_error_forwarded grew by %d, want 1 (events %v, drops %v)", n, after.Events, after.Drops)
+			if n := eventsOf(after)["icmp_error_forwarded"] - eventsOf(before)["icmp_error_forwarded"]; n != 1 {
+				t.Errorf("icmp_error_forwarded grew by %d, want 1 (events %v, drops %v)", n, eventsOf(after), dropsDelta(before, after))
 			}
 			// The backend's kernel matched the quote to its socket.
 			var be *lab.Host
@@ -702,11 +748,10 @@ func TestICMPErrorReachesFlowBackend(t *testing.T) {
 	}
 }
 
-// TestVIPEcho: echo requests to an IPv4 and an IPv6 VIP are answered by the
+// vipEcho: echo requests to an IPv4 and an IPv6 VIP are answered by the
 // balancer (icmp_echo defaults to true); to VIPs with icmp_echo = false they
 // are not answered, and counted as echo_disabled drops.
-func TestVIPEcho(t *testing.T) {
-	l := startProtoLab(t)
+func vipEcho(t *testing.T, l *lbLab) {
 	var c4, c6 net.PacketConn
 	if err := l.client.Do(func() error {
 		var err error
@@ -748,15 +793,15 @@ func TestVIPEcho(t *testing.T) {
 	var after engine.Stats
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		after = stats(t, l)
-		if after.Events["echo_reply"]-before.Events["echo_reply"] >= 2*pings && after.Drops["echo_disabled"]-before.Drops["echo_disabled"] >= 2*pings || time.Now().After(deadline) {
+		if eventsOf(after)["echo_reply"]-eventsOf(before)["echo_reply"] >= 2*pings && dropsOf(after)["echo_disabled"]-dropsOf(before)["echo_disabled"] >= 2*pings || time.Now().After(deadline) {
 			break
 		}
 	}
-	if n := after.Events["echo_reply"] - before.Events["echo_reply"]; n != 2*pings {
+	if n := eventsOf(after)["echo_reply"] - eventsOf(before)["echo_reply"]; n != 2*pings {
 		t.Errorf("echo_reply grew by %d, want %d", n, 2*pings)
 	}
-	if n := after.Drops["echo_disabled"] - before.Drops["echo_disabled"]; n != 2*pings {
-		t.Errorf("echo_disabled drops grew by %d, want %d (drops %v)", n, 2*pings, after.Drops)
+	if n := dropsOf(after)["echo_disabled"] - dropsOf(before)["echo_disabled"]; n != 2*pings {
+		t.Errorf("echo_disabled drops grew by %d, want %d (drops %v)", n, 2*pings, dropsDelta(before, after))
 	}
 	replies := map[netip.Addr]int{}
 	var mu sync.Mutex
@@ -794,12 +839,12 @@ func TestVIPEcho(t *testing.T) {
 	}
 }
 
-// TestFragmentPolicy: fragments to a VIP address, first (MF, offset 0, with
+// fragmentPolicy: fragments to a VIP address, first (MF, offset 0, with
 // ports) and later ones, are dropped and counted as "fragment" under
 // fragments = "drop" (the default), and handed to the balancer's kernel,
-// never to a worker, under fragments = "pass"; for IPv4 and IPv6.
-func TestFragmentPolicy(t *testing.T) {
-	l := startProtoLab(t)
+// never to a worker (nor forwarded by the native program), under
+// fragments = "pass"; for IPv4 and IPv6.
+func fragmentPolicy(t *testing.T, l *lbLab) {
 	syn := func(src, dst netip.Addr) []byte {
 		return l4(t, src, dst, &layers.TCP{SrcPort: 40001, DstPort: 80, SYN: true, Seq: 1, Window: 1024}, gopacket.Payload("first fragment"))
 	}
@@ -828,12 +873,12 @@ func TestFragmentPolicy(t *testing.T) {
 			var after engine.Stats
 			for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 				after = stats(t, l)
-				if after.Steer.Seen-before.Steer.Seen >= 2 && (v.fragPass || after.Drops["fragment"]-before.Drops["fragment"] >= 2) || time.Now().After(deadline) {
+				if steerOf(after).Seen-steerOf(before).Seen >= 2 && (v.fragPass || dropsOf(after)["fragment"]-dropsOf(before)["fragment"] >= 2) || time.Now().After(deadline) {
 					break
 				}
 			}
-			st, d := subSteer(after.Steer, before.Steer), tallyOf(after).minus(tallyOf(before))
-			drops := after.Drops["fragment"] - before.Drops["fragment"]
+			st, d := subSteer(steerOf(after), steerOf(before)), tallyOf(after).minus(tallyOf(before))
+			drops := dropsOf(after)["fragment"] - dropsOf(before)["fragment"]
 			if v.fragPass && (st.Passed < 2 || st.Redirected != 0 || d.rx != 0 || drops != 0) ||
 				!v.fragPass && (st.Redirected != 2 || drops != 2 || d.tx != 0) {
 				t.Errorf("fragments to %s (pass %t): steering %+v, worker %s", v.addr, v.fragPass, st, workerDelta(before, after))
@@ -871,16 +916,27 @@ func fixLengths(frame []byte, l3 int) []byte {
 	return b
 }
 
-// tally is what the balancer did with frames, from its counters.
+// tally is what the balancer did with frames, from its counters, the same
+// in both modes: in native mode the lb program is steering and worker in
+// one (it "redirects" and "receives" every frame it neither passes nor
+// finds malformed, and sends what it forwards or answers).
 type tally struct {
-	bad        uint64 // counted as not forwardable: steering malformed plus every worker drop
+	bad        uint64 // counted as not forwardable: malformed plus every drop
 	redirected uint64 // steered into the AF_XDP sockets
 	rx, tx     uint64 // received and sent by the workers
 	fragNeeded uint64 // answers to packets too big, each also a too_big drop
 }
 
 func tallyOf(st engine.Stats) tally {
-	t := tally{bad: counted(st), redirected: st.Steer.Redirected, fragNeeded: st.Events["frag_needed_sent"]}
+	t := tally{redirected: steerOf(st).Redirected, fragNeeded: eventsOf(st)["frag_needed_sent"]}
+	t.bad = steerOf(st).Malformed
+	for _, n := range dropsOf(st) {
+		t.bad += n
+	}
+	if n := st.Native; n != nil {
+		t.rx, t.tx = t.redirected, n.Forwarded+n.EchoReplies+n.FragNeeded
+		return t
+	}
 	for _, q := range st.Queues {
 		t.rx += q.RxPackets
 		t.tx += q.TxPackets
@@ -888,12 +944,53 @@ func tallyOf(st engine.Stats) tally {
 	return t
 }
 
+// steerOf is the steering counters of st; in native mode the lb program's
+// counters in their terms.
+func steerOf(st engine.Stats) bpf.SteerCounters {
+	if n := st.Native; n != nil {
+		return bpf.SteerCounters{Seen: n.Seen, Redirected: n.Seen - n.Passed - n.Malformed, Passed: n.Passed, Malformed: n.Malformed}
+	}
+	return st.Steer
+}
+
+// dropsOf is the drops by reason, of the workers or of the lb program
+// (which names them as the workers do).
+func dropsOf(st engine.Stats) map[string]uint64 {
+	if n := st.Native; n != nil {
+		return n.Drops
+	}
+	return st.Drops
+}
+
+// eventsOf is the workers' events, or the lb program's counters of the
+// same events.
+func eventsOf(st engine.Stats) map[string]uint64 {
+	if n := st.Native; n != nil {
+		return map[string]uint64{"frag_needed_sent": n.FragNeeded, "echo_reply": n.EchoReplies, "icmp_error_forwarded": n.ICMPErrors}
+	}
+	return st.Events
+}
+
+// newFlowsOf counts the frames whose backend was picked from a Maglev
+// table: flow table inserts of the workers, the lb program's forwarded
+// frames that missed its flow table.
+func newFlowsOf(st engine.Stats) uint64 {
+	if n := st.Native; n != nil {
+		return n.Forwarded - n.FlowHits
+	}
+	var sum uint64
+	for _, q := range st.Queues {
+		sum += q.Flows.Inserts
+	}
+	return sum
+}
+
 // minus is the growth from b to t.
 func (t tally) minus(b tally) tally {
 	return tally{t.bad - b.bad, t.redirected - b.redirected, t.rx - b.rx, t.tx - b.tx, t.fragNeeded - b.fragNeeded}
 }
 
-// TestMalformedFramesIPv6: every truncation of every header of IPv6 frames
+// malformedFramesIPv6: every truncation of every header of IPv6 frames
 // (Ethernet, VLAN, IPv6, hop-by-hop and destination options, TCP, UDP,
 // ICMPv6 and the packet an ICMPv6 error quotes), with the IP length left
 // or fixed, wrong lengths and unsupported headers, plus the ICMP inner
@@ -901,8 +998,7 @@ func (t tally) minus(b tally) tally {
 // worker drop reason); then 400 random and bit-flipped frames leave every
 // frame the worker received accounted for, xlb running and connections over
 // both families working.
-func TestMalformedFramesIPv6(t *testing.T) {
-	l := startProtoLab(t)
+func malformedFramesIPv6(t *testing.T, l *lbLab) {
 	c6, v6 := protoClient6.Addr(), vipIP6IP6.addr
 	c4, v4 := labClient.Addr(), vipIPIP4.addr
 	ext := func(next uint8) []byte { return []byte{next, 0, 1, 4, 0, 0, 0, 0} } // 8 bytes: PadN
@@ -1019,7 +1115,7 @@ func TestMalformedFramesIPv6(t *testing.T) {
 	d := tallyOf(after).minus(tallyOf(before))
 	if d.bad != uint64(len(frames)) {
 		t.Errorf("%d unforwardable frames sent, %d counted (steering malformed +%d, redirected +%d, worker rx +%d, drops %v)",
-			len(frames), d.bad, after.Steer.Malformed-before.Steer.Malformed, d.redirected, d.rx, dropsDelta(before, after))
+			len(frames), d.bad, steerOf(after).Malformed-steerOf(before).Malformed, d.redirected, d.rx, dropsDelta(before, after))
 	}
 	if d.tx != 0 {
 		t.Errorf("%d of the unforwardable frames were transmitted", d.tx)
@@ -1037,7 +1133,7 @@ func TestMalformedFramesIPv6(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d frames: steering malformed +%d, worker drops %v", len(frames), after.Steer.Malformed-before.Steer.Malformed, dropsDelta(before, after))
+	t.Logf("%d frames: steering malformed +%d, worker drops %v", len(frames), steerOf(after).Malformed-steerOf(before).Malformed, dropsDelta(before, after))
 	xlbAlive(t, l)
 
 	// Random and bit-flipped frames: their fate is unknown, but every one
@@ -1079,7 +1175,7 @@ func TestMalformedFramesIPv6(t *testing.T) {
 			t.Fatal(err)
 		}
 		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			if st := stats(t, l); st.Steer.Seen-b2.Steer.Seen >= uint64(i+chunk) || time.Now().After(deadline) {
+			if st := stats(t, l); steerOf(st).Seen-steerOf(b2).Seen >= uint64(i+chunk) || time.Now().After(deadline) {
 				break
 			}
 		}
@@ -1092,7 +1188,7 @@ func TestMalformedFramesIPv6(t *testing.T) {
 	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		a2 = stats(t, l)
 		d := tallyOf(a2).minus(tallyOf(b2))
-		workerDrops := int64(d.bad) - int64(a2.Steer.Malformed-b2.Steer.Malformed)
+		workerDrops := int64(d.bad) - int64(steerOf(a2).Malformed-steerOf(b2).Malformed)
 		unaccounted = int64(d.rx) - (int64(d.tx) + workerDrops - int64(d.fragNeeded))
 		lost = int64(d.redirected) - int64(d.rx)
 		if unaccounted == 0 && lost == 0 || time.Now().After(deadline) {
@@ -1103,7 +1199,7 @@ func TestMalformedFramesIPv6(t *testing.T) {
 		t.Errorf("after %d random frames: %d frames received by the worker neither sent nor counted, %d redirected but not received (before %s, after %s)",
 			len(random), unaccounted, lost, queueSummary(b2), queueSummary(a2))
 	}
-	t.Logf("%d random frames: steering %+v -> %+v, worker drops %v, events %v", len(random), b2.Steer, a2.Steer, dropsDelta(b2, a2), a2.Events)
+	t.Logf("%d random frames: steering %+v -> %+v, worker drops %v, events %v", len(random), steerOf(b2), steerOf(a2), dropsDelta(b2, a2), eventsOf(a2))
 	xlbAlive(t, l)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -1133,7 +1229,7 @@ func frameFate(t *testing.T, l *lbLab, frame []byte) string {
 			break
 		}
 	}
-	return fmt.Sprintf("steering %+v, worker %s", subSteer(a.Steer, b.Steer), workerDelta(b, a))
+	return fmt.Sprintf("steering %+v, worker %s", subSteer(steerOf(a), steerOf(b)), workerDelta(b, a))
 }
 
 func subSteer(a, b bpf.SteerCounters) bpf.SteerCounters {
@@ -1141,27 +1237,31 @@ func subSteer(a, b bpf.SteerCounters) bpf.SteerCounters {
 }
 
 func workerDelta(b, a engine.Stats) string {
-	qa, qb := a.Queues[0], b.Queues[0]
+	d := tallyOf(a).minus(tallyOf(b))
 	ev := map[string]uint64{}
-	for k, v := range qa.Events {
-		if v != qb.Events[k] {
-			ev[k] = v - qb.Events[k]
+	for k, v := range eventsOf(a) {
+		if v != eventsOf(b)[k] {
+			ev[k] = v - eventsOf(b)[k]
 		}
 	}
-	return fmt.Sprintf("rx +%d tx +%d drops %v events %v", qa.RxPackets-qb.RxPackets, qa.TxPackets-qb.TxPackets, dropsDelta(b, a), ev)
+	return fmt.Sprintf("rx +%d tx +%d drops %v events %v", d.rx, d.tx, dropsDelta(b, a), ev)
 }
 
 func dropsDelta(a, b engine.Stats) map[string]uint64 {
 	d := map[string]uint64{}
-	for k, v := range b.Drops {
-		if v != a.Drops[k] {
-			d[k] = v - a.Drops[k]
+	for k, v := range dropsOf(b) {
+		if v != dropsOf(a)[k] {
+			d[k] = v - dropsOf(a)[k]
 		}
 	}
 	return d
 }
 
 func queueSummary(st engine.Stats) string {
-	q := st.Queues[0]
-	return fmt.Sprintf("rx %d tx %d drops %d events %v redirected %d socket %+v", q.RxPackets, q.TxPackets, counted(st)-st.Steer.Malformed, q.Events, st.Steer.Redirected, q.Socket)
+	t := tallyOf(st)
+	s := fmt.Sprintf("rx %d tx %d drops %d events %v redirected %d", t.rx, t.tx, t.bad-steerOf(st).Malformed, eventsOf(st), t.redirected)
+	if len(st.Queues) > 0 {
+		s += fmt.Sprintf(" socket %+v", st.Queues[0].Socket)
+	}
+	return s
 }
