@@ -97,6 +97,7 @@ type Forwarder struct {
 	flows  *flowtable.Table[flowtable.Key4]
 	flows6 *flowtable.Table[flowtable.Key6]
 	now    uint32                  // coarse clock (ms) for the flow tables, set once per batch
+	clock  time.Duration           // the same batch clock in ns, for handshake RTTs
 	seen   *Plan                   // the plan whose timeouts the flow tables have
 	worker int                     // slot in the per-backend counters
 	srcMAC [6]byte                 // the interface's MAC
@@ -108,6 +109,8 @@ type Forwarder struct {
 	// no division; refilled per batch from the batch clock.
 	icmpTokens uint64
 	icmpLast   time.Duration
+	// handshakes holds the SYN times of handshakes in flight (see rtt.go).
+	handshakes *[handshakeSlots]handshakeSlot
 }
 
 // NewForwarder returns the per-packet state for worker number worker, with
@@ -123,7 +126,7 @@ func NewForwarder(worker int, srcMAC [6]byte, mtu int, flows flowtable.Config) (
 	if err != nil {
 		return nil, fmt.Errorf("datapath: worker %d: %w", worker, err)
 	}
-	return &Forwarder{flows: t4, flows6: t6, worker: worker, srcMAC: srcMAC, mtu: mtu}, nil
+	return &Forwarder{flows: t4, flows6: t6, worker: worker, srcMAC: srcMAC, mtu: mtu, handshakes: new([handshakeSlots]handshakeSlot)}, nil
 }
 
 // sweepPerBatch is how many flow table buckets each batch reclaims idle
@@ -137,6 +140,7 @@ const sweepPerBatch = 8
 // before the batch's Forward calls, with the plan they use.
 func (f *Forwarder) BeginBatch(p *Plan, now time.Duration) {
 	f.now = uint32(now / time.Millisecond)
+	f.clock = max(now, 1) // 0 marks a free handshake slot
 	f.flows.Sweep(f.now, sweepPerBatch)
 	f.flows6.Sweep(f.now, sweepPerBatch)
 	r := p.icmpRate
@@ -335,21 +339,27 @@ func (f *Forwarder) echo(p *Plan, buf []byte, off, n int, fl *packet.Flow, k vip
 // stale choice. ICMP errors look the flow up but never create one.
 func pick4(f *Forwarder, p *Plan, v *vipState, fl *packet.Flow, pkt []byte, h uint32) *backendState {
 	k := flowtable.Key4{Src: fl.Src, Dst: fl.Dst, Ports: fl.Ports, Proto: fl.Proto}
-	return pick(f.flows, &k, f.now, p, v, fl, pkt, h)
+	return pick(f, f.flows, &k, p, v, fl, pkt, h)
 }
 
 func pick6(f *Forwarder, p *Plan, v *vipState, fl *packet.Flow, pkt []byte, h uint32) *backendState {
 	k := flowtable.Key6{Src: fl.Src6, Dst: fl.Dst6, Ports: fl.Ports, Proto: fl.Proto}
-	return pick(f.flows6, &k, f.now, p, v, fl, pkt, h)
+	return pick(f, f.flows6, &k, p, v, fl, pkt, h)
 }
 
-func pick[K flowtable.Key](t *flowtable.Table[K], k *K, now uint32, p *Plan, v *vipState, fl *packet.Flow, pkt []byte, h uint32) *backendState {
+func pick[K flowtable.Key](f *Forwarder, t *flowtable.Table[K], k *K, p *Plan, v *vipState, fl *packet.Flow, pkt []byte, h uint32) *backendState {
 	// SYN set, ACK clear; Parse guarantees the whole TCP header is there.
 	syn := fl.ICMP == packet.ICMPNone && fl.Proto == 6 && pkt[fl.L4Off+13]&0x12 == 0x02
 	if !syn {
-		if e, ok := t.Lookup(h, k, now); ok && e.VIP == v.id {
+		// An entry whose VIP ID carries handshakePending fails the first
+		// compare: only the first packet after a SYN takes the second.
+		if e, ok := t.Lookup(h, k, f.now); ok && (e.VIP == v.id || e.VIP == v.id|handshakePending) {
 			if x := IDIndex(e.Backend); int(x) < len(p.byID) {
 				if be := p.byID[x]; be != nil && be.id == e.Backend {
+					if e.VIP != v.id && fl.ICMP == packet.ICMPNone {
+						f.handshakeDone(h, be, pkt[fl.L4Off+13])
+						t.Upsert(h, k, f.now, flowtable.Entry{Backend: be.id, VIP: v.id})
+					}
 					return be
 				}
 			}
@@ -361,7 +371,12 @@ func pick[K flowtable.Key](t *flowtable.Table[K], k *K, now uint32, p *Plan, v *
 	}
 	be := &v.backends[bi]
 	if fl.ICMP == packet.ICMPNone {
-		t.Upsert(h, k, now, flowtable.Entry{Backend: be.id, VIP: v.id})
+		vip := v.id
+		if syn {
+			vip |= handshakePending
+			f.synSeen(h, be.id)
+		}
+		t.Upsert(h, k, f.now, flowtable.Entry{Backend: be.id, VIP: vip})
 	}
 	return be
 }

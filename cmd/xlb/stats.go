@@ -93,6 +93,9 @@ func printStats(w io.Writer, st engine.Stats) {
 				nh = "unresolved"
 			}
 			fmt.Fprintf(w, "  backend %-16s weight %-5d next_hop %-17s packets %d  bytes %d", b.Address, b.Weight, nh, b.Packets, b.Bytes)
+			if r := b.HandshakeRTT; r != nil && r.Count > 0 {
+				fmt.Fprintf(w, "  handshake_rtt p50 %s p99 %s (%d)", seconds(r.P50Seconds), seconds(r.P99Seconds), r.Count)
+			}
 			if b.Health != "" {
 				fmt.Fprintf(w, "  health %s since %s", b.Health, b.HealthSince)
 				if b.HealthError != "" {
@@ -126,6 +129,19 @@ func printSplice(w io.Writer, vips []proxy.VIPStats) {
 			}
 		}
 	}
+}
+
+// seconds prints a duration in seconds the way time.Duration does, to three
+// significant digits.
+func seconds(s float64) string {
+	d := time.Duration(s * float64(time.Second))
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond).String()
+	case d >= time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	}
+	return d.Round(10 * time.Nanosecond).String()
 }
 
 // printCounters prints every counter of a set (drop reasons, events), zeros
