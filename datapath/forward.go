@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xlbproject/xlb/capture"
 	"github.com/xlbproject/xlb/datapath/packet"
 	"github.com/xlbproject/xlb/flowtable"
 	"github.com/xlbproject/xlb/hash"
@@ -111,6 +112,17 @@ type Forwarder struct {
 	icmpLast   time.Duration
 	// handshakes holds the SYN times of handshakes in flight (see rtt.go).
 	handshakes *[handshakeSlots]handshakeSlot
+	// What became of the last frame, for a capture: the backend it was
+	// sent to (set on every forward: one store) and the last drop reason
+	// (set on the drop path only).
+	lastBackend *backendState
+	lastDrop    Drop
+}
+
+// drop counts a frame dropped for d.
+func (f *Forwarder) drop(d Drop) {
+	f.drops[d].Add(1)
+	f.lastDrop = d
 }
 
 // NewForwarder returns the per-packet state for worker number worker, with
@@ -182,6 +194,23 @@ func (f *Forwarder) icmpAllowed(p *Plan) bool {
 	return false
 }
 
+// verdict is what became of the frame Forward just took (ok is what it
+// returned), for a capture. The caller clears lastBackend before Forward.
+func (f *Forwarder) verdict(ok bool) capture.Verdict {
+	switch {
+	case !ok:
+		return capture.Verdict{Kind: capture.Dropped, Drop: uint8(f.lastDrop)}
+	case f.lastBackend == nil:
+		return capture.Verdict{Kind: capture.Answered}
+	}
+	be := f.lastBackend
+	v := capture.Verdict{Kind: capture.Forwarded, V4: !be.v6, Backend: be.addr6}
+	if !be.v6 {
+		copy(v.Backend[:], be.addr[:])
+	}
+	return v
+}
+
 // Drops is how many frames this forwarder dropped for reason d.
 func (f *Forwarder) Drops(d Drop) uint64 { return f.drops[d].Load() }
 
@@ -209,7 +238,7 @@ func (f *Forwarder) Forward(p *Plan, buf []byte, off, n int) (newOff, newLen int
 	var fl packet.Flow
 	pkt := buf[off : off+n]
 	if r := packet.Parse(pkt, &fl); r != packet.OK {
-		f.drops[r].Add(1)
+		f.drop(Drop(r))
 		return 0, 0, false
 	}
 	var k vipKey
@@ -223,7 +252,7 @@ func (f *Forwarder) Forward(p *Plan, buf []byte, off, n int) (newOff, newLen int
 	}
 	vi := p.index.lookup(k)
 	if vi < 0 {
-		f.drops[DropNoVIP].Add(1)
+		f.drop(DropNoVIP)
 		return 0, 0, false
 	}
 	v := &p.vips[vi]
@@ -237,11 +266,11 @@ func (f *Forwarder) Forward(p *Plan, buf []byte, off, n int) (newOff, newLen int
 		be = pick6(f, p, v, &fl, pkt, h)
 	}
 	if be == nil {
-		f.drops[DropNoBackend].Add(1)
+		f.drop(DropNoBackend)
 		return 0, 0, false
 	}
 	if !be.resolved {
-		f.drops[DropNoNeighbor].Add(1)
+		f.drop(DropNoNeighbor)
 		return 0, 0, false
 	}
 	newOff, newLen, ok, overhead := f.encap(p, v, be, buf, off, n, &fl, h)
@@ -249,7 +278,7 @@ func (f *Forwarder) Forward(p *Plan, buf []byte, off, n int) (newOff, newLen int
 		return 0, 0, false // counted by encap
 	}
 	if !ok {
-		f.drops[DropTooBig].Add(1)
+		f.drop(DropTooBig)
 		// Tell the client, so its path-MTU discovery shrinks the packets
 		// (IPv4 only when DF forbids fragmenting; IPv6 never fragments in
 		// flight). ICMP errors themselves never get one.
@@ -264,6 +293,7 @@ func (f *Forwarder) Forward(p *Plan, buf []byte, off, n int) (newOff, newLen int
 	if fl.ICMP == packet.ICMPError {
 		f.events[EventICMPError].Add(1)
 	}
+	f.lastBackend = be
 	c := &be.counters.slots[f.worker]
 	c.packets.Add(1)
 	c.bytes.Add(uint64(n))
@@ -279,7 +309,7 @@ func (f *Forwarder) encap(p *Plan, v *vipState, be *backendState, buf []byte, of
 		newOff, newLen, ok = packet.RewriteDSR(buf, off, n, fl, f.srcMAC, be.mac)
 		return newOff, newLen, ok, 0
 	case !be.v6 && p.src == [4]byte{}, be.v6 && p.src6 == [16]byte{}:
-		f.drops[DropNoSource].Add(1)
+		f.drop(DropNoSource)
 		return 0, 0, false, -1
 	}
 	need := packet.IPIPOverhead
@@ -292,7 +322,7 @@ func (f *Forwarder) encap(p *Plan, v *vipState, be *backendState, buf []byte, of
 		need = packet.IPIP6Overhead
 	}
 	if off < need {
-		f.drops[DropNoHeadroom].Add(1)
+		f.drop(DropNoHeadroom)
 		return 0, 0, false, -1
 	}
 	switch {
@@ -315,17 +345,17 @@ func (f *Forwarder) echo(p *Plan, buf []byte, off, n int, fl *packet.Flow, k vip
 	vi := p.index.lookupAddr(k)
 	switch {
 	case vi < 0:
-		f.drops[DropNoVIP].Add(1)
+		f.drop(DropNoVIP)
 		return 0, 0, false
 	case !p.vips[vi].icmpEcho:
-		f.drops[DropEchoDisabled].Add(1)
+		f.drop(DropEchoDisabled)
 		return 0, 0, false
 	case !f.icmpAllowed(p):
-		f.drops[DropEchoRateLimited].Add(1)
+		f.drop(DropEchoRateLimited)
 		return 0, 0, false
 	}
 	if newOff, newLen, ok = packet.EchoReply(buf, off, n, fl); !ok {
-		f.drops[packet.UnsupportedICMP].Add(1)
+		f.drop(Drop(packet.UnsupportedICMP))
 		return 0, 0, false
 	}
 	f.events[EventEchoReply].Add(1)
