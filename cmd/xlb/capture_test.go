@@ -146,6 +146,10 @@ func TestCapture(t *testing.T) {
 		t.Errorf("%d frames lost with a reader that keeps up", lost)
 	}
 	frames := readPcapng(t, tshark, file)
+	if out, err := exec.CommandContext(ctx, tshark, "-r", file, "-c", "4", "-T", "fields", "-e", "frame.number", "-e", "frame.interface_name",
+		"-e", "frame.packet_flags_direction", "-e", "ip.src", "-e", "ip.dst", "-e", "_ws.col.Info", "-e", "frame.comment").Output(); err == nil {
+		t.Logf("%s (%s): tshark -r, first frames:\n%s", file, c.stderr.String(), out)
+	}
 	if len(frames) != captured {
 		t.Errorf("tshark reads %d frames, xlb capture reported %d", len(frames), captured)
 	}

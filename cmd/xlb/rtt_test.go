@@ -38,6 +38,7 @@ func TestHandshakeRTT(t *testing.T) {
 		}
 	}
 	out := runXLB(t, l.lb, "stats", "--socket", l.socketPath())
+	t.Logf("xlb stats:\n%s", out)
 	if n := len(regexp.MustCompile(`handshake_rtt p50 \S+ p99 \S+ \(\d+\)`).FindAllString(out, -1)); n != len(l.backends) {
 		t.Errorf("xlb stats shows %d handshake RTT lines, want %d:\n%s", n, len(l.backends), out)
 	}
