@@ -128,7 +128,8 @@ func readPcapng(t *testing.T, tshark, file string) []tsharkFrame {
 // tshark reads: every frame to the VIP as received (one IPv4 header, TCP to
 // port 80) and as sent (IPIP from the balancer to the backend the comment
 // names, around the same TCP segment), as many sent as received, a SYN per
-// connection; --count stops by itself; and `-w -` streams to a pipe.
+// connection; --backend keeps one backend's frames; --count stops by
+// itself; and `xlb capture -w - | tshark -r -` works.
 func TestCapture(t *testing.T) {
 	l := startLab(t, []int{1, 1, 1})
 	tshark := testenv.Tool(t, "tshark")
@@ -196,19 +197,47 @@ func TestCapture(t *testing.T) {
 		t.Errorf("received %d, sent %d, SYNs %d (want %d), backends %d (want %d)", rx, tx, syns, conns, len(perBackend), len(labBackends))
 	}
 
-	// --count stops by itself; -w - writes the file to standard output.
-	var out bytes.Buffer
-	c = startCapture(t, l, &out, "--count", "10", "--direction", "rx", "-w", "-")
+	// --backend keeps only what went to that backend.
+	be := labBackends[0].Addr().String()
+	file = filepath.Join(t.TempDir(), "backend.pcapng")
+	c = startCapture(t, l, io.Discard, "--backend", be, "--direction", "tx", "-w", file)
+	if _, failed := sendRequests(ctx, l, 15, 3); failed > 0 {
+		t.Fatalf("%d of 15 connections failed", failed)
+	}
+	c.stop(t)
+	frames = readPcapng(t, tshark, file)
+	for i, f := range frames {
+		if dir, _ := strconv.ParseUint(f.dir, 0, 32); dir&3 != 2 || len(f.dsts) != 2 || f.dsts[0] != be {
+			t.Errorf("--backend %s --direction tx: frame %d is %+v", be, i, f)
+		}
+	}
+	if len(frames) == 0 {
+		t.Errorf("--backend %s: no frames in 15 connections", be)
+	}
+
+	// --count stops by itself; -w - streams to tshark reading a pipe, as
+	// in xlb capture -w - | tshark -r -.
+	tsh := exec.CommandContext(ctx, tshark, "-r", "-", "-T", "fields", "-e", "frame.number")
+	var tout, terr bytes.Buffer
+	tsh.Stdout, tsh.Stderr = &tout, &terr
+	pipe, err := tsh.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tsh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c = startCapture(t, l, pipe, "--count", "10", "--direction", "rx", "-w", "-")
 	go sendRequests(ctx, l, 10, 1)
 	if captured, _ := c.wait(t); captured != 10 {
 		t.Errorf("--count 10 captured %d", captured)
 	}
-	piped := filepath.Join(t.TempDir(), "piped.pcapng")
-	if err := os.WriteFile(piped, out.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
+	pipe.Close()
+	if err := tsh.Wait(); err != nil {
+		t.Fatalf("tshark -r -: %v: %s", err, terr.String())
 	}
-	if frames := readPcapng(t, tshark, piped); len(frames) != 10 {
-		t.Errorf("-w - wrote %d frames, want 10", len(frames))
+	if n := strings.Count(tout.String(), "\n"); n != 10 {
+		t.Errorf("tshark -r - read %d frames from xlb capture -w -, want 10:\n%s", n, tout.String())
 	}
 }
 
