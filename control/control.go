@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -34,6 +36,18 @@ type Response struct {
 // ends when the server closes; a handler is never cut off by a timeout of
 // the server's own, since its caller waits for its answer.
 type Handler func(ctx context.Context, args json.RawMessage) (any, error)
+
+// Streamer is a handler result that goes on after its answer: the server
+// sends the Streamer itself, JSON-encoded, as the answer's result, then
+// calls Stream with the connection, and closes the connection when Stream
+// returns. ctx ends when the client closes its writing half (Stream.Stop),
+// goes away, or the server closes: Stream should then finish what it
+// sends and return. Each write to w must complete within 30 s, so a client
+// that stops reading ends the stream instead of holding it; a failed write
+// may have been partial, so Stream must write nothing after one.
+type Streamer interface {
+	Stream(ctx context.Context, w io.Writer) error
+}
 
 var (
 	// ErrInUse is returned by Listen when another instance answers on the
@@ -318,6 +332,39 @@ func (s *Server) handle(conn *net.UnixConn) {
 		return
 	}
 	reply(Response{Result: raw})
+	if st, ok := v.(Streamer); ok {
+		s.stream(conn, req.Command, st)
+	}
+}
+
+// stream runs st on conn until it returns. Reading the connection is how
+// the server learns that the client wants the stream to end: a client
+// sends nothing after its request, so whatever the read returns (EOF after
+// a half-close, an error after a reset) ends st's context.
+func (s *Server) stream(conn *net.UnixConn, command string, st Streamer) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	go func() {
+		defer cancel()
+		var b [1]byte
+		_, _ = conn.Read(b[:])
+	}()
+	if err := st.Stream(ctx, deadlineWriter{conn}); err != nil {
+		s.log.Warn("control socket: stream ended", "command", command, "err", err)
+	}
+}
+
+// streamTimeout bounds each write of a stream: longer than ioTimeout, since
+// a reader of a stream (tshark on a busy machine) may pause, but a client
+// that stopped reading for good must not hold a stream forever.
+const streamTimeout = 30 * time.Second
+
+// deadlineWriter bounds every write of a stream by streamTimeout.
+type deadlineWriter struct{ conn *net.UnixConn }
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	_ = w.conn.SetWriteDeadline(time.Now().Add(streamTimeout))
+	return w.conn.Write(p)
 }
 
 // decodeRequest reads one request of at most maxRequest bytes.
@@ -363,55 +410,137 @@ func checkPeer(conn *net.UnixConn) error {
 // ErrNotRunning (it never left), a *RemoteError (the server answered with
 // an error), ErrNoAnswer (ctx ended first: the server may still be at it).
 func Call(ctx context.Context, path, command string, args, out any) error {
+	conn, err := send(ctx, path, command, args)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var resp Response
+	if err := json.NewDecoder(io.LimitReader(conn, maxResponse)).Decode(&resp); err != nil {
+		return conn.ioErr("read "+command+" reply", err)
+	}
+	return resp.decode(command, out)
+}
+
+// Stream is the rest of a connection after a Streamer's answer.
+type Stream struct {
+	conn *net.UnixConn
+	r    *bufio.Reader
+}
+
+// Read reads the stream; it returns io.EOF when the server has ended it.
+func (s *Stream) Read(p []byte) (int, error) { return s.r.Read(p) }
+
+// Stop asks the server to end the stream; read on until io.EOF for what it
+// sends before it does.
+func (s *Stream) Stop() error { return s.conn.CloseWrite() }
+
+// Close drops the connection.
+func (s *Stream) Close() error { return s.conn.Close() }
+
+// maxStreamAnswer bounds the answer in front of a stream: a header.
+const maxStreamAnswer = 64 << 10
+
+// Open sends a command whose handler answers with a Streamer: it decodes the
+// answer into out, as Call does, and returns the stream that follows. ctx
+// bounds the wait for the answer only; the stream then runs until the
+// server ends it, or Stop or Close.
+func Open(ctx context.Context, path, command string, args, out any) (*Stream, error) {
+	conn, err := send(ctx, path, command, args)
+	if err != nil {
+		return nil, err
+	}
+	r := bufio.NewReaderSize(conn.UnixConn, maxStreamAnswer)
+	line, err := r.ReadSlice('\n')
+	if err == nil {
+		var resp Response
+		if err = json.Unmarshal(line, &resp); err != nil {
+			err = fmt.Errorf("control: decode %s reply: %w", command, err)
+		} else {
+			err = resp.decode(command, out)
+		}
+	} else {
+		err = conn.ioErr("read "+command+" reply", err)
+	}
+	conn.stop()
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return &Stream{conn: conn.UnixConn, r: r}, nil
+}
+
+// clientConn is a client's connection with its request sent.
+type clientConn struct {
+	*net.UnixConn
+	ctx     context.Context
+	stop    func() bool // detaches ctx from the connection
+	sendErr error
+}
+
+// send dials path and sends the request. ctx's end shows as a deadline on
+// the connection until stop.
+func send(ctx context.Context, path, command string, args any) (*clientConn, error) {
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", path)
+	nc, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
 		switch {
 		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
-			return fmt.Errorf("%w at %s", ErrNotRunning, path)
+			return nil, fmt.Errorf("%w at %s", ErrNotRunning, path)
 		case errors.Is(err, fs.ErrPermission):
-			return fmt.Errorf("control: connect %s: only root may use the control socket: %w", path, err)
+			return nil, fmt.Errorf("control: connect %s: only root may use the control socket: %w", path, err)
 		case ctx.Err() != nil:
-			return fmt.Errorf("control: connect %s: %w: %w", path, ErrNoAnswer, ctx.Err())
+			return nil, fmt.Errorf("control: connect %s: %w: %w", path, ErrNoAnswer, ctx.Err())
 		}
-		return fmt.Errorf("control: connect %s: %w", path, err)
+		return nil, fmt.Errorf("control: connect %s: %w", path, err)
 	}
-	defer conn.Close()
+	c := &clientConn{UnixConn: nc.(*net.UnixConn), ctx: ctx}
 	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
+		_ = c.SetDeadline(dl)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	// ctx's end shows as a deadline error on the connection: name it.
-	ioErr := func(what string, err error) error {
-		if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("control: %s: %w", what, ErrNoAnswer)
-		}
-		return fmt.Errorf("control: %s: %w", what, err)
-	}
+	c.stop = context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	req := Request{Command: command}
 	if args != nil {
 		if req.Args, err = json.Marshal(args); err != nil {
-			return fmt.Errorf("control: encode %s args: %w", command, err)
+			c.stop()
+			c.Close()
+			return nil, fmt.Errorf("control: encode %s args: %w", command, err)
 		}
 	}
 	// A server that refuses the peer answers before reading the request
 	// and closes, so the send may fail: its answer is still to be read.
-	sendErr := json.NewEncoder(conn).Encode(req)
-	var resp Response
-	if err := json.NewDecoder(io.LimitReader(conn, maxResponse)).Decode(&resp); err != nil {
-		if sendErr != nil {
-			return ioErr("send "+command, sendErr)
-		}
-		return ioErr("read "+command+" reply", err)
+	c.sendErr = json.NewEncoder(c).Encode(req)
+	return c, nil
+}
+
+// Close detaches ctx and closes the connection.
+func (c *clientConn) Close() error {
+	c.stop()
+	return c.UnixConn.Close()
+}
+
+// ioErr names what failed reading the answer: ctx's end shows as a
+// deadline error on the connection, and a failed send explains a missing
+// answer better than the read does.
+func (c *clientConn) ioErr(what string, err error) error {
+	if c.sendErr != nil {
+		what, err = "send "+strings.TrimPrefix(strings.TrimSuffix(what, " reply"), "read "), c.sendErr
 	}
-	if resp.Error != "" {
-		return &RemoteError{Command: command, Message: resp.Error}
+	if c.ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("control: %s: %w", what, ErrNoAnswer)
+	}
+	return fmt.Errorf("control: %s: %w", what, err)
+}
+
+func (r *Response) decode(command string, out any) error {
+	if r.Error != "" {
+		return &RemoteError{Command: command, Message: r.Error}
 	}
 	if out == nil {
 		return nil
 	}
-	if err := json.Unmarshal(resp.Result, out); err != nil {
+	if err := json.Unmarshal(r.Result, out); err != nil {
 		return fmt.Errorf("control: decode %s reply: %w", command, err)
 	}
 	return nil

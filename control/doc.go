@@ -32,6 +32,18 @@
 // again (5 s), so a client that stalls costs a goroutine for seconds, not
 // forever. A handler's context ends only when the server closes.
 //
+// Streams. A handler may answer with a Streamer (`xlb capture` does): the
+// answer line is then its header, and the same connection goes on carrying
+// whatever Stream writes, in the handler's own framing, until Stream
+// returns and the server closes. The client ends a stream by closing its
+// writing half (Stream.Stop), which the server sees as EOF on its read
+// side and turns into the end of Stream's context, so the handler can send
+// a last summary; each write is bounded (30 s: a reader such as tshark may
+// pause), so a client that stops reading ends the stream rather than
+// holding it. One request, one
+// connection still holds: a stream is one long answer, never a second
+// request.
+//
 // Call waits as long as its context allows. Its errors say what happened to
 // the request, so that a command never claims more than it knows:
 // ErrNotRunning (nothing listens: the request never left), *RemoteError (the

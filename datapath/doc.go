@@ -44,6 +44,15 @@
 //     packet-too-big) take tokens from a per-forwarder bucket refilled in
 //     BeginBatch from the batch clock (PlanSpec.ICMPRate); when it is empty
 //     they are withheld and counted.
+//   - Per backend, each worker keeps a histogram of TCP handshake RTTs
+//     (a client's SYN to its first ACK, on the batch clock): the SYN's
+//     flow entry carries a pending bit in its VIP ID and its time sits in
+//     a side table, so established flows pay nothing (rtt.go).
+//   - Capture: a worker loads its capture ring pointer once per batch; nil
+//     (no capture) takes the usual loop. With a ring, each frame its filter
+//     matches is copied in as received (before Forward rewrites it) and as
+//     sent, with the backend or drop reason Forward left behind; a full
+//     ring loses the copy and counts it, never the frame (package capture).
 //   - A worker's loop returns only when halted or on an error; Done and Err
 //     let the control plane notice a worker that died.
 //   - With spin the loop never sleeps in poll(2), but it still polls

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xlbproject/xlb/capture"
 	"github.com/xlbproject/xlb/datapath/packet"
 	"github.com/xlbproject/xlb/flowtable"
 	"github.com/xlbproject/xlb/hash"
@@ -97,6 +98,7 @@ type Forwarder struct {
 	flows  *flowtable.Table[flowtable.Key4]
 	flows6 *flowtable.Table[flowtable.Key6]
 	now    uint32                  // coarse clock (ms) for the flow tables, set once per batch
+	clock  time.Duration           // the same batch clock in ns, for handshake RTTs
 	seen   *Plan                   // the plan whose timeouts the flow tables have
 	worker int                     // slot in the per-backend counters
 	srcMAC [6]byte                 // the interface's MAC
@@ -108,6 +110,19 @@ type Forwarder struct {
 	// no division; refilled per batch from the batch clock.
 	icmpTokens uint64
 	icmpLast   time.Duration
+	// handshakes holds the SYN times of handshakes in flight (see rtt.go).
+	handshakes *[handshakeSlots]handshakeSlot
+	// What became of the last frame, for a capture: the backend it was
+	// sent to (set on every forward: one store) and the last drop reason
+	// (set on the drop path only).
+	lastBackend *backendState
+	lastDrop    Drop
+}
+
+// drop counts a frame dropped for d.
+func (f *Forwarder) drop(d Drop) {
+	f.drops[d].Add(1)
+	f.lastDrop = d
 }
 
 // NewForwarder returns the per-packet state for worker number worker, with
@@ -123,7 +138,7 @@ func NewForwarder(worker int, srcMAC [6]byte, mtu int, flows flowtable.Config) (
 	if err != nil {
 		return nil, fmt.Errorf("datapath: worker %d: %w", worker, err)
 	}
-	return &Forwarder{flows: t4, flows6: t6, worker: worker, srcMAC: srcMAC, mtu: mtu}, nil
+	return &Forwarder{flows: t4, flows6: t6, worker: worker, srcMAC: srcMAC, mtu: mtu, handshakes: new([handshakeSlots]handshakeSlot)}, nil
 }
 
 // sweepPerBatch is how many flow table buckets each batch reclaims idle
@@ -137,6 +152,7 @@ const sweepPerBatch = 8
 // before the batch's Forward calls, with the plan they use.
 func (f *Forwarder) BeginBatch(p *Plan, now time.Duration) {
 	f.now = uint32(now / time.Millisecond)
+	f.clock = max(now, 1) // 0 marks a free handshake slot
 	f.flows.Sweep(f.now, sweepPerBatch)
 	f.flows6.Sweep(f.now, sweepPerBatch)
 	r := p.icmpRate
@@ -178,6 +194,23 @@ func (f *Forwarder) icmpAllowed(p *Plan) bool {
 	return false
 }
 
+// verdict is what became of the frame Forward just took (ok is what it
+// returned), for a capture. The caller clears lastBackend before Forward.
+func (f *Forwarder) verdict(ok bool) capture.Verdict {
+	switch {
+	case !ok:
+		return capture.Verdict{Kind: capture.Dropped, Drop: uint8(f.lastDrop)}
+	case f.lastBackend == nil:
+		return capture.Verdict{Kind: capture.Answered}
+	}
+	be := f.lastBackend
+	v := capture.Verdict{Kind: capture.Forwarded, V4: !be.v6, Backend: be.addr6}
+	if !be.v6 {
+		copy(v.Backend[:], be.addr[:])
+	}
+	return v
+}
+
 // Drops is how many frames this forwarder dropped for reason d.
 func (f *Forwarder) Drops(d Drop) uint64 { return f.drops[d].Load() }
 
@@ -205,7 +238,7 @@ func (f *Forwarder) Forward(p *Plan, buf []byte, off, n int) (newOff, newLen int
 	var fl packet.Flow
 	pkt := buf[off : off+n]
 	if r := packet.Parse(pkt, &fl); r != packet.OK {
-		f.drops[r].Add(1)
+		f.drop(Drop(r))
 		return 0, 0, false
 	}
 	var k vipKey
@@ -219,7 +252,7 @@ func (f *Forwarder) Forward(p *Plan, buf []byte, off, n int) (newOff, newLen int
 	}
 	vi := p.index.lookup(k)
 	if vi < 0 {
-		f.drops[DropNoVIP].Add(1)
+		f.drop(DropNoVIP)
 		return 0, 0, false
 	}
 	v := &p.vips[vi]
@@ -233,11 +266,11 @@ func (f *Forwarder) Forward(p *Plan, buf []byte, off, n int) (newOff, newLen int
 		be = pick6(f, p, v, &fl, pkt, h)
 	}
 	if be == nil {
-		f.drops[DropNoBackend].Add(1)
+		f.drop(DropNoBackend)
 		return 0, 0, false
 	}
 	if !be.resolved {
-		f.drops[DropNoNeighbor].Add(1)
+		f.drop(DropNoNeighbor)
 		return 0, 0, false
 	}
 	newOff, newLen, ok, overhead := f.encap(p, v, be, buf, off, n, &fl, h)
@@ -245,7 +278,7 @@ func (f *Forwarder) Forward(p *Plan, buf []byte, off, n int) (newOff, newLen int
 		return 0, 0, false // counted by encap
 	}
 	if !ok {
-		f.drops[DropTooBig].Add(1)
+		f.drop(DropTooBig)
 		// Tell the client, so its path-MTU discovery shrinks the packets
 		// (IPv4 only when DF forbids fragmenting; IPv6 never fragments in
 		// flight). ICMP errors themselves never get one.
@@ -260,6 +293,7 @@ func (f *Forwarder) Forward(p *Plan, buf []byte, off, n int) (newOff, newLen int
 	if fl.ICMP == packet.ICMPError {
 		f.events[EventICMPError].Add(1)
 	}
+	f.lastBackend = be
 	c := &be.counters.slots[f.worker]
 	c.packets.Add(1)
 	c.bytes.Add(uint64(n))
@@ -275,7 +309,7 @@ func (f *Forwarder) encap(p *Plan, v *vipState, be *backendState, buf []byte, of
 		newOff, newLen, ok = packet.RewriteDSR(buf, off, n, fl, f.srcMAC, be.mac)
 		return newOff, newLen, ok, 0
 	case !be.v6 && p.src == [4]byte{}, be.v6 && p.src6 == [16]byte{}:
-		f.drops[DropNoSource].Add(1)
+		f.drop(DropNoSource)
 		return 0, 0, false, -1
 	}
 	need := packet.IPIPOverhead
@@ -288,7 +322,7 @@ func (f *Forwarder) encap(p *Plan, v *vipState, be *backendState, buf []byte, of
 		need = packet.IPIP6Overhead
 	}
 	if off < need {
-		f.drops[DropNoHeadroom].Add(1)
+		f.drop(DropNoHeadroom)
 		return 0, 0, false, -1
 	}
 	switch {
@@ -311,17 +345,17 @@ func (f *Forwarder) echo(p *Plan, buf []byte, off, n int, fl *packet.Flow, k vip
 	vi := p.index.lookupAddr(k)
 	switch {
 	case vi < 0:
-		f.drops[DropNoVIP].Add(1)
+		f.drop(DropNoVIP)
 		return 0, 0, false
 	case !p.vips[vi].icmpEcho:
-		f.drops[DropEchoDisabled].Add(1)
+		f.drop(DropEchoDisabled)
 		return 0, 0, false
 	case !f.icmpAllowed(p):
-		f.drops[DropEchoRateLimited].Add(1)
+		f.drop(DropEchoRateLimited)
 		return 0, 0, false
 	}
 	if newOff, newLen, ok = packet.EchoReply(buf, off, n, fl); !ok {
-		f.drops[packet.UnsupportedICMP].Add(1)
+		f.drop(Drop(packet.UnsupportedICMP))
 		return 0, 0, false
 	}
 	f.events[EventEchoReply].Add(1)
@@ -335,21 +369,27 @@ func (f *Forwarder) echo(p *Plan, buf []byte, off, n int, fl *packet.Flow, k vip
 // stale choice. ICMP errors look the flow up but never create one.
 func pick4(f *Forwarder, p *Plan, v *vipState, fl *packet.Flow, pkt []byte, h uint32) *backendState {
 	k := flowtable.Key4{Src: fl.Src, Dst: fl.Dst, Ports: fl.Ports, Proto: fl.Proto}
-	return pick(f.flows, &k, f.now, p, v, fl, pkt, h)
+	return pick(f, f.flows, &k, p, v, fl, pkt, h)
 }
 
 func pick6(f *Forwarder, p *Plan, v *vipState, fl *packet.Flow, pkt []byte, h uint32) *backendState {
 	k := flowtable.Key6{Src: fl.Src6, Dst: fl.Dst6, Ports: fl.Ports, Proto: fl.Proto}
-	return pick(f.flows6, &k, f.now, p, v, fl, pkt, h)
+	return pick(f, f.flows6, &k, p, v, fl, pkt, h)
 }
 
-func pick[K flowtable.Key](t *flowtable.Table[K], k *K, now uint32, p *Plan, v *vipState, fl *packet.Flow, pkt []byte, h uint32) *backendState {
+func pick[K flowtable.Key](f *Forwarder, t *flowtable.Table[K], k *K, p *Plan, v *vipState, fl *packet.Flow, pkt []byte, h uint32) *backendState {
 	// SYN set, ACK clear; Parse guarantees the whole TCP header is there.
 	syn := fl.ICMP == packet.ICMPNone && fl.Proto == 6 && pkt[fl.L4Off+13]&0x12 == 0x02
 	if !syn {
-		if e, ok := t.Lookup(h, k, now); ok && e.VIP == v.id {
+		// An entry whose VIP ID carries handshakePending fails the first
+		// compare: only the first packet after a SYN takes the second.
+		if e, ok := t.Lookup(h, k, f.now); ok && (e.VIP == v.id || e.VIP == v.id|handshakePending) {
 			if x := IDIndex(e.Backend); int(x) < len(p.byID) {
 				if be := p.byID[x]; be != nil && be.id == e.Backend {
+					if e.VIP != v.id && fl.ICMP == packet.ICMPNone {
+						f.handshakeDone(h, be, pkt[fl.L4Off+13])
+						t.Upsert(h, k, f.now, flowtable.Entry{Backend: be.id, VIP: v.id})
+					}
 					return be
 				}
 			}
@@ -361,7 +401,12 @@ func pick[K flowtable.Key](t *flowtable.Table[K], k *K, now uint32, p *Plan, v *
 	}
 	be := &v.backends[bi]
 	if fl.ICMP == packet.ICMPNone {
-		t.Upsert(h, k, now, flowtable.Entry{Backend: be.id, VIP: v.id})
+		vip := v.id
+		if syn {
+			vip |= handshakePending
+			f.synSeen(h, be.id)
+		}
+		t.Upsert(h, k, f.now, flowtable.Entry{Backend: be.id, VIP: vip})
 	}
 	return be
 }

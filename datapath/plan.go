@@ -187,6 +187,7 @@ func NewPlan(s PlanSpec) (*Plan, error) {
 // slot per worker so that workers on different CPUs never share a cache line.
 type BackendCounters struct {
 	slots []backendSlot
+	rtt   []rttSlot // handshake RTT histograms, one per worker
 }
 
 type backendSlot struct {
@@ -198,7 +199,7 @@ type backendSlot struct {
 // NewBackendCounters returns counters for a plan served by workers workers
 // (Forwarder number i writes slot i).
 func NewBackendCounters(workers int) *BackendCounters {
-	return &BackendCounters{slots: make([]backendSlot, workers)}
+	return &BackendCounters{slots: make([]backendSlot, workers), rtt: make([]rttSlot, workers)}
 }
 
 // Totals sums the counters over every worker.

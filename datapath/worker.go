@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xlbproject/xlb/capture"
 	"github.com/xlbproject/xlb/flowtable"
 	"github.com/xlbproject/xlb/ring"
 )
@@ -31,8 +32,11 @@ type Worker struct {
 	batch int
 	spin  bool
 	stop  atomic.Bool
-	done  chan struct{} // closed when the loop has returned
-	err   error         // why the loop returned; read after done
+	// capture is the ring of the capture running on this queue, nil when
+	// none: loaded once per batch.
+	capture atomic.Pointer[capture.Ring]
+	done    chan struct{} // closed when the loop has returned
+	err     error         // why the loop returned; read after done
 
 	// flows is the flow table's counters as of the last batch: the table
 	// itself is the worker's alone.
@@ -129,20 +133,12 @@ func (w *Worker) loop() error {
 		w.fwd.BeginBatch(p, time.Since(epoch))
 		n := w.sock.Receive(w.rx[:w.batch])
 		if n > 0 {
-			ntx := 0
+			var ntx int
 			var rxBytes, txBytes uint64
-			for i := range w.rx[:n] {
-				d := w.rx[i]
-				rxBytes += uint64(d.Len)
-				frame, off := w.sock.FrameOf(d)
-				nOff, nLen, ok := w.fwd.Forward(p, frame, off, int(d.Len))
-				if !ok {
-					w.sock.Recycle(d.Addr)
-					continue
-				}
-				w.tx[ntx] = w.sock.At(d, nOff, nLen)
-				txBytes += uint64(nLen)
-				ntx++
+			if r := w.capture.Load(); r == nil {
+				ntx, rxBytes, txBytes = w.forward(p, n)
+			} else {
+				ntx, rxBytes, txBytes = w.forwardCaptured(p, r, n)
 			}
 			w.transmit(w.tx[:ntx])
 			w.rxPackets.Add(uint64(n))
@@ -173,6 +169,94 @@ func (w *Worker) loop() error {
 	}
 	return nil
 }
+
+// forward forwards the n received frames and queues the ones to send in
+// w.tx.
+func (w *Worker) forward(p *Plan, n int) (ntx int, rxBytes, txBytes uint64) {
+	for i := range w.rx[:n] {
+		d := w.rx[i]
+		rxBytes += uint64(d.Len)
+		frame, off := w.sock.FrameOf(d)
+		nOff, nLen, ok := w.fwd.Forward(p, frame, off, int(d.Len))
+		if !ok {
+			w.sock.Recycle(d.Addr)
+			continue
+		}
+		w.tx[ntx] = w.sock.At(d, nOff, nLen)
+		txBytes += uint64(nLen)
+		ntx++
+	}
+	return ntx, rxBytes, txBytes
+}
+
+// forwardCaptured is forward while a capture runs on the queue: each frame
+// the filter matches is copied into r as received (before Forward rewrites
+// it in place) and as sent. A full ring loses the copy, never the frame.
+func (w *Worker) forwardCaptured(p *Plan, r *capture.Ring, n int) (ntx int, rxBytes, txBytes uint64) {
+	now := time.Now().UnixNano() // capture timestamps are wall clock, once per batch
+	f := &r.Filter
+	for i := range w.rx[:n] {
+		d := w.rx[i]
+		rxBytes += uint64(d.Len)
+		frame, off := w.sock.FrameOf(d)
+		in := frame[off : off+int(d.Len)]
+		match := f.MatchRX(in)
+		var m *capture.Meta
+		if match && f.Direction&capture.RX != 0 {
+			var buf []byte
+			var ok bool
+			if m, buf, ok = r.Reserve(); ok {
+				m.CapLen = uint32(copy(buf, in))
+			}
+		}
+		w.fwd.lastBackend = nil
+		nOff, nLen, ok := w.fwd.Forward(p, frame, off, int(d.Len))
+		if match {
+			v := w.fwd.verdict(ok)
+			if f.MatchBackend(v.BackendAddr()) {
+				if f.Direction&capture.RX != 0 {
+					w.captured(r, m, capture.Meta{Time: now, OrigLen: uint32(d.Len), Queue: uint16(w.Queue), Dir: capture.RX, Verdict: v})
+				}
+				if ok && f.Direction&capture.TX != 0 {
+					out := frame[nOff : nOff+nLen]
+					m, buf, room := r.Reserve()
+					if room {
+						m.CapLen = uint32(copy(buf, out))
+					}
+					w.captured(r, m, capture.Meta{Time: now, OrigLen: uint32(nLen), Queue: uint16(w.Queue), Dir: capture.TX, Verdict: v})
+				}
+			}
+		}
+		if !ok {
+			w.sock.Recycle(d.Addr)
+			continue
+		}
+		w.tx[ntx] = w.sock.At(d, nOff, nLen)
+		txBytes += uint64(nLen)
+		ntx++
+	}
+	return ntx, rxBytes, txBytes
+}
+
+// captured commits the reserved slot m with meta (keeping the length the
+// copy took), or counts the frame lost when there was no slot.
+func (w *Worker) captured(r *capture.Ring, m *capture.Meta, meta capture.Meta) {
+	if m == nil {
+		r.Lose()
+		return
+	}
+	meta.CapLen = m.CapLen
+	*m = meta
+	r.Commit()
+}
+
+// StartCapture gives the worker the capture ring r; it fails when another
+// capture holds the queue.
+func (w *Worker) StartCapture(r *capture.Ring) bool { return w.capture.CompareAndSwap(nil, r) }
+
+// StopCapture takes r back. The worker may still be finishing a batch
+// into r: its frames are committed or lost as usual.
+func (w *Worker) StopCapture(r *capture.Ring) { w.capture.CompareAndSwap(r, nil) }
 
 // transmit queues every descriptor of a batch. A batch that does not fit the
 // TX ring is never dropped: it reaps completions, kicks the kernel and tries

@@ -87,6 +87,8 @@ type BackendStats struct {
 	HealthError string `json:"health_error,omitempty"` // the last failed probe's error
 	Packets     uint64 `json:"packets"`
 	Bytes       uint64 `json:"bytes"`
+	// HandshakeRTT is nil in native mode (see HandshakeRTT).
+	HandshakeRTT *HandshakeRTT `json:"handshake_rtt,omitempty"`
 }
 
 // Stats reads every counter of the running engine.
@@ -172,6 +174,9 @@ func (e *Engine) Stats() Stats {
 				bs.NextHop = net.HardwareAddr(b.MAC[:]).String()
 			}
 			bs.Packets, bs.Bytes = b.Counters.Totals()
+			if e.steer != nil {
+				bs.HandshakeRTT = handshakeRTT(b.Counters)
+			}
 			if x := datapath.IDIndex(b.ID); int(x) < len(perBackend) {
 				c, base := perBackend[x], pub.base[x]
 				bs.Packets, bs.Bytes = c.Packets-min(base.Packets, c.Packets), c.Bytes-min(base.Bytes, c.Bytes)

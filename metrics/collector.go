@@ -82,6 +82,7 @@ var (
 	backendUp      = newDesc("xlb_backend_up", "0 while the backend's health check holds it down, else 1.", "vip", "backend")
 	backendWeight  = newDesc("xlb_backend_weight", "The backend's configured weight.", "vip", "backend")
 	backendEffW    = newDesc("xlb_backend_effective_weight", "The weight new flows see: 0 while the backend drains or is down, else its weight.", "vip", "backend")
+	backendRTT     = newDesc("xlb_backend_handshake_rtt_seconds", "TCP handshake round trips through the balancer, a client's SYN to its first ACK (AF_XDP mode).", "vip", "backend")
 	backendState   = newDesc("xlb_backend_state", "The backend's state as a state set: 1 for the current one of active, drain, down.", "vip", "backend", "state")
 )
 
@@ -178,6 +179,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(ch, backendEffW, float64(eff), vip, b.Address)
 			for _, s := range backendStates {
 				gauge(ch, backendState, boolValue(s == state), vip, b.Address, s)
+			}
+			if r := b.HandshakeRTT; r != nil {
+				handshakeRTT(ch, r, vip, b.Address)
 			}
 		}
 	}
@@ -291,6 +295,21 @@ func stateOf(b engine.BackendStats) (state string, effective uint32) {
 		return "drain", 0
 	}
 	return "active", b.Weight
+}
+
+// handshakeRTT sends a backend's handshake RTT histogram, its buckets made
+// cumulative as Prometheus wants them.
+func handshakeRTT(ch chan<- prometheus.Metric, r *engine.HandshakeRTT, labels ...string) {
+	bounds := engine.RTTBucketBoundsSeconds()
+	buckets := make(map[float64]uint64, len(bounds))
+	var cum uint64
+	for i, le := range bounds {
+		if i < len(r.Buckets) {
+			cum += r.Buckets[i]
+		}
+		buckets[le] = cum
+	}
+	ch <- prometheus.MustNewConstHistogram(backendRTT, r.Count, r.SumSeconds, buckets, labels...)
 }
 
 func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, labels ...string) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	xcapture "github.com/xlbproject/xlb/capture"
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/engine"
@@ -111,6 +112,17 @@ func cmdRun(e *env, args []string) int {
 			st := eng.Stats()
 			st.Splice = px.Stats()
 			return st, nil
+		},
+		"capture": func(_ context.Context, args json.RawMessage) (any, error) {
+			f, err := xcapture.ParseRequest(args)
+			if err != nil {
+				return nil, err
+			}
+			s, err := eng.Capture(f)
+			if err != nil {
+				return nil, err
+			}
+			return s, nil
 		},
 		"reload": func(context.Context, json.RawMessage) (any, error) {
 			changes, err := reload()

@@ -60,6 +60,7 @@ func printStats(w io.Writer, st engine.Stats) {
 	if n := st.Native; n != nil {
 		fmt.Fprintf(w, "native: seen %d  forwarded %d  passed %d  malformed %d  flow_hits %d  dropped %d\n", n.Seen, n.Forwarded, n.Passed, n.Malformed, n.FlowHits, n.Dropped)
 		printCounters(w, "drops:", n.Drops)
+		fmt.Fprintln(w, "  (handshake RTTs and xlb capture are AF_XDP mode only in this release)")
 	} else {
 		s := st.Steer
 		fmt.Fprintf(w, "steering: seen %d  redirected %d  passed %d  malformed %d  no_socket %d\n", s.Seen, s.Redirected, s.Passed, s.Malformed, s.NoSocket)
@@ -93,6 +94,9 @@ func printStats(w io.Writer, st engine.Stats) {
 				nh = "unresolved"
 			}
 			fmt.Fprintf(w, "  backend %-16s weight %-5d next_hop %-17s packets %d  bytes %d", b.Address, b.Weight, nh, b.Packets, b.Bytes)
+			if r := b.HandshakeRTT; r != nil && r.Count > 0 {
+				fmt.Fprintf(w, "  handshake_rtt p50 %s p99 %s (%d)", seconds(r.P50Seconds), seconds(r.P99Seconds), r.Count)
+			}
 			if b.Health != "" {
 				fmt.Fprintf(w, "  health %s since %s", b.Health, b.HealthSince)
 				if b.HealthError != "" {
@@ -126,6 +130,19 @@ func printSplice(w io.Writer, vips []proxy.VIPStats) {
 			}
 		}
 	}
+}
+
+// seconds prints a duration in seconds the way time.Duration does, to three
+// significant digits.
+func seconds(s float64) string {
+	d := time.Duration(s * float64(time.Second))
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond).String()
+	case d >= time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	}
+	return d.Round(10 * time.Nanosecond).String()
 }
 
 // printCounters prints every counter of a set (drop reasons, events), zeros
