@@ -8,6 +8,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/xlbproject/xlb/firewall"
 )
 
 // fwFrame is a TCP frame from src:sport to dst:dport; syn without ack is a
@@ -300,6 +302,26 @@ func BenchmarkFirewall(b *testing.B) {
 				}
 				b.ReportMetric(float64(per.Nanoseconds()), "ns/pkt")
 			})
+		}
+	}
+}
+
+// TestFirewallCapacities: package firewall checks rule sets against the
+// capacities of the maps loaded here.
+func TestFirewallCapacities(t *testing.T) {
+	s := loadTestSteer(t)
+	for _, c := range []struct {
+		name      string
+		m         *ebpf.Map
+		pkg, here int
+	}{
+		{"entries", s.objs.FwTrieA, firewall.MaxEntries, FirewallMaxEntries},
+		{"rules", s.objs.FwRuleStats, firewall.MaxRules, FirewallMaxRules},
+		{"VIPs", s.objs.FwVipStats, firewall.MaxVIPs, FirewallMaxVIPs},
+		{"SYN buckets", s.objs.FwSyn, FirewallSYNBuckets, FirewallSYNBuckets},
+	} {
+		if got := int(c.m.MaxEntries()); got != c.pkg || got != c.here {
+			t.Errorf("%s: map holds %d, package firewall says %d, package bpf %d", c.name, got, c.pkg, c.here)
 		}
 	}
 }
