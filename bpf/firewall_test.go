@@ -267,7 +267,8 @@ func fwBenchEntries(n int) map[FirewallPrefix]FirewallEntry {
 // traffic (an established TCP frame from 198.18.1.1 to vipTCP:80) with 0,
 // 10, 1,000 and 100,000 entries, in the steer program (no socket: the
 // verdict is XDP_PASS after the lookup) and the lb program (a forwarded
-// frame through xlb_lb_bench).
+// frame through xlb_lb_bench), and of a denied frame (the lookup and the
+// drop).
 func BenchmarkFirewall(b *testing.B) {
 	s := loadTestSteer(b)
 	lb := loadTestLB(b)
@@ -299,6 +300,22 @@ func BenchmarkFirewall(b *testing.B) {
 				}
 				if verdict != prog.want {
 					b.Fatalf("verdict %d, want %d", verdict, prog.want)
+				}
+				b.ReportMetric(float64(per.Nanoseconds()), "ns/pkt")
+			})
+			if n == 0 {
+				continue
+			}
+			// A denied source (198.19.0.1/32, one of the entries): the
+			// lookup and an XDP_DROP.
+			b.Run(fmt.Sprintf("%s-rules-%d-denied", prog.name, n), func(b *testing.B) {
+				frame := fwFrame(b, netip.MustParseAddr("198.19.0.1"), vipTCP, 43000, 80, false)
+				verdict, per, err := prog.run.Benchmark(frame, b.N, b.ResetTimer)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if verdict != xdpDrop {
+					b.Fatalf("verdict %d, want XDP_DROP", verdict)
 				}
 				b.ReportMetric(float64(per.Nanoseconds()), "ns/pkt")
 			})
