@@ -38,11 +38,16 @@ func fwConfig(l *lbLab, mode, extra string) string {
 
 // dialFrom connects from src to the VIP's port 80 within timeout.
 func dialFrom(l *lbLab, src netip.Addr, timeout time.Duration) (net.Conn, error) {
+	return dialVIP(l, src, labVIP, timeout)
+}
+
+// dialVIP connects from src to vip's port 80 within timeout.
+func dialVIP(l *lbLab, src, vip netip.Addr, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn
 	err := l.client.Do(func() error {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: timeout}
 		var err error
-		c, err = d.Dial("tcp", netip.AddrPortFrom(labVIP, 80).String())
+		c, err = d.Dial("tcp", netip.AddrPortFrom(vip, 80).String())
 		return err
 	})
 	return c, err
@@ -50,7 +55,11 @@ func dialFrom(l *lbLab, src netip.Addr, timeout time.Duration) (net.Conn, error)
 
 // reaches reports whether src can open a connection to the VIP.
 func reaches(l *lbLab, src netip.Addr) bool {
-	c, err := dialFrom(l, src, 1500*time.Millisecond)
+	return reachesVIP(l, src, labVIP)
+}
+
+func reachesVIP(l *lbLab, src, vip netip.Addr) bool {
+	c, err := dialVIP(l, src, vip, 1500*time.Millisecond)
 	if err != nil {
 		return false
 	}
@@ -289,4 +298,57 @@ func TestFirewallSYNRateLimit(t *testing.T) {
 		t.Errorf("VIP counters %+v: want SYN-limited drops", st.VIPs)
 	}
 	t.Logf("limited source: %d of %d connections in %v (limit %d/s); %d SYNs dropped", ok.Load(), tried.Load(), window, rate, st.VIPs[0].SYNLimitedPackets)
+}
+
+// TestFirewallIPv6: runtime rules on an IPv6 VIP in both modes: an allow
+// list, a deny inside it, an allow inside that, each decided by the most
+// specific prefix, and the drops counted.
+func TestFirewallIPv6(t *testing.T) {
+	for _, mode := range []string{config.ModeAFXDP, config.ModeNative} {
+		t.Run(mode, func(t *testing.T) { testFirewallIPv6(t, mode) })
+	}
+}
+
+func testFirewallIPv6(t *testing.T, mode string) {
+	needRoot(t)
+	l := startProtoLab(t, mode)
+	vip := vipIP6IP6.addr
+	scope := netip.AddrPortFrom(vip, 80).String() + "/tcp"
+	var (
+		allowed   = protoClient6.Addr()                  // 2001:db8::2, in the /64
+		denied    = netip.MustParseAddr("2001:db8::77")  // in the deny /122
+		reallowed = netip.MustParseAddr("2001:db8::66")  // its own allow /128
+		outside   = netip.MustParseAddr("2001:db8:1::5") // outside the allow list
+	)
+	for _, a := range []netip.Addr{denied, reallowed, outside} {
+		if err := l.client.Run(context.Background(), "ip", "addr", "add", netip.PrefixFrom(a, 128).String(), "dev", lab.HostLink, "nodad"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !reachesVIP(l, denied, vip) {
+		t.Fatalf("%v does not reach %v before any rule", denied, vip)
+	}
+	for _, r := range [][2]string{{"2001:db8::/64", "allow"}, {"2001:db8::40/122", "deny"}, {"2001:db8::66/128", "allow"}} {
+		if out, err := firewallCLI(t, l, "add", "--vip", scope, r[0], r[1]); err != nil {
+			t.Fatalf("firewall add %v: %v: %s", r, err, out)
+		}
+	}
+	if out, err := firewallCLI(t, l, "add", "--vip", scope, "198.18.0.0/16", "deny"); err == nil {
+		t.Errorf("an IPv4 rule on an IPv6 VIP was accepted: %s", out)
+	}
+	for _, c := range []struct {
+		src   netip.Addr
+		allow bool
+	}{{allowed, true}, {denied, false}, {reallowed, true}, {outside, false}} {
+		if got := reachesVIP(l, c.src, vip); got != c.allow {
+			t.Errorf("%v reaches %v: %v, want %v", c.src, vip, got, c.allow)
+		}
+	}
+	st := firewallStats(t, l)
+	if n, _ := ruleDrops(st, scope, "2001:db8::40/122"); n == 0 {
+		t.Errorf("the deny /122 counted no drops: %+v", st.Rules)
+	}
+	if n, _ := ruleDrops(st, scope, "::/0"); n == 0 {
+		t.Errorf("the allow list's implicit deny counted no drops: %+v", st.Rules)
+	}
 }
