@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
@@ -268,11 +269,25 @@ func fwBenchEntries(n int) map[FirewallPrefix]FirewallEntry {
 // 10, 1,000 and 100,000 entries, in the steer program (no socket: the
 // verdict is XDP_PASS after the lookup) and the lb program (a forwarded
 // frame through xlb_lb_bench), and of a denied frame (the lookup and the
-// drop).
+// drop), beside the XDP drop ceiling (a program that only drops).
 func BenchmarkFirewall(b *testing.B) {
 	s := loadTestSteer(b)
 	lb := loadTestLB(b)
 	bench := loadLBBench(b, lb)
+	// The XDP drop ceiling: a program that only returns XDP_DROP.
+	ceiling, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "MIT",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, xdpDrop), asm.Return()}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ceiling.Close() })
+	b.Run("xdp-drop-ceiling", func(b *testing.B) {
+		_, per, err := ceiling.Benchmark(fwFrame(b, client, vipTCP, 43000, 80, false), b.N, b.ResetTimer)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(per.Nanoseconds()), "ns/pkt")
+	})
 	steerFrame := fwFrame(b, client, vipTCP, 43000, 80, false)
 	lbFrame := tcpFrame(b, vipTCP, 43000, 80, "A", 0, false, 64)
 	for _, n := range []int{0, 10, 1000, 100000} {
