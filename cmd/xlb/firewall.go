@@ -202,7 +202,11 @@ func printFirewall(w io.Writer, st engine.FirewallStats) {
 		if r.Expires != nil {
 			exp = fmt.Sprintf("  expires %s (in %s)", r.Expires.Format(time.RFC3339), time.Until(*r.Expires).Round(time.Second))
 		}
-		fmt.Fprintf(w, "  %-28s %-22s %-5s origin %-10s dropped %d pkts %d B%s\n", r.VIP, r.Prefix, r.Action, r.Origin, r.Packets, r.Bytes, exp)
+		drops := "" // an allow rule drops nothing
+		if r.Action == firewall.Deny.String() {
+			drops = fmt.Sprintf("  dropped %d pkts %d B", r.Packets, r.Bytes)
+		}
+		fmt.Fprintf(w, "  %-28s %-22s %-5s origin %-10s%s%s\n", r.VIP, r.Prefix, r.Action, r.Origin, drops, exp)
 	}
 	for _, v := range st.VIPs {
 		syn := ""

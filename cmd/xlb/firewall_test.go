@@ -160,6 +160,7 @@ func testFirewall(t *testing.T, mode string) {
 	if err != nil || !strings.Contains(out, "198.18.0.2/32") || !strings.Contains(out, "runtime") {
 		t.Errorf("firewall list: %v:\n%s", err, out)
 	}
+	t.Logf("xlb firewall list:\n%s", out)
 	if out, err := firewallCLI(t, l, "del", "--vip", fwVIP, fwAllowed.String(), "deny"); err != nil {
 		t.Fatalf("firewall del: %v: %s", err, out)
 	}
@@ -239,6 +240,9 @@ func TestFirewallLiveUpdates(t *testing.T) {
 			out, err := reloadWith(t, l, fwConfig(l, config.ModeAFXDP, extra))
 			if err != nil || !strings.Contains(out, "runtime rules kept") {
 				t.Fatalf("reload %d: %v: %s", i/10, err, out)
+			}
+			if i == 99 {
+				t.Logf("xlb reload:\n%s", out)
 			}
 		}
 	}
