@@ -89,6 +89,9 @@ func (c *Config) FirewallRules() []firewall.Rule {
 		out = append(out, firewall.Rule{Prefix: p, Action: firewall.Deny, Origin: firewall.File})
 	}
 	for _, v := range c.VIPs {
+		if v.Forward == Splice {
+			continue
+		}
 		fv := v.FirewallVIP()
 		for _, p := range v.Firewall.Allow {
 			out = append(out, firewall.Rule{VIP: fv, Prefix: p, Action: firewall.Allow, Origin: firewall.File})
@@ -100,11 +103,15 @@ func (c *Config) FirewallRules() []firewall.Rule {
 	return out
 }
 
-// FirewallPolicies returns every VIP's firewall policy (its SYN limit).
+// FirewallPolicies returns the firewall policy (its SYN limit) of every
+// VIP the XDP programs see: not the splice VIPs, whose traffic goes on to
+// the kernel's stack and the proxy, so no rule applies to them.
 func (c *Config) FirewallPolicies() []firewall.Policy {
-	out := make([]firewall.Policy, len(c.VIPs))
-	for i, v := range c.VIPs {
-		out[i] = firewall.Policy{VIP: v.FirewallVIP(), SYNRate: v.Firewall.SYNRateLimit}
+	out := make([]firewall.Policy, 0, len(c.VIPs))
+	for _, v := range c.VIPs {
+		if v.Forward != Splice {
+			out = append(out, firewall.Policy{VIP: v.FirewallVIP(), SYNRate: v.Firewall.SYNRateLimit})
+		}
 	}
 	return out
 }
@@ -141,6 +148,13 @@ func (d *decoder) validateFirewall(c *Config) {
 		}
 		if v.Firewall.SYNRateLimit > 0 && v.Protocol != TCP {
 			d.errorf(vk+".syn_rate_limit", "a SYN rate limit needs protocol = \"tcp\"")
+		}
+		if v.Forward == Splice {
+			for _, k := range []string{"allow", "deny", "syn_rate_limit"} {
+				if d.idx.has(vk + "." + k) {
+					d.errorf(vk+"."+k, "the firewall runs in XDP, which a splice VIP's traffic does not pass through: filter it in the host's firewall")
+				}
+			}
 		}
 	}
 	if len(d.errs) > 0 {

@@ -22,6 +22,7 @@ func TestFirewallErrors(t *testing.T) {
 		{"global duplicate", minimal + "[firewall]\ndeny = [\"198.18.0.0/16\", \"198.18.0.0/16\"]\n", "x.toml:11: firewall.deny[1]: 198.18.0.0/16 is already in firewall.deny[0]"},
 		{"global type", minimal + "[firewall]\ndeny = \"198.18.0.0/16\"\n", "x.toml:11: firewall.deny: expected an array of prefixes, got string"},
 		{"global unknown key", minimal + "[firewall]\nallow = []\n", "x.toml:11: firewall.allow: unknown key"},
+		{"splice", strings.Replace(spliceFile, "port = 443\n", "port = 443\ndeny = [\"198.18.66.0/24\"]\n", 1), "x.toml:7: vip[0].deny: the firewall runs in XDP, which a splice VIP's traffic does not pass through"},
 	} {
 		_, err := Parse("x.toml", []byte(tc.src))
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
@@ -56,5 +57,13 @@ func TestFirewallRules(t *testing.T) {
 	}
 	if pol := c.FirewallPolicies(); len(pol) != 1 || pol[0] != (firewall.Policy{VIP: v, SYNRate: 100}) {
 		t.Errorf("policies %v", pol)
+	}
+	// A splice VIP has no firewall: its traffic never meets XDP's.
+	c, err = Parse("x.toml", []byte(spliceFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pol := c.FirewallPolicies(); len(pol) != 0 {
+		t.Errorf("splice VIP policies %v", pol)
 	}
 }
