@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -354,5 +355,35 @@ func testFirewallIPv6(t *testing.T, mode string) {
 	}
 	if n, _ := ruleDrops(st, scope, "::/0"); n == 0 {
 		t.Errorf("the allow list's implicit deny counted no drops: %+v", st.Rules)
+	}
+}
+
+// TestFirewallCLIArgs: bad words are refused before any connection, with
+// the reason; flags may follow the words.
+func TestFirewallCLIArgs(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, exitUsage, "want list, add or del"},
+		{[]string{"block"}, exitUsage, `unknown subcommand "block"`},
+		{[]string{"add", "198.18.0.0/16"}, exitUsage, "add wants PREFIX allow|deny"},
+		{[]string{"add", "198.18.0.0/33", "deny"}, exitUsage, `prefix "198.18.0.0/33"`},
+		{[]string{"add", "198.18.1.0/16", "deny"}, exitUsage, "has host bits set"},
+		{[]string{"add", "198.18.0.0/16", "allow"}, exitUsage, "global rules deny"},
+		{[]string{"add", "--vip", "198.18.100.1:80", "198.18.0.0/16", "allow"}, exitUsage, "ADDR:PORT/PROTO"},
+		{[]string{"add", "--vip", "[2001:db8::1]:80/tcp", "198.18.0.0/16", "deny"}, exitUsage, "address family"},
+		{[]string{"add", "198.18.0.0/16", "deny", "--ttl", "-1s"}, exitUsage, "ttl"},
+		// Valid words, nothing listening: a runtime failure.
+		{[]string{"add", "198.18.0.0/16", "deny", "--ttl", "10m", "--socket", sock}, exitFail, "no running xlb instance"},
+		{[]string{"list", "--socket", sock}, exitFail, "no running xlb instance"},
+	} {
+		var out strings.Builder
+		code := run(&env{stdout: &out, stderr: &out}, append([]string{"firewall"}, tc.args...))
+		if code != tc.code || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("xlb firewall %v: exit %d, want %d with %q:\n%s", tc.args, code, tc.code, tc.want, out.String())
+		}
 	}
 }
