@@ -313,7 +313,7 @@ func (e *Engine) FirewallStats() FirewallStats {
 		s.Error = ErrNoFirewall.Error()
 		return s
 	}
-	s.Entries = len(toBPF(f.compiled))
+	s.Entries = len(f.compiled)
 	var idx []uint32
 	var rows []int
 	add := func(r FirewallRuleStats, k firewall.Key) {
