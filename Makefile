@@ -5,7 +5,7 @@ BIN       := bin/xlb
 LAB_BIN   := bin/xlb-lab
 PKGS      := ./...
 # Pure-logic packages also run under the race detector (cheap, no kernel).
-RACE_PKGS := ./ring/ ./hash/ ./config/ ./control/ ./datapath/ ./datapath/packet/ ./engine/ ./flowtable/ ./health/ ./metrics/ ./sni/ ./proxy/
+RACE_PKGS := ./ring/ ./hash/ ./config/ ./control/ ./datapath/ ./datapath/packet/ ./engine/ ./flowtable/ ./health/ ./metrics/ ./sni/ ./proxy/ ./firewall/
 FUZZTIME  ?= 10s
 
 .PHONY: all build generate check-generate test test-unit fuzz bench lint demo perf clean

@@ -30,6 +30,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "xlb.h"
+#include "firewall.h"
 
 #define IPV4_HDR 20
 #define IPV6_HDR 40
@@ -1134,6 +1135,17 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		if (!vip) {
 			key.port = 0;
 			vip = bpf_map_lookup_elem(&vips, &key);
+		}
+		// The firewall decides for the VIP key that matched, before a
+		// flow lookup or anything else is spent on the frame.
+		if (vip) {
+			__u8 src[16];
+			if (p.family == 4)
+				fw_src4(src, p.src);
+			else
+				copy16(src, p.src6);
+			if (fw_check(&key, src, (long)ctx->data_end - (long)ctx->data, p.syn))
+				return XDP_DROP;
 		}
 	}
 	if (!vip) {

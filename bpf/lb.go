@@ -196,7 +196,11 @@ type LB struct {
 	regions  map[uint32]region // VIP index -> its table in the maglev map
 	free     []region          // free ranges of the maglev map, sorted, coalesced
 	closed   bool
+	fw       *Firewall
 }
+
+// Firewall returns the program's firewall maps.
+func (lb *LB) Firewall() *Firewall { return lb.fw }
 
 // region is a range of Maglev slots.
 type region struct{ off, size uint32 }
@@ -218,6 +222,10 @@ func LoadLB(opts LBOptions) (*LB, error) {
 	lb := &LB{opts: opts, regions: map[uint32]region{}, free: []region{{0, uint32(opts.MaglevSlots)}}}
 	if err := spec.LoadAndAssign(&lb.objs, nil); err != nil {
 		return nil, fmt.Errorf("bpf: load lb: %w", err)
+	}
+	if lb.fw, err = newFirewall(lb.objs.FwRules, lb.objs.FwTrieA, lb.objs.FwTrieB, lb.objs.FwRuleStats, lb.objs.FwVipStats); err != nil {
+		lb.objs.Close()
+		return nil, err
 	}
 	if lb.tables, err = lb.objs.Maglev.Memory(); err != nil {
 		lb.objs.Close()

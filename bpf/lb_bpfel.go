@@ -54,6 +54,39 @@ type lbFlowValue struct {
 	Pad     uint32
 }
 
+type lbFwCounter struct {
+	_       structs.HostLayout
+	Packets uint64
+	Bytes   uint64
+}
+
+type lbFwKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Vip       lbVipKey
+	Src       [16]uint8
+}
+
+type lbFwSynKey struct {
+	_   structs.HostLayout
+	Vip lbVipKey
+	Src [16]uint8
+}
+
+type lbFwValue struct {
+	_           structs.HostLayout
+	Rule        uint32
+	Vip         uint32
+	SynInterval uint32
+	Action      uint32
+}
+
+type lbFwVipCounter struct {
+	_          structs.HostLayout
+	Denied     lbFwCounter
+	SynLimited lbFwCounter
+}
+
 type lbLbCounters struct {
 	_ structs.HostLayout
 	C [25]uint64
@@ -103,6 +136,12 @@ const (
 	lbMapCounters     = "counters"
 	lbMapFlows        = "flows"
 	lbMapFlows6       = "flows6"
+	lbMapFwRuleStats  = "fw_rule_stats"
+	lbMapFwRules      = "fw_rules"
+	lbMapFwSyn        = "fw_syn"
+	lbMapFwTrieA      = "fw_trie_a"
+	lbMapFwTrieB      = "fw_trie_b"
+	lbMapFwVipStats   = "fw_vip_stats"
 	lbMapIpIds        = "ip_ids"
 	lbMapMaglev       = "maglev"
 	lbMapSettings     = "settings"
@@ -169,6 +208,12 @@ type lbMapSpecs struct {
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Flows6       *ebpf.MapSpec `ebpf:"flows6"`
+	FwRuleStats  *ebpf.MapSpec `ebpf:"fw_rule_stats"`
+	FwRules      *ebpf.MapSpec `ebpf:"fw_rules"`
+	FwSyn        *ebpf.MapSpec `ebpf:"fw_syn"`
+	FwTrieA      *ebpf.MapSpec `ebpf:"fw_trie_a"`
+	FwTrieB      *ebpf.MapSpec `ebpf:"fw_trie_b"`
+	FwVipStats   *ebpf.MapSpec `ebpf:"fw_vip_stats"`
 	IpIds        *ebpf.MapSpec `ebpf:"ip_ids"`
 	Maglev       *ebpf.MapSpec `ebpf:"maglev"`
 	Settings     *ebpf.MapSpec `ebpf:"settings"`
@@ -207,6 +252,12 @@ type lbMaps struct {
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Flows6       *ebpf.Map `ebpf:"flows6"`
+	FwRuleStats  *ebpf.Map `ebpf:"fw_rule_stats"`
+	FwRules      *ebpf.Map `ebpf:"fw_rules"`
+	FwSyn        *ebpf.Map `ebpf:"fw_syn"`
+	FwTrieA      *ebpf.Map `ebpf:"fw_trie_a"`
+	FwTrieB      *ebpf.Map `ebpf:"fw_trie_b"`
+	FwVipStats   *ebpf.Map `ebpf:"fw_vip_stats"`
 	IpIds        *ebpf.Map `ebpf:"ip_ids"`
 	Maglev       *ebpf.Map `ebpf:"maglev"`
 	Settings     *ebpf.Map `ebpf:"settings"`
@@ -221,6 +272,12 @@ func (m *lbMaps) Close() error {
 		m.Counters,
 		m.Flows,
 		m.Flows6,
+		m.FwRuleStats,
+		m.FwRules,
+		m.FwSyn,
+		m.FwTrieA,
+		m.FwTrieB,
+		m.FwVipStats,
 		m.IpIds,
 		m.Maglev,
 		m.Settings,

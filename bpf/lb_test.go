@@ -1138,6 +1138,8 @@ func loadLBBench(b *testing.B, lb *LB) *ebpf.Program {
 		lbMapVips: m.Vips, lbMapVipConf: m.VipConf, lbMapMaglev: m.Maglev, lbMapBackends: m.Backends,
 		lbMapBackendStats: m.BackendStats, lbMapFlows: m.Flows, lbMapFlows6: m.Flows6, lbMapSettings: m.Settings,
 		lbMapIpIds: m.IpIds, lbMapCounters: m.Counters,
+		lbMapFwRules: m.FwRules, lbMapFwTrieA: m.FwTrieA, lbMapFwTrieB: m.FwTrieB, lbMapFwRuleStats: m.FwRuleStats,
+		lbMapFwVipStats: m.FwVipStats, lbMapFwSyn: m.FwSyn,
 	}}
 	if err := spec.LoadAndAssign(&objs, opts); err != nil {
 		b.Fatalf("load xlb_lb_bench: %v", err)

@@ -19,6 +19,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "xlb.h"
+#include "firewall.h"
 
 // MAX_IPV6_EXT_HDRS bounds the IPv6 extension headers (hop-by-hop, routing,
 // destination options) skipped to find the ports. Real traffic carries one
@@ -100,6 +101,8 @@ int xlb_steer(struct xdp_md *ctx)
 	struct vip_key key = {};
 	void *l4 = NULL; // NULL: ports cannot be read
 	__u16 frag = 0; // non-zero: an IPv4 or IPv6 fragment
+	__u8 src[16]; // the source address, IPv4 mapped (firewall)
+	int syn = 0; // a TCP SYN without ACK (SYN rate limit)
 	__u16 ethertype;
 	void *l3;
 
@@ -130,6 +133,7 @@ int xlb_steer(struct xdp_md *ctx)
 		if (l3 + hlen > end)
 			return malformed();
 		key.family = 4;
+		fw_src4(src, ip->saddr);
 		key.proto = ip->protocol;
 		__builtin_memcpy(key.addr, &ip->daddr, 4);
 		frag = ip->frag_off & bpf_htons(IP_MF | IP_FRAG_OFFSET_MASK);
@@ -141,6 +145,7 @@ int xlb_steer(struct xdp_md *ctx)
 			return malformed();
 		key.family = 6;
 		__builtin_memcpy(key.addr, &ip6->daddr, 16);
+		__builtin_memcpy(src, &ip6->saddr, 16);
 		__u8 next = ip6->nexthdr;
 		l4 = ip6 + 1;
 		// Skip the extension headers that come before the transport
@@ -178,9 +183,10 @@ int xlb_steer(struct xdp_md *ctx)
 
 	if (l4 && key.proto == IPPROTO_TCP) {
 		struct tcphdr *tcp = l4;
-		if ((void *)(tcp + 1) <= end)
+		if ((void *)(tcp + 1) <= end) {
 			key.port = tcp->dest;
-		else
+			syn = tcp->syn && !tcp->ack;
+		} else
 			l4 = NULL;
 	} else if (l4 && key.proto == IPPROTO_UDP) {
 		struct udphdr *udp = l4;
@@ -193,12 +199,16 @@ int xlb_steer(struct xdp_md *ctx)
 	}
 
 	if (l4) {
-		if (bpf_map_lookup_elem(&vips, &key))
-			return redirect(ctx);
-		key.port = 0;
-		if (bpf_map_lookup_elem(&vips, &key))
-			return redirect(ctx);
-		return pass();
+		if (!bpf_map_lookup_elem(&vips, &key)) {
+			key.port = 0;
+			if (!bpf_map_lookup_elem(&vips, &key))
+				return pass();
+		}
+		// The firewall decides for the VIP key that matched, before
+		// anything else is spent on the frame.
+		if (fw_check(&key, src, end - data, syn))
+			return XDP_DROP;
+		return redirect(ctx);
 	}
 
 	// No ports: is the destination a VIP address at all?

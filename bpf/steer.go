@@ -173,7 +173,11 @@ type Steer struct {
 	objs   steerObjects
 	link   link.Link
 	closed bool
+	fw     *Firewall
 }
+
+// Firewall returns the program's firewall maps.
+func (s *Steer) Firewall() *Firewall { return s.fw }
 
 var memlockOnce = sync.OnceValue(func() error {
 	if err := rlimit.RemoveMemlock(); err != nil {
@@ -192,6 +196,12 @@ func LoadSteer() (*Steer, error) {
 	if err := loadSteerObjects(&s.objs, nil); err != nil {
 		return nil, fmt.Errorf("bpf: load steer: %w", err)
 	}
+	fw, err := newFirewall(s.objs.FwRules, s.objs.FwTrieA, s.objs.FwTrieB, s.objs.FwRuleStats, s.objs.FwVipStats)
+	if err != nil {
+		s.objs.Close()
+		return nil, err
+	}
+	s.fw = fw
 	return s, nil
 }
 

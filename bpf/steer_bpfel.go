@@ -13,6 +13,39 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type steerFwCounter struct {
+	_       structs.HostLayout
+	Packets uint64
+	Bytes   uint64
+}
+
+type steerFwKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Vip       steerVipKey
+	Src       [16]uint8
+}
+
+type steerFwSynKey struct {
+	_   structs.HostLayout
+	Vip steerVipKey
+	Src [16]uint8
+}
+
+type steerFwValue struct {
+	_           structs.HostLayout
+	Rule        uint32
+	Vip         uint32
+	SynInterval uint32
+	Action      uint32
+}
+
+type steerFwVipCounter struct {
+	_          structs.HostLayout
+	Denied     steerFwCounter
+	SynLimited steerFwCounter
+}
+
 type steerVipKey struct {
 	_      structs.HostLayout
 	Addr   [16]uint8
@@ -31,10 +64,16 @@ type steerVipValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	steerMapCounters  = "counters"
-	steerMapVips      = "vips"
-	steerMapXsks      = "xsks"
-	steerProgXlbSteer = "xlb_steer"
+	steerMapCounters    = "counters"
+	steerMapFwRuleStats = "fw_rule_stats"
+	steerMapFwRules     = "fw_rules"
+	steerMapFwSyn       = "fw_syn"
+	steerMapFwTrieA     = "fw_trie_a"
+	steerMapFwTrieB     = "fw_trie_b"
+	steerMapFwVipStats  = "fw_vip_stats"
+	steerMapVips        = "vips"
+	steerMapXsks        = "xsks"
+	steerProgXlbSteer   = "xlb_steer"
 )
 
 // loadSteer returns the embedded CollectionSpec for steer.
@@ -86,9 +125,15 @@ type steerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type steerMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Vips     *ebpf.MapSpec `ebpf:"vips"`
-	Xsks     *ebpf.MapSpec `ebpf:"xsks"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	FwRuleStats *ebpf.MapSpec `ebpf:"fw_rule_stats"`
+	FwRules     *ebpf.MapSpec `ebpf:"fw_rules"`
+	FwSyn       *ebpf.MapSpec `ebpf:"fw_syn"`
+	FwTrieA     *ebpf.MapSpec `ebpf:"fw_trie_a"`
+	FwTrieB     *ebpf.MapSpec `ebpf:"fw_trie_b"`
+	FwVipStats  *ebpf.MapSpec `ebpf:"fw_vip_stats"`
+	Vips        *ebpf.MapSpec `ebpf:"vips"`
+	Xsks        *ebpf.MapSpec `ebpf:"xsks"`
 }
 
 // steerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -117,14 +162,26 @@ func (o *steerObjects) Close() error {
 //
 // It can be passed to loadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type steerMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Vips     *ebpf.Map `ebpf:"vips"`
-	Xsks     *ebpf.Map `ebpf:"xsks"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	FwRuleStats *ebpf.Map `ebpf:"fw_rule_stats"`
+	FwRules     *ebpf.Map `ebpf:"fw_rules"`
+	FwSyn       *ebpf.Map `ebpf:"fw_syn"`
+	FwTrieA     *ebpf.Map `ebpf:"fw_trie_a"`
+	FwTrieB     *ebpf.Map `ebpf:"fw_trie_b"`
+	FwVipStats  *ebpf.Map `ebpf:"fw_vip_stats"`
+	Vips        *ebpf.Map `ebpf:"vips"`
+	Xsks        *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *steerMaps) Close() error {
 	return _SteerClose(
 		m.Counters,
+		m.FwRuleStats,
+		m.FwRules,
+		m.FwSyn,
+		m.FwTrieA,
+		m.FwTrieB,
+		m.FwVipStats,
 		m.Vips,
 		m.Xsks,
 	)

@@ -23,6 +23,8 @@ type Config struct {
 	// VIPs in file order. Parse guarantees at least one, each with at
 	// least one backend, no two with the same (address, port, protocol).
 	VIPs []VIP
+	// Firewall is the [firewall] table (global rules).
+	Firewall Firewall
 
 	idx *posIndex // where each key is set, for Errorf
 }
@@ -134,6 +136,8 @@ type VIP struct {
 	// TableSize is the VIP's Maglev table size: its own table_size, else
 	// datapath.table_size. Always set after Parse.
 	TableSize uint32
+	// Firewall is the VIP's allow, deny and syn_rate_limit keys.
+	Firewall VIPFirewall
 	// Backends in file order (the Maglev table does not depend on it).
 	// Their weights may all be 0: the VIP is then fully drained and takes
 	// no new flows. A splice VIP has none: its routes have them.

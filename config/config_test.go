@@ -402,6 +402,9 @@ gue_port = 9000
 table_size = 16777213
 icmp_echo = false
 fragments = "pass"
+allow = ["198.18.0.0/15", "198.18.1.1"]
+deny = ["198.18.66.0/24"]
+syn_rate_limit = 0
 health = {kind = "http", port = 8080, path = "/h?x=1", host = "svc.example:8080", expect = 204, interval = "2s", timeout = "1500ms", rise = 5, fall = 7}
 backend = [
   {address = "2001:db8::a", weight = 65535, state = "drain", mac = "02-00-00-00-00-01", health = {kind = "tcp", port = 9090, interval = "100ms", timeout = "50ms", rise = 1, fall = 100}},
@@ -462,6 +465,10 @@ backend = [
 	wantVIP := VIP{
 		Address: netip.MustParseAddr("198.18.100.9"), Port: 0, Protocol: UDP, Forward: GUE, GUEPort: 9000,
 		TableSize: 16777213, ICMPEcho: false, Fragments: FragmentsPass, Health: vh,
+		Firewall: VIPFirewall{
+			Allow: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("198.18.1.1/32")},
+			Deny:  []netip.Prefix{netip.MustParsePrefix("198.18.66.0/24")},
+		},
 		Backends: []Backend{
 			{Address: netip.MustParseAddr("2001:db8::a"), Weight: 65535, State: StateDrain, MAC: [6]byte{2, 0, 0, 0, 0, 1}, HasMAC: true, Health: b0h},
 			{Address: netip.MustParseAddr("2001:db8::b"), Weight: 1, State: StateActive, Health: b1h},

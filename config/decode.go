@@ -322,8 +322,12 @@ func (d *decoder) required(t map[string]any, path string, names ...string) {
 func (d *decoder) config(tree map[string]any) *Config {
 	c := &Config{File: d.file, Datapath: DefaultDatapath(), Control: Control{Socket: DefaultSocket}}
 	d.health = make(map[string]*healthDecl)
-	d.fields("", tree, []string{"datapath", "control", "metrics", "vip"}, func(name, key string, v any) {
+	d.fields("", tree, []string{"datapath", "control", "metrics", "vip", "firewall"}, func(name, key string, v any) {
 		switch name {
+		case "firewall":
+			if t, ok := d.table(key, v); ok {
+				d.firewall(&c.Firewall, key, t)
+			}
 		case "datapath":
 			if t, ok := d.table(key, v); ok {
 				d.datapath(&c.Datapath, key, t)
@@ -481,6 +485,7 @@ var vipKeys = []string{
 	"address", "port", "protocol", "forward", "gue_port", "table_size",
 	"icmp_echo", "fragments", "health", "backend",
 	"route", "hello_timeout", "hello_max_bytes", "connect_timeout", "idle_timeout", // spliceKeys
+	"allow", "deny", "syn_rate_limit",
 }
 
 var backendKeys = []string{"address", "weight", "state", "mac", "health"}
@@ -518,6 +523,8 @@ func (d *decoder) vip(path string, t map[string]any) VIP {
 			v.ICMPEcho, _ = d.boolean(key, val)
 		case "fragments":
 			v.Fragments, _ = d.oneOf(key, val, FragmentsDrop, FragmentsPass)
+		case "allow", "deny", "syn_rate_limit":
+			d.vipFirewall(&v.Firewall, name, key, val)
 		case "health", "backend":
 			d.healthOrBackends(path, name, key, val, &v.Backends)
 		default:

@@ -30,6 +30,16 @@
 //   - Next hops: backends' MACs are looked up in the kernel's route and
 //     neighbour tables at start, after a reload, and every second.
 //
+// Firewall (firewall.go). The rules (package firewall) are installed before
+// the program is attached and changed by reloads and by FirewallAdd and
+// FirewallDel (the control socket) without touching anything else. A change
+// compiles aside and is stored only once the maps took it. A reload stages
+// the new rules before it commits, keeping a removed VIP's entries until
+// the VIP map has dropped it, and restores the old rules if the commit
+// fails. Runtime rules survive reloads (the reload says how many, and
+// which it dropped: their VIP gone, or the file now has the prefix) but not
+// a restart; a runtime rule with an expiry is removed by a timer.
+//
 // Backend IDs (see ids) are an index and a generation: an index is reused
 // as soon as its backend is gone, with the next generation, so flows still
 // on the old ID re-pick; churn never exhausts them. Both the Go flow table

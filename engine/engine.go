@@ -51,6 +51,7 @@ type nativeLB interface {
 	SetVIPs([]bpf.VIPEntry) error
 	Counters() (bpf.LBCounters, error)
 	BackendCounters() ([]bpf.LBBackendCounters, error)
+	Firewall() *bpf.Firewall
 	Attach(ifindex int, mode string) (string, error)
 	Close() error
 }
@@ -85,6 +86,8 @@ type Engine struct {
 	mu       sync.Mutex // guards cur and nexthops
 	cur      *state     // the committed state
 	nexthops map[netip.Addr][6]byte
+
+	fw fwState // the firewall's rules and maps (firewall.go)
 
 	health     checker
 	healthMu   sync.Mutex      // guards healthNews
@@ -404,6 +407,9 @@ func (e *Engine) startAFXDP() error {
 	if err := steer.SetVIPs(vipEntries(cfg)); err != nil {
 		return err
 	}
+	if err := e.fwStart(steer.Firewall(), cfg); err != nil {
+		return err
+	}
 	// Attach last: from this moment VIP traffic is steered, and every socket
 	// it can be steered to is already served.
 	if e.mode, err = steer.Attach(e.ifindex, dp.XDPMode); err != nil {
@@ -421,6 +427,7 @@ func (e *Engine) XDPMode() string { return e.mode }
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		var errs []error
+		e.fwClose()
 		if e.health != nil {
 			e.health.Close()
 		}

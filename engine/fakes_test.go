@@ -90,6 +90,8 @@ func (l *fakeLB) SetVIPs(v []bpf.VIPEntry) error {
 	return l.faults.hit("lb.SetVIPs")
 }
 func (l *fakeLB) Counters() (bpf.LBCounters, error) { return bpf.LBCounters{}, nil }
+func (l *fakeLB) Firewall() *bpf.Firewall           { return nil }
+
 func (l *fakeLB) BackendCounters() ([]bpf.LBBackendCounters, error) {
 	return slices.Clone(l.counts), nil
 }

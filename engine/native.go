@@ -57,6 +57,9 @@ func (e *Engine) startNative() error {
 	if err := e.syncLB(st); err != nil {
 		return err
 	}
+	if err := e.fwStart(e.lb.Firewall(), st.cfg); err != nil {
+		return err
+	}
 	var err error
 	if e.mode, err = e.lb.Attach(e.ifindex, dp.XDPMode); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -33,12 +34,27 @@ func (e *Engine) Reload(cfg *config.Config) ([]string, error) {
 		return nil, cfg.Errorf(keys[0], "cannot change %s on a running instance: restart xlb to apply it", strings.Join(keys, ", "))
 	}
 	next, err := e.prepare(cfg)
+	// The firewall goes first (fwStage keeps removed VIPs' rules until the
+	// VIP map has dropped them) and is undone if the commit fails.
+	var fw *fwReload
 	if err == nil {
-		err = e.commit(old, next)
+		fw, err = e.fwPrepare(cfg)
+	}
+	fwRules, fwPolicies := e.fwSnapshot()
+	if err == nil {
+		err = e.fwStage(fw)
+	}
+	if err == nil {
+		if err = e.commit(old, next); err != nil {
+			err = errors.Join(err, e.fwUndo(fwRules, fwPolicies))
+		}
 	}
 	e.mu.Unlock()
 	if err != nil {
 		return nil, err
+	}
+	if err := e.fwCommit(); err != nil {
+		e.log.Error("firewall: drop the rules of removed VIPs; the next change retries", "err", err)
 	}
 	// New backends: look their next hops up now (bounded) and publish
 	// again if any was found; the refresher covers the rest.
@@ -48,6 +64,7 @@ func (e *Engine) Reload(cfg *config.Config) ([]string, error) {
 		}
 	}
 	changes := diff(old.cfg, cfg)
+	changes = append(changes, fw.lines...)
 	e.log.Info("config reloaded", "file", cfg.File, "changes", len(changes))
 	for _, c := range changes {
 		e.log.Info("reload", "change", c)

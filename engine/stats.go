@@ -31,7 +31,8 @@ type Stats struct {
 	Events   map[string]uint64 `json:"events"` // summed over queues
 	// Splice is the splice VIPs' proxy (not the datapath's): `xlb run`
 	// fills it in.
-	Splice []proxy.VIPStats `json:"splice,omitempty"`
+	Splice   []proxy.VIPStats `json:"splice,omitempty"`
+	Firewall FirewallStats    `json:"firewall"`
 }
 
 // QueueStats are one worker's counters and its socket's XDP_STATISTICS.
@@ -104,6 +105,7 @@ func (e *Engine) Stats() Stats {
 	if err := e.Err(); err != nil {
 		s.State, s.Error = "failed", err.Error()
 	}
+	s.Firewall = e.FirewallStats()
 	var err error
 	var perBackend []bpf.LBBackendCounters
 	if e.steer != nil {

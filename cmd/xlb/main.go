@@ -45,14 +45,15 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"run":     {"attach to an interface and balance traffic", cmdRun},
-		"check":   {"validate a config file and print the resolved plan", cmdCheck},
-		"stats":   {"print the counters of a running instance", cmdStats},
-		"capture": {"write the frames a running instance receives and sends as pcapng", cmdCapture},
-		"reload":  {"make a running instance load its config file again, keeping flows", cmdReload},
-		"decap":   {"attach, configure or inspect the backends' tunnel decapsulation program", cmdDecap},
-		"lookup":  {"print the backend a new flow gets, from the config alone", cmdLookup},
-		"demo":    {"build a namespace lab, balance real HTTP through xlb, tear it down", cmdDemo},
+		"run":      {"attach to an interface and balance traffic", cmdRun},
+		"check":    {"validate a config file and print the resolved plan", cmdCheck},
+		"stats":    {"print the counters of a running instance", cmdStats},
+		"capture":  {"write the frames a running instance receives and sends as pcapng", cmdCapture},
+		"reload":   {"make a running instance load its config file again, keeping flows", cmdReload},
+		"firewall": {"list, add or delete firewall rules of a running instance", cmdFirewall},
+		"decap":    {"attach, configure or inspect the backends' tunnel decapsulation program", cmdDecap},
+		"lookup":   {"print the backend a new flow gets, from the config alone", cmdLookup},
+		"demo":     {"build a namespace lab, balance real HTTP through xlb, tear it down", cmdDemo},
 
 		"version": {"print the module version, VCS commit, Go version and kernel release", cmdVersion},
 	}
@@ -88,7 +89,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-7s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nexit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid configuration")
 }

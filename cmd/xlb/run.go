@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
 	"syscall"
@@ -107,7 +108,7 @@ func cmdRun(e *env, args []string) int {
 		pending.Commit()
 		return changes, nil
 	}
-	srv, err := control.Listen(cfg.Control.Socket, map[string]control.Handler{
+	handlers := map[string]control.Handler{
 		"stats": func(context.Context, json.RawMessage) (any, error) {
 			st := eng.Stats()
 			st.Splice = px.Stats()
@@ -132,7 +133,9 @@ func cmdRun(e *env, args []string) int {
 			}
 			return changes, nil
 		},
-	}, log)
+	}
+	maps.Copy(handlers, firewallHandlers(eng))
+	srv, err := control.Listen(cfg.Control.Socket, handlers, log)
 	if err != nil {
 		code := exitFail
 		// What sits at the path or its directory is the host disagreeing

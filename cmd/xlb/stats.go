@@ -86,6 +86,7 @@ func printStats(w io.Writer, st engine.Stats) {
 	if len(st.Queues) > 0 {
 		printCounters(w, "drops (all queues):", st.Drops)
 	}
+	printFirewall(w, st.Firewall)
 	for _, v := range st.VIPs {
 		fmt.Fprintf(w, "vip %s:%d/%s (%s)\n", v.Address, v.Port, v.Protocol, v.Forward)
 		for _, b := range v.Backends {
