@@ -20,6 +20,8 @@ type Config struct {
 	Datapath Datapath
 	Control  Control
 	Metrics  Metrics
+	// BGP is the [bgp] table; zero without one (see BGP.Enabled).
+	BGP BGP
 	// VIPs in file order. Parse guarantees at least one, each with at
 	// least one backend, no two with the same (address, port, protocol).
 	VIPs []VIP
@@ -134,6 +136,9 @@ type VIP struct {
 	// TableSize is the VIP's Maglev table size: its own table_size, else
 	// datapath.table_size. Always set after Parse.
 	TableSize uint32
+	// BGP is the route's communities and MED when the VIP is announced:
+	// [vip.bgp] over [bgp]'s.
+	BGP VIPBGP
 	// Backends in file order (the Maglev table does not depend on it).
 	// Their weights may all be 0: the VIP is then fully drained and takes
 	// no new flows. A splice VIP has none: its routes have them.

@@ -28,6 +28,10 @@ type decoder struct {
 	// are resolved in validate, once the whole VIP is known: a backend's
 	// check inherits from its VIP's, which TOML may set after it.
 	health map[string]*healthDecl
+	// hasBGP: the file has a [bgp] table. vipBGPs holds the [vip.bgp]
+	// tables by VIP path, resolved in validateBGP over [bgp]'s defaults.
+	hasBGP  bool
+	vipBGPs map[string]*vipBGPDecl
 }
 
 func (d *decoder) errorf(key, format string, args ...any) {
@@ -322,8 +326,14 @@ func (d *decoder) required(t map[string]any, path string, names ...string) {
 func (d *decoder) config(tree map[string]any) *Config {
 	c := &Config{File: d.file, Datapath: DefaultDatapath(), Control: Control{Socket: DefaultSocket}}
 	d.health = make(map[string]*healthDecl)
-	d.fields("", tree, []string{"datapath", "control", "metrics", "vip"}, func(name, key string, v any) {
+	d.vipBGPs = make(map[string]*vipBGPDecl)
+	d.fields("", tree, []string{"datapath", "control", "metrics", "bgp", "vip"}, func(name, key string, v any) {
 		switch name {
+		case "bgp":
+			if t, ok := d.table(key, v); ok {
+				d.hasBGP = true
+				d.bgp(&c.BGP, key, t)
+			}
 		case "datapath":
 			if t, ok := d.table(key, v); ok {
 				d.datapath(&c.Datapath, key, t)
@@ -479,7 +489,7 @@ func (d *decoder) metrics(m *Metrics, path string, t map[string]any) {
 
 var vipKeys = []string{
 	"address", "port", "protocol", "forward", "gue_port", "table_size",
-	"icmp_echo", "fragments", "health", "backend",
+	"icmp_echo", "fragments", "health", "bgp", "backend",
 	"route", "hello_timeout", "hello_max_bytes", "connect_timeout", "idle_timeout", // spliceKeys
 }
 
@@ -520,6 +530,10 @@ func (d *decoder) vip(path string, t map[string]any) VIP {
 			v.Fragments, _ = d.oneOf(key, val, FragmentsDrop, FragmentsPass)
 		case "health", "backend":
 			d.healthOrBackends(path, name, key, val, &v.Backends)
+		case "bgp":
+			if bt, ok := d.table(key, val); ok {
+				d.vipBGPs[path] = d.vipBGP(key, bt)
+			}
 		default:
 			d.spliceKey(&v, path, name, key, val)
 		}

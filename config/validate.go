@@ -123,6 +123,7 @@ func (d *decoder) validate(c *Config) {
 		}
 		d.validateSplice(c, i)
 	}
+	d.validateBGP(c)
 	d.limits(c)
 }
 
