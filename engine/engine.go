@@ -85,6 +85,7 @@ type Engine struct {
 	mu       sync.Mutex // guards cur and nexthops
 	cur      *state     // the committed state
 	nexthops map[netip.Addr][6]byte
+	ann      *announcer // BGP, once AnnounceTo is called
 
 	health     checker
 	healthMu   sync.Mutex      // guards healthNews
@@ -181,6 +182,7 @@ func (e *Engine) store(st *state) {
 	e.cur = st
 	e.plan.Store(st.plan)
 	e.pub.Store(st)
+	e.announceChanged()
 }
 
 // Start brings up the datapath for cfg, which must have passed
