@@ -118,12 +118,29 @@ func (d *decoder) bgpPeer(path string, t map[string]any) bgp.Peer {
 		case "password":
 			p.Password, _ = d.str(key, v)
 		case "next_hop":
-			p.NextHop, _ = d.addrFamily(key, v, true)
+			p.NextHop, _ = d.nextHop(key, v, true)
 		case "next_hop6":
-			p.NextHop6, _ = d.addrFamily(key, v, false)
+			p.NextHop6, _ = d.nextHop(key, v, false)
 		}
 	})
 	return p
+}
+
+// nextHop parses a peer's next hop of one family (want4: IPv4).
+func (d *decoder) nextHop(key string, v any, want4 bool) (netip.Addr, bool) {
+	a, ok := d.addr(key, v)
+	if !ok {
+		return a, false
+	}
+	if a.Is4() != want4 {
+		want, other := "IPv4", "next_hop6"
+		if !want4 {
+			want, other = "IPv6", "next_hop"
+		}
+		d.errorf(key, "%s is not an %s address (an %s next hop is %s)", a, want, family(a), other)
+		return netip.Addr{}, false
+	}
+	return a, true
 }
 
 func (d *decoder) vipBGP(path string, t map[string]any) *vipBGPDecl {

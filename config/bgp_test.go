@@ -73,6 +73,8 @@ func TestBGPErrors(t *testing.T) {
 			`f.toml:10: vip[0].bgp: [vip.bgp] needs a [bgp] table: nothing is announced without one`},
 		{"same address disagrees", withBGP("") + "[vip.bgp]\nmed = 1\n[[vip]]\naddress = \"198.18.100.1\"\nport = 81\n[[vip.backend]]\naddress = \"198.18.0.11\"\n",
 			`f.toml:19: vip[1]: vip[0] has the same address, so the same route: its communities and med must agree`},
+		{"next hop family", strings.Replace(withBGP(""), "asn = 65000", "asn = 65000\nnext_hop = \"2001:db8::2\"", 1),
+			`f.toml:10: bgp.peer[0].next_hop: 2001:db8::2 is not an IPv4 address (an IPv6 next hop is next_hop6)`},
 		{"bgp not a table", "bgp = 1\n" + minimal,
 			`f.toml:1: bgp: expected a table, got integer 1`},
 	}
