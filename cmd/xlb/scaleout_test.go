@@ -134,7 +134,10 @@ func TestScaleOut(t *testing.T) {
 	}
 
 	t.Run("300 connections spread and agree with lookup", func(t *testing.T) {
-		before := rxPackets(t, l)
+		before, err := l.rxPackets()
+		if err != nil {
+			t.Fatal(err)
+		}
 		served := map[string]int{}
 		for range 300 {
 			name, src, err := vipGet(client, soVIP1, 80)
@@ -150,7 +153,10 @@ func TestScaleOut(t *testing.T) {
 			}
 			served[name]++
 		}
-		after := rxPackets(t, l)
+		after, err := l.rxPackets()
+		if err != nil {
+			t.Fatal(err)
+		}
 		var share []string
 		for i := range l.Balancers {
 			d := after[i] - before[i]
@@ -427,25 +433,6 @@ func waitEstablished(t *testing.T, l *soLab, name string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// rxPackets is every balancer's received packets, summed over its queues.
-func rxPackets(t *testing.T, l *soLab) []uint64 {
-	t.Helper()
-	out := make([]uint64, len(l.xlbs))
-	for i, x := range l.xlbs {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		var st runStats
-		err := control.Call(ctx, x.sock, "stats", nil, &st)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, q := range st.Queues {
-			out[i] += q.RxPackets
-		}
-	}
-	return out
 }
 
 // vipGet makes one HTTP/1.0 request to vip:port from h on a new

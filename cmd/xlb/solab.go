@@ -201,3 +201,37 @@ func (l *soLab) Close() error {
 	errs = append(errs, l.Lab.Close())
 	return errors.Join(errs...)
 }
+
+// rxPackets is every running balancer's received packets, summed over its
+// queues (0 for a stopped one).
+func (l *soLab) rxPackets() ([]uint64, error) {
+	out := make([]uint64, len(l.xlbs))
+	for i, x := range l.xlbs {
+		if x.cmd == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var st runStats
+		err := control.Call(ctx, x.sock, "stats", nil, &st)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", x.host.Name, err)
+		}
+		for _, q := range st.Queues {
+			out[i] += q.RxPackets
+		}
+	}
+	return out, nil
+}
+
+// routerRoute is the router's kernel route for vip, as `ip route` shows it.
+func (l *soLab) routerRoute(vip netip.Addr) string {
+	out, err := l.Router.Command(context.Background(), "ip", "route", "show", netip.PrefixFrom(vip, vip.BitLen()).String()).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("ip route: %v: %s", err, out)
+	}
+	if len(out) == 0 {
+		return "(no route)\n"
+	}
+	return string(out)
+}
