@@ -167,6 +167,10 @@ type Backend struct {
 	// With forward = "dsr" the next hop is the backend itself.
 	MAC    [6]byte
 	HasMAC bool
+	// Local marks the backend that is this host (co-located mode: the
+	// balancer runs on the backends themselves). Its flows go to the
+	// host's own stack instead of being forwarded. Native mode only.
+	Local bool
 	// Health is the backend's check: its own [vip.backend.health] over
 	// the VIP's spec, else the VIP's spec. Always resolved after Parse.
 	Health HealthCheck

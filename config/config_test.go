@@ -415,7 +415,7 @@ fragments = "pass"
 bgp = {communities = ["65001:200"], med = 9}
 health = {kind = "http", port = 8080, path = "/h?x=1", host = "svc.example:8080", expect = 204, interval = "2s", timeout = "1500ms", rise = 5, fall = 7}
 backend = [
-  {address = "2001:db8::a", weight = 65535, state = "drain", mac = "02-00-00-00-00-01", health = {kind = "tcp", port = 9090, interval = "100ms", timeout = "50ms", rise = 1, fall = 100}},
+  {address = "2001:db8::a", weight = 65535, state = "drain", mac = "02-00-00-00-00-01", local = false, health = {kind = "tcp", port = 9090, interval = "100ms", timeout = "50ms", rise = 1, fall = 100}},
   {address = "2001:db8::b", state = "active", health = {path = "/other"}},
 ]
 `

@@ -493,7 +493,7 @@ var vipKeys = []string{
 	"route", "hello_timeout", "hello_max_bytes", "connect_timeout", "idle_timeout", // spliceKeys
 }
 
-var backendKeys = []string{"address", "weight", "state", "mac", "health"}
+var backendKeys = []string{"address", "weight", "state", "mac", "local", "health"}
 
 func (d *decoder) vip(path string, t map[string]any) VIP {
 	v := VIP{Protocol: TCP, Forward: IPIP, ICMPEcho: true, Fragments: DefaultFragments, Splice: DefaultSpliceSettings()}
@@ -555,6 +555,8 @@ func (d *decoder) backend(path string, t map[string]any) Backend {
 			d.u32(&b.Weight, key, v, "weight", 0, MaxWeight)
 		case "state":
 			b.State, _ = d.oneOf(key, v, StateActive, StateDrain)
+		case "local":
+			b.Local, _ = d.boolean(key, v)
 		case "health":
 			if ht, ok := d.table(key, v); ok {
 				d.health[path] = d.healthTable(key, ht)

@@ -279,7 +279,7 @@ func (e *Engine) resolveAll(deadline time.Time) bool {
 	var want []netip.Addr
 	for _, v := range e.cur.cfg.VIPs {
 		for _, b := range v.Backends {
-			if !b.HasMAC {
+			if !b.HasMAC && !b.Local { // this host has no next hop
 				want = append(want, b.Address)
 			}
 		}
