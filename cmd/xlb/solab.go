@@ -82,14 +82,19 @@ func newSOLab(prefix, bin, dir string, balancers, backends int, extraVIPs ...net
 		}
 		l.servers = append(l.servers, srv)
 	}
-	for i, b := range el.Balancers {
+	l.addInstances()
+	return l, nil
+}
+
+// addInstances gives every balancer host an xlb instance (not started).
+func (l *soLab) addInstances() {
+	for i, b := range l.Balancers {
 		l.xlbs = append(l.xlbs, &soXLB{
 			host: b,
-			file: filepath.Join(dir, fmt.Sprintf("lb%d.toml", i+1)),
-			sock: filepath.Join(dir, fmt.Sprintf("lb%d.sock", i+1)),
+			file: filepath.Join(l.dir, fmt.Sprintf("lb%d.toml", i+1)),
+			sock: filepath.Join(l.dir, fmt.Sprintf("lb%d.sock", i+1)),
 		})
 	}
-	return l, nil
 }
 
 // config renders balancer i's config: the VIPs with their backends listed
