@@ -160,6 +160,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for i := range st.Queues {
 		collectQueue(ch, &st.Queues[i])
 	}
+	collectBGP(ch, c.src)
 
 	for _, v := range st.VIPs {
 		vip := vipLabel(v)

@@ -187,6 +187,22 @@ func TestScaleOut(t *testing.T) {
 		}
 		out := runXLBCmd(t, bin, "bgp", "--socket", l.xlbs[2].sock)
 		t.Logf("xlb bgp (lb3):\n%s", out)
+		// The same on lb3's metrics endpoint.
+		resp, err := lab.HTTPClient(l.Balancers[2]).Get("http://" + soMetrics + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := string(text)
+		for _, want := range []string{`xlb_bgp_peer_up{peer="198.18.0.1"} 1`, `xlb_bgp_peer_up{peer="198.18.0.250"} 0`, "xlb_bgp_routes_announced 2"} {
+			if !strings.Contains(body, want) {
+				t.Errorf("lb3's metrics lack %q", want)
+			}
+		}
 	})
 
 	// kill -9: the kernel closes the BGP session at once. Frozen (SIGSTOP,
@@ -368,7 +384,7 @@ func TestScaleOut(t *testing.T) {
 		if !errors.As(err, &ee) || ee.ExitCode() != exitConfig {
 			t.Fatalf("xlb check: %v\n%s", err, out)
 		}
-		for _, want := range []string{file + ":15: bgp.peer[0].asn: 23456 is reserved", file + ":16: bgp.peer[0].hold_time: 2s: want whole seconds"} {
+		for _, want := range []string{file + ":18: bgp.peer[0].asn: 23456 is reserved", file + ":19: bgp.peer[0].hold_time: 2s: want whole seconds"} {
 			if !strings.Contains(string(out), want) {
 				t.Errorf("xlb check output lacks %q:\n%s", want, out)
 			}

@@ -97,14 +97,20 @@ func (l *soLab) addInstances() {
 	}
 }
 
+// soMetrics is where every balancer's metrics endpoint listens, inside its
+// namespace.
+const soMetrics = "127.0.0.1:9350"
+
 // config renders balancer i's config: the VIPs with their backends listed
 // in an order of the balancer's own (rotated by i: the tables must not
-// depend on it), health checked over TCP on port 80 every 200ms, and
+// depend on it), health checked over TCP on port 80 every 200ms, the
+// metrics endpoint on soMetrics, and
 // [bgp] with the router as peer (hold time 3s) plus extraPeers (TOML).
 func (l *soLab) config(i int, vips []soVIP, drain time.Duration, extraPeers string) string {
 	var b strings.Builder
 	x := l.xlbs[i]
 	fmt.Fprintf(&b, "[datapath]\ninterface = %q\nqueues = [0]\n\n[control]\nsocket = %q\n\n", lab.HostLink, x.sock)
+	fmt.Fprintf(&b, "[metrics]\nlisten = %q\n\n", soMetrics)
 	fmt.Fprintf(&b, "[bgp]\nasn = %d\nrouter_id = %q\ndrain = %q\n\n", l.BalancerASN, x.host.Addr, drain)
 	fmt.Fprintf(&b, "[[bgp.peer]]\naddress = %q\nasn = %d\nhold_time = \"3s\"\nconnect_retry = \"1s\"\n\n", l.RouterAddr, l.RouterASN)
 	b.WriteString(extraPeers)
