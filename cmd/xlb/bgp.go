@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/xlbproject/xlb/bgp"
@@ -35,8 +36,10 @@ var errNoBGP = errors.New("no [bgp] in the running config: nothing is announced"
 
 // speaker is xlb run's BGP side: the speaker of the config's [bgp], if any.
 type speaker struct {
-	sp    *bgp.Speaker // nil without [bgp]
-	drain time.Duration
+	sp *bgp.Speaker // nil without [bgp]
+	// drain is bgp.drain of the config in force; a reload (on a control
+	// socket goroutine) may change it while a stop reads it.
+	drain atomic.Int64
 	log   *slog.Logger
 }
 
@@ -44,7 +47,8 @@ type speaker struct {
 // announce through it. Sessions come up in the background: an unreachable
 // peer is logged and counted, never an error here.
 func startSpeaker(cfg *config.Config, eng *engine.Engine, log *slog.Logger) (*speaker, error) {
-	s := &speaker{drain: cfg.BGP.Drain, log: log}
+	s := &speaker{log: log}
+	s.drain.Store(int64(cfg.BGP.Drain))
 	if !cfg.BGP.Enabled() {
 		return s, nil
 	}
@@ -69,7 +73,7 @@ func (s *speaker) reconfigure(cfg *config.Config) error {
 	if err := s.sp.Reconfigure(cfg.BGP.Speaker); err != nil {
 		return err
 	}
-	s.drain = cfg.BGP.Drain
+	s.drain.Store(int64(cfg.BGP.Drain))
 	return nil
 }
 
@@ -102,8 +106,9 @@ func (s *speaker) shutdown(eng *engine.Engine, forwarding bool) {
 		}
 		return
 	}
-	s.log.Info("routes withdrawn; forwarding while routers converge", "drain", s.drain)
-	if err := s.sp.Shutdown(context.Background(), s.drain); err != nil {
+	drain := time.Duration(s.drain.Load())
+	s.log.Info("routes withdrawn; forwarding while routers converge", "drain", drain)
+	if err := s.sp.Shutdown(context.Background(), drain); err != nil {
 		s.log.Error("bgp shutdown", "err", err)
 	}
 }
