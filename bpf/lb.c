@@ -131,6 +131,7 @@ struct flow_value {
 #define BACKEND_VALID 1    // the entry is in use
 #define BACKEND_RESOLVED 2 // mac holds the next hop's address
 #define BACKEND_V6 4       // addr is IPv6 (else IPv4 in its first 4 bytes)
+#define BACKEND_LOCAL 8    // this host: co-located mode, the kernel serves it
 
 // backend is one entry of the backends map, indexed by BACKEND_INDEX(id).
 // Mirrored by lbBackend in Go.
@@ -1265,6 +1266,19 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 					flow6_update(&fk.k6, &fv);
 			}
 		}
+	}
+	// Co-located mode: this host is the flow's backend. The flow is
+	// tracked like any other (it stays here) and goes to the kernel's
+	// stack untouched, counted on the backend and as passed.
+	if (be->flags & BACKEND_LOCAL) {
+		__u32 lidx = BACKEND_INDEX(backend_id);
+		struct backend_stats *ls = bpf_map_lookup_elem(&backend_stats, &lidx);
+		if (ls) {
+			ls->packets += 1;
+			ls->bytes += bpf_xdp_get_buff_len(ctx);
+		}
+		count(cnt, LB_PASSED);
+		return XDP_PASS;
 	}
 	if (!(be->flags & BACKEND_RESOLVED))
 		return drop(cnt, LB_DROP_NO_NEIGHBOR);

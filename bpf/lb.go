@@ -124,6 +124,10 @@ type LBBackend struct {
 	// Resolved: MAC is known. Frames for an unresolved backend are dropped
 	// (no_neighbor), as the Go worker does.
 	Resolved bool
+	// Local marks this host's own address in co-located mode: the
+	// program hands the backend's flows to the kernel's stack (XDP_PASS)
+	// instead of forwarding them.
+	Local bool
 	// Generation is the high half of the backend's ID. A control plane
 	// that reuses an index for another backend gives it a new generation:
 	// flows pinned to the old ID then pick again.
@@ -139,6 +143,7 @@ const (
 	lbBackendValid    = 1
 	lbBackendResolved = 2
 	lbBackendV6       = 4
+	lbBackendLocal    = 8
 )
 
 // Values of struct vip_conf's forward in lb.c.
@@ -537,6 +542,9 @@ func (lb *LB) SetBackends(backends []LBBackend) error {
 		e.Mac = b.MAC
 		if b.Resolved {
 			e.Flags |= lbBackendResolved
+		}
+		if b.Local {
+			e.Flags |= lbBackendLocal
 		}
 	}
 	lb.mu.Lock()

@@ -1288,3 +1288,32 @@ func TestLBVerifierHeadroom(t *testing.T) {
 		t.Errorf("the verifier processed %d instructions (limit 1000000): split the program further", n)
 	}
 }
+
+// TestLBLocalBackend: a flow whose backend is this host (co-located mode)
+// goes to the kernel's stack unchanged (XDP_PASS), counted on the backend
+// and as passed; the flow stays tracked to it.
+func TestLBLocalBackend(t *testing.T) {
+	lb := loadTestLB(t)
+	backends := lbTestBackends()
+	for i := range backends {
+		backends[i].Local = true
+	}
+	if err := lb.SetBackends(backends); err != nil {
+		t.Fatal(err)
+	}
+	frame := tcpFrame(t, vipTCP, 44000, 80, "S", 0, false, 0)
+	bi := lbModel(t, frame, -1, 0).backend
+	for range 2 {
+		v, out, d, _ := lbRun(t, lb, frame)
+		if v != xdpPass || !bytes.Equal(out, frame) || d.Passed != 1 || d.Forwarded != 0 {
+			t.Fatalf("verdict %d, counters %+v, frame changed %v", v, d, !bytes.Equal(out, frame))
+		}
+	}
+	got, err := lb.BackendCounters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[bi].Packets != 2 || got[bi].Bytes != uint64(2*len(frame)) {
+		t.Errorf("backend %d counters %+v, want 2 packets", bi, got[bi])
+	}
+}

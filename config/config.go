@@ -20,6 +20,8 @@ type Config struct {
 	Datapath Datapath
 	Control  Control
 	Metrics  Metrics
+	// BGP is the [bgp] table; zero without one (see BGP.Enabled).
+	BGP BGP
 	// VIPs in file order. Parse guarantees at least one, each with at
 	// least one backend, no two with the same (address, port, protocol).
 	VIPs []VIP
@@ -138,6 +140,9 @@ type VIP struct {
 	TableSize uint32
 	// Firewall is the VIP's allow, deny and syn_rate_limit keys.
 	Firewall VIPFirewall
+	// BGP is the route's communities and MED when the VIP is announced:
+	// [vip.bgp] over [bgp]'s.
+	BGP VIPBGP
 	// Backends in file order (the Maglev table does not depend on it).
 	// Their weights may all be 0: the VIP is then fully drained and takes
 	// no new flows. A splice VIP has none: its routes have them.
@@ -166,6 +171,10 @@ type Backend struct {
 	// With forward = "dsr" the next hop is the backend itself.
 	MAC    [6]byte
 	HasMAC bool
+	// Local marks the backend that is this host (co-located mode: the
+	// balancer runs on the backends themselves). Its flows go to the
+	// host's own stack instead of being forwarded. Native mode only.
+	Local bool
 	// Health is the backend's check: its own [vip.backend.health] over
 	// the VIP's spec, else the VIP's spec. Always resolved after Parse.
 	Health HealthCheck

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"github.com/xlbproject/xlb/bgp"
 	"net/netip"
 	"os"
 	"reflect"
@@ -393,6 +394,15 @@ socket = "/tmp/x.sock"
 listen = "[::]:9350"
 allow_remote = true
 
+[bgp]
+asn = 4200000001
+router_id = "198.18.0.1"
+listen_port = 1790
+drain = "1s"
+communities = ["65001:100", "0:65535"]
+med = 7
+peer = [{address = "198.18.0.254", asn = 65000, port = 1179, hold_time = "3s", connect_retry = "1s", password = "pw", next_hop = "198.18.0.1", next_hop6 = "2001:db8::1"}]
+
 [[vip]]
 address = "198.18.100.9"
 port = 0
@@ -405,9 +415,10 @@ fragments = "pass"
 allow = ["198.18.0.0/15", "198.18.1.1"]
 deny = ["198.18.66.0/24"]
 syn_rate_limit = 0
+bgp = {communities = ["65001:200"], med = 9}
 health = {kind = "http", port = 8080, path = "/h?x=1", host = "svc.example:8080", expect = 204, interval = "2s", timeout = "1500ms", rise = 5, fall = 7}
 backend = [
-  {address = "2001:db8::a", weight = 65535, state = "drain", mac = "02-00-00-00-00-01", health = {kind = "tcp", port = 9090, interval = "100ms", timeout = "50ms", rise = 1, fall = 100}},
+  {address = "2001:db8::a", weight = 65535, state = "drain", mac = "02-00-00-00-00-01", local = false, health = {kind = "tcp", port = 9090, interval = "100ms", timeout = "50ms", rise = 1, fall = 100}},
   {address = "2001:db8::b", state = "active", health = {path = "/other"}},
 ]
 `
@@ -427,6 +438,15 @@ backend = [
 	}
 	for _, k := range healthKeys {
 		keys = append(keys, "vip[0].health."+k)
+	}
+	for _, k := range bgpKeys {
+		keys = append(keys, "bgp."+k)
+	}
+	for _, k := range bgpPeerKeys {
+		keys = append(keys, "bgp.peer[0]."+k)
+	}
+	for _, k := range vipBGPKeys {
+		keys = append(keys, "vip[0].bgp."+k)
 	}
 	for _, k := range keys {
 		if !idx.has(k) {
@@ -469,6 +489,7 @@ backend = [
 			Allow: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("198.18.1.1/32")},
 			Deny:  []netip.Prefix{netip.MustParsePrefix("198.18.66.0/24")},
 		},
+		BGP: VIPBGP{Communities: []bgp.Community{65001<<16 | 200}, MED: 9},
 		Backends: []Backend{
 			{Address: netip.MustParseAddr("2001:db8::a"), Weight: 65535, State: StateDrain, MAC: [6]byte{2, 0, 0, 0, 0, 1}, HasMAC: true, Health: b0h},
 			{Address: netip.MustParseAddr("2001:db8::b"), Weight: 1, State: StateActive, Health: b1h},
@@ -476,6 +497,16 @@ backend = [
 	}
 	if len(c.VIPs) != 1 || !reflect.DeepEqual(c.VIPs[0], wantVIP) {
 		t.Errorf("vips:\n got %+v\nwant %+v", c.VIPs, wantVIP)
+	}
+	wantBGP := BGP{
+		Speaker: bgp.Config{ASN: 4200000001, RouterID: netip.MustParseAddr("198.18.0.1"), ListenPort: 1790, Peers: []bgp.Peer{{
+			Address: netip.MustParseAddr("198.18.0.254"), ASN: 65000, Port: 1179, HoldTime: 3 * time.Second, ConnectRetry: time.Second,
+			Password: "pw", NextHop: netip.MustParseAddr("198.18.0.1"), NextHop6: netip.MustParseAddr("2001:db8::1"),
+		}}},
+		Drain: time.Second, Communities: []bgp.Community{65001<<16 | 100, 65535}, MED: 7,
+	}
+	if !reflect.DeepEqual(c.BGP, wantBGP) {
+		t.Errorf("bgp:\n got %+v\nwant %+v", c.BGP, wantBGP)
 	}
 }
 

@@ -28,6 +28,10 @@ type decoder struct {
 	// are resolved in validate, once the whole VIP is known: a backend's
 	// check inherits from its VIP's, which TOML may set after it.
 	health map[string]*healthDecl
+	// hasBGP: the file has a [bgp] table. vipBGPs holds the [vip.bgp]
+	// tables by VIP path, resolved in validateBGP over [bgp]'s defaults.
+	hasBGP  bool
+	vipBGPs map[string]*vipBGPDecl
 }
 
 func (d *decoder) errorf(key, format string, args ...any) {
@@ -322,11 +326,17 @@ func (d *decoder) required(t map[string]any, path string, names ...string) {
 func (d *decoder) config(tree map[string]any) *Config {
 	c := &Config{File: d.file, Datapath: DefaultDatapath(), Control: Control{Socket: DefaultSocket}}
 	d.health = make(map[string]*healthDecl)
-	d.fields("", tree, []string{"datapath", "control", "metrics", "vip", "firewall"}, func(name, key string, v any) {
+	d.vipBGPs = make(map[string]*vipBGPDecl)
+	d.fields("", tree, []string{"datapath", "control", "metrics", "bgp", "vip", "firewall"}, func(name, key string, v any) {
 		switch name {
 		case "firewall":
 			if t, ok := d.table(key, v); ok {
 				d.firewall(&c.Firewall, key, t)
+			}
+		case "bgp":
+			if t, ok := d.table(key, v); ok {
+				d.hasBGP = true
+				d.bgp(&c.BGP, key, t)
 			}
 		case "datapath":
 			if t, ok := d.table(key, v); ok {
@@ -483,12 +493,12 @@ func (d *decoder) metrics(m *Metrics, path string, t map[string]any) {
 
 var vipKeys = []string{
 	"address", "port", "protocol", "forward", "gue_port", "table_size",
-	"icmp_echo", "fragments", "health", "backend",
+	"icmp_echo", "fragments", "health", "bgp", "backend",
 	"route", "hello_timeout", "hello_max_bytes", "connect_timeout", "idle_timeout", // spliceKeys
 	"allow", "deny", "syn_rate_limit",
 }
 
-var backendKeys = []string{"address", "weight", "state", "mac", "health"}
+var backendKeys = []string{"address", "weight", "state", "mac", "local", "health"}
 
 func (d *decoder) vip(path string, t map[string]any) VIP {
 	v := VIP{Protocol: TCP, Forward: IPIP, ICMPEcho: true, Fragments: DefaultFragments, Splice: DefaultSpliceSettings()}
@@ -527,6 +537,10 @@ func (d *decoder) vip(path string, t map[string]any) VIP {
 			d.vipFirewall(&v.Firewall, name, key, val)
 		case "health", "backend":
 			d.healthOrBackends(path, name, key, val, &v.Backends)
+		case "bgp":
+			if bt, ok := d.table(key, val); ok {
+				d.vipBGPs[path] = d.vipBGP(key, bt)
+			}
 		default:
 			d.spliceKey(&v, path, name, key, val)
 		}
@@ -548,6 +562,8 @@ func (d *decoder) backend(path string, t map[string]any) Backend {
 			d.u32(&b.Weight, key, v, "weight", 0, MaxWeight)
 		case "state":
 			b.State, _ = d.oneOf(key, v, StateActive, StateDrain)
+		case "local":
+			b.Local, _ = d.boolean(key, v)
 		case "health":
 			if ht, ok := d.table(key, v); ok {
 				d.health[path] = d.healthTable(key, ht)

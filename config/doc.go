@@ -1,6 +1,8 @@
 // Package config loads and validates xlb's configuration: one TOML file with
-// a [datapath] table, an optional [control] table and one [[vip]] per
-// virtual service, each with its [[vip.backend]]s. examples/xlb.toml in the
+// a [datapath] table, an optional [control] table, an optional [bgp] table
+// (the speaker announcing the VIPs; bgp.Config.Validate checks it and its
+// errors are mapped onto the file's lines) and one [[vip]] per virtual
+// service, each with its [[vip.backend]]s. examples/xlb.toml in the
 // repository documents every key, its default and why.
 //
 // # Model
@@ -36,7 +38,8 @@
 // A reload parses the new file into a new Config and runs CheckHost on it
 // again; running.RestartKeys(next) lists the keys that differ and that only
 // a restart can apply (socket and memory sizing: the interface, queues, CPUs,
-// UMEM, rings, socket options, flow_table_size, control.socket). Everything
+// UMEM, rings, socket options, flow_table_size, control.socket; the BGP
+// speaker's identity: bgp.asn, bgp.router_id, bgp.listen_port). Everything
 // else (VIPs, backends, weights, drain states, health checks, Maglev table
 // sizes, sources, flow timeouts, ICMP rate limits) is applied live, and
 // established flows keep their backend through the flow table. A backend's

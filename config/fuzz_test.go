@@ -27,6 +27,7 @@ func FuzzParse(f *testing.F) {
 		"\"\\u00e9\" = 1\n'a.b'.c = {d = 1979-05-27}\n",
 		minimal + "  state = \"drain\"\n  [vip.backend.health]\n  kind = \"http\"\n  timeout = \"2s\"\n",
 		strings.Replace(minimal, "port = 80", "port = 0\nforward = \"gue\"\nhealth = {kind = \"tcp\", port = 1}", 1),
+		"bgp = {asn = 1, router_id = \"1.2.3.4\", peer = [{address = \"198.18.0.1\", asn = 2, hold_time = \"3s\"}], communities = [\"1:2\"]}\n" + minimal + "bgp = {med = 1}\n",
 	} {
 		f.Add([]byte(seed))
 	}

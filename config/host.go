@@ -141,6 +141,9 @@ func (c *Config) checkOnLink(ifc *net.Interface) error {
 		}
 		for j, b := range v.Backends {
 			key := indexKey(indexKey("vip", i)+".backend", j) + ".address"
+			if b.Local {
+				continue // this host: its flows never leave it
+			}
 			if why := onLink(ifc, b.Address); why != "" {
 				errs = append(errs, c.Errorf(key, "%s is not on-link on %s (%s): dsr backends must share the interface's link", b.Address, ifc.Name, why))
 			}

@@ -36,6 +36,11 @@ var restartKeys = []struct {
 	{"control.socket", func(a, b *Config) bool { return a.Control.Socket == b.Control.Socket }},
 	{"metrics.listen", func(a, b *Config) bool { return a.Metrics.Listen == b.Metrics.Listen }},
 	{"metrics.allow_remote", func(a, b *Config) bool { return a.Metrics.AllowRemote == b.Metrics.AllowRemote }},
+	// The speaker's identity: a router would see another neighbour. Adding
+	// or removing [bgp] changes asn, so it needs a restart too.
+	{"bgp.asn", func(a, b *Config) bool { return a.BGP.Speaker.ASN == b.BGP.Speaker.ASN }},
+	{"bgp.router_id", func(a, b *Config) bool { return a.BGP.Speaker.RouterID == b.BGP.Speaker.RouterID }},
+	{"bgp.listen_port", func(a, b *Config) bool { return a.BGP.Speaker.ListenPort == b.BGP.Speaker.ListenPort }},
 }
 
 // RestartKeys returns the keys whose values differ between c, the running

@@ -100,6 +100,7 @@ func (d *decoder) validate(c *Config) {
 			backends[b.Address] = j
 		}
 		d.families(v, key)
+		d.local(c, v, key)
 
 		switch {
 		case v.Forward == GUE && v.GUEPort == 0:
@@ -124,6 +125,7 @@ func (d *decoder) validate(c *Config) {
 		d.validateSplice(c, i)
 	}
 	d.validateFirewall(c)
+	d.validateBGP(c)
 	d.limits(c)
 }
 
@@ -176,6 +178,28 @@ func (d *decoder) families(v *VIP, key string) {
 	case v.Forward != DSR && v.Address.Is6() && first.Is4():
 		d.errorf(bkey, "IPv4 backend for IPv6 VIP %s: %s does not carry IPv6 in IPv4 (6in4); use IPv6 backends",
 			v.Address, v.Forward)
+	}
+}
+
+// local checks a VIP's local backend (co-located mode): at most one, and
+// only in native mode, where the XDP program can pass the flow to the
+// host's stack. An AF_XDP worker cannot: once the steering program has
+// redirected a frame to a socket, nothing hands it back to the kernel.
+func (d *decoder) local(c *Config, v *VIP, key string) {
+	first := -1
+	for j, b := range v.Backends {
+		if !b.Local {
+			continue
+		}
+		bk := indexKey(key+".backend", j) + ".local"
+		switch {
+		case c.Datapath.Mode != ModeNative:
+			d.errorf(bk, "local = true needs datapath.mode = \"native\": the XDP program passes this host's flows to its stack, and in afxdp mode a frame redirected to a socket cannot go back to the kernel")
+		case first >= 0:
+			d.errorf(bk, "%s.backend[%d] is already local: one backend is this host", key, first)
+		default:
+			first = j
+		}
 	}
 }
 

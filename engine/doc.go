@@ -51,6 +51,13 @@
 // logged at error level, Stats reports state "failed" with the reason, and
 // Failed is closed so that `xlb run` stops and exits non-zero.
 //
+// BGP. AnnounceTo makes the engine state the routes it can forward (one
+// host route per VIP address with a backend its health checks do not hold
+// down) to a RouteSink (the bgp.Speaker) after every commit, from a
+// goroutine of its own, so no BGP work holds the engine's locks; a failed
+// datapath withdraws everything at once, and StopAnnouncing withdraws
+// everything for a graceful stop while the datapath still forwards.
+//
 // ICMP. Each worker's echo replies and frag-needed / packet-too-big
 // messages are rate-limited per worker (datapath.icmp_rate_limit and
 // icmp_rate_burst). The native program has no rate limit: config refuses

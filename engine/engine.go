@@ -86,6 +86,7 @@ type Engine struct {
 	mu       sync.Mutex // guards cur and nexthops
 	cur      *state     // the committed state
 	nexthops map[netip.Addr][6]byte
+	ann      *announcer // BGP, once AnnounceTo is called
 
 	fw fwState // the firewall's rules and maps (firewall.go)
 
@@ -184,6 +185,7 @@ func (e *Engine) store(st *state) {
 	e.cur = st
 	e.plan.Store(st.plan)
 	e.pub.Store(st)
+	e.announceChanged()
 }
 
 // Start brings up the datapath for cfg, which must have passed
@@ -280,7 +282,7 @@ func (e *Engine) resolveAll(deadline time.Time) bool {
 	var want []netip.Addr
 	for _, v := range e.cur.cfg.VIPs {
 		for _, b := range v.Backends {
-			if !b.HasMAC {
+			if !b.HasMAC && !b.Local { // this host has no next hop
 				want = append(want, b.Address)
 			}
 		}

@@ -123,10 +123,11 @@ func (e *Engine) checkCapacity(cfg *config.Config) error {
 // the generation a flow entry holds against the index's current one.
 func (e *Engine) syncLB(st *state) error {
 	backends := make([]bpf.LBBackend, st.ids.indexes())
-	for _, v := range st.spec.VIPs {
-		for _, b := range v.Backends {
+	for i, v := range st.spec.VIPs {
+		for j, b := range v.Backends {
 			if !b.Down {
-				backends[datapath.IDIndex(b.ID)] = bpf.LBBackend{Addr: b.Addr, MAC: b.MAC, Resolved: b.Resolved, Generation: uint16(b.ID >> datapath.IDIndexBits)}
+				local := st.cfg.VIPs[i].Backends[j].Local // the spec follows the config's order
+				backends[datapath.IDIndex(b.ID)] = bpf.LBBackend{Addr: b.Addr, MAC: b.MAC, Resolved: b.Resolved, Local: local, Generation: uint16(b.ID >> datapath.IDIndexBits)}
 			}
 		}
 	}

@@ -161,6 +161,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		collectQueue(ch, &st.Queues[i])
 	}
 	collectFirewall(ch, &st.Firewall)
+	collectBGP(ch, c.src)
 
 	for _, v := range st.VIPs {
 		vip := vipLabel(v)

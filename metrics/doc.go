@@ -75,6 +75,12 @@
 //	xlb_xsk_statistics_readable{queue}                  gauge   1 if the socket's XDP_STATISTICS was read at this scrape
 //	xlb_xsk_{rx_dropped,rx_invalid_descs,tx_invalid_descs,rx_ring_full,rx_fill_ring_empty_descs,tx_ring_empty_descs}_total{queue}   counter the socket's XDP_STATISTICS
 //
+// With [bgp] (the Source is a BGPSource):
+//
+//	xlb_bgp_peer_up{peer}                               gauge   1 while the BGP session with the peer is established
+//	xlb_bgp_peer_errors_total{peer}                     counter failed connections, NOTIFICATIONs, expired hold timers
+//	xlb_bgp_routes_announced                            gauge   VIP host routes the speaker announces
+//
 // Native mode (mode = "native"; no workers, so no queue series):
 //
 //	xlb_native_packets_total{verdict}                   counter lb program: forwarded, passed, malformed, dropped (their sum is every frame seen)

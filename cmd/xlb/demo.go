@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -22,12 +23,17 @@ const demoPrefix = "xlbdemo"
 var demoWeights = []int{1, 1, 2}
 
 func cmdDemo(e *env, args []string) int {
-	fs := newFlags(e, "demo", "[--requests N] [--keep]")
+	fs := newFlags(e, "demo", "[--requests N] [--parallel N] [--balancers N] [-v]")
 	requests := fs.Int("requests", 400, "HTTP requests to send, each on a new TCP connection")
 	parallel := fs.Int("parallel", 8, "requests in flight at once")
 	verbose := fs.Bool("v", false, "show xlb's own log")
+	balancers := fs.Int("balancers", 0, "scale-out demo: this many balancers (2 to 8) behind a BGP router with ECMP (BIRD 2), one of them killed halfway")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
+	}
+	if *balancers != 0 && (*balancers < 2 || *balancers > 8) {
+		fmt.Fprintln(e.stderr, "xlb demo: --balancers must be from 2 to 8")
+		return exitUsage
 	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(e.stderr, "xlb demo needs root: it creates network namespaces and attaches XDP programs")
@@ -53,6 +59,9 @@ func cmdDemo(e *env, args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	if *balancers > 0 {
+		return demoScaleOut(ctx, e, bin, dir, *balancers, *requests, *parallel, *verbose)
+	}
 	out := e.stdout
 	fmt.Fprintf(out, "building the lab: namespaces %s-{client,lb,be1,be2,be3} on one bridge\n", demoPrefix)
 	l, err := newLBLab(demoPrefix, bin, dir)
@@ -127,11 +136,17 @@ func cmdDemo(e *env, args []string) int {
 	return exitOK
 }
 
-// sendRequests makes n GET requests to the VIP with at most parallel in
-// flight and counts the answers by backend name.
+// sendRequests makes n GET requests from the lab's client to its VIP with
+// at most parallel in flight and counts the answers by backend name.
 func sendRequests(ctx context.Context, l *lbLab, n, parallel int) (served map[string]int, failed int) {
-	client := lab.HTTPClient(l.client)
-	url := fmt.Sprintf("http://%s/", labVIP)
+	return requestsFrom(ctx, l.client, labVIP, n, parallel)
+}
+
+// requestsFrom makes n GET requests from h to vip with at most parallel in
+// flight and counts the answers by backend name.
+func requestsFrom(ctx context.Context, h *lab.Host, vip netip.Addr, n, parallel int) (served map[string]int, failed int) {
+	client := lab.HTTPClient(h)
+	url := fmt.Sprintf("http://%s/", vip)
 	var mu sync.Mutex
 	served = map[string]int{}
 	jobs := make(chan struct{})

@@ -209,8 +209,8 @@ func testFirewall(t *testing.T, mode string) {
 func TestFirewallLiveUpdates(t *testing.T) {
 	needRoot(t)
 	l := startFirewallLab(t, config.ModeAFXDP, "")
-	startEchoServers(t, l)
-	ss := startStreams(t, l, 20)
+	startEchoServers(t, l.backends, labVIP)
+	ss := startStreams(t, l.client, labVIP, 20)
 	ss.progress(t, 16<<10)
 	call := func(cmd string, a firewallArgs) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

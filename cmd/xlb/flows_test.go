@@ -27,12 +27,12 @@ import (
 // serves every port).
 const streamPort = 9000
 
-// startEchoServers runs, in every backend, a server on VIP:streamPort that
+// startEchoServers runs, in every backend, a server on vip:streamPort that
 // first names itself ("be2\n") and then echoes every byte back.
-func startEchoServers(t *testing.T, l *lbLab) {
+func startEchoServers(t *testing.T, backends []*lab.Host, vip netip.Addr) {
 	t.Helper()
-	for _, h := range l.backends {
-		ln, err := h.Listen("tcp", netip.AddrPortFrom(labVIP, streamPort).String())
+	for _, h := range backends {
+		ln, err := h.Listen("tcp", netip.AddrPortFrom(vip, streamPort).String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,13 +72,13 @@ type streams struct {
 	wg   sync.WaitGroup
 }
 
-// startStreams opens n streams from the client and keeps them busy.
-func startStreams(t *testing.T, l *lbLab, n int) *streams {
+// startStreams opens n streams from client to vip and keeps them busy.
+func startStreams(t *testing.T, client *lab.Host, vip netip.Addr, n int) *streams {
 	t.Helper()
 	ss := &streams{stop: make(chan struct{})}
 	for i := range n {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		c, err := l.client.Dial(ctx, "tcp", netip.AddrPortFrom(labVIP, streamPort).String())
+		c, err := client.Dial(ctx, "tcp", netip.AddrPortFrom(vip, streamPort).String())
 		cancel()
 		if err != nil {
 			t.Fatalf("stream %d: %v", i, err)
@@ -215,8 +215,8 @@ func reloadWith(t *testing.T, l *lbLab, text string) (string, error) {
 // reason, nothing changes, and every stream keeps flowing.
 func TestReloadInvalidFileKeepsRunningConfig(t *testing.T) {
 	l := startLab(t, []int{1, 1, 1})
-	startEchoServers(t, l)
-	ss := startStreams(t, l, 50)
+	startEchoServers(t, l.backends, labVIP)
+	ss := startStreams(t, l.client, labVIP, 50)
 	ss.progress(t, 8<<10)
 	good := configText(l.socketPath(), 0, []int{1, 1, 1})
 	for _, bad := range []struct{ text, want string }{
@@ -298,8 +298,8 @@ func reloadKeepsFlows(t *testing.T, mode string) {
 	if err := l.startXLB(withMode(configText(l.socketPath(), 0, []int{1, 1})), io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	startEchoServers(t, l)
-	ss := startStreams(t, l, 50)
+	startEchoServers(t, l.backends, labVIP)
+	ss := startStreams(t, l.client, labVIP, 50)
 	ss.progress(t, 16<<10)
 	steps := []struct {
 		name    string

@@ -48,6 +48,7 @@ func init() {
 		"run":      {"attach to an interface and balance traffic", cmdRun},
 		"check":    {"validate a config file and print the resolved plan", cmdCheck},
 		"stats":    {"print the counters of a running instance", cmdStats},
+		"bgp":      {"print the BGP sessions and announced routes of a running instance", cmdBGP},
 		"capture":  {"write the frames a running instance receives and sends as pcapng", cmdCapture},
 		"reload":   {"make a running instance load its config file again, keeping flows", cmdReload},
 		"firewall": {"list, add or delete firewall rules of a running instance", cmdFirewall},

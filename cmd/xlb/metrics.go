@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/xlbproject/xlb/bgp"
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/engine"
 	"github.com/xlbproject/xlb/metrics"
@@ -43,23 +44,34 @@ func checkMetrics(cfg *config.Config) error {
 // metricsSource is what the endpoint reads from `xlb run`.
 type metricsSource struct {
 	eng     *engine.Engine
+	spk     *speaker
 	reloads *metrics.Reloads
 	build   metrics.Build
 }
 
-func newMetricsSource(eng *engine.Engine, reloads *metrics.Reloads) *metricsSource {
+func newMetricsSource(eng *engine.Engine, spk *speaker, reloads *metrics.Reloads) *metricsSource {
 	bi, _ := debug.ReadBuildInfo()
 	v := versionOf(bi, "")
 	rev := v.Commit
 	if rev != "" && v.Modified {
 		rev += "-modified"
 	}
-	return &metricsSource{eng: eng, reloads: reloads, build: metrics.Build{Version: v.Version, Revision: rev, GoVersion: v.Go}}
+	return &metricsSource{eng: eng, spk: spk, reloads: reloads, build: metrics.Build{Version: v.Version, Revision: rev, GoVersion: v.Go}}
 }
 
 func (s *metricsSource) Stats() engine.Stats           { return s.eng.Stats() }
 func (s *metricsSource) Reloads() metrics.ReloadStatus { return s.reloads.Status() }
 func (s *metricsSource) Build() metrics.Build          { return s.build }
+
+// BGP makes the source a metrics.BGPSource: the speaker's status, if xlb
+// runs one and it can be read.
+func (s *metricsSource) BGP() (bgp.Status, bool) {
+	st := s.spk.status()
+	if st == nil || st.Error != "" {
+		return bgp.Status{}, false
+	}
+	return st.Status, true
+}
 
 // Ready: the endpoint starts once the engine has attached the datapath and
 // started every worker, and the engine fails for good (Err) when a worker

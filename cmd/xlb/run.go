@@ -66,6 +66,15 @@ func cmdRun(e *env, args []string) int {
 		return exitFail
 	}
 	closeAll := func() error { return errors.Join(px.Close(), eng.Close()) }
+	// Before the capabilities go: a listen_port below 1024 needs them.
+	spk, err := startSpeaker(cfg, eng, log)
+	if err != nil {
+		log.Error("bgp", "err", err)
+		if cerr := closeAll(); cerr != nil {
+			log.Error("detach", "err", cerr)
+		}
+		return exitFail
+	}
 	// The datapath is up: from here on only what the package doc of
 	// privilege lists is needed, on every thread. Dropped before the control
 	// socket listens, so an instance that answers holds no more (a cmdRun
@@ -73,6 +82,7 @@ func cmdRun(e *env, args []string) int {
 	// tests run the binary).
 	if err := privilege.Drop(); err != nil {
 		log.Error("drop capabilities", "err", err)
+		spk.shutdown(eng, false)
 		if cerr := closeAll(); cerr != nil {
 			log.Error("detach", "err", cerr)
 		}
@@ -106,13 +116,25 @@ func cmdRun(e *env, args []string) int {
 			return nil, err
 		}
 		pending.Commit()
+		// After the datapath and the proxy: theirs is the part that can be
+		// refused whole (restart keys included), and the peers in next
+		// passed validation with it.
+		if err := spk.reconfigure(next); err != nil {
+			return changes, fmt.Errorf("datapath reloaded, but the bgp peers were not: %w", err)
+		}
 		return changes, nil
 	}
 	handlers := map[string]control.Handler{
 		"stats": func(context.Context, json.RawMessage) (any, error) {
 			st := eng.Stats()
 			st.Splice = px.Stats()
-			return st, nil
+			return runStats{Stats: st, BGP: spk.status()}, nil
+		},
+		"bgp": func(context.Context, json.RawMessage) (any, error) {
+			if st := spk.status(); st != nil {
+				return st, nil
+			}
+			return nil, errNoBGP
 		},
 		"capture": func(_ context.Context, args json.RawMessage) (any, error) {
 			f, err := xcapture.ParseRequest(args)
@@ -144,6 +166,7 @@ func cmdRun(e *env, args []string) int {
 			err, code = cfg.Errorf("control.socket", "%v", err), exitConfig
 		}
 		log.Error("control socket", "err", err)
+		spk.shutdown(eng, false)
 		if cerr := closeAll(); cerr != nil {
 			log.Error("detach", "err", cerr)
 		}
@@ -151,11 +174,12 @@ func cmdRun(e *env, args []string) int {
 	}
 	var msrv *metrics.Server
 	if cfg.Metrics.Listen != "" {
-		if msrv, err = metrics.Listen(metricsOptions(cfg), newMetricsSource(eng, &reloads), log); err != nil {
+		if msrv, err = metrics.Listen(metricsOptions(cfg), newMetricsSource(eng, spk, &reloads), log); err != nil {
 			log.Error("metrics endpoint", "err", err)
 			if cerr := srv.Close(); cerr != nil {
 				log.Error("close control socket", "err", cerr)
 			}
+			spk.shutdown(eng, false)
 			if cerr := closeAll(); cerr != nil {
 				log.Error("detach", "err", cerr)
 			}
@@ -166,13 +190,14 @@ func cmdRun(e *env, args []string) int {
 	notify(log, daemon.SdNotifyReady)
 	log.Info("xlb running", "config", cfg.File, "control", srv.Path(), "vips", len(cfg.VIPs), "queues", cfg.Datapath.Queues)
 	code = exitOK
+	forwarding := true
 wait:
 	for {
 		select {
 		case <-eng.Failed():
 			// Logged by the engine; a dead datapath is no clean exit.
 			log.Error("stopping: the datapath failed", "err", eng.Err())
-			code = exitFail
+			code, forwarding = exitFail, false
 			break wait
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
@@ -186,6 +211,10 @@ wait:
 		}
 	}
 	notify(log, daemon.SdNotifyStopping)
+	// Routes first, while still forwarding: routers move the flows to the
+	// other balancers during the drain, and only then does xlb detach. The
+	// control socket and the metrics endpoint still answer meanwhile.
+	spk.shutdown(eng, forwarding)
 	if stopMetrics(msrv, log) != nil {
 		code = exitFail
 	}

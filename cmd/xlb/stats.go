@@ -31,7 +31,7 @@ func cmdStats(e *env, args []string) int {
 	}
 	ctx, cancel := withTimeout(*timeout)
 	defer cancel()
-	var st engine.Stats
+	var st runStats
 	if err := control.Call(ctx, path, "stats", nil, &st); err != nil {
 		if errors.Is(err, control.ErrNoAnswer) {
 			err = fmt.Errorf("no answer from %s within %s", path, *timeout)
@@ -48,7 +48,10 @@ func cmdStats(e *env, args []string) int {
 		}
 		return exitOK
 	}
-	printStats(e.stdout, st)
+	printStats(e.stdout, st.Stats)
+	if st.BGP != nil {
+		printBGP(e.stdout, st.BGP)
+	}
 	return exitOK
 }
 
