@@ -17,6 +17,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 
+	"github.com/xlbproject/xlb/datapath"
 	"github.com/xlbproject/xlb/datapath/packet"
 	"github.com/xlbproject/xlb/hash"
 	"github.com/xlbproject/xlb/internal/testenv"
@@ -1082,6 +1083,19 @@ func TestLBLayout(t *testing.T) {
 	}
 	if got := spec.Maps[lbMapVips].KeySize; uintptr(got) != unsafe.Sizeof(VIPKey{}) {
 		t.Errorf("lb vips key size %d, VIPKey %d", got, unsafe.Sizeof(VIPKey{}))
+	}
+	// The drop reasons are the Go worker's, by name.
+	worker := map[string]bool{}
+	for d := range datapath.NumDrops {
+		worker[d.String()] = true
+	}
+	for _, name := range lbDropNames {
+		if !worker[name] {
+			t.Errorf("lb drop reason %q is none of the Go worker's", name)
+		}
+	}
+	if datapath.EventICMPRateLimited.String() != "icmp_rate_limited" {
+		t.Errorf("the worker's event is %q, LBCounters.ICMPRateLimited documents icmp_rate_limited", datapath.EventICMPRateLimited)
 	}
 	if got := binary.NativeEndian.Uint32([]byte{198, 18, 0, 1}); got != nativeAddr(lbSrc) {
 		t.Errorf("nativeAddr(%v) = %#x", lbSrc, nativeAddr(lbSrc))
