@@ -27,6 +27,7 @@ const (
 	lbEchoReply
 	lbFragNeeded
 	lbICMPError
+	lbICMPRateLimited
 	lbFirstDrop // the drop reasons follow, in lbDropNames order
 )
 
@@ -50,6 +51,7 @@ var lbDropNames = [...]string{
 	"no_headroom",
 	"no_source",
 	"echo_disabled",
+	"echo_rate_limited",
 }
 
 const lbCounterMax = lbFirstDrop + len(lbDropNames)

@@ -84,12 +84,16 @@
 // encapsulated packet would exceed the MTU. The outer source addresses and
 // the MTU come from SetSource and SetSource6 (a backend family without one:
 // no_source). Everything leaves with XDP_TX. The tests check every frame the
-// program sends against the Go worker's, byte for byte.
+// program sends against the Go worker's, byte for byte. The echo replies and
+// frag-needed it sends take a token from a per-CPU bucket (SetICMPRate; the
+// Go worker has one per worker): without one the echo request is dropped as
+// echo_rate_limited and a frame too big dropped as too_big unanswered, both
+// counted ICMPRateLimited (the worker's event icmp_rate_limited).
 //
 // Lifecycle: LoadLB loads (sizing the maps from LBOptions); SetBackends,
-// SetTable, SetVIPs, SetSource, SetSource6 and SetTimeouts fill the maps
-// (SetSource before Attach); Attach uses a bpf_link as Steer does; Close
-// detaches and releases everything. SetTable writes a table of unchanged
+// SetTable, SetVIPs, SetSource, SetSource6, SetTimeouts and SetICMPRate fill
+// the maps (SetSource before Attach); Attach uses a bpf_link as Steer does;
+// Close detaches and releases everything. SetTable writes a table of unchanged
 // size in place through the map's memory, each slot atomically but not the
 // table as a whole: new flows may see a mix of the old and new tables for a
 // few microseconds, established ones keep their backend. The program is not

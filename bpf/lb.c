@@ -148,9 +148,11 @@ struct backend_stats {
 };
 
 // settings: the outer source addresses (zero: none for that family), the
-// interface's MAC, the egress MTU the outer IP packet must fit, and the
-// flow idle timeouts (jiffies) of TCP and of every other protocol. Mirrored
-// by lbSettings in Go.
+// interface's MAC, the egress MTU the outer IP packet must fit, the flow
+// idle timeouts (jiffies) of TCP and of every other protocol, and the limit
+// on the ICMP the program sends itself (echo replies, frag-needed /
+// packet-too-big): icmp_rate tokens a second (0: no limit) into a bucket of
+// icmp_burst, per CPU (icmp_bucket). Mirrored by lbSettings in Go.
 struct settings {
 	__be32 addr;
 	__u8 addr6[16];
@@ -159,6 +161,17 @@ struct settings {
 	__u32 pad;
 	__u64 tcp_timeout;
 	__u64 udp_timeout;
+	__u32 icmp_rate;
+	__u32 icmp_burst;
+};
+
+// icmp_bucket: a CPU's ICMP token bucket, tokens in billionths of a token
+// (a rate a second times nanoseconds), last its last refill
+// (bpf_ktime_get_ns; 0: never used, starts full). As the Go worker's
+// (datapath.ICMPRate), each sender has its own bucket: no CPU takes a lock.
+struct icmp_bucket {
+	__u64 tokens;
+	__u64 last;
 };
 
 // lb_counter indexes counters. Mirrored in Go (counter.go).
@@ -174,6 +187,7 @@ enum lb_counter {
 	LB_ECHO_REPLY,
 	LB_FRAG_NEEDED,
 	LB_ICMP_ERROR,
+	LB_ICMP_RATE_LIMITED, // an echo reply or frag-needed not sent: no token
 	// Drop reasons, named as the Go worker's (datapath.Drop).
 	LB_DROP_BAD_IP_VERSION,
 	LB_DROP_BAD_IP_LENGTH,
@@ -192,6 +206,7 @@ enum lb_counter {
 	LB_DROP_NO_HEADROOM,
 	LB_DROP_NO_SOURCE,
 	LB_DROP_ECHO_DISABLED,
+	LB_DROP_ECHO_RATE_LIMITED,
 	LB_COUNTER_MAX,
 };
 
@@ -260,6 +275,13 @@ struct {
 	__type(value, struct settings);
 	__uint(max_entries, 1);
 } settings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct icmp_bucket);
+	__uint(max_entries, 1);
+} icmp_bucket SEC(".maps");
 
 // ip_ids: the outer IPv4 identification, one counter per CPU as the Go
 // workers keep one each.
@@ -762,6 +784,42 @@ static __always_inline __u32 parse_l4(struct pkt *p, __u8 proto, void *l4, void 
 	return 0;
 }
 
+#define TOKEN_UNIT 1000000000ULL       // one ICMP token; see icmp_bucket
+#define MAX_REFILL (10 * 1000000000ULL) // ns: past it the bucket is full at any rate
+
+// icmp_allowed takes an ICMP token from this CPU's bucket, refilled first
+// (the Go worker's Forwarder.icmpAllowed, refilled per call rather than per
+// batch). Without one it counts icmp_rate_limited and returns 0. The clock
+// is a call (bpf_ktime_get_ns), paid only by the rare frames answered.
+static __always_inline int icmp_allowed(struct lb_counters *cnt)
+{
+	__u32 zero = 0;
+	struct settings *st = bpf_map_lookup_elem(&settings, &zero);
+	struct icmp_bucket *b = bpf_map_lookup_elem(&icmp_bucket, &zero);
+
+	if (!st || !b || !st->icmp_rate)
+		return 1;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 full = (__u64)st->icmp_burst * TOKEN_UNIT;
+	__u64 tokens = full;
+	if (b->last) {
+		__u64 elapsed = now - b->last;
+		if (elapsed > MAX_REFILL)
+			elapsed = MAX_REFILL;
+		tokens = b->tokens + elapsed * st->icmp_rate;
+		if (tokens > full)
+			tokens = full;
+	}
+	b->last = now;
+	if (tokens >= TOKEN_UNIT) {
+		b->tokens = tokens - TOKEN_UNIT;
+		return 1;
+	}
+	b->tokens = tokens;
+	count(cnt, LB_ICMP_RATE_LIMITED);
+	return 0;
+}
+
 // echo_reply is packet.EchoReply, in place, answered with XDP_TX.
 __noinline int echo_reply(struct xdp_md *ctx, struct pkt *p)
 {
@@ -1165,6 +1223,9 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		if (p.icmp == ICMP_ECHO) {
 			if (!(marker->flags & VIP_FLAG_ICMP_ECHO))
 				return drop(cnt, LB_DROP_ECHO_DISABLED);
+			// A token first, as the Go worker takes it.
+			if (!icmp_allowed(cnt))
+				return drop(cnt, LB_DROP_ECHO_RATE_LIMITED);
 			if (p.noreply || echo_reply(ctx, &p))
 				return drop(cnt, LB_DROP_UNSUPPORTED_ICMP);
 			count(cnt, LB_ECHO_REPLY);
@@ -1312,7 +1373,7 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 			// packets (IPv4 only when DF forbids fragmenting); never
 			// about an ICMP error.
 			count(cnt, LB_DROP_TOO_BIG);
-			if (p.icmp == ICMP_NONE && p.df && !frag_needed(ctx, &p, st->mtu - overhead)) {
+			if (p.icmp == ICMP_NONE && p.df && icmp_allowed(cnt) && !frag_needed(ctx, &p, st->mtu - overhead)) {
 				count(cnt, LB_FRAG_NEEDED);
 				return XDP_TX;
 			}

@@ -170,6 +170,11 @@ type LBCounters struct {
 	// ICMPErrors counts the ICMP errors about a VIP flow sent on to the
 	// flow's backend (icmp_error_forwarded), also counted in Forwarded.
 	ICMPErrors uint64
+	// ICMPRateLimited counts the echo replies and frag-needed /
+	// packet-too-big errors not sent for want of a token (the Go worker's
+	// event icmp_rate_limited); see SetICMPRate. Each is for a frame also
+	// counted in Drops, as echo_rate_limited or too_big.
+	ICMPRateLimited uint64
 	// Dropped is the sum of Drops.
 	Dropped uint64
 	// Drops counts the dropped frames by reason, named as the Go worker's
@@ -646,6 +651,28 @@ func (lb *LB) Timeouts() (tcp, udp time.Duration) {
 	return lb.tcp, lb.udp
 }
 
+// SetICMPRate limits the ICMP messages the program sends itself (echo
+// replies, frag-needed / packet-too-big) to perSec a second with bursts of
+// up to burst, per CPU: each CPU has its own token bucket, as each AF_XDP
+// worker has (datapath.ICMPRate). perSec 0 means no limit (the default);
+// otherwise burst must be at least 1. An echo request left without a token
+// is dropped as echo_rate_limited; a frame too big is dropped as too_big,
+// unanswered; both count ICMPRateLimited. A change applies to the buckets
+// as they are: tokens already in them stay, up to the new burst.
+func (lb *LB) SetICMPRate(perSec, burst uint32) error {
+	if perSec != 0 && burst == 0 {
+		return fmt.Errorf("bpf: lb: ICMP rate %d/s with a burst of 0", perSec)
+	}
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	if lb.closed {
+		return ErrClosed
+	}
+	s := lb.settings
+	s.IcmpRate, s.IcmpBurst = perSec, burst
+	return lb.setSettings(s)
+}
+
 func (lb *LB) setSettings(s lbSettings) error {
 	old := lb.settings
 	lb.settings = s
@@ -704,15 +731,16 @@ func (lb *LB) Counters() (LBCounters, error) {
 		}
 	}
 	c := LBCounters{
-		Seen:        raw[lbSeen],
-		Forwarded:   raw[lbForwarded],
-		Passed:      raw[lbPassed],
-		Malformed:   raw[lbMalformed],
-		FlowHits:    raw[lbFlowHit],
-		EchoReplies: raw[lbEchoReply],
-		FragNeeded:  raw[lbFragNeeded],
-		ICMPErrors:  raw[lbICMPError],
-		Drops:       make(map[string]uint64, len(lbDropNames)),
+		Seen:            raw[lbSeen],
+		Forwarded:       raw[lbForwarded],
+		Passed:          raw[lbPassed],
+		Malformed:       raw[lbMalformed],
+		FlowHits:        raw[lbFlowHit],
+		EchoReplies:     raw[lbEchoReply],
+		FragNeeded:      raw[lbFragNeeded],
+		ICMPErrors:      raw[lbICMPError],
+		ICMPRateLimited: raw[lbICMPRateLimited],
+		Drops:           make(map[string]uint64, len(lbDropNames)),
 	}
 	for i, name := range lbDropNames {
 		c.Drops[name] = raw[lbFirstDrop+i]

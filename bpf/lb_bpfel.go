@@ -87,9 +87,15 @@ type lbFwVipCounter struct {
 	SynLimited lbFwCounter
 }
 
+type lbIcmpBucket struct {
+	_      structs.HostLayout
+	Tokens uint64
+	Last   uint64
+}
+
 type lbLbCounters struct {
 	_ structs.HostLayout
-	C [25]uint64
+	C [27]uint64
 }
 
 type lbSettings struct {
@@ -101,6 +107,8 @@ type lbSettings struct {
 	Pad        uint32
 	TcpTimeout uint64
 	UdpTimeout uint64
+	IcmpRate   uint32
+	IcmpBurst  uint32
 }
 
 type lbVipConf struct {
@@ -142,6 +150,7 @@ const (
 	lbMapFwTrieA      = "fw_trie_a"
 	lbMapFwTrieB      = "fw_trie_b"
 	lbMapFwVipStats   = "fw_vip_stats"
+	lbMapIcmpBucket   = "icmp_bucket"
 	lbMapIpIds        = "ip_ids"
 	lbMapMaglev       = "maglev"
 	lbMapSettings     = "settings"
@@ -214,6 +223,7 @@ type lbMapSpecs struct {
 	FwTrieA      *ebpf.MapSpec `ebpf:"fw_trie_a"`
 	FwTrieB      *ebpf.MapSpec `ebpf:"fw_trie_b"`
 	FwVipStats   *ebpf.MapSpec `ebpf:"fw_vip_stats"`
+	IcmpBucket   *ebpf.MapSpec `ebpf:"icmp_bucket"`
 	IpIds        *ebpf.MapSpec `ebpf:"ip_ids"`
 	Maglev       *ebpf.MapSpec `ebpf:"maglev"`
 	Settings     *ebpf.MapSpec `ebpf:"settings"`
@@ -258,6 +268,7 @@ type lbMaps struct {
 	FwTrieA      *ebpf.Map `ebpf:"fw_trie_a"`
 	FwTrieB      *ebpf.Map `ebpf:"fw_trie_b"`
 	FwVipStats   *ebpf.Map `ebpf:"fw_vip_stats"`
+	IcmpBucket   *ebpf.Map `ebpf:"icmp_bucket"`
 	IpIds        *ebpf.Map `ebpf:"ip_ids"`
 	Maglev       *ebpf.Map `ebpf:"maglev"`
 	Settings     *ebpf.Map `ebpf:"settings"`
@@ -278,6 +289,7 @@ func (m *lbMaps) Close() error {
 		m.FwTrieA,
 		m.FwTrieB,
 		m.FwVipStats,
+		m.IcmpBucket,
 		m.IpIds,
 		m.Maglev,
 		m.Settings,

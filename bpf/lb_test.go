@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,9 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"golang.org/x/sys/unix"
 
+	"github.com/xlbproject/xlb/datapath"
 	"github.com/xlbproject/xlb/datapath/packet"
 	"github.com/xlbproject/xlb/hash"
 	"github.com/xlbproject/xlb/internal/testenv"
@@ -358,8 +361,9 @@ func subLB(a, b LBCounters) LBCounters {
 		Seen: a.Seen - b.Seen, Forwarded: a.Forwarded - b.Forwarded, Passed: a.Passed - b.Passed,
 		Malformed: a.Malformed - b.Malformed, FlowHits: a.FlowHits - b.FlowHits,
 		EchoReplies: a.EchoReplies - b.EchoReplies, FragNeeded: a.FragNeeded - b.FragNeeded,
-		ICMPErrors: a.ICMPErrors - b.ICMPErrors, Dropped: a.Dropped - b.Dropped,
-		Drops: map[string]uint64{},
+		ICMPErrors: a.ICMPErrors - b.ICMPErrors, ICMPRateLimited: a.ICMPRateLimited - b.ICMPRateLimited,
+		Dropped: a.Dropped - b.Dropped,
+		Drops:   map[string]uint64{},
 	}
 	for k, v := range a.Drops {
 		if v != b.Drops[k] {
@@ -1068,6 +1072,7 @@ func TestLBLayout(t *testing.T) {
 		lbMapBackends: unsafe.Sizeof(lbBackend{}), lbMapSettings: unsafe.Sizeof(lbSettings{}),
 		lbMapFlows: unsafe.Sizeof(lbFlowValue{}), lbMapFlows6: unsafe.Sizeof(lbFlowValue{}),
 		lbMapBackendStats: unsafe.Sizeof(lbBackendStats{}), lbMapVipConf: lbVIPConfSize,
+		lbMapIcmpBucket: unsafe.Sizeof(lbIcmpBucket{}),
 	} {
 		if got := spec.Maps[name].ValueSize; uintptr(got) != size {
 			t.Errorf("map %s: value size %d, Go %d", name, got, size)
@@ -1079,8 +1084,113 @@ func TestLBLayout(t *testing.T) {
 	if got := spec.Maps[lbMapVips].KeySize; uintptr(got) != unsafe.Sizeof(VIPKey{}) {
 		t.Errorf("lb vips key size %d, VIPKey %d", got, unsafe.Sizeof(VIPKey{}))
 	}
+	// The drop reasons are the Go worker's, by name.
+	worker := map[string]bool{}
+	for d := range datapath.NumDrops {
+		worker[d.String()] = true
+	}
+	for _, name := range lbDropNames {
+		if !worker[name] {
+			t.Errorf("lb drop reason %q is none of the Go worker's", name)
+		}
+	}
+	if datapath.EventICMPRateLimited.String() != "icmp_rate_limited" {
+		t.Errorf("the worker's event is %q, LBCounters.ICMPRateLimited documents icmp_rate_limited", datapath.EventICMPRateLimited)
+	}
 	if got := binary.NativeEndian.Uint32([]byte{198, 18, 0, 1}); got != nativeAddr(lbSrc) {
 		t.Errorf("nativeAddr(%v) = %#x", lbSrc, nativeAddr(lbSrc))
+	}
+}
+
+// TestLBICMPRateLimit checks the limit on the ICMP the program sends, as
+// the Go worker's (datapath.TestICMPRateLimit*): unlimited at rate 0; at a
+// rate, a CPU's first burst of echo requests is answered and the rest
+// dropped as echo_rate_limited; frag-needed take from the same bucket, and
+// a frame too big without a token is dropped as too_big, unanswered.
+func TestLBICMPRateLimit(t *testing.T) {
+	// The buckets are per CPU and BPF_PROG_TEST_RUN runs on the caller's:
+	// one CPU for the whole test. The thread stays locked, so the runtime
+	// discards it, affinity and all, when the test returns.
+	runtime.LockOSThread()
+	var one unix.CPUSet
+	one.Set(0)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		t.Fatalf("pin to CPU 0: %v", err)
+	}
+	lb := loadTestLB(t)
+	const burst = 5
+	echo := func(i int) []byte {
+		if i%2 == 0 {
+			return icmp4(t, vipTCP)
+		}
+		return icmp6(t, vip6)
+	}
+	tooBig := tcpFrame(t, vipTCP, 40010, 80, "A", 0, true, lbTestMTU-20-20+1)
+	// sent and limited count the frames answered and refused, first the
+	// index of the first refused (n if none).
+	type result struct{ sent, limited, first int }
+	run := func(frame func(int) []byte, n int, sentAs func(LBCounters) uint64, limitedDrop string) result {
+		t.Helper()
+		r := result{first: n}
+		for i := range n {
+			verdict, _, d, _ := lbRun(t, lb, frame(i))
+			switch {
+			case verdict == xdpTX && sentAs(d) == 1 && d.ICMPRateLimited == 0:
+				r.sent++
+			case verdict == xdpDrop && d.Drops[limitedDrop] == 1 && d.ICMPRateLimited == 1 && sentAs(d) == 0 && d.Dropped == 1:
+				r.first = min(r.first, i)
+				r.limited++
+			default:
+				t.Fatalf("frame %d: verdict %d, counters %+v", i, verdict, d)
+			}
+		}
+		return r
+	}
+	echoes := func(c LBCounters) uint64 { return c.EchoReplies }
+	fragNeeded := func(c LBCounters) uint64 { return c.FragNeeded }
+	fromTooBig := func(int) []byte { return tooBig }
+
+	// Rate 0, the default: no limit.
+	if r := run(echo, 4*burst, echoes, "echo_rate_limited"); r.sent != 4*burst {
+		t.Errorf("no limit: %d of %d echo requests answered", r.sent, 4*burst)
+	}
+	if r := run(fromTooBig, 4*burst, fragNeeded, "too_big"); r.sent != 4*burst {
+		t.Errorf("no limit: %d of %d frag-needed sent", r.sent, 4*burst)
+	}
+
+	// 1 a second: whole seconds the test takes may add a token each.
+	if err := lb.SetICMPRate(1, burst); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := run(echo, 4*burst, echoes, "echo_rate_limited")
+	if extra := int(time.Since(start) / time.Second); r.first != burst || r.sent > burst+extra {
+		t.Errorf("%d of %d echo requests answered, the first refused #%d, want the first %d (+%d for the time taken)", r.sent, 4*burst, r.first, burst, extra)
+	}
+	// The bucket is spent: a frame too big is dropped without an answer.
+	if r := run(fromTooBig, 1, fragNeeded, "too_big"); r.limited != 1 && time.Since(start) < time.Second {
+		t.Errorf("frag-needed sent from a spent bucket")
+	}
+
+	// A new bucket (the map entry reset: full at first use) for frag-needed.
+	if err := lb.objs.IcmpBucket.Update(uint32(0), make([]lbIcmpBucket, ebpf.MustPossibleCPU()), ebpf.UpdateAny); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	r = run(fromTooBig, 4*burst, fragNeeded, "too_big")
+	if extra := int(time.Since(start) / time.Second); r.first != burst || r.sent > burst+extra {
+		t.Errorf("%d of %d frag-needed sent, the first refused #%d, want the first %d (+%d for the time taken)", r.sent, 4*burst, r.first, burst, extra)
+	}
+
+	// Back to rate 0: no limit again.
+	if err := lb.SetICMPRate(0, burst); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(echo, 2*burst, echoes, "echo_rate_limited"); r.sent != 2*burst {
+		t.Errorf("limit lifted: %d of %d echo requests answered", r.sent, 2*burst)
+	}
+	if err := lb.SetICMPRate(1, 0); err == nil {
+		t.Error("SetICMPRate(1, 0) accepted a burst of 0")
 	}
 }
 
@@ -1137,7 +1247,7 @@ func loadLBBench(b *testing.B, lb *LB) *ebpf.Program {
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
 		lbMapVips: m.Vips, lbMapVipConf: m.VipConf, lbMapMaglev: m.Maglev, lbMapBackends: m.Backends,
 		lbMapBackendStats: m.BackendStats, lbMapFlows: m.Flows, lbMapFlows6: m.Flows6, lbMapSettings: m.Settings,
-		lbMapIpIds: m.IpIds, lbMapCounters: m.Counters,
+		lbMapIpIds: m.IpIds, lbMapCounters: m.Counters, lbMapIcmpBucket: m.IcmpBucket,
 		lbMapFwRules: m.FwRules, lbMapFwTrieA: m.FwTrieA, lbMapFwTrieB: m.FwTrieB, lbMapFwRuleStats: m.FwRuleStats,
 		lbMapFwVipStats: m.FwVipStats, lbMapFwSyn: m.FwSyn,
 	}}

@@ -92,9 +92,10 @@ type Datapath struct {
 	FlowTCPTimeout, FlowUDPTimeout time.Duration
 
 	// ICMPRateLimit is how many ICMP messages of its own (echo replies,
-	// frag-needed, packet-too-big) each worker sends per second at most,
-	// 0..MaxICMPRate; 0 means no limit. ICMPRateBurst is how many it may
-	// send at once after a quiet spell (the token bucket's depth),
+	// frag-needed, packet-too-big) each worker (AF_XDP mode) or each CPU
+	// (native mode: the lb program's per-CPU bucket) sends per second at
+	// most, 0..MaxICMPRate; 0 means no limit. ICMPRateBurst is how many it
+	// may send at once after a quiet spell (the token bucket's depth),
 	// 1..MaxICMPRate. Forwarded ICMP errors are not counted.
 	ICMPRateLimit, ICMPRateBurst uint32
 }

@@ -62,8 +62,8 @@
 //
 // mode = "native" runs the lb XDP program, which does per packet what the
 // workers do; what it would ignore is refused at its line (validate.go):
-// forward = "splice", and an ICMP rate limit
-// (the program has none). Its flow tables follow bpf.LBFlowExpiry, which
+// forward = "splice". Its ICMP rate limit (icmp_rate_limit, icmp_rate_burst)
+// is per CPU, where the workers' is per worker. Its flow tables follow bpf.LBFlowExpiry, which
 // `xlb check` prints. These values copy the sizes bpf/ gives its maps (config does not
 // import bpf); a test in cmd/xlb holds them equal. A file is at most
 // MaxFileSize (16 MiB): Load reads no more, so a file that never ends

@@ -245,19 +245,14 @@ func TestEffectiveWeight(t *testing.T) {
 
 // Native mode accepts everything the lb program does per packet (IPv6 VIPs
 // and backends, every forward mode, per-VIP table sizes, echo, the fragment
-// policy, flow timeouts) and refuses, at the line, what it would ignore.
+// policy, flow timeouts, the ICMP rate limit) and refuses, at the line, what
+// it would ignore.
 func TestParseErrorsNativeMode(t *testing.T) {
 	native := func(vip, forward string, backends ...string) string {
 		return strings.Replace(oneVIP(vip, forward, backends...), "interface = \"eth0\"\n", "interface = \"eth0\"\nmode = \"native\"\n", 1)
 	}
 	tests := []struct{ name, src, want string }{
 		{"bad mode", dp(`mode = "dpdk"`), `f.toml:3: datapath.mode: "dpdk" is not one of ["afxdp" "native"]`},
-	}
-	for _, rate := range []string{"icmp_rate_limit = 10", "icmp_rate_burst = 7"} {
-		src := strings.Replace(native("198.18.100.1", "ipip", "198.18.0.11"), "mode = \"native\"\n", "mode = \"native\"\n"+rate+"\n", 1)
-		key := strings.Fields(rate)[0]
-		tests = append(tests, struct{ name, src, want string }{key, src,
-			`f.toml:4: datapath.` + key + `: mode = "native" does not rate-limit the ICMP it sends (echo replies, frag-needed, packet-too-big): the lb program has no token bucket; remove the key or set icmp_rate_limit = 0`})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { checkParseError(t, tt.src, tt.want) })
@@ -273,11 +268,29 @@ func TestParseErrorsNativeMode(t *testing.T) {
 		strings.Replace(native("198.18.100.1", "ipip", "198.18.0.11"), "port = 80\n", "port = 80\ntable_size = 257\nicmp_echo = false\nfragments = \"pass\"\n", 1),
 		strings.Replace(native("198.18.100.1", "ipip", "198.18.0.11"), "mode = \"native\"\n", "mode = \"native\"\nicmp_rate_limit = 0\nflow_tcp_timeout = \"1m\"\nflow_udp_timeout = \"5s\"\n", 1),
 	} {
+		if _, err := Parse("f.toml", []byte(src)); err != nil {
+			t.Errorf("a native-mode config: %v\n%s", err, src)
+		}
+	}
+	// The ICMP rate limit: the AF_XDP defaults, or the keys' values.
+	for _, tt := range []struct {
+		keys        string
+		rate, burst uint32
+	}{
+		{"", DefaultICMPRateLimit, DefaultICMPRateBurst},
+		{"icmp_rate_limit = 10\n", 10, DefaultICMPRateBurst},
+		{"icmp_rate_burst = 7\n", DefaultICMPRateLimit, 7},
+		{"icmp_rate_limit = 10\nicmp_rate_burst = 7\n", 10, 7},
+		{"icmp_rate_limit = 0\n", 0, DefaultICMPRateBurst},
+	} {
+		src := strings.Replace(native("198.18.100.1", "ipip", "198.18.0.11"), "mode = \"native\"\n", "mode = \"native\"\n"+tt.keys, 1)
 		c, err := Parse("f.toml", []byte(src))
 		if err != nil {
-			t.Errorf("a native-mode config: %v\n%s", err, src)
-		} else if c.Datapath.ICMPRateLimit != 0 {
-			t.Errorf("native mode with ICMP rate limit %d/s: the lb program has none", c.Datapath.ICMPRateLimit)
+			t.Errorf("native mode with %q: %v", tt.keys, err)
+			continue
+		}
+		if dp := c.Datapath; dp.ICMPRateLimit != tt.rate || dp.ICMPRateBurst != tt.burst {
+			t.Errorf("native mode with %q: ICMP rate %d/s burst %d, want %d/s burst %d", tt.keys, dp.ICMPRateLimit, dp.ICMPRateBurst, tt.rate, tt.burst)
 		}
 	}
 }

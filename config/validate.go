@@ -131,27 +131,13 @@ func (d *decoder) validate(c *Config) {
 
 // native refuses what mode = "native" would accept and ignore. The lb
 // program forwards with ipip, gue and dsr (every VIP it knows is forwarded
-// in the kernel, so a splice VIP could not reach the proxy); it sends its ICMP (echo replies, frag-needed,
-// packet-too-big) without the workers' per-queue rate limit.
+// in the kernel, so a splice VIP could not reach the proxy).
 func (d *decoder) native(c *Config) {
 	for i, v := range c.VIPs {
 		if v.Forward == Splice {
 			d.errorf(indexKey("vip", i)+".forward", "mode = \"native\" forwards with ipip, gue or dsr only: forward = \"splice\" needs the balancer's own TCP stack, and the native program forwards every VIP it knows in the kernel")
 		}
 	}
-	dp := &c.Datapath
-	if dp.ICMPRateLimit == 0 {
-		return
-	}
-	for _, k := range []string{"datapath.icmp_rate_limit", "datapath.icmp_rate_burst"} {
-		if d.idx.has(k) {
-			d.errorf(k, "mode = \"native\" does not rate-limit the ICMP it sends (echo replies, frag-needed, packet-too-big): the lb program has no token bucket; remove the key or set icmp_rate_limit = 0")
-			return
-		}
-	}
-	// Neither key set: the default limit is not in force, say so in the
-	// config (a reload then reports no rate change native never applied).
-	dp.ICMPRateLimit = 0
 }
 
 // families checks the address families of a VIP and its backends. The

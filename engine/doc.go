@@ -58,10 +58,11 @@
 // datapath withdraws everything at once, and StopAnnouncing withdraws
 // everything for a graceful stop while the datapath still forwards.
 //
-// ICMP. Each worker's echo replies and frag-needed / packet-too-big
-// messages are rate-limited per worker (datapath.icmp_rate_limit and
-// icmp_rate_burst). The native program has no rate limit: config refuses
-// the keys in native mode.
+// ICMP. The echo replies and frag-needed / packet-too-big messages the
+// balancer sends are rate-limited (datapath.icmp_rate_limit and
+// icmp_rate_burst, reloadable): per worker in AF_XDP mode, per CPU in native
+// mode (the lb program's per-CPU bucket, bpf.LB.SetICMPRate), each sender
+// with a bucket of its own so that none takes a lock.
 //
 // Threads. Workers own their CPUs: the engine keeps its other threads (table
 // builds, health probes, the garbage collector) off the worker CPUs when

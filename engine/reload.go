@@ -126,6 +126,13 @@ func (e *Engine) commit(old, next *state) (err error) {
 				return fmt.Errorf("engine: native flow timeouts: %w", err)
 			}
 		}
+		if a.ICMPRateLimit != b.ICMPRateLimit || a.ICMPRateBurst != b.ICMPRateBurst {
+			err := step(func() error { return e.lb.SetICMPRate(b.ICMPRateLimit, b.ICMPRateBurst) },
+				func() error { return e.lb.SetICMPRate(a.ICMPRateLimit, a.ICMPRateBurst) })
+			if err != nil {
+				return fmt.Errorf("engine: native ICMP rate limit: %w", err)
+			}
+		}
 		if err := step(func() error { return e.syncLB(next) }, func() error { return e.syncLB(old) }); err != nil {
 			return fmt.Errorf("engine: native maps: %w", err)
 		}

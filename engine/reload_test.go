@@ -33,7 +33,7 @@ func TestReloadFailureChangesNothing(t *testing.T) {
 		steps  []string
 	}{
 		{false, []string{"steer.SetVIPs", "health.Set"}},
-		{true, []string{"lb.SetSource", "lb.SetSource6", "lb.SetTimeouts", "lb.SetBackends", "lb.SetTable", "lb.SetVIPs", "health.Set"}},
+		{true, []string{"lb.SetSource", "lb.SetSource6", "lb.SetTimeouts", "lb.SetICMPRate", "lb.SetBackends", "lb.SetTable", "lb.SetVIPs", "health.Set"}},
 	} {
 		for _, step := range tt.steps {
 			e := newOffline(t, first(), tt.native, 4096)
@@ -69,6 +69,9 @@ func TestReloadFailureChangesNothing(t *testing.T) {
 				}
 				if l.timeouts != [2]time.Duration{time.Minute, 20 * time.Second} {
 					t.Errorf("native flow timeouts %v after the reload", l.timeouts)
+				}
+				if l.icmpRate != [2]uint32{10, 5} {
+					t.Errorf("native ICMP rate %v after the reload", l.icmpRate)
 				}
 				v := l.vips[0]
 				if v.Forward != bpf.LBForwardGUE || v.GUEPort != 6080 || v.ICMPEcho || !v.PassFragments || len(l.tables[v.ID]) != 257 {

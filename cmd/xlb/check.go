@@ -66,13 +66,14 @@ func printPlan(w io.Writer, cfg *config.Config) {
 	} else {
 		fmt.Fprintf(w, "flow table: %d entries per queue, idle tcp %v udp %v\n", dp.FlowTableSize, dp.FlowTCPTimeout, dp.FlowUDPTimeout)
 	}
-	switch {
-	case native:
-		fmt.Fprintln(w, "icmp sent by the balancer: no rate limit (the native program has none)")
-	case dp.ICMPRateLimit == 0:
+	per := "queue"
+	if native {
+		per = "CPU"
+	}
+	if dp.ICMPRateLimit == 0 {
 		fmt.Fprintln(w, "icmp sent by the balancer: no rate limit")
-	default:
-		fmt.Fprintf(w, "icmp sent by the balancer: at most %d/s per queue, burst %d\n", dp.ICMPRateLimit, dp.ICMPRateBurst)
+	} else {
+		fmt.Fprintf(w, "icmp sent by the balancer: at most %d/s per %s, burst %d\n", dp.ICMPRateLimit, per, dp.ICMPRateBurst)
 	}
 	fmt.Fprintf(w, "control socket: %s\n", cfg.Control.Socket)
 	for _, v := range cfg.VIPs {

@@ -21,7 +21,7 @@ import (
 // TestCheckNative: `xlb check` accepts in native mode what the lb program
 // does (IPv6 VIPs and backends, GUE, per-VIP table sizes, echo off, the
 // fragment policy), states how its flow tables expire and that the AF_XDP
-// settings are unused, and refuses an ICMP rate limit at its line.
+// settings are unused, and applies the ICMP rate limit per CPU.
 func TestCheckNative(t *testing.T) {
 	text := `[datapath]
 interface = "lo"
@@ -61,7 +61,7 @@ fragments = "pass"
 		"mode=native",
 		"queues, cpus, umem, rings and polling are AF_XDP settings, unused",
 		"flow tables: 262144 entries each (IPv4, IPv6), idle tcp 1m0s udp 30s: " + bpf.LBFlowExpiry,
-		"icmp sent by the balancer: no rate limit (the native program has none)",
+		"icmp sent by the balancer: at most 1000/s per CPU, burst 50",
 		"vip 198.18.100.1:80/tcp forward=gue(port 6080) maglev_slots=257",
 		"vip [2001:db8::100]:53/udp forward=ipip",
 	} {
@@ -73,13 +73,13 @@ fragments = "pass"
 		t.Errorf("check output shows AF_XDP settings in native mode:\n%s", stdout)
 	}
 
-	text = strings.Replace(text, "flow_tcp_timeout", "icmp_rate_limit = 100\nflow_tcp_timeout", 1)
+	text = strings.Replace(text, "flow_tcp_timeout", "icmp_rate_limit = 100\nicmp_rate_burst = 7\nflow_tcp_timeout", 1)
 	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code, _, stderr = runCmd("check", "-c", file)
-	if want := file + ":5: datapath.icmp_rate_limit: mode = \"native\" does not rate-limit"; code != exitConfig || !strings.Contains(stderr, want) {
-		t.Errorf("exit %d, stderr %q, want exit 3 and %q", code, stderr, want)
+	code, stdout, stderr = runCmd("check", "-c", file)
+	if want := "icmp sent by the balancer: at most 100/s per CPU, burst 7"; code != exitOK || !strings.Contains(stdout, want) {
+		t.Errorf("exit %d, stdout %q, stderr %q, want exit 0 and %q", code, stdout, stderr, want)
 	}
 }
 

@@ -61,7 +61,7 @@ func printStats(w io.Writer, st engine.Stats) {
 		fmt.Fprintf(w, "  datapath failed: %s\n", st.Error)
 	}
 	if n := st.Native; n != nil {
-		fmt.Fprintf(w, "native: seen %d  forwarded %d  passed %d  malformed %d  flow_hits %d  dropped %d\n", n.Seen, n.Forwarded, n.Passed, n.Malformed, n.FlowHits, n.Dropped)
+		fmt.Fprintf(w, "native: seen %d  forwarded %d  passed %d  malformed %d  flow_hits %d  dropped %d  icmp_rate_limited %d\n", n.Seen, n.Forwarded, n.Passed, n.Malformed, n.FlowHits, n.Dropped, n.ICMPRateLimited)
 		printCounters(w, "drops:", n.Drops)
 		fmt.Fprintln(w, "  (handshake RTTs and xlb capture are AF_XDP mode only in this release)")
 	} else {
