@@ -1,8 +1,10 @@
 package datapath
 
 import (
+	"context"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +44,12 @@ type Worker struct {
 	// itself is the worker's alone.
 	flows flowStats
 
+	// censusWanted asks the loop for a count of flows by backend, which it
+	// sends on census (buffered 1); censusMu admits one asker at a time.
+	censusWanted atomic.Bool
+	census       chan map[uint32]uint64
+	censusMu     sync.Mutex
+
 	rxPackets, rxBytes  atomic.Uint64
 	txPackets, txBytes  atomic.Uint64
 	kicks, txRingFull   atomic.Uint64
@@ -57,7 +65,7 @@ type Worker struct {
 // set before Start), at most batch frames at a time. With spin it never
 // sleeps in poll(2) when idle.
 func NewWorker(queue, cpu int, sock *ring.Socket, plan *atomic.Pointer[Plan], fwd *Forwarder, batch int, spin bool) *Worker {
-	return &Worker{Queue: queue, CPU: cpu, sock: sock, plan: plan, fwd: fwd, batch: min(batch, maxBatch), spin: spin, done: make(chan struct{})}
+	return &Worker{Queue: queue, CPU: cpu, sock: sock, plan: plan, fwd: fwd, batch: min(batch, maxBatch), spin: spin, done: make(chan struct{}), census: make(chan map[uint32]uint64, 1)}
 }
 
 // Batch is the worker's batch size (capped at the loop's arrays).
@@ -131,6 +139,13 @@ func (w *Worker) loop() error {
 		// One clock read per batch: the flow table's idle timeouts need
 		// milliseconds, not a time.Now per packet.
 		w.fwd.BeginBatch(p, time.Since(epoch))
+		if w.censusWanted.Load() {
+			w.censusWanted.Store(false)
+			select { // never blocks: a late answer nobody took is dropped
+			case w.census <- w.fwd.FlowCensus():
+			default:
+			}
+		}
 		n := w.sock.Receive(w.rx[:w.batch])
 		if n > 0 {
 			var ntx int
@@ -326,6 +341,28 @@ func (w *Worker) Counters() WorkerCounters {
 		c.Events[ev] = w.fwd.Events(ev)
 	}
 	return c
+}
+
+// FlowsByBackend asks the worker to count its live flows by backend ID and
+// waits for the answer. The worker owns its flow tables without locks, so
+// it counts them itself, between two batches (a blocked worker wakes within
+// idlePollMs); reading them from here would race with every packet. Not
+// asking costs the worker one atomic load per batch.
+func (w *Worker) FlowsByBackend(ctx context.Context) (map[uint32]uint64, error) {
+	w.censusMu.Lock()
+	defer w.censusMu.Unlock()
+	select { // a late answer to a caller that gave up
+	case <-w.census:
+	default:
+	}
+	w.censusWanted.Store(true)
+	select {
+	case n := <-w.census:
+		return n, nil
+	case <-ctx.Done():
+		w.censusWanted.Store(false)
+		return nil, fmt.Errorf("datapath: queue %d: flow count: %w", w.Queue, ctx.Err())
+	}
 }
 
 // Socket is the worker's AF_XDP socket (for its kernel statistics).

@@ -277,6 +277,20 @@ func (t *Table[K]) Sweep(now uint32, n int) int {
 	return reclaimed
 }
 
+// Census calls visit with every live entry: a walk of the whole table, for
+// counters an operator reads now and then (flows per backend), never per
+// packet. Like every other method it belongs to the owner goroutine.
+func (t *Table[K]) Census(now uint32, visit func(Entry)) {
+	for i := range t.buckets {
+		b := &t.buckets[i]
+		for w := range Ways {
+			if b.tag[w] != 0 && !expired(b.dead[w], now) {
+				visit(b.slot[w].val)
+			}
+		}
+	}
+}
+
 // bucket maps a flow hash to its bucket. The flow hash has a public, fixed
 // seed (every instance must agree on it), so the table first mixes it with
 // its own secret seed through murmur3's finalizer: without knowing the seed,
