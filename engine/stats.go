@@ -166,8 +166,11 @@ func (e *Engine) Stats() Stats {
 		XDPMode:       e.mode,
 		UptimeSeconds: int64(time.Since(e.started) / time.Second),
 		State:         "running",
-		Drops:         map[string]uint64{},
-		Events:        map[string]uint64{},
+		// Empty, not null, so that `jq '.queues[]'` works in native mode.
+		Queues: []QueueStats{},
+		VIPs:   []VIPStats{},
+		Drops:  map[string]uint64{},
+		Events: map[string]uint64{},
 	}
 	if err := e.Err(); err != nil {
 		s.State, s.Error = "failed", err.Error()
