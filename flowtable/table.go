@@ -277,11 +277,19 @@ func (t *Table[K]) Sweep(now uint32, n int) int {
 	return reclaimed
 }
 
-// Census calls visit with every live entry: a walk of the whole table, for
-// counters an operator reads now and then (flows per backend), never per
-// packet. Like every other method it belongs to the owner goroutine.
-func (t *Table[K]) Census(now uint32, visit func(Entry)) {
-	for i := range t.buckets {
+// Buckets is the number of buckets, the unit Census walks the table in.
+func (t *Table[K]) Buckets() int { return len(t.buckets) }
+
+// Census calls visit with every live entry of the n buckets from bucket
+// from on (fewer at the end of the table), and returns the bucket after the
+// last it visited: Buckets() once the walk is done. It is for counters an
+// operator reads now and then (flows per backend), walked in steps so that
+// no batch waits long, never per packet. Like every other method it belongs
+// to the owner goroutine.
+func (t *Table[K]) Census(now uint32, from, n int, visit func(Entry)) int {
+	from = min(max(from, 0), len(t.buckets))
+	end := from + min(max(n, 0), len(t.buckets)-from) // n may be math.MaxInt
+	for i := from; i < end; i++ {
 		b := &t.buckets[i]
 		for w := range Ways {
 			if b.tag[w] != 0 && !expired(b.dead[w], now) {
@@ -289,6 +297,7 @@ func (t *Table[K]) Census(now uint32, visit func(Entry)) {
 			}
 		}
 	}
+	return end
 }
 
 // bucket maps a flow hash to its bucket. The flow hash has a public, fixed

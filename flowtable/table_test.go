@@ -2,6 +2,7 @@ package flowtable
 
 import (
 	"encoding/binary"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -447,7 +448,16 @@ func TestCensus(t *testing.T) {
 	// count returns the live entries by protocol (kept in VIP) and by backend.
 	count := func(now uint32) (byProto, byBackend map[uint32]int) {
 		byProto, byBackend = map[uint32]int{}, map[uint32]int{}
-		tab.Census(now, func(e Entry) { byProto[e.VIP]++; byBackend[e.Backend]++ })
+		visit := func(e Entry) { byProto[e.VIP]++; byBackend[e.Backend]++ }
+		// In uneven steps, as a worker walks it between batches, the
+		// last one "the rest" (math.MaxInt) from the middle.
+		i := 0
+		for step := 1; i < tab.Buckets()/2; step = step*2 + 1 {
+			i = tab.Census(now, i, step, visit)
+		}
+		if end := tab.Census(now, i, math.MaxInt, visit); end != tab.Buckets() {
+			t.Fatalf("Census(%d, MaxInt) ended at bucket %d of %d", i, end, tab.Buckets())
+		}
 		return byProto, byBackend
 	}
 	// A full bucket may evict a few of the 300 (the bucket index has a
