@@ -88,8 +88,8 @@ type NativeStats struct {
 	ICMPErrors  uint64            `json:"icmp_errors"`
 	Dropped     uint64            `json:"dropped"`
 	Drops       map[string]uint64 `json:"drops"`
-	// Flows is the number of entries in the kernel's LRU flow table,
-	// counted at stats time up to the table's size.
+	// Flows is the number of live flows in the kernel's flow tables (IPv4
+	// and IPv6), counted at stats time.
 	Flows uint64 `json:"flows"`
 }
 
@@ -143,8 +143,8 @@ type BackendStats struct {
 	// HandshakeRTT is nil in native mode (see HandshakeRTT).
 	HandshakeRTT *HandshakeRTT `json:"handshake_rtt,omitempty"`
 	// Flows is the number of flows pinned to the backend in the flow
-	// tables (every worker's, or the kernel's in native mode), as of the
-	// last count; FlowsKnown is false when none could be made.
+	// tables (every worker's, or the kernel's in native mode), counted
+	// for this call; FlowsKnown is false when the count failed.
 	Flows      uint64 `json:"flows"`
 	FlowsKnown bool   `json:"flows_known"`
 }
