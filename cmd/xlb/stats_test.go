@@ -99,12 +99,9 @@ func missingKeys(schema statsSchema, seen map[string]bool, optionalToo bool) []s
 
 // underEmpty reports whether k is under an array that was empty or null.
 func underEmpty(seen map[string]bool, k string) bool {
-	for i := strings.Index(k, "[]."); i >= 0; i = strings.Index(k[i+3:], "[].") + i + 3 {
-		if seen["empty:"+k[:i+2]] {
+	for s := range seen {
+		if p, ok := strings.CutPrefix(s, "empty:"); ok && strings.HasPrefix(k, p+".") {
 			return true
-		}
-		if strings.Index(k[i+3:], "[].") < 0 {
-			break
 		}
 	}
 	return false
