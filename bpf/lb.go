@@ -749,6 +749,63 @@ func (lb *LB) Counters() (LBCounters, error) {
 	return c, nil
 }
 
+// FlowsByBackend counts the live flows of both flow tables (IPv4, IPv6)
+// by backend id: entries seen within their protocol's idle timeout, as the
+// program decides. It reads the LRU hashes in batches, one pass bounded by
+// their size, never on the packet path. Entries the kernel adds or evicts
+// during the pass may be missed or counted; an entry of a freed id counts
+// for that id until its flow comes back and re-picks.
+func (lb *LB) FlowsByBackend() (map[uint32]uint64, error) {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	if lb.closed {
+		return nil, ErrClosed
+	}
+	now, _, err := lb.clock()
+	if err != nil {
+		return nil, err
+	}
+	n := map[uint32]uint64{}
+	live := func(proto uint8, v lbFlowValue) {
+		timeout := lb.settings.UdpTimeout
+		if proto == unix.IPPROTO_TCP {
+			timeout = lb.settings.TcpTimeout
+		}
+		if now-v.Seen <= timeout {
+			n[v.Backend]++
+		}
+	}
+	if err := countFlows(lb.objs.Flows, lb.opts.FlowTableSize, func(k lbFlowKey4, v lbFlowValue) { live(k.Proto, v) }); err != nil {
+		return nil, err
+	}
+	if err := countFlows(lb.objs.Flows6, lb.opts.FlowTableSize, func(k lbFlowKey6, v lbFlowValue) { live(k.Proto, v) }); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// countFlows visits every entry of the flow table m (at most size).
+func countFlows[K any](m *ebpf.Map, size int, visit func(K, lbFlowValue)) error {
+	const chunk = 4096
+	keys := make([]K, chunk)
+	vals := make([]lbFlowValue, chunk)
+	var cursor ebpf.MapBatchCursor
+	for seen := 0; seen <= size; {
+		k, err := m.BatchLookup(&cursor, keys, vals, nil)
+		for i := range k {
+			visit(keys[i], vals[i])
+		}
+		seen += k
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("bpf: lb: read the flow table: %w", err)
+		}
+	}
+	return nil
+}
+
 // BackendCounters returns the forwarded packets and bytes of each backend
 // index below the length of the last SetBackends, summed over CPUs. A
 // freed index keeps its counts until it is used again.

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"testing"
@@ -130,5 +131,43 @@ func TestTrackedFlowsKeepTheirBackend(t *testing.T) {
 	}
 	if s := f.flows.Stats(); s.Hits == 0 || s.Inserts == 0 {
 		t.Errorf("flow table counters: %+v", s)
+	}
+}
+
+// TestCensusStep: a flow count walked in small steps, restarted half way
+// through, counts every tracked flow once, by the backend it is pinned to.
+func TestCensusStep(t *testing.T) {
+	ps := newPlanSet()
+	p := ps.trackPlan(t, map[string]int{"198.18.0.11": 1, "198.18.0.12": 2, "198.18.0.13": 1})
+	f := newForwarder(t, 1500)
+	const flows = 400
+	sent := map[netip.Addr]int{}
+	for i := range flows {
+		sent[sendTo(t, f, p, uint16(10000+i), true)]++
+	}
+	if f.CensusStep(50, true) != nil {
+		t.Fatal("a walk of 50 buckets finished the whole table")
+	}
+	var counts map[uint32]uint64
+	for i := 0; counts == nil; i++ {
+		if i > 10000 {
+			t.Fatal("census never finished")
+		}
+		counts = f.CensusStep(3, i == 0) // restart: the first 50 buckets again
+		if i == 100 && counts == nil {
+			counts = f.CensusStep(math.MaxInt, false) // an idle worker: the rest at once
+		}
+	}
+	var got, want []int
+	for _, n := range counts {
+		got = append(got, int(n))
+	}
+	for _, n := range sent {
+		want = append(want, n)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("flows per backend ID %v, want the counts %v (by address %v)", counts, want, sent)
 	}
 }

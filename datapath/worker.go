@@ -1,8 +1,11 @@
 package datapath
 
 import (
+	"context"
 	"fmt"
+	"math"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +45,15 @@ type Worker struct {
 	// itself is the worker's alone.
 	flows flowStats
 
+	// A count of flows by backend: FlowsByBackend bumps censusReq and
+	// waits on census (buffered 1) for the answer to its number; the loop
+	// walks its tables in steps while censusReq is ahead of censusDone
+	// (its own, like censusOn, the request the walk under way is for).
+	censusReq            atomic.Uint64
+	censusOn, censusDone uint64
+	census               chan censusAnswer
+	censusMu             sync.Mutex
+
 	rxPackets, rxBytes  atomic.Uint64
 	txPackets, txBytes  atomic.Uint64
 	kicks, txRingFull   atomic.Uint64
@@ -57,7 +69,7 @@ type Worker struct {
 // set before Start), at most batch frames at a time. With spin it never
 // sleeps in poll(2) when idle.
 func NewWorker(queue, cpu int, sock *ring.Socket, plan *atomic.Pointer[Plan], fwd *Forwarder, batch int, spin bool) *Worker {
-	return &Worker{Queue: queue, CPU: cpu, sock: sock, plan: plan, fwd: fwd, batch: min(batch, maxBatch), spin: spin, done: make(chan struct{})}
+	return &Worker{Queue: queue, CPU: cpu, sock: sock, plan: plan, fwd: fwd, batch: min(batch, maxBatch), spin: spin, done: make(chan struct{}), census: make(chan censusAnswer, 1)}
 }
 
 // Batch is the worker's batch size (capped at the loop's arrays).
@@ -126,12 +138,15 @@ func nextStep(n int, spin, rxWakeup bool) idleStep {
 
 func (w *Worker) loop() error {
 	epoch := time.Now()
+	idle := true // the last receive found nothing
 	for !w.stop.Load() {
 		p := w.plan.Load()
 		// One clock read per batch: the flow table's idle timeouts need
 		// milliseconds, not a time.Now per packet.
 		w.fwd.BeginBatch(p, time.Since(epoch))
+		w.censusStep(idle)
 		n := w.sock.Receive(w.rx[:w.batch])
+		idle = n == 0
 		if n > 0 {
 			var ntx int
 			var rxBytes, txBytes uint64
@@ -326,6 +341,72 @@ func (w *Worker) Counters() WorkerCounters {
 		c.Events[ev] = w.fwd.Events(ev)
 	}
 	return c
+}
+
+// censusSteps is how many flow table buckets a busy worker walks between
+// two batches for FlowsByBackend: 2048 buckets (16384 slots) take about
+// 50 us (flowtable's BenchmarkCensus), which the RX ring absorbs even at
+// line rate; the default tables take 32 batches.
+const censusSteps = 2048
+
+type censusAnswer struct {
+	req    uint64
+	counts map[uint32]uint64
+}
+
+// censusStep advances a requested count of flows by backend: in steps of
+// censusSteps buckets after a batch, all at once when the worker is idle
+// (nothing waits for it). Without a request it is one atomic load.
+func (w *Worker) censusStep(idle bool) {
+	req := w.censusReq.Load()
+	if req == w.censusDone {
+		return
+	}
+	step := censusSteps
+	if idle {
+		step = math.MaxInt
+	}
+	counts := w.fwd.CensusStep(step, req != w.censusOn)
+	w.censusOn = req
+	if counts == nil {
+		return
+	}
+	w.censusDone = req
+	// Never blocks: an earlier answer nobody took is replaced (the loop is
+	// the only sender, so the second try always finds room).
+	for {
+		select {
+		case w.census <- censusAnswer{req, counts}:
+			return
+		default:
+			select {
+			case <-w.census:
+			default:
+			}
+		}
+	}
+}
+
+// FlowsByBackend asks the worker to count its live flows by backend ID and
+// waits for the answer. The worker owns its flow tables without locks, so
+// it counts them itself, between batches (a blocked worker wakes within
+// idlePollMs); reading them from here would race with every packet. Not
+// asking costs the worker one atomic load per batch.
+func (w *Worker) FlowsByBackend(ctx context.Context) (map[uint32]uint64, error) {
+	w.censusMu.Lock()
+	defer w.censusMu.Unlock()
+	req := w.censusReq.Add(1)
+	for {
+		select {
+		case a := <-w.census:
+			if a.req == req {
+				return a.counts, nil
+			}
+			// The answer to an earlier caller that gave up.
+		case <-ctx.Done():
+			return nil, fmt.Errorf("datapath: queue %d: flow count: %w", w.Queue, ctx.Err())
+		}
+	}
 }
 
 // Socket is the worker's AF_XDP socket (for its kernel statistics).

@@ -53,6 +53,7 @@ type nativeLB interface {
 	Counters() (bpf.LBCounters, error)
 	BackendCounters() ([]bpf.LBBackendCounters, error)
 	Firewall() *bpf.Firewall
+	FlowsByBackend() (map[uint32]uint64, error)
 	Attach(ifindex int, mode string) (string, error)
 	Close() error
 }

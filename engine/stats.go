@@ -1,29 +1,36 @@
 package engine
 
 import (
+	"context"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/xlbproject/xlb/bpf"
 	"github.com/xlbproject/xlb/datapath"
 	"github.com/xlbproject/xlb/health"
 	"github.com/xlbproject/xlb/proxy"
-	"github.com/xlbproject/xlb/ring"
 )
 
 // Stats is what `xlb stats` shows: a consistent-enough snapshot (each counter
 // is read atomically; the set is not one instant).
+//
+// Its JSON form is `xlb stats --json`: every key is snake_case and every
+// duration is in whole seconds with a _seconds suffix, as Prometheus names
+// them. docs/stats-schema.md lists every key; a test keeps the two in step,
+// so a field added here without a line there fails the build's tests.
 type Stats struct {
 	Interface string `json:"interface"`
 	XDPMode   string `json:"xdp_mode"`
-	Uptime    string `json:"uptime"`
-	Mode      string `json:"mode"`
+	// UptimeSeconds is how long the instance has run, in whole seconds.
+	UptimeSeconds int64  `json:"uptime_seconds"`
+	Mode          string `json:"mode"`
 	// State is "running", or "failed" once the datapath has failed for
 	// good (Error says why; xlb run then stops).
 	State    string            `json:"state"`
 	Error    string            `json:"error,omitempty"`
-	Steer    bpf.SteerCounters `json:"steer"`            // afxdp mode
-	Native   *bpf.LBCounters   `json:"native,omitempty"` // native mode
+	Steer    SteerStats        `json:"steer"`            // afxdp mode
+	Native   *NativeStats      `json:"native,omitempty"` // native mode
 	SteerErr string            `json:"steer_error,omitempty"`
 	Queues   []QueueStats      `json:"queues"`
 	VIPs     []VIPStats        `json:"vips"`
@@ -52,8 +59,51 @@ type QueueStats struct {
 	Polls        uint64            `json:"polls"`
 	RxWakeups    uint64            `json:"rx_wakeups"` // polls a spinning worker made for the fill ring
 	Flows        FlowStats         `json:"flows"`
-	Socket       ring.Stats        `json:"socket"`
+	Socket       SocketStats       `json:"socket"`
 	SocketErr    string            `json:"socket_error,omitempty"`
+}
+
+// SteerStats are the steering XDP program's counters (afxdp mode): the
+// bpf package's, with their JSON names.
+type SteerStats struct {
+	Seen       uint64 `json:"seen"`
+	Redirected uint64 `json:"redirected"`
+	Passed     uint64 `json:"passed"`
+	Malformed  uint64 `json:"malformed"`
+	NoSocket   uint64 `json:"no_socket"`
+}
+
+// NativeStats are the native lb XDP program's counters.
+type NativeStats struct {
+	Seen      uint64 `json:"seen"`
+	Forwarded uint64 `json:"forwarded"`
+	Passed    uint64 `json:"passed"`
+	Malformed uint64 `json:"malformed"`
+	FlowHits  uint64 `json:"flow_hits"`
+	// EchoReplies, FragNeeded and ICMPErrors are the frames the program
+	// sent that are not forwarded client packets, named as the workers'
+	// events: echo_reply, frag_needed_sent, icmp_error_forwarded.
+	EchoReplies uint64 `json:"echo_replies"`
+	FragNeeded  uint64 `json:"frag_needed"`
+	ICMPErrors  uint64 `json:"icmp_errors"`
+	// ICMPRateLimited counts the echo replies and frag-needed /
+	// packet-too-big the program withheld for the ICMP rate limit.
+	ICMPRateLimited uint64            `json:"icmp_rate_limited"`
+	Dropped         uint64            `json:"dropped"`
+	Drops           map[string]uint64 `json:"drops"`
+	// Flows is the number of live flows in the kernel's flow tables (IPv4
+	// and IPv6), counted at stats time.
+	Flows uint64 `json:"flows"`
+}
+
+// SocketStats are one AF_XDP socket's XDP_STATISTICS.
+type SocketStats struct {
+	RxDropped            uint64 `json:"rx_dropped"`
+	RxInvalidDescs       uint64 `json:"rx_invalid_descs"`
+	TxInvalidDescs       uint64 `json:"tx_invalid_descs"`
+	RxRingFull           uint64 `json:"rx_ring_full"`
+	RxFillRingEmptyDescs uint64 `json:"rx_fill_ring_empty_descs"`
+	TxRingEmptyDescs     uint64 `json:"tx_ring_empty_descs"`
 }
 
 // FlowStats are one worker's flow table counters.
@@ -80,8 +130,13 @@ type VIPStats struct {
 type BackendStats struct {
 	Address string `json:"address"`
 	Weight  uint32 `json:"weight"`
-	State   string `json:"state"`              // as configured: "active" or "drain"
-	NextHop string `json:"next_hop,omitempty"` // empty while unresolved
+	// State is what the backend does with new flows: "active" (takes its
+	// share), "drain" (state = "drain" or weight 0 in the config: keeps
+	// its flows, takes no new ones) or "down" (its health check fails:
+	// out of the table). The metrics' xlb_backend_state follows the same
+	// rule.
+	State   BackendState `json:"state"`
+	NextHop string       `json:"next_hop,omitempty"` // empty while unresolved
 	// Health is "up" or "down" for a checked backend, empty without checks.
 	Health      string `json:"health,omitempty"`
 	HealthSince string `json:"health_since,omitempty"`
@@ -90,36 +145,57 @@ type BackendStats struct {
 	Bytes       uint64 `json:"bytes"`
 	// HandshakeRTT is nil in native mode (see HandshakeRTT).
 	HandshakeRTT *HandshakeRTT `json:"handshake_rtt,omitempty"`
+	// Flows is the number of flows pinned to the backend in the flow
+	// tables (every worker's, or the kernel's in native mode), counted
+	// for this call; FlowsKnown is false when the count failed.
+	Flows      uint64 `json:"flows"`
+	FlowsKnown bool   `json:"flows_known"`
 }
+
+// BackendState is a backend's state as `xlb stats` reports it.
+type BackendState string
+
+// The values of BackendState.
+const (
+	BackendActive BackendState = "active"
+	BackendDrain  BackendState = "drain"
+	BackendDown   BackendState = "down"
+)
 
 // Stats reads every counter of the running engine.
 func (e *Engine) Stats() Stats {
 	s := Stats{
-		Interface: e.ifname,
-		XDPMode:   e.mode,
-		Uptime:    time.Since(e.started).Round(time.Second).String(),
-		State:     "running",
-		Drops:     map[string]uint64{},
-		Events:    map[string]uint64{},
+		Interface:     e.ifname,
+		XDPMode:       e.mode,
+		UptimeSeconds: int64(time.Since(e.started) / time.Second),
+		State:         "running",
+		// Empty, not null, so that `jq '.queues[]'` works in native mode.
+		Queues: []QueueStats{},
+		VIPs:   []VIPStats{},
+		Drops:  map[string]uint64{},
+		Events: map[string]uint64{},
 	}
 	if err := e.Err(); err != nil {
 		s.State, s.Error = "failed", err.Error()
 	}
 	s.Firewall = e.FirewallStats()
-	var err error
 	var perBackend []bpf.LBBackendCounters
 	if e.steer != nil {
 		s.Mode = "afxdp"
-		if s.Steer, err = e.steer.Counters(); err != nil {
+		c, err := e.steer.Counters()
+		if err != nil {
 			s.SteerErr = err.Error()
 		}
+		s.Steer = SteerStats(c)
 	} else {
 		s.Mode = "native"
 		c, err := e.lb.Counters()
 		if err != nil {
 			s.SteerErr = err.Error()
 		}
-		s.Native = &c
+		s.Native = &NativeStats{Seen: c.Seen, Forwarded: c.Forwarded, Passed: c.Passed, Malformed: c.Malformed,
+			FlowHits: c.FlowHits, EchoReplies: c.EchoReplies, FragNeeded: c.FragNeeded, ICMPErrors: c.ICMPErrors, ICMPRateLimited: c.ICMPRateLimited,
+			Dropped: c.Dropped, Drops: c.Drops}
 		if perBackend, err = e.lb.BackendCounters(); err != nil {
 			s.SteerErr = err.Error()
 		}
@@ -156,10 +232,22 @@ func (e *Engine) Stats() Stats {
 			q.Events[ev.String()] = c.Events[ev]
 			s.Events[ev.String()] += c.Events[ev]
 		}
-		if q.Socket, err = w.Socket().Stats(); err != nil {
+		ks, err := w.Socket().Stats()
+		if err != nil {
 			q.SocketErr = err.Error()
 		}
+		q.Socket = SocketStats(ks)
 		s.Queues = append(s.Queues, q)
+	}
+	// Flows per backend: keyed by full backend ID from the workers' tables,
+	// by ID index (the kernel's id) from the native program's.
+	flows, flowsKnown := e.flowsByBackend()
+	key := func(id uint32) uint32 { return id }
+	if e.steer == nil {
+		key = datapath.IDIndex
+		for _, n := range flows {
+			s.Native.Flows += n
+		}
 	}
 	checks := map[string]health.Status{}
 	for _, st := range e.health.Status() {
@@ -171,7 +259,10 @@ func (e *Engine) Stats() Stats {
 		vs := VIPStats{Address: cv.Address.String(), Port: cv.Port, Protocol: cv.Protocol.String(), Forward: cv.Forward.String()}
 		for j, b := range v.Backends {
 			cb := cv.Backends[j]
-			bs := BackendStats{Address: cb.Address.String(), Weight: cb.Weight, State: cb.State}
+			bs := BackendStats{Address: cb.Address.String(), Weight: cb.Weight, State: BackendActive}
+			if cb.EffectiveWeight() == 0 {
+				bs.State = BackendDrain
+			}
 			if b.Resolved {
 				bs.NextHop = net.HardwareAddr(b.MAC[:]).String()
 			}
@@ -183,12 +274,53 @@ func (e *Engine) Stats() Stats {
 				c, base := perBackend[x], pub.base[x]
 				bs.Packets, bs.Bytes = c.Packets-min(base.Packets, c.Packets), c.Bytes-min(base.Bytes, c.Bytes)
 			}
+			bs.Flows, bs.FlowsKnown = flows[key(b.ID)], flowsKnown
 			if hs, ok := checks[healthID(cv, cb.Address)]; ok {
 				bs.Health, bs.HealthSince, bs.HealthError = hs.State.String(), hs.Since.Format(time.RFC3339), hs.LastError
+				if hs.State == health.StateDown {
+					bs.State = BackendDown
+				}
 			}
 			vs.Backends = append(vs.Backends, bs)
 		}
 		s.VIPs = append(s.VIPs, vs)
 	}
 	return s
+}
+
+// flowsTimeout bounds how long Stats waits for the workers' flow counts: a
+// blocked worker answers within its idle poll (100 ms); one that does not
+// within this is stuck, and the stats say the counts are unknown.
+const flowsTimeout = 2 * time.Second
+
+// flowsByBackend counts the flows pinned to each backend: every worker
+// counts its own tables (concurrently), or the native program's flow map is
+// read. ok is false if any count is missing.
+func (e *Engine) flowsByBackend() (map[uint32]uint64, bool) {
+	if e.steer == nil {
+		n, err := e.lb.FlowsByBackend()
+		return n, err == nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), flowsTimeout)
+	defer cancel()
+	counts := make([]map[uint32]uint64, len(e.workers))
+	var wg sync.WaitGroup
+	for i, w := range e.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			counts[i], _ = w.FlowsByBackend(ctx)
+		}()
+	}
+	wg.Wait()
+	total, ok := map[uint32]uint64{}, true
+	for _, c := range counts {
+		if c == nil {
+			ok = false
+		}
+		for id, n := range c {
+			total[id] += n
+		}
+	}
+	return total, ok
 }

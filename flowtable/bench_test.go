@@ -87,3 +87,26 @@ func benchTable[K Key](b *testing.B, size int, mk func(int) (K, uint32)) {
 	})
 	b.ReportMetric(fill, "fill")
 }
+
+// BenchmarkCensus measures a whole-table walk (what `xlb stats` costs a
+// worker once per call) on the default table and on 1 Mi slots, filled to
+// 75%: ns/op is the time one batch is delayed.
+func BenchmarkCensus(b *testing.B) {
+	for _, size := range []int{DefaultEntries, 1 << 20} {
+		b.Run(fmt.Sprintf("slots=%d", size), func(b *testing.B) {
+			t, err := New[Key4](Config{Entries: size})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := range size * 3 / 4 {
+				k, h := benchKey4(i)
+				t.Upsert(h, &k, 0, Entry{Backend: uint32(i % 16)})
+			}
+			var n [16]int
+			for b.Loop() {
+				t.Census(1, 0, t.Buckets(), func(e Entry) { n[e.Backend&15]++ })
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(size), "ns/slot")
+		})
+	}
+}

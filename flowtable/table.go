@@ -277,6 +277,29 @@ func (t *Table[K]) Sweep(now uint32, n int) int {
 	return reclaimed
 }
 
+// Buckets is the number of buckets, the unit Census walks the table in.
+func (t *Table[K]) Buckets() int { return len(t.buckets) }
+
+// Census calls visit with every live entry of the n buckets from bucket
+// from on (fewer at the end of the table), and returns the bucket after the
+// last it visited: Buckets() once the walk is done. It is for counters an
+// operator reads now and then (flows per backend), walked in steps so that
+// no batch waits long, never per packet. Like every other method it belongs
+// to the owner goroutine.
+func (t *Table[K]) Census(now uint32, from, n int, visit func(Entry)) int {
+	from = min(max(from, 0), len(t.buckets))
+	end := from + min(max(n, 0), len(t.buckets)-from) // n may be math.MaxInt
+	for i := from; i < end; i++ {
+		b := &t.buckets[i]
+		for w := range Ways {
+			if b.tag[w] != 0 && !expired(b.dead[w], now) {
+				visit(b.slot[w].val)
+			}
+		}
+	}
+	return end
+}
+
 // bucket maps a flow hash to its bucket. The flow hash has a public, fixed
 // seed (every instance must agree on it), so the table first mixes it with
 // its own secret seed through murmur3's finalizer: without knowing the seed,

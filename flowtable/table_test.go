@@ -2,6 +2,7 @@ package flowtable
 
 import (
 	"encoding/binary"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -426,5 +427,47 @@ func TestSetTimeouts(t *testing.T) {
 		if err := tb.SetTimeouts(bad[0], bad[1]); err == nil {
 			t.Errorf("SetTimeouts(%v, %v) accepted", bad[0], bad[1])
 		}
+	}
+}
+
+// TestCensus: Census visits every live entry once and skips expired ones
+// that are not yet reclaimed.
+func TestCensus(t *testing.T) {
+	tab, err := New[Key4](Config{Entries: 1024, TCPTimeout: time.Second, UDPTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 300 {
+		proto := uint8(udp)
+		if i < 100 {
+			proto = tcp // these expire first
+		}
+		k, h := key4(i, proto)
+		tab.Upsert(h, &k, 0, Entry{Backend: uint32(i % 3), VIP: uint32(proto)})
+	}
+	// count returns the live entries by protocol (kept in VIP) and by backend.
+	count := func(now uint32) (byProto, byBackend map[uint32]int) {
+		byProto, byBackend = map[uint32]int{}, map[uint32]int{}
+		visit := func(e Entry) { byProto[e.VIP]++; byBackend[e.Backend]++ }
+		// In uneven steps, as a worker walks it between batches, the
+		// last one "the rest" (math.MaxInt) from the middle.
+		i := 0
+		for step := 1; i < tab.Buckets()/2; step = step*2 + 1 {
+			i = tab.Census(now, i, step, visit)
+		}
+		if end := tab.Census(now, i, math.MaxInt, visit); end != tab.Buckets() {
+			t.Fatalf("Census(%d, MaxInt) ended at bucket %d of %d", i, end, tab.Buckets())
+		}
+		return byProto, byBackend
+	}
+	// A full bucket may evict a few of the 300 (the bucket index has a
+	// random seed), never most.
+	early, _ := count(500)
+	if live := early[tcp] + early[udp]; live != int(tab.Stats().Entries) || early[tcp] < 90 || early[udp] < 180 {
+		t.Errorf("census at 0.5s: %v, table holds %d", early, tab.Stats().Entries)
+	}
+	late, byBackend := count(2000) // every TCP flow idle past its 1 s
+	if late[tcp] != 0 || late[udp] != early[udp] || byBackend[0]+byBackend[1]+byBackend[2] != early[udp] || byBackend[2] == 0 {
+		t.Errorf("census at 2s: %v by backend %v, want the %d UDP flows only", late, byBackend, early[udp])
 	}
 }

@@ -10,9 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/xlbproject/xlb/bpf"
 	"github.com/xlbproject/xlb/engine"
-	"github.com/xlbproject/xlb/ring"
 )
 
 // fixed is a Source with a fixed snapshot.
@@ -39,7 +37,7 @@ func afxdpSnapshot() *fixed {
 		build:   Build{Version: "(devel)", Revision: "5f3473c0", GoVersion: "go1.26.8"},
 		stats: engine.Stats{
 			Interface: "eth0", XDPMode: "native", Mode: "afxdp",
-			Steer: bpf.SteerCounters{Seen: 2011, Redirected: 2006, Passed: 5, Malformed: 0, NoSocket: 1},
+			Steer: engine.SteerStats{Seen: 2011, Redirected: 2006, Passed: 5, Malformed: 0, NoSocket: 1},
 			Queues: []engine.QueueStats{
 				{
 					Queue: 0, CPU: 1, RxPackets: 1000, RxBytes: 90000, TxPackets: 990, TxBytes: 108900,
@@ -47,7 +45,7 @@ func afxdpSnapshot() *fixed {
 					Events: map[string]uint64{"echo_reply": 2, "frag_needed_sent": 1, "icmp_error_forwarded": 0},
 					Kicks:  400, TxRingFull: 1, Polls: 300,
 					Flows:  engine.FlowStats{Entries: 12, Capacity: 262144, Hits: 900, Misses: 100, Inserts: 100, Evictions: 4, Expired: 84},
-					Socket: ring.Stats{RxDropped: 1, RxRingFull: 2, RxFillRingEmptyDescs: 3, TxRingEmptyDescs: 900},
+					Socket: engine.SocketStats{RxDropped: 1, RxRingFull: 2, RxFillRingEmptyDescs: 3, TxRingEmptyDescs: 900},
 				},
 				{
 					Queue: 1, CPU: 0, ZeroCopy: true, RxPackets: 5, RxBytes: 450, TxPackets: 5, TxBytes: 550,
@@ -255,7 +253,7 @@ func nativeSnapshot() *fixed {
 		reloads: ReloadStatus{Successful: true, LastSuccess: reloadedAt},
 		stats: engine.Stats{
 			Interface: "eth1", XDPMode: "native", Mode: "native",
-			Native: &bpf.LBCounters{Seen: 120, Forwarded: 100, Passed: 12, Malformed: 1, FlowHits: 80, Dropped: 7,
+			Native: &engine.NativeStats{Seen: 120, Forwarded: 100, Passed: 12, Malformed: 1, FlowHits: 80, Dropped: 7,
 				Drops: map[string]uint64{"no_backend": 2, "too_big": 5}},
 			VIPs: []engine.VIPStats{{Address: "198.18.100.1", Port: 0, Protocol: "tcp", Forward: "ipip", Backends: []engine.BackendStats{
 				{Address: "198.18.0.11", Weight: 1, Packets: 100, Bytes: 9000},

@@ -81,7 +81,7 @@ func firewallHandlers(eng *engine.Engine) map[string]control.Handler {
 	}
 }
 
-const firewallSynopsis = "list | add | del [-c FILE | --socket PATH] [--vip ADDR:PORT/PROTO] [--ttl D] PREFIX allow|deny"
+const firewallSynopsis = "list | add | del [-c FILE | --socket PATH] [--vip ADDR:PORT/PROTO] [--ttl D] [--json] [--timeout D] PREFIX allow|deny"
 
 func cmdFirewall(e *env, args []string) int {
 	fs := newFlags(e, "firewall", firewallSynopsis)

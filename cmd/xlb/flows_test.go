@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/xlbproject/xlb/config"
+	"github.com/xlbproject/xlb/engine"
 	"github.com/xlbproject/xlb/lab"
 )
 
@@ -367,8 +368,8 @@ func TestHealthChecks(t *testing.T) {
 		t.Fatalf("%v after stopping be2: %d of 100 failed, served %v", time.Since(stopped).Round(time.Millisecond), failed, served)
 	}
 	st := stats(t, l)
-	if b := st.VIPs[0].Backends[1]; b.Health != "down" || b.HealthError == "" {
-		t.Errorf("stats for be2: health %q error %q, want down with the reason", b.Health, b.HealthError)
+	if b := st.VIPs[0].Backends[1]; b.Health != "down" || b.HealthError == "" || b.State != engine.BackendDown {
+		t.Errorf("stats for be2: health %q error %q state %q, want down with the reason", b.Health, b.HealthError, b.State)
 	}
 
 	// Restart it: back after rise checks.

@@ -26,7 +26,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/xlbproject/xlb/bpf"
 	"github.com/xlbproject/xlb/bpf/decap"
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/engine"
@@ -946,9 +945,9 @@ func tallyOf(st engine.Stats) tally {
 
 // steerOf is the steering counters of st; in native mode the lb program's
 // counters in their terms.
-func steerOf(st engine.Stats) bpf.SteerCounters {
+func steerOf(st engine.Stats) engine.SteerStats {
 	if n := st.Native; n != nil {
-		return bpf.SteerCounters{Seen: n.Seen, Redirected: n.Seen - n.Passed - n.Malformed, Passed: n.Passed, Malformed: n.Malformed}
+		return engine.SteerStats{Seen: n.Seen, Redirected: n.Seen - n.Passed - n.Malformed, Passed: n.Passed, Malformed: n.Malformed}
 	}
 	return st.Steer
 }
@@ -1232,8 +1231,8 @@ func frameFate(t *testing.T, l *lbLab, frame []byte) string {
 	return fmt.Sprintf("steering %+v, worker %s", subSteer(steerOf(a), steerOf(b)), workerDelta(b, a))
 }
 
-func subSteer(a, b bpf.SteerCounters) bpf.SteerCounters {
-	return bpf.SteerCounters{Seen: a.Seen - b.Seen, Redirected: a.Redirected - b.Redirected, Passed: a.Passed - b.Passed, Malformed: a.Malformed - b.Malformed, NoSocket: a.NoSocket - b.NoSocket}
+func subSteer(a, b engine.SteerStats) engine.SteerStats {
+	return engine.SteerStats{Seen: a.Seen - b.Seen, Redirected: a.Redirected - b.Redirected, Passed: a.Passed - b.Passed, Malformed: a.Malformed - b.Malformed, NoSocket: a.NoSocket - b.NoSocket}
 }
 
 func workerDelta(b, a engine.Stats) string {

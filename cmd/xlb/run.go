@@ -23,7 +23,7 @@ import (
 )
 
 func cmdRun(e *env, args []string) int {
-	fs := newFlags(e, "run", "-c FILE")
+	fs := newFlags(e, "run", "-c FILE [--log-json]")
 	file := fs.String("c", "", "config file (TOML)")
 	logJSON := fs.Bool("log-json", false, "log as JSON lines instead of text")
 	if code, ok := parseFlags(fs, args); !ok {

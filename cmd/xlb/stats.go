@@ -56,12 +56,12 @@ func cmdStats(e *env, args []string) int {
 }
 
 func printStats(w io.Writer, st engine.Stats) {
-	fmt.Fprintf(w, "interface %s  mode %s  xdp_mode %s  up %s  state %s\n", st.Interface, st.Mode, st.XDPMode, st.Uptime, st.State)
+	fmt.Fprintf(w, "interface %s  mode %s  xdp_mode %s  up %s  state %s\n", st.Interface, st.Mode, st.XDPMode, time.Duration(st.UptimeSeconds)*time.Second, st.State)
 	if st.Error != "" {
 		fmt.Fprintf(w, "  datapath failed: %s\n", st.Error)
 	}
 	if n := st.Native; n != nil {
-		fmt.Fprintf(w, "native: seen %d  forwarded %d  passed %d  malformed %d  flow_hits %d  dropped %d  icmp_rate_limited %d\n", n.Seen, n.Forwarded, n.Passed, n.Malformed, n.FlowHits, n.Dropped, n.ICMPRateLimited)
+		fmt.Fprintf(w, "native: seen %d  forwarded %d  passed %d  malformed %d  flow_hits %d  dropped %d  icmp_rate_limited %d  flows %d\n", n.Seen, n.Forwarded, n.Passed, n.Malformed, n.FlowHits, n.Dropped, n.ICMPRateLimited, n.Flows)
 		printCounters(w, "drops:", n.Drops)
 		fmt.Fprintln(w, "  (handshake RTTs and xlb capture are AF_XDP mode only in this release)")
 	} else {
@@ -97,7 +97,11 @@ func printStats(w io.Writer, st engine.Stats) {
 			if nh == "" {
 				nh = "unresolved"
 			}
-			fmt.Fprintf(w, "  backend %-16s weight %-5d next_hop %-17s packets %d  bytes %d", b.Address, b.Weight, nh, b.Packets, b.Bytes)
+			flows := "?"
+			if b.FlowsKnown {
+				flows = strconv.FormatUint(b.Flows, 10)
+			}
+			fmt.Fprintf(w, "  backend %-16s %-6s weight %-5d next_hop %-17s flows %-6s packets %d  bytes %d", b.Address, b.State, b.Weight, nh, flows, b.Packets, b.Bytes)
 			if r := b.HandshakeRTT; r != nil && r.Count > 0 {
 				fmt.Fprintf(w, "  handshake_rtt p50 %s p99 %s (%d)", seconds(r.P50Seconds), seconds(r.P99Seconds), r.Count)
 			}
