@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/xlbproject/xlb/bgp"
 	"github.com/xlbproject/xlb/config"
-	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/engine"
 )
 
@@ -114,36 +112,9 @@ func (s *speaker) shutdown(eng *engine.Engine, forwarding bool) {
 }
 
 func cmdBGP(e *env, args []string) int {
-	fs := newFlags(e, "bgp", "[-c FILE | --socket PATH] [--json] [--timeout D]")
-	file := fs.String("c", "", "config file of the running instance (to find its control socket)")
-	socket := fs.String("socket", config.DefaultSocket, "control socket of the running instance")
-	asJSON := fs.Bool("json", false, "print the status as JSON")
-	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the instance's answer (0: as long as it takes)")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	path, code := socketPath(e, *file, *socket)
-	if path == "" {
-		return code
-	}
-	ctx, cancel := withTimeout(*timeout)
-	defer cancel()
 	var st bgpStatus
-	if err := control.Call(ctx, path, "bgp", nil, &st); err != nil {
-		if errors.Is(err, control.ErrNoAnswer) {
-			err = fmt.Errorf("no answer from %s within %s", path, *timeout)
-		}
-		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
-		return exitFail
-	}
-	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(st); err != nil {
-			fmt.Fprintf(e.stderr, "xlb: %v\n", err)
-			return exitFail
-		}
-		return exitOK
+	if code, text := askInstance(e, "bgp", args, &st); !text {
+		return code
 	}
 	printBGP(e.stdout, &st)
 	return exitOK

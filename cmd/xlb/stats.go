@@ -17,42 +17,55 @@ import (
 )
 
 func cmdStats(e *env, args []string) int {
-	fs := newFlags(e, "stats", "[-c FILE | --socket PATH] [--json] [--timeout D]")
-	file := fs.String("c", "", "config file of the running instance (to find its control socket)")
-	socket := fs.String("socket", config.DefaultSocket, "control socket of the running instance")
-	asJSON := fs.Bool("json", false, "print the raw counters as JSON")
-	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the instance's answer (0: as long as it takes)")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	path, code := socketPath(e, *file, *socket)
-	if path == "" {
-		return code
-	}
-	ctx, cancel := withTimeout(*timeout)
-	defer cancel()
 	var st runStats
-	if err := control.Call(ctx, path, "stats", nil, &st); err != nil {
-		if errors.Is(err, control.ErrNoAnswer) {
-			err = fmt.Errorf("no answer from %s within %s", path, *timeout)
-		}
-		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
-		return exitFail
-	}
-	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(st); err != nil {
-			fmt.Fprintf(e.stderr, "xlb: %v\n", err)
-			return exitFail
-		}
-		return exitOK
+	if code, text := askInstance(e, "stats", args, &st); !text {
+		return code
 	}
 	printStats(e.stdout, st.Stats)
 	if st.BGP != nil {
 		printBGP(e.stdout, st.BGP)
 	}
 	return exitOK
+}
+
+// askInstance is the shared front of the commands that ask the running
+// instance for its state and print it (stats, bgp): it parses -c/--socket,
+// --json and --timeout, sends request and decodes the answer into out. It
+// returns text true when the caller is to print out as text; otherwise the
+// answer was printed as JSON, or the error reported, and code is the exit
+// code.
+func askInstance(e *env, request string, args []string, out any) (code int, text bool) {
+	fs := newFlags(e, request, "[-c FILE | --socket PATH] [--json] [--timeout D]")
+	file := fs.String("c", "", "config file of the running instance (to find its control socket)")
+	socket := fs.String("socket", config.DefaultSocket, "control socket of the running instance")
+	asJSON := fs.Bool("json", false, "print the answer as JSON")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the instance's answer (0: as long as it takes)")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code, false
+	}
+	path, code := socketPath(e, *file, *socket)
+	if path == "" {
+		return code, false
+	}
+	ctx, cancel := withTimeout(*timeout)
+	defer cancel()
+	if err := control.Call(ctx, path, request, nil, out); err != nil {
+		if errors.Is(err, control.ErrNoAnswer) {
+			err = fmt.Errorf("no answer from %s within %s", path, *timeout)
+		}
+		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
+		return exitFail, false
+	}
+	if !*asJSON {
+		return exitOK, true
+	}
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(out); err != nil {
+		fmt.Fprintf(e.stderr, "xlb: %v\n", err)
+		return exitFail, false
+	}
+	return exitOK, false
 }
 
 func printStats(w io.Writer, st engine.Stats) {
