@@ -4,23 +4,29 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/xlbproject/xlb/internal/testenv"
+	"github.com/xlbproject/xlb/lab"
 	"github.com/xlbproject/xlb/lab/ecmp"
 	"github.com/xlbproject/xlb/lab/xlbbin"
 )
 
 // BenchmarkScaleOut measures issue 11 item 4 in the ECMP lab: HTTP
 // requests per second (each a new connection, 16 in flight) through 1, 2
-// and 3 balancers, with the CPU each balancer's xlb used; then, once per
+// and 3 balancers, with the CPU each balancer's xlb used; the throughput
+// of streamConns long TCP streams (client to backends, counted at the
+// receivers over streamTime) through 1, 2 and 3 balancers, with the same
+// CPU figures; then, once per
 // way of losing a balancer (kill -9, frozen until the 3 s hold time
 // expires, SIGTERM with a 1 s drain), the time to the router's withdrawal
 // and the slowest new connection started after the loss (those hashed to
@@ -45,7 +51,8 @@ func BenchmarkScaleOut(b *testing.B) {
 			b.Error(err)
 		}
 	})
-	vips := []soVIP{{ecmp.VIP, 80, []int{1, 1, 1}}}
+	received := startSinks(b, l.Backends)
+	vips := []soVIP{{ecmp.VIP, 80, []int{1, 1, 1}}, {ecmp.VIP, streamPort, []int{1, 1, 1}}}
 	cfg := func(i int) string { return l.config(i, vips, time.Second, "") }
 	vip := netip.PrefixFrom(ecmp.VIP, 32)
 	// running makes exactly the first k balancers run and announce.
@@ -98,6 +105,25 @@ func BenchmarkScaleOut(b *testing.B) {
 				per = append(per, fmt.Sprintf("lb%d %.1f%%", i+1, pct))
 			}
 			b.Logf("%d balancers: %d requests in %v (%.0f req/s); CPU of each xlb: %s", k, b.N, elapsed.Round(time.Millisecond), float64(b.N)/elapsed.Seconds(), strings.Join(per, ", "))
+		})
+	}
+	for k := 1; k <= 3; k++ {
+		b.Run(fmt.Sprintf("stream/balancers=%d", k), func(b *testing.B) {
+			running(b, k)
+			b.ResetTimer()
+			// One window whatever b.N: it is a rate over a fixed time.
+			bytes, elapsed, cpu, rx := l.streamThroughput(b, client, received)
+			b.StopTimer()
+			gbps := float64(bytes) * 8 / elapsed.Seconds() / 1e9
+			b.ReportMetric(gbps, "Gbit/s")
+			var per []string
+			for i := range k {
+				pct := 100 * cpu[i].Seconds() / elapsed.Seconds()
+				b.ReportMetric(pct, fmt.Sprintf("cpu%%_lb%d", i+1))
+				per = append(per, fmt.Sprintf("lb%d %.1f%% (%d packets)", i+1, pct, rx[i]))
+			}
+			b.Logf("%d balancers: %d streams moved %d bytes in %v (%.2f Gbit/s); CPU of each xlb (packets received): %s",
+				k, streamConns, bytes, elapsed.Round(time.Millisecond), gbps, strings.Join(per, ", "))
 		})
 	}
 	for _, tt := range []struct {
@@ -176,6 +202,106 @@ func BenchmarkScaleOut(b *testing.B) {
 				tt.name, withdrawn.Round(time.Millisecond), slowest.Round(time.Millisecond), failed)
 		})
 	}
+}
+
+// streamConns streams of streamTime each: enough streams that the
+// router's L4 hash gives each of three balancers several, short enough to
+// keep the benchmark bounded.
+const (
+	streamConns = 24
+	streamTime  = 3 * time.Second
+)
+
+// startSinks runs, in every backend, a server on streamPort that reads and
+// discards, counting what it received in the returned counter.
+func startSinks(b *testing.B, backends []*lab.Host) *atomic.Int64 {
+	b.Helper()
+	var received atomic.Int64
+	for _, h := range backends {
+		ln, err := h.Listen("tcp", netip.AddrPortFrom(netip.IPv4Unspecified(), streamPort).String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		wait := lab.Serve(ln, func(c net.Conn) {
+			buf := make([]byte, 256<<10)
+			for {
+				n, err := c.Read(buf)
+				received.Add(int64(n))
+				if err != nil {
+					return
+				}
+			}
+		})
+		b.Cleanup(func() {
+			ln.Close()
+			wait()
+		})
+	}
+	return &received
+}
+
+// streamThroughput opens streamConns connections from client to the VIP's
+// streamPort, sends on all of them for streamTime and returns the bytes
+// the backends received in that window, its length, and the CPU used and
+// packets received by each balancer's xlb meanwhile.
+func (l *soLab) streamThroughput(b *testing.B, client *lab.Host, received *atomic.Int64) (int64, time.Duration, []time.Duration, []uint64) {
+	b.Helper()
+	conns := make([]net.Conn, 0, streamConns)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range streamConns {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := client.Dial(ctx, "tcp", netip.AddrPortFrom(ecmp.VIP, streamPort).String())
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	// The writers stop at the deadline; the window is measured between
+	// two snapshots of the receivers' counter taken while they all run.
+	end := time.Now().Add(streamTime + time.Second)
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		if err := c.SetWriteDeadline(end); err != nil {
+			b.Fatal(err)
+		}
+		wg.Go(func() {
+			buf := make([]byte, 64<<10)
+			for {
+				if _, err := c.Write(buf); err != nil {
+					return
+				}
+			}
+		})
+	}
+	time.Sleep(500 * time.Millisecond) // past slow start
+	rx0, err := l.rxPackets()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cpu0 := l.cpuTimes(b)
+	bytes0, t0 := received.Load(), time.Now()
+	time.Sleep(streamTime)
+	bytes1, elapsed := received.Load(), time.Since(t0)
+	cpu1 := l.cpuTimes(b)
+	rx1, err := l.rxPackets()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	wg.Wait()
+	cpu := make([]time.Duration, len(cpu0))
+	rx := make([]uint64, len(rx0))
+	for i := range cpu {
+		cpu[i], rx[i] = cpu1[i]-cpu0[i], rx1[i]-rx0[i]
+	}
+	return bytes1 - bytes0, elapsed, cpu, rx
 }
 
 // cpuTimes is the CPU time (user + system) each running balancer's xlb
