@@ -174,10 +174,18 @@ func isToken(s string) bool {
 	return true
 }
 
-// isHost reports whether s holds only characters of a URI's host and port
-// (RFC 3986: unreserved, sub-delims, '%', ':', '[' and ']'), which is what
-// net/http accepts in a Host header; it drops other hosts from the request.
+// ValidHost reports whether s holds only characters of a URI's host and
+// port (RFC 3986: unreserved, sub-delims, '%', ':', '[' and ']'), which is
+// what net/http accepts in a Host header; it drops other hosts from the
+// request. A zone in a bracketed IPv6 literal ("[fe80::1%eth0]") is refused
+// too: net/http removes it when it writes the request, so the backend would
+// see another Host than the one configured.
 func ValidHost(s string) bool {
+	if strings.HasPrefix(s, "[") {
+		if i := strings.LastIndexByte(s, ']'); i >= 0 && strings.IndexByte(s[:i], '%') >= 0 {
+			return false
+		}
+	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
