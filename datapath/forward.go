@@ -199,8 +199,14 @@ func (f *Forwarder) icmpAllowed(p *Plan) bool {
 	return false
 }
 
+// forgetBackend clears the backend the last Forward chose, so that verdict
+// tells an answered frame (no backend) from a forwarded one. A capturing
+// worker calls it before each Forward; Forward itself does not, to keep the
+// store off the path of every frame.
+func (f *Forwarder) forgetBackend() { f.lastBackend = nil }
+
 // verdict is what became of the frame Forward just took (ok is what it
-// returned), for a capture. The caller clears lastBackend before Forward.
+// returned), for a capture. The caller calls forgetBackend before Forward.
 func (f *Forwarder) verdict(ok bool) capture.Verdict {
 	switch {
 	case !ok:

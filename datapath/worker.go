@@ -224,7 +224,7 @@ func (w *Worker) forwardCaptured(p *Plan, r *capture.Ring, n int) (ntx int, rxBy
 				m.CapLen = uint32(copy(buf, in))
 			}
 		}
-		w.fwd.lastBackend = nil
+		w.fwd.forgetBackend()
 		nOff, nLen, ok := w.fwd.Forward(p, frame, off, int(d.Len))
 		if match {
 			v := w.fwd.verdict(ok)
