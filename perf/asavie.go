@@ -35,7 +35,7 @@ type asavie struct {
 	rxPackets, txPackets atomic.Uint64
 }
 
-func startAsavie(p *perfLab, o Options) (_ instance, err error) {
+func startAsavie(p *perfLab, o Options, _ setup) (_ instance, err error) {
 	a := &asavie{p: p, ifindex: p.lb.Ifindex}
 	if a.fwd, err = newBaselineForwarder(p.lb.MAC, p.sink.MAC, p.lb.MTU, o.Backends); err != nil {
 		return nil, err

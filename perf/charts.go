@@ -37,9 +37,9 @@ type bar struct {
 
 // WriteCharts writes PNG charts of the report into dir (created if
 // needed), two per traffic kind and frame size: mpps-TRAFFIC-SIZE.png, the
-// delivered Mpps per datapath (median, min-max error bars) coloured by
-// kind, and cpu-TRAFFIC-SIZE.png, each core's user, system and softirq
-// time per datapath, stacked. It returns the files it wrote.
+// delivered (drop scenario: dropped) Mpps per datapath (median, min-max
+// error bars) coloured by kind, and cpu-TRAFFIC-SIZE.png, each core's
+// user, system and softirq time per datapath, stacked. It returns the files it wrote.
 func (r Report) WriteCharts(dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("perf: charts: %w", err)
@@ -64,7 +64,7 @@ func (r Report) WriteCharts(dir string) ([]string, error) {
 		title := fmt.Sprintf("%s %dB, %s topology, %gs x %d", c.t, c.size, r.Setup.Topology, r.Setup.DurationSec, r.Setup.Repeat)
 		var bars []bar
 		for _, rec := range recs {
-			b := bar{label: rec.Datapath, group: rec.Kind, med: rec.PPS.Median / 1e6, min: rec.PPS.Min / 1e6, max: rec.PPS.Max / 1e6, color: kindColor(rec.Kind)}
+			b := bar{label: rec.label(), group: rec.Kind, med: rec.PPS.Median / 1e6, min: rec.PPS.Min / 1e6, max: rec.PPS.Max / 1e6, color: kindColor(rec.Kind)}
 			switch {
 			case rec.Skipped != "":
 				b.missingComment = "skipped"
@@ -74,7 +74,11 @@ func (r Report) WriteCharts(dir string) ([]string, error) {
 			bars = append(bars, b)
 		}
 		mpps := filepath.Join(dir, fmt.Sprintf("mpps-%s-%d.png", c.t, c.size))
-		if err := rateChart("Mpps delivered: "+title, "datapath", bars, mpps); err != nil {
+		verb := "delivered"
+		if r.Setup.Scenario == ScenarioDrop {
+			verb = "dropped"
+		}
+		if err := rateChart("Mpps "+verb+": "+title, "datapath", bars, mpps); err != nil {
 			errs = append(errs, err)
 		} else {
 			files = append(files, mpps)
@@ -178,14 +182,14 @@ func cpuChart(title string, recs []Record, file string) error {
 	var series [3]plotter.Values
 	for _, rec := range recs {
 		if len(rec.CPU) == 0 {
-			labels = append(labels, rec.Datapath+"\n(no data)")
+			labels = append(labels, rec.label()+"\n(no data)")
 			for s := range series {
 				series[s] = append(series[s], 0)
 			}
 			continue
 		}
 		for _, u := range rec.CPU {
-			labels = append(labels, fmt.Sprintf("%s\ncpu%d", rec.Datapath, u.CPU))
+			labels = append(labels, fmt.Sprintf("%s\ncpu%d", rec.label(), u.CPU))
 			series[0] = append(series[0], u.User)
 			series[1] = append(series[1], u.System)
 			series[2] = append(series[2], u.Softirq)

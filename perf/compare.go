@@ -8,6 +8,8 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,16 +42,17 @@ type Report struct {
 
 // ReportSetup is what the runs were made with.
 type ReportSetup struct {
-	Topology    string  `json:"topology"`
-	DurationSec float64 `json:"duration_sec"`
-	WarmupSec   float64 `json:"warmup_sec"`
-	Repeat      int     `json:"repeat"`
-	Flows       int     `json:"flows"`
-	Backends    int     `json:"backends"`
-	GenCPUs     []int   `json:"gen_cpus"`
-	LBCPUs      []int   `json:"lb_cpus"`
-	Queues      int     `json:"queues"`
-	Tuning      Tuning  `json:"tuning"`
+	Scenario    Scenario `json:"scenario"`
+	Topology    string   `json:"topology"`
+	DurationSec float64  `json:"duration_sec"`
+	WarmupSec   float64  `json:"warmup_sec"`
+	Repeat      int      `json:"repeat"`
+	Flows       int      `json:"flows"`
+	Backends    int      `json:"backends"`
+	GenCPUs     []int    `json:"gen_cpus"`
+	LBCPUs      []int    `json:"lb_cpus"`
+	Queues      int      `json:"queues"`
+	Tuning      Tuning   `json:"tuning"`
 }
 
 // Record is one datapath measured with one traffic kind and frame size.
@@ -58,16 +61,24 @@ type Record struct {
 	Kind      string  `json:"kind"`
 	Traffic   Traffic `json:"traffic"`
 	FrameSize int     `json:"frame_size"`
+	// Rules is the size of an xlb datapath's firewall, in entries per VIP
+	// (Options.Rules); 0 for no firewall and for the other datapaths.
+	Rules int `json:"rules,omitempty"`
 	// PPS is the frames per second the sink received from the balancer,
 	// and BPS their bits per second (frame bytes without FCS, so IPIP
-	// frames count their outer header), over the repeats.
+	// frames count their outer header), over the repeats. In the drop
+	// scenario PPS is the frames the datapath dropped per second, as
+	// DropCounter counted them, and BPS is zero.
 	PPS Summary `json:"pps"`
 	BPS Summary `json:"bps"`
 	// SentPPS is the generator's rate.
 	SentPPS Summary `json:"sent_pps"`
 	// Drops is frames sent and not delivered, summed over the repeats:
 	// lost anywhere (generator's veth, bridge, balancer, sink's veth).
+	// In the drop scenario, frames sent and not dropped by the datapath.
 	Drops uint64 `json:"drops"`
+	// DropCounter names what counted the drop scenario's drops.
+	DropCounter string `json:"drop_counter,omitempty"`
 	// CPU is each core's use, averaged over the repeats.
 	CPU []CPUUsage `json:"cpu"`
 	// Counters are the datapath's ring and worker counters accumulated
@@ -87,10 +98,15 @@ type Run struct {
 	Delivered uint64  `json:"delivered"` // frames from the balancer the sink counted
 	Bytes     uint64  `json:"bytes"`     // their bytes
 	Stray     uint64  `json:"stray"`     // other frames the sink counted
-	PPS       float64 `json:"pps"`
-	BPS       float64 `json:"bps"`
-	SentPPS   float64 `json:"sent_pps"`
-	// Samples are the delivered frames per second, second by second.
+	// Dropped is the frames the datapath dropped (drop scenario).
+	Dropped uint64 `json:"dropped,omitempty"`
+	// LBReceived is the frames the balancer's link received.
+	LBReceived uint64  `json:"lb_received"`
+	PPS        float64 `json:"pps"`
+	BPS        float64 `json:"bps"`
+	SentPPS    float64 `json:"sent_pps"`
+	// Samples are the delivered (drop scenario: received by the
+	// balancer's link) frames per second, second by second.
 	Samples  []float64         `json:"pps_samples"`
 	CPU      []CPUUsage        `json:"cpu"`
 	Counters map[string]uint64 `json:"counters,omitempty"`
@@ -121,7 +137,7 @@ func compare(o Options, table bool) (Report, error) {
 		Kernel:  kernelRelease(),
 		CPUs:    runtime.NumCPU(),
 		Setup: ReportSetup{
-			Topology: o.Topology, DurationSec: o.Duration.Seconds(), WarmupSec: o.Warmup.Seconds(), Repeat: o.Repeat,
+			Scenario: o.Scenario, Topology: o.Topology, DurationSec: o.Duration.Seconds(), WarmupSec: o.Warmup.Seconds(), Repeat: o.Repeat,
 			Flows: o.Flows, Backends: o.Backends, GenCPUs: o.GenCPUs, LBCPUs: o.LBCPUs, Queues: o.Queues, Tuning: o.Tuning,
 		},
 	}
@@ -135,8 +151,8 @@ func compare(o Options, table bool) (Report, error) {
 			return rep, errors.Join(err, pl.Close())
 		}
 	}
-	fmt.Fprintf(o.Out, "perf lab %s (%s): gen cpus %v -> lb cpus %v (%d queues) -> sink; %d flows, %d backends, %s x %d per run\n",
-		o.Prefix, o.Topology, o.GenCPUs, o.LBCPUs, o.Queues, o.Flows, o.Backends, o.Duration, o.Repeat)
+	fmt.Fprintf(o.Out, "perf lab %s (%s, %s): gen cpus %v -> lb cpus %v (%d queues) -> sink; %d flows, %d backends, %s x %d per run\n",
+		o.Prefix, o.Topology, o.Scenario, o.GenCPUs, o.LBCPUs, o.Queues, o.Flows, o.Backends, o.Duration, o.Repeat)
 	var errs []error
 	for _, name := range o.Datapaths {
 		recs, err := runDatapath(pl, findDatapath(name), o)
@@ -188,11 +204,28 @@ func kernelRelease() string {
 	return unix.ByteSliceToString(u.Release[:])
 }
 
-// runDatapath starts dp and measures it with every traffic kind and frame
-// size. Records are returned even on error: a failed one carries Error.
+// runDatapath measures dp with every traffic kind and frame size, and an
+// xlb datapath with every firewall size of o.Rules, each its own instance.
+// Records are returned even on error: a failed one carries Error.
 func runDatapath(pl *perfLab, dp *datapath, o Options) (recs []Record, err error) {
+	sizes := []int{0}
+	if dp.kind == KindXLB {
+		sizes = o.Rules
+	}
+	for _, n := range sizes {
+		r, rerr := runInstance(pl, dp, o, setup{rules: n})
+		recs = append(recs, r...)
+		err = errors.Join(err, rerr)
+	}
+	return recs, err
+}
+
+// runInstance starts one instance of dp and measures it with every
+// traffic kind and frame size.
+func runInstance(pl *perfLab, dp *datapath, o Options, su setup) (recs []Record, err error) {
+	name := Record{Datapath: dp.name, Rules: su.rules}.label()
 	record := func(t Traffic, size int) Record {
-		return Record{Datapath: dp.name, Kind: dp.kind, Traffic: t, FrameSize: size}
+		return Record{Datapath: dp.name, Kind: dp.kind, Traffic: t, FrameSize: size, Rules: su.rules}
 	}
 	failAll := func(err error) ([]Record, error) {
 		for _, t := range o.Traffic {
@@ -218,21 +251,24 @@ func runDatapath(pl *perfLab, dp *datapath, o Options) (recs []Record, err error
 	if err := pl.setPortXDP(dp.nativeTX); err != nil {
 		return failAll(err)
 	}
-	inst, err := dp.start(pl, o)
+	inst, err := dp.start(pl, o, su)
 	if err != nil {
-		return failAll(fmt.Errorf("%s: start: %w", dp.name, err))
+		return failAll(fmt.Errorf("%s: start: %w", name, err))
 	}
 	defer func() {
 		if cerr := inst.close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("%s: stop: %w", dp.name, cerr))
+			err = errors.Join(err, fmt.Errorf("%s: stop: %w", name, cerr))
 		}
 	}()
+	if _, ok := inst.(dropper); !ok && o.Scenario == ScenarioDrop {
+		return failAll(fmt.Errorf("%s: counts no drops", name))
+	}
 	for _, t := range o.Traffic {
 		for _, size := range o.FrameSizes {
 			r := record(t, size)
 			if merr := measure(pl, inst, &r, o); merr != nil {
 				r.Error = merr.Error()
-				err = errors.Join(err, fmt.Errorf("%s %s %dB: %w", dp.name, t, size, merr))
+				err = errors.Join(err, fmt.Errorf("%s %s %dB: %w", name, t, size, merr))
 			}
 			recs = append(recs, r)
 		}
@@ -257,18 +293,53 @@ func template(pl *perfLab, t Traffic, size int) ([]byte, error) {
 
 // snapshot is every counter a run is the difference of.
 type snapshot struct {
-	at       time.Time
-	sent     uint64
-	sink     labprogs.SinkCounts
-	cpu      []procstat.CPU
-	counters map[string]uint64
+	at        time.Time
+	sent      uint64
+	sink      labprogs.SinkCounts
+	dropped   uint64    // drop scenario only
+	droppedAt time.Time // when dropped was read: reading it takes a while
+	lbRx      uint64
+	// user and system are a timed instance's CPU time.
+	user, system uint64
+	cpu          []procstat.CPU
+	counters     map[string]uint64
 }
 
-func takeSnapshot(pl *perfLab, g *labprogs.Gen, inst instance) (snapshot, error) {
+// progress is the count a window's rate and samples are taken from, and
+// when it was read: the sink's frames from the balancer, or the
+// datapath's drops.
+func (s snapshot) progress(o Options) (uint64, time.Time) {
+	if o.Scenario == ScenarioDrop {
+		return s.dropped, s.droppedAt
+	}
+	return s.sink.FromLB.Packets, s.at
+}
+
+// takeSnapshot reads every counter. The datapath's own counters can be
+// slow to read (xlb's list every firewall rule), so they are read outside
+// the window: before the counts that bound it in the first snapshot of a
+// window (first), after them in the last.
+func takeSnapshot(pl *perfLab, g *labprogs.Gen, inst instance, o Options, first bool) (snapshot, error) {
 	var s snapshot
 	var err error
-	if s.counters, err = inst.counters(); err != nil {
+	if first {
+		if s.counters, err = inst.counters(); err != nil {
+			return s, err
+		}
+	}
+	if o.Scenario == ScenarioDrop {
+		if s.dropped, err = inst.(dropper).dropped(); err != nil {
+			return s, err
+		}
+		s.droppedAt = time.Now()
+	}
+	if s.lbRx, err = pl.lbRxPackets(); err != nil {
 		return s, err
+	}
+	if t, ok := inst.(timed); ok {
+		if s.user, s.system, err = t.cpuTime(); err != nil {
+			return s, err
+		}
 	}
 	st, err := procstat.Read()
 	if err != nil {
@@ -282,6 +353,11 @@ func takeSnapshot(pl *perfLab, g *labprogs.Gen, inst instance) (snapshot, error)
 		return s, err
 	}
 	s.at = time.Now()
+	if !first {
+		if s.counters, err = inst.counters(); err != nil {
+			return s, err
+		}
+	}
 	return s, nil
 }
 
@@ -305,49 +381,66 @@ func measure(pl *perfLab, inst instance, r *Record, o Options) (err error) {
 	}
 	defer func() { err = errors.Join(err, gr.halt()) }()
 	time.Sleep(o.Warmup)
+	verb := "delivered"
+	if o.Scenario == ScenarioDrop {
+		d := inst.(dropper)
+		r.DropCounter, verb = d.dropCounter(), "dropped"
+	}
 	for i := range o.Repeat {
 		if err := gr.failed(); err != nil {
 			return err
 		}
-		run, err := measureOnce(pl, g, inst, o.Duration)
+		run, err := measureOnce(pl, g, inst, o)
 		if err != nil {
 			return err
 		}
 		r.Runs = append(r.Runs, run)
-		fmt.Fprintf(o.Out, "%-10s %-7s %4dB run %d/%d: %6.3f Mpps delivered, %6.3f Mpps sent; %s\n",
-			r.Datapath, r.Traffic, r.FrameSize, i+1, o.Repeat, run.PPS/1e6, run.SentPPS/1e6, formatCPU(run.CPU))
+		fmt.Fprintf(o.Out, "%-10s %-7s %4dB run %d/%d: %6.3f Mpps %s, %6.3f Mpps sent; %s\n",
+			r.label(), r.Traffic, r.FrameSize, i+1, o.Repeat, run.PPS/1e6, verb, run.SentPPS/1e6, formatCPU(run.CPU))
 	}
 	r.summarize()
 	return nil
 }
 
-// measureOnce measures one window of length d, sampling the sink every
-// second.
-func measureOnce(pl *perfLab, g *labprogs.Gen, inst instance, d time.Duration) (Run, error) {
-	before, err := takeSnapshot(pl, g, inst)
+// measureOnce measures one window of o.Duration, sampling the sink every
+// second, or in the drop scenario the balancer link's receive counter: the
+// datapaths' own drop counters take a process (nft) or a long answer (xlb
+// with many rules) to read, which would load the CPUs being measured.
+func measureOnce(pl *perfLab, g *labprogs.Gen, inst instance, o Options) (Run, error) {
+	before, err := takeSnapshot(pl, g, inst, o, true)
 	if err != nil {
 		return Run{}, err
 	}
 	var run Run
-	end := before.at.Add(d)
+	end := before.at.Add(o.Duration)
 	last, lastAt := before.sink.FromLB.Packets, before.at
+	if o.Scenario == ScenarioDrop {
+		last = before.lbRx
+	}
 	for lastAt.Before(end) {
 		next := lastAt.Add(time.Second)
 		if next.After(end) {
 			next = end
 		}
 		time.Sleep(time.Until(next))
-		c, err := pl.counter.Counts()
+		var n uint64
+		if o.Scenario == ScenarioDrop {
+			n, err = pl.lbRxPackets()
+		} else {
+			var c labprogs.SinkCounts
+			c, err = pl.counter.Counts()
+			n = c.FromLB.Packets
+		}
 		if err != nil {
 			return Run{}, err
 		}
 		now := time.Now()
 		if dt := now.Sub(lastAt).Seconds(); dt > 0 {
-			run.Samples = append(run.Samples, float64(c.FromLB.Packets-last)/dt)
+			run.Samples = append(run.Samples, float64(n-last)/dt)
 		}
-		last, lastAt = c.FromLB.Packets, now
+		last, lastAt = n, now
 	}
-	after, err := takeSnapshot(pl, g, inst)
+	after, err := takeSnapshot(pl, g, inst, o, false)
 	if err != nil {
 		return Run{}, err
 	}
@@ -356,11 +449,21 @@ func measureOnce(pl *perfLab, g *labprogs.Gen, inst instance, d time.Duration) (
 	run.Delivered = after.sink.FromLB.Packets - before.sink.FromLB.Packets
 	run.Bytes = after.sink.FromLB.Bytes - before.sink.FromLB.Bytes
 	run.Stray = after.sink.Other.Packets - before.sink.Other.Packets
-	run.PPS = float64(run.Delivered) / run.Seconds
+	run.Dropped = after.dropped - before.dropped
+	run.LBReceived = after.lbRx - before.lbRx
+	n0, t0 := before.progress(o)
+	n1, t1 := after.progress(o)
+	run.PPS = float64(n1-n0) / t1.Sub(t0).Seconds()
 	run.BPS = 8 * float64(run.Bytes) / run.Seconds
 	run.SentPPS = float64(run.Sent) / run.Seconds
 	run.CPU = cpuUsage(before.cpu, after.cpu)
 	run.Counters = diffCounters(before.counters, after.counters)
+	if _, ok := inst.(timed); ok {
+		if run.Counters == nil {
+			run.Counters = map[string]uint64{}
+		}
+		run.Counters["user_ns"], run.Counters["system_ns"] = after.user-before.user, after.system-before.system
+	}
 	return run, nil
 }
 
@@ -390,8 +493,8 @@ func (r *Record) summarize() {
 		bps = append(bps, run.BPS)
 		sent = append(sent, run.SentPPS)
 		cpu = append(cpu, run.CPU)
-		if run.Sent > run.Delivered {
-			r.Drops += run.Sent - run.Delivered
+		if done := run.Delivered + run.Dropped; run.Sent > done {
+			r.Drops += run.Sent - done
 		}
 		for k, v := range run.Counters {
 			if r.Counters == nil {
@@ -435,21 +538,49 @@ func writeJSONFile(path string, r Report) error {
 	return err
 }
 
+// label is the record's datapath, with its firewall's size if it has one.
+func (r Record) label() string {
+	switch r.Rules {
+	case 0:
+		return r.Datapath
+	case 1:
+		return r.Datapath + ", 1 rule"
+	}
+	return fmt.Sprintf("%s, %d rules", r.Datapath, r.Rules)
+}
+
 // WriteMarkdown writes the report as a markdown table, one row per record.
 func (r Report) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Kernel %s, %d CPUs (load average %.1f at start, %.1f at end), %s topology; generator on cpu %v, balancer on cpu %v; %d flows, %d backends; %gs x %d repeats (median, min-max).\n\n",
 		r.Kernel, r.CPUs, r.LoadAvg[0], r.LoadAvg[1], r.Setup.Topology, r.Setup.GenCPUs, r.Setup.LBCPUs, r.Setup.Flows, r.Setup.Backends, r.Setup.DurationSec, r.Setup.Repeat)
-	b.WriteString("| datapath | kind | traffic | frame | Mpps delivered | Gbit/s | Mpps sent | loss | CPU usr/sys/si % | per delivered frame |\n")
-	b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---|---|\n")
+	if r.Setup.Scenario == ScenarioDrop {
+		r.writeDropTable(&b)
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
+	// The firewall's cost: each record against its datapath without one.
+	withRules := slices.ContainsFunc(r.Records, func(rec Record) bool { return rec.Rules > 0 })
+	if withRules {
+		b.WriteString("| datapath | kind | traffic | frame | firewall entries | Mpps delivered | vs no firewall | Gbit/s | Mpps sent | loss | CPU usr/sys/si % | per delivered frame |\n")
+		b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
+	} else {
+		b.WriteString("| datapath | kind | traffic | frame | Mpps delivered | Gbit/s | Mpps sent | loss | CPU usr/sys/si % | per delivered frame |\n")
+		b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---|---|\n")
+	}
 	for _, rec := range r.Records {
 		head := fmt.Sprintf("| %s | %s | %s | %d ", rec.Datapath, rec.Kind, rec.Traffic, rec.FrameSize)
+		empty := "| | | | | |"
+		if withRules {
+			head += fmt.Sprintf("| %d ", rec.Rules)
+			empty += " |"
+		}
 		switch {
 		case rec.Skipped != "":
-			fmt.Fprintf(&b, "%s| skipped: %s | | | | | |\n", head, rec.Skipped)
+			fmt.Fprintf(&b, "%s| skipped: %s %s\n", head, rec.Skipped, empty)
 			continue
 		case rec.Error != "" && len(rec.Runs) == 0:
-			fmt.Fprintf(&b, "%s| failed: %s | | | | | |\n", head, oneLine(rec.Error))
+			fmt.Fprintf(&b, "%s| failed: %s %s\n", head, oneLine(rec.Error), empty)
 			continue
 		}
 		var sent, delivered uint64
@@ -461,12 +592,103 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 		if sent > 0 {
 			loss = 100 * float64(rec.Drops) / float64(sent)
 		}
-		fmt.Fprintf(&b, "%s| %.3f (%.3f-%.3f) | %.2f | %.3f | %.0f%% | %s | %s |\n", head,
-			rec.PPS.Median/1e6, rec.PPS.Min/1e6, rec.PPS.Max/1e6, rec.BPS.Median/1e9, rec.SentPPS.Median/1e6,
+		rate := fmt.Sprintf("%.3f (%.3f-%.3f) ", rec.PPS.Median/1e6, rec.PPS.Min/1e6, rec.PPS.Max/1e6)
+		if withRules {
+			ratio := ""
+			if rec.Kind == KindXLB {
+				ratio = r.ratio(rec, func(o Record) bool { return o.Datapath == rec.Datapath && o.Rules == 0 })
+			}
+			rate += "| " + ratio + " "
+		}
+		fmt.Fprintf(&b, "%s| %s| %.2f | %.3f | %.0f%% | %s | %s |\n", head,
+			rate, rec.BPS.Median/1e9, rec.SentPPS.Median/1e6,
 			loss, formatCPU(rec.CPU), formatCounters(rec.Counters, delivered))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// dropCeiling is the datapath the drop table compares against.
+const dropCeiling = "xdp-drop"
+
+// writeDropTable writes the drop scenario's table: frames dropped per
+// second as the datapath counted them, beside what the balancer's link
+// received, and each against the XDP drop ceiling, as a ratio and as the
+// time per frame it adds: on a veth the drop runs on the sending CPU, so
+// the generator and the dropper share a core and a costlier drop shows as
+// fewer frames sent and dropped.
+func (r Report) writeDropTable(b *strings.Builder) {
+	fmt.Fprintf(b, "Drop scenario: every frame comes from %s, which each datapath drops.\n\n", deniedRange)
+	b.WriteString("| datapath | kind | traffic | frame | firewall entries | Mpps dropped | vs " + dropCeiling + " | ns/frame over " + dropCeiling + " | counted by | lb link Mpps received | Mpps sent | not dropped | CPU usr/sys/si % |\n")
+	b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|\n")
+	for _, rec := range r.Records {
+		rules := "1 rule (nft)"
+		switch rec.Kind {
+		case KindXLB:
+			rules = strconv.Itoa(rec.Rules)
+		case KindCeiling:
+			rules = "–"
+		}
+		head := fmt.Sprintf("| %s | %s | %s | %d | %s ", rec.Datapath, rec.Kind, rec.Traffic, rec.FrameSize, rules)
+		switch {
+		case rec.Skipped != "":
+			fmt.Fprintf(b, "%s| skipped: %s | | | | | | | |\n", head, rec.Skipped)
+			continue
+		case rec.Error != "" && len(rec.Runs) == 0:
+			fmt.Fprintf(b, "%s| failed: %s | | | | | | | |\n", head, oneLine(rec.Error))
+			continue
+		}
+		var sent, received, secs float64
+		for _, run := range rec.Runs {
+			sent += float64(run.Sent)
+			received += float64(run.LBReceived)
+			secs += run.Seconds
+		}
+		rx, missed := math.NaN(), math.NaN()
+		if secs > 0 {
+			rx = received / secs
+		}
+		if sent > 0 {
+			missed = 100 * float64(rec.Drops) / sent
+		}
+		isCeiling := func(o Record) bool { return o.Datapath == dropCeiling }
+		fmt.Fprintf(b, "%s| %.3f (%.3f-%.3f) | %s | %s | %s | %.3f | %.3f | %.0f%% | %s |\n", head,
+			rec.PPS.Median/1e6, rec.PPS.Min/1e6, rec.PPS.Max/1e6, r.ratio(rec, isCeiling), r.extraNs(rec, isCeiling),
+			rec.DropCounter, rx/1e6, rec.SentPPS.Median/1e6, missed, formatCPU(rec.CPU))
+	}
+}
+
+// extraNs is the time per frame rec's median rate implies beyond that of
+// the record base picks (as ratio), as "45", or "" if there is none.
+func (r Report) extraNs(rec Record, base func(Record) bool) string {
+	if o, ok := r.baseOf(rec, base); ok && rec.PPS.Median > 0 {
+		return fmt.Sprintf("%.0f", 1e9/rec.PPS.Median-1e9/o.PPS.Median)
+	}
+	return ""
+}
+
+// baseOf is the measured record of rec's traffic and frame size that base
+// picks.
+func (r Report) baseOf(rec Record, base func(Record) bool) (Record, bool) {
+	if len(rec.Runs) == 0 {
+		return Record{}, false
+	}
+	for _, o := range r.Records {
+		if o.Traffic == rec.Traffic && o.FrameSize == rec.FrameSize && base(o) && o.PPS.Median > 0 {
+			return o, true
+		}
+	}
+	return Record{}, false
+}
+
+// ratio is rec's median rate over that of the measured record of the same
+// traffic and frame size that base picks, as "0.87", or "" if there is
+// none.
+func (r Report) ratio(rec Record, base func(Record) bool) string {
+	if o, ok := r.baseOf(rec, base); ok {
+		return fmt.Sprintf("%.2f", rec.PPS.Median/o.PPS.Median)
+	}
+	return ""
 }
 
 // counterColumns are the counters the table shows, per delivered frame.

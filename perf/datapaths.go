@@ -3,6 +3,7 @@ package perf
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -28,10 +29,19 @@ type datapath struct {
 	nativeTX bool
 	// multiQueue: it serves every queue of Options.Queues.
 	multiQueue bool
+	// scenarios it takes part in: forwarding, dropping, or both.
+	scenarios []Scenario
 	// skip, when set, says why the entry cannot run yet; it is reported
 	// instead of measured.
 	skip  string
-	start func(*perfLab, Options) (instance, error)
+	start func(*perfLab, Options, setup) (instance, error)
+}
+
+// setup is what one instance of a datapath is started with beyond the
+// Options every instance shares.
+type setup struct {
+	// rules is the size of the xlb datapaths' firewall (Options.Rules).
+	rules int
 }
 
 // instance is a running datapath.
@@ -43,6 +53,22 @@ type instance interface {
 	close() error
 }
 
+// timed is an instance that runs as a process of its own, whose CPU time
+// the report gives per frame, as counters user_ns and system_ns.
+type timed interface {
+	cpuTime() (user, system uint64, err error)
+}
+
+// dropper is an instance that takes part in the drop scenario.
+type dropper interface {
+	instance
+	// dropped returns how many of the lab's frames it has dropped so
+	// far (cumulative), from the counter dropCounter names.
+	dropped() (uint64, error)
+	// dropCounter names the counter dropped reads, for the report.
+	dropCounter() string
+}
+
 // datapaths is the comparison's list, in report order. Adding a datapath
 // is adding an entry.
 var datapaths = []datapath{
@@ -51,6 +77,7 @@ var datapaths = []datapath{
 		kind:       KindXLB,
 		about:      "`xlb run`: steering program, AF_XDP worker, parse + Maglev + IPIP",
 		multiQueue: true,
+		scenarios:  bothScenarios,
 		start:      startXLB(""),
 	},
 	{
@@ -59,31 +86,66 @@ var datapaths = []datapath{
 		about:      "`xlb run` with mode = \"native\": Maglev + IPIP in XDP, XDP_TX",
 		nativeTX:   true,
 		multiQueue: true,
+		scenarios:  bothScenarios,
 		// A million-entry connection table, the size the native target
 		// is set for. The AF_XDP run keeps xlb's default (262144 per
 		// worker): the table's size, not its fill, sets its cache misses.
 		start: startXLB("mode = \"native\"\nflow_table_size = 1048576\n"),
 	},
 	{
-		name:     "xdp-tx",
-		kind:     KindCeiling,
-		about:    "XDP program rewriting MACs, XDP_TX: native XDP limit",
-		nativeTX: true,
-		start:    startL2Fwd,
+		name:      "xdp-tx",
+		kind:      KindCeiling,
+		about:     "XDP program rewriting MACs, XDP_TX: native XDP limit",
+		nativeTX:  true,
+		scenarios: forwardOnly,
+		start:     startL2Fwd,
 	},
 	{
-		name:  "ring-fwd",
-		kind:  KindCeiling,
-		about: "xlb's ring package forwarding frames with MACs rewritten: AF_XDP transport limit",
-		start: startRingFwd,
+		name:      "ring-fwd",
+		kind:      KindCeiling,
+		about:     "xlb's ring package forwarding frames with MACs rewritten: AF_XDP transport limit",
+		scenarios: forwardOnly,
+		start:     startRingFwd,
 	},
 	{
-		name:  "asavie",
-		kind:  KindBaseline,
-		about: "asavie/xdp v0.3.3 as shipped + xlb's parse, Maglev and IPIP",
-		start: startAsavie,
+		name:      "asavie",
+		kind:      KindBaseline,
+		about:     "asavie/xdp v0.3.3 as shipped + xlb's parse, Maglev and IPIP",
+		scenarios: forwardOnly,
+		start:     startAsavie,
+	},
+	{
+		name:       "nft-ingress",
+		kind:       KindBaseline,
+		about:      "nftables (netdev family) dropping the denied range in the ingress hook of the balancer's link",
+		multiQueue: true,
+		scenarios:  dropOnly,
+		start:      startNFT(nftIngress),
+	},
+	{
+		name:       "nft-prerouting",
+		kind:       KindBaseline,
+		about:      "nftables (inet family) dropping the denied range in prerouting at priority raw",
+		multiQueue: true,
+		scenarios:  dropOnly,
+		start:      startNFT(nftPrerouting),
+	},
+	{
+		name:       "xdp-drop",
+		kind:       KindCeiling,
+		about:      "XDP program that only returns XDP_DROP: native XDP drop limit",
+		multiQueue: true,
+		scenarios:  dropOnly,
+		start:      startXDPDrop,
 	},
 }
+
+// Scenario lists for the datapath table.
+var (
+	forwardOnly   = []Scenario{ScenarioForward}
+	dropOnly      = []Scenario{ScenarioDrop}
+	bothScenarios = []Scenario{ScenarioForward, ScenarioDrop}
+)
 
 // Datapaths returns the names of every datapath Compare knows, in report
 // order.
@@ -91,6 +153,18 @@ func Datapaths() []string {
 	out := make([]string, len(datapaths))
 	for i, d := range datapaths {
 		out[i] = d.name
+	}
+	return out
+}
+
+// DatapathsOf returns the names of the datapaths that take part in
+// scenario s, in report order.
+func DatapathsOf(s Scenario) []string {
+	var out []string
+	for _, d := range datapaths {
+		if slices.Contains(d.scenarios, s) {
+			out = append(out, d.name)
+		}
 	}
 	return out
 }
@@ -111,7 +185,7 @@ type l2fwd struct {
 	link link.Link
 }
 
-func startL2Fwd(p *perfLab, _ Options) (instance, error) {
+func startL2Fwd(p *perfLab, _ Options, _ setup) (instance, error) {
 	prog, err := labprogs.LoadL2Fwd(p.sink.MAC, p.lb.MAC)
 	if err != nil {
 		return nil, err

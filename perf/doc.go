@@ -36,6 +36,32 @@
 // asavie/xdp library as shipped doing xlb's per-packet work). Adding one is
 // adding an entry.
 //
+// # Firewall
+//
+// Options.Rules measures the xlb datapaths once per firewall size, in
+// entries per VIP: an allow list holding the generator's sources, its
+// implicit deny, and denied prefixes elsewhere (the rule set
+// docs/firewall.md's Cost section measures inside the programs), so the
+// table gives the forwarding rate against the same datapath without a
+// firewall.
+//
+// The drop scenario (Options.Scenario) sends the same traffic from a
+// denied range, 198.18.1.0/24, and measures what each datapath drops: xlb
+// in both modes with its firewall denying the range, nftables dropping it
+// in the netdev ingress hook of the balancer's link (nft-ingress) or in
+// inet prerouting at priority raw (nft-prerouting), one rule with a named
+// counter loaded with `nft -f -` in lb's namespace, and the XDP drop
+// ceiling (xdp-drop, two instructions). The rate is each one's own counter
+// (xlb's per-VIP denied count, the nft counter); the ceiling counts
+// nothing, so its rate is the balancer link's receive counter, which on a
+// veth counts every frame handed over, dropped by XDP or not. The report
+// has both for every datapath. A veth runs its receiver's XDP and softirq
+// on the sending CPU, so in this lab the drop shares the generator's core:
+// a costlier drop shows as fewer frames sent, and the table gives the time
+// a frame costs over the ceiling. In the direct topology the nft datapaths
+// put the pass-all program on lb's end, as a veth drops XDP frames sent to
+// a peer without XDP; the kernel then builds an skb, as a NIC driver does.
+//
 // # Sweeps
 //
 // Sweep tunes xlb's AF_XDP datapath one per-queue knob at a time, the

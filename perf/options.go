@@ -26,6 +26,23 @@ const (
 // Traffics lists every traffic kind.
 var Traffics = []Traffic{UDP, TCPSyn, TCPAck}
 
+// Scenario is what the datapaths are asked to do with the traffic.
+type Scenario string
+
+// The scenarios.
+const (
+	// ScenarioForward: every datapath forwards the traffic to the sink,
+	// which counts it (the default).
+	ScenarioForward Scenario = "forward"
+	// ScenarioDrop: the traffic comes from a source range (deniedRange)
+	// the datapath's firewall denies; it is measured by the frames it
+	// drops.
+	ScenarioDrop Scenario = "drop"
+)
+
+// Scenarios lists every scenario.
+var Scenarios = []Scenario{ScenarioForward, ScenarioDrop}
+
 // ErrInvalidOptions is wrapped by every error about bad Options.
 var ErrInvalidOptions = errors.New("perf: invalid options")
 
@@ -59,8 +76,17 @@ type Options struct {
 	FrameSizes []int
 	// Traffic kinds to send (default UDP).
 	Traffic []Traffic
-	// Datapaths to compare, by name (default: all of Datapaths()).
+	// Scenario is ScenarioForward (default) or ScenarioDrop.
+	Scenario Scenario
+	// Datapaths to compare, by name (default: every datapath of the
+	// scenario, DatapathsOf).
 	Datapaths []string
+	// Rules are the sizes of the firewall the xlb datapaths run with, in
+	// entries per VIP; each xlb datapath is measured once per size, the
+	// other datapaths once (default 0, no firewall; 1 in the drop
+	// scenario, the one deny rule of the traffic's range; the drop
+	// scenario needs at least 1). The rule set is firewallRules'.
+	Rules []int
 	// Flows is the number of distinct 5-tuples (default 4096).
 	Flows int
 	// Backends is the number of backends of the VIPs (default 4). They
@@ -150,13 +176,44 @@ func (o Options) withDefaults() (Options, error) {
 			return bad("traffic %q: want one of %v", t, Traffics)
 		}
 	}
+	switch o.Scenario {
+	case "":
+		o.Scenario = ScenarioForward
+	case ScenarioForward, ScenarioDrop:
+	default:
+		return bad("scenario %q: want one of %v", o.Scenario, Scenarios)
+	}
 	if len(o.Datapaths) == 0 {
-		o.Datapaths = Datapaths()
+		o.Datapaths = DatapathsOf(o.Scenario)
 	}
 	for _, d := range o.Datapaths {
-		if findDatapath(d) == nil {
+		dp := findDatapath(d)
+		if dp == nil {
 			return bad("datapath %q: want one of %v", d, Datapaths())
 		}
+		if !slices.Contains(dp.scenarios, o.Scenario) {
+			return bad("datapath %q has no %s scenario: want one of %v", d, o.Scenario, DatapathsOf(o.Scenario))
+		}
+	}
+	if len(o.Rules) == 0 {
+		o.Rules = []int{0}
+		if o.Scenario == ScenarioDrop {
+			o.Rules = []int{1}
+		}
+	} else if !slices.ContainsFunc(o.Datapaths, func(d string) bool { return findDatapath(d).kind == KindXLB }) {
+		return bad("rules %v: only the xlb datapaths have a firewall, and none is selected", o.Rules)
+	}
+	minRules := 0
+	if o.Scenario == ScenarioDrop {
+		minRules = 1
+	}
+	for _, n := range o.Rules {
+		if n < minRules || n > maxRules {
+			return bad("rules %d: want %d to %d in the %s scenario", n, minRules, maxRules, o.Scenario)
+		}
+	}
+	if len(slices.Compact(slices.Sorted(slices.Values(o.Rules)))) != len(o.Rules) {
+		return bad("rules %v: each size once", o.Rules)
 	}
 	if o.Flows == 0 {
 		o.Flows = defaultFlows

@@ -2,6 +2,7 @@ package perf
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -12,7 +13,7 @@ func TestOptionsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if o.Duration != defaultDuration || o.Repeat != defaultRepeat || len(o.FrameSizes) != 1 || o.FrameSizes[0] != 64 ||
-		len(o.Traffic) != 1 || o.Traffic[0] != UDP || len(o.Datapaths) != len(datapaths) || o.Flows != defaultFlows ||
+		len(o.Traffic) != 1 || o.Traffic[0] != UDP || !slices.Equal(o.Datapaths, DatapathsOf(ScenarioForward)) || o.Flows != defaultFlows ||
 		len(o.GenCPUs) != 1 || len(o.LBCPUs) != 1 || o.Tuning.Batch != 64 || o.Tuning.Ring != 2048 || o.Out == nil || o.Prefix == "" || o.Topology != TopologyBridge {
 		t.Errorf("defaults: %+v", o)
 	}
@@ -45,6 +46,14 @@ func TestOptionsInvalid(t *testing.T) {
 		{"queues-single-queue-datapath", Options{Queues: 2, Topology: TopologyDirect, Datapaths: []string{"ring-fwd"}}},
 		{"queues-cpus", Options{Queues: 2, Topology: TopologyDirect, Datapaths: []string{"xlb-afxdp"}, LBCPUs: []int{0}}},
 		{"queues-many", Options{Queues: 65, Topology: TopologyDirect, Datapaths: []string{"xlb-afxdp"}}},
+		{"scenario", Options{Scenario: "ddos"}},
+		{"forward-only-datapath-dropping", Options{Scenario: ScenarioDrop, Datapaths: []string{"xdp-tx"}}},
+		{"drop-only-datapath-forwarding", Options{Datapaths: []string{"nft-ingress"}}},
+		{"rules-negative", Options{Rules: []int{-1}}},
+		{"rules-too-many", Options{Rules: []int{maxRules + 1}}},
+		{"rules-twice", Options{Rules: []int{10, 0, 10}}},
+		{"rules-none-dropping", Options{Scenario: ScenarioDrop, Rules: []int{0}}},
+		{"rules-without-xlb", Options{Scenario: ScenarioDrop, Datapaths: []string{"nft-ingress", "xdp-drop"}, Rules: []int{10}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := tc.o.withDefaults(); !errors.Is(err, ErrInvalidOptions) {
@@ -61,5 +70,15 @@ func TestOptionsQueues(t *testing.T) {
 	}
 	if len(o.LBCPUs) != 2 {
 		t.Errorf("LBCPUs %v: want one per queue", o.LBCPUs)
+	}
+}
+
+func TestOptionsRules(t *testing.T) {
+	o, err := Options{Rules: []int{0, 10, 1000, 100000}, Datapaths: []string{"xlb-afxdp", "xlb-native", "xdp-tx"}}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(o.Rules, []int{0, 10, 1000, 100000}) {
+		t.Errorf("rules %v", o.Rules)
 	}
 }

@@ -40,7 +40,7 @@ type ringFwd struct {
 	rx [maxBatch]ring.Desc
 }
 
-func startRingFwd(p *perfLab, o Options) (_ instance, err error) {
+func startRingFwd(p *perfLab, o Options, _ setup) (_ instance, err error) {
 	t := o.Tuning
 	f := &ringFwd{dst: p.sink.MAC, src: p.lb.MAC, batch: t.Batch, spin: t.Spin}
 	defer func() {

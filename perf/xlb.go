@@ -23,13 +23,17 @@ import (
 const (
 	xlbReadyWait = 20 * time.Second
 	xlbStopWait  = 15 * time.Second
-	xlbCallWait  = 2 * time.Second
+	// xlbStatsWait bounds a stats call: its answer lists every firewall
+	// rule with its counters, which takes seconds with 100,000 rules on a
+	// loaded machine.
+	xlbStatsWait = 30 * time.Second
 )
 
 // xlbConfig renders the balancer's config: one UDP and one TCP VIP on
 // vipPort, each with every backend, all with the sink's MAC as a static
-// next hop (no ARP). extra is added to [datapath].
-func xlbConfig(p *perfLab, o Options, socket, extra string) string {
+// next hop (no ARP), and the firewall of rules entries per VIP
+// (firewallRules). extra is added to [datapath].
+func xlbConfig(p *perfLab, o Options, rules int, socket, extra string) string {
 	var b strings.Builder
 	t := o.Tuning
 	mac := net.HardwareAddr(p.sink.MAC[:]).String()
@@ -44,8 +48,15 @@ func xlbConfig(p *perfLab, o Options, socket, extra string) string {
 		t.Batch, t.Ring, t.Ring, t.Ring, t.Ring, 2*t.Ring, t.TxBudget)
 	fmt.Fprintf(&b, "spin = %t\nbusy_poll = %t\nneed_wakeup = %t\n%s", t.Spin, t.BusyPoll, !t.NoNeedWakeup, extra)
 	fmt.Fprintf(&b, "\n[control]\nsocket = %q\n", socket)
+	fw := firewallRules(rules, o.Scenario)
+	if len(fw.deny) > 0 {
+		fmt.Fprintf(&b, "\n[firewall]\ndeny = %s\n", tomlPrefixes(fw.deny))
+	}
 	for _, proto := range []string{"udp", "tcp"} {
 		fmt.Fprintf(&b, "\n[[vip]]\naddress = %q\nport = %d\nprotocol = %q\n", vip, vipPort, proto)
+		if len(fw.allow) > 0 {
+			fmt.Fprintf(&b, "allow = %s\n", tomlPrefixes(fw.allow))
+		}
 		for _, a := range backends(o.Backends) {
 			fmt.Fprintf(&b, "  [[vip.backend]]\n  address = %q\n  mac = %q\n", a, mac)
 		}
@@ -63,12 +74,12 @@ type xlbProcess struct {
 
 // startXLB returns the starter of an xlb datapath whose config's
 // [datapath] table gets extra.
-func startXLB(extra string) func(*perfLab, Options) (instance, error) {
-	return func(p *perfLab, o Options) (instance, error) {
+func startXLB(extra string) func(*perfLab, Options, setup) (instance, error) {
+	return func(p *perfLab, o Options, s setup) (instance, error) {
 		name := fmt.Sprintf("xlb%d", time.Now().UnixNano())
 		socket := filepath.Join(p.dir, name+".sock")
 		file := filepath.Join(p.dir, name+".toml")
-		if err := os.WriteFile(file, []byte(xlbConfig(p, o, socket, extra)), 0o600); err != nil {
+		if err := os.WriteFile(file, []byte(xlbConfig(p, o, s.rules, socket, extra)), 0o600); err != nil {
 			return nil, fmt.Errorf("perf: %w", err)
 		}
 		x := &xlbProcess{socket: socket, log: &tailBuffer{max: 8 << 10}, done: make(chan error, 1)}
@@ -90,7 +101,7 @@ func startXLB(extra string) func(*perfLab, Options) (instance, error) {
 func (x *xlbProcess) waitReady() error {
 	deadline := time.Now().Add(xlbReadyWait)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), xlbCallWait)
+		ctx, cancel := context.WithTimeout(context.Background(), xlbStatsWait)
 		err := control.Call(ctx, x.socket, "stats", nil, nil)
 		cancel()
 		if err == nil {
@@ -132,14 +143,44 @@ type xlbStats struct {
 		Forwarded, FlowHits, Passed, Malformed uint64
 		Drops                                  map[string]uint64
 	} `json:"native"`
+	Firewall struct {
+		VIPs []struct {
+			DeniedPackets uint64 `json:"denied_packets"`
+		} `json:"vips"`
+	} `json:"firewall"`
 }
 
-func (x *xlbProcess) counters() (map[string]uint64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), xlbCallWait)
+func (x *xlbProcess) stats() (xlbStats, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), xlbStatsWait)
 	defer cancel()
 	var st xlbStats
 	if err := control.Call(ctx, x.socket, "stats", nil, &st); err != nil {
-		return nil, fmt.Errorf("perf: xlb stats: %w", err)
+		return st, fmt.Errorf("perf: xlb stats: %w", err)
+	}
+	return st, nil
+}
+
+// dropped is the firewall's denied frames, summed over the VIPs: what the
+// steering program (AF_XDP mode) or the lb program (native) counts as it
+// drops them.
+func (x *xlbProcess) dropped() (uint64, error) {
+	st, err := x.stats()
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	for _, v := range st.Firewall.VIPs {
+		n += v.DeniedPackets
+	}
+	return n, nil
+}
+
+func (x *xlbProcess) dropCounter() string { return "xlb firewall (VIP denied)" }
+
+func (x *xlbProcess) counters() (map[string]uint64, error) {
+	st, err := x.stats()
+	if err != nil {
+		return nil, err
 	}
 	m := map[string]uint64{}
 	for i, q := range st.Queues {
@@ -170,13 +211,18 @@ func (x *xlbProcess) counters() (map[string]uint64, error) {
 			m["drop_"+k] = v
 		}
 	}
-	// The whole process: the worker, and the rest of xlb, which is idle.
+	return m, nil
+}
+
+// cpuTime is the whole process's: the worker, and the rest of xlb, which
+// is idle but for the stats calls, which the snapshots keep outside.
+func (x *xlbProcess) cpuTime() (user, system uint64, err error) {
 	task, err := procstat.ReadTask(fmt.Sprintf("/proc/%d/stat", x.cmd.Process.Pid))
 	if err != nil {
-		return nil, err
+		return 0, 0, err
 	}
-	m["user_ns"], m["system_ns"] = task.Nanoseconds()
-	return m, nil
+	user, system = task.Nanoseconds()
+	return user, system, nil
 }
 
 // close sends SIGTERM and waits, bounded, for a clean exit.

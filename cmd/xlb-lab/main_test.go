@@ -70,6 +70,10 @@ func TestUsage(t *testing.T) {
 		{[]string{"compare", "extra"}, exitUsage, "unexpected arguments: extra"},
 		{[]string{"compare", "--frames", "64,big"}, exitUsage, `--frames: "big" is not a number`},
 		{[]string{"compare", "--lb-cpus", "x"}, exitUsage, `--lb-cpus: "x" is not a number`},
+		{[]string{"compare", "--help"}, exitOK, "--scenario"},
+		{[]string{"compare", "--rules", "10,1k"}, exitUsage, `--rules: "1k" is not a number`},
+		{[]string{"compare", "--scenario", "ddos"}, exitFail, `scenario "ddos"`},
+		{[]string{"compare", "--scenario", "drop", "--datapaths", "xdp-tx"}, exitFail, `datapath "xdp-tx" has no drop scenario`},
 	}
 	for _, tc := range tests {
 		var stdout, stderr bytes.Buffer

@@ -18,7 +18,10 @@ func defineCompare(fs *flag.FlagSet, out io.Writer, xlb *string) func() error {
 	jsonFile := fs.String("json", "", "write the report as JSON to this file")
 	frames := fs.String("frames", "64", "comma-separated Ethernet frame sizes")
 	traffic := fs.String("traffic", "udp", "comma-separated traffic kinds: udp, tcp-syn, tcp-ack")
-	datapaths := fs.String("datapaths", "", "comma-separated datapaths (default all: "+strings.Join(perf.Datapaths(), ",")+")")
+	scenario := fs.String("scenario", "", "forward (default): datapaths forward to the sink; drop: the traffic comes from a denied source range and datapaths drop it")
+	datapaths := fs.String("datapaths", "", "comma-separated datapaths (default every one of the scenario: forward "+
+		strings.Join(perf.DatapathsOf(perf.ScenarioForward), ",")+"; drop "+strings.Join(perf.DatapathsOf(perf.ScenarioDrop), ",")+")")
+	rules := fs.String("rules", "", "comma-separated firewall sizes (entries per VIP) to measure each xlb datapath with (default 0, none; drop: 1)")
 	topology := fs.String("topology", "", "bridge (default) or direct")
 	charts := fs.String("charts", "", "write PNG charts (Mpps per datapath, CPU per core) into this directory")
 	queues := fs.Int("queues", 0, "queues of the measured link, one xlb worker each (default 1; more needs --topology direct and xlb datapaths)")
@@ -26,9 +29,12 @@ func defineCompare(fs *flag.FlagSet, out io.Writer, xlb *string) func() error {
 	lbCPUs := fs.String("lb-cpus", "", "comma-separated balancer CPUs, one per queue (default 1, then 0, ...)")
 	return func() error {
 		opts := perf.Options{Duration: *duration, Repeat: *repeat, JSONFile: *jsonFile, Topology: *topology,
-			XLBBinary: *xlb, Queues: *queues, Datapaths: splitList(*datapaths), Out: out}
+			XLBBinary: *xlb, Queues: *queues, Scenario: perf.Scenario(*scenario), Datapaths: splitList(*datapaths), Out: out}
 		var err error
 		if opts.FrameSizes, err = intList("frames", *frames); err != nil {
+			return err
+		}
+		if opts.Rules, err = intList("rules", *rules); err != nil {
 			return err
 		}
 		for _, t := range splitList(*traffic) {
