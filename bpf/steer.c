@@ -20,6 +20,7 @@
 
 #include "xlb.h"
 #include "firewall.h"
+#include "splice.h"
 
 // MAX_IPV6_EXT_HDRS bounds the IPv6 extension headers (hop-by-hop, routing,
 // destination options) skipped to find the ports. Real traffic carries one

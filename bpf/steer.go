@@ -174,6 +174,7 @@ type Steer struct {
 	link   link.Link
 	closed bool
 	fw     *Firewall
+	splice bool // the splice maps are sized and the lookup enabled
 }
 
 // Firewall returns the program's firewall maps.
@@ -188,12 +189,19 @@ var memlockOnce = sync.OnceValue(func() error {
 
 // LoadSteer loads the steer program and its maps into the kernel without
 // attaching them. The caller must Close the returned Steer.
-func LoadSteer() (*Steer, error) {
+func LoadSteer(opts SteerOptions) (*Steer, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
 	if err := memlockOnce(); err != nil {
 		return nil, err
 	}
-	s := &Steer{}
-	if err := loadSteerObjects(&s.objs, nil); err != nil {
+	spec, err := steerSpec(opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &Steer{splice: opts.SpliceTableSize > 0}
+	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return nil, fmt.Errorf("bpf: load steer: %w", err)
 	}
 	fw, err := newFirewall(s.objs.FwRules, s.objs.FwTrieA, s.objs.FwTrieB, s.objs.FwRuleStats, s.objs.FwVipStats)

@@ -176,7 +176,7 @@ func steerCases(t testing.TB) []steerCase {
 func loadTestSteer(t testing.TB) *Steer {
 	t.Helper()
 	testenv.Root(t, "loads the steer program (BPF_PROG_TEST_RUN)")
-	s, err := LoadSteer()
+	s, err := LoadSteer(SteerOptions{SpliceTableSize: 4})
 	if err != nil {
 		t.Fatalf("LoadSteer: %v", err)
 	}
@@ -454,6 +454,33 @@ func TestLayout(t *testing.T) {
 	if unsafe.Sizeof(k) != unsafe.Sizeof(steerVipKey{}) || unsafe.Sizeof(v) != unsafe.Sizeof(steerVipValue{}) {
 		t.Error("hand-written mirrors differ in size from the bpf2go types")
 	}
+	var sk SpliceKey
+	checkStruct("splice_key", spec.Maps[steerMapSplice].Key, unsafe.Sizeof(sk), map[string]uintptr{
+		"family": unsafe.Offsetof(sk.Family), "pad": 1, "saddr": unsafe.Offsetof(sk.Saddr),
+		"daddr": unsafe.Offsetof(sk.Daddr), "sport": unsafe.Offsetof(sk.Sport), "dport": unsafe.Offsetof(sk.Dport),
+	})
+	var sd SpliceDir
+	checkStruct("splice_dir", spec.Maps[steerMapSplice].Value, unsafe.Sizeof(sd), map[string]uintptr{
+		"saddr": unsafe.Offsetof(sd.Saddr), "daddr": unsafe.Offsetof(sd.Daddr),
+		"sport": unsafe.Offsetof(sd.Sport), "dport": unsafe.Offsetof(sd.Dport),
+		"dmac": unsafe.Offsetof(sd.Dmac), "smac": unsafe.Offsetof(sd.Smac),
+		"ifindex": unsafe.Offsetof(sd.Ifindex), "seq_delta": unsafe.Offsetof(sd.SeqDelta),
+		"ack_delta": unsafe.Offsetof(sd.AckDelta), "wscale_in": unsafe.Offsetof(sd.WscaleIn),
+		"wscale_out": unsafe.Offsetof(sd.WscaleOut), "flags": unsafe.Offsetof(sd.Flags),
+		"dir": unsafe.Offsetof(sd.Dir), "ts_base": unsafe.Offsetof(sd.TSBase),
+		"tsecr_base": unsafe.Offsetof(sd.TSecrBase), "ip_csum_diff": unsafe.Offsetof(sd.IPCsumDiff),
+		"l4_csum_diff": unsafe.Offsetof(sd.L4CsumDiff), "pair": unsafe.Offsetof(sd.Pair),
+	})
+	var sp SplicePair
+	checkStruct("splice_pair", spec.Maps[steerMapSplicePairs].Value, unsafe.Sizeof(sp), map[string]uintptr{
+		"state": unsafe.Offsetof(sp.State), "pad": 4, "last_ns": unsafe.Offsetof(sp.LastNs),
+		"last_seq": unsafe.Offsetof(sp.LastSeq), "last_ack": unsafe.Offsetof(sp.LastAck),
+		"ts_delta": unsafe.Offsetof(sp.TSDelta),
+	})
+	var sc SpliceCount
+	checkStruct("splice_count", spec.Maps[steerMapSpliceCounts].Value, unsafe.Sizeof(sc), map[string]uintptr{
+		"packets": unsafe.Offsetof(sc.Packets), "bytes": unsafe.Offsetof(sc.Bytes),
+	})
 	if n := spec.Maps[steerMapCounters].MaxEntries; n != steerCounterMax {
 		t.Errorf("counters map has %d entries, Go knows %d", n, steerCounterMax)
 	}
