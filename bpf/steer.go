@@ -159,10 +159,13 @@ const (
 )
 
 // SteerCounters are the steer program's counters summed over CPUs.
-// Seen = Redirected + Passed + Malformed; NoSocket (a VIP frame on a queue
-// with no AF_XDP socket) is counted in Passed too.
+// Seen = Redirected + Passed + Malformed + Spliced + SpliceExpired;
+// NoSocket (a VIP frame on a queue with no AF_XDP socket) is counted in
+// Passed too. Spliced frames were rewritten and sent out for a spliced
+// pair (package splice); SpliceExpired ones were a spliced pair's with a
+// TTL or hop limit of 1 or less, dropped.
 type SteerCounters struct {
-	Seen, Redirected, Passed, Malformed, NoSocket uint64
+	Seen, Redirected, Passed, Malformed, NoSocket, Spliced, SpliceExpired uint64
 }
 
 // Steer owns the loaded steer program, its maps and its XDP attachment.
@@ -446,11 +449,13 @@ func (s *Steer) Counters() (SteerCounters, error) {
 		return SteerCounters{}, fmt.Errorf("bpf: steer counters: %w", err)
 	}
 	return SteerCounters{
-		Seen:       raw[steerSeen],
-		Redirected: raw[steerRedirected],
-		Passed:     raw[steerPassed],
-		Malformed:  raw[steerMalformed],
-		NoSocket:   raw[steerNoSocket],
+		Seen:          raw[steerSeen],
+		Redirected:    raw[steerRedirected],
+		Passed:        raw[steerPassed],
+		Malformed:     raw[steerMalformed],
+		NoSocket:      raw[steerNoSocket],
+		Spliced:       raw[steerSpliced],
+		SpliceExpired: raw[steerSpliceExpired],
 	}, nil
 }
 

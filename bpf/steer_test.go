@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -57,7 +58,8 @@ func (o outcome) delta() SteerCounters {
 }
 
 func sub(a, b SteerCounters) SteerCounters {
-	return SteerCounters{a.Seen - b.Seen, a.Redirected - b.Redirected, a.Passed - b.Passed, a.Malformed - b.Malformed, a.NoSocket - b.NoSocket}
+	return SteerCounters{a.Seen - b.Seen, a.Redirected - b.Redirected, a.Passed - b.Passed, a.Malformed - b.Malformed,
+		a.NoSocket - b.NoSocket, a.Spliced - b.Spliced, a.SpliceExpired - b.SpliceExpired}
 }
 
 type steerCase struct {
@@ -581,5 +583,33 @@ func TestSteerPassFragments(t *testing.T) {
 		if got, want := sub(after, before), tc.want.delta(); got != want {
 			t.Errorf("%s: counter delta %+v, want %+v", tc.name, got, want)
 		}
+	}
+}
+
+// TestSteerVerifierHeadroom loads the program with splice on (its largest
+// form) and reports what the verifier went through.
+func TestSteerVerifierHeadroom(t *testing.T) {
+	testenv.Root(t, "loads the steer program")
+	spec, err := steerSpec(SteerOptions{SpliceTableSize: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objs steerObjects
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats}}); err != nil {
+		t.Fatal(err)
+	}
+	defer objs.Close()
+	var n int
+	log := objs.XlbSteer.VerifierLog
+	i := strings.Index(log, "processed ")
+	if i < 0 {
+		t.Fatalf("no statistics in the verifier log: %q", log)
+	}
+	if _, err := fmt.Sscanf(log[i:], "processed %d insns", &n); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("verifier: %d instructions processed; %s", n, log[strings.Index(log, "stack depth"):i])
+	if n > 200_000 {
+		t.Errorf("the verifier processed %d instructions (limit 1000000): split the program further", n)
 	}
 }
