@@ -536,23 +536,36 @@ func FuzzSteer(f *testing.F) {
 	})
 }
 
+// BenchmarkSteer measures the program per frame, loaded without splice
+// and with it (an empty splice map: non-VIP TCP frames pay its lookup;
+// package splice benchmarks spliced frames).
 func BenchmarkSteer(b *testing.B) {
-	s := loadTestSteer(b)
-	for _, bc := range []struct {
-		name  string
-		frame []byte
-	}{
-		{"vip-tcp", frame4(b, vipTCP, layers.IPProtocolTCP, 80)},
-		{"non-vip-tcp", frame4(b, nonVIP, layers.IPProtocolTCP, 80)},
-		{"vip-ipv6", frame6(b, vip6, layers.IPProtocolTCP, 443)},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			_, per, err := s.Program().Benchmark(bc.frame, b.N, b.ResetTimer)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.ReportMetric(float64(per.Nanoseconds()), "ns/pkt")
-		})
+	for _, pairs := range []int{0, 32768} {
+		testenv.Root(b, "loads the steer program (BPF_PROG_TEST_RUN)")
+		s, err := LoadSteer(SteerOptions{SpliceTableSize: pairs})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		if err := s.SetVIPs(testVIPs()); err != nil {
+			b.Fatal(err)
+		}
+		for _, bc := range []struct {
+			name  string
+			frame []byte
+		}{
+			{"vip-tcp", frame4(b, vipTCP, layers.IPProtocolTCP, 80)},
+			{"non-vip-tcp", frame4(b, nonVIP, layers.IPProtocolTCP, 80)},
+			{"vip-ipv6", frame6(b, vip6, layers.IPProtocolTCP, 443)},
+		} {
+			b.Run(fmt.Sprintf("splice-%d/%s", pairs, bc.name), func(b *testing.B) {
+				_, per, err := s.Program().Benchmark(bc.frame, b.N, b.ResetTimer)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(per.Nanoseconds()), "ns/pkt")
+			})
+		}
 	}
 }
 

@@ -294,3 +294,34 @@ func TestNewTableWithoutSplice(t *testing.T) {
 		t.Errorf("verdict %d", v)
 	}
 }
+
+// BenchmarkSplice measures the steer program on spliced frames (a pair in
+// a table of 32768): a pure ACK with timestamps, one with timestamps and
+// a SACK block, one with differing window scales and none.
+func BenchmarkSplice(b *testing.B) {
+	s, tab := loadTable(b, 32768)
+	if _, err := tab.Insert(testPair(false)); err != nil {
+		b.Fatal(err)
+	}
+	scaled := testPair(true)
+	scaled.Client.SndWscale, scaled.Client.Timestamps, scaled.Backend.Timestamps = 2, false, false
+	if _, err := tab.Insert(scaled); err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"ack-ts", cb(false, 5_000, 1_000_000, nop, nop, ts(50_000, 100_000)).frame(b)},
+		{"ack-ts-sack", cb(false, 5_000, 1_000_000, nop, nop, ts(50_000, 100_000), nop, nop, sack(1_000_100, 1_000_200)).frame(b)},
+		{"ipv6-rescaled", cb(true, 5_000, 1_000_000).frame(b)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			_, per, err := s.Program().Benchmark(bc.frame, b.N, b.ResetTimer)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(per.Nanoseconds()), "ns/pkt")
+		})
+	}
+}
