@@ -25,6 +25,16 @@
 //     echoes a value from before the splice;
 //   - the IPv4 header and TCP checksums are updated incrementally (RFC 1624).
 //
+// Only the first SACK and the first timestamp option of a segment are
+// rewritten (stacks send one of each); malformed options are left as they
+// are. A frame whose TCP data offset is below 5 or past the frame is
+// passed (the kernel drops it); one with TTL or hop limit 1 or less is
+// dropped. Connections of different IP families cannot be spliced (the
+// header would change size), nor connections of which only one uses
+// timestamps (a peer would see them stop): Plan refuses both, and the pair
+// stays proxied. Frames must reach XDP with complete checksums (TX
+// checksum offload off on veths): a partial checksum cannot be updated.
+//
 // FIN and RST are forwarded like any segment and set the pair's state bits,
 // which Status reports; the proxy's sweeper removes the pair (Delete).
 //
