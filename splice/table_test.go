@@ -3,6 +3,7 @@ package splice
 import (
 	"bytes"
 	"errors"
+	"sync"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -201,8 +202,15 @@ func TestTable(t *testing.T) {
 	if _, err := tab.Insert(p1); err == nil || errors.Is(err, ErrFull) {
 		t.Errorf("inserting the same pair twice: %v", err)
 	}
+	// Another client on the same backend connection: its first direction
+	// goes in, the second collides and the first must be taken out again.
+	half := p1
+	half.Client.Remote = netipPort(half.Client.Remote, 40999)
+	if _, err := tab.Insert(half); err == nil {
+		t.Error("inserted a pair sharing a backend connection")
+	}
 	if tab.Len() != 1 || countEntries(t, tab) != 2 {
-		t.Errorf("after a duplicate: Len %d, %d entries", tab.Len(), countEntries(t, tab))
+		t.Errorf("after duplicates: Len %d, %d entries", tab.Len(), countEntries(t, tab))
 	}
 	bad := testPair(false)
 	bad.Backend.Timestamps = false
@@ -323,5 +331,44 @@ func BenchmarkSplice(b *testing.B) {
 			}
 			b.ReportMetric(float64(per.Nanoseconds()), "ns/pkt")
 		})
+	}
+}
+
+// TestTableConcurrent inserts, reads and deletes pairs from several
+// goroutines (run it with -race): every pair gets its own slot and the
+// table ends empty.
+func TestTableConcurrent(t *testing.T) {
+	_, tab := loadTable(t, 64)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 20 {
+				p := testPair(false)
+				p.Client.Remote = netipPort(p.Client.Remote, uint16(1000+g*100+i))
+				p.Backend.Local = netipPort(p.Backend.Local, uint16(1000+g*100+i))
+				s, err := tab.Insert(p)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if _, err := tab.Status(s); err != nil {
+					errs <- err
+					return
+				}
+				if err := tab.Delete(s); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if tab.Len() != 0 || countEntries(t, tab) != 0 {
+		t.Errorf("Len %d, %d entries left", tab.Len(), countEntries(t, tab))
 	}
 }
