@@ -127,6 +127,8 @@ static __always_inline __u16 splice_csum_update(__u16 check, __u32 acc)
 	return ~splice_fold((__u16)~check + acc);
 }
 
+// Option fields may sit at any offset: the unaligned packet accesses are
+// allowed where the kernel has efficient unaligned access (x86-64, arm64).
 static __always_inline __u32 splice_load32(void *p)
 {
 	return bpf_ntohl(*(__u32 *)p);
