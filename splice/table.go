@@ -126,10 +126,11 @@ func (t *Table) Delete(s Slot) error {
 
 // Status returns what the datapath recorded about the pair in slot s.
 func (t *Table) Status(s Slot) (Status, error) {
+	// Held throughout: a Delete and Insert in between would hand the slot
+	// to another pair, whose state this would then report.
 	t.mu.Lock()
-	_, ok := t.used[s]
-	t.mu.Unlock()
-	if !ok {
+	defer t.mu.Unlock()
+	if _, ok := t.used[s]; !ok {
 		return Status{}, fmt.Errorf("splice: status: pair %d not in use", s)
 	}
 	var p bpf.SplicePair
