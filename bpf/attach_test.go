@@ -109,7 +109,7 @@ func TestSteerAttach(t *testing.T) {
 		{ModeNative, ModeNative},
 		{ModeGeneric, ModeGeneric},
 	} {
-		s, err := LoadSteer()
+		s, err := LoadSteer(SteerOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

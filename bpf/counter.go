@@ -14,6 +14,8 @@ const (
 	steerPassed
 	steerMalformed
 	steerNoSocket
+	steerSpliced
+	steerSpliceExpired
 	steerCounterMax
 )
 

@@ -30,7 +30,23 @@
 // writes the vips map by other means must keep the markers.
 //
 // A VIP frame on a queue without a socket is passed to the kernel and
-// counted in both NoSocket and Passed. Seen = Redirected + Passed + Malformed.
+// counted in both NoSocket and Passed. Seen = Redirected + Passed +
+// Malformed + Spliced + SpliceExpired.
+//
+// Splice (splice.h, managed by package splice): with
+// SteerOptions.SpliceTableSize > 0 a TCP frame that matched no VIP, and so
+// would go to the kernel, is looked up in the splice map by its 4-tuple.
+// A hit is a connection of a pair the SNI proxy handed over: the frame is
+// rewritten for the pair's other connection (addresses, ports, MACs,
+// TTL/hop limit, seq/ack, window, SACK, timestamps, checksums updated
+// incrementally) and leaves with XDP_TX, or bpf_redirect to the entry's
+// interface; FIN and RST set the pair's state bits. A hit whose TCP data
+// offset is below 5 or past the frame is passed and counted Malformed; one
+// with a TTL or hop limit of 1 or less is dropped (SpliceExpired). VIP
+// frames never reach the lookup, and with SpliceTableSize 0 the verifier
+// removes it (splice_on is a load-time constant), so a balancer without
+// splice pays nothing. The option walk runs in a bpf_loop callback, which
+// the verifier checks once; inline it was a path per option layout.
 //
 // Lifecycle: LoadSteer loads the objects; Attach attaches them to one
 // interface with a bpf_link, which the kernel detaches by itself when the

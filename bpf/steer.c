@@ -20,6 +20,7 @@
 
 #include "xlb.h"
 #include "firewall.h"
+#include "splice.h"
 
 // MAX_IPV6_EXT_HDRS bounds the IPv6 extension headers (hop-by-hop, routing,
 // destination options) skipped to find the ports. Real traffic carries one
@@ -27,14 +28,17 @@
 #define MAX_IPV6_EXT_HDRS 4
 
 // steer_counter indexes the counters map. Mirrored in Go (counter.go).
-// SEEN = REDIRECTED + PASSED + MALFORMED; NO_SOCKET is a subset of PASSED.
+// SEEN = REDIRECTED + PASSED + MALFORMED + SPLICED + SPLICE_EXPIRED;
+// NO_SOCKET is a subset of PASSED.
 enum steer_counter {
 	STEER_SEEN = 0,
 	STEER_REDIRECTED = 1,
 	STEER_PASSED = 2,
 	STEER_MALFORMED = 3,
 	STEER_NO_SOCKET = 4,
-	STEER_COUNTER_MAX = 5,
+	STEER_SPLICED = 5, // rewritten and sent out by splice_frame
+	STEER_SPLICE_EXPIRED = 6, // a spliced connection's, TTL or hop limit <= 1: dropped
+	STEER_COUNTER_MAX = 7,
 };
 
 struct {
@@ -91,6 +95,26 @@ static __always_inline int redirect(struct xdp_md *ctx)
 	}
 	count(STEER_NO_SOCKET);
 	return pass();
+}
+
+// spliced hands a TCP frame to splice_frame and counts what it did; a frame
+// of no spliced connection is passed.
+static __always_inline int spliced(struct xdp_md *ctx, struct ethhdr *eth, void *l3, __u8 family,
+				  struct tcphdr *tcp, void *end)
+{
+	int act = splice_frame(ctx, eth, l3, family, tcp, end);
+
+	switch (act) {
+	case SPLICE_NONE:
+		return pass();
+	case SPLICE_MALFORMED:
+		return malformed();
+	case SPLICE_EXPIRED:
+		count(STEER_SPLICE_EXPIRED);
+		return XDP_DROP;
+	}
+	count(STEER_SPLICED);
+	return act;
 }
 
 SEC("xdp")
@@ -201,8 +225,15 @@ int xlb_steer(struct xdp_md *ctx)
 	if (l4) {
 		if (!bpf_map_lookup_elem(&vips, &key)) {
 			key.port = 0;
-			if (!bpf_map_lookup_elem(&vips, &key))
+			if (!bpf_map_lookup_elem(&vips, &key)) {
+				// Spliced connections are not VIPs' (a splice VIP is
+				// left to the kernel, the backend side is addressed to
+				// the balancer): only frames headed for the kernel
+				// pay for the lookup.
+				if (splice_on && key.proto == IPPROTO_TCP)
+					return spliced(ctx, eth, l3, key.family, l4, end);
 				return pass();
+			}
 		}
 		// The firewall decides for the VIP key that matched, before
 		// anything else is spent on the frame.

@@ -159,10 +159,13 @@ const (
 )
 
 // SteerCounters are the steer program's counters summed over CPUs.
-// Seen = Redirected + Passed + Malformed; NoSocket (a VIP frame on a queue
-// with no AF_XDP socket) is counted in Passed too.
+// Seen = Redirected + Passed + Malformed + Spliced + SpliceExpired;
+// NoSocket (a VIP frame on a queue with no AF_XDP socket) is counted in
+// Passed too. Spliced frames were rewritten and sent out for a spliced
+// pair (package splice); SpliceExpired ones were a spliced pair's with a
+// TTL or hop limit of 1 or less, dropped.
 type SteerCounters struct {
-	Seen, Redirected, Passed, Malformed, NoSocket uint64
+	Seen, Redirected, Passed, Malformed, NoSocket, Spliced, SpliceExpired uint64
 }
 
 // Steer owns the loaded steer program, its maps and its XDP attachment.
@@ -174,6 +177,7 @@ type Steer struct {
 	link   link.Link
 	closed bool
 	fw     *Firewall
+	splice bool // the splice maps are sized and the lookup enabled
 }
 
 // Firewall returns the program's firewall maps.
@@ -188,12 +192,19 @@ var memlockOnce = sync.OnceValue(func() error {
 
 // LoadSteer loads the steer program and its maps into the kernel without
 // attaching them. The caller must Close the returned Steer.
-func LoadSteer() (*Steer, error) {
+func LoadSteer(opts SteerOptions) (*Steer, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
 	if err := memlockOnce(); err != nil {
 		return nil, err
 	}
-	s := &Steer{}
-	if err := loadSteerObjects(&s.objs, nil); err != nil {
+	spec, err := steerSpec(opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &Steer{splice: opts.SpliceTableSize > 0}
+	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return nil, fmt.Errorf("bpf: load steer: %w", err)
 	}
 	fw, err := newFirewall(s.objs.FwRules, s.objs.FwTrieA, s.objs.FwTrieB, s.objs.FwRuleStats, s.objs.FwVipStats)
@@ -438,11 +449,13 @@ func (s *Steer) Counters() (SteerCounters, error) {
 		return SteerCounters{}, fmt.Errorf("bpf: steer counters: %w", err)
 	}
 	return SteerCounters{
-		Seen:       raw[steerSeen],
-		Redirected: raw[steerRedirected],
-		Passed:     raw[steerPassed],
-		Malformed:  raw[steerMalformed],
-		NoSocket:   raw[steerNoSocket],
+		Seen:          raw[steerSeen],
+		Redirected:    raw[steerRedirected],
+		Passed:        raw[steerPassed],
+		Malformed:     raw[steerMalformed],
+		NoSocket:      raw[steerNoSocket],
+		Spliced:       raw[steerSpliced],
+		SpliceExpired: raw[steerSpliceExpired],
 	}, nil
 }
 

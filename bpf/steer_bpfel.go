@@ -46,6 +46,54 @@ type steerFwVipCounter struct {
 	SynLimited steerFwCounter
 }
 
+type steerSpliceCount struct {
+	_       structs.HostLayout
+	Packets uint64
+	Bytes   uint64
+}
+
+type steerSpliceDir struct {
+	_          structs.HostLayout
+	Saddr      [4]uint32
+	Daddr      [4]uint32
+	Sport      uint16
+	Dport      uint16
+	Dmac       [6]uint8
+	Smac       [6]uint8
+	Ifindex    uint32
+	SeqDelta   uint32
+	AckDelta   uint32
+	WscaleIn   uint8
+	WscaleOut  uint8
+	Flags      uint8
+	Dir        uint8
+	TsBase     uint32
+	TsecrBase  uint32
+	IpCsumDiff uint32
+	L4CsumDiff uint32
+	Pair       uint32
+}
+
+type steerSpliceKey struct {
+	_      structs.HostLayout
+	Family uint8
+	Pad    [3]uint8
+	Saddr  [4]uint32
+	Daddr  [4]uint32
+	Sport  uint16
+	Dport  uint16
+}
+
+type steerSplicePair struct {
+	_       structs.HostLayout
+	State   uint32
+	Pad     uint32
+	LastNs  uint64
+	LastSeq [2]uint32
+	LastAck [2]uint32
+	TsDelta [2]uint64
+}
+
 type steerVipKey struct {
 	_      structs.HostLayout
 	Addr   [16]uint8
@@ -64,16 +112,20 @@ type steerVipValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	steerMapCounters    = "counters"
-	steerMapFwRuleStats = "fw_rule_stats"
-	steerMapFwRules     = "fw_rules"
-	steerMapFwSyn       = "fw_syn"
-	steerMapFwTrieA     = "fw_trie_a"
-	steerMapFwTrieB     = "fw_trie_b"
-	steerMapFwVipStats  = "fw_vip_stats"
-	steerMapVips        = "vips"
-	steerMapXsks        = "xsks"
-	steerProgXlbSteer   = "xlb_steer"
+	steerMapCounters     = "counters"
+	steerMapFwRuleStats  = "fw_rule_stats"
+	steerMapFwRules      = "fw_rules"
+	steerMapFwSyn        = "fw_syn"
+	steerMapFwTrieA      = "fw_trie_a"
+	steerMapFwTrieB      = "fw_trie_b"
+	steerMapFwVipStats   = "fw_vip_stats"
+	steerMapSplice       = "splice"
+	steerMapSpliceCounts = "splice_counts"
+	steerMapSplicePairs  = "splice_pairs"
+	steerMapVips         = "vips"
+	steerMapXsks         = "xsks"
+	steerProgXlbSteer    = "xlb_steer"
+	steerVarSpliceOn     = "splice_on"
 )
 
 // loadSteer returns the embedded CollectionSpec for steer.
@@ -125,21 +177,25 @@ type steerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type steerMapSpecs struct {
-	Counters    *ebpf.MapSpec `ebpf:"counters"`
-	FwRuleStats *ebpf.MapSpec `ebpf:"fw_rule_stats"`
-	FwRules     *ebpf.MapSpec `ebpf:"fw_rules"`
-	FwSyn       *ebpf.MapSpec `ebpf:"fw_syn"`
-	FwTrieA     *ebpf.MapSpec `ebpf:"fw_trie_a"`
-	FwTrieB     *ebpf.MapSpec `ebpf:"fw_trie_b"`
-	FwVipStats  *ebpf.MapSpec `ebpf:"fw_vip_stats"`
-	Vips        *ebpf.MapSpec `ebpf:"vips"`
-	Xsks        *ebpf.MapSpec `ebpf:"xsks"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	FwRuleStats  *ebpf.MapSpec `ebpf:"fw_rule_stats"`
+	FwRules      *ebpf.MapSpec `ebpf:"fw_rules"`
+	FwSyn        *ebpf.MapSpec `ebpf:"fw_syn"`
+	FwTrieA      *ebpf.MapSpec `ebpf:"fw_trie_a"`
+	FwTrieB      *ebpf.MapSpec `ebpf:"fw_trie_b"`
+	FwVipStats   *ebpf.MapSpec `ebpf:"fw_vip_stats"`
+	Splice       *ebpf.MapSpec `ebpf:"splice"`
+	SpliceCounts *ebpf.MapSpec `ebpf:"splice_counts"`
+	SplicePairs  *ebpf.MapSpec `ebpf:"splice_pairs"`
+	Vips         *ebpf.MapSpec `ebpf:"vips"`
+	Xsks         *ebpf.MapSpec `ebpf:"xsks"`
 }
 
 // steerVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type steerVariableSpecs struct {
+	SpliceOn *ebpf.VariableSpec `ebpf:"splice_on"`
 }
 
 // steerObjects contains all objects after they have been loaded into the kernel.
@@ -162,15 +218,18 @@ func (o *steerObjects) Close() error {
 //
 // It can be passed to loadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type steerMaps struct {
-	Counters    *ebpf.Map `ebpf:"counters"`
-	FwRuleStats *ebpf.Map `ebpf:"fw_rule_stats"`
-	FwRules     *ebpf.Map `ebpf:"fw_rules"`
-	FwSyn       *ebpf.Map `ebpf:"fw_syn"`
-	FwTrieA     *ebpf.Map `ebpf:"fw_trie_a"`
-	FwTrieB     *ebpf.Map `ebpf:"fw_trie_b"`
-	FwVipStats  *ebpf.Map `ebpf:"fw_vip_stats"`
-	Vips        *ebpf.Map `ebpf:"vips"`
-	Xsks        *ebpf.Map `ebpf:"xsks"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	FwRuleStats  *ebpf.Map `ebpf:"fw_rule_stats"`
+	FwRules      *ebpf.Map `ebpf:"fw_rules"`
+	FwSyn        *ebpf.Map `ebpf:"fw_syn"`
+	FwTrieA      *ebpf.Map `ebpf:"fw_trie_a"`
+	FwTrieB      *ebpf.Map `ebpf:"fw_trie_b"`
+	FwVipStats   *ebpf.Map `ebpf:"fw_vip_stats"`
+	Splice       *ebpf.Map `ebpf:"splice"`
+	SpliceCounts *ebpf.Map `ebpf:"splice_counts"`
+	SplicePairs  *ebpf.Map `ebpf:"splice_pairs"`
+	Vips         *ebpf.Map `ebpf:"vips"`
+	Xsks         *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *steerMaps) Close() error {
@@ -182,6 +241,9 @@ func (m *steerMaps) Close() error {
 		m.FwTrieA,
 		m.FwTrieB,
 		m.FwVipStats,
+		m.Splice,
+		m.SpliceCounts,
+		m.SplicePairs,
 		m.Vips,
 		m.Xsks,
 	)
@@ -191,6 +253,7 @@ func (m *steerMaps) Close() error {
 //
 // It can be passed to loadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type steerVariables struct {
+	SpliceOn *ebpf.Variable `ebpf:"splice_on"`
 }
 
 // steerPrograms contains all programs after they have been loaded into the kernel.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -57,7 +58,8 @@ func (o outcome) delta() SteerCounters {
 }
 
 func sub(a, b SteerCounters) SteerCounters {
-	return SteerCounters{a.Seen - b.Seen, a.Redirected - b.Redirected, a.Passed - b.Passed, a.Malformed - b.Malformed, a.NoSocket - b.NoSocket}
+	return SteerCounters{a.Seen - b.Seen, a.Redirected - b.Redirected, a.Passed - b.Passed, a.Malformed - b.Malformed,
+		a.NoSocket - b.NoSocket, a.Spliced - b.Spliced, a.SpliceExpired - b.SpliceExpired}
 }
 
 type steerCase struct {
@@ -176,7 +178,7 @@ func steerCases(t testing.TB) []steerCase {
 func loadTestSteer(t testing.TB) *Steer {
 	t.Helper()
 	testenv.Root(t, "loads the steer program (BPF_PROG_TEST_RUN)")
-	s, err := LoadSteer()
+	s, err := LoadSteer(SteerOptions{SpliceTableSize: 4})
 	if err != nil {
 		t.Fatalf("LoadSteer: %v", err)
 	}
@@ -454,6 +456,33 @@ func TestLayout(t *testing.T) {
 	if unsafe.Sizeof(k) != unsafe.Sizeof(steerVipKey{}) || unsafe.Sizeof(v) != unsafe.Sizeof(steerVipValue{}) {
 		t.Error("hand-written mirrors differ in size from the bpf2go types")
 	}
+	var sk SpliceKey
+	checkStruct("splice_key", spec.Maps[steerMapSplice].Key, unsafe.Sizeof(sk), map[string]uintptr{
+		"family": unsafe.Offsetof(sk.Family), "pad": 1, "saddr": unsafe.Offsetof(sk.Saddr),
+		"daddr": unsafe.Offsetof(sk.Daddr), "sport": unsafe.Offsetof(sk.Sport), "dport": unsafe.Offsetof(sk.Dport),
+	})
+	var sd SpliceDir
+	checkStruct("splice_dir", spec.Maps[steerMapSplice].Value, unsafe.Sizeof(sd), map[string]uintptr{
+		"saddr": unsafe.Offsetof(sd.Saddr), "daddr": unsafe.Offsetof(sd.Daddr),
+		"sport": unsafe.Offsetof(sd.Sport), "dport": unsafe.Offsetof(sd.Dport),
+		"dmac": unsafe.Offsetof(sd.Dmac), "smac": unsafe.Offsetof(sd.Smac),
+		"ifindex": unsafe.Offsetof(sd.Ifindex), "seq_delta": unsafe.Offsetof(sd.SeqDelta),
+		"ack_delta": unsafe.Offsetof(sd.AckDelta), "wscale_in": unsafe.Offsetof(sd.WscaleIn),
+		"wscale_out": unsafe.Offsetof(sd.WscaleOut), "flags": unsafe.Offsetof(sd.Flags),
+		"dir": unsafe.Offsetof(sd.Dir), "ts_base": unsafe.Offsetof(sd.TSBase),
+		"tsecr_base": unsafe.Offsetof(sd.TSecrBase), "ip_csum_diff": unsafe.Offsetof(sd.IPCsumDiff),
+		"l4_csum_diff": unsafe.Offsetof(sd.L4CsumDiff), "pair": unsafe.Offsetof(sd.Pair),
+	})
+	var sp SplicePair
+	checkStruct("splice_pair", spec.Maps[steerMapSplicePairs].Value, unsafe.Sizeof(sp), map[string]uintptr{
+		"state": unsafe.Offsetof(sp.State), "pad": 4, "last_ns": unsafe.Offsetof(sp.LastNs),
+		"last_seq": unsafe.Offsetof(sp.LastSeq), "last_ack": unsafe.Offsetof(sp.LastAck),
+		"ts_delta": unsafe.Offsetof(sp.TSDelta),
+	})
+	var sc SpliceCount
+	checkStruct("splice_count", spec.Maps[steerMapSpliceCounts].Value, unsafe.Sizeof(sc), map[string]uintptr{
+		"packets": unsafe.Offsetof(sc.Packets), "bytes": unsafe.Offsetof(sc.Bytes),
+	})
 	if n := spec.Maps[steerMapCounters].MaxEntries; n != steerCounterMax {
 		t.Errorf("counters map has %d entries, Go knows %d", n, steerCounterMax)
 	}
@@ -507,23 +536,36 @@ func FuzzSteer(f *testing.F) {
 	})
 }
 
+// BenchmarkSteer measures the program per frame, loaded without splice
+// and with it (an empty splice map: non-VIP TCP frames pay its lookup;
+// package splice benchmarks spliced frames).
 func BenchmarkSteer(b *testing.B) {
-	s := loadTestSteer(b)
-	for _, bc := range []struct {
-		name  string
-		frame []byte
-	}{
-		{"vip-tcp", frame4(b, vipTCP, layers.IPProtocolTCP, 80)},
-		{"non-vip-tcp", frame4(b, nonVIP, layers.IPProtocolTCP, 80)},
-		{"vip-ipv6", frame6(b, vip6, layers.IPProtocolTCP, 443)},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			_, per, err := s.Program().Benchmark(bc.frame, b.N, b.ResetTimer)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.ReportMetric(float64(per.Nanoseconds()), "ns/pkt")
-		})
+	for _, pairs := range []int{0, 32768} {
+		testenv.Root(b, "loads the steer program (BPF_PROG_TEST_RUN)")
+		s, err := LoadSteer(SteerOptions{SpliceTableSize: pairs})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		if err := s.SetVIPs(testVIPs()); err != nil {
+			b.Fatal(err)
+		}
+		for _, bc := range []struct {
+			name  string
+			frame []byte
+		}{
+			{"vip-tcp", frame4(b, vipTCP, layers.IPProtocolTCP, 80)},
+			{"non-vip-tcp", frame4(b, nonVIP, layers.IPProtocolTCP, 80)},
+			{"vip-ipv6", frame6(b, vip6, layers.IPProtocolTCP, 443)},
+		} {
+			b.Run(fmt.Sprintf("splice-%d/%s", pairs, bc.name), func(b *testing.B) {
+				_, per, err := s.Program().Benchmark(bc.frame, b.N, b.ResetTimer)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(per.Nanoseconds()), "ns/pkt")
+			})
+		}
 	}
 }
 
@@ -554,5 +596,33 @@ func TestSteerPassFragments(t *testing.T) {
 		if got, want := sub(after, before), tc.want.delta(); got != want {
 			t.Errorf("%s: counter delta %+v, want %+v", tc.name, got, want)
 		}
+	}
+}
+
+// TestSteerVerifierHeadroom loads the program with splice on (its largest
+// form) and reports what the verifier went through.
+func TestSteerVerifierHeadroom(t *testing.T) {
+	testenv.Root(t, "loads the steer program")
+	spec, err := steerSpec(SteerOptions{SpliceTableSize: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objs steerObjects
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats}}); err != nil {
+		t.Fatal(err)
+	}
+	defer objs.Close()
+	var n int
+	log := objs.XlbSteer.VerifierLog
+	i := strings.Index(log, "processed ")
+	if i < 0 {
+		t.Fatalf("no statistics in the verifier log: %q", log)
+	}
+	if _, err := fmt.Sscanf(log[i:], "processed %d insns", &n); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("verifier: %d instructions processed; %s", n, log[strings.Index(log, "stack depth"):i])
+	if n > 200_000 {
+		t.Errorf("the verifier processed %d instructions (limit 1000000): split the program further", n)
 	}
 }

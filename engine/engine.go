@@ -359,7 +359,7 @@ func (e *Engine) refresh(ctx context.Context) {
 func (e *Engine) startAFXDP() error {
 	cfg := e.cur.cfg
 	dp, log := cfg.Datapath, e.log
-	steer, err := bpf.LoadSteer()
+	steer, err := bpf.LoadSteer(bpf.SteerOptions{})
 	if err != nil {
 		return err
 	}

@@ -71,6 +71,10 @@ type SteerStats struct {
 	Passed     uint64 `json:"passed"`
 	Malformed  uint64 `json:"malformed"`
 	NoSocket   uint64 `json:"no_socket"`
+	// Spliced and SpliceExpired: frames of spliced pairs (issue 13 phase
+	// 2) sent out, and dropped for their TTL or hop limit.
+	Spliced       uint64 `json:"spliced"`
+	SpliceExpired uint64 `json:"splice_expired"`
 }
 
 // NativeStats are the native lb XDP program's counters.
