@@ -119,7 +119,8 @@ struct flow_key6 {
 
 // flow_value: the backend (full ID) a flow is pinned to, the VIP index it
 // was picked for, the flow hash that picked it and when the flow was last
-// seen (jiffies, bpf_jiffies64). Mirrored by lbFlowValue in Go.
+// seen (jiffies, bpf_jiffies64). pad holds a pending handshake's SYN time
+// (lbrtt.h). Mirrored by lbFlowValue in Go.
 struct flow_value {
 	__u64 seen;
 	__u32 backend;
@@ -1167,6 +1168,8 @@ __noinline int lb_parse(struct xdp_md *ctx, struct pkt *p, struct vip_key *key)
 	return reason;
 }
 
+#include "lbrtt.h"
+
 static __always_inline int lb_process(struct xdp_md *ctx)
 {
 	struct vip_key key = {};
@@ -1298,6 +1301,8 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 			h = fvp->hash;
 			if (fvp->seen != now)
 				fvp->seen = now;
+			if (fvp->pad)
+				rtt_handshake(ctx, &p, fvp, backend_id);
 		}
 	}
 	if (!be) {
@@ -1319,8 +1324,9 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 				fvp->hash = h;
 				fvp->vip = vip_id;
 				fvp->seen = now;
+				fvp->pad = rtt_mark(&p);
 			} else {
-				struct flow_value fv = { .seen = now, .backend = backend_id, .hash = h, .vip = vip_id };
+				struct flow_value fv = { .seen = now, .backend = backend_id, .hash = h, .vip = vip_id, .pad = rtt_mark(&p) };
 				if (p.family == 4)
 					bpf_map_update_elem(&flows, &fk.k4, &fv, BPF_ANY);
 				else

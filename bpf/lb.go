@@ -184,9 +184,30 @@ type LBCounters struct {
 }
 
 // LBBackendCounters are one backend's forwarded packets and bytes (as
-// received, before encapsulation), summed over CPUs.
+// received, before encapsulation) and its handshake round-trip times,
+// summed over CPUs.
 type LBBackendCounters struct {
 	Packets, Bytes uint64
+	// RTTBuckets and RTTSum are the backend's handshake RTT histogram
+	// (lbrtt.h): the buckets are datapath's (RTTBuckets, RTTBucketBound),
+	// the sum is in nanoseconds.
+	RTTBuckets [LBRTTBuckets]uint64
+	RTTSum     uint64
+}
+
+// LBRTTBuckets is the number of buckets of the program's handshake RTT
+// histograms: datapath.RTTBuckets (the engine assigns one array type to
+// the other, so the build fails if they differ).
+const LBRTTBuckets = 24
+
+// Sub returns c less base, each count floored at 0: what a backend counted
+// since base was read on its index.
+func (c LBBackendCounters) Sub(base LBBackendCounters) LBBackendCounters {
+	d := LBBackendCounters{Packets: c.Packets - min(base.Packets, c.Packets), Bytes: c.Bytes - min(base.Bytes, c.Bytes), RTTSum: c.RTTSum - min(base.RTTSum, c.RTTSum)}
+	for i, n := range c.RTTBuckets {
+		d.RTTBuckets[i] = n - min(base.RTTBuckets[i], n)
+	}
+	return d
 }
 
 // LB owns the loaded lb program, its maps and its XDP attachment. Its
@@ -323,6 +344,7 @@ func lbSpec(opts LBOptions) (*ebpf.CollectionSpec, error) {
 	spec.Maps[lbMapVipConf].Flags |= unix.BPF_F_MMAPABLE
 	spec.Maps[lbMapBackends].MaxEntries = uint32(opts.MaxBackends)
 	spec.Maps[lbMapBackendStats].MaxEntries = uint32(opts.MaxBackends)
+	spec.Maps[lbMapRttHists].MaxEntries = uint32(opts.MaxBackends)
 	spec.Maps[lbMapFlows].MaxEntries = uint32(opts.FlowTableSize)
 	spec.Maps[lbMapFlows6].MaxEntries = uint32(opts.FlowTableSize)
 	return spec, nil
@@ -806,9 +828,10 @@ func countFlows[K any](m *ebpf.Map, size int, visit func(K, lbFlowValue)) error 
 	return nil
 }
 
-// BackendCounters returns the forwarded packets and bytes of each backend
-// index below the length of the last SetBackends, summed over CPUs. A
-// freed index keeps its counts until it is used again.
+// BackendCounters returns the forwarded packets and bytes and the
+// handshake RTT histogram of each backend index below the length of the
+// last SetBackends, summed over CPUs. A freed index keeps its counts until
+// it is used again.
 func (lb *LB) BackendCounters() ([]LBBackendCounters, error) {
 	lb.mu.Lock()
 	defer lb.mu.Unlock()
@@ -817,6 +840,7 @@ func (lb *LB) BackendCounters() ([]LBBackendCounters, error) {
 	}
 	out := make([]LBBackendCounters, lb.backends)
 	var perCPU []lbBackendStats
+	var rtt []lbRttHist
 	for i := range out {
 		if err := lb.objs.BackendStats.Lookup(uint32(i), &perCPU); err != nil {
 			return nil, fmt.Errorf("bpf: lb backend counters: index %d: %w", i, err)
@@ -824,6 +848,15 @@ func (lb *LB) BackendCounters() ([]LBBackendCounters, error) {
 		for _, s := range perCPU {
 			out[i].Packets += s.Packets
 			out[i].Bytes += s.Bytes
+		}
+		if err := lb.objs.RttHists.Lookup(uint32(i), &rtt); err != nil {
+			return nil, fmt.Errorf("bpf: lb handshake RTTs: index %d: %w", i, err)
+		}
+		for _, h := range rtt {
+			for b, n := range h.Buckets {
+				out[i].RTTBuckets[b] += n
+			}
+			out[i].RTTSum += h.Sum
 		}
 	}
 	return out, nil

@@ -98,6 +98,12 @@ type lbLbCounters struct {
 	C [27]uint64
 }
 
+type lbRttHist struct {
+	_       structs.HostLayout
+	Buckets [24]uint64
+	Sum     uint64
+}
+
 type lbSettings struct {
 	_          structs.HostLayout
 	Addr       uint32
@@ -153,6 +159,7 @@ const (
 	lbMapIcmpBucket   = "icmp_bucket"
 	lbMapIpIds        = "ip_ids"
 	lbMapMaglev       = "maglev"
+	lbMapRttHists     = "rtt_hists"
 	lbMapSettings     = "settings"
 	lbMapVipConf      = "vip_conf"
 	lbMapVips         = "vips"
@@ -226,6 +233,7 @@ type lbMapSpecs struct {
 	IcmpBucket   *ebpf.MapSpec `ebpf:"icmp_bucket"`
 	IpIds        *ebpf.MapSpec `ebpf:"ip_ids"`
 	Maglev       *ebpf.MapSpec `ebpf:"maglev"`
+	RttHists     *ebpf.MapSpec `ebpf:"rtt_hists"`
 	Settings     *ebpf.MapSpec `ebpf:"settings"`
 	VipConf      *ebpf.MapSpec `ebpf:"vip_conf"`
 	Vips         *ebpf.MapSpec `ebpf:"vips"`
@@ -271,6 +279,7 @@ type lbMaps struct {
 	IcmpBucket   *ebpf.Map `ebpf:"icmp_bucket"`
 	IpIds        *ebpf.Map `ebpf:"ip_ids"`
 	Maglev       *ebpf.Map `ebpf:"maglev"`
+	RttHists     *ebpf.Map `ebpf:"rtt_hists"`
 	Settings     *ebpf.Map `ebpf:"settings"`
 	VipConf      *ebpf.Map `ebpf:"vip_conf"`
 	Vips         *ebpf.Map `ebpf:"vips"`
@@ -292,6 +301,7 @@ func (m *lbMaps) Close() error {
 		m.IcmpBucket,
 		m.IpIds,
 		m.Maglev,
+		m.RttHists,
 		m.Settings,
 		m.VipConf,
 		m.Vips,

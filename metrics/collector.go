@@ -82,7 +82,7 @@ var (
 	backendUp      = newDesc("xlb_backend_up", "0 while the backend's health check holds it down, else 1.", "vip", "backend")
 	backendWeight  = newDesc("xlb_backend_weight", "The backend's configured weight.", "vip", "backend")
 	backendEffW    = newDesc("xlb_backend_effective_weight", "The weight new flows see: 0 while the backend drains or is down, else its weight.", "vip", "backend")
-	backendRTT     = newDesc("xlb_backend_handshake_rtt_seconds", "TCP handshake round trips through the balancer, a client's SYN to its first ACK (AF_XDP mode).", "vip", "backend")
+	backendRTT     = newDesc("xlb_backend_handshake_rtt_seconds", "TCP handshake round trips through the balancer, a client's SYN to its first ACK.", "vip", "backend")
 	backendState   = newDesc("xlb_backend_state", "The backend's state as a state set: 1 for the current one of active, drain, down.", "vip", "backend", "state")
 )
 

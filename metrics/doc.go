@@ -55,10 +55,10 @@
 //	xlb_backend_weight{vip,backend}                     gauge   configured weight
 //	xlb_backend_effective_weight{vip,backend}           gauge   weight new flows see: 0 while drained or down
 //	xlb_backend_state{vip,backend,state}                gauge   state set: 1 for the current one of active, drain, down
+//	xlb_backend_handshake_rtt_seconds{vip,backend}      histogram TCP handshake RTT through the balancer (client SYN to first ACK); buckets double from 1.024 µs to 4.29 s
 //
 // AF_XDP mode (mode = "afxdp"):
 //
-//	xlb_backend_handshake_rtt_seconds{vip,backend}      histogram TCP handshake RTT through the balancer (client SYN to first ACK); buckets double from 1.024 µs to 4.29 s
 //	xlb_steer_packets_total{verdict}                    counter steering program: redirected, passed, malformed (their sum is every frame seen)
 //	xlb_steer_no_socket_packets_total                   counter VIP frames on a queue no worker serves (part of passed)
 //	xlb_queue_info{queue,cpu,zero_copy}                 gauge   1; the worker's CPU and the socket's copy mode
