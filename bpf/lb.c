@@ -1169,8 +1169,11 @@ __noinline int lb_parse(struct xdp_md *ctx, struct pkt *p, struct vip_key *key)
 }
 
 #include "lbrtt.h"
+#include "lbcapture.h"
 
-static __always_inline int lb_process(struct xdp_md *ctx)
+// lb_process is the datapath. backend_out, NULL but in xlb_lb_capture,
+// receives the ID of the backend a forwarded frame went to.
+static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 {
 	struct vip_key key = {};
 	struct pkt p = {};
@@ -1397,6 +1400,8 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		bs->packets += 1;
 		bs->bytes += frame_len;
 	}
+	if (backend_out)
+		*backend_out = backend_id;
 	count(cnt, LB_FORWARDED);
 	return XDP_TX;
 }
@@ -1404,7 +1409,21 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 SEC("xdp")
 int xlb_lb(struct xdp_md *ctx)
 {
-	return lb_process(ctx);
+	capture_check(ctx);
+	return lb_process(ctx, NULL);
+}
+
+// xlb_lb_capture is xlb_lb while a capture runs (lbcapture.h).
+SEC("xdp")
+int xlb_lb_capture(struct xdp_md *ctx)
+{
+	struct cap_scratch *s = cap_rx(ctx);
+	__u32 backend = CAP_NO_BACKEND;
+	int act = lb_process(ctx, &backend);
+
+	if (s)
+		cap_done(ctx, s, act, backend);
+	return act;
 }
 
 // xlb_lb_bench is the benchmarks' harness; LoadLB never loads it. It runs
@@ -1423,7 +1442,8 @@ int xlb_lb_bench(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	__builtin_memcpy(&saved, data, sizeof(saved));
 	__u32 before = bpf_xdp_get_buff_len(ctx);
-	int act = lb_process(ctx);
+	capture_check(ctx); // what a frame pays while no capture runs
+	int act = lb_process(ctx, NULL);
 	if (act != XDP_TX)
 		return act;
 	__u32 added = bpf_xdp_get_buff_len(ctx) - before;

@@ -228,6 +228,7 @@ type LB struct {
 	free     []region          // free ranges of the maglev map, sorted, coalesced
 	closed   bool
 	fw       *Firewall
+	capture  *LBCapture // the capture running, nil when none
 }
 
 // Firewall returns the program's firewall maps.
@@ -355,12 +356,15 @@ func lbSpec(opts LBOptions) (*ebpf.CollectionSpec, error) {
 // (xlb_lb_bench).
 type lbLoaded struct {
 	lbMaps
-	XlbLb      *ebpf.Program `ebpf:"xlb_lb"`
-	XlbLbClock *ebpf.Program `ebpf:"xlb_lb_clock"`
+	XlbLb        *ebpf.Program  `ebpf:"xlb_lb"`
+	XlbLbCapture *ebpf.Program  `ebpf:"xlb_lb_capture"`
+	XlbLbClock   *ebpf.Program  `ebpf:"xlb_lb_clock"`
+	CaptureOn    *ebpf.Variable `ebpf:"capture_on"`
+	CaptureConf  *ebpf.Variable `ebpf:"capture_conf"`
 }
 
 func (o *lbLoaded) Close() error {
-	return errors.Join(o.lbMaps.Close(), o.XlbLb.Close(), o.XlbLbClock.Close())
+	return errors.Join(o.lbMaps.Close(), o.XlbLb.Close(), o.XlbLbCapture.Close(), o.XlbLbClock.Close())
 }
 
 // Options returns the options the LB was loaded with, defaults filled in.
@@ -878,6 +882,10 @@ func (lb *LB) Close() error {
 	}
 	lb.closed = true
 	var errs []error
+	if c := lb.capture; c != nil {
+		errs = append(errs, c.rd.Close())
+		lb.capture = nil
+	}
 	if lb.link != nil {
 		if err := lb.link.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("bpf: detach lb: %w", err))
