@@ -18,6 +18,9 @@
 // functions, which the verifier checks once each on their own instead of
 // once per path through the caller: that keeps verification at about 15k
 // instructions (everything inlined, it took 929k of the 1M allowed).
+//
+// Handshake RTTs (lbrtt.h) and `xlb capture` (lbcapture.h, the program
+// xlb_lb_capture) live in their own headers.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>

@@ -2,8 +2,10 @@ package bpf
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -172,4 +174,37 @@ func TestLBCaptureFull(t *testing.T) {
 	if lost[0] == 0 || uint64(got)+lost[0] != n {
 		t.Errorf("captured %d + lost %d, want %d with some lost", got, lost[0], n)
 	}
+}
+
+// FuzzLBCaptureDecode: a ring record of any bytes decodes or fails with an
+// error, never a panic, and a decoded record keeps no more than it has.
+func FuzzLBCaptureDecode(f *testing.F) {
+	rec := func(capLen uint16, verdict, drop uint8, data int) []byte {
+		var b []byte
+		b = binary.NativeEndian.AppendUint64(b, 1)
+		b = binary.NativeEndian.AppendUint32(b, uint32(data))
+		b = binary.NativeEndian.AppendUint32(b, 7)
+		b = binary.NativeEndian.AppendUint16(b, 0)
+		b = binary.NativeEndian.AppendUint16(b, 1)
+		b = binary.NativeEndian.AppendUint16(b, capLen)
+		b = append(b, 1, verdict, drop, 0, 0, 0, 0, 0, 0, 0)
+		return append(b, make([]byte, data)...)
+	}
+	f.Add(rec(60, 0, 0, 60))
+	f.Add(rec(0, 1, byte(lbFirstDrop+11), 0))
+	f.Add(rec(100, 1, 255, 10))
+	f.Add([]byte{1, 2, 3})
+	c := &LBCapture{}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r LBCaptureRecord
+		if err := c.decode(b, &r); err != nil {
+			return
+		}
+		if len(r.Data) > LBCaptureMax || len(r.Data) > len(b)-lbCapHdrSize {
+			t.Fatalf("record of %d bytes keeps %d", len(b), len(r.Data))
+		}
+		if r.Verdict == LBCaptureDropped && r.Drop != "" && !slices.Contains(lbDropNames[:], r.Drop) {
+			t.Fatalf("drop %q", r.Drop)
+		}
+	})
 }
