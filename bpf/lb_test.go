@@ -1078,9 +1078,10 @@ func TestLBLayout(t *testing.T) {
 			t.Errorf("map %s: value size %d, Go %d", name, got, size)
 		}
 	}
-	if h := (lbCapScratch{}).Hdr; unsafe.Sizeof(h) != lbCapHdrSize || binary.Size(lbCapHdr{}) != lbCapHdrSize ||
-		unsafe.Offsetof(h.Backend) != 12 || unsafe.Offsetof(h.Dir) != 22 {
-		t.Errorf("struct cap_hdr: %d bytes, lbCapHdr %d", unsafe.Sizeof(h), binary.Size(lbCapHdr{}))
+	if unsafe.Sizeof(lbCapScratch{}.Hdr) != lbCapHdrSize || binary.Size(lbCapHdr{}) != lbCapHdrSize ||
+		unsafe.Offsetof(lbCapScratch{}.Hdr.Backend) != unsafe.Offsetof(lbCapHdr{}.Backend) ||
+		unsafe.Offsetof(lbCapScratch{}.Hdr.Dir) != unsafe.Offsetof(lbCapHdr{}.Dir) {
+		t.Errorf("struct cap_hdr: %d bytes, lbCapHdr %d", unsafe.Sizeof(lbCapScratch{}.Hdr), binary.Size(lbCapHdr{}))
 	}
 	if unsafe.Sizeof(lbVipConf{}) != lbVIPConfSize || unsafe.Offsetof(lbVipConf{}.Forward) != 8 || unsafe.Offsetof(lbVipConf{}.GuePort) != 10 {
 		t.Errorf("lbVipConf layout: size %d", unsafe.Sizeof(lbVipConf{}))
