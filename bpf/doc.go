@@ -116,6 +116,16 @@
 // multi-buffer aware: the interface MTU must let a frame fit one page (about
 // 3.5 KB), as for any XDP_TX on veth.
 //
+// Observability (lbrtt.h, lbcapture.h), the AF_XDP worker's in the kernel:
+// a TCP SYN stores its time in the flow entry's spare word, and the flow's
+// first ACK adds the gap to its backend's per-CPU handshake RTT histogram
+// (BackendCounters' RTTBuckets, datapath's buckets); a flow hit pays one
+// compare of that word. StartCapture sets a .bss flag the program loads
+// once per frame: while it is set the program tail-calls xlb_lb_capture,
+// the same datapath with the frames the filter admits copied, as received
+// and as sent, into a BPF ring buffer (LBCapture reads it); a full ring
+// loses copies, counted, never frames.
+//
 // # Firewall (both programs)
 //
 // firewall.h is included by steer.c and lb.c: once a frame has matched a

@@ -18,6 +18,9 @@
 // functions, which the verifier checks once each on their own instead of
 // once per path through the caller: that keeps verification at about 15k
 // instructions (everything inlined, it took 929k of the 1M allowed).
+//
+// Handshake RTTs (lbrtt.h) and `xlb capture` (lbcapture.h, the program
+// xlb_lb_capture) live in their own headers.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -119,7 +122,8 @@ struct flow_key6 {
 
 // flow_value: the backend (full ID) a flow is pinned to, the VIP index it
 // was picked for, the flow hash that picked it and when the flow was last
-// seen (jiffies, bpf_jiffies64). Mirrored by lbFlowValue in Go.
+// seen (jiffies, bpf_jiffies64). pad holds a pending handshake's SYN time
+// (lbrtt.h). Mirrored by lbFlowValue in Go.
 struct flow_value {
 	__u64 seen;
 	__u32 backend;
@@ -1167,7 +1171,12 @@ __noinline int lb_parse(struct xdp_md *ctx, struct pkt *p, struct vip_key *key)
 	return reason;
 }
 
-static __always_inline int lb_process(struct xdp_md *ctx)
+#include "lbrtt.h"
+#include "lbcapture.h"
+
+// lb_process is the datapath. backend_out, NULL but in xlb_lb_capture,
+// receives the ID of the backend a forwarded frame went to.
+static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 {
 	struct vip_key key = {};
 	struct pkt p = {};
@@ -1298,6 +1307,8 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 			h = fvp->hash;
 			if (fvp->seen != now)
 				fvp->seen = now;
+			if (fvp->pad)
+				rtt_handshake(ctx, &p, fvp, backend_id);
 		}
 	}
 	if (!be) {
@@ -1319,8 +1330,9 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 				fvp->hash = h;
 				fvp->vip = vip_id;
 				fvp->seen = now;
+				fvp->pad = rtt_mark(&p);
 			} else {
-				struct flow_value fv = { .seen = now, .backend = backend_id, .hash = h, .vip = vip_id };
+				struct flow_value fv = { .seen = now, .backend = backend_id, .hash = h, .vip = vip_id, .pad = rtt_mark(&p) };
 				if (p.family == 4)
 					bpf_map_update_elem(&flows, &fk.k4, &fv, BPF_ANY);
 				else
@@ -1391,6 +1403,8 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		bs->packets += 1;
 		bs->bytes += frame_len;
 	}
+	if (backend_out)
+		*backend_out = backend_id;
 	count(cnt, LB_FORWARDED);
 	return XDP_TX;
 }
@@ -1398,7 +1412,21 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 SEC("xdp")
 int xlb_lb(struct xdp_md *ctx)
 {
-	return lb_process(ctx);
+	capture_check(ctx);
+	return lb_process(ctx, NULL);
+}
+
+// xlb_lb_capture is xlb_lb while a capture runs (lbcapture.h).
+SEC("xdp")
+int xlb_lb_capture(struct xdp_md *ctx)
+{
+	struct cap_scratch *s = cap_rx(ctx);
+	__u32 backend = CAP_NO_BACKEND;
+	int act = lb_process(ctx, &backend);
+
+	if (s)
+		cap_done(ctx, s, act, backend);
+	return act;
 }
 
 // xlb_lb_bench is the benchmarks' harness; LoadLB never loads it. It runs
@@ -1417,7 +1445,8 @@ int xlb_lb_bench(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	__builtin_memcpy(&saved, data, sizeof(saved));
 	__u32 before = bpf_xdp_get_buff_len(ctx);
-	int act = lb_process(ctx);
+	capture_check(ctx); // what a frame pays while no capture runs
+	int act = lb_process(ctx, NULL);
 	if (act != XDP_TX)
 		return act;
 	__u32 added = bpf_xdp_get_buff_len(ctx) - before;

@@ -184,9 +184,30 @@ type LBCounters struct {
 }
 
 // LBBackendCounters are one backend's forwarded packets and bytes (as
-// received, before encapsulation), summed over CPUs.
+// received, before encapsulation) and its handshake round-trip times,
+// summed over CPUs.
 type LBBackendCounters struct {
 	Packets, Bytes uint64
+	// RTTBuckets and RTTSum are the backend's handshake RTT histogram
+	// (lbrtt.h): the buckets are datapath's (RTTBuckets, RTTBucketBound),
+	// the sum is in nanoseconds.
+	RTTBuckets [LBRTTBuckets]uint64
+	RTTSum     uint64
+}
+
+// LBRTTBuckets is the number of buckets of the program's handshake RTT
+// histograms: datapath.RTTBuckets (the engine assigns one array type to
+// the other, so the build fails if they differ).
+const LBRTTBuckets = 24
+
+// Sub returns c less base, each count floored at 0: what a backend counted
+// since base was read on its index.
+func (c LBBackendCounters) Sub(base LBBackendCounters) LBBackendCounters {
+	d := LBBackendCounters{Packets: c.Packets - min(base.Packets, c.Packets), Bytes: c.Bytes - min(base.Bytes, c.Bytes), RTTSum: c.RTTSum - min(base.RTTSum, c.RTTSum)}
+	for i, n := range c.RTTBuckets {
+		d.RTTBuckets[i] = n - min(base.RTTBuckets[i], n)
+	}
+	return d
 }
 
 // LB owns the loaded lb program, its maps and its XDP attachment. Its
@@ -207,6 +228,7 @@ type LB struct {
 	free     []region          // free ranges of the maglev map, sorted, coalesced
 	closed   bool
 	fw       *Firewall
+	capture  *LBCapture // the capture running, nil when none
 }
 
 // Firewall returns the program's firewall maps.
@@ -323,6 +345,7 @@ func lbSpec(opts LBOptions) (*ebpf.CollectionSpec, error) {
 	spec.Maps[lbMapVipConf].Flags |= unix.BPF_F_MMAPABLE
 	spec.Maps[lbMapBackends].MaxEntries = uint32(opts.MaxBackends)
 	spec.Maps[lbMapBackendStats].MaxEntries = uint32(opts.MaxBackends)
+	spec.Maps[lbMapRttHists].MaxEntries = uint32(opts.MaxBackends)
 	spec.Maps[lbMapFlows].MaxEntries = uint32(opts.FlowTableSize)
 	spec.Maps[lbMapFlows6].MaxEntries = uint32(opts.FlowTableSize)
 	return spec, nil
@@ -333,12 +356,15 @@ func lbSpec(opts LBOptions) (*ebpf.CollectionSpec, error) {
 // (xlb_lb_bench).
 type lbLoaded struct {
 	lbMaps
-	XlbLb      *ebpf.Program `ebpf:"xlb_lb"`
-	XlbLbClock *ebpf.Program `ebpf:"xlb_lb_clock"`
+	XlbLb        *ebpf.Program  `ebpf:"xlb_lb"`
+	XlbLbCapture *ebpf.Program  `ebpf:"xlb_lb_capture"`
+	XlbLbClock   *ebpf.Program  `ebpf:"xlb_lb_clock"`
+	CaptureOn    *ebpf.Variable `ebpf:"capture_on"`
+	CaptureConf  *ebpf.Variable `ebpf:"capture_conf"`
 }
 
 func (o *lbLoaded) Close() error {
-	return errors.Join(o.lbMaps.Close(), o.XlbLb.Close(), o.XlbLbClock.Close())
+	return errors.Join(o.lbMaps.Close(), o.XlbLb.Close(), o.XlbLbCapture.Close(), o.XlbLbClock.Close())
 }
 
 // Options returns the options the LB was loaded with, defaults filled in.
@@ -806,9 +832,10 @@ func countFlows[K any](m *ebpf.Map, size int, visit func(K, lbFlowValue)) error 
 	return nil
 }
 
-// BackendCounters returns the forwarded packets and bytes of each backend
-// index below the length of the last SetBackends, summed over CPUs. A
-// freed index keeps its counts until it is used again.
+// BackendCounters returns the forwarded packets and bytes and the
+// handshake RTT histogram of each backend index below the length of the
+// last SetBackends, summed over CPUs. A freed index keeps its counts until
+// it is used again.
 func (lb *LB) BackendCounters() ([]LBBackendCounters, error) {
 	lb.mu.Lock()
 	defer lb.mu.Unlock()
@@ -817,6 +844,7 @@ func (lb *LB) BackendCounters() ([]LBBackendCounters, error) {
 	}
 	out := make([]LBBackendCounters, lb.backends)
 	var perCPU []lbBackendStats
+	var rtt []lbRttHist
 	for i := range out {
 		if err := lb.objs.BackendStats.Lookup(uint32(i), &perCPU); err != nil {
 			return nil, fmt.Errorf("bpf: lb backend counters: index %d: %w", i, err)
@@ -824,6 +852,15 @@ func (lb *LB) BackendCounters() ([]LBBackendCounters, error) {
 		for _, s := range perCPU {
 			out[i].Packets += s.Packets
 			out[i].Bytes += s.Bytes
+		}
+		if err := lb.objs.RttHists.Lookup(uint32(i), &rtt); err != nil {
+			return nil, fmt.Errorf("bpf: lb handshake RTTs: index %d: %w", i, err)
+		}
+		for _, h := range rtt {
+			for b, n := range h.Buckets {
+				out[i].RTTBuckets[b] += n
+			}
+			out[i].RTTSum += h.Sum
 		}
 	}
 	return out, nil
@@ -845,6 +882,10 @@ func (lb *LB) Close() error {
 	}
 	lb.closed = true
 	var errs []error
+	if c := lb.capture; c != nil {
+		errs = append(errs, c.rd.Close())
+		lb.capture = nil
+	}
 	if lb.link != nil {
 		if err := lb.link.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("bpf: detach lb: %w", err))

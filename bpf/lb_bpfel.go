@@ -27,6 +27,40 @@ type lbBackendStats struct {
 	Bytes   uint64
 }
 
+type lbCapScratch struct {
+	_      structs.HostLayout
+	Before [27]uint64
+	Hdr    struct {
+		_       structs.HostLayout
+		Ns      uint64
+		OrigLen uint32
+		Backend uint32
+		Queue   uint16
+		Cpu     uint16
+		CapLen  uint16
+		Dir     uint8
+		Verdict uint8
+		Drop    uint8
+		Pad     [7]uint8
+	}
+	Data [4096]uint8
+}
+
+type lbCaptureConf struct {
+	_       structs.HostLayout
+	Dir     uint32
+	Snaplen uint32
+	Queue   int32
+	Pad     uint32
+	Vip     struct {
+		_      structs.HostLayout
+		Addr   [16]uint8
+		Port   uint16
+		Proto  uint8
+		Family uint8
+	}
+}
+
 type lbFlowKey4 struct {
 	_     structs.HostLayout
 	Saddr uint32
@@ -98,6 +132,12 @@ type lbLbCounters struct {
 	C [27]uint64
 }
 
+type lbRttHist struct {
+	_       structs.HostLayout
+	Buckets [24]uint64
+	Sum     uint64
+}
+
 type lbSettings struct {
 	_          structs.HostLayout
 	Addr       uint32
@@ -139,26 +179,34 @@ type lbVipValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lbMapBackendStats = "backend_stats"
-	lbMapBackends     = "backends"
-	lbMapCounters     = "counters"
-	lbMapFlows        = "flows"
-	lbMapFlows6       = "flows6"
-	lbMapFwRuleStats  = "fw_rule_stats"
-	lbMapFwRules      = "fw_rules"
-	lbMapFwSyn        = "fw_syn"
-	lbMapFwTrieA      = "fw_trie_a"
-	lbMapFwTrieB      = "fw_trie_b"
-	lbMapFwVipStats   = "fw_vip_stats"
-	lbMapIcmpBucket   = "icmp_bucket"
-	lbMapIpIds        = "ip_ids"
-	lbMapMaglev       = "maglev"
-	lbMapSettings     = "settings"
-	lbMapVipConf      = "vip_conf"
-	lbMapVips         = "vips"
-	lbProgXlbLb       = "xlb_lb"
-	lbProgXlbLbBench  = "xlb_lb_bench"
-	lbProgXlbLbClock  = "xlb_lb_clock"
+	lbMapBackendStats  = "backend_stats"
+	lbMapBackends      = "backends"
+	lbMapCapLost       = "cap_lost"
+	lbMapCapScratch    = "cap_scratch"
+	lbMapCaptureProg   = "capture_prog"
+	lbMapCaptureRing   = "capture_ring"
+	lbMapCounters      = "counters"
+	lbMapFlows         = "flows"
+	lbMapFlows6        = "flows6"
+	lbMapFwRuleStats   = "fw_rule_stats"
+	lbMapFwRules       = "fw_rules"
+	lbMapFwSyn         = "fw_syn"
+	lbMapFwTrieA       = "fw_trie_a"
+	lbMapFwTrieB       = "fw_trie_b"
+	lbMapFwVipStats    = "fw_vip_stats"
+	lbMapIcmpBucket    = "icmp_bucket"
+	lbMapIpIds         = "ip_ids"
+	lbMapMaglev        = "maglev"
+	lbMapRttHists      = "rtt_hists"
+	lbMapSettings      = "settings"
+	lbMapVipConf       = "vip_conf"
+	lbMapVips          = "vips"
+	lbProgXlbLb        = "xlb_lb"
+	lbProgXlbLbBench   = "xlb_lb_bench"
+	lbProgXlbLbCapture = "xlb_lb_capture"
+	lbProgXlbLbClock   = "xlb_lb_clock"
+	lbVarCaptureConf   = "capture_conf"
+	lbVarCaptureOn     = "capture_on"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -203,9 +251,10 @@ type lbSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbProgramSpecs struct {
-	XlbLb      *ebpf.ProgramSpec `ebpf:"xlb_lb"`
-	XlbLbBench *ebpf.ProgramSpec `ebpf:"xlb_lb_bench"`
-	XlbLbClock *ebpf.ProgramSpec `ebpf:"xlb_lb_clock"`
+	XlbLb        *ebpf.ProgramSpec `ebpf:"xlb_lb"`
+	XlbLbBench   *ebpf.ProgramSpec `ebpf:"xlb_lb_bench"`
+	XlbLbCapture *ebpf.ProgramSpec `ebpf:"xlb_lb_capture"`
+	XlbLbClock   *ebpf.ProgramSpec `ebpf:"xlb_lb_clock"`
 }
 
 // lbMapSpecs contains maps before they are loaded into the kernel.
@@ -214,6 +263,10 @@ type lbProgramSpecs struct {
 type lbMapSpecs struct {
 	BackendStats *ebpf.MapSpec `ebpf:"backend_stats"`
 	Backends     *ebpf.MapSpec `ebpf:"backends"`
+	CapLost      *ebpf.MapSpec `ebpf:"cap_lost"`
+	CapScratch   *ebpf.MapSpec `ebpf:"cap_scratch"`
+	CaptureProg  *ebpf.MapSpec `ebpf:"capture_prog"`
+	CaptureRing  *ebpf.MapSpec `ebpf:"capture_ring"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Flows6       *ebpf.MapSpec `ebpf:"flows6"`
@@ -226,6 +279,7 @@ type lbMapSpecs struct {
 	IcmpBucket   *ebpf.MapSpec `ebpf:"icmp_bucket"`
 	IpIds        *ebpf.MapSpec `ebpf:"ip_ids"`
 	Maglev       *ebpf.MapSpec `ebpf:"maglev"`
+	RttHists     *ebpf.MapSpec `ebpf:"rtt_hists"`
 	Settings     *ebpf.MapSpec `ebpf:"settings"`
 	VipConf      *ebpf.MapSpec `ebpf:"vip_conf"`
 	Vips         *ebpf.MapSpec `ebpf:"vips"`
@@ -235,6 +289,8 @@ type lbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
+	CaptureConf *ebpf.VariableSpec `ebpf:"capture_conf"`
+	CaptureOn   *ebpf.VariableSpec `ebpf:"capture_on"`
 }
 
 // lbObjects contains all objects after they have been loaded into the kernel.
@@ -259,6 +315,10 @@ func (o *lbObjects) Close() error {
 type lbMaps struct {
 	BackendStats *ebpf.Map `ebpf:"backend_stats"`
 	Backends     *ebpf.Map `ebpf:"backends"`
+	CapLost      *ebpf.Map `ebpf:"cap_lost"`
+	CapScratch   *ebpf.Map `ebpf:"cap_scratch"`
+	CaptureProg  *ebpf.Map `ebpf:"capture_prog"`
+	CaptureRing  *ebpf.Map `ebpf:"capture_ring"`
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Flows6       *ebpf.Map `ebpf:"flows6"`
@@ -271,6 +331,7 @@ type lbMaps struct {
 	IcmpBucket   *ebpf.Map `ebpf:"icmp_bucket"`
 	IpIds        *ebpf.Map `ebpf:"ip_ids"`
 	Maglev       *ebpf.Map `ebpf:"maglev"`
+	RttHists     *ebpf.Map `ebpf:"rtt_hists"`
 	Settings     *ebpf.Map `ebpf:"settings"`
 	VipConf      *ebpf.Map `ebpf:"vip_conf"`
 	Vips         *ebpf.Map `ebpf:"vips"`
@@ -280,6 +341,10 @@ func (m *lbMaps) Close() error {
 	return _LbClose(
 		m.BackendStats,
 		m.Backends,
+		m.CapLost,
+		m.CapScratch,
+		m.CaptureProg,
+		m.CaptureRing,
 		m.Counters,
 		m.Flows,
 		m.Flows6,
@@ -292,6 +357,7 @@ func (m *lbMaps) Close() error {
 		m.IcmpBucket,
 		m.IpIds,
 		m.Maglev,
+		m.RttHists,
 		m.Settings,
 		m.VipConf,
 		m.Vips,
@@ -302,21 +368,25 @@ func (m *lbMaps) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
+	CaptureConf *ebpf.Variable `ebpf:"capture_conf"`
+	CaptureOn   *ebpf.Variable `ebpf:"capture_on"`
 }
 
 // lbPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbPrograms struct {
-	XlbLb      *ebpf.Program `ebpf:"xlb_lb"`
-	XlbLbBench *ebpf.Program `ebpf:"xlb_lb_bench"`
-	XlbLbClock *ebpf.Program `ebpf:"xlb_lb_clock"`
+	XlbLb        *ebpf.Program `ebpf:"xlb_lb"`
+	XlbLbBench   *ebpf.Program `ebpf:"xlb_lb_bench"`
+	XlbLbCapture *ebpf.Program `ebpf:"xlb_lb_capture"`
+	XlbLbClock   *ebpf.Program `ebpf:"xlb_lb_clock"`
 }
 
 func (p *lbPrograms) Close() error {
 	return _LbClose(
 		p.XlbLb,
 		p.XlbLbBench,
+		p.XlbLbCapture,
 		p.XlbLbClock,
 	)
 }

@@ -1078,6 +1078,11 @@ func TestLBLayout(t *testing.T) {
 			t.Errorf("map %s: value size %d, Go %d", name, got, size)
 		}
 	}
+	if unsafe.Sizeof(lbCapScratch{}.Hdr) != lbCapHdrSize || binary.Size(lbCapHdr{}) != lbCapHdrSize ||
+		unsafe.Offsetof(lbCapScratch{}.Hdr.Backend) != unsafe.Offsetof(lbCapHdr{}.Backend) ||
+		unsafe.Offsetof(lbCapScratch{}.Hdr.Dir) != unsafe.Offsetof(lbCapHdr{}.Dir) {
+		t.Errorf("struct cap_hdr: %d bytes, lbCapHdr %d", unsafe.Sizeof(lbCapScratch{}.Hdr), binary.Size(lbCapHdr{}))
+	}
 	if unsafe.Sizeof(lbVipConf{}) != lbVIPConfSize || unsafe.Offsetof(lbVipConf{}.Forward) != 8 || unsafe.Offsetof(lbVipConf{}.GuePort) != 10 {
 		t.Errorf("lbVipConf layout: size %d", unsafe.Sizeof(lbVipConf{}))
 	}
@@ -1250,6 +1255,8 @@ func loadLBBench(b *testing.B, lb *LB) *ebpf.Program {
 		lbMapIpIds: m.IpIds, lbMapCounters: m.Counters, lbMapIcmpBucket: m.IcmpBucket,
 		lbMapFwRules: m.FwRules, lbMapFwTrieA: m.FwTrieA, lbMapFwTrieB: m.FwTrieB, lbMapFwRuleStats: m.FwRuleStats,
 		lbMapFwVipStats: m.FwVipStats, lbMapFwSyn: m.FwSyn,
+		lbMapRttHists: m.RttHists, lbMapCapScratch: m.CapScratch, lbMapCaptureRing: m.CaptureRing, lbMapCapLost: m.CapLost,
+		lbMapCaptureProg: m.CaptureProg,
 	}}
 	if err := spec.LoadAndAssign(&objs, opts); err != nil {
 		b.Fatalf("load xlb_lb_bench: %v", err)
@@ -1384,18 +1391,21 @@ func TestLBVerifierHeadroom(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer objs.Close()
-	var n int
-	log := objs.XlbLb.VerifierLog
-	i := strings.Index(log, "processed ")
-	if i < 0 {
-		t.Fatalf("no statistics in the verifier log: %q", log)
-	}
-	if _, err := fmt.Sscanf(log[i:], "processed %d insns", &n); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("verifier: %d instructions processed; %s", n, log[strings.Index(log, "stack depth"):i])
-	if n > 200_000 {
-		t.Errorf("the verifier processed %d instructions (limit 1000000): split the program further", n)
+	// xlb_lb_capture is the datapath again with the capture around it.
+	for name, p := range map[string]*ebpf.Program{"xlb_lb": objs.XlbLb, "xlb_lb_capture": objs.XlbLbCapture} {
+		var n int
+		log := p.VerifierLog
+		i := strings.Index(log, "processed ")
+		if i < 0 {
+			t.Fatalf("%s: no statistics in the verifier log: %q", name, log)
+		}
+		if _, err := fmt.Sscanf(log[i:], "processed %d insns", &n); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s verifier: %d instructions processed; %s", name, n, log[strings.Index(log, "stack depth"):i])
+		if n > 200_000 {
+			t.Errorf("%s: the verifier processed %d instructions (limit 1000000): split the program further", name, n)
+		}
 	}
 }
 

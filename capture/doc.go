@@ -14,6 +14,11 @@
 // rings and streams each slot as a Record, with the backend the frame went
 // to or the reason it was dropped, to the client, which writes pcapng.
 //
+// In native mode no worker sees the frames: the lb XDP program copies them
+// into a BPF ring buffer (bpf's LBCapture) and the engine turns its records
+// into the same Meta and Records, so the stream, the client and the pcapng
+// file are the same in both modes.
+//
 // # Contracts
 //
 //   - A Ring is single-producer single-consumer: the worker that owns it

@@ -12,11 +12,11 @@ import (
 	"github.com/xlbproject/xlb/datapath"
 )
 
-// ErrCaptureNative: native mode has no capture in this release.
-var ErrCaptureNative = errors.New("xlb capture needs mode = \"afxdp\" in this release: in native mode the XDP program forwards frames without the workers, and it has no capture hook yet")
-
 // ErrCaptureBusy: another capture holds a queue the filter names.
 var ErrCaptureBusy = errors.New("another capture is running on that queue; one capture per queue at a time")
+
+// ErrCaptureNativeBusy: native mode runs one capture at a time.
+var ErrCaptureNativeBusy = errors.New("another capture is running; in native mode one capture runs at a time")
 
 // capturePoll is how often a capture drains the workers' rings: a ring of
 // capture.DefaultSlots holds about a millisecond of a busy queue, the poll
@@ -35,6 +35,7 @@ type CaptureSession struct {
 	filter  capture.Filter
 	workers []*datapath.Worker
 	rings   []*capture.Ring
+	native  *nativeCapture // native mode: the lb program's capture
 }
 
 // Capture starts a capture of the frames f matches on every queue it
@@ -42,7 +43,7 @@ type CaptureSession struct {
 // Stream sends them and gives the rings back.
 func (e *Engine) Capture(f capture.Filter) (*CaptureSession, error) {
 	if e.steer == nil {
-		return nil, ErrCaptureNative
+		return e.captureNative(f)
 	}
 	s := &CaptureSession{Header: capture.Header{Interface: e.ifname, Snaplen: f.Snaplen}, filter: f}
 	for _, w := range e.workers {
@@ -68,6 +69,9 @@ func (e *Engine) Capture(f capture.Filter) (*CaptureSession, error) {
 }
 
 func (s *CaptureSession) stop() {
+	if s.native != nil {
+		s.native.stop()
+	}
 	for i, w := range s.workers {
 		w.StopCapture(s.rings[i])
 	}
@@ -83,22 +87,34 @@ func (s *CaptureSession) Stream(ctx context.Context, w io.Writer) error {
 		if !stopped {
 			s.stop()
 		}
+		if s.native != nil {
+			s.native.close()
+		}
 	}()
 	bw := bufio.NewWriterSize(w, 256<<10)
 	var sum capture.Summary
 	var rec []byte
-	send := func(m *capture.Meta, data []byte) error {
+	// emit sends one frame; note is added to its comment.
+	emit := func(m *capture.Meta, note string, data []byte) error {
 		if s.filter.Count > 0 && sum.Captured >= s.filter.Count {
 			return errCountReached
 		}
-		rec = capture.AppendFrame(rec[:0], m, comment(m), data)
+		rec = capture.AppendFrame(rec[:0], m, comment(m)+note, data)
 		if _, err := bw.Write(rec); err != nil {
 			return err
 		}
 		sum.Captured++
 		return nil
 	}
+	send := func(m *capture.Meta, data []byte) error { return emit(m, "", data) }
 	drain := func() error {
+		if s.native != nil {
+			n, err := s.native.drain(&s.filter, emit)
+			if err == nil && n > 0 {
+				err = bw.Flush()
+			}
+			return err
+		}
 		n := 0
 		for _, r := range s.rings {
 			k, err := r.Drain(send)
@@ -146,6 +162,10 @@ loop:
 	sum.Lost = map[int]uint64{}
 	for i, r := range s.rings {
 		sum.Lost[s.workers[i].Queue] = r.Lost()
+	}
+	if s.native != nil {
+		lost, lerr := s.native.lost(s.Queues)
+		sum.Lost, err = lost, errors.Join(err, lerr)
 	}
 	if err != nil {
 		sum.Error = err.Error()

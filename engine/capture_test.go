@@ -7,14 +7,14 @@ import (
 	"github.com/xlbproject/xlb/capture"
 )
 
-// TestCaptureNativeRefused: native mode says in words that capture is
-// AF_XDP-only in this release.
-func TestCaptureNativeRefused(t *testing.T) {
+// TestCaptureNativeBusy: in native mode a second capture is refused in
+// words (the lb program runs one at a time).
+func TestCaptureNativeBusy(t *testing.T) {
 	f, err := capture.ParseRequest(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := (&Engine{mode: "native"}).Capture(f); !errors.Is(err, ErrCaptureNative) {
-		t.Fatalf("native capture: %v", err)
+	if _, err := (&Engine{mode: "native", lb: &fakeLB{}}).Capture(f); !errors.Is(err, ErrCaptureNativeBusy) {
+		t.Fatalf("native capture while another runs: %v", err)
 	}
 }

@@ -54,6 +54,7 @@ type nativeLB interface {
 	BackendCounters() ([]bpf.LBBackendCounters, error)
 	Firewall() *bpf.Firewall
 	FlowsByBackend() (map[uint32]uint64, error)
+	StartCapture(bpf.LBCaptureFilter) (*bpf.LBCapture, error)
 	Attach(ifindex int, mode string) (string, error)
 	Close() error
 }

@@ -102,7 +102,10 @@ func (l *fakeLB) BackendCounters() ([]bpf.LBBackendCounters, error) {
 }
 func (l *fakeLB) FlowsByBackend() (map[uint32]uint64, error) { return map[uint32]uint64{}, nil }
 func (l *fakeLB) Attach(int, string) (string, error)         { return "native", nil }
-func (l *fakeLB) Close() error                               { return nil }
+func (l *fakeLB) StartCapture(bpf.LBCaptureFilter) (*bpf.LBCapture, error) {
+	return nil, bpf.ErrCaptureBusy
+}
+func (l *fakeLB) Close() error { return nil }
 
 // snapshot is what the program would use: backends, VIPs and the tables the
 // VIPs name.

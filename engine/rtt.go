@@ -6,8 +6,8 @@ import (
 
 // HandshakeRTT is one backend's TCP handshake round-trip times as the
 // balancer sees them: from a client's SYN to that client's first ACK, both
-// through the balancer (see datapath's rtt.go). AF_XDP mode only: the
-// native program keeps no handshake times.
+// through the balancer (see datapath's rtt.go; the native program keeps
+// the same histogram, see bpf/lbrtt.h).
 type HandshakeRTT struct {
 	Count      uint64  `json:"count"`
 	SumSeconds float64 `json:"sum_seconds"`
@@ -30,8 +30,7 @@ func RTTBucketBoundsSeconds() []float64 {
 	return b
 }
 
-func handshakeRTT(c *datapath.BackendCounters) *HandshakeRTT {
-	h := c.HandshakeRTT()
+func handshakeRTT(h datapath.RTTHistogram) *HandshakeRTT {
 	return &HandshakeRTT{
 		Count:      h.Count(),
 		SumSeconds: h.Sum.Seconds(),

@@ -147,7 +147,8 @@ type BackendStats struct {
 	HealthError string `json:"health_error,omitempty"` // the last failed probe's error
 	Packets     uint64 `json:"packets"`
 	Bytes       uint64 `json:"bytes"`
-	// HandshakeRTT is nil in native mode (see HandshakeRTT).
+	// HandshakeRTT is nil when the native program's histograms cannot be
+	// read.
 	HandshakeRTT *HandshakeRTT `json:"handshake_rtt,omitempty"`
 	// Flows is the number of flows pinned to the backend in the flow
 	// tables (every worker's, or the kernel's in native mode), counted
@@ -272,11 +273,12 @@ func (e *Engine) Stats() Stats {
 			}
 			bs.Packets, bs.Bytes = b.Counters.Totals()
 			if e.steer != nil {
-				bs.HandshakeRTT = handshakeRTT(b.Counters)
+				bs.HandshakeRTT = handshakeRTT(b.Counters.HandshakeRTT())
 			}
 			if x := datapath.IDIndex(b.ID); int(x) < len(perBackend) {
-				c, base := perBackend[x], pub.base[x]
-				bs.Packets, bs.Bytes = c.Packets-min(base.Packets, c.Packets), c.Bytes-min(base.Bytes, c.Bytes)
+				c := perBackend[x].Sub(pub.base[x])
+				bs.Packets, bs.Bytes = c.Packets, c.Bytes
+				bs.HandshakeRTT = handshakeRTT(datapath.RTTHistogram{Buckets: c.RTTBuckets, Sum: time.Duration(c.RTTSum)})
 			}
 			bs.Flows, bs.FlowsKnown = flows[key(b.ID)], flowsKnown
 			if hs, ok := checks[healthID(cv, cb.Address)]; ok {

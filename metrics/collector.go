@@ -41,6 +41,7 @@ var (
 	nativePackets  = newDesc("xlb_native_packets_total", "Frames the native lb XDP program saw, by verdict: forwarded, passed to the kernel, malformed or dropped.", "verdict")
 	nativeDrops    = newDesc("xlb_native_dropped_packets_total", "Frames the native lb XDP program dropped, by reason.", "reason")
 	nativeFlowHits = newDesc("xlb_native_flow_hits_total", "Forwarded frames whose backend came from the flow table rather than the Maglev table.")
+	nativeEvents   = newDesc("xlb_native_events_total", "Frames the native lb XDP program sent that are not plain forwarded client packets, and answers it withheld, named as xlb_events_total's: echo_reply, frag_needed_sent (both from the balancer itself), icmp_error_forwarded, icmp_rate_limited (an echo reply or frag-needed not sent for the ICMP rate limit).", "event")
 
 	// afxdp mode: one series per worker (queue).
 	queueInfo     = newDesc("xlb_queue_info", "A worker: its NIC queue, its CPU and whether its socket runs in zero-copy mode; always 1.", "queue", "cpu", "zero_copy")
@@ -82,8 +83,9 @@ var (
 	backendUp      = newDesc("xlb_backend_up", "0 while the backend's health check holds it down, else 1.", "vip", "backend")
 	backendWeight  = newDesc("xlb_backend_weight", "The backend's configured weight.", "vip", "backend")
 	backendEffW    = newDesc("xlb_backend_effective_weight", "The weight new flows see: 0 while the backend drains or is down, else its weight.", "vip", "backend")
-	backendRTT     = newDesc("xlb_backend_handshake_rtt_seconds", "TCP handshake round trips through the balancer, a client's SYN to its first ACK (AF_XDP mode).", "vip", "backend")
+	backendRTT     = newDesc("xlb_backend_handshake_rtt_seconds", "TCP handshake round trips through the balancer, a client's SYN to its first ACK.", "vip", "backend")
 	backendState   = newDesc("xlb_backend_state", "The backend's state as a state set: 1 for the current one of active, drain, down.", "vip", "backend", "state")
+	backendFlows   = newDesc("xlb_backend_flows", "Flows pinned to the backend in the flow tables (every worker's, or the native program's), counted at this scrape; left out when the count failed.", "vip", "backend")
 )
 
 // backendStates are xlb_backend_state's values, every one exposed.
@@ -148,6 +150,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 				counter(ch, nativeDrops, v, reason)
 			}
 			counter(ch, nativeFlowHits, n.FlowHits)
+			counter(ch, nativeEvents, n.EchoReplies, "echo_reply")
+			counter(ch, nativeEvents, n.FragNeeded, "frag_needed_sent")
+			counter(ch, nativeEvents, n.ICMPErrors, "icmp_error_forwarded")
+			counter(ch, nativeEvents, n.ICMPRateLimited, "icmp_rate_limited")
 		} else {
 			s := st.Steer
 			counter(ch, steerPackets, s.Redirected, "redirected")
@@ -184,6 +190,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			if r := b.HandshakeRTT; r != nil {
 				handshakeRTT(ch, r, vip, b.Address)
+			}
+			if b.FlowsKnown {
+				gauge(ch, backendFlows, float64(b.Flows), vip, b.Address)
 			}
 		}
 	}

@@ -123,7 +123,7 @@ xlb_events_total{event="icmp_error_forwarded",queue="1"} 0
 `, "xlb_rx_packets_total", "xlb_tx_bytes_total", "xlb_dropped_packets_total", "xlb_queue_info", "xlb_steer_packets_total",
 		"xlb_flow_table_entries", "xlb_flow_table_evictions_total", "xlb_xsk_rx_ring_full_total", "xlb_events_total")
 	for name, want := range map[string]int{
-		"xlb_native_packets_total": 0, "xlb_native_dropped_packets_total": 0, "xlb_native_flow_hits_total": 0,
+		"xlb_native_packets_total": 0, "xlb_native_dropped_packets_total": 0, "xlb_native_flow_hits_total": 0, "xlb_native_events_total": 0,
 		"xlb_steer_no_socket_packets_total": 1, "xlb_program_counters_readable": 1, "xlb_xsk_statistics_readable": 2,
 	} {
 		if n := testutil.CollectAndCount(NewCollector(src), name); n != want {
@@ -254,9 +254,11 @@ func nativeSnapshot() *fixed {
 		stats: engine.Stats{
 			Interface: "eth1", XDPMode: "native", Mode: "native",
 			Native: &engine.NativeStats{Seen: 120, Forwarded: 100, Passed: 12, Malformed: 1, FlowHits: 80, Dropped: 7,
+				EchoReplies: 3, FragNeeded: 2, ICMPErrors: 4, ICMPRateLimited: 1,
 				Drops: map[string]uint64{"no_backend": 2, "too_big": 5}},
 			VIPs: []engine.VIPStats{{Address: "198.18.100.1", Port: 0, Protocol: "tcp", Forward: "ipip", Backends: []engine.BackendStats{
-				{Address: "198.18.0.11", Weight: 1, Packets: 100, Bytes: 9000},
+				{Address: "198.18.0.11", Weight: 1, Packets: 100, Bytes: 9000, Flows: 17, FlowsKnown: true},
+				{Address: "198.18.0.12", Weight: 1},
 			}}},
 		},
 	}
@@ -278,10 +280,19 @@ xlb_native_dropped_packets_total{reason="too_big"} 5
 # HELP xlb_native_flow_hits_total Forwarded frames whose backend came from the flow table rather than the Maglev table.
 # TYPE xlb_native_flow_hits_total counter
 xlb_native_flow_hits_total 80
+# HELP xlb_native_events_total Frames the native lb XDP program sent that are not plain forwarded client packets, and answers it withheld, named as xlb_events_total's: echo_reply, frag_needed_sent (both from the balancer itself), icmp_error_forwarded, icmp_rate_limited (an echo reply or frag-needed not sent for the ICMP rate limit).
+# TYPE xlb_native_events_total counter
+xlb_native_events_total{event="echo_reply"} 3
+xlb_native_events_total{event="frag_needed_sent"} 2
+xlb_native_events_total{event="icmp_error_forwarded"} 4
+xlb_native_events_total{event="icmp_rate_limited"} 1
+# HELP xlb_backend_flows Flows pinned to the backend in the flow tables (every worker's, or the native program's), counted at this scrape; left out when the count failed.
+# TYPE xlb_backend_flows gauge
+xlb_backend_flows{backend="198.18.0.11",vip="198.18.100.1:0/tcp"} 17
 # HELP xlb_vip_packets_total Frames forwarded to the VIP's backends, including backends a reload removed.
 # TYPE xlb_vip_packets_total counter
 xlb_vip_packets_total{vip="198.18.100.1:0/tcp"} 100
-`, "xlb_native_packets_total", "xlb_native_dropped_packets_total", "xlb_native_flow_hits_total", "xlb_vip_packets_total")
+`, "xlb_native_packets_total", "xlb_native_dropped_packets_total", "xlb_native_flow_hits_total", "xlb_native_events_total", "xlb_backend_flows", "xlb_vip_packets_total")
 	for _, name := range []string{"xlb_steer_packets_total", "xlb_rx_packets_total", "xlb_queue_info", "xlb_xsk_rx_dropped_total"} {
 		if n := testutil.CollectAndCount(NewCollector(src), name); n != 0 {
 			t.Errorf("native mode: %d %s series, want none", n, name)

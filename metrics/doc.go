@@ -55,10 +55,11 @@
 //	xlb_backend_weight{vip,backend}                     gauge   configured weight
 //	xlb_backend_effective_weight{vip,backend}           gauge   weight new flows see: 0 while drained or down
 //	xlb_backend_state{vip,backend,state}                gauge   state set: 1 for the current one of active, drain, down
+//	xlb_backend_flows{vip,backend}                      gauge   flows pinned to the backend in the flow tables, counted at the scrape (left out when the count failed)
+//	xlb_backend_handshake_rtt_seconds{vip,backend}      histogram TCP handshake RTT through the balancer (client SYN to first ACK); buckets double from 1.024 µs to 4.29 s
 //
 // AF_XDP mode (mode = "afxdp"):
 //
-//	xlb_backend_handshake_rtt_seconds{vip,backend}      histogram TCP handshake RTT through the balancer (client SYN to first ACK); buckets double from 1.024 µs to 4.29 s
 //	xlb_steer_packets_total{verdict}                    counter steering program: redirected, passed, malformed (their sum is every frame seen)
 //	xlb_steer_no_socket_packets_total                   counter VIP frames on a queue no worker serves (part of passed)
 //	xlb_queue_info{queue,cpu,zero_copy}                 gauge   1; the worker's CPU and the socket's copy mode
@@ -86,4 +87,5 @@
 //	xlb_native_packets_total{verdict}                   counter lb program: forwarded, passed, malformed, dropped (their sum is every frame seen)
 //	xlb_native_dropped_packets_total{reason}            counter its drops by reason
 //	xlb_native_flow_hits_total                          counter forwarded frames whose backend came from the flow table
+//	xlb_native_events_total{event}                      counter as xlb_events_total: echo_reply, frag_needed_sent, icmp_error_forwarded, icmp_rate_limited
 package metrics

@@ -28,7 +28,7 @@ func TestCollectHandshakeRTT(t *testing.T) {
 		t.Errorf("%s: %s", p.Metric, p.Text)
 	}
 	var want strings.Builder
-	want.WriteString("# HELP xlb_backend_handshake_rtt_seconds TCP handshake round trips through the balancer, a client's SYN to its first ACK (AF_XDP mode).\n# TYPE xlb_backend_handshake_rtt_seconds histogram\n")
+	want.WriteString("# HELP xlb_backend_handshake_rtt_seconds TCP handshake round trips through the balancer, a client's SYN to its first ACK.\n# TYPE xlb_backend_handshake_rtt_seconds histogram\n")
 	labels := `backend="198.18.0.11",vip="198.18.100.1:80/tcp"`
 	for i, le := range engine.RTTBucketBoundsSeconds() {
 		n := 0

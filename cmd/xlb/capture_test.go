@@ -129,10 +129,26 @@ func readPcapng(t *testing.T, tshark, file string) []tsharkFrame {
 // port 80) and as sent (IPIP from the balancer to the backend the comment
 // names, around the same TCP segment), as many sent as received, a SYN per
 // connection; --backend keeps one backend's frames; --count stops by
-// itself; and `xlb capture -w - | tshark -r -` works.
+// itself; and `xlb capture -w - | tshark -r -` works. In both modes: the
+// AF_XDP workers' rings, the native program's ring buffer.
 func TestCapture(t *testing.T) {
-	l := startLab(t, []int{1, 1, 1})
+	l := startLab(t, nil)
 	tshark := testenv.Tool(t, "tshark")
+	for _, mode := range []string{"afxdp", "native"} {
+		t.Run(mode, func(t *testing.T) {
+			cfg := strings.Replace(configText(l.socketPath(), 0, []int{1, 1, 1}), "queues = [0]", "queues = [0]\nmode = \""+mode+"\"", 1)
+			if err := l.startXLB(cfg, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			captureFrames(t, l, tshark)
+			if err := l.stopXLB(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func captureFrames(t *testing.T, l *lbLab, tshark string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	file := filepath.Join(t.TempDir(), "vip.pcapng")
@@ -181,7 +197,8 @@ func TestCapture(t *testing.T) {
 				t.Errorf("frame %d sent: want IPIP %s -> a backend around TCP to %s:80: %+v", i, labLB.Addr(), labVIP, f)
 				continue
 			}
-			if want := "queue 0 tx: backend " + f.dsts[0]; f.comment != want {
+			// Native mode adds the CPU: "... (cpu N)".
+			if want := "queue 0 tx: backend " + f.dsts[0]; f.comment != want && !strings.HasPrefix(f.comment, want+" (cpu ") {
 				t.Errorf("frame %d sent to %s: comment %q, want %q", i, f.dsts[0], f.comment, want)
 			}
 			perBackend[f.dsts[0]]++
@@ -243,10 +260,25 @@ func TestCapture(t *testing.T) {
 
 // TestCaptureSlowReader: a capture whose reader stops reading loses
 // capture frames (counted and reported) while every upload through the
-// balancer arrives intact and nothing is dropped.
+// balancer arrives intact and nothing is dropped; in both modes.
 func TestCaptureSlowReader(t *testing.T) {
-	l := startLab(t, []int{1, 1, 1})
+	l := startLab(t, nil)
 	tshark := testenv.Tool(t, "tshark")
+	for _, mode := range []string{"afxdp", "native"} {
+		t.Run(mode, func(t *testing.T) {
+			cfg := strings.Replace(configText(l.socketPath(), 0, []int{1, 1, 1}), "queues = [0]", "queues = [0]\nmode = \""+mode+"\"", 1)
+			if err := l.startXLB(cfg, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			captureSlowReader(t, l, tshark)
+			if err := l.stopXLB(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func captureSlowReader(t *testing.T, l *lbLab, tshark string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	pr, pw, err := os.Pipe()
@@ -293,7 +325,11 @@ func TestCaptureSlowReader(t *testing.T) {
 		t.Errorf("tshark reads %d frames, xlb capture reported %d", len(frames), captured)
 	}
 	st := stats(t, l)
-	for reason, n := range st.Drops {
+	drops := st.Drops
+	if st.Native != nil {
+		drops = st.Native.Drops
+	}
+	for reason, n := range drops {
 		if n != 0 {
 			t.Errorf("drop %s = %d while the capture reader stalled", reason, n)
 		}

@@ -72,6 +72,12 @@ func TestMetricsEndpoint(t *testing.T) {
 			for i, b := range before.VIPs[0].Backends {
 				add("xlb_backend_packets_total", func(s engine.Stats) uint64 { return s.VIPs[0].Backends[i].Packets }, "vip", vip, "backend", b.Address)
 				add("xlb_backend_bytes_total", func(s engine.Stats) uint64 { return s.VIPs[0].Backends[i].Bytes }, "vip", vip, "backend", b.Address)
+				// Flows only come within this test (the idle timeouts are
+				// minutes), so the gauge too lies between the two reads.
+				add("xlb_backend_flows", func(s engine.Stats) uint64 { return s.VIPs[0].Backends[i].Flows }, "vip", vip, "backend", b.Address)
+				if !b.FlowsKnown || b.Flows == 0 {
+					t.Errorf("backend %s: flows %d (known %v)", b.Address, b.Flows, b.FlowsKnown)
+				}
 				if b.Packets == 0 {
 					t.Errorf("backend %s forwarded nothing", b.Address)
 				}
@@ -105,6 +111,10 @@ func TestMetricsEndpoint(t *testing.T) {
 			} else {
 				add("xlb_native_packets_total", func(s engine.Stats) uint64 { return s.Native.Forwarded }, "verdict", "forwarded")
 				add("xlb_native_flow_hits_total", func(s engine.Stats) uint64 { return s.Native.FlowHits })
+				add("xlb_native_events_total", func(s engine.Stats) uint64 { return s.Native.EchoReplies }, "event", "echo_reply")
+				add("xlb_native_events_total", func(s engine.Stats) uint64 { return s.Native.FragNeeded }, "event", "frag_needed_sent")
+				add("xlb_native_events_total", func(s engine.Stats) uint64 { return s.Native.ICMPErrors }, "event", "icmp_error_forwarded")
+				add("xlb_native_events_total", func(s engine.Stats) uint64 { return s.Native.ICMPRateLimited }, "event", "icmp_rate_limited")
 				for reason := range before.Native.Drops {
 					add("xlb_native_dropped_packets_total", func(s engine.Stats) uint64 { return s.Native.Drops[reason] }, "reason", reason)
 				}

@@ -2,16 +2,34 @@ package main
 
 import (
 	"context"
+	"io"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
 
 // TestHandshakeRTT: after real connections through xlb every backend has
 // handshake RTT samples, as many as the connections it served, with a p50
-// and a p99 that `xlb stats` prints.
+// and a p99 that `xlb stats` prints; in both modes (the AF_XDP workers'
+// histograms, the native program's).
 func TestHandshakeRTT(t *testing.T) {
-	l := startLab(t, []int{1, 1, 1})
+	l := startLab(t, nil)
+	for _, mode := range []string{"afxdp", "native"} {
+		t.Run(mode, func(t *testing.T) {
+			cfg := strings.Replace(configText(l.socketPath(), 0, []int{1, 1, 1}), "queues = [0]", "queues = [0]\nmode = \""+mode+"\"", 1)
+			if err := l.startXLB(cfg, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			handshakeRTT(t, l)
+			if err := l.stopXLB(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func handshakeRTT(t *testing.T, l *lbLab) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	const conns = 90

@@ -76,7 +76,9 @@ func printStats(w io.Writer, st engine.Stats) {
 	if n := st.Native; n != nil {
 		fmt.Fprintf(w, "native: seen %d  forwarded %d  passed %d  malformed %d  flow_hits %d  dropped %d  icmp_rate_limited %d  flows %d\n", n.Seen, n.Forwarded, n.Passed, n.Malformed, n.FlowHits, n.Dropped, n.ICMPRateLimited, n.Flows)
 		printCounters(w, "drops:", n.Drops)
-		fmt.Fprintln(w, "  (handshake RTTs and xlb capture are AF_XDP mode only in this release)")
+		// Named as the workers' events, which AF_XDP mode prints the same way.
+		printCounters(w, "sent by the balancer:", map[string]uint64{"echo_reply": n.EchoReplies, "frag_needed_sent": n.FragNeeded,
+			"icmp_error_forwarded": n.ICMPErrors, "icmp_rate_limited": n.ICMPRateLimited})
 	} else {
 		s := st.Steer
 		fmt.Fprintf(w, "steering: seen %d  redirected %d  passed %d  malformed %d  no_socket %d\n", s.Seen, s.Redirected, s.Passed, s.Malformed, s.NoSocket)
