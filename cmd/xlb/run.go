@@ -53,7 +53,7 @@ func cmdRun(e *env, args []string) int {
 	}
 	// The splice VIPs' proxy listens before capabilities are dropped: a
 	// VIP port below 1024 needs CAP_NET_BIND_SERVICE.
-	px, err := proxy.Start(cfg, log)
+	px, err := proxy.Start(cfg, log, eng.Handover())
 	if err != nil {
 		log.Error("start splice proxy", "err", err)
 		if cerr := eng.Close(); cerr != nil {
