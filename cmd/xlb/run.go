@@ -174,7 +174,7 @@ func cmdRun(e *env, args []string) int {
 	}
 	var msrv *metrics.Server
 	if cfg.Metrics.Listen != "" {
-		if msrv, err = metrics.Listen(metricsOptions(cfg), newMetricsSource(eng, spk, &reloads), log); err != nil {
+		if msrv, err = metrics.Listen(metricsOptions(cfg), newMetricsSource(eng, px, spk, &reloads), log); err != nil {
 			log.Error("metrics endpoint", "err", err)
 			if cerr := srv.Close(); cerr != nil {
 				log.Error("close control socket", "err", cerr)
