@@ -136,8 +136,9 @@ func printSplice(w io.Writer, vips []proxy.VIPStats) {
 		fmt.Fprintf(w, "splice vip %s  active %d\n", net.JoinHostPort(v.Address, strconv.Itoa(int(v.Port))), v.Active)
 		printCounters(w, "  refused:", v.Refused)
 		for _, r := range v.Routes {
-			fmt.Fprintf(w, "  route %-24s connections %d  active %d  bytes up %d  down %d  no_backend %d  backend_connect_failed %d  idle_timeouts %d  client_resets %d  backend_resets %d\n",
-				r.SNI, r.Connections, r.Active, r.BytesUp, r.BytesDown, r.NoBackend, r.ConnectFailed, r.IdleTimeouts, r.ClientResets, r.BackendResets)
+			fmt.Fprintf(w, "  route %-24s connections %d  active %d  bytes up %d  down %d  no_backend %d  backend_connect_failed %d  idle_timeouts %d  client_resets %d  backend_resets %d  spliced_resets %d\n",
+				r.SNI, r.Connections, r.Active, r.BytesUp, r.BytesDown, r.NoBackend, r.ConnectFailed, r.IdleTimeouts, r.ClientResets, r.BackendResets, r.SplicedResets)
+			printSpliced(w, "    ", r.SpliceStats)
 			for _, b := range r.Backends {
 				fmt.Fprintf(w, "    backend %-16s weight %-5d state %-6s connections %d  active %d  bytes up %d  down %d  connect_failed %d",
 					b.Address, b.Weight, b.State, b.Connections, b.Active, b.BytesUp, b.BytesDown, b.ConnectFailed)
@@ -148,9 +149,17 @@ func printSplice(w io.Writer, vips []proxy.VIPStats) {
 					}
 				}
 				fmt.Fprintln(w)
+				printSpliced(w, "      ", b.SpliceStats)
 			}
 		}
 	}
+}
+
+// printSpliced prints a route's or backend's phase 2 counters.
+func printSpliced(w io.Writer, indent string, s proxy.SpliceStats) {
+	fmt.Fprintf(w, "%sspliced %d  now %d  packets up %d  down %d  bytes up %d  down %d\n", indent,
+		s.Spliced, s.SplicedActive, s.SplicedPacketsUp, s.SplicedPacketsDown, s.SplicedBytesUp, s.SplicedBytesDown)
+	printCounters(w, indent+"stayed copied:", s.StayedCopied)
 }
 
 // seconds prints a duration in seconds the way time.Duration does, to three
