@@ -171,6 +171,9 @@ func (p *Proxy) serve(l *listener, client *net.TCPConn) {
 	}
 	b, bc := rs.cfg.Backends[bi], rs.backends[bi]
 	d := net.Dialer{Timeout: set.ConnectTimeout}
+	if p.handoff != nil {
+		d.Control = clampMSS(client)
+	}
 	bconn, err := d.DialContext(p.ctx, "tcp", netip.AddrPortFrom(b.Address, st.cfg.Port).String())
 	if err != nil {
 		bc.ConnectFailed.Add(1)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -143,4 +144,27 @@ func setKeepAlive(fd int, on bool) error {
 		v = 1
 	}
 	return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, v)
+}
+
+// clampMSS returns a Dialer.Control that announces to the backend the
+// client connection's MSS at most: once spliced, the backend's segments go
+// to the client as they are, and must fit the client's path (the client
+// announced what fits it). A failure leaves the kernel's MSS: the pair may
+// then lose its larger segments once spliced, so it is logged by the
+// caller's counters as nothing worse than a slower connection.
+func clampMSS(client *net.TCPConn) func(network, address string, c syscall.RawConn) error {
+	mss := 0
+	if rc, err := client.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { mss, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_MAXSEG) })
+	}
+	return func(_, _ string, c syscall.RawConn) error {
+		if mss <= 0 {
+			return nil
+		}
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_MAXSEG, mss) }); err != nil {
+			return err
+		}
+		return serr
+	}
 }

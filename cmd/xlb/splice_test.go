@@ -6,11 +6,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -479,4 +481,158 @@ func TestLookupSplice(t *testing.T) {
 			t.Errorf("xlb lookup %q: exit %d: %q; want exit %d and %q", tt.args, code, got, tt.code, tt.want)
 		}
 	}
+}
+
+// spliceRoute is the stats of the 8443 VIP's route (big.example.com to be1).
+func spliceRoute(t *testing.T, l *lbLab) proxy.RouteStats {
+	t.Helper()
+	st := spliceStats(t, l)
+	if len(st) != 2 {
+		t.Fatalf("splice stats: %+v", st)
+	}
+	return st[1].Routes[0]
+}
+
+// waitRoute polls the 8443 route's stats until ok says yes (bounded).
+func waitRoute(t *testing.T, l *lbLab, what string, ok func(proxy.RouteStats) bool) proxy.RouteStats {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := spliceRoute(t, l)
+		if ok(r) {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: route stats %+v", what, r)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// tlsTo connects from the client to the 8443 VIP as big.example.com and
+// completes the handshake (be1's echo server answers).
+func tlsTo(t *testing.T, l *lbLab) *tls.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	raw, err := l.client.Dial(ctx, "tcp", net.JoinHostPort(labVIP.String(), "8443"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tls.Client(raw, &tls.Config{ServerName: "big.example.com", InsecureSkipVerify: true})
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(3 * time.Minute))
+	if err := c.HandshakeContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// socketCounters returns `ss -tinH` of the balancer's sockets on port 8443
+// other than the listener: what each has received (bytes_received,
+// segs_in), one line per socket.
+func socketCounters(t *testing.T, l *lbLab) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := l.lb.Command(ctx, "ss", "-tinH", "state", "established", "( sport = :8443 or dport = :8443 )").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss: %v: %s", err, out)
+	}
+	var socks []string
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for i := 0; i+1 < len(lines); i += 2 {
+		var got []string
+		for f := range strings.FieldsSeq(lines[i+1]) {
+			if strings.HasPrefix(f, "bytes_received:") || strings.HasPrefix(f, "segs_in:") {
+				got = append(got, f)
+			}
+		}
+		socks = append(socks, strings.Join(strings.Fields(lines[i])[2:], " ")+" "+strings.Join(got, " "))
+	}
+	return socks
+}
+
+// TestSpliceHandover runs xlb with splice_table_size = 2: a connection that
+// goes quiet after its TLS handshake is handed to the datapath, and 100 MB
+// each way then go through it intact while neither of xlb's two sockets
+// receives another segment, and the splice counters account for the
+// packets; with the table full a third connection stays copied, counted,
+// and works; a reset and a close from the client end spliced pairs, and
+// nothing is left behind.
+func TestSpliceHandover(t *testing.T) {
+	testenv.Tool(t, "ss")
+	l, logw := labForTest(t, func(dir string) (*lbLab, error) {
+		return newLBLab(fmt.Sprintf("xlbh%d", os.Getpid()%100000), xlbBin, dir)
+	})
+	if err := l.lb.Run(context.Background(), "ip", "address", "add", labVIP.String()+"/32", "dev", "lo"); err != nil {
+		t.Fatal(err)
+	}
+	startTLSEcho(t, l, 8443)
+	startTLSEcho(t, l, 443) // the 443 VIP's api route; unused here
+	cfg := strings.Replace(spliceConfig(l.socketPath(), false), "queues = [0]\n", "queues = [0]\nsplice_table_size = 2\n", 1)
+	if err := l.startXLB(cfg, logw); err != nil {
+		t.Fatal(err)
+	}
+	fds, _ := xlbFDs(t, l)
+
+	// The big one: handshake, pause until spliced, then 100 MB each way.
+	c := tlsTo(t, l)
+	waitRoute(t, l, "first connection spliced", func(r proxy.RouteStats) bool { return r.SplicedActive == 1 })
+	before := socketCounters(t, l)
+	if len(before) != 2 {
+		t.Fatalf("xlb's sockets of the spliced pair: %q", before)
+	}
+	if err := lab.EchoRoundTrip(c, c, 100<<20); err != nil {
+		t.Fatal(err)
+	}
+	if after := socketCounters(t, l); !slices.Equal(before, after) {
+		t.Errorf("xlb's sockets received segments after the splice:\nbefore %q\nafter  %q", before, after)
+	}
+	t.Log("100 MB each way through a spliced connection arrived intact; xlb's sockets received nothing")
+
+	// The table holds two pairs: a second is spliced, a third stays copied
+	// and works all the same.
+	c2 := tlsTo(t, l)
+	waitRoute(t, l, "second connection spliced", func(r proxy.RouteStats) bool { return r.SplicedActive == 2 })
+	c3 := tlsTo(t, l)
+	waitRoute(t, l, "third connection copied", func(r proxy.RouteStats) bool { return r.StayedCopied["splice_table_full"] == 1 })
+	for i, cc := range []*tls.Conn{c2, c3} {
+		msg := []byte("hello " + strconv.Itoa(i))
+		if _, err := cc.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(cc, got); err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("connection %d: echo %q, %v", i+2, got, err)
+		}
+	}
+
+	// A reset from the client ends its spliced pair (after a 1 s grace); a
+	// close from both sides too (after 10 s); the copied one as in phase 1.
+	raw := c2.NetConn().(*net.TCPConn)
+	raw.SetLinger(0)
+	raw.Close()
+	c.Close()
+	c3.Close()
+	r := waitRoute(t, l, "every pair ended", func(r proxy.RouteStats) bool { return r.Active == 0 && r.SplicedActive == 0 })
+	if r.Spliced != 2 || r.SplicedResets != 1 || r.SplicedPacketsUp < 100<<20/1500 || r.SplicedPacketsDown < 100<<20/1500 ||
+		r.SplicedBytesUp < 100<<20 || r.SplicedBytesDown < 100<<20 {
+		t.Errorf("route after the pairs ended: %+v", r)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		now, pipes := xlbFDs(t, l)
+		left := lbSockets(t, l)
+		if len(now) <= len(fds) && len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("xlb has %d fds besides its splice pipe cache (was %d); sockets left: %v\nfds now:\n\t%s\nsplice pipe cache now:\n\t%s",
+				len(now), len(fds), left, strings.Join(now, "\n\t"), strings.Join(pipes, "\n\t"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	text := runXLB(t, l.lb, "stats", "--socket", l.socketPath())
+	t.Logf("xlb stats:\n%s", text)
 }
