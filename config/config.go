@@ -284,9 +284,8 @@ const (
 	DefaultFlowTableSize  = 1 << 18
 	DefaultFlowTCPTimeout = 15 * time.Minute
 	DefaultFlowUDPTimeout = 30 * time.Second
-	// DefaultSpliceTableSize is 0 (phase 2 off) until the steering
-	// program's splice lookup is proven end to end.
-	DefaultSpliceTableSize = 0
+	// DefaultSpliceTableSize is 65536 map entries, two per pair.
+	DefaultSpliceTableSize = 1 << 15
 	DefaultICMPRateLimit   = 1000 // Linux's net.ipv4.icmp_msgs_per_sec
 	DefaultICMPRateBurst   = 50   // Linux's net.ipv4.icmp_msgs_burst
 	DefaultGUEPort         = 6080
