@@ -161,7 +161,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		collectQueue(ch, &st.Queues[i])
 	}
 	collectFirewall(ch, &st.Firewall)
-	collectSplice(ch, st.Splice)
+	collectSplice(ch, st.SpliceTable, st.Splice)
 	collectBGP(ch, c.src)
 
 	for _, v := range st.VIPs {

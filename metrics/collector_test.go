@@ -64,6 +64,7 @@ func afxdpSnapshot() *fixed {
 					{Address: "2001:db8::11", Weight: 1, Packets: 5, Bytes: 450},
 				}},
 			},
+			SpliceTable: &engine.SpliceTableStats{Pairs: 2, Capacity: 32768},
 			Splice: []proxy.VIPStats{{
 				Address: "198.18.100.1", Port: 443, Active: 3, Refused: map[string]uint64{"not_tls": 1, "no_sni": 0},
 				Routes: []proxy.RouteStats{{

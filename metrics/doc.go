@@ -89,6 +89,7 @@
 //
 // Splice VIPs (the proxy; see docs/metrics.md for the label values):
 //
+//	xlb_splice_table_pairs, xlb_splice_table_capacity   gauge   spliced pairs now, splice_table_size
 //	xlb_splice_active_connections{vip}                  gauge   connections the proxy holds
 //	xlb_splice_refused_total{vip,reason}                counter connections reset before a backend
 //	xlb_splice_connections_total{vip,route,backend}     counter connections routed to the backend

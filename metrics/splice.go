@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xlbproject/xlb/engine"
 	"github.com/xlbproject/xlb/proxy"
 )
 
@@ -25,12 +26,18 @@ var (
 	splicedPackets    = newDesc("xlb_splice_spliced_packets_total", "Frames the datapath forwarded for spliced connections that ended, by direction.", "vip", "route", "backend", "direction")
 	splicedBytes      = newDesc("xlb_splice_spliced_bytes_total", "Bytes of the frames the datapath forwarded for spliced connections that ended, by direction.", "vip", "route", "backend", "direction")
 	spliceKept        = newDesc("xlb_splice_stayed_copied_total", "Connections that stayed copied by the proxy instead of being handed to the datapath, by reason.", "vip", "route", "backend", "reason")
+	spliceTablePairs  = newDesc("xlb_splice_table_pairs", "Spliced pairs the steering program forwards now.")
+	spliceTableCap    = newDesc("xlb_splice_table_capacity", "Pairs the steering program's splice table holds (splice_table_size).")
 	spliceRouteEvents = newDesc("xlb_splice_route_events_total", "Route events: no_backend (reset: no backend up), idle_timeout (both peers reset), client_reset and backend_reset (passed on to the other peer), spliced_reset (a reset the datapath passed on).", "vip", "route", "event")
 )
 
 var spliceDirections = [2]string{"client_to_backend", "backend_to_client"}
 
-func collectSplice(ch chan<- prometheus.Metric, vips []proxy.VIPStats) {
+func collectSplice(ch chan<- prometheus.Metric, table *engine.SpliceTableStats, vips []proxy.VIPStats) {
+	if table != nil {
+		gauge(ch, spliceTablePairs, float64(table.Pairs))
+		gauge(ch, spliceTableCap, float64(table.Capacity))
+	}
 	for _, v := range vips {
 		vip := net.JoinHostPort(v.Address, strconv.Itoa(int(v.Port))) + "/tcp"
 		gauge(ch, spliceActive, float64(v.Active), vip)

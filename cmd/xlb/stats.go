@@ -127,6 +127,9 @@ func printStats(w io.Writer, st engine.Stats) {
 			fmt.Fprintln(w)
 		}
 	}
+	if t := st.SpliceTable; t != nil {
+		fmt.Fprintf(w, "splice table: %d of %d pairs\n", t.Pairs, t.Capacity)
+	}
 	printSplice(w, st.Splice)
 }
 
