@@ -33,11 +33,15 @@ func (p *Proxy) checkSpliced(c *conn) {
 	last := max(st.LastPacket, c.splicedAt)
 	quiet := monotonic() - last
 	switch {
-	case st.Reset && quiet >= resetGrace:
-		c.route.SplicedResets.Add(1)
-		p.unsplice(c, false)
-	case st.FinFromClient && st.FinFromBackend && quiet >= finGrace:
-		p.unsplice(c, false)
+	case st.Reset:
+		if quiet >= resetGrace {
+			c.route.SplicedResets.Add(1)
+			p.unsplice(c, false)
+		}
+	case st.FinFromClient && st.FinFromBackend:
+		if quiet >= finGrace {
+			p.unsplice(c, false)
+		}
 	case quiet >= c.idle:
 		c.route.IdleTimeouts.Add(1)
 		p.unsplice(c, true)

@@ -256,7 +256,8 @@ func lbSockets(t *testing.T, l *lbLab) []string {
 // counted; 100 MB each way through one connection arrive intact; the
 // steering program leaves the splice VIPs' packets to the kernel; 1,000
 // short connections leave no fd in xlb (but the Go runtime's cache of
-// splice pipes, see xlbFDs) and no socket on the balancer.
+// splice pipes, see xlbFDs), no socket on the balancer and no pair in the
+// splice table (on by default: the phase 1 cases hold with it).
 func TestSpliceRoutesTLS(t *testing.T) {
 	testenv.Tool(t, "openssl")
 	testenv.Tool(t, "curl")
@@ -378,13 +379,14 @@ func TestSpliceRoutesTLS(t *testing.T) {
 	for {
 		now, pipes := xlbFDs(t, l)
 		left := lbSockets(t, l)
-		if len(now) <= len(fds) && len(left) == 0 {
+		table := stats(t, l).SpliceTable
+		if len(now) <= len(fds) && len(left) == 0 && table != nil && table.Pairs == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 1000 connections: xlb has %d fds besides its splice pipe cache (was %d); sockets left: %v\n"+
+			t.Fatalf("after 1000 connections: splice table %+v; xlb has %d fds besides its splice pipe cache (was %d); sockets left: %v\n"+
 				"fds now:\n\t%s\nfds before:\n\t%s\nsplice pipe cache now:\n\t%s",
-				len(now), len(fds), left, strings.Join(now, "\n\t"), strings.Join(fds, "\n\t"), strings.Join(pipes, "\n\t"))
+				table, len(now), len(fds), left, strings.Join(now, "\n\t"), strings.Join(fds, "\n\t"), strings.Join(pipes, "\n\t"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -569,8 +571,9 @@ func TestSpliceHandover(t *testing.T) {
 		t.Fatal(err)
 	}
 	startTLSEcho(t, l, 8443)
-	startTLSEcho(t, l, 443) // the 443 VIP's api route; unused here
+	backendEnds := startTLSCommands(t, l, 443)
 	cfg := strings.Replace(spliceConfig(l.socketPath(), false), "queues = [0]\n", "queues = [0]\nsplice_table_size = 2\n", 1)
+	cfg = strings.Replace(cfg, "hello_timeout = \"500ms\"\n", "hello_timeout = \"500ms\"\nidle_timeout = \"2s\"\n", 1)
 	if err := l.startXLB(cfg, logw); err != nil {
 		t.Fatal(err)
 	}
@@ -633,6 +636,152 @@ func TestSpliceHandover(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+
+	// On the 443 VIP (api.example.com to be1, idle_timeout 2s), whose
+	// backend obeys commands: the backend closes, the backend resets, and
+	// the pair idles out (xlb resets both peers itself).
+	apiRoute := func() proxy.RouteStats { return spliceStats(t, l)[0].Routes[0] }
+	// api connects as api.example.com and waits until the pair is spliced.
+	api := func() *tls.Conn {
+		spliced := apiRoute().Spliced
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		raw, err := l.client.Dial(ctx, "tcp", net.JoinHostPort(labVIP.String(), "443"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := tls.Client(raw, &tls.Config{ServerName: "api.example.com", InsecureSkipVerify: true})
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(time.Minute))
+		if err := c.HandshakeContext(ctx); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for apiRoute().Spliced == spliced {
+			if time.Now().After(deadline) {
+				t.Fatalf("api connection not spliced: %+v", apiRoute())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return c
+	}
+	// cleared waits until no pair is left in the table or the proxy.
+	cleared := func(what string) {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			st := stats(t, l)
+			if st.SpliceTable != nil && st.SpliceTable.Pairs == 0 && st.Splice[0].Routes[0].Active == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: pairs left: table %+v, api route %+v", what, st.SpliceTable, st.Splice[0].Routes[0])
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	readEnd := func(c *tls.Conn) error {
+		_, err := io.ReadAll(c)
+		return err
+	}
+	c = api()
+	if _, err := c.Write([]byte("reset\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := readEnd(c); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("backend reset: the client read %v, want a reset", err)
+	}
+	if err := <-backendEnds; err != nil {
+		t.Errorf("backend reset: %v", err)
+	}
+	cleared("after the backend's reset")
+	c = api()
+	start := time.Now()
+	if err := readEnd(c); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("idle spliced pair: the client read %v after %v, want a reset", err, time.Since(start))
+	}
+	if err := <-backendEnds; !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("idle spliced pair: the backend read %v, want a reset", err)
+	}
+	cleared("after the idle timeout")
+	c = api()
+	if _, err := c.Write([]byte("close\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := readEnd(c); err != nil {
+		t.Errorf("backend close: the client read %v, want the end", err)
+	}
+	c.NetConn().(*net.TCPConn).CloseWrite() // a FIN, no close_notify the backend would answer with a reset
+	if err := <-backendEnds; err != nil {
+		t.Errorf("backend close: %v", err)
+	}
+	cleared("after both closed")
+	if r := apiRoute(); r.Spliced != 3 || r.SplicedResets != 1 || r.IdleTimeouts != 1 || r.StayedCopied["splice_table_full"] != 0 {
+		t.Errorf("api route: %+v", r)
+	}
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		now, pipes := xlbFDs(t, l)
+		left := lbSockets(t, l)
+		if len(now) <= len(fds) && len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("xlb has %d fds besides its splice pipe cache (was %d); sockets left: %v\nfds now:\n\t%s\nsplice pipe cache now:\n\t%s",
+				len(now), len(fds), left, strings.Join(now, "\n\t"), strings.Join(pipes, "\n\t"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	text := runXLB(t, l.lb, "stats", "--socket", l.socketPath())
 	t.Logf("xlb stats:\n%s", text)
+
+	// Stopping xlb resets both peers of a spliced pair.
+	c = api()
+	if err := l.stopXLB(); err != nil {
+		t.Fatal(err)
+	}
+	if err := readEnd(c); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("xlb stopped: the client read %v, want a reset", err)
+	}
+	if err := <-backendEnds; !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("xlb stopped: the backend read %v, want a reset", err)
+	}
+}
+
+// startTLSCommands runs a Go TLS server on be1's port that obeys one line
+// from each connection: "close" (it closes), "reset" (it resets), and
+// reports on the returned channel how each connection ended (nil after a
+// close or a clean end of the client's, else the read error).
+func startTLSCommands(t *testing.T, l *lbLab, port uint16) <-chan error {
+	t.Helper()
+	ln, err := l.backends[0].Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(int(port))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := lab.SelfSigned("be1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends := make(chan error, 16)
+	wait := lab.Serve(tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}}), func(c net.Conn) {
+		tc := c.(*tls.Conn)
+		tc.SetDeadline(time.Now().Add(time.Minute))
+		line := make([]byte, 6)
+		n, err := io.ReadFull(tc, line)
+		switch {
+		case err != nil && n == 0:
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			ends <- err
+		case string(line) == "reset\n":
+			tcp := tc.NetConn().(*net.TCPConn)
+			tcp.SetLinger(0)
+			tcp.Close() // a reset alone, no close_notify before it
+			ends <- nil
+		default: // "close\n"
+			ends <- nil
+		}
+	})
+	t.Cleanup(func() { ln.Close(); wait() })
+	return ends
 }
