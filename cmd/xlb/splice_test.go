@@ -515,13 +515,20 @@ func waitRoute(t *testing.T, l *lbLab, what string, ok func(proxy.RouteStats) bo
 // completes the handshake (be1's echo server answers).
 func tlsTo(t *testing.T, l *lbLab) *tls.Conn {
 	t.Helper()
+	return tlsAs(t, l, 8443, "big.example.com")
+}
+
+// tlsAs connects from the client to the VIP's port as name and completes
+// the handshake.
+func tlsAs(t *testing.T, l *lbLab, port int, name string) *tls.Conn {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	raw, err := l.client.Dial(ctx, "tcp", net.JoinHostPort(labVIP.String(), "8443"))
+	raw, err := l.client.Dial(ctx, "tcp", net.JoinHostPort(labVIP.String(), strconv.Itoa(port)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := tls.Client(raw, &tls.Config{ServerName: "big.example.com", InsecureSkipVerify: true})
+	c := tls.Client(raw, &tls.Config{ServerName: name, InsecureSkipVerify: true})
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(3 * time.Minute))
 	if err := c.HandshakeContext(ctx); err != nil {
@@ -560,8 +567,11 @@ func socketCounters(t *testing.T, l *lbLab) []string {
 // each way then go through it intact while neither of xlb's two sockets
 // receives another segment, and the splice counters account for the
 // packets; with the table full a third connection stays copied, counted,
-// and works; a reset and a close from the client end spliced pairs, and
-// nothing is left behind.
+// and works; a reset and a close from the client end spliced pairs, so do
+// a reset and a close from the backend, and idle_timeout (xlb resets both
+// peers), and nothing is left behind (no pair, socket or fd); a backend
+// without TCP timestamps stays copied (options_mismatch) and works;
+// stopping xlb resets both peers of a spliced pair.
 func TestSpliceHandover(t *testing.T) {
 	testenv.Tool(t, "ss")
 	l, logw := labForTest(t, func(dir string) (*lbLab, error) {
@@ -644,18 +654,7 @@ func TestSpliceHandover(t *testing.T) {
 	// api connects as api.example.com and waits until the pair is spliced.
 	api := func() *tls.Conn {
 		spliced := apiRoute().Spliced
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		raw, err := l.client.Dial(ctx, "tcp", net.JoinHostPort(labVIP.String(), "443"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := tls.Client(raw, &tls.Config{ServerName: "api.example.com", InsecureSkipVerify: true})
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(time.Minute))
-		if err := c.HandshakeContext(ctx); err != nil {
-			t.Fatal(err)
-		}
+		c := tlsAs(t, l, 443, "api.example.com")
 		deadline := time.Now().Add(30 * time.Second)
 		for apiRoute().Spliced == spliced {
 			if time.Now().After(deadline) {
@@ -733,6 +732,32 @@ func TestSpliceHandover(t *testing.T) {
 	}
 	text := runXLB(t, l.lb, "stats", "--socket", l.socketPath())
 	t.Logf("xlb stats:\n%s", text)
+
+	// A backend without TCP timestamps: the pair stays copied, counted,
+	// and works.
+	if err := l.backends[0].Sysctl("net.ipv4.tcp_timestamps", "0"); err != nil {
+		t.Fatal(err)
+	}
+	c = tlsAs(t, l, 443, "api.example.com")
+	deadline = time.Now().Add(30 * time.Second)
+	for apiRoute().StayedCopied["options_mismatch"] != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("backend without timestamps: %+v", apiRoute())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := c.Write([]byte("close\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := readEnd(c); err != nil {
+		t.Errorf("copied pair: the client read %v, want the end", err)
+	}
+	if err := <-backendEnds; err != nil {
+		t.Errorf("copied pair: %v", err)
+	}
+	if err := l.backends[0].Sysctl("net.ipv4.tcp_timestamps", "1"); err != nil {
+		t.Fatal(err)
+	}
 
 	// Stopping xlb resets both peers of a spliced pair.
 	c = api()
