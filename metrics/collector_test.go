@@ -111,11 +111,13 @@ xlb_dropped_packets_total{queue="1",reason="no_vip"} 0
 # TYPE xlb_queue_info gauge
 xlb_queue_info{cpu="1",queue="0",zero_copy="false"} 1
 xlb_queue_info{cpu="0",queue="1",zero_copy="true"} 1
-# HELP xlb_steer_packets_total Frames the steering XDP program saw, by verdict: redirected to a worker's socket, passed to the kernel, or malformed (passed).
+# HELP xlb_steer_packets_total Frames the steering XDP program saw, by verdict: redirected to a worker's socket, passed to the kernel, malformed (passed), spliced (a splice VIP's pair the program forwards itself) or splice_expired (such a frame out of TTL, dropped).
 # TYPE xlb_steer_packets_total counter
 xlb_steer_packets_total{verdict="malformed"} 0
 xlb_steer_packets_total{verdict="passed"} 5
 xlb_steer_packets_total{verdict="redirected"} 2006
+xlb_steer_packets_total{verdict="splice_expired"} 0
+xlb_steer_packets_total{verdict="spliced"} 0
 # HELP xlb_flow_table_entries Flows in a worker's flow table.
 # TYPE xlb_flow_table_entries gauge
 xlb_flow_table_entries{queue="0"} 12

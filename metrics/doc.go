@@ -59,7 +59,7 @@
 // AF_XDP mode (mode = "afxdp"):
 //
 //	xlb_backend_handshake_rtt_seconds{vip,backend}      histogram TCP handshake RTT through the balancer (client SYN to first ACK); buckets double from 1.024 µs to 4.29 s
-//	xlb_steer_packets_total{verdict}                    counter steering program: redirected, passed, malformed (their sum is every frame seen)
+//	xlb_steer_packets_total{verdict}                    counter steering program: redirected, passed, malformed, spliced, splice_expired
 //	xlb_steer_no_socket_packets_total                   counter VIP frames on a queue no worker serves (part of passed)
 //	xlb_queue_info{queue,cpu,zero_copy}                 gauge   1; the worker's CPU and the socket's copy mode
 //	xlb_rx_packets_total{queue}, xlb_rx_bytes_total{queue}   counter frames a worker received and their bytes

@@ -79,7 +79,8 @@ func printStats(w io.Writer, st engine.Stats) {
 		fmt.Fprintln(w, "  (handshake RTTs and xlb capture are AF_XDP mode only in this release)")
 	} else {
 		s := st.Steer
-		fmt.Fprintf(w, "steering: seen %d  redirected %d  passed %d  malformed %d  no_socket %d\n", s.Seen, s.Redirected, s.Passed, s.Malformed, s.NoSocket)
+		fmt.Fprintf(w, "steering: seen %d  redirected %d  passed %d  malformed %d  no_socket %d  spliced %d  splice_expired %d\n",
+			s.Seen, s.Redirected, s.Passed, s.Malformed, s.NoSocket, s.Spliced, s.SpliceExpired)
 	}
 	if st.SteerErr != "" {
 		fmt.Fprintf(w, "  steering counters unreadable: %s\n", st.SteerErr)
