@@ -278,6 +278,10 @@ func TestSpliceRoutesTLS(t *testing.T) {
 	if err := l.lb.Run(ctx, "ip", "address", "add", labVIP.String()+"/32", "dev", "lo"); err != nil {
 		t.Fatal(err)
 	}
+	out, err = l.lb.Command(ctx, xlbBin, "check", "-c", file).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "splice table: 32768 connection pairs handed to the steering program once quiescent") {
+		t.Fatalf("xlb check with the VIP on the balancer: %v: %s", err, out)
+	}
 	startTLSBackends(t, l)
 	// A Go TLS echo server on be1:8443 for the large transfer.
 	startTLSEcho(t, l, 8443)
