@@ -91,6 +91,14 @@ type Datapath struct {
 	// Both in [MinFlowTimeout, MaxFlowTimeout].
 	FlowTCPTimeout, FlowUDPTimeout time.Duration
 
+	// SpliceTableSize is how many connection pairs of splice VIPs the
+	// steering program can forward itself once the proxy has handed them
+	// over (each pair takes two entries of its splice map), 0..
+	// MaxSpliceTableSize; 0 disables the hand-over: splice VIPs stay copied
+	// by the proxy. It sizes BPF maps created at start-up, so changing it
+	// needs a restart.
+	SpliceTableSize uint32
+
 	// ICMPRateLimit is how many ICMP messages of its own (echo replies,
 	// frag-needed, packet-too-big) each worker (AF_XDP mode) or each CPU
 	// (native mode: the lb program's per-CPU bucket) sends per second at
@@ -276,10 +284,12 @@ const (
 	DefaultFlowTableSize  = 1 << 18
 	DefaultFlowTCPTimeout = 15 * time.Minute
 	DefaultFlowUDPTimeout = 30 * time.Second
-	DefaultICMPRateLimit  = 1000 // Linux's net.ipv4.icmp_msgs_per_sec
-	DefaultICMPRateBurst  = 50   // Linux's net.ipv4.icmp_msgs_burst
-	DefaultGUEPort        = 6080
-	DefaultFragments      = FragmentsDrop
+	// DefaultSpliceTableSize is 65536 map entries, two per pair.
+	DefaultSpliceTableSize = 1 << 15
+	DefaultICMPRateLimit   = 1000 // Linux's net.ipv4.icmp_msgs_per_sec
+	DefaultICMPRateBurst   = 50   // Linux's net.ipv4.icmp_msgs_burst
+	DefaultGUEPort         = 6080
+	DefaultFragments       = FragmentsDrop
 
 	DefaultHealthKind     = HealthNone
 	DefaultHealthPath     = "/"
@@ -303,6 +313,11 @@ const (
 	MinFlowTimeout   = time.Second
 	MaxFlowTimeout   = 24 * time.Hour // the flow table's own limit
 
+	// MaxSpliceTableSize bounds the splice maps (a hash of two entries per
+	// pair, an array of pair states and a per-CPU counter array) to a few
+	// hundred MiB of kernel memory at most.
+	MaxSpliceTableSize = 1 << 20
+
 	MaxICMPRate = 1000000
 
 	MinHealthInterval  = 10 * time.Millisecond
@@ -320,25 +335,26 @@ const (
 // leaves out. Interface has no default.
 func DefaultDatapath() Datapath {
 	return Datapath{
-		Mode:           DefaultMode,
-		XDPMode:        DefaultXDPMode,
-		ZeroCopy:       DefaultZeroCopy,
-		FrameSize:      DefaultFrameSize,
-		FrameCount:     DefaultFrameCount,
-		RxRing:         DefaultRing,
-		TxRing:         DefaultRing,
-		FillRing:       DefaultRing,
-		CompletionRing: DefaultRing,
-		BatchSize:      DefaultBatchSize,
-		NeedWakeup:     true,
-		BusyPollBudget: DefaultBusyPollBudget,
-		TxBudget:       DefaultTxBudget,
-		TableSize:      DefaultTableSize,
-		FlowTableSize:  DefaultFlowTableSize,
-		FlowTCPTimeout: DefaultFlowTCPTimeout,
-		FlowUDPTimeout: DefaultFlowUDPTimeout,
-		ICMPRateLimit:  DefaultICMPRateLimit,
-		ICMPRateBurst:  DefaultICMPRateBurst,
+		Mode:            DefaultMode,
+		XDPMode:         DefaultXDPMode,
+		ZeroCopy:        DefaultZeroCopy,
+		FrameSize:       DefaultFrameSize,
+		FrameCount:      DefaultFrameCount,
+		RxRing:          DefaultRing,
+		TxRing:          DefaultRing,
+		FillRing:        DefaultRing,
+		CompletionRing:  DefaultRing,
+		BatchSize:       DefaultBatchSize,
+		NeedWakeup:      true,
+		BusyPollBudget:  DefaultBusyPollBudget,
+		TxBudget:        DefaultTxBudget,
+		TableSize:       DefaultTableSize,
+		FlowTableSize:   DefaultFlowTableSize,
+		FlowTCPTimeout:  DefaultFlowTCPTimeout,
+		FlowUDPTimeout:  DefaultFlowUDPTimeout,
+		SpliceTableSize: DefaultSpliceTableSize,
+		ICMPRateLimit:   DefaultICMPRateLimit,
+		ICMPRateBurst:   DefaultICMPRateBurst,
 	}
 }
 

@@ -69,7 +69,8 @@ func TestDefaultDatapathIsValid(t *testing.T) {
 		dp.TxBudget < MinTxBudget || dp.TxBudget > dp.TxRing ||
 		!isPow2(dp.FlowTableSize) || dp.FlowTableSize < MinFlowTableSize || dp.FlowTableSize > MaxFlowTableSize ||
 		dp.FlowTCPTimeout < MinFlowTimeout || dp.FlowTCPTimeout > MaxFlowTimeout ||
-		dp.FlowUDPTimeout < MinFlowTimeout || dp.FlowUDPTimeout > MaxFlowTimeout {
+		dp.FlowUDPTimeout < MinFlowTimeout || dp.FlowUDPTimeout > MaxFlowTimeout ||
+		dp.SpliceTableSize > MaxSpliceTableSize {
 		t.Errorf("defaults disagree with validation: %+v", dp)
 	}
 }
@@ -386,6 +387,7 @@ flow_tcp_timeout = "1h30m"
 flow_udp_timeout = "2s"
 icmp_rate_limit = 0
 icmp_rate_burst = 7
+splice_table_size = 0
 
 [control]
 socket = "/tmp/x.sock"

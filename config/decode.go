@@ -374,7 +374,7 @@ var datapathKeys = []string{
 	"need_wakeup", "busy_poll", "busy_poll_budget", "spin", "tx_budget",
 	"source", "source6", "table_size",
 	"flow_table_size", "flow_tcp_timeout", "flow_udp_timeout",
-	"icmp_rate_limit", "icmp_rate_burst",
+	"icmp_rate_limit", "icmp_rate_burst", "splice_table_size",
 }
 
 func (d *decoder) datapath(dp *Datapath, path string, t map[string]any) {
@@ -452,6 +452,8 @@ func (d *decoder) datapath(dp *Datapath, path string, t map[string]any) {
 			d.u32(&dp.ICMPRateLimit, key, v, "ICMP rate limit", 0, MaxICMPRate)
 		case "icmp_rate_burst":
 			d.u32(&dp.ICMPRateBurst, key, v, "ICMP burst", 1, MaxICMPRate)
+		case "splice_table_size":
+			d.u32(&dp.SpliceTableSize, key, v, "splice table size", 0, MaxSpliceTableSize)
 		}
 	})
 }

@@ -33,6 +33,7 @@ var restartKeys = []struct {
 	{"datapath.spin", func(a, b *Config) bool { return a.Datapath.Spin == b.Datapath.Spin }},
 	{"datapath.tx_budget", func(a, b *Config) bool { return a.Datapath.TxBudget == b.Datapath.TxBudget }},
 	{"datapath.flow_table_size", func(a, b *Config) bool { return a.Datapath.FlowTableSize == b.Datapath.FlowTableSize }},
+	{"datapath.splice_table_size", func(a, b *Config) bool { return a.Datapath.SpliceTableSize == b.Datapath.SpliceTableSize }},
 	{"control.socket", func(a, b *Config) bool { return a.Control.Socket == b.Control.Socket }},
 	{"metrics.listen", func(a, b *Config) bool { return a.Metrics.Listen == b.Metrics.Listen }},
 	{"metrics.allow_remote", func(a, b *Config) bool { return a.Metrics.AllowRemote == b.Metrics.AllowRemote }},

@@ -159,7 +159,7 @@ func TestParseSpliceErrors(t *testing.T) {
 		{"port-0 vip on the address", vip + route + "[[vip]]\naddress = \"198.18.100.5\"\nport = 0\n[[vip.backend]]\naddress = \"198.18.0.9\"\n",
 			`e.toml:4: vip[0].address: vip[1] (198.18.100.5:0/tcp) takes every port of 198.18.100.5 into the datapath`},
 		{"native", strings.Replace(vip, "interface = \"eth0\"", "interface = \"eth0\"\nmode = \"native\"", 1) + route,
-			`e.toml:7: vip[0].forward: mode = "native" forwards with ipip, gue or dsr only: forward = "splice" needs the balancer's own TCP stack, and the native program forwards every VIP it knows in the kernel`},
+			`e.toml:7: vip[0].forward: mode = "native" forwards with ipip, gue or dsr only: forward = "splice" needs the balancer's own TCP stack, and the native program does not leave a splice VIP's packets to the kernel, so the proxy could not accept them`},
 	} {
 		_, err := Parse("e.toml", []byte(tc.file))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -130,12 +130,12 @@ func (d *decoder) validate(c *Config) {
 }
 
 // native refuses what mode = "native" would accept and ignore. The lb
-// program forwards with ipip, gue and dsr (every VIP it knows is forwarded
-// in the kernel, so a splice VIP could not reach the proxy).
+// program forwards with ipip, gue and dsr, and does not leave a splice
+// VIP's packets to the kernel, so the proxy could not accept them.
 func (d *decoder) native(c *Config) {
 	for i, v := range c.VIPs {
 		if v.Forward == Splice {
-			d.errorf(indexKey("vip", i)+".forward", "mode = \"native\" forwards with ipip, gue or dsr only: forward = \"splice\" needs the balancer's own TCP stack, and the native program forwards every VIP it knows in the kernel")
+			d.errorf(indexKey("vip", i)+".forward", "mode = \"native\" forwards with ipip, gue or dsr only: forward = \"splice\" needs the balancer's own TCP stack, and the native program does not leave a splice VIP's packets to the kernel, so the proxy could not accept them")
 		}
 	}
 }

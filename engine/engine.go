@@ -20,6 +20,7 @@ import (
 	"github.com/xlbproject/xlb/hash"
 	"github.com/xlbproject/xlb/health"
 	"github.com/xlbproject/xlb/ring"
+	"github.com/xlbproject/xlb/splice"
 )
 
 // resolveWait bounds how long Start waits for the backends' next hops before
@@ -97,6 +98,8 @@ type Engine struct {
 	healthMu   sync.Mutex      // guards healthNews
 	healthNews map[string]bool // target ID -> down, not applied yet
 	healthWake chan struct{}
+
+	splice *splice.Table // afxdp mode with splice_table_size > 0
 
 	progID   uint32 // the attached XDP program's kernel ID
 	failed   chan struct{}
@@ -360,11 +363,16 @@ func (e *Engine) refresh(ctx context.Context) {
 func (e *Engine) startAFXDP() error {
 	cfg := e.cur.cfg
 	dp, log := cfg.Datapath, e.log
-	steer, err := bpf.LoadSteer(bpf.SteerOptions{})
+	steer, err := bpf.LoadSteer(bpf.SteerOptions{SpliceTableSize: int(dp.SpliceTableSize)})
 	if err != nil {
 		return err
 	}
 	e.steer = steer
+	if maps, ok := steer.SpliceMaps(); ok {
+		if e.splice, err = splice.NewTable(maps); err != nil {
+			return err
+		}
+	}
 	if e.progID, err = programID(steer.Program()); err != nil {
 		return err
 	}

@@ -38,8 +38,17 @@ type Stats struct {
 	Events   map[string]uint64 `json:"events"` // summed over queues
 	// Splice is the splice VIPs' proxy (not the datapath's): `xlb run`
 	// fills it in.
-	Splice   []proxy.VIPStats `json:"splice,omitempty"`
-	Firewall FirewallStats    `json:"firewall"`
+	Splice []proxy.VIPStats `json:"splice,omitempty"`
+	// SpliceTable is the steering program's splice table (afxdp mode with
+	// splice_table_size > 0).
+	SpliceTable *SpliceTableStats `json:"splice_table,omitempty"`
+	Firewall    FirewallStats     `json:"firewall"`
+}
+
+// SpliceTableStats is how full the splice table is.
+type SpliceTableStats struct {
+	Pairs    int `json:"pairs"`    // pairs the steering program forwards now
+	Capacity int `json:"capacity"` // splice_table_size
 }
 
 // QueueStats are one worker's counters and its socket's XDP_STATISTICS.
@@ -192,6 +201,9 @@ func (e *Engine) Stats() Stats {
 			s.SteerErr = err.Error()
 		}
 		s.Steer = SteerStats(c)
+		if e.splice != nil {
+			s.SpliceTable = &SpliceTableStats{Pairs: e.splice.Len(), Capacity: e.splice.Cap()}
+		}
 	} else {
 		s.Mode = "native"
 		c, err := e.lb.Counters()

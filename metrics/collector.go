@@ -34,7 +34,7 @@ var (
 	programReadable = newDesc("xlb_program_counters_readable", "Whether the XDP program's counters could be read at this scrape; its counters are left out while they cannot.")
 
 	// afxdp mode: the steering program.
-	steerPackets  = newDesc("xlb_steer_packets_total", "Frames the steering XDP program saw, by verdict: redirected to a worker's socket, passed to the kernel, or malformed (passed).", "verdict")
+	steerPackets  = newDesc("xlb_steer_packets_total", "Frames the steering XDP program saw, by verdict: redirected to a worker's socket, passed to the kernel, malformed (passed), spliced (a splice VIP's pair the program forwards itself) or splice_expired (such a frame out of TTL, dropped).", "verdict")
 	steerNoSocket = newDesc("xlb_steer_no_socket_packets_total", "VIP frames on a queue no worker serves, passed to the kernel (part of verdict=\"passed\").")
 
 	// native mode: the lb program.
@@ -159,6 +159,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(ch, steerPackets, s.Redirected, "redirected")
 			counter(ch, steerPackets, s.Passed, "passed")
 			counter(ch, steerPackets, s.Malformed, "malformed")
+			counter(ch, steerPackets, s.Spliced, "spliced")
+			counter(ch, steerPackets, s.SpliceExpired, "splice_expired")
 			counter(ch, steerNoSocket, s.NoSocket)
 		}
 	}
@@ -167,6 +169,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		collectQueue(ch, &st.Queues[i])
 	}
 	collectFirewall(ch, &st.Firewall)
+	collectSplice(ch, st.SpliceTable, st.Splice)
 	collectBGP(ch, c.src)
 
 	for _, v := range st.VIPs {

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/xlbproject/xlb/engine"
+	"github.com/xlbproject/xlb/proxy"
 )
 
 // fixed is a Source with a fixed snapshot.
@@ -63,6 +64,21 @@ func afxdpSnapshot() *fixed {
 					{Address: "2001:db8::11", Weight: 1, Packets: 5, Bytes: 450},
 				}},
 			},
+			SpliceTable: &engine.SpliceTableStats{Pairs: 2, Capacity: 32768},
+			Splice: []proxy.VIPStats{{
+				Address: "198.18.100.1", Port: 443, Active: 3, Refused: map[string]uint64{"not_tls": 1, "no_sni": 0},
+				Routes: []proxy.RouteStats{{
+					SNI: "api.example.com", Connections: 10, IdleTimeouts: 1, SplicedResets: 2,
+					Backends: []proxy.BackendStats{{
+						Address: "198.18.0.11", Connections: 10, BytesUp: 517, BytesDown: 4000,
+						SpliceStats: proxy.SpliceStats{
+							Spliced: 7, SplicedActive: 2, SplicedPacketsUp: 100, SplicedPacketsDown: 90,
+							SplicedBytesUp: 150000, SplicedBytesDown: 6000,
+							StayedCopied: map[string]uint64{"closed_first": 2, "splice_table_full": 1},
+						},
+					}},
+				}},
+			}},
 		},
 	}
 }
@@ -95,11 +111,13 @@ xlb_dropped_packets_total{queue="1",reason="no_vip"} 0
 # TYPE xlb_queue_info gauge
 xlb_queue_info{cpu="1",queue="0",zero_copy="false"} 1
 xlb_queue_info{cpu="0",queue="1",zero_copy="true"} 1
-# HELP xlb_steer_packets_total Frames the steering XDP program saw, by verdict: redirected to a worker's socket, passed to the kernel, or malformed (passed).
+# HELP xlb_steer_packets_total Frames the steering XDP program saw, by verdict: redirected to a worker's socket, passed to the kernel, malformed (passed), spliced (a splice VIP's pair the program forwards itself) or splice_expired (such a frame out of TTL, dropped).
 # TYPE xlb_steer_packets_total counter
 xlb_steer_packets_total{verdict="malformed"} 0
 xlb_steer_packets_total{verdict="passed"} 5
 xlb_steer_packets_total{verdict="redirected"} 2006
+xlb_steer_packets_total{verdict="splice_expired"} 0
+xlb_steer_packets_total{verdict="spliced"} 0
 # HELP xlb_flow_table_entries Flows in a worker's flow table.
 # TYPE xlb_flow_table_entries gauge
 xlb_flow_table_entries{queue="0"} 12
@@ -418,4 +436,26 @@ func TestCollectConcurrent(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// TestSpliceMetrics: the splice VIPs' proxy counters, per VIP, route and
+// backend, copied and spliced each way.
+func TestSpliceMetrics(t *testing.T) {
+	compare(t, afxdpSnapshot(), `
+# HELP xlb_splice_spliced_total Connections handed to the datapath once quiescent (splice_table_size).
+# TYPE xlb_splice_spliced_total counter
+xlb_splice_spliced_total{backend="198.18.0.11",route="api.example.com",vip="198.18.100.1:443/tcp"} 7
+# HELP xlb_splice_spliced_bytes_total Bytes of the frames the datapath forwarded for spliced connections that ended, by direction.
+# TYPE xlb_splice_spliced_bytes_total counter
+xlb_splice_spliced_bytes_total{backend="198.18.0.11",direction="backend_to_client",route="api.example.com",vip="198.18.100.1:443/tcp"} 6000
+xlb_splice_spliced_bytes_total{backend="198.18.0.11",direction="client_to_backend",route="api.example.com",vip="198.18.100.1:443/tcp"} 150000
+# HELP xlb_splice_stayed_copied_total Connections that stayed copied by the proxy instead of being handed to the datapath, by reason.
+# TYPE xlb_splice_stayed_copied_total counter
+xlb_splice_stayed_copied_total{backend="198.18.0.11",reason="closed_first",route="api.example.com",vip="198.18.100.1:443/tcp"} 2
+xlb_splice_stayed_copied_total{backend="198.18.0.11",reason="splice_table_full",route="api.example.com",vip="198.18.100.1:443/tcp"} 1
+# HELP xlb_splice_copied_bytes_total Bytes the proxy copied between the client and the backend (TCP payload), by direction.
+# TYPE xlb_splice_copied_bytes_total counter
+xlb_splice_copied_bytes_total{backend="198.18.0.11",direction="backend_to_client",route="api.example.com",vip="198.18.100.1:443/tcp"} 4000
+xlb_splice_copied_bytes_total{backend="198.18.0.11",direction="client_to_backend",route="api.example.com",vip="198.18.100.1:443/tcp"} 517
+`, "xlb_splice_spliced_total", "xlb_splice_spliced_bytes_total", "xlb_splice_stayed_copied_total", "xlb_splice_copied_bytes_total")
 }

@@ -60,7 +60,7 @@
 //
 // AF_XDP mode (mode = "afxdp"):
 //
-//	xlb_steer_packets_total{verdict}                    counter steering program: redirected, passed, malformed (their sum is every frame seen)
+//	xlb_steer_packets_total{verdict}                    counter steering program: redirected, passed, malformed, spliced, splice_expired
 //	xlb_steer_no_socket_packets_total                   counter VIP frames on a queue no worker serves (part of passed)
 //	xlb_queue_info{queue,cpu,zero_copy}                 gauge   1; the worker's CPU and the socket's copy mode
 //	xlb_rx_packets_total{queue}, xlb_rx_bytes_total{queue}   counter frames a worker received and their bytes
@@ -88,4 +88,18 @@
 //	xlb_native_dropped_packets_total{reason}            counter its drops by reason
 //	xlb_native_flow_hits_total                          counter forwarded frames whose backend came from the flow table
 //	xlb_native_events_total{event}                      counter as xlb_events_total: echo_reply, frag_needed_sent, icmp_error_forwarded, icmp_rate_limited
+//
+// Splice VIPs (the proxy; see docs/metrics.md for the label values):
+//
+//	xlb_splice_table_pairs, xlb_splice_table_capacity   gauge   spliced pairs now, splice_table_size
+//	xlb_splice_active_connections{vip}                  gauge   connections the proxy holds
+//	xlb_splice_refused_total{vip,reason}                counter connections reset before a backend
+//	xlb_splice_connections_total{vip,route,backend}     counter connections routed to the backend
+//	xlb_splice_backend_connect_failures_total{vip,route,backend} counter failed backend connections
+//	xlb_splice_copied_bytes_total{vip,route,backend,direction}   counter payload the proxy copied
+//	xlb_splice_spliced_total{vip,route,backend}         counter connections handed to the datapath
+//	xlb_splice_spliced_connections{vip,route,backend}   gauge   connections the datapath forwards now
+//	xlb_splice_spliced_{packets,bytes}_total{vip,route,backend,direction} counter frames the datapath forwarded
+//	xlb_splice_stayed_copied_total{vip,route,backend,reason}     counter connections not handed over, by reason
+//	xlb_splice_route_events_total{vip,route,event}      counter no_backend, idle_timeout, resets
 package metrics

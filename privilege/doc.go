@@ -15,7 +15,10 @@
 //     checks CAP_NET_ADMIN on every such request. A backend added by a
 //     reload, or one whose neighbour entry expired, needs it at any time.
 //     It is also what attaching an XDP program takes, which a capture
-//     program would.
+//     program would, and what TCP_REPAIR takes, which the splice proxy
+//     sets on both sockets of every pair it hands to the datapath. (The
+//     raw sockets that reset a spliced pair's peers are opened at start,
+//     so CAP_NET_RAW goes.)
 //   - CAP_BPF: creating a BPF map or loading a program after setup, which
 //     `xlb capture` will do for its ring buffer (the kernel checks it at
 //     map creation while unprivileged BPF is disabled, the default).

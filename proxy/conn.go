@@ -12,17 +12,28 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xlbproject/xlb/sni"
+	"github.com/xlbproject/xlb/splice"
 )
 
 // conn is one client connection, and once routed, its backend connection.
 type conn struct {
+	p      *Proxy
 	client *net.TCPConn
 
 	mu      sync.Mutex
 	backend *net.TCPConn // nil until connected
 	route   *RouteCounters
+	back    *BackendCounters
 	idle    time.Duration
 	ended   bool
+
+	// Once handed to the datapath (both sockets then in repair mode):
+	spliced   bool
+	slot      splice.Slot
+	pair      splice.Pair
+	splicedAt time.Duration // monotonic
+	unspliced chan struct{} // closed when the entries are removed
+	final     splice.Status // the datapath's counters then
 
 	// Only the sweeper reads and writes these.
 	lastBytes  uint64
@@ -75,7 +86,7 @@ func (s *connSet) abortAll() {
 
 // setBackend records the routed backend connection; false if the
 // connection was ended meanwhile (Close), and be is then reset.
-func (c *conn) setBackend(be *net.TCPConn, route *RouteCounters, idle time.Duration) bool {
+func (c *conn) setBackend(be *net.TCPConn, route *RouteCounters, back *BackendCounters, idle time.Duration) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended {
@@ -83,17 +94,22 @@ func (c *conn) setBackend(be *net.TCPConn, route *RouteCounters, idle time.Durat
 		be.Close()
 		return false
 	}
-	c.backend, c.route, c.idle = be, route, idle
+	c.backend, c.route, c.back, c.idle = be, route, back, idle
 	return true
 }
 
 // end closes both connections, once; reset closes them with SO_LINGER 0,
 // which sends RST instead of FIN and leaves no socket in FIN_WAIT or
-// TIME_WAIT behind.
+// TIME_WAIT behind. A spliced pair is removed from the datapath, and its
+// peers reset (by the resetter: its sockets can say nothing).
 func (c *conn) end(reset bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended {
+		return
+	}
+	if c.spliced {
+		c.p.unsplice(c, reset)
 		return
 	}
 	c.ended = true
@@ -118,7 +134,7 @@ func (p *Proxy) refuse(l *listener, c *conn, r Reason, err error) {
 // serve routes one accepted connection and proxies it until it ends.
 func (p *Proxy) serve(l *listener, client *net.TCPConn) {
 	defer p.serving.Done()
-	c := &conn{client: client}
+	c := &conn{p: p, client: client}
 	if !p.conns.add(c) {
 		client.SetLinger(0)
 		client.Close()
@@ -155,6 +171,9 @@ func (p *Proxy) serve(l *listener, client *net.TCPConn) {
 	}
 	b, bc := rs.cfg.Backends[bi], rs.backends[bi]
 	d := net.Dialer{Timeout: set.ConnectTimeout}
+	if p.handoff != nil {
+		d.Control = clampMSS(client)
+	}
 	bconn, err := d.DialContext(p.ctx, "tcp", netip.AddrPortFrom(b.Address, st.cfg.Port).String())
 	if err != nil {
 		bc.ConnectFailed.Add(1)
@@ -163,7 +182,7 @@ func (p *Proxy) serve(l *listener, client *net.TCPConn) {
 		return
 	}
 	be := bconn.(*net.TCPConn)
-	if !c.setBackend(be, rs.counters, set.IdleTimeout) {
+	if !c.setBackend(be, rs.counters, bc, set.IdleTimeout) {
 		return
 	}
 	client.SetReadDeadline(time.Time{})
@@ -177,12 +196,23 @@ func (p *Proxy) serve(l *listener, client *net.TCPConn) {
 	if _, err := be.Write(buf[:n]); err != nil {
 		c.failed()
 	} else {
-		up, down = c.pipe()
+		up, down = p.pipe(c, n)
 	}
 	up += int64(n)
 	for _, a := range []*activeCounters{&rs.counters.activeCounters, &bc.activeCounters} {
 		a.BytesUp.Add(uint64(up))
 		a.BytesDown.Add(uint64(down))
+	}
+	if c.unspliced == nil {
+		return
+	}
+	<-c.unspliced
+	for _, a := range []*activeCounters{&rs.counters.activeCounters, &bc.activeCounters} {
+		a.Spliced.Add(-1)
+		a.SplicedPacketsUp.Add(c.final.Packets[splice.ClientToBackend])
+		a.SplicedPacketsDown.Add(c.final.Packets[splice.BackendToClient])
+		a.SplicedBytesUp.Add(c.final.Bytes[splice.ClientToBackend])
+		a.SplicedBytesDown.Add(c.final.Bytes[splice.BackendToClient])
 	}
 }
 
@@ -233,31 +263,129 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
-// pipe copies both directions until both have ended, and returns the
-// bytes copied each way.
-func (c *conn) pipe() (up, down int64) {
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		up = c.copy(c.backend, c.client)
-	}()
-	down = c.copy(c.client, c.backend)
-	wg.Wait()
-	c.end(false)
-	return up, down
+// copyEnd is how one direction's copy ended.
+type copyEnd struct {
+	up  bool // client to backend
+	n   int64
+	err error
 }
 
-// copy copies src to dst until src's FIN, which it passes on as dst's
-// (a half-close: the other direction goes on), or an error.
-func (c *conn) copy(dst, src *net.TCPConn) int64 {
-	n, err := io.Copy(dst, src)
-	if err == nil {
-		dst.CloseWrite()
-		return n
+// pipe copies both directions until both have ended, and returns the
+// bytes copied each way. With a Handover it hands the pair to the datapath
+// once it is quiescent: it interrupts both copies (a read deadline in the
+// past: a copy that read bytes has written them when it returns), tries
+// (handover), and on success returns with the copies stopped and the pair
+// spliced; else it resumes the copies.
+func (p *Proxy) pipe(c *conn, hello int) (up, down int64) {
+	done := make(chan copyEnd, 2)
+	start := func(isUp bool) {
+		dst, src := c.client, c.backend
+		if isUp {
+			dst, src = c.backend, c.client
+		}
+		go func() {
+			n, err := io.Copy(dst, src)
+			done <- copyEnd{isUp, n, err}
+		}()
 	}
-	c.failed()
-	return n
+	add := func(e copyEnd) {
+		if e.up {
+			up += e.n
+		} else {
+			down += e.n
+		}
+	}
+	// ended handles a copy that ended by itself: src's FIN, passed on as
+	// dst's (a half-close: the other direction goes on), or an error.
+	ended := func(e copyEnd) {
+		if e.err != nil {
+			c.failed()
+			return
+		}
+		if e.up {
+			c.backend.CloseWrite()
+		} else {
+			c.client.CloseWrite()
+		}
+	}
+	start(true)
+	start(false)
+	running := 2
+
+	var tickC <-chan time.Time
+	var tick *time.Timer
+	watch := quietWatch{hello: uint64(hello)}
+	tries := 0
+	keep := func(k Kept, err error) {
+		c.route.Kept[k].Add(1)
+		c.back.Kept[k].Add(1)
+		if k == HandoverFailed {
+			p.log.Warn("splice hand-over failed; the pair stays copied", "client", addrPort(c.client.RemoteAddr()), "err", err)
+		}
+		tickC = nil
+	}
+	if p.handoff != nil {
+		tick = time.NewTimer(watch.interval(c.client, c.backend))
+		defer tick.Stop()
+		tickC = tick.C
+	}
+	for running > 0 {
+		select {
+		case e := <-done:
+			running--
+			add(e)
+			ended(e)
+			if tickC != nil {
+				keep(ClosedFirst, nil)
+			}
+		case <-tickC:
+			if !watch.idle(c.client, c.backend) {
+				tick.Reset(watch.interval(c.client, c.backend))
+				continue
+			}
+			past := time.Unix(1, 0)
+			c.client.SetReadDeadline(past)
+			c.backend.SetReadDeadline(past)
+			var stopped []bool // directions interrupted, not ended
+			for ; running > 0; running-- {
+				e := <-done
+				add(e)
+				if errors.Is(e.err, os.ErrDeadlineExceeded) {
+					stopped = append(stopped, e.up)
+				} else {
+					ended(e)
+				}
+			}
+			c.client.SetReadDeadline(time.Time{})
+			c.backend.SetReadDeadline(time.Time{})
+			if len(stopped) == 2 {
+				err := p.handover(c)
+				if err == nil {
+					return up, down
+				}
+				var ke *keptError
+				switch {
+				case errors.As(err, &ke):
+					keep(ke.kept, ke.err)
+				case errors.Is(err, errNotQuiet):
+					if tries++; tries >= maxTries {
+						keep(NotQuiescent, err)
+					}
+				}
+			} else {
+				keep(ClosedFirst, nil)
+			}
+			for _, isUp := range stopped {
+				start(isUp)
+				running++
+			}
+			if tickC != nil {
+				tick.Reset(watch.interval(c.client, c.backend))
+			}
+		}
+	}
+	c.end(false)
+	return up, down
 }
 
 // failed ends a pair whose copy failed: a peer reset its connection (the
@@ -322,8 +450,12 @@ func (p *Proxy) sweep() {
 
 func (c *conn) checkIdle(now time.Time) {
 	c.mu.Lock()
-	be, idle, route, ended := c.backend, c.idle, c.route, c.ended
+	be, idle, route, ended, spliced := c.backend, c.idle, c.route, c.ended, c.spliced
 	c.mu.Unlock()
+	if spliced {
+		c.p.checkSpliced(c)
+		return
+	}
 	if be == nil || ended {
 		return
 	}

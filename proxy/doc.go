@@ -36,6 +36,45 @@
 // from the sockets' TCP_INFO byte counters, so the copy stays in the
 // kernel) is reset on both sides.
 //
+// # Phase 2: handing a pair to the datapath
+//
+// With a Handover (AF_XDP mode, splice_table_size > 0; engine.Handover), a
+// routed pair is handed to the steering program once it is quiescent, and
+// from then on every packet of both connections is rewritten and sent out
+// in XDP without reaching either socket (docs/sni-splice-design.md):
+//
+//  1. The pair is watched from its sockets' TCP_INFO, every two RTTs
+//     (10 to 200 ms): once the backend has answered and the client sent
+//     more than its hello (the handshake's end), nothing moved since the
+//     last check and nothing is queued or unacknowledged, both copies are
+//     interrupted (a read deadline in the past; a copy returns only after
+//     writing what it read).
+//  2. Both sockets go into repair mode (TCP_REPAIR, CAP_NET_ADMIN), where
+//     they send nothing, keepalive off. Still quiescent (SIOCINQ, SIOCOUTQ,
+//     tcpi_unacked all 0)? Their sequence numbers, window scales, options
+//     and timestamp clocks are read and the pair inserted into the splice
+//     table (splice.Table.Insert). A segment that reached a socket between
+//     the read and the insert moved its rcv_nxt: the entries are removed.
+//     On any failure both sockets leave repair mode without a window probe
+//     and the copies resume; a pair found busy maxTries times stays copied.
+//  3. Spliced, the sockets stay open in repair mode (the backend socket
+//     holds the 4-tuple's local port) until the sweeper, once a second,
+//     reads the pair's status from the datapath: both FINs seen and 10 s
+//     without a packet, or a reset seen and 1 s without one, and the
+//     entries are removed and the sockets closed, which in repair mode
+//     sends nothing. A pair idle for idle_timeout, and every pair when the
+//     proxy closes, is first reset on both sides by a raw socket (opened
+//     at start, while xlb holds CAP_NET_RAW), each at the sequence number
+//     its peer last acknowledged.
+//
+// A pair that stays copied is counted by why (Kept): closed_first,
+// not_quiescent, splice_table_full, options_mismatch (timestamps on one
+// connection only), other_interface (a peer the kernel reaches through an
+// interface the datapath does not attach to), no_neighbor,
+// handover_failed (logged). With a Handover the backend connection
+// announces the client connection's MSS, so that the backend's segments
+// fit the client's path once they reach it unchanged.
+//
 // # Reload and shutdown
 //
 // Prepare builds the next configuration's tables and opens the listeners
@@ -49,8 +88,11 @@
 // # Counters
 //
 // Per VIP: active connections and refusals by reason. Per route and per
-// backend: connections, active connections, bytes each way (added when a
-// connection ends), connect failures, idle timeouts and resets passed on.
+// backend: connections, active connections, bytes copied each way (added
+// when a connection ends), connect failures, idle timeouts and resets
+// passed on; spliced connections (in all and now), the packets and bytes
+// the datapath forwarded for them each way (added when they end), and the
+// connections that stayed copied by reason.
 // Counters of a route (its pattern) and backend (its address) survive
 // reloads that keep them.
 package proxy

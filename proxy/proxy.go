@@ -30,6 +30,9 @@ type Proxy struct {
 	cancel context.CancelFunc
 	health *health.Checker
 
+	handoff *Handover // nil: phase 1 only, every pair stays copied
+	rst     *resetter // with handoff
+
 	mu        sync.Mutex // guards what follows
 	vips      []*listener
 	routeCtrs map[routeKey]*RouteCounters
@@ -79,9 +82,19 @@ type routeState struct {
 }
 
 // New returns a proxy serving nothing; Prepare and Commit give it VIPs.
-func New(log *slog.Logger) *Proxy {
+// With a Handover (h not nil), it hands quiescent pairs to the datapath.
+func New(log *slog.Logger, h *Handover) (*Proxy, error) {
+	var rst *resetter
+	if h != nil {
+		var err error
+		if rst, err = newResetter(); err != nil {
+			return nil, err
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Proxy{
+		handoff:    h,
+		rst:        rst,
 		log:        log,
 		ctx:        ctx,
 		cancel:     cancel,
@@ -95,12 +108,15 @@ func New(log *slog.Logger) *Proxy {
 	p.serving.Add(2)
 	go p.sweep()
 	go p.healthLoop()
-	return p
+	return p, nil
 }
 
-// Start returns a proxy serving the splice VIPs of cfg.
-func Start(cfg *config.Config, log *slog.Logger) (*Proxy, error) {
-	p := New(log)
+// Start returns a proxy serving the splice VIPs of cfg (see New for h).
+func Start(cfg *config.Config, log *slog.Logger, h *Handover) (*Proxy, error) {
+	p, err := New(log, h)
+	if err != nil {
+		return nil, err
+	}
 	pd, err := p.Prepare(cfg)
 	if err != nil {
 		p.Close()
@@ -352,6 +368,9 @@ func (p *Proxy) Close() error {
 	}
 	p.conns.abortAll()
 	p.serving.Wait()
+	if p.rst != nil {
+		p.rst.close()
+	}
 	return nil
 }
 

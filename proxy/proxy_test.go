@@ -100,7 +100,7 @@ func fastSettings() config.SpliceSettings {
 
 func startProxy(t *testing.T, cfg *config.Config) *Proxy {
 	t.Helper()
-	p, err := Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p, err := Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,8 +40,19 @@ func (r Reason) String() string {
 type activeCounters struct {
 	Connections atomic.Uint64 // proxied (connected to a backend)
 	Active      atomic.Int64
-	BytesUp     atomic.Uint64 // client to backend, added when a connection ends
-	BytesDown   atomic.Uint64 // backend to client, likewise
+	BytesUp     atomic.Uint64 // copied client to backend, added when a connection ends
+	BytesDown   atomic.Uint64 // copied backend to client, likewise
+
+	// Phase 2: pairs handed to the datapath, and why the others stayed
+	// copied. Packets and bytes (whole frames) the datapath forwarded are
+	// added when a spliced pair ends.
+	SplicedConns       atomic.Uint64
+	Spliced            atomic.Int64 // spliced now
+	SplicedPacketsUp   atomic.Uint64
+	SplicedPacketsDown atomic.Uint64
+	SplicedBytesUp     atomic.Uint64
+	SplicedBytesDown   atomic.Uint64
+	Kept               [numKept]atomic.Uint64
 }
 
 // RouteCounters are one route's counters.
@@ -52,6 +63,7 @@ type RouteCounters struct {
 	IdleTimeouts  atomic.Uint64 // pairs reset after idle_timeout
 	ClientResets  atomic.Uint64 // clients that reset: the backend was reset too
 	BackendResets atomic.Uint64 // backends that reset: the client was reset too
+	SplicedResets atomic.Uint64 // spliced pairs a peer reset (the datapath passed the reset on)
 }
 
 // BackendCounters are one route backend's counters.
@@ -69,19 +81,47 @@ type VIPStats struct {
 	Routes  []RouteStats      `json:"routes"`
 }
 
+// SpliceStats are the phase 2 counters of a route or a backend.
+type SpliceStats struct {
+	Spliced            uint64 `json:"spliced"`        // connections handed to the datapath
+	SplicedActive      int64  `json:"spliced_active"` // spliced now
+	SplicedPacketsUp   uint64 `json:"spliced_packets_up"`
+	SplicedPacketsDown uint64 `json:"spliced_packets_down"`
+	SplicedBytesUp     uint64 `json:"spliced_bytes_up"` // frames the datapath forwarded, client to backend
+	SplicedBytesDown   uint64 `json:"spliced_bytes_down"`
+	// StayedCopied counts the connections that were not handed over, by
+	// reason (Kept).
+	StayedCopied map[string]uint64 `json:"stayed_copied"`
+}
+
+func (a *activeCounters) spliceStats() SpliceStats {
+	s := SpliceStats{
+		Spliced: a.SplicedConns.Load(), SplicedActive: a.Spliced.Load(),
+		SplicedPacketsUp: a.SplicedPacketsUp.Load(), SplicedPacketsDown: a.SplicedPacketsDown.Load(),
+		SplicedBytesUp: a.SplicedBytesUp.Load(), SplicedBytesDown: a.SplicedBytesDown.Load(),
+		StayedCopied: make(map[string]uint64, numKept),
+	}
+	for k := range numKept {
+		s.StayedCopied[k.String()] = a.Kept[k].Load()
+	}
+	return s
+}
+
 // RouteStats are one route's counters.
 type RouteStats struct {
-	SNI           string         `json:"sni"` // the pattern, or "default"
-	Connections   uint64         `json:"connections"`
-	Active        int64          `json:"active"`
-	BytesUp       uint64         `json:"bytes_up"`   // client to backend
-	BytesDown     uint64         `json:"bytes_down"` // backend to client
-	NoBackend     uint64         `json:"no_backend"`
-	ConnectFailed uint64         `json:"backend_connect_failed"`
-	IdleTimeouts  uint64         `json:"idle_timeouts"`
-	ClientResets  uint64         `json:"client_resets"`
-	BackendResets uint64         `json:"backend_resets"`
-	Backends      []BackendStats `json:"backends"`
+	SNI           string `json:"sni"` // the pattern, or "default"
+	Connections   uint64 `json:"connections"`
+	Active        int64  `json:"active"`
+	BytesUp       uint64 `json:"bytes_up"`   // client to backend
+	BytesDown     uint64 `json:"bytes_down"` // backend to client
+	NoBackend     uint64 `json:"no_backend"`
+	ConnectFailed uint64 `json:"backend_connect_failed"`
+	IdleTimeouts  uint64 `json:"idle_timeouts"`
+	ClientResets  uint64 `json:"client_resets"`
+	BackendResets uint64 `json:"backend_resets"`
+	SplicedResets uint64 `json:"spliced_resets"`
+	SpliceStats
+	Backends []BackendStats `json:"backends"`
 }
 
 // BackendStats are one route backend's counters.
@@ -97,6 +137,7 @@ type BackendStats struct {
 	BytesUp       uint64 `json:"bytes_up"`
 	BytesDown     uint64 `json:"bytes_down"`
 	ConnectFailed uint64 `json:"connect_failed"`
+	SpliceStats
 }
 
 // Stats reads the counters of every splice VIP, in the config's order.
@@ -122,6 +163,7 @@ func (p *Proxy) Stats() []VIPStats {
 				BytesUp: c.BytesUp.Load(), BytesDown: c.BytesDown.Load(),
 				NoBackend: c.NoBackend.Load(), ConnectFailed: c.ConnectFailed.Load(), IdleTimeouts: c.IdleTimeouts.Load(),
 				ClientResets: c.ClientResets.Load(), BackendResets: c.BackendResets.Load(),
+				SplicedResets: c.SplicedResets.Load(), SpliceStats: c.spliceStats(),
 			}
 			for j, b := range rs.cfg.Backends {
 				bc := rs.backends[j]
@@ -129,6 +171,7 @@ func (p *Proxy) Stats() []VIPStats {
 					Address: b.Address.String(), Weight: b.Weight, State: b.State,
 					Connections: bc.Connections.Load(), Active: bc.Active.Load(),
 					BytesUp: bc.BytesUp.Load(), BytesDown: bc.BytesDown.Load(), ConnectFailed: bc.ConnectFailed.Load(),
+					SpliceStats: bc.spliceStats(),
 				}
 				if s, ok := checks[healthID(st.cfg, rs.cfg, b)]; ok {
 					bs.Health, bs.HealthError = s.State.String(), s.LastError

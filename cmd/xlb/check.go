@@ -34,6 +34,15 @@ func checkSocket(cfg *config.Config) error {
 	return nil
 }
 
+func hasSplice(cfg *config.Config) bool {
+	for _, v := range cfg.VIPs {
+		if v.Forward == config.Splice {
+			return true
+		}
+	}
+	return false
+}
+
 // printPlan prints the plan as xlb run would apply it, defaults resolved.
 func printPlan(w io.Writer, cfg *config.Config) {
 	dp := cfg.Datapath
@@ -74,6 +83,13 @@ func printPlan(w io.Writer, cfg *config.Config) {
 		fmt.Fprintln(w, "icmp sent by the balancer: no rate limit")
 	} else {
 		fmt.Fprintf(w, "icmp sent by the balancer: at most %d/s per %s, burst %d\n", dp.ICMPRateLimit, per, dp.ICMPRateBurst)
+	}
+	if !native && hasSplice(cfg) {
+		if dp.SpliceTableSize == 0 {
+			fmt.Fprintln(w, "splice table: 0 (disabled): the proxy copies every connection of the splice VIPs")
+		} else {
+			fmt.Fprintf(w, "splice table: %d connection pairs handed to the steering program once quiescent; beyond that copied\n", dp.SpliceTableSize)
+		}
 	}
 	fmt.Fprintf(w, "control socket: %s\n", cfg.Control.Socket)
 	for _, v := range cfg.VIPs {

@@ -407,6 +407,9 @@ func TestBadConfig(t *testing.T) {
 		{"unknown key", good(func(s string) string { return strings.Replace(s, "queues = [0]", "queues = [0]\nqueus = [1]", 1) }), ":4: datapath.queus"},
 		{"bad address", good(func(s string) string { return strings.Replace(s, `"198.18.0.12"`, `"198.18.0.300"`, 1) }), ":19: vip[0].backend[1].address"},
 		{"missing backend", "[datapath]\ninterface = \"lo\"\n\n[[vip]]\naddress = \"198.18.100.1\"\nport = 80\n", ":4: vip[0]"},
+		{"splice table too large", good(func(s string) string {
+			return strings.Replace(s, "queues = [0]", "queues = [0]\nsplice_table_size = 2000000", 1)
+		}), ":4: datapath.splice_table_size: splice table size out of range: 2000000 (must be 0..1048576)"},
 		{"port out of range", good(func(s string) string { return strings.Replace(s, "port = 80", "port = 65536", 1) }), ":10: vip[0].port"},
 		{"negative port", good(func(s string) string { return strings.Replace(s, "port = 80", "port = -1", 1) }), ":10: vip[0].port"},
 		{"unknown interface", good(func(s string) string { return strings.Replace(s, `interface = "eth0"`, `interface = "xlbnosuch0"`, 1) }), ":2: datapath.interface"},

@@ -12,6 +12,7 @@ import (
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/engine"
 	"github.com/xlbproject/xlb/metrics"
+	"github.com/xlbproject/xlb/proxy"
 )
 
 // metricsShutdown bounds how long `xlb run` waits for scrapes in flight
@@ -44,22 +45,28 @@ func checkMetrics(cfg *config.Config) error {
 // metricsSource is what the endpoint reads from `xlb run`.
 type metricsSource struct {
 	eng     *engine.Engine
+	px      *proxy.Proxy
 	spk     *speaker
 	reloads *metrics.Reloads
 	build   metrics.Build
 }
 
-func newMetricsSource(eng *engine.Engine, spk *speaker, reloads *metrics.Reloads) *metricsSource {
+func newMetricsSource(eng *engine.Engine, px *proxy.Proxy, spk *speaker, reloads *metrics.Reloads) *metricsSource {
 	bi, _ := debug.ReadBuildInfo()
 	v := versionOf(bi, "")
 	rev := v.Commit
 	if rev != "" && v.Modified {
 		rev += "-modified"
 	}
-	return &metricsSource{eng: eng, spk: spk, reloads: reloads, build: metrics.Build{Version: v.Version, Revision: rev, GoVersion: v.Go}}
+	return &metricsSource{eng: eng, px: px, spk: spk, reloads: reloads, build: metrics.Build{Version: v.Version, Revision: rev, GoVersion: v.Go}}
 }
 
-func (s *metricsSource) Stats() engine.Stats           { return s.eng.Stats() }
+// Stats: the datapath's, and the splice VIPs' proxy's.
+func (s *metricsSource) Stats() engine.Stats {
+	st := s.eng.Stats()
+	st.Splice = s.px.Stats()
+	return st
+}
 func (s *metricsSource) Reloads() metrics.ReloadStatus { return s.reloads.Status() }
 func (s *metricsSource) Build() metrics.Build          { return s.build }
 

@@ -53,7 +53,7 @@ func cmdRun(e *env, args []string) int {
 	}
 	// The splice VIPs' proxy listens before capabilities are dropped: a
 	// VIP port below 1024 needs CAP_NET_BIND_SERVICE.
-	px, err := proxy.Start(cfg, log)
+	px, err := proxy.Start(cfg, log, eng.Handover())
 	if err != nil {
 		log.Error("start splice proxy", "err", err)
 		if cerr := eng.Close(); cerr != nil {
@@ -174,7 +174,7 @@ func cmdRun(e *env, args []string) int {
 	}
 	var msrv *metrics.Server
 	if cfg.Metrics.Listen != "" {
-		if msrv, err = metrics.Listen(metricsOptions(cfg), newMetricsSource(eng, spk, &reloads), log); err != nil {
+		if msrv, err = metrics.Listen(metricsOptions(cfg), newMetricsSource(eng, px, spk, &reloads), log); err != nil {
 			log.Error("metrics endpoint", "err", err)
 			if cerr := srv.Close(); cerr != nil {
 				log.Error("close control socket", "err", cerr)

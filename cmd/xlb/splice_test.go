@@ -6,11 +6,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -254,7 +256,8 @@ func lbSockets(t *testing.T, l *lbLab) []string {
 // counted; 100 MB each way through one connection arrive intact; the
 // steering program leaves the splice VIPs' packets to the kernel; 1,000
 // short connections leave no fd in xlb (but the Go runtime's cache of
-// splice pipes, see xlbFDs) and no socket on the balancer.
+// splice pipes, see xlbFDs), no socket on the balancer and no pair in the
+// splice table (on by default: the phase 1 cases hold with it).
 func TestSpliceRoutesTLS(t *testing.T) {
 	testenv.Tool(t, "openssl")
 	testenv.Tool(t, "curl")
@@ -274,6 +277,10 @@ func TestSpliceRoutesTLS(t *testing.T) {
 	}
 	if err := l.lb.Run(ctx, "ip", "address", "add", labVIP.String()+"/32", "dev", "lo"); err != nil {
 		t.Fatal(err)
+	}
+	out, err = l.lb.Command(ctx, xlbBin, "check", "-c", file).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "splice table: 32768 connection pairs handed to the steering program once quiescent") {
+		t.Fatalf("xlb check with the VIP on the balancer: %v: %s", err, out)
 	}
 	startTLSBackends(t, l)
 	// A Go TLS echo server on be1:8443 for the large transfer.
@@ -376,13 +383,14 @@ func TestSpliceRoutesTLS(t *testing.T) {
 	for {
 		now, pipes := xlbFDs(t, l)
 		left := lbSockets(t, l)
-		if len(now) <= len(fds) && len(left) == 0 {
+		table := stats(t, l).SpliceTable
+		if len(now) <= len(fds) && len(left) == 0 && table != nil && table.Pairs == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 1000 connections: xlb has %d fds besides its splice pipe cache (was %d); sockets left: %v\n"+
+			t.Fatalf("after 1000 connections: splice table %+v; xlb has %d fds besides its splice pipe cache (was %d); sockets left: %v\n"+
 				"fds now:\n\t%s\nfds before:\n\t%s\nsplice pipe cache now:\n\t%s",
-				len(now), len(fds), left, strings.Join(now, "\n\t"), strings.Join(fds, "\n\t"), strings.Join(pipes, "\n\t"))
+				table, len(now), len(fds), left, strings.Join(now, "\n\t"), strings.Join(fds, "\n\t"), strings.Join(pipes, "\n\t"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -479,4 +487,330 @@ func TestLookupSplice(t *testing.T) {
 			t.Errorf("xlb lookup %q: exit %d: %q; want exit %d and %q", tt.args, code, got, tt.code, tt.want)
 		}
 	}
+}
+
+// spliceRoute is the stats of the 8443 VIP's route (big.example.com to be1).
+func spliceRoute(t *testing.T, l *lbLab) proxy.RouteStats {
+	t.Helper()
+	st := spliceStats(t, l)
+	if len(st) != 2 {
+		t.Fatalf("splice stats: %+v", st)
+	}
+	return st[1].Routes[0]
+}
+
+// waitRoute polls the 8443 route's stats until ok says yes (bounded).
+func waitRoute(t *testing.T, l *lbLab, what string, ok func(proxy.RouteStats) bool) proxy.RouteStats {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := spliceRoute(t, l)
+		if ok(r) {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: route stats %+v", what, r)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// tlsTo connects from the client to the 8443 VIP as big.example.com and
+// completes the handshake (be1's echo server answers).
+func tlsTo(t *testing.T, l *lbLab) *tls.Conn {
+	t.Helper()
+	return tlsAs(t, l, 8443, "big.example.com")
+}
+
+// tlsAs connects from the client to the VIP's port as name and completes
+// the handshake.
+func tlsAs(t *testing.T, l *lbLab, port int, name string) *tls.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	raw, err := l.client.Dial(ctx, "tcp", net.JoinHostPort(labVIP.String(), strconv.Itoa(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tls.Client(raw, &tls.Config{ServerName: name, InsecureSkipVerify: true})
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(3 * time.Minute))
+	if err := c.HandshakeContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// socketCounters returns `ss -tinH` of the balancer's sockets on port 8443
+// other than the listener: what each has received (bytes_received,
+// segs_in), one line per socket.
+func socketCounters(t *testing.T, l *lbLab) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := l.lb.Command(ctx, "ss", "-tinH", "state", "established", "( sport = :8443 or dport = :8443 )").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss: %v: %s", err, out)
+	}
+	var socks []string
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for i := 0; i+1 < len(lines); i += 2 {
+		var got []string
+		for f := range strings.FieldsSeq(lines[i+1]) {
+			if strings.HasPrefix(f, "bytes_received:") || strings.HasPrefix(f, "segs_in:") {
+				got = append(got, f)
+			}
+		}
+		socks = append(socks, strings.Join(strings.Fields(lines[i])[2:], " ")+" "+strings.Join(got, " "))
+	}
+	return socks
+}
+
+// TestSpliceHandover runs xlb with splice_table_size = 2: a connection that
+// goes quiet after its TLS handshake is handed to the datapath, and 100 MB
+// each way then go through it intact while neither of xlb's two sockets
+// receives another segment, and the splice counters account for the
+// packets; with the table full a third connection stays copied, counted,
+// and works; a reset and a close from the client end spliced pairs, so do
+// a reset and a close from the backend, and idle_timeout (xlb resets both
+// peers), and nothing is left behind (no pair, socket or fd); a backend
+// without TCP timestamps stays copied (options_mismatch) and works;
+// stopping xlb resets both peers of a spliced pair.
+func TestSpliceHandover(t *testing.T) {
+	testenv.Tool(t, "ss")
+	l, logw := labForTest(t, func(dir string) (*lbLab, error) {
+		return newLBLab(fmt.Sprintf("xlbh%d", os.Getpid()%100000), xlbBin, dir)
+	})
+	if err := l.lb.Run(context.Background(), "ip", "address", "add", labVIP.String()+"/32", "dev", "lo"); err != nil {
+		t.Fatal(err)
+	}
+	startTLSEcho(t, l, 8443)
+	backendEnds := startTLSCommands(t, l, 443)
+	cfg := strings.Replace(spliceConfig(l.socketPath(), false), "queues = [0]\n", "queues = [0]\nsplice_table_size = 2\n", 1)
+	cfg = strings.Replace(cfg, "hello_timeout = \"500ms\"\n", "hello_timeout = \"500ms\"\nidle_timeout = \"2s\"\n", 1)
+	if err := l.startXLB(cfg, logw); err != nil {
+		t.Fatal(err)
+	}
+	fds, _ := xlbFDs(t, l)
+
+	// The big one: handshake, pause until spliced, then 100 MB each way.
+	c := tlsTo(t, l)
+	waitRoute(t, l, "first connection spliced", func(r proxy.RouteStats) bool { return r.SplicedActive == 1 })
+	before := socketCounters(t, l)
+	if len(before) != 2 {
+		t.Fatalf("xlb's sockets of the spliced pair: %q", before)
+	}
+	if err := lab.EchoRoundTrip(c, c, 100<<20); err != nil {
+		t.Fatal(err)
+	}
+	if after := socketCounters(t, l); !slices.Equal(before, after) {
+		t.Errorf("xlb's sockets received segments after the splice:\nbefore %q\nafter  %q", before, after)
+	}
+	t.Log("100 MB each way through a spliced connection arrived intact; xlb's sockets received nothing")
+
+	// The table holds two pairs: a second is spliced, a third stays copied
+	// and works all the same.
+	c2 := tlsTo(t, l)
+	waitRoute(t, l, "second connection spliced", func(r proxy.RouteStats) bool { return r.SplicedActive == 2 })
+	c3 := tlsTo(t, l)
+	waitRoute(t, l, "third connection copied", func(r proxy.RouteStats) bool { return r.StayedCopied["splice_table_full"] == 1 })
+	for i, cc := range []*tls.Conn{c2, c3} {
+		msg := []byte("hello " + strconv.Itoa(i))
+		if _, err := cc.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(cc, got); err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("connection %d: echo %q, %v", i+2, got, err)
+		}
+	}
+
+	// A reset from the client ends its spliced pair (after a 1 s grace); a
+	// close from both sides too (after 10 s); the copied one as in phase 1.
+	raw := c2.NetConn().(*net.TCPConn)
+	raw.SetLinger(0)
+	raw.Close()
+	c.Close()
+	c3.Close()
+	r := waitRoute(t, l, "every pair ended", func(r proxy.RouteStats) bool { return r.Active == 0 && r.SplicedActive == 0 })
+	if r.Spliced != 2 || r.SplicedResets != 1 || r.SplicedPacketsUp < 100<<20/1500 || r.SplicedPacketsDown < 100<<20/1500 ||
+		r.SplicedBytesUp < 100<<20 || r.SplicedBytesDown < 100<<20 {
+		t.Errorf("route after the pairs ended: %+v", r)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		now, pipes := xlbFDs(t, l)
+		left := lbSockets(t, l)
+		if len(now) <= len(fds) && len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("xlb has %d fds besides its splice pipe cache (was %d); sockets left: %v\nfds now:\n\t%s\nsplice pipe cache now:\n\t%s",
+				len(now), len(fds), left, strings.Join(now, "\n\t"), strings.Join(pipes, "\n\t"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// On the 443 VIP (api.example.com to be1, idle_timeout 2s), whose
+	// backend obeys commands: the backend closes, the backend resets, and
+	// the pair idles out (xlb resets both peers itself).
+	apiRoute := func() proxy.RouteStats { return spliceStats(t, l)[0].Routes[0] }
+	// api connects as api.example.com and waits until the pair is spliced.
+	api := func() *tls.Conn {
+		spliced := apiRoute().Spliced
+		c := tlsAs(t, l, 443, "api.example.com")
+		deadline := time.Now().Add(30 * time.Second)
+		for apiRoute().Spliced == spliced {
+			if time.Now().After(deadline) {
+				t.Fatalf("api connection not spliced: %+v", apiRoute())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return c
+	}
+	// cleared waits until no pair is left in the table or the proxy.
+	cleared := func(what string) {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			st := stats(t, l)
+			if st.SpliceTable != nil && st.SpliceTable.Pairs == 0 && st.Splice[0].Routes[0].Active == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: pairs left: table %+v, api route %+v", what, st.SpliceTable, st.Splice[0].Routes[0])
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	readEnd := func(c *tls.Conn) error {
+		_, err := io.ReadAll(c)
+		return err
+	}
+	c = api()
+	if _, err := c.Write([]byte("reset\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := readEnd(c); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("backend reset: the client read %v, want a reset", err)
+	}
+	if err := <-backendEnds; err != nil {
+		t.Errorf("backend reset: %v", err)
+	}
+	cleared("after the backend's reset")
+	c = api()
+	start := time.Now()
+	if err := readEnd(c); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("idle spliced pair: the client read %v after %v, want a reset", err, time.Since(start))
+	}
+	if err := <-backendEnds; !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("idle spliced pair: the backend read %v, want a reset", err)
+	}
+	cleared("after the idle timeout")
+	c = api()
+	if _, err := c.Write([]byte("close\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := readEnd(c); err != nil {
+		t.Errorf("backend close: the client read %v, want the end", err)
+	}
+	c.NetConn().(*net.TCPConn).CloseWrite() // a FIN, no close_notify the backend would answer with a reset
+	if err := <-backendEnds; err != nil {
+		t.Errorf("backend close: %v", err)
+	}
+	cleared("after both closed")
+	if r := apiRoute(); r.Spliced != 3 || r.SplicedResets != 1 || r.IdleTimeouts != 1 || r.StayedCopied["splice_table_full"] != 0 {
+		t.Errorf("api route: %+v", r)
+	}
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		now, pipes := xlbFDs(t, l)
+		left := lbSockets(t, l)
+		if len(now) <= len(fds) && len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("xlb has %d fds besides its splice pipe cache (was %d); sockets left: %v\nfds now:\n\t%s\nsplice pipe cache now:\n\t%s",
+				len(now), len(fds), left, strings.Join(now, "\n\t"), strings.Join(pipes, "\n\t"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	text := runXLB(t, l.lb, "stats", "--socket", l.socketPath())
+	t.Logf("xlb stats:\n%s", text)
+
+	// A backend without TCP timestamps: the pair stays copied, counted,
+	// and works.
+	if err := l.backends[0].Sysctl("net.ipv4.tcp_timestamps", "0"); err != nil {
+		t.Fatal(err)
+	}
+	c = tlsAs(t, l, 443, "api.example.com")
+	deadline = time.Now().Add(30 * time.Second)
+	for apiRoute().StayedCopied["options_mismatch"] != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("backend without timestamps: %+v", apiRoute())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := c.Write([]byte("close\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := readEnd(c); err != nil {
+		t.Errorf("copied pair: the client read %v, want the end", err)
+	}
+	if err := <-backendEnds; err != nil {
+		t.Errorf("copied pair: %v", err)
+	}
+	if err := l.backends[0].Sysctl("net.ipv4.tcp_timestamps", "1"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Stopping xlb resets both peers of a spliced pair.
+	c = api()
+	if err := l.stopXLB(); err != nil {
+		t.Fatal(err)
+	}
+	if err := readEnd(c); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("xlb stopped: the client read %v, want a reset", err)
+	}
+	if err := <-backendEnds; !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("xlb stopped: the backend read %v, want a reset", err)
+	}
+}
+
+// startTLSCommands runs a Go TLS server on be1's port that obeys one line
+// from each connection: "close" (it closes), "reset" (it resets), and
+// reports on the returned channel how each connection ended (nil after a
+// close or a clean end of the client's, else the read error).
+func startTLSCommands(t *testing.T, l *lbLab, port uint16) <-chan error {
+	t.Helper()
+	ln, err := l.backends[0].Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(int(port))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := lab.SelfSigned("be1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends := make(chan error, 16)
+	wait := lab.Serve(tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}}), func(c net.Conn) {
+		tc := c.(*tls.Conn)
+		tc.SetDeadline(time.Now().Add(time.Minute))
+		line := make([]byte, 6)
+		n, err := io.ReadFull(tc, line)
+		switch {
+		case err != nil && n == 0:
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			ends <- err
+		case string(line) == "reset\n":
+			tcp := tc.NetConn().(*net.TCPConn)
+			tcp.SetLinger(0)
+			tcp.Close() // a reset alone, no close_notify before it
+			ends <- nil
+		default: // "close\n"
+			ends <- nil
+		}
+	})
+	t.Cleanup(func() { ln.Close(); wait() })
+	return ends
 }

@@ -81,7 +81,8 @@ func printStats(w io.Writer, st engine.Stats) {
 			"icmp_error_forwarded": n.ICMPErrors, "icmp_rate_limited": n.ICMPRateLimited})
 	} else {
 		s := st.Steer
-		fmt.Fprintf(w, "steering: seen %d  redirected %d  passed %d  malformed %d  no_socket %d\n", s.Seen, s.Redirected, s.Passed, s.Malformed, s.NoSocket)
+		fmt.Fprintf(w, "steering: seen %d  redirected %d  passed %d  malformed %d  no_socket %d  spliced %d  splice_expired %d\n",
+			s.Seen, s.Redirected, s.Passed, s.Malformed, s.NoSocket, s.Spliced, s.SpliceExpired)
 	}
 	if st.SteerErr != "" {
 		fmt.Fprintf(w, "  steering counters unreadable: %s\n", st.SteerErr)
@@ -129,6 +130,9 @@ func printStats(w io.Writer, st engine.Stats) {
 			fmt.Fprintln(w)
 		}
 	}
+	if t := st.SpliceTable; t != nil {
+		fmt.Fprintf(w, "splice table: %d of %d pairs\n", t.Pairs, t.Capacity)
+	}
 	printSplice(w, st.Splice)
 }
 
@@ -138,8 +142,9 @@ func printSplice(w io.Writer, vips []proxy.VIPStats) {
 		fmt.Fprintf(w, "splice vip %s  active %d\n", net.JoinHostPort(v.Address, strconv.Itoa(int(v.Port))), v.Active)
 		printCounters(w, "  refused:", v.Refused)
 		for _, r := range v.Routes {
-			fmt.Fprintf(w, "  route %-24s connections %d  active %d  bytes up %d  down %d  no_backend %d  backend_connect_failed %d  idle_timeouts %d  client_resets %d  backend_resets %d\n",
-				r.SNI, r.Connections, r.Active, r.BytesUp, r.BytesDown, r.NoBackend, r.ConnectFailed, r.IdleTimeouts, r.ClientResets, r.BackendResets)
+			fmt.Fprintf(w, "  route %-24s connections %d  active %d  bytes up %d  down %d  no_backend %d  backend_connect_failed %d  idle_timeouts %d  client_resets %d  backend_resets %d  spliced_resets %d\n",
+				r.SNI, r.Connections, r.Active, r.BytesUp, r.BytesDown, r.NoBackend, r.ConnectFailed, r.IdleTimeouts, r.ClientResets, r.BackendResets, r.SplicedResets)
+			printSpliced(w, "    ", r.SpliceStats)
 			for _, b := range r.Backends {
 				fmt.Fprintf(w, "    backend %-16s weight %-5d state %-6s connections %d  active %d  bytes up %d  down %d  connect_failed %d",
 					b.Address, b.Weight, b.State, b.Connections, b.Active, b.BytesUp, b.BytesDown, b.ConnectFailed)
@@ -150,9 +155,17 @@ func printSplice(w io.Writer, vips []proxy.VIPStats) {
 					}
 				}
 				fmt.Fprintln(w)
+				printSpliced(w, "      ", b.SpliceStats)
 			}
 		}
 	}
+}
+
+// printSpliced prints a route's or backend's phase 2 counters.
+func printSpliced(w io.Writer, indent string, s proxy.SpliceStats) {
+	fmt.Fprintf(w, "%sspliced %d  now %d  packets up %d  down %d  bytes up %d  down %d\n", indent,
+		s.Spliced, s.SplicedActive, s.SplicedPacketsUp, s.SplicedPacketsDown, s.SplicedBytesUp, s.SplicedBytesDown)
+	printCounters(w, indent+"stayed copied:", s.StayedCopied)
 }
 
 // seconds prints a duration in seconds the way time.Duration does, to three
