@@ -8,7 +8,10 @@
 // created, not when its file descriptor is used later: a worker polls and
 // kicks its socket, a reload writes BPF maps through their descriptors, the
 // bpf_link goes away when its descriptor is closed, and health checks are
-// ordinary TCP and HTTP clients. Drop therefore keeps only Kept:
+// ordinary TCP and HTTP clients. CAP_BPF goes too: every map, the native
+// capture's ring buffer and the splice table included, is created at load
+// and used later only through its descriptor or memory mapping. Drop
+// therefore keeps only Kept:
 //
 //   - CAP_NET_ADMIN: the next-hop resolver asks the kernel to resolve a
 //     backend's neighbour entry (RTM_NEWNEIGH with NTF_USE), and rtnetlink
@@ -16,15 +19,10 @@
 //     reload, or one whose neighbour entry expired, needs it at any time.
 //     It is also what attaching an XDP program takes, which a capture
 //     program would, and what TCP_REPAIR takes, which the splice proxy
-//     sets on both sockets of every pair it hands to the datapath. (The
-//     raw sockets that reset a spliced pair's peers are opened at start,
-//     so CAP_NET_RAW goes.)
-//   - CAP_BPF: creating a BPF map or loading a program after setup, which
-//     `xlb capture` will do for its ring buffer (the kernel checks it at
-//     map creation while unprivileged BPF is disabled, the default).
-//     Nothing xlb does today needs it after setup: every test passes
-//     without it, while without CAP_NET_ADMIN a backend added by a reload
-//     never gets a next hop (TestLeastPrivilege in cmd/xlb).
+//     sets on both sockets of every pair it hands to the datapath. Without
+//     it a backend added by a reload never gets a next hop
+//     (TestLeastPrivilege in cmd/xlb). (The raw sockets that reset a
+//     spliced pair's peers are opened at start, so CAP_NET_RAW goes.)
 //   - CAP_NET_BIND_SERVICE: the splice proxy listens on each splice VIP's
 //     port, and a reload may add one below 1024 (443 above all), which the
 //     kernel allows only with it (net.ipv4.ip_unprivileged_port_start).

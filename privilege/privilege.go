@@ -11,7 +11,7 @@ import (
 
 // Kept is what Drop leaves in the permitted and effective sets (the package
 // doc says why each is needed).
-var Kept = []cap.Value{cap.NET_ADMIN, cap.BPF, cap.NET_BIND_SERVICE}
+var Kept = []cap.Value{cap.NET_ADMIN, cap.NET_BIND_SERVICE}
 
 // Drop reduces every thread of the process to Kept: permitted and effective
 // sets to Kept (or less, when the process never held one of them), the
