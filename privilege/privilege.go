@@ -82,7 +82,7 @@ func dropTo(keep []cap.Value) error {
 }
 
 // Current describes the calling thread's capability sets in libcap's text
-// form ("cap_net_admin,cap_bpf=ep"; "=" is none), for the log.
+// form ("cap_net_bind_service,cap_net_admin=ep"; "=" is none), for the log.
 func Current() string {
 	return cap.GetProc().String()
 }

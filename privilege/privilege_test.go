@@ -86,7 +86,7 @@ func TestDropChild(t *testing.T) {
 	if err := Drop(); err != nil {
 		t.Fatal(err)
 	}
-	want := "cap_net_bind_service,cap_net_admin,cap_bpf=ep"
+	want := "cap_net_bind_service,cap_net_admin=ep"
 	if got := Current(); got != want {
 		t.Errorf("after Drop: %q, want %q", got, want)
 	}
