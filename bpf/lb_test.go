@@ -585,6 +585,11 @@ func lbCases(t testing.TB) []lbCase {
 		{"VIP address, other port", frame4(t, vipTCP, tcp, 81), xdpDrop, "no_vip", false, ""},
 		{"VIP address, other protocol", frame4(t, vipTCP, layers.IPProtocolUDP, 80), xdpDrop, "no_vip", false, ""},
 		{"truncated tcp", withIPField(short, 2, 0, 30)[:14+30], xdpDrop, "truncated_l4", false, ""},
+		// The IP length, not the frame, cuts the L4 header (lb_fast4's
+		// bounds, by one byte).
+		{"ip length cuts the tcp header", withIPField(short, 2, 0, 39), xdpDrop, "truncated_l4", false, ""},
+		{"ip length cuts the udp header", withIPField(udpFrame(t, vipUDP, 53, 4), 2, 0, 27), xdpDrop, "truncated_l4", false, ""},
+		{"ip length ends with the udp header", withIPField(udpFrame(t, vipUDP, 53, 4), 2, 0, 28), xdpTX, "", false, ""},
 		{"ip length past the frame", withIPField(short, 2, 0x05, 0xdc), xdpDrop, "bad_ip_length", false, ""},
 		{"ip length below ihl", withIPField(short, 2, 0, 19), xdpDrop, "bad_ip_length", false, ""},
 		{"ip version 6 in an IPv4 ethertype", withIPField(short, 0, 0x65), xdpDrop, "bad_ip_version", false, ""},
