@@ -548,21 +548,20 @@ static __always_inline __u16 csum_update(__u16 hc, __u16 old, __u16 new)
 static __always_inline void put_ipv4(struct iphdr *ip, __u8 tos, __u8 df, __u32 total, __u16 id,
 				     __u8 proto, __be32 src, __be32 dst)
 {
-	struct iphdr h = {
-		.version = 4,
-		.ihl = 5,
-		.tos = tos,
-		.tot_len = bpf_htons(total),
-		.id = bpf_htons(id),
-		.frag_off = df ? bpf_htons(IP_DF) : 0,
-		.ttl = OUTER_TTL,
-		.protocol = proto,
-		.saddr = src,
-		.daddr = dst,
-	};
+	// The header as five words, summed as they are: the ones' complement
+	// sum of 32-bit words folds to that of the 16-bit words. No struct on
+	// the stack, no copy, no bit fields.
+	__u32 w0 = bpf_htonl(0x45000000 | (__u32)tos << 16 | (total & 0xffff));
+	__u32 w1 = bpf_htonl((__u32)id << 16 | (df ? IP_DF : 0));
+	__u32 w2 = bpf_htonl((__u32)OUTER_TTL << 24 | (__u32)proto << 16);
+	__u32 *o = (void *)ip;
 
-	h.check = csum_fold(csum_words(&h, sizeof(h)));
-	__builtin_memcpy(ip, &h, sizeof(h));
+	w2 |= (__u32)csum_fold((__u64)w0 + w1 + w2 + src + dst) << 16; // the checksum's bytes follow TTL and protocol
+	o[0] = w0;
+	o[1] = w1;
+	o[2] = w2;
+	o[3] = src;
+	o[4] = dst;
 }
 
 static __always_inline void put_ipv6(struct ipv6hdr *ip, __u8 tc, __u32 label, __u32 payload,
@@ -650,6 +649,23 @@ static __always_inline int set_len(struct xdp_md *ctx, __u32 len, __u32 newlen)
 	if (len == newlen)
 		return 0;
 	return bpf_xdp_adjust_tail(ctx, (int)newlen - (int)len);
+}
+
+// A frame's linear part shorter than this is the whole frame. A program
+// that is not multi-buffer aware gets fragments from no driver, and from
+// BPF_PROG_TEST_RUN only behind a linear part filling a page less headroom
+// and tailroom (about 3.5 KB).
+#define LINEAR_WHOLE 3072
+
+// frame_len is bpf_xdp_get_buff_len without the call for the frames that
+// have no fragments for sure.
+static __always_inline __u32 frame_len(struct xdp_md *ctx)
+{
+	__u32 linear = ctx->data_end - ctx->data;
+
+	if (linear < LINEAR_WHOLE)
+		return linear;
+	return bpf_xdp_get_buff_len(ctx);
 }
 
 // Parsers: packet.Parse's checks in its order. They return 0 or the drop
@@ -976,7 +992,7 @@ __noinline int gue6_csum(struct xdp_md *ctx, __u32 l3off, __u32 iplen)
 // were made by the caller.
 static __always_inline int encap(struct xdp_md *ctx, struct pkt *p, struct backend *be,
 				 struct settings *st, struct vip_conf *conf, __u32 overhead, __u32 h,
-				 __u32 frame_len)
+				 __u32 len)
 {
 	struct l2 l2 = {};
 	__u8 inner = p->family == 6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
@@ -986,7 +1002,7 @@ static __always_inline int encap(struct xdp_md *ctx, struct pkt *p, struct backe
 	l2.dst = be->mac;
 	l2.src = st->mac;
 	read_tag(ctx, p, &l2);
-	if (set_len(ctx, frame_len, p->l3off + iplen))
+	if (set_len(ctx, len, p->l3off + iplen))
 		return LB_DROP_BAD_IP_LENGTH;
 	if (bpf_xdp_adjust_head(ctx, -(int)overhead))
 		return LB_DROP_NO_HEADROOM;
@@ -1407,7 +1423,7 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 		struct backend_stats *ls = bpf_map_lookup_elem(&backend_stats, &lidx);
 		if (ls) {
 			ls->packets += 1;
-			ls->bytes += bpf_xdp_get_buff_len(ctx);
+			ls->bytes += frame_len(ctx);
 		}
 		count(cnt, LB_PASSED);
 		return XDP_PASS;
@@ -1415,10 +1431,8 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 	if (!(be->flags & BACKEND_RESOLVED))
 		return drop(cnt, LB_DROP_NO_NEIGHBOR);
 
-	// The whole frame: BPF_PROG_TEST_RUN hands a frame longer than a page
-	// over in fragments even to a program that is not multi-buffer aware,
-	// with only the first part between data and data_end.
-	__u32 frame_len = bpf_xdp_get_buff_len(ctx);
+	// The whole frame's length (frame_len: past data_end too).
+	__u32 len = frame_len(ctx);
 	if (conf->forward == FWD_DSR) {
 		// packet.RewriteDSR: the MACs only; padding and all stay.
 		void *data = (void *)(long)ctx->data;
@@ -1450,7 +1464,7 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 			}
 			return XDP_DROP;
 		}
-		__u32 r = encap(ctx, &p, be, st, conf, overhead, h, frame_len);
+		__u32 r = encap(ctx, &p, be, st, conf, overhead, h, len);
 		if (r)
 			return drop(cnt, r);
 	}
@@ -1460,7 +1474,7 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 	struct backend_stats *bs = bpf_map_lookup_elem(&backend_stats, &bidx);
 	if (bs) {
 		bs->packets += 1;
-		bs->bytes += frame_len;
+		bs->bytes += len;
 	}
 	if (backend_out)
 		*backend_out = backend_id;

@@ -540,6 +540,10 @@ func lbCases(t testing.TB) []lbCase {
 		{"dsr4", tcpFrame(t, vipDSR4, 40000, 80, "S", 0, false, 10), xdpTX, "", false, ""},
 		{"dsr4 padding", pad(tcpFrame(t, vipDSR4, 40001, 80, "A", 0, false, 0), 64), xdpTX, "", false, ""},
 		{"dsr4 bigger than the mtu", tcpFrame(t, vipDSR4, 40002, 80, "A", 0, true, big), xdpTX, "", false, ""},
+		// Padding past a page: the test run hands it over in fragments,
+		// which the frame's length must count.
+		{"ipip padding in fragments", pad(udpFrame(t, vipUDP, 53, 1000), 4000), xdpTX, "", false, ""},
+		{"dsr4 padding in fragments", pad(tcpFrame(t, vipDSR4, 40003, 80, "A", 0, false, 1000), 4000), xdpTX, "", false, ""},
 		{"dsr6 802.1Q", vlan(tcpFrame(t, vipDSR6, 40000, 80, "S", 0, false, 10)), xdpTX, "", false, ""},
 		// ICMP echo (packet.EchoReply).
 		{"echo", icmp4(t, vipTCP), xdpTX, "", false, "echo_reply"},
