@@ -65,8 +65,9 @@
 // destination-options headers inside the payload length (a fragment header
 // is a fragment, a fifth header too_many_ext_headers); TCP and UDP, ICMP
 // and ICMPv6 echo requests, and ICMP errors quoting a TCP or UDP packet. A
-// frame that is not for a VIP address (vips map, with steer's key layout and
-// address markers) is passed to the kernel, as are truncated L2/L3 headers
+// frame that is not for a VIP address (steer's keys and address markers,
+// the IPv4 ones in an 8-byte form in a map of their own, vips4, which
+// hashes cheaper) is passed to the kernel, as are truncated L2/L3 headers
 // (Malformed); a frame to a VIP address that cannot be forwarded is dropped
 // and counted under the Go worker's reason name (LBCounters.Drops). The
 // fragments of an address with VIPEntry.PassFragments are passed to the

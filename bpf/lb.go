@@ -416,7 +416,21 @@ func (lb *LB) SetVIPs(vips []VIPEntry) error {
 			return fmt.Errorf("bpf: lb: configure VIP index %d: %w", id, err)
 		}
 	}
-	if err := syncVIPs(lb.objs.Vips, want); err != nil {
+	if n := uint32(len(want)); n > lb.objs.Vips.MaxEntries() {
+		return fmt.Errorf("%w: %d entries (markers included), room for %d", ErrTooManyVIPs, n, lb.objs.Vips.MaxEntries())
+	}
+	want4, want6 := map[lbVip4Key]vipValue{}, map[VIPKey]vipValue{}
+	for k, v := range want {
+		if k.Family == 4 {
+			want4[vip4Key(k)] = v
+		} else {
+			want6[k] = v
+		}
+	}
+	if err := syncVIPs(lb.objs.Vips4, want4); err != nil {
+		return err
+	}
+	if err := syncVIPs(lb.objs.Vips, want6); err != nil {
 		return err
 	}
 	for id := range lb.regions {
@@ -427,6 +441,17 @@ func (lb *LB) SetVIPs(vips []VIPEntry) error {
 		}
 	}
 	return nil
+}
+
+// vip4Key is the vips4 map's key of the IPv4 key k.
+func vip4Key(k VIPKey) lbVip4Key {
+	return lbVip4Key{Addr: binary.NativeEndian.Uint32(k.Addr[:4]), Port: k.Port, Proto: k.Proto}
+}
+
+func (k lbVip4Key) String() string {
+	v := VIPKey{Port: k.Port, Proto: k.Proto, Family: 4}
+	binary.NativeEndian.PutUint32(v.Addr[:4], k.Addr)
+	return v.String()
 }
 
 // lbVIPConfSize is the size of struct vip_conf; the kernel places array

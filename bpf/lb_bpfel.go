@@ -151,6 +151,14 @@ type lbSettings struct {
 	IcmpBurst  uint32
 }
 
+type lbVip4Key struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+}
+
 type lbVipConf struct {
 	_         structs.HostLayout
 	TableOff  uint32
@@ -201,6 +209,7 @@ const (
 	lbMapSettings      = "settings"
 	lbMapVipConf       = "vip_conf"
 	lbMapVips          = "vips"
+	lbMapVips4         = "vips4"
 	lbProgXlbLb        = "xlb_lb"
 	lbProgXlbLbBench   = "xlb_lb_bench"
 	lbProgXlbLbCapture = "xlb_lb_capture"
@@ -283,6 +292,7 @@ type lbMapSpecs struct {
 	Settings     *ebpf.MapSpec `ebpf:"settings"`
 	VipConf      *ebpf.MapSpec `ebpf:"vip_conf"`
 	Vips         *ebpf.MapSpec `ebpf:"vips"`
+	Vips4        *ebpf.MapSpec `ebpf:"vips4"`
 }
 
 // lbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -335,6 +345,7 @@ type lbMaps struct {
 	Settings     *ebpf.Map `ebpf:"settings"`
 	VipConf      *ebpf.Map `ebpf:"vip_conf"`
 	Vips         *ebpf.Map `ebpf:"vips"`
+	Vips4        *ebpf.Map `ebpf:"vips4"`
 }
 
 func (m *lbMaps) Close() error {
@@ -361,6 +372,7 @@ func (m *lbMaps) Close() error {
 		m.Settings,
 		m.VipConf,
 		m.Vips,
+		m.Vips4,
 	)
 }
 

@@ -1098,6 +1098,13 @@ func TestLBLayout(t *testing.T) {
 	if got := spec.Maps[lbMapVips].KeySize; uintptr(got) != unsafe.Sizeof(VIPKey{}) {
 		t.Errorf("lb vips key size %d, VIPKey %d", got, unsafe.Sizeof(VIPKey{}))
 	}
+	if got := spec.Maps[lbMapVips4].KeySize; uintptr(got) != unsafe.Sizeof(lbVip4Key{}) {
+		t.Errorf("lb vips4 key size %d, lbVip4Key %d", got, unsafe.Sizeof(lbVip4Key{}))
+	}
+	k := NewVIPKey(netip.MustParseAddr("198.18.0.10"), 80, 6)
+	if k4 := vip4Key(k); k4.String() != k.String() || (*[8]byte)(unsafe.Pointer(&k4))[0] != 198 || k4.Port != k.Port {
+		t.Errorf("vip4Key(%v) = %+v (%v)", k, k4, k4)
+	}
 	// The drop reasons are the Go worker's, by name.
 	worker := map[string]bool{}
 	for d := range datapath.NumDrops {
@@ -1259,7 +1266,7 @@ func loadLBBench(b *testing.B, lb *LB) *ebpf.Program {
 		Bench *ebpf.Program `ebpf:"xlb_lb_bench"`
 	}
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
-		lbMapVips: m.Vips, lbMapVipConf: m.VipConf, lbMapMaglev: m.Maglev, lbMapBackends: m.Backends,
+		lbMapVips: m.Vips, lbMapVips4: m.Vips4, lbMapVipConf: m.VipConf, lbMapMaglev: m.Maglev, lbMapBackends: m.Backends,
 		lbMapBackendStats: m.BackendStats, lbMapFlows: m.Flows, lbMapFlows6: m.Flows6, lbMapSettings: m.Settings,
 		lbMapIpIds: m.IpIds, lbMapCounters: m.Counters, lbMapIcmpBucket: m.IcmpBucket,
 		lbMapFwRules: m.FwRules, lbMapFwTrieA: m.FwTrieA, lbMapFwTrieB: m.FwTrieB, lbMapFwRuleStats: m.FwRuleStats,
@@ -1267,6 +1274,11 @@ func loadLBBench(b *testing.B, lb *LB) *ebpf.Program {
 		lbMapRttHists: m.RttHists, lbMapCapScratch: m.CapScratch, lbMapCaptureRing: m.CaptureRing, lbMapCapLost: m.CapLost,
 		lbMapCaptureProg: m.CaptureProg,
 	}}
+	for name := range spec.Maps {
+		if _, ok := opts.MapReplacements[name]; !ok && !strings.HasPrefix(name, ".") {
+			b.Fatalf("map %s is not shared with the harness: it would run on an empty copy", name)
+		}
+	}
 	if err := spec.LoadAndAssign(&objs, opts); err != nil {
 		b.Fatalf("load xlb_lb_bench: %v", err)
 	}
@@ -1444,5 +1456,34 @@ func TestLBLocalBackend(t *testing.T) {
 	}
 	if got[bi].Packets != 2 || got[bi].Bytes != uint64(2*len(frame)) {
 		t.Errorf("backend %d counters %+v, want 2 packets", bi, got[bi])
+	}
+}
+
+// TestLBVIPCapacity: the IPv4 keys go to vips4 and the IPv6 ones to vips,
+// but the set as a whole keeps steer's limit of 4096 entries (markers
+// included); a set past it is refused and changes nothing.
+func TestLBVIPCapacity(t *testing.T) {
+	lb := loadTestLB(t)
+	set := func(perFamily int) error {
+		var vips []VIPEntry
+		for i := range perFamily {
+			vips = append(vips, VIPEntry{Key: NewVIPKey(vipTCP, uint16(1000+i), 6)}, VIPEntry{Key: NewVIPKey(vip6, uint16(1000+i), 6)})
+		}
+		return lb.SetVIPs(vips)
+	}
+	if err := set(2047); err != nil { // 2 * 2047 keys + 2 markers
+		t.Fatalf("4096 entries: %v", err)
+	}
+	if v, _, _, _ := lbRun(t, lb, tcpFrame(t, vip6, 40000, 3046, "S", 0, false, 0)); v != xdpTX {
+		t.Errorf("IPv6 VIP at capacity: verdict %d", v)
+	}
+	if err := set(2048); !errors.Is(err, ErrTooManyVIPs) {
+		t.Fatalf("4098 entries: %v, want ErrTooManyVIPs", err)
+	}
+	if v, _, _, _ := lbRun(t, lb, tcpFrame(t, vipTCP, 40000, 3046, "S", 0, false, 0)); v != xdpTX {
+		t.Errorf("IPv4 VIP after a refused set: verdict %d", v)
+	}
+	if v, _, _, _ := lbRun(t, lb, tcpFrame(t, vipTCP, 40000, 3047, "S", 0, false, 0)); v != xdpDrop {
+		t.Errorf("a VIP of the refused set: verdict %d", v)
 	}
 }
