@@ -152,7 +152,8 @@ struct backend_stats {
 };
 
 // settings: the outer source addresses (zero: none for that family), the
-// interface's MAC, the egress MTU the outer IP packet must fit, the flow
+// interface's MAC, the egress MTU the outer IP packet must fit, the VIP
+// maps' generation (vip_cache's entries are valid for one), the flow
 // idle timeouts (jiffies) of TCP and of every other protocol, and the limit
 // on the ICMP the program sends itself (echo replies, frag-needed /
 // packet-too-big): icmp_rate tokens a second (0: no limit) into a bucket of
@@ -162,7 +163,7 @@ struct settings {
 	__u8 addr6[16];
 	__u8 mac[6];
 	__u16 mtu;
-	__u32 pad;
+	__u32 vips_gen;
 	__u64 tcp_timeout;
 	__u64 udp_timeout;
 	__u32 icmp_rate;
@@ -1096,6 +1097,83 @@ static __always_inline struct vip_value *vip_lookup(const struct vip_key *k)
 	return bpf_map_lookup_elem(&vips, k);
 }
 
+// vip_cache: per CPU, the latest IPv4 VIP resolutions of vip_match,
+// direct-mapped by a hash of the key. A slot is valid while its gen is
+// settings.vips_gen, which SetVIPs moves on once the VIP maps hold a new
+// set: a frame then resolves from the maps again. A resolution cached by a
+// frame that read the generation before the change and the maps after it
+// is dropped at the next frame, which reads the new generation. XDP does
+// not nest on a CPU: a slot is never written by two frames at once.
+#define VIP_CACHE_SLOTS 256
+
+#define VIP_MATCH_NONE 0
+#define VIP_MATCH_PORT 1     // the key (addr, port, proto)
+#define VIP_MATCH_ANY_PORT 2 // (addr, 0, proto)
+
+struct vip_cache_slot {
+	__u64 key; // the vip4_key looked up, as one word
+	__u32 gen;
+	__u32 match;
+	struct vip_value v;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct vip_cache_slot);
+	__uint(max_entries, VIP_CACHE_SLOTS);
+} vip_cache SEC(".maps");
+
+// vip_match returns the VIP of key (addr, port, proto): the key's own, else
+// the one on every port of its protocol, with key->port set to 0 (the key
+// the firewall decides for), else NULL. IPv4 resolutions come from
+// vip_cache when it holds them, which saves the hash lookups (calls) of the
+// common frame; gen is settings.vips_gen.
+static __always_inline struct vip_value *vip_match(struct vip_key *key, __u32 gen)
+{
+	struct vip_value *vip;
+
+	if (key->family != 4) {
+		vip = vip_lookup(key);
+		if (!vip) {
+			key->port = 0;
+			vip = vip_lookup(key);
+		}
+		return vip;
+	}
+	struct vip4_key k4 = { .port = key->port, .proto = key->proto };
+	__u64 w;
+	__builtin_memcpy(&k4.addr, key->addr, 4);
+	__builtin_memcpy(&w, &k4, sizeof(w));
+	__u32 idx = (w * 0x9e3779b97f4a7c15ULL) >> 56; // Fibonacci hashing into 256 slots
+	struct vip_cache_slot *c = bpf_map_lookup_elem(&vip_cache, &idx);
+	if (c && c->gen == gen && c->key == w) {
+		if (c->match == VIP_MATCH_NONE)
+			return NULL;
+		if (c->match == VIP_MATCH_ANY_PORT)
+			key->port = 0;
+		return &c->v;
+	}
+	__u32 match = VIP_MATCH_PORT;
+	vip = bpf_map_lookup_elem(&vips4, &k4);
+	if (!vip) {
+		k4.port = 0;
+		vip = bpf_map_lookup_elem(&vips4, &k4);
+		match = vip ? VIP_MATCH_ANY_PORT : VIP_MATCH_NONE;
+	}
+	if (match == VIP_MATCH_ANY_PORT)
+		key->port = 0;
+	if (!c)
+		return vip;
+	c->key = w;
+	c->gen = gen;
+	c->match = match;
+	if (!vip)
+		return NULL;
+	c->v = *vip;
+	return &c->v;
+}
+
 static __always_inline int is_zero16(const __u8 *a)
 {
 	return !(word(a, 0) | word(a, 1) | word(a, 2) | word(a, 3));
@@ -1301,15 +1379,14 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 		return malformed(cnt);
 	if (reason == PARSE_OTHER)
 		return pass(cnt);
+	struct settings *st = bpf_map_lookup_elem(&settings, &zero);
+	if (!st)
+		return pass(cnt); // cannot happen: an array always has key 0
 	struct vip_value *vip = NULL;
 	if (!reason && p.icmp == ICMP_NONE) {
 		key.proto = p.proto;
 		key.port = p.dport;
-		vip = vip_lookup(&key);
-		if (!vip) {
-			key.port = 0;
-			vip = vip_lookup(&key);
-		}
+		vip = vip_match(&key, st->vips_gen);
 		// The firewall decides for the VIP key that matched, before a
 		// flow lookup or anything else is spent on the frame.
 		if (vip) {
@@ -1365,8 +1442,7 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 	}
 	__u32 vip_id = vip->id;
 	struct vip_conf *conf = bpf_map_lookup_elem(&vip_conf, &vip_id);
-	struct settings *st = bpf_map_lookup_elem(&settings, &zero);
-	if (!conf || !st)
+	if (!conf)
 		return drop(cnt, LB_DROP_NO_VIP);
 
 	// Flow table first, except for a TCP SYN: a new connection always

@@ -274,6 +274,7 @@ func LoadLB(opts LBOptions) (*LB, error) {
 	}
 	lb.tcp, lb.udp = flowtable.DefaultTCPTimeout, flowtable.DefaultUDPTimeout
 	lb.settings.TcpTimeout, lb.settings.UdpTimeout = lb.jiffies(lb.tcp), lb.jiffies(lb.udp)
+	lb.settings.VipsGen = 1 // the zeroed vip_cache's slots hold generation 0: none valid
 	if err := lb.writeSettings(); err != nil {
 		lb.objs.Close()
 		return nil, err
@@ -427,10 +428,17 @@ func (lb *LB) SetVIPs(vips []VIPEntry) error {
 			want6[k] = v
 		}
 	}
-	if err := syncVIPs(lb.objs.Vips4, want4); err != nil {
-		return err
+	err = syncVIPs(lb.objs.Vips4, want4)
+	if err == nil {
+		err = syncVIPs(lb.objs.Vips, want6)
 	}
-	if err := syncVIPs(lb.objs.Vips, want6); err != nil {
+	// A new generation whatever was written, even in part: the program's
+	// cached resolutions (vip_cache) are of the maps as they were.
+	s := lb.settings
+	if s.VipsGen++; s.VipsGen == 0 {
+		s.VipsGen = 1
+	}
+	if err := errors.Join(err, lb.setSettings(s)); err != nil {
 		return err
 	}
 	for id := range lb.regions {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -1266,7 +1267,7 @@ func loadLBBench(b *testing.B, lb *LB) *ebpf.Program {
 		Bench *ebpf.Program `ebpf:"xlb_lb_bench"`
 	}
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
-		lbMapVips: m.Vips, lbMapVips4: m.Vips4, lbMapVipConf: m.VipConf, lbMapMaglev: m.Maglev, lbMapBackends: m.Backends,
+		lbMapVips: m.Vips, lbMapVips4: m.Vips4, lbMapVipCache: m.VipCache, lbMapVipConf: m.VipConf, lbMapMaglev: m.Maglev, lbMapBackends: m.Backends,
 		lbMapBackendStats: m.BackendStats, lbMapFlows: m.Flows, lbMapFlows6: m.Flows6, lbMapSettings: m.Settings,
 		lbMapIpIds: m.IpIds, lbMapCounters: m.Counters, lbMapIcmpBucket: m.IcmpBucket,
 		lbMapFwRules: m.FwRules, lbMapFwTrieA: m.FwTrieA, lbMapFwTrieB: m.FwTrieB, lbMapFwRuleStats: m.FwRuleStats,
@@ -1485,5 +1486,63 @@ func TestLBVIPCapacity(t *testing.T) {
 	}
 	if v, _, _, _ := lbRun(t, lb, tcpFrame(t, vipTCP, 40000, 3047, "S", 0, false, 0)); v != xdpDrop {
 		t.Errorf("a VIP of the refused set: verdict %d", v)
+	}
+}
+
+// TestLBVIPCache: the program's per-CPU cache of IPv4 VIP resolutions
+// (vip_cache) never outlives a SetVIPs. A port that gets a VIP of its own
+// leaves the protocol's VIP on every port; a VIP that goes away, and one
+// that comes for a port that had none, apply to the next frame.
+func TestLBVIPCache(t *testing.T) {
+	lb := loadTestLB(t)
+	// Every run on one CPU, so that each meets the cache the one before
+	// filled. The thread stays locked: it ends with the test rather than
+	// go back to the runtime pinned.
+	runtime.LockOSThread()
+	var cpu unix.CPUSet
+	cpu.Set(0)
+	if err := unix.SchedSetaffinity(0, &cpu); err != nil {
+		t.Fatal(err)
+	}
+	run := func(frame []byte) (uint32, byte) {
+		t.Helper()
+		v, out, _, _ := lbRun(t, lb, frame)
+		return v, out[14+9] // the outer IPv4 header's protocol
+	}
+	udp, tcp81 := udpFrame(t, vipUDP, 53, 8), tcpFrame(t, vipTCP, 40000, 81, "S", 0, false, 0)
+	for range 2 { // the second from the cache
+		if v, proto := run(udp); v != xdpTX || proto != unix.IPPROTO_IPIP {
+			t.Fatalf("UDP VIP on every port: verdict %d, outer protocol %d", v, proto)
+		}
+		if v, _ := run(tcp81); v != xdpDrop {
+			t.Fatalf("VIP address, port without a VIP: verdict %d", v)
+		}
+	}
+	// Port 53 gets a VIP of its own (GUE, index 6 as vipGUE4's); port
+	// 81 gets one.
+	more := append(lbTestEntries(),
+		VIPEntry{Key: NewVIPKey(vipUDP, 53, 17), ID: 6, Forward: LBForwardGUE, GUEPort: lbTestGUEPort},
+		VIPEntry{Key: NewVIPKey(vipTCP, 81, 6), ID: 0})
+	if err := lb.SetVIPs(more); err != nil {
+		t.Fatal(err)
+	}
+	if v, proto := run(udp); v != xdpTX || proto != unix.IPPROTO_UDP {
+		t.Errorf("port with a VIP of its own: verdict %d, outer protocol %d, want GUE", v, proto)
+	}
+	if v, _ := run(tcp81); v != xdpTX {
+		t.Errorf("port given a VIP: verdict %d", v)
+	}
+	// Back, then without the UDP VIPs: the address is no VIP's any more.
+	if err := lb.SetVIPs(lbTestEntries()); err != nil {
+		t.Fatal(err)
+	}
+	if v, proto := run(udp); v != xdpTX || proto != unix.IPPROTO_IPIP {
+		t.Errorf("back on every port: verdict %d, outer protocol %d", v, proto)
+	}
+	if err := lb.SetVIPs(slices.DeleteFunc(lbTestEntries(), func(e VIPEntry) bool { return e.Key.IP() == vipUDP })); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := run(udp); v != xdpPass {
+		t.Errorf("VIP gone: verdict %d, want pass", v)
 	}
 }
