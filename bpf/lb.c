@@ -224,6 +224,7 @@ struct vip4_key {
 	__u8 proto;
 	__u8 pad;
 };
+_Static_assert(sizeof(struct vip4_key) == 8, "vip_match builds vip4_key as one word");
 
 // vips4 holds the IPv4 VIP keys and vips the IPv6 ones, with steer's
 // layout and address markers: SetVIPs splits one set by family (at most
@@ -1141,10 +1142,11 @@ static __always_inline struct vip_value *vip_match(struct vip_key *key, __u32 ge
 		}
 		return vip;
 	}
-	struct vip4_key k4 = { .port = key->port, .proto = key->proto };
-	__u64 w;
-	__builtin_memcpy(&k4.addr, key->addr, 4);
-	__builtin_memcpy(&w, &k4, sizeof(w));
+	// The vip4_key as one word, built in registers: stored field by field
+	// and loaded whole it would stall the load behind the stores.
+	__u32 addr;
+	__builtin_memcpy(&addr, key->addr, 4);
+	__u64 w = addr | (__u64)key->port << 32 | (__u64)key->proto << 48;
 	__u32 idx = (w * 0x9e3779b97f4a7c15ULL) >> 56; // Fibonacci hashing into 256 slots
 	struct vip_cache_slot *c = bpf_map_lookup_elem(&vip_cache, &idx);
 	if (c && c->gen == gen && c->key == w) {
@@ -1155,9 +1157,10 @@ static __always_inline struct vip_value *vip_match(struct vip_key *key, __u32 ge
 		return &c->v;
 	}
 	__u32 match = VIP_MATCH_PORT;
+	__u64 k4 = w;
 	vip = bpf_map_lookup_elem(&vips4, &k4);
 	if (!vip) {
-		k4.port = 0;
+		k4 = w & ~(0xffffULL << 32); // port 0
 		vip = bpf_map_lookup_elem(&vips4, &k4);
 		match = vip ? VIP_MATCH_ANY_PORT : VIP_MATCH_NONE;
 	}
