@@ -1457,19 +1457,22 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 	union {
 		struct flow_key4 k4;
 		struct flow_key6 k6;
-	} fk = {};
+	} fk;
 	struct flow_value *fvp;
+	// The keys are written in whole words, the protocol with its padding
+	// in one: the hash reads them back as words, and a load behind smaller
+	// stores (a zeroed key, then a byte) would stall.
 	if (p.family == 4) {
 		fk.k4.saddr = p.src;
 		fk.k4.daddr = p.dst;
 		fk.k4.ports = p.ports;
-		fk.k4.proto = p.proto;
+		*(__u32 *)&fk.k4.proto = p.proto;
 		fvp = bpf_map_lookup_elem(&flows, &fk.k4);
 	} else {
 		copy16(fk.k6.saddr, p.src6);
 		copy16(fk.k6.daddr, p.dst6);
 		fk.k6.ports = p.ports;
-		fk.k6.proto = p.proto;
+		*(__u32 *)&fk.k6.proto = p.proto;
 		fvp = flow6_lookup(&fk.k6);
 	}
 	// Jiffies: the verifier inlines bpf_jiffies64 into one load, where
