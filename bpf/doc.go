@@ -65,13 +65,20 @@
 // destination-options headers inside the payload length (a fragment header
 // is a fragment, a fifth header too_many_ext_headers); TCP and UDP, ICMP
 // and ICMPv6 echo requests, and ICMP errors quoting a TCP or UDP packet. A
-// frame that is not for a VIP address (steer's keys and address markers,
-// the IPv4 ones in an 8-byte form in a map of their own, vips4, which
-// hashes cheaper) is passed to the kernel, as are truncated L2/L3 headers
-// (Malformed); a frame to a VIP address that cannot be forwarded is dropped
-// and counted under the Go worker's reason name (LBCounters.Drops). The
-// fragments of an address with VIPEntry.PassFragments are passed to the
-// kernel, as steer passes them in AF_XDP mode.
+// frame that is not for a VIP address (steer's keys and address markers)
+// is passed to the kernel, as are truncated L2/L3 headers (Malformed); a
+// frame to a VIP address that cannot be forwarded is dropped and counted
+// under the Go worker's reason name (LBCounters.Drops). The fragments of an
+// address with VIPEntry.PassFragments are passed to the kernel, as steer
+// passes them in AF_XDP mode.
+//
+// The common frame (untagged IPv4 without options, a whole TCP or UDP
+// header, no fragment) is parsed inline; the rest by lb_parse, a call. The
+// VIP keys sit in two maps: the IPv4 ones in an 8-byte form (vips4, less
+// to hash and compare), the IPv6 ones as steer's (vips). Each CPU caches
+// its latest IPv4 resolutions (vip_cache), valid for one generation of the
+// maps, which SetVIPs moves on once they hold the new set: a frame that
+// starts after SetVIPs returns never resolves from the old set.
 //
 // A forwarded frame's backend comes from the flow tables (LRU hashes of
 // 5-tuples, one per family, LBOptions.FlowTableSize entries each) or, for a
