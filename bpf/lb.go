@@ -378,7 +378,11 @@ func (lb *LB) Options() LBOptions { return lb.opts }
 // requests if the address's first VIP in vips has ICMPEcho, and passes
 // fragments to the kernel if any of its VIPs has PassFragments. Frames to a
 // VIP address that match no VIP are dropped (no_vip). The tables of
-// indexes no VIP uses any more are freed.
+// indexes no VIP uses any more are freed. Every SetVIPs, even one that
+// fails after writing part of the set, outdates the program's per-CPU
+// cache of VIP resolutions before it returns, so that later frames resolve
+// from the maps as they are (unless writing the settings, which does it,
+// fails: that error is returned too).
 func (lb *LB) SetVIPs(vips []VIPEntry) error {
 	confs := map[uint32]VIPEntry{}
 	want, err := vipEntries(vips, func(v VIPEntry) error {
