@@ -65,12 +65,20 @@
 // destination-options headers inside the payload length (a fragment header
 // is a fragment, a fifth header too_many_ext_headers); TCP and UDP, ICMP
 // and ICMPv6 echo requests, and ICMP errors quoting a TCP or UDP packet. A
-// frame that is not for a VIP address (vips map, with steer's key layout and
-// address markers) is passed to the kernel, as are truncated L2/L3 headers
-// (Malformed); a frame to a VIP address that cannot be forwarded is dropped
-// and counted under the Go worker's reason name (LBCounters.Drops). The
-// fragments of an address with VIPEntry.PassFragments are passed to the
-// kernel, as steer passes them in AF_XDP mode.
+// frame that is not for a VIP address (steer's keys and address markers)
+// is passed to the kernel, as are truncated L2/L3 headers (Malformed); a
+// frame to a VIP address that cannot be forwarded is dropped and counted
+// under the Go worker's reason name (LBCounters.Drops). The fragments of an
+// address with VIPEntry.PassFragments are passed to the kernel, as steer
+// passes them in AF_XDP mode.
+//
+// The common frame (untagged IPv4 without options, a whole TCP or UDP
+// header, no fragment) is parsed inline; the rest by lb_parse, a call. The
+// VIP keys sit in two maps: the IPv4 ones in an 8-byte form (vips4, less
+// to hash and compare), the IPv6 ones as steer's (vips). Each CPU caches
+// its latest IPv4 resolutions (vip_cache), valid for one generation of the
+// maps, which SetVIPs moves on once they hold the new set: a frame that
+// starts after SetVIPs returns never resolves from the old set.
 //
 // A forwarded frame's backend comes from the flow tables (LRU hashes of
 // 5-tuples, one per family, LBOptions.FlowTableSize entries each) or, for a
@@ -148,7 +156,10 @@
 // the standby trie, swaps it in (the kernel waits for every running program
 // before an array-of-maps update returns, so no frame reads the old trie
 // after it) and writes the same change into the old one. A frame sees the
-// rules before or after a change, never a half-written allow list.
+// rules before or after a change, never a half-written allow list. With
+// no entries at all the element is emptied instead (the same wait): the
+// programs then skip the trie, so a balancer without firewall rules pays
+// one inlined array load per frame for it, not a trie lookup.
 //
 // # Generated code
 //

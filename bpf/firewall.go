@@ -140,13 +140,11 @@ type Firewall struct {
 	vipStats  *ebpf.Map
 }
 
+// newFirewall starts with no rules: the outer map's element is empty until
+// a Set installs some.
 func newFirewall(outer, a, b, ruleStats, vipStats *ebpf.Map) (*Firewall, error) {
-	f := &Firewall{outer: outer, tries: [2]*ebpf.Map{a, b}, ruleStats: ruleStats, vipStats: vipStats,
-		content: [2]map[fwKey]fwValue{{}, {}}}
-	if err := outer.Put(uint32(0), a); err != nil {
-		return nil, fmt.Errorf("bpf: firewall: install the rules map: %w", err)
-	}
-	return f, nil
+	return &Firewall{outer: outer, tries: [2]*ebpf.Map{a, b}, ruleStats: ruleStats, vipStats: vipStats,
+		content: [2]map[fwKey]fwValue{{}, {}}}, nil
 }
 
 // Set replaces the firewall's entries with want. It writes the change
@@ -155,7 +153,10 @@ func newFirewall(outer, a, b, ruleStats, vipStats *ebpf.Map) (*Firewall, error) 
 // change into the old copy, the next standby. A frame sees the entries
 // before or after the change, never a mix. On an error before the swap
 // nothing changed for the datapath; a standby left behind by an error
-// after it is brought up to date by the next Set.
+// after it is brought up to date by the next Set. With no entries the swap
+// empties the outer map's element instead: the programs then skip the trie
+// (a NULL from an inlined array load) rather than look up an empty one,
+// which a frame paid as a call.
 func (f *Firewall) Set(want map[FirewallPrefix]FirewallEntry) error {
 	if len(want) > FirewallMaxEntries {
 		return fmt.Errorf("%w: %d entries, at most %d", ErrFirewallFull, len(want), FirewallMaxEntries)
@@ -178,13 +179,25 @@ func (f *Firewall) Set(want map[FirewallPrefix]FirewallEntry) error {
 	if err := f.sync(standby, w); err != nil {
 		return errors.Join(err, f.sync(standby, f.content[f.active]))
 	}
-	if err := f.outer.Put(uint32(0), f.tries[standby]); err != nil {
+	if err := f.install(standby, len(w) > 0); err != nil {
 		return errors.Join(fmt.Errorf("bpf: firewall: swap the rules: %w", err), f.sync(standby, f.content[f.active]))
 	}
 	f.active = standby
 	// An error here leaves the standby behind; the next Set's first sync
 	// diffs against what it really holds.
 	_ = f.sync(1-standby, w)
+	return nil
+}
+
+// install points the outer map at trie i, or empties its element if use is
+// false. Either returns once no program still runs on what it held before.
+func (f *Firewall) install(i int, use bool) error {
+	if use {
+		return f.outer.Put(uint32(0), f.tries[i])
+	}
+	if err := f.outer.Delete(uint32(0)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
 	return nil
 }
 

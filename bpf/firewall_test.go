@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -94,8 +95,25 @@ func fwRun(t testing.TB, prog *ebpf.Program, frame []byte) uint32 {
 // testFirewallVerdicts checks every case against one program: allow is
 // that program's verdict for an allowed frame.
 func testFirewallVerdicts(t *testing.T, prog *ebpf.Program, fw *Firewall, allow uint32) {
+	// Without rules the outer map's element is empty: the programs skip
+	// the trie.
+	installed := func() bool {
+		t.Helper()
+		var id ebpf.MapID
+		err := fw.outer.Lookup(uint32(0), &id)
+		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	if installed() {
+		t.Fatal("a trie is installed before any rule")
+	}
 	if err := fw.Set(fwTestEntries()); err != nil {
 		t.Fatal(err)
+	}
+	if !installed() {
+		t.Fatal("no trie installed with rules")
 	}
 	for i, c := range fwCases {
 		t.Run(fmt.Sprintf("%s to %v:%d", c.src, c.vip, c.port), func(t *testing.T) {
@@ -146,6 +164,16 @@ func testFirewallVerdicts(t *testing.T, prog *ebpf.Program, fw *Firewall, allow 
 	}
 	if v := fwRun(t, prog, fwFrame(t, netip.MustParseAddr("198.19.0.1"), vipTCP, 40000, 80, true)); v != allow {
 		t.Errorf("no rules: verdict %d, want %d", v, allow)
+	}
+	if installed() {
+		t.Error("a trie is still installed without rules")
+	}
+	// And back: the rules hold again.
+	if err := fw.Set(fwTestEntries()); err != nil {
+		t.Fatal(err)
+	}
+	if v := fwRun(t, prog, fwFrame(t, netip.MustParseAddr("198.19.0.1"), vipTCP, 40001, 80, true)); v != xdpDrop {
+		t.Errorf("rules set again: verdict %d, want XDP_DROP", v)
 	}
 }
 

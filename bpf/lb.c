@@ -152,7 +152,8 @@ struct backend_stats {
 };
 
 // settings: the outer source addresses (zero: none for that family), the
-// interface's MAC, the egress MTU the outer IP packet must fit, the flow
+// interface's MAC, the egress MTU the outer IP packet must fit, the VIP
+// maps' generation (vip_cache's entries are valid for one), the flow
 // idle timeouts (jiffies) of TCP and of every other protocol, and the limit
 // on the ICMP the program sends itself (echo replies, frag-needed /
 // packet-too-big): icmp_rate tokens a second (0: no limit) into a bucket of
@@ -162,7 +163,7 @@ struct settings {
 	__u8 addr6[16];
 	__u8 mac[6];
 	__u16 mtu;
-	__u32 pad;
+	__u32 vips_gen;
 	__u64 tcp_timeout;
 	__u64 udp_timeout;
 	__u32 icmp_rate;
@@ -213,6 +214,27 @@ enum lb_counter {
 	LB_DROP_ECHO_RATE_LIMITED,
 	LB_COUNTER_MAX,
 };
+
+// vip4_key is an IPv4 VIP key (vip_key's addr, port and proto) in 8
+// bytes: the kernel hashes and compares 8 bytes per lookup instead of
+// vip_key's 20. Mirrored by lbVIP4Key in Go.
+struct vip4_key {
+	__be32 addr;
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+};
+_Static_assert(sizeof(struct vip4_key) == 8, "vip_match builds vip4_key as one word");
+
+// vips4 holds the IPv4 VIP keys and vips the IPv6 ones, with steer's
+// layout and address markers: SetVIPs splits one set by family (at most
+// 4096 entries in all, as steer's one map).
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct vip4_key);
+	__type(value, struct vip_value);
+	__uint(max_entries, 4096);
+} vips4 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -548,21 +570,20 @@ static __always_inline __u16 csum_update(__u16 hc, __u16 old, __u16 new)
 static __always_inline void put_ipv4(struct iphdr *ip, __u8 tos, __u8 df, __u32 total, __u16 id,
 				     __u8 proto, __be32 src, __be32 dst)
 {
-	struct iphdr h = {
-		.version = 4,
-		.ihl = 5,
-		.tos = tos,
-		.tot_len = bpf_htons(total),
-		.id = bpf_htons(id),
-		.frag_off = df ? bpf_htons(IP_DF) : 0,
-		.ttl = OUTER_TTL,
-		.protocol = proto,
-		.saddr = src,
-		.daddr = dst,
-	};
+	// The header as five words, summed as they are: the ones' complement
+	// sum of 32-bit words folds to that of the 16-bit words. No struct on
+	// the stack, no copy, no bit fields.
+	__u32 w0 = bpf_htonl(0x45000000 | (__u32)tos << 16 | (total & 0xffff));
+	__u32 w1 = bpf_htonl((__u32)id << 16 | (df ? IP_DF : 0));
+	__u32 w2 = bpf_htonl((__u32)OUTER_TTL << 24 | (__u32)proto << 16);
+	__u32 *o = (void *)ip;
 
-	h.check = csum_fold(csum_words(&h, sizeof(h)));
-	__builtin_memcpy(ip, &h, sizeof(h));
+	w2 |= (__u32)csum_fold((__u64)w0 + w1 + w2 + src + dst) << 16; // the checksum's bytes follow TTL and protocol
+	o[0] = w0;
+	o[1] = w1;
+	o[2] = w2;
+	o[3] = src;
+	o[4] = dst;
 }
 
 static __always_inline void put_ipv6(struct ipv6hdr *ip, __u8 tc, __u32 label, __u32 payload,
@@ -650,6 +671,23 @@ static __always_inline int set_len(struct xdp_md *ctx, __u32 len, __u32 newlen)
 	if (len == newlen)
 		return 0;
 	return bpf_xdp_adjust_tail(ctx, (int)newlen - (int)len);
+}
+
+// A frame's linear part shorter than this is the whole frame. A program
+// that is not multi-buffer aware gets fragments from no driver, and from
+// BPF_PROG_TEST_RUN only behind a linear part filling a page less headroom
+// and tailroom (about 3.5 KB).
+#define LINEAR_WHOLE 3072
+
+// frame_len is bpf_xdp_get_buff_len without the call for the frames that
+// have no fragments for sure.
+static __always_inline __u32 frame_len(struct xdp_md *ctx)
+{
+	__u32 linear = ctx->data_end - ctx->data;
+
+	if (linear < LINEAR_WHOLE)
+		return linear;
+	return bpf_xdp_get_buff_len(ctx);
 }
 
 // Parsers: packet.Parse's checks in its order. They return 0 or the drop
@@ -976,7 +1014,7 @@ __noinline int gue6_csum(struct xdp_md *ctx, __u32 l3off, __u32 iplen)
 // were made by the caller.
 static __always_inline int encap(struct xdp_md *ctx, struct pkt *p, struct backend *be,
 				 struct settings *st, struct vip_conf *conf, __u32 overhead, __u32 h,
-				 __u32 frame_len)
+				 __u32 len)
 {
 	struct l2 l2 = {};
 	__u8 inner = p->family == 6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
@@ -986,7 +1024,7 @@ static __always_inline int encap(struct xdp_md *ctx, struct pkt *p, struct backe
 	l2.dst = be->mac;
 	l2.src = st->mac;
 	read_tag(ctx, p, &l2);
-	if (set_len(ctx, frame_len, p->l3off + iplen))
+	if (set_len(ctx, len, p->l3off + iplen))
 		return LB_DROP_BAD_IP_LENGTH;
 	if (bpf_xdp_adjust_head(ctx, -(int)overhead))
 		return LB_DROP_NO_HEADROOM;
@@ -1047,6 +1085,96 @@ static __noinline struct flow_value *flow6_lookup(struct flow_key6 *k)
 static __noinline void flow6_update(struct flow_key6 *k, struct flow_value *v)
 {
 	bpf_map_update_elem(&flows6, k, v, BPF_ANY);
+}
+
+// vip_lookup looks k up in its family's VIP map.
+static __always_inline struct vip_value *vip_lookup(const struct vip_key *k)
+{
+	if (k->family == 4) {
+		struct vip4_key k4 = { .port = k->port, .proto = k->proto };
+		__builtin_memcpy(&k4.addr, k->addr, 4);
+		return bpf_map_lookup_elem(&vips4, &k4);
+	}
+	return bpf_map_lookup_elem(&vips, k);
+}
+
+// vip_cache: per CPU, the latest IPv4 VIP resolutions of vip_match,
+// direct-mapped by a hash of the key. A slot is valid while its gen is
+// settings.vips_gen, which SetVIPs moves on once the VIP maps hold a new
+// set: a frame then resolves from the maps again. A resolution cached by a
+// frame that read the generation before the change and the maps after it
+// is dropped at the next frame, which reads the new generation. XDP does
+// not nest on a CPU: a slot is never written by two frames at once.
+#define VIP_CACHE_SLOTS 256
+
+#define VIP_MATCH_NONE 0
+#define VIP_MATCH_PORT 1     // the key (addr, port, proto)
+#define VIP_MATCH_ANY_PORT 2 // (addr, 0, proto)
+
+struct vip_cache_slot {
+	__u64 key; // the vip4_key looked up, as one word
+	__u32 gen;
+	__u32 match;
+	struct vip_value v;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct vip_cache_slot);
+	__uint(max_entries, VIP_CACHE_SLOTS);
+} vip_cache SEC(".maps");
+
+// vip_match returns the VIP of key (addr, port, proto): the key's own, else
+// the one on every port of its protocol, with key->port set to 0 (the key
+// the firewall decides for), else NULL. IPv4 resolutions come from
+// vip_cache when it holds them, which saves the hash lookups (calls) of the
+// common frame; gen is settings.vips_gen.
+static __always_inline struct vip_value *vip_match(struct vip_key *key, __u32 gen)
+{
+	struct vip_value *vip;
+
+	if (key->family != 4) {
+		vip = vip_lookup(key);
+		if (!vip) {
+			key->port = 0;
+			vip = vip_lookup(key);
+		}
+		return vip;
+	}
+	// The vip4_key as one word, built in registers: stored field by field
+	// and loaded whole it would stall the load behind the stores.
+	__u32 addr;
+	__builtin_memcpy(&addr, key->addr, 4);
+	__u64 w = addr | (__u64)key->port << 32 | (__u64)key->proto << 48;
+	__u32 idx = (w * 0x9e3779b97f4a7c15ULL) >> 56; // Fibonacci hashing into 256 slots
+	struct vip_cache_slot *c = bpf_map_lookup_elem(&vip_cache, &idx);
+	if (c && c->gen == gen && c->key == w) {
+		if (c->match == VIP_MATCH_NONE)
+			return NULL;
+		if (c->match == VIP_MATCH_ANY_PORT)
+			key->port = 0;
+		return &c->v;
+	}
+	__u32 match = VIP_MATCH_PORT;
+	__u64 k4 = w;
+	vip = bpf_map_lookup_elem(&vips4, &k4);
+	if (!vip) {
+		k4 = w & ~(0xffffULL << 32); // port 0
+		vip = bpf_map_lookup_elem(&vips4, &k4);
+		match = vip ? VIP_MATCH_ANY_PORT : VIP_MATCH_NONE;
+	}
+	if (match == VIP_MATCH_ANY_PORT)
+		key->port = 0;
+	if (!c)
+		return vip;
+	c->key = w;
+	c->gen = gen;
+	c->match = match;
+	if (!vip)
+		return NULL;
+	c->v = *vip;
+	return &c->v;
 }
 
 static __always_inline int is_zero16(const __u8 *a)
@@ -1171,6 +1299,63 @@ __noinline int lb_parse(struct xdp_md *ctx, struct pkt *p, struct vip_key *key)
 	return reason;
 }
 
+// PARSE_SLOW: lb_fast4 leaves the frame to lb_parse.
+#define PARSE_SLOW -3
+
+// lb_fast4 is lb_parse for the common frame, inlined: an untagged IPv4
+// packet without options, not a fragment, its TCP or UDP header whole
+// inside the IP length and the frame. It fills p and key as lb_parse does
+// and returns 0; for any other frame it returns PARSE_SLOW having written
+// nothing, and lb_parse decides it, with packet.Parse's checks in their
+// order. The frames it takes are exactly those lb_parse returns 0 for with
+// those properties, so the split changes no outcome: it saves the call (a
+// return costs a mitigation thunk on this class of CPU) and lb_parse's
+// branches for VLAN, IPv6, options and ICMP.
+static __always_inline int lb_fast4(struct xdp_md *ctx, struct pkt *p, struct vip_key *key)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct tcphdr *tcp = (void *)(ip + 1); // or the UDP header, its first 8 bytes
+
+	if ((void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return PARSE_SLOW;
+	// Version 4, IHL 5; neither MF nor an offset.
+	if (*(__u8 *)ip != 0x45 || (ip->frag_off & bpf_htons(IP_FRAG_MASK)))
+		return PARSE_SLOW;
+	__u8 proto = ip->protocol;
+	__u32 total = bpf_ntohs(ip->tot_len);
+	__u8 syn = 0;
+	if (proto == IPPROTO_TCP) {
+		if ((void *)(tcp + 1) > end || total < IPV4_HDR + sizeof(*tcp))
+			return PARSE_SLOW;
+		syn = tcp->syn && !tcp->ack;
+	} else if (proto == IPPROTO_UDP) {
+		if ((void *)tcp + UDP_HDR > end || total < IPV4_HDR + UDP_HDR)
+			return PARSE_SLOW;
+	} else {
+		return PARSE_SLOW;
+	}
+	if ((void *)ip + total > end)
+		return PARSE_SLOW;
+	key->family = 4;
+	__builtin_memcpy(key->addr, &ip->daddr, 4);
+	p->l3off = sizeof(*eth);
+	p->l4off = sizeof(*eth) + IPV4_HDR;
+	p->family = 4;
+	p->src = ip->saddr;
+	p->dst = ip->daddr;
+	p->tos = ip->tos;
+	p->df = !!(ip->frag_off & bpf_htons(IP_DF));
+	p->iplen = total;
+	p->proto = proto;
+	p->syn = syn;
+	p->ports = *(__u32 *)tcp;
+	p->dport = tcp->dest;
+	return 0;
+}
+
 #include "lbrtt.h"
 #include "lbcapture.h"
 
@@ -1190,20 +1375,21 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 	// Why the frame cannot be forwarded, 0 if it can. 64 bits: the
 	// verifier must see the bound check and the counter index in one
 	// register.
-	__s64 reason = lb_parse(ctx, &p, &key);
+	__s64 reason = lb_fast4(ctx, &p, &key);
+	if (reason == PARSE_SLOW)
+		reason = lb_parse(ctx, &p, &key);
 	if (reason == PARSE_MALFORMED)
 		return malformed(cnt);
 	if (reason == PARSE_OTHER)
 		return pass(cnt);
+	struct settings *st = bpf_map_lookup_elem(&settings, &zero);
+	if (!st)
+		return pass(cnt); // cannot happen: an array always has key 0
 	struct vip_value *vip = NULL;
 	if (!reason && p.icmp == ICMP_NONE) {
 		key.proto = p.proto;
 		key.port = p.dport;
-		vip = bpf_map_lookup_elem(&vips, &key);
-		if (!vip) {
-			key.port = 0;
-			vip = bpf_map_lookup_elem(&vips, &key);
-		}
+		vip = vip_match(&key, st->vips_gen);
 		// The firewall decides for the VIP key that matched, before a
 		// flow lookup or anything else is spent on the frame.
 		if (vip) {
@@ -1222,7 +1408,7 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 		// or drop and count).
 		key.port = 0;
 		key.proto = 0;
-		struct vip_value *marker = bpf_map_lookup_elem(&vips, &key);
+		struct vip_value *marker = vip_lookup(&key);
 		if (!marker)
 			return pass(cnt);
 		if (p.frag && (marker->flags & VIP_FLAG_PASS_FRAGMENTS))
@@ -1249,18 +1435,17 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 			copy16(key.addr, p.dst6);
 		key.proto = p.proto;
 		key.port = p.dport;
-		vip = bpf_map_lookup_elem(&vips, &key);
+		vip = vip_lookup(&key);
 		if (!vip) {
 			key.port = 0;
-			vip = bpf_map_lookup_elem(&vips, &key);
+			vip = vip_lookup(&key);
 		}
 		if (!vip)
 			return drop(cnt, LB_DROP_NO_VIP);
 	}
 	__u32 vip_id = vip->id;
 	struct vip_conf *conf = bpf_map_lookup_elem(&vip_conf, &vip_id);
-	struct settings *st = bpf_map_lookup_elem(&settings, &zero);
-	if (!conf || !st)
+	if (!conf)
 		return drop(cnt, LB_DROP_NO_VIP);
 
 	// Flow table first, except for a TCP SYN: a new connection always
@@ -1272,19 +1457,22 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 	union {
 		struct flow_key4 k4;
 		struct flow_key6 k6;
-	} fk = {};
+	} fk;
 	struct flow_value *fvp;
+	// The keys are written in whole words, the protocol with its padding
+	// in one: the hash reads them back as words, and a load behind smaller
+	// stores (a zeroed key, then a byte) would stall.
 	if (p.family == 4) {
 		fk.k4.saddr = p.src;
 		fk.k4.daddr = p.dst;
 		fk.k4.ports = p.ports;
-		fk.k4.proto = p.proto;
+		*(__u32 *)&fk.k4.proto = p.proto;
 		fvp = bpf_map_lookup_elem(&flows, &fk.k4);
 	} else {
 		copy16(fk.k6.saddr, p.src6);
 		copy16(fk.k6.daddr, p.dst6);
 		fk.k6.ports = p.ports;
-		fk.k6.proto = p.proto;
+		*(__u32 *)&fk.k6.proto = p.proto;
 		fvp = flow6_lookup(&fk.k6);
 	}
 	// Jiffies: the verifier inlines bpf_jiffies64 into one load, where
@@ -1348,7 +1536,7 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 		struct backend_stats *ls = bpf_map_lookup_elem(&backend_stats, &lidx);
 		if (ls) {
 			ls->packets += 1;
-			ls->bytes += bpf_xdp_get_buff_len(ctx);
+			ls->bytes += frame_len(ctx);
 		}
 		count(cnt, LB_PASSED);
 		return XDP_PASS;
@@ -1356,10 +1544,8 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 	if (!(be->flags & BACKEND_RESOLVED))
 		return drop(cnt, LB_DROP_NO_NEIGHBOR);
 
-	// The whole frame: BPF_PROG_TEST_RUN hands a frame longer than a page
-	// over in fragments even to a program that is not multi-buffer aware,
-	// with only the first part between data and data_end.
-	__u32 frame_len = bpf_xdp_get_buff_len(ctx);
+	// The whole frame's length (frame_len: past data_end too).
+	__u32 len = frame_len(ctx);
 	if (conf->forward == FWD_DSR) {
 		// packet.RewriteDSR: the MACs only; padding and all stay.
 		void *data = (void *)(long)ctx->data;
@@ -1391,7 +1577,7 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 			}
 			return XDP_DROP;
 		}
-		__u32 r = encap(ctx, &p, be, st, conf, overhead, h, frame_len);
+		__u32 r = encap(ctx, &p, be, st, conf, overhead, h, len);
 		if (r)
 			return drop(cnt, r);
 	}
@@ -1401,7 +1587,7 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 	struct backend_stats *bs = bpf_map_lookup_elem(&backend_stats, &bidx);
 	if (bs) {
 		bs->packets += 1;
-		bs->bytes += frame_len;
+		bs->bytes += len;
 	}
 	if (backend_out)
 		*backend_out = backend_id;

@@ -274,6 +274,7 @@ func LoadLB(opts LBOptions) (*LB, error) {
 	}
 	lb.tcp, lb.udp = flowtable.DefaultTCPTimeout, flowtable.DefaultUDPTimeout
 	lb.settings.TcpTimeout, lb.settings.UdpTimeout = lb.jiffies(lb.tcp), lb.jiffies(lb.udp)
+	lb.settings.VipsGen = 1 // the zeroed vip_cache's slots hold generation 0: none valid
 	if err := lb.writeSettings(); err != nil {
 		lb.objs.Close()
 		return nil, err
@@ -377,7 +378,11 @@ func (lb *LB) Options() LBOptions { return lb.opts }
 // requests if the address's first VIP in vips has ICMPEcho, and passes
 // fragments to the kernel if any of its VIPs has PassFragments. Frames to a
 // VIP address that match no VIP are dropped (no_vip). The tables of
-// indexes no VIP uses any more are freed.
+// indexes no VIP uses any more are freed. Every SetVIPs, even one that
+// fails after writing part of the set, outdates the program's per-CPU
+// cache of VIP resolutions before it returns, so that later frames resolve
+// from the maps as they are (unless writing the settings, which does it,
+// fails: that error is returned too).
 func (lb *LB) SetVIPs(vips []VIPEntry) error {
 	confs := map[uint32]VIPEntry{}
 	want, err := vipEntries(vips, func(v VIPEntry) error {
@@ -416,7 +421,28 @@ func (lb *LB) SetVIPs(vips []VIPEntry) error {
 			return fmt.Errorf("bpf: lb: configure VIP index %d: %w", id, err)
 		}
 	}
-	if err := syncVIPs(lb.objs.Vips, want); err != nil {
+	if n := uint32(len(want)); n > lb.objs.Vips.MaxEntries() {
+		return fmt.Errorf("%w: %d entries (markers included), room for %d", ErrTooManyVIPs, n, lb.objs.Vips.MaxEntries())
+	}
+	want4, want6 := map[lbVip4Key]vipValue{}, map[VIPKey]vipValue{}
+	for k, v := range want {
+		if k.Family == 4 {
+			want4[vip4Key(k)] = v
+		} else {
+			want6[k] = v
+		}
+	}
+	err = syncVIPs(lb.objs.Vips4, want4)
+	if err == nil {
+		err = syncVIPs(lb.objs.Vips, want6)
+	}
+	// A new generation whatever was written, even in part: the program's
+	// cached resolutions (vip_cache) are of the maps as they were.
+	s := lb.settings
+	if s.VipsGen++; s.VipsGen == 0 {
+		s.VipsGen = 1
+	}
+	if err := errors.Join(err, lb.setSettings(s)); err != nil {
 		return err
 	}
 	for id := range lb.regions {
@@ -427,6 +453,17 @@ func (lb *LB) SetVIPs(vips []VIPEntry) error {
 		}
 	}
 	return nil
+}
+
+// vip4Key is the vips4 map's key of the IPv4 key k.
+func vip4Key(k VIPKey) lbVip4Key {
+	return lbVip4Key{Addr: binary.NativeEndian.Uint32(k.Addr[:4]), Port: k.Port, Proto: k.Proto}
+}
+
+func (k lbVip4Key) String() string {
+	v := VIPKey{Port: k.Port, Proto: k.Proto, Family: 4}
+	binary.NativeEndian.PutUint32(v.Addr[:4], k.Addr)
+	return v.String()
 }
 
 // lbVIPConfSize is the size of struct vip_conf; the kernel places array

@@ -144,11 +144,27 @@ type lbSettings struct {
 	Addr6      [16]uint8
 	Mac        [6]uint8
 	Mtu        uint16
-	Pad        uint32
+	VipsGen    uint32
 	TcpTimeout uint64
 	UdpTimeout uint64
 	IcmpRate   uint32
 	IcmpBurst  uint32
+}
+
+type lbVip4Key struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+}
+
+type lbVipCacheSlot struct {
+	_     structs.HostLayout
+	Key   uint64
+	Gen   uint32
+	Match uint32
+	V     lbVipValue
 }
 
 type lbVipConf struct {
@@ -199,8 +215,10 @@ const (
 	lbMapMaglev        = "maglev"
 	lbMapRttHists      = "rtt_hists"
 	lbMapSettings      = "settings"
+	lbMapVipCache      = "vip_cache"
 	lbMapVipConf       = "vip_conf"
 	lbMapVips          = "vips"
+	lbMapVips4         = "vips4"
 	lbProgXlbLb        = "xlb_lb"
 	lbProgXlbLbBench   = "xlb_lb_bench"
 	lbProgXlbLbCapture = "xlb_lb_capture"
@@ -281,8 +299,10 @@ type lbMapSpecs struct {
 	Maglev       *ebpf.MapSpec `ebpf:"maglev"`
 	RttHists     *ebpf.MapSpec `ebpf:"rtt_hists"`
 	Settings     *ebpf.MapSpec `ebpf:"settings"`
+	VipCache     *ebpf.MapSpec `ebpf:"vip_cache"`
 	VipConf      *ebpf.MapSpec `ebpf:"vip_conf"`
 	Vips         *ebpf.MapSpec `ebpf:"vips"`
+	Vips4        *ebpf.MapSpec `ebpf:"vips4"`
 }
 
 // lbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -333,8 +353,10 @@ type lbMaps struct {
 	Maglev       *ebpf.Map `ebpf:"maglev"`
 	RttHists     *ebpf.Map `ebpf:"rtt_hists"`
 	Settings     *ebpf.Map `ebpf:"settings"`
+	VipCache     *ebpf.Map `ebpf:"vip_cache"`
 	VipConf      *ebpf.Map `ebpf:"vip_conf"`
 	Vips         *ebpf.Map `ebpf:"vips"`
+	Vips4        *ebpf.Map `ebpf:"vips4"`
 }
 
 func (m *lbMaps) Close() error {
@@ -359,8 +381,10 @@ func (m *lbMaps) Close() error {
 		m.Maglev,
 		m.RttHists,
 		m.Settings,
+		m.VipCache,
 		m.VipConf,
 		m.Vips,
+		m.Vips4,
 	)
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -540,6 +541,10 @@ func lbCases(t testing.TB) []lbCase {
 		{"dsr4", tcpFrame(t, vipDSR4, 40000, 80, "S", 0, false, 10), xdpTX, "", false, ""},
 		{"dsr4 padding", pad(tcpFrame(t, vipDSR4, 40001, 80, "A", 0, false, 0), 64), xdpTX, "", false, ""},
 		{"dsr4 bigger than the mtu", tcpFrame(t, vipDSR4, 40002, 80, "A", 0, true, big), xdpTX, "", false, ""},
+		// Padding past a page: the test run hands it over in fragments,
+		// which the frame's length must count.
+		{"ipip padding in fragments", pad(udpFrame(t, vipUDP, 53, 1000), 4000), xdpTX, "", false, ""},
+		{"dsr4 padding in fragments", pad(tcpFrame(t, vipDSR4, 40003, 80, "A", 0, false, 1000), 4000), xdpTX, "", false, ""},
 		{"dsr6 802.1Q", vlan(tcpFrame(t, vipDSR6, 40000, 80, "S", 0, false, 10)), xdpTX, "", false, ""},
 		// ICMP echo (packet.EchoReply).
 		{"echo", icmp4(t, vipTCP), xdpTX, "", false, "echo_reply"},
@@ -585,6 +590,11 @@ func lbCases(t testing.TB) []lbCase {
 		{"VIP address, other port", frame4(t, vipTCP, tcp, 81), xdpDrop, "no_vip", false, ""},
 		{"VIP address, other protocol", frame4(t, vipTCP, layers.IPProtocolUDP, 80), xdpDrop, "no_vip", false, ""},
 		{"truncated tcp", withIPField(short, 2, 0, 30)[:14+30], xdpDrop, "truncated_l4", false, ""},
+		// The IP length, not the frame, cuts the L4 header (lb_fast4's
+		// bounds, by one byte).
+		{"ip length cuts the tcp header", withIPField(short, 2, 0, 39), xdpDrop, "truncated_l4", false, ""},
+		{"ip length cuts the udp header", withIPField(udpFrame(t, vipUDP, 53, 4), 2, 0, 27), xdpDrop, "truncated_l4", false, ""},
+		{"ip length ends with the udp header", withIPField(udpFrame(t, vipUDP, 53, 4), 2, 0, 28), xdpTX, "", false, ""},
 		{"ip length past the frame", withIPField(short, 2, 0x05, 0xdc), xdpDrop, "bad_ip_length", false, ""},
 		{"ip length below ihl", withIPField(short, 2, 0, 19), xdpDrop, "bad_ip_length", false, ""},
 		{"ip version 6 in an IPv4 ethertype", withIPField(short, 0, 0x65), xdpDrop, "bad_ip_version", false, ""},
@@ -1089,6 +1099,13 @@ func TestLBLayout(t *testing.T) {
 	if got := spec.Maps[lbMapVips].KeySize; uintptr(got) != unsafe.Sizeof(VIPKey{}) {
 		t.Errorf("lb vips key size %d, VIPKey %d", got, unsafe.Sizeof(VIPKey{}))
 	}
+	if got := spec.Maps[lbMapVips4].KeySize; uintptr(got) != unsafe.Sizeof(lbVip4Key{}) {
+		t.Errorf("lb vips4 key size %d, lbVip4Key %d", got, unsafe.Sizeof(lbVip4Key{}))
+	}
+	k := NewVIPKey(netip.MustParseAddr("198.18.0.10"), 80, 6)
+	if k4 := vip4Key(k); k4.String() != k.String() || (*[8]byte)(unsafe.Pointer(&k4))[0] != 198 || k4.Port != k.Port {
+		t.Errorf("vip4Key(%v) = %+v (%v)", k, k4, k4)
+	}
 	// The drop reasons are the Go worker's, by name.
 	worker := map[string]bool{}
 	for d := range datapath.NumDrops {
@@ -1250,7 +1267,7 @@ func loadLBBench(b *testing.B, lb *LB) *ebpf.Program {
 		Bench *ebpf.Program `ebpf:"xlb_lb_bench"`
 	}
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
-		lbMapVips: m.Vips, lbMapVipConf: m.VipConf, lbMapMaglev: m.Maglev, lbMapBackends: m.Backends,
+		lbMapVips: m.Vips, lbMapVips4: m.Vips4, lbMapVipCache: m.VipCache, lbMapVipConf: m.VipConf, lbMapMaglev: m.Maglev, lbMapBackends: m.Backends,
 		lbMapBackendStats: m.BackendStats, lbMapFlows: m.Flows, lbMapFlows6: m.Flows6, lbMapSettings: m.Settings,
 		lbMapIpIds: m.IpIds, lbMapCounters: m.Counters, lbMapIcmpBucket: m.IcmpBucket,
 		lbMapFwRules: m.FwRules, lbMapFwTrieA: m.FwTrieA, lbMapFwTrieB: m.FwTrieB, lbMapFwRuleStats: m.FwRuleStats,
@@ -1258,6 +1275,11 @@ func loadLBBench(b *testing.B, lb *LB) *ebpf.Program {
 		lbMapRttHists: m.RttHists, lbMapCapScratch: m.CapScratch, lbMapCaptureRing: m.CaptureRing, lbMapCapLost: m.CapLost,
 		lbMapCaptureProg: m.CaptureProg,
 	}}
+	for name := range spec.Maps {
+		if _, ok := opts.MapReplacements[name]; !ok && !strings.HasPrefix(name, ".") {
+			b.Fatalf("map %s is not shared with the harness: it would run on an empty copy", name)
+		}
+	}
 	if err := spec.LoadAndAssign(&objs, opts); err != nil {
 		b.Fatalf("load xlb_lb_bench: %v", err)
 	}
@@ -1435,5 +1457,92 @@ func TestLBLocalBackend(t *testing.T) {
 	}
 	if got[bi].Packets != 2 || got[bi].Bytes != uint64(2*len(frame)) {
 		t.Errorf("backend %d counters %+v, want 2 packets", bi, got[bi])
+	}
+}
+
+// TestLBVIPCapacity: the IPv4 keys go to vips4 and the IPv6 ones to vips,
+// but the set as a whole keeps steer's limit of 4096 entries (markers
+// included); a set past it is refused and changes nothing.
+func TestLBVIPCapacity(t *testing.T) {
+	lb := loadTestLB(t)
+	set := func(perFamily int) error {
+		var vips []VIPEntry
+		for i := range perFamily {
+			vips = append(vips, VIPEntry{Key: NewVIPKey(vipTCP, uint16(1000+i), 6)}, VIPEntry{Key: NewVIPKey(vip6, uint16(1000+i), 6)})
+		}
+		return lb.SetVIPs(vips)
+	}
+	if err := set(2047); err != nil { // 2 * 2047 keys + 2 markers
+		t.Fatalf("4096 entries: %v", err)
+	}
+	if v, _, _, _ := lbRun(t, lb, tcpFrame(t, vip6, 40000, 3046, "S", 0, false, 0)); v != xdpTX {
+		t.Errorf("IPv6 VIP at capacity: verdict %d", v)
+	}
+	if err := set(2048); !errors.Is(err, ErrTooManyVIPs) {
+		t.Fatalf("4098 entries: %v, want ErrTooManyVIPs", err)
+	}
+	if v, _, _, _ := lbRun(t, lb, tcpFrame(t, vipTCP, 40000, 3046, "S", 0, false, 0)); v != xdpTX {
+		t.Errorf("IPv4 VIP after a refused set: verdict %d", v)
+	}
+	if v, _, _, _ := lbRun(t, lb, tcpFrame(t, vipTCP, 40000, 3047, "S", 0, false, 0)); v != xdpDrop {
+		t.Errorf("a VIP of the refused set: verdict %d", v)
+	}
+}
+
+// TestLBVIPCache: the program's per-CPU cache of IPv4 VIP resolutions
+// (vip_cache) never outlives a SetVIPs. A port that gets a VIP of its own
+// leaves the protocol's VIP on every port; a VIP that goes away, and one
+// that comes for a port that had none, apply to the next frame.
+func TestLBVIPCache(t *testing.T) {
+	lb := loadTestLB(t)
+	// Every run on one CPU, so that each meets the cache the one before
+	// filled. The thread stays locked: it ends with the test rather than
+	// go back to the runtime pinned.
+	runtime.LockOSThread()
+	var cpu unix.CPUSet
+	cpu.Set(0)
+	if err := unix.SchedSetaffinity(0, &cpu); err != nil {
+		t.Fatal(err)
+	}
+	run := func(frame []byte) (uint32, byte) {
+		t.Helper()
+		v, out, _, _ := lbRun(t, lb, frame)
+		return v, out[14+9] // the outer IPv4 header's protocol
+	}
+	udp, tcp81 := udpFrame(t, vipUDP, 53, 8), tcpFrame(t, vipTCP, 40000, 81, "S", 0, false, 0)
+	for range 2 { // the second from the cache
+		if v, proto := run(udp); v != xdpTX || proto != unix.IPPROTO_IPIP {
+			t.Fatalf("UDP VIP on every port: verdict %d, outer protocol %d", v, proto)
+		}
+		if v, _ := run(tcp81); v != xdpDrop {
+			t.Fatalf("VIP address, port without a VIP: verdict %d", v)
+		}
+	}
+	// Port 53 gets a VIP of its own (GUE, index 6 as vipGUE4's); port
+	// 81 gets one.
+	more := append(lbTestEntries(),
+		VIPEntry{Key: NewVIPKey(vipUDP, 53, 17), ID: 6, Forward: LBForwardGUE, GUEPort: lbTestGUEPort},
+		VIPEntry{Key: NewVIPKey(vipTCP, 81, 6), ID: 0})
+	if err := lb.SetVIPs(more); err != nil {
+		t.Fatal(err)
+	}
+	if v, proto := run(udp); v != xdpTX || proto != unix.IPPROTO_UDP {
+		t.Errorf("port with a VIP of its own: verdict %d, outer protocol %d, want GUE", v, proto)
+	}
+	if v, _ := run(tcp81); v != xdpTX {
+		t.Errorf("port given a VIP: verdict %d", v)
+	}
+	// Back, then without the UDP VIPs: the address is no VIP's any more.
+	if err := lb.SetVIPs(lbTestEntries()); err != nil {
+		t.Fatal(err)
+	}
+	if v, proto := run(udp); v != xdpTX || proto != unix.IPPROTO_IPIP {
+		t.Errorf("back on every port: verdict %d, outer protocol %d", v, proto)
+	}
+	if err := lb.SetVIPs(slices.DeleteFunc(lbTestEntries(), func(e VIPEntry) bool { return e.Key.IP() == vipUDP })); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := run(udp); v != xdpPass {
+		t.Errorf("VIP gone: verdict %d, want pass", v)
 	}
 }

@@ -344,12 +344,12 @@ func vipEntries(vips []VIPEntry, check func(VIPEntry) error) (map[VIPKey]vipValu
 
 // syncVIPs makes the vips map m hold exactly want (see Steer.SetVIPs for
 // the order of the updates).
-func syncVIPs(m *ebpf.Map, want map[VIPKey]vipValue) error {
+func syncVIPs[K comparable](m *ebpf.Map, want map[K]vipValue) error {
 	if n := uint32(len(want)); n > m.MaxEntries() {
 		return fmt.Errorf("%w: %d entries (markers included), room for %d", ErrTooManyVIPs, n, m.MaxEntries())
 	}
-	var stale []VIPKey
-	var k VIPKey
+	var stale []K
+	var k K
 	var v vipValue
 	it := m.Iterate()
 	for it.Next(&k, &v) {
@@ -379,7 +379,7 @@ func syncVIPs(m *ebpf.Map, want map[VIPKey]vipValue) error {
 	return nil
 }
 
-func deleteVIPs(m *ebpf.Map, keys []VIPKey) error {
+func deleteVIPs[K any](m *ebpf.Map, keys []K) error {
 	for _, k := range keys {
 		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("bpf: delete stale VIP %v: %w", k, err)
