@@ -154,8 +154,11 @@ func xlbSpliceConfig(socket string) string {
 }
 
 func startXLBSplice(b *benchLab, dir, xlb string) (*process, endpoint, error) {
-	p, err := runXLB(b, dir, xlb, "splice", xlbSpliceConfig(filepath.Join(dir, "xlb-splice.sock")))
-	return p, b.sniEndpoint(), err
+	socket := filepath.Join(dir, "xlb-splice.sock")
+	p, err := runXLB(b, dir, xlb, "splice", xlbSpliceConfig(socket))
+	ep := b.sniEndpoint()
+	ep.splice = xlbSpliceCounts(xlb, socket)
+	return p, ep, err
 }
 
 // runXLB writes cfg and runs `xlb run` with it in the balancer's namespace.

@@ -8,14 +8,29 @@
 //
 // The SNI-routed datapaths (xlb-splice, haproxy-sni, nginx-sni) listen on
 // the proxies' address on their own ports, and route one name to both
-// backends. Every client connection sends a real ClientHello for that name
-// (made once by Go's TLS client) as its first bytes, then the same load as
-// the other datapaths; the backends' servers on those ports skip that
-// first record. No TLS handshake completes: a passthrough balancer only
-// reads the ClientHello and copies bytes, and leaving the cryptography out
-// keeps the figures about the balancer. xlb's splice VIPs are proxied by
-// copying in user space until the datapath splices them (issue 13 phase
-// 2), so xlb-splice is a TCP proxy like the other two for now.
+// backends. Every client connection opens the way a TLS connection does,
+// in its shape: a real ClientHello for that name (made once by Go's TLS
+// client), the backend's answer (a 133-byte record), the client's last
+// flight (a 69-byte record); then the same load as the other datapaths.
+// No TLS handshake completes: a passthrough balancer only reads the
+// ClientHello and copies bytes, and leaving the cryptography out keeps the
+// figures about the balancer. Every SNI datapath gets the same clients
+// and backends, so the comparison stays fair.
+//
+// xlb's splice VIPs hand a pair to the steering program once it is
+// quiescent after its handshake (the backend has answered, the client sent
+// more than its hello, nothing moved for two RTTs); from then on its
+// packets never reach a socket. So the long-lived connections of the SNI
+// datapaths (the streams, the latency test's connections) pause after
+// their opening before the load starts: 200 ms for every SNI datapath
+// (the same for all), then, for xlb-splice, until `xlb stats --json`
+// counts them spliced (at most 3 s more). Each xlb-splice record says how many of its test's
+// connections were spliced and why the others stayed copied (Record.Splice,
+// the table's note), so a figure measured by copy cannot pass for a
+// spliced one. The connection-rate test's short connections send their
+// opening with their request and close at once: they are never spliced
+// (xlb counts them closed_first), and measure the proxy's accept, route
+// and connect.
 //
 // # Lab
 //
@@ -31,7 +46,7 @@
 // Every backend runs two in-process Go servers: a sink that discards what
 // it reads and counts the bytes (throughput), and a request/response
 // server answering each 64-byte request with 64 bytes (connection rate and
-// latency).
+// latency); and both again behind the SNI opening, on the SNI ports.
 //
 // # Tests
 //
@@ -57,8 +72,8 @@
 // softirq and busy time (/proc/stat). On veth the packet work of every
 // namespace runs in softirq on the sending CPU, so softirq cannot be split
 // between client, balancer and backends: it is reported for the whole
-// machine. xlb's native mode does all its work there and shows almost no
-// process time; the proxies' TCP work is partly in their system calls
+// machine. xlb's native mode, and xlb-splice for spliced connections, do
+// all their work there and show almost no process time; the proxies' TCP work is partly in their system calls
 // (counted) and partly in softirq (not).
 //
 // # Lifecycle

@@ -32,8 +32,8 @@ var (
 const (
 	sinkPort = 5001 // reads and discards, counting bytes
 	rrPort   = 5002 // answers each reqSize-byte request with replySize bytes
-	// The same two behind the TLS ClientHello that each connection of an
-	// SNI-routed datapath sends first (and the server skips).
+	// The same two behind the TLS-like opening that each connection of
+	// an SNI-routed datapath starts with (skipHello).
 	sniSinkPort = 5011
 	sniRRPort   = 5012
 	// sniName is the server name the SNI-routed datapaths route by.
@@ -143,8 +143,11 @@ type endpoint struct {
 	addr     netip.Addr
 	sink, rr uint16
 	// hello is a TLS ClientHello for sniName for the SNI-routed datapaths
-	// (their backends skip it), nil for the others.
+	// (the start of the opening skipHello answers), nil for the others.
 	hello []byte
+	// splice reads xlb's splice counters, summed over its splice VIPs;
+	// nil for the datapaths that have none.
+	splice func() (SpliceCount, error)
 }
 
 // plain is the endpoint of a datapath that forwards by address and port.
@@ -178,16 +181,49 @@ func startServer(h *lab.Host) (*server, error) {
 	return s, nil
 }
 
-// skipHello reads the TLS record a connection starts with (the client's
-// ClientHello, passed through by an SNI-routed datapath), then hands the
+// The rest of the TLS-like opening of an SNI-routed connection, after the
+// client's ClientHello: the backend answers it with serverFlight (as a
+// server's hello flight) and the client then sends clientFinished (its
+// last handshake flight). They are opaque TLS records of the sizes named:
+// no cryptography, only the shape of a handshake, which is what a
+// passthrough balancer sees and what xlb's splice waits for (the backend
+// has answered and the client sent more than its hello).
+var (
+	serverFlight   = tlsRecord(0x16, 128)
+	clientFinished = tlsRecord(0x16, 64)
+)
+
+// tlsRecord is a record of type typ with n zero bytes of payload.
+func tlsRecord(typ byte, n int) []byte {
+	r := make([]byte, 5+n)
+	r[0], r[1], r[2] = typ, 3, 3
+	binary.BigEndian.PutUint16(r[3:], uint16(n))
+	return r
+}
+
+// skipRecord reads one TLS record and discards it.
+func skipRecord(c net.Conn) error {
+	var hdr [5]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		return err
+	}
+	_, err := io.CopyN(io.Discard, c, int64(binary.BigEndian.Uint16(hdr[3:])))
+	return err
+}
+
+// skipHello plays the backend's side of the opening: it reads the
+// client's ClientHello (passed through by an SNI-routed datapath), answers
+// serverFlight, reads the client's finishing record, then hands the
 // connection to handle.
 func skipHello(handle func(net.Conn)) func(net.Conn) {
 	return func(c net.Conn) {
-		var hdr [5]byte
-		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		if skipRecord(c) != nil {
 			return
 		}
-		if _, err := io.CopyN(io.Discard, c, int64(binary.BigEndian.Uint16(hdr[3:]))); err != nil {
+		if _, err := c.Write(serverFlight); err != nil {
+			return
+		}
+		if skipRecord(c) != nil {
 			return
 		}
 		handle(c)

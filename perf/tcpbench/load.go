@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,16 +20,28 @@ const (
 	ioWait   = 2 * time.Second
 	// slack lets a window's connections outlive it while they are closed.
 	slack = 10 * time.Second
+	// settlePause is how long every SNI-routed datapath's long-lived
+	// connections stay quiet after their opening, before the load starts:
+	// room for xlb to hand them to the datapath (it checks a pair every two
+	// RTTs, and hands it over at the second quiet check). The pause is the
+	// same for all, so that none starts its load later than the others.
+	settlePause = 200 * time.Millisecond
+	// spliceWait bounds how much longer xlb-splice's connections may take
+	// to be spliced on a loaded machine; those that are not by then are
+	// measured as they are, and the report says how many.
+	spliceWait = 3 * time.Second
 )
 
 // warmup is the part of a load's run before its window opens: connections
 // are up and past slow start when counting begins.
 func warmup(d time.Duration) time.Duration { return min(d/10, 500*time.Millisecond) }
 
-// window is one measured window: how long, and the CPU figures of it.
+// window is one measured window: how long, the CPU figures of it and,
+// for xlb-splice, what became of the test's connections.
 type window struct {
-	secs float64
-	cpu  CPU
+	secs   float64
+	cpu    CPU
+	splice SpliceCount
 }
 
 // measure samples the CPU counters, sleeps d, samples again, and returns
@@ -48,8 +61,8 @@ func (b *benchLab) measure(d time.Duration, count func() uint64) (uint64, window
 	return n1 - n0, window{secs: c1.at.Sub(c0.at).Seconds(), cpu: cpuDelta(c0, c1)}, nil
 }
 
-// dialAll opens n connections from the client to ep's port, each sending
-// ep's hello first.
+// dialAll opens n connections from the client to ep's port, each going
+// through ep's opening (open).
 func (b *benchLab) dialAll(ep endpoint, port uint16, n int) ([]net.Conn, error) {
 	addr := netip.AddrPortFrom(ep.addr, port).String()
 	var conns []net.Conn
@@ -58,7 +71,7 @@ func (b *benchLab) dialAll(ep endpoint, port uint16, n int) ([]net.Conn, error) 
 		c, err := b.client.Dial(ctx, "tcp4", addr)
 		cancel()
 		if err == nil {
-			err = sendHello(c, ep)
+			err = open(c, ep)
 		}
 		if err != nil {
 			closeAll(conns)
@@ -69,16 +82,66 @@ func (b *benchLab) dialAll(ep endpoint, port uint16, n int) ([]net.Conn, error) 
 	return conns, nil
 }
 
-// sendHello writes ep's hello, if it has one, as a new connection's first
-// bytes.
-func sendHello(c net.Conn, ep endpoint) error {
+// open plays the client's side of the opening of an SNI-routed
+// connection, as a TLS client's handshake goes: the ClientHello, the
+// backend's answer, the client's finishing record (skipHello is the
+// backend's side). It does nothing for the other datapaths.
+func open(c net.Conn, ep endpoint) error {
 	if ep.hello == nil {
 		return nil
 	}
-	c.SetWriteDeadline(time.Now().Add(ioWait))
-	_, err := c.Write(ep.hello)
-	c.SetWriteDeadline(time.Time{})
+	c.SetDeadline(time.Now().Add(ioWait))
+	defer c.SetDeadline(time.Time{})
+	if _, err := c.Write(ep.hello); err != nil {
+		return err
+	}
+	if _, err := io.ReadFull(c, make([]byte, len(serverFlight))); err != nil {
+		return fmt.Errorf("server's answer to the hello: %w", err)
+	}
+	_, err := c.Write(clientFinished)
 	return err
+}
+
+// settle lets the long-lived connections of a test, just opened, stay
+// quiet for settlePause on every SNI-routed datapath; on xlb-splice it
+// then waits, within spliceWait, until n more connections than before are
+// spliced.
+func settle(ep endpoint, before SpliceCount, n int) error {
+	if ep.hello == nil {
+		return nil
+	}
+	time.Sleep(settlePause)
+	if ep.splice == nil {
+		return nil
+	}
+	deadline := time.Now().Add(spliceWait)
+	for {
+		now, err := ep.splice()
+		if err != nil {
+			return err
+		}
+		if now.Spliced-before.Spliced >= uint64(n) || !time.Now().Before(deadline) {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// spliceCount is ep's splice counters now, zero for a datapath without.
+func (ep endpoint) spliceCount() (SpliceCount, error) {
+	if ep.splice == nil {
+		return SpliceCount{}, nil
+	}
+	return ep.splice()
+}
+
+// spliceSince is what became of the connections routed since before.
+func (ep endpoint) spliceSince(before SpliceCount) (SpliceCount, error) {
+	now, err := ep.spliceCount()
+	if err != nil {
+		return SpliceCount{}, err
+	}
+	return now.sub(before), nil
 }
 
 func closeAll(conns []net.Conn) {
@@ -90,8 +153,16 @@ func closeAll(conns []net.Conn) {
 // streams measures n bulk streams to the sinks, in Gbit/s of payload the
 // backends received.
 func (b *benchLab) streams(target endpoint, n int, d time.Duration) (float64, window, error) {
+	before, err := target.spliceCount()
+	if err != nil {
+		return 0, window{}, err
+	}
 	conns, err := b.dialAll(target, target.sink, n)
 	if err != nil {
+		return 0, window{}, err
+	}
+	if err := settle(target, before, n); err != nil {
+		closeAll(conns)
 		return 0, window{}, err
 	}
 	end := time.Now().Add(warmup(d) + d + slack)
@@ -109,6 +180,9 @@ func (b *benchLab) streams(target endpoint, n int, d time.Duration) (float64, wi
 	}
 	time.Sleep(warmup(d))
 	bytes, w, err := b.measure(d, b.sinkBytes)
+	if err == nil {
+		w.splice, err = target.spliceSince(before)
+	}
 	closeAll(conns)
 	wg.Wait()
 	if err != nil {
@@ -120,20 +194,36 @@ func (b *benchLab) streams(target endpoint, n int, d time.Duration) (float64, wi
 	return float64(bytes) * 8 / w.secs / 1e9, w, nil
 }
 
-// request sends one request on c and reads its reply.
-func request(c net.Conn, req, reply []byte) error {
+// request sends one request on c and reads the bytes of each buffer in
+// turn: its reply, or what came before it and its reply.
+func request(c net.Conn, req []byte, reply ...[]byte) error {
 	if _, err := c.Write(req); err != nil {
 		return err
 	}
-	_, err := io.ReadFull(c, reply)
-	return err
+	for _, r := range reply {
+		if _, err := io.ReadFull(c, r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // connRate measures short connections per second: clients loops of
 // connect, one request, its reply, close. It also returns how many
-// attempts failed in the window.
+// attempts failed in the window. On the SNI-routed datapaths a
+// connection's opening is sent with its request, without waiting for the
+// backend's answer (read with the reply), so that it costs no round trip
+// more than on the others; such a short connection is never spliced.
 func (b *benchLab) connRate(target endpoint, clients int, d time.Duration) (float64, uint64, window, error) {
 	addr := netip.AddrPortFrom(target.addr, target.rr).String()
+	var first []byte
+	if target.hello != nil {
+		first = slices.Concat(target.hello, clientFinished)
+	}
+	before, err := target.spliceCount()
+	if err != nil {
+		return 0, 0, window{}, err
+	}
 	var done, failed atomic.Uint64
 	var stop atomic.Bool
 	var wg sync.WaitGroup
@@ -144,6 +234,10 @@ func (b *benchLab) connRate(target endpoint, clients int, d time.Duration) (floa
 			_ = b.client.Do(func() error {
 				var req [reqSize]byte
 				var reply [replySize]byte
+				var answer []byte // to serverFlight, read before the reply
+				if first != nil {
+					answer = make([]byte, len(serverFlight))
+				}
 				dialer := net.Dialer{Timeout: dialWait}
 				for !stop.Load() {
 					c, err := dialer.Dial("tcp4", addr)
@@ -152,8 +246,11 @@ func (b *benchLab) connRate(target endpoint, clients int, d time.Duration) (floa
 						continue
 					}
 					c.SetDeadline(time.Now().Add(ioWait))
-					if err = sendHello(c, target); err == nil {
-						err = request(c, req[:], reply[:])
+					if len(first) > 0 {
+						_, err = c.Write(first)
+					}
+					if err == nil {
+						err = request(c, req[:], answer, reply[:])
 					}
 					c.Close()
 					if err != nil {
@@ -172,6 +269,9 @@ func (b *benchLab) connRate(target endpoint, clients int, d time.Duration) (floa
 	f1 := failed.Load()
 	stop.Store(true)
 	wg.Wait()
+	if err == nil {
+		w.splice, err = target.spliceSince(before)
+	}
 	if err != nil {
 		return 0, 0, window{}, err
 	}
@@ -191,16 +291,23 @@ type latencyResult struct {
 // latency paces rate requests per second over LatencyConns persistent
 // connections and records each round trip.
 func (b *benchLab) latency(target endpoint, rate float64, d time.Duration) (latencyResult, window, error) {
+	before, err := target.spliceCount()
+	if err != nil {
+		return latencyResult{}, window{}, err
+	}
 	conns, err := b.dialAll(target, target.rr, LatencyConns)
 	if err != nil {
 		return latencyResult{}, window{}, err
 	}
 	defer closeAll(conns)
+	if err := settle(target, before, len(conns)); err != nil {
+		return latencyResult{}, window{}, err
+	}
 	var req [reqSize]byte
 	var reply [replySize]byte
 	for _, c := range conns {
 		// The first request of each connection opens it end to end (a
-		// proxy may connect to its backend only now).
+		// proxy without an opening may connect to its backend only now).
 		c.SetDeadline(time.Now().Add(ioWait))
 		if err := request(c, req[:], reply[:]); err != nil {
 			return latencyResult{}, window{}, fmt.Errorf("tcpbench: first request: %w", err)
@@ -236,6 +343,9 @@ func (b *benchLab) latency(target endpoint, rate float64, d time.Duration) (late
 	time.Sleep(time.Until(start))
 	_, w, err := b.measure(d, func() uint64 { return 0 })
 	wg.Wait()
+	if err == nil {
+		w.splice, err = target.spliceSince(before)
+	}
 	if err != nil {
 		return latencyResult{}, window{}, err
 	}
@@ -249,8 +359,9 @@ func (b *benchLab) latency(target endpoint, rate float64, d time.Duration) (late
 	return latencyResult{hist: h, rate: float64(h.Count()) / d.Seconds(), failed: failed.Load()}, w, nil
 }
 
-// probe waits until a request through target is answered, the process
-// exits, or readyWait passes.
+// probe waits until a request through target is answered and target's
+// splice counters, if it has them, can be read (xlb may open its control
+// socket after its listeners), the process exits, or readyWait passes.
 func (b *benchLab) probe(p *process, target endpoint) error {
 	deadline := time.Now().Add(readyWait)
 	var last error
@@ -265,6 +376,9 @@ func (b *benchLab) probe(p *process, target endpoint) error {
 			conns[0].SetDeadline(time.Now().Add(ioWait))
 			err = request(conns[0], req[:], reply[:])
 			closeAll(conns)
+			if err == nil {
+				_, err = target.spliceCount()
+			}
 			if err == nil {
 				return nil
 			}

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -44,7 +46,7 @@ const (
 	Nginx     = "nginx"      // nginx stream module, round robin
 	// The SNI-routed datapaths: every connection starts with a TLS
 	// ClientHello for one name, which they read before picking a backend.
-	XLBSplice  = "xlb-splice"  // xlb, forward = "splice" (proxied by copy until the datapath splices)
+	XLBSplice  = "xlb-splice"  // xlb, forward = "splice": proxied until quiescent, then spliced by the datapath
 	HAProxySNI = "haproxy-sni" // HAProxy, mode tcp, req.ssl_sni
 	NginxSNI   = "nginx-sni"   // nginx stream module, ssl_preread
 )
@@ -105,6 +107,9 @@ type Record struct {
 	Runs     []float64 `json:"runs,omitempty"`
 	// CPU is the median of the windows' CPU figures, field by field.
 	CPU CPU `json:"cpu"`
+	// Splice, for xlb-splice, is what became of the connections of the
+	// test's windows (the latency test's records share theirs).
+	Splice *SpliceCount `json:"splice,omitempty"`
 	// Skipped says why the test did not run (a proxy not installed); Error
 	// why it failed. Either leaves the figures zero.
 	Skipped string `json:"skipped,omitempty"`
@@ -186,11 +191,28 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 			p.printf("| %s | %s | – | – | – | %s | – | – | – | %s |\n", rec.Datapath, rec.Test, rec.Unit, mdEscape(note))
 			continue
 		}
-		p.printf("| %s | %s | %s | %s | %s | %s | %.0f | %.0f | %.0f | |\n", rec.Datapath, rec.Test,
-			fmtVal(rec.Median), fmtVal(rec.Min), fmtVal(rec.Max), rec.Unit, rec.CPU.LBProcs, rec.CPU.Softirq, rec.CPU.Busy)
+		p.printf("| %s | %s | %s | %s | %s | %s | %.0f | %.0f | %.0f | %s |\n", rec.Datapath, rec.Test,
+			fmtVal(rec.Median), fmtVal(rec.Min), fmtVal(rec.Max), rec.Unit, rec.CPU.LBProcs, rec.CPU.Softirq, rec.CPU.Busy, spliceNote(rec.Splice))
 	}
-	p.printf("\nCPU columns are percent of one CPU, medians over the windows. LB procs: user+system time of the processes in the balancer's namespace (no softirq). Machine softirq and busy: all namespaces together (client, balancer, backends, and whatever else shares the machine); veth packet work runs on the sending CPU, so it cannot be split per namespace. For xlb-native the balancer's work is all softirq.\n")
+	p.printf("\nCPU columns are percent of one CPU, medians over the windows. LB procs: user+system time of the processes in the balancer's namespace (no softirq). Machine softirq and busy: all namespaces together (client, balancer, backends, and whatever else shares the machine); veth packet work runs on the sending CPU, so it cannot be split per namespace. For xlb-native, and xlb-splice's spliced connections, the balancer's work is all softirq. The SNI-routed datapaths' long-lived connections (stream-1, stream-n, rr-lat-*) open like a TLS handshake (ClientHello, the backend's answer, the client's last flight) and pause before the load starts, so that xlb can hand them to the datapath; the note says how many of xlb-splice's connections were spliced (xlb stats). conn-rate's short connections are never spliced.\n")
 	return p.err
+}
+
+// spliceNote says how many of a record's connections were spliced, empty
+// for a datapath without splice counters.
+func spliceNote(s *SpliceCount) string {
+	if s == nil {
+		return ""
+	}
+	note := fmt.Sprintf("spliced %d of %d connections", s.Spliced, s.Connections)
+	if len(s.StayedCopied) > 0 {
+		var kept []string
+		for _, k := range slices.Sorted(maps.Keys(s.StayedCopied)) {
+			kept = append(kept, fmt.Sprintf("%s=%d", k, s.StayedCopied[k]))
+		}
+		note += " (kept copied: " + strings.Join(kept, " ") + ")"
+	}
+	return note
 }
 
 func fmtVal(v float64) string {

@@ -50,6 +50,8 @@ func TestReportWriters(t *testing.T) {
 		newRecord(XLBAFXDP, TestStream1, "Gbit/s", []float64{2, 1}, []CPU{{LBProcs: 80, Softirq: 100, Busy: 150}, {LBProcs: 60}}),
 		{Datapath: Nginx, Test: TestConnRate, Unit: "conn/s", Skipped: "nginx | not installed"},
 		{Datapath: HAProxy, Test: TestLatencyP99, Unit: "µs", Error: "boom\nagain"},
+		{Datapath: XLBSplice, Test: TestStreamN, Unit: "Gbit/s", Median: 1, Min: 1, Max: 1,
+			Splice: &SpliceCount{Connections: 8, Spliced: 7, StayedCopied: map[string]uint64{"not_quiescent": 1}}},
 	}}
 	if r := rep.Records[0]; r.Median != 1.5 || r.CPU.LBProcs != 70 || r.CPU.Softirq != 50 {
 		t.Errorf("record %+v", r)
@@ -65,8 +67,8 @@ func TestReportWriters(t *testing.T) {
 			rows = append(rows, l)
 		}
 	}
-	if len(rows) != 4 {
-		t.Fatalf("%d table rows, want header + 3:\n%s", len(rows), md.String())
+	if len(rows) != 5 {
+		t.Fatalf("%d table rows, want header + 4:\n%s", len(rows), md.String())
 	}
 	cols := strings.Count(rows[0], " | ")
 	for _, r := range rows[1:] {
@@ -77,6 +79,9 @@ func TestReportWriters(t *testing.T) {
 	if !strings.Contains(rows[1], "| 1.50 | 1.00 | 2.00 | Gbit/s | 70 |") {
 		t.Errorf("figures row %q", rows[1])
 	}
+	if !strings.HasSuffix(rows[4], "| spliced 7 of 8 connections (kept copied: not_quiescent=1) |") {
+		t.Errorf("splice row %q", rows[4])
+	}
 	var js bytes.Buffer
 	if err := rep.WriteJSON(&js); err != nil {
 		t.Fatal(err)
@@ -85,7 +90,7 @@ func TestReportWriters(t *testing.T) {
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
 		t.Fatal(err)
 	}
-	if len(back.Records) != 3 || back.Records[1].Skipped == "" || back.Records[2].Error == "" || back.Records[0].Runs[1] != 1 {
+	if len(back.Records) != 4 || back.Records[3].Splice == nil || back.Records[3].Splice.Copied() != 1 || back.Records[1].Skipped == "" || back.Records[2].Error == "" || back.Records[0].Runs[1] != 1 {
 		t.Errorf("json round trip: %+v", back)
 	}
 }

@@ -99,9 +99,10 @@ func (b *benchLab) runDatapath(dp, dir, xlb string, o Options) (recs []Record) {
 	}
 
 	type series struct {
-		vals []float64
-		cpus []CPU
-		err  error
+		vals   []float64
+		cpus   []CPU
+		splice SpliceCount
+		err    error
 	}
 	res := map[string]*series{}
 	for _, t := range tests {
@@ -114,6 +115,7 @@ func (b *benchLab) runDatapath(dp, dir, xlb string, o Options) (recs []Record) {
 			return
 		}
 		s.vals, s.cpus = append(s.vals, v), append(s.cpus, w.cpu)
+		s.splice = s.splice.add(w.splice)
 	}
 	for i := range o.Repeat {
 		v, w, err := b.streams(target, 1, o.Duration)
@@ -146,6 +148,9 @@ func (b *benchLab) runDatapath(dp, dir, xlb string, o Options) (recs []Record) {
 	for _, t := range tests {
 		s := res[t.name]
 		r := newRecord(dp, t.name, t.unit, s.vals, s.cpus)
+		if target.splice != nil {
+			r.Splice = &s.splice
+		}
 		if s.err != nil {
 			// A failed window voids the test: fewer windows than asked
 			// would make its median a different statistic.

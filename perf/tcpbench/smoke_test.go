@@ -16,8 +16,10 @@ import (
 func TestMain(m *testing.M) { os.Exit(xlbbin.RunAndRemove(m)) }
 
 // TestRunSmoke runs every datapath for one short window and checks that
-// each moved bytes and answered requests, and that both report formats
-// are well formed. Proxies that are not installed are skipped, not failed.
+// each moved bytes and answered requests, that xlb-splice's streams were
+// spliced (handed to the datapath, not copied by its proxy), and that both
+// report formats are well formed. Proxies that are not installed are
+// skipped, not failed.
 func TestRunSmoke(t *testing.T) {
 	testenv.Root(t, "builds a namespace lab and runs four datapaths (about a minute)")
 	testenv.Tool(t, "ip")
@@ -40,6 +42,14 @@ func TestRunSmoke(t *testing.T) {
 			continue
 		}
 		ran[r.Datapath] = true
+		if r.Datapath == XLBSplice {
+			t.Logf("%s %s: %+v", r.Datapath, r.Test, r.Splice)
+			if r.Splice == nil || r.Splice.Connections == 0 {
+				t.Errorf("%s %s: no splice counters (%+v)", r.Datapath, r.Test, r.Splice)
+			} else if (r.Test == TestStream1 || r.Test == TestStreamN) && r.Splice.Spliced == 0 {
+				t.Errorf("%s %s: none of %d connections spliced (kept copied: %v)", r.Datapath, r.Test, r.Splice.Connections, r.Splice.StayedCopied)
+			}
+		}
 		if r.Median <= 0 || r.Min > r.Median || r.Median > r.Max || len(r.Runs) != 1 {
 			t.Errorf("%s %s: median %v min %v max %v runs %v", r.Datapath, r.Test, r.Median, r.Min, r.Max, r.Runs)
 		}
@@ -47,8 +57,10 @@ func TestRunSmoke(t *testing.T) {
 	if want := len(AllDatapaths) * len(tests); len(rep.Records) != want {
 		t.Errorf("%d records, want %d", len(rep.Records), want)
 	}
-	if !ran[XLBAFXDP] {
-		t.Error("xlb-afxdp did not run")
+	for _, dp := range []string{XLBAFXDP, XLBSplice} {
+		if !ran[dp] {
+			t.Errorf("%s did not run", dp)
+		}
 	}
 	var md, js bytes.Buffer
 	if err := rep.WriteMarkdown(&md); err != nil {
