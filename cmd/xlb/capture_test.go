@@ -134,18 +134,7 @@ func readPcapng(t *testing.T, tshark, file string) []tsharkFrame {
 func TestCapture(t *testing.T) {
 	l := startLab(t, nil)
 	tshark := testenv.Tool(t, "tshark")
-	for _, mode := range []string{"afxdp", "native"} {
-		t.Run(mode, func(t *testing.T) {
-			cfg := strings.Replace(configText(l.socketPath(), 0, []int{1, 1, 1}), "queues = [0]", "queues = [0]\nmode = \""+mode+"\"", 1)
-			if err := l.startXLB(cfg, io.Discard); err != nil {
-				t.Fatal(err)
-			}
-			captureFrames(t, l, tshark)
-			if err := l.stopXLB(); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+	inEachMode(t, l, func(t *testing.T) { captureFrames(t, l, tshark) })
 }
 
 func captureFrames(t *testing.T, l *lbLab, tshark string) {
@@ -264,18 +253,7 @@ func captureFrames(t *testing.T, l *lbLab, tshark string) {
 func TestCaptureSlowReader(t *testing.T) {
 	l := startLab(t, nil)
 	tshark := testenv.Tool(t, "tshark")
-	for _, mode := range []string{"afxdp", "native"} {
-		t.Run(mode, func(t *testing.T) {
-			cfg := strings.Replace(configText(l.socketPath(), 0, []int{1, 1, 1}), "queues = [0]", "queues = [0]\nmode = \""+mode+"\"", 1)
-			if err := l.startXLB(cfg, io.Discard); err != nil {
-				t.Fatal(err)
-			}
-			captureSlowReader(t, l, tshark)
-			if err := l.stopXLB(); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+	inEachMode(t, l, func(t *testing.T) { captureSlowReader(t, l, tshark) })
 }
 
 func captureSlowReader(t *testing.T, l *lbLab, tshark string) {

@@ -66,12 +66,12 @@ func TestRunExitsWhenItsProgramIsDetached(t *testing.T) {
 // and wants it to exit non-zero within seconds, logging want.
 func exitsWhenBroken(t *testing.T, want string, breakIt func(*lbLab) error) {
 	testenv.Root(t, "creates network namespaces and attaches XDP programs")
-	for _, mode := range []string{"afxdp", "native"} {
+	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			l, logw := labForTest(t, func(dir string) (*lbLab, error) {
 				return newLBLab(fmt.Sprintf("xlbt%d", os.Getpid()%100000), xlbBin, dir)
 			})
-			cfg := strings.Replace(configText(l.socketPath(), 80, []int{1, 1, 1}), "queues = [0]", "queues = [0]\nmode = \""+mode+"\"", 1)
+			cfg := withMode(configText(l.socketPath(), 80, []int{1, 1, 1}), mode)
 			if err := l.startXLB(cfg, logw); err != nil {
 				t.Fatal(err)
 			}

@@ -32,7 +32,7 @@ var (
 // deny; extra goes into the VIP (more rules, syn_rate_limit).
 func fwConfig(l *lbLab, mode, extra string) string {
 	cfg := configText(l.socketPath(), 0, []int{1, 1, 1})
-	cfg = strings.Replace(cfg, "queues = [0]", "queues = [0]\nmode = \""+mode+"\"", 1)
+	cfg = withMode(cfg, mode)
 	cfg = strings.Replace(cfg, "forward = \"ipip\"\n", "forward = \"ipip\"\nallow = [\"198.18.0.0/24\", \"198.18.0.96/28\"]\ndeny = [\"198.18.0.64/26\"]\n"+extra, 1)
 	return cfg + "\n[firewall]\ndeny = [\"198.18.0.200/29\"]\n"
 }
@@ -113,7 +113,7 @@ func startFirewallLab(t *testing.T, mode, extra string) *lbLab {
 // SYNs are counted on their rule and VIP; a runtime rule blocks and its
 // deletion unblocks; a --ttl rule expires on time.
 func TestFirewall(t *testing.T) {
-	for _, mode := range []string{config.ModeAFXDP, config.ModeNative} {
+	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) { testFirewall(t, mode) })
 	}
 }
@@ -309,7 +309,7 @@ func TestFirewallSYNRateLimit(t *testing.T) {
 // list, a deny inside it, an allow inside that, each decided by the most
 // specific prefix, and the drops counted.
 func TestFirewallIPv6(t *testing.T) {
-	for _, mode := range []string{config.ModeAFXDP, config.ModeNative} {
+	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) { testFirewallIPv6(t, mode) })
 	}
 }

@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/engine"
 	"github.com/xlbproject/xlb/lab"
 )
@@ -286,17 +285,14 @@ func TestLookupAgreesWithDatapath(t *testing.T) {
 // backend; new connections follow the new config. In both modes: the
 // native program's maps are rewritten from the same plan.
 func TestReloadKeepsFlows(t *testing.T) {
-	for _, mode := range []string{config.ModeAFXDP, config.ModeNative} {
+	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) { reloadKeepsFlows(t, mode) })
 	}
 }
 
 func reloadKeepsFlows(t *testing.T, mode string) {
 	l := startLab(t, nil)
-	withMode := func(cfg string) string {
-		return strings.Replace(cfg, "queues = [0]", "queues = [0]\nmode = \""+mode+"\"", 1)
-	}
-	if err := l.startXLB(withMode(configText(l.socketPath(), 0, []int{1, 1})), io.Discard); err != nil {
+	if err := l.startXLB(withMode(configText(l.socketPath(), 0, []int{1, 1}), mode), io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	startEchoServers(t, l.backends, labVIP)
@@ -312,7 +308,7 @@ func reloadKeepsFlows(t *testing.T, mode string) {
 		{"drain a backend", []int{3, 0, 1}, "backend 198.18.0.12 weight 1 -> 0"},
 	}
 	for _, s := range steps {
-		out, err := reloadWith(t, l, withMode(configText(l.socketPath(), 0, s.weights)))
+		out, err := reloadWith(t, l, withMode(configText(l.socketPath(), 0, s.weights), mode))
 		if err != nil || !strings.Contains(out, s.want) {
 			t.Fatalf("%s: reload: %v: %s", s.name, err, out)
 		}
@@ -394,7 +390,7 @@ func TestModesAgree(t *testing.T) {
 	cfg := configText(l.socketPath(), 0, []int{1, 2, 1})
 	served := func(mode string) map[int]string {
 		t.Helper()
-		text := strings.Replace(cfg, "queues = [0]", "queues = [0]\nmode = \""+mode+"\"", 1)
+		text := withMode(cfg, mode)
 		logw := &lockedBuffer{}
 		if err := l.startXLB(text, logw); err != nil {
 			t.Fatalf("%s: %v\n%s", mode, err, logw.String())

@@ -22,6 +22,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/engine"
 	"github.com/xlbproject/xlb/internal/testenv"
@@ -45,6 +46,31 @@ func needRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	xlbBin = bin
+}
+
+// modes are xlb's two datapaths, for the end-to-end tests that hold in both.
+var modes = []string{config.ModeAFXDP, config.ModeNative}
+
+// withMode sets the datapath mode of a configText config (which sets none:
+// the default, AF_XDP).
+func withMode(cfg, mode string) string {
+	return strings.Replace(cfg, "queues = [0]", "queues = [0]\nmode = \""+mode+"\"", 1)
+}
+
+// inEachMode runs check once per mode, against xlb started on l with the
+// lab's config (three backends of weight 1, every port) and stopped after.
+func inEachMode(t *testing.T, l *lbLab, check func(t *testing.T)) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			if err := l.startXLB(withMode(configText(l.socketPath(), 0, []int{1, 1, 1}), mode), io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			check(t)
+			if err := l.stopXLB(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }
 
 // startLab builds the lab and starts xlb with the given weights (nil: the
@@ -282,18 +308,7 @@ func echo(t *testing.T, l *lbLab) {
 // native program) and the datapath keeps forwarding.
 func TestMalformedFrames(t *testing.T) {
 	l := startLab(t, nil)
-	for _, mode := range []string{"afxdp", "native"} {
-		t.Run(mode, func(t *testing.T) {
-			cfg := strings.Replace(configText(l.socketPath(), 0, []int{1, 1, 1}), "queues = [0]", "queues = [0]\nmode = \""+mode+"\"", 1)
-			if err := l.startXLB(cfg, io.Discard); err != nil {
-				t.Fatal(err)
-			}
-			malformedFrames(t, l)
-			if err := l.stopXLB(); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+	inEachMode(t, l, func(t *testing.T) { malformedFrames(t, l) })
 }
 
 func malformedFrames(t *testing.T, l *lbLab) {

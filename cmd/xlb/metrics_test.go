@@ -27,12 +27,12 @@ const metricsAddr = "127.0.0.1:9350"
 // Prometheus Accept header gets OpenMetrics, a refused reload shows in
 // xlb_config_last_reload_successful, and the endpoint goes with xlb.
 func TestMetricsEndpoint(t *testing.T) {
-	for _, mode := range []string{"afxdp", "native"} {
+	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			l, logw := labForTest(t, func(dir string) (*lbLab, error) {
 				return newLBLab(fmt.Sprintf("xlbm%d", os.Getpid()%100000), xlbBin, dir)
 			})
-			cfg := strings.Replace(configText(l.socketPath(), 0, []int{1, 1, 2}), "queues = [0]", "queues = [0]\nmode = \""+mode+"\"", 1) +
+			cfg := withMode(configText(l.socketPath(), 0, []int{1, 1, 2}), mode) +
 				fmt.Sprintf("\n[metrics]\nlisten = %q\n", metricsAddr)
 			started := time.Now()
 			if err := l.startXLB(cfg, logw); err != nil {

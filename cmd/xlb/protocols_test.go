@@ -27,7 +27,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xlbproject/xlb/bpf/decap"
-	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/engine"
 	"github.com/xlbproject/xlb/lab"
 )
@@ -299,7 +298,7 @@ func TestProtocols(t *testing.T) {
 		{"malformed", malformedFramesIPv6},
 		{"reload", protoReload},
 	}
-	for _, mode := range []string{config.ModeAFXDP, config.ModeNative} {
+	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			l := startProtoLab(t, mode)
 			if st := stats(t, l); st.Mode != mode {

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"io"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 )
@@ -15,18 +13,7 @@ import (
 // histograms, the native program's).
 func TestHandshakeRTT(t *testing.T) {
 	l := startLab(t, nil)
-	for _, mode := range []string{"afxdp", "native"} {
-		t.Run(mode, func(t *testing.T) {
-			cfg := strings.Replace(configText(l.socketPath(), 0, []int{1, 1, 1}), "queues = [0]", "queues = [0]\nmode = \""+mode+"\"", 1)
-			if err := l.startXLB(cfg, io.Discard); err != nil {
-				t.Fatal(err)
-			}
-			handshakeRTT(t, l)
-			if err := l.stopXLB(); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+	inEachMode(t, l, func(t *testing.T) { handshakeRTT(t, l) })
 }
 
 func handshakeRTT(t *testing.T, l *lbLab) {

@@ -26,9 +26,6 @@ import (
 func TestSecondInstance(t *testing.T) {
 	testenv.Root(t, "runs two xlb instances in a network namespace")
 	l := startLab(t, nil)
-	withMode := func(cfg, mode string) string {
-		return strings.Replace(cfg, "queues = [0]", "queues = [0]\nmode = \""+mode+"\"", 1)
-	}
 	second := filepath.Join(l.dir, "second.toml")
 	firstProg := map[string]string{config.ModeAFXDP: "xlb_steer", config.ModeNative: "xlb_lb"}
 	for _, first := range []string{config.ModeAFXDP, config.ModeNative} {
@@ -46,7 +43,7 @@ func TestSecondInstance(t *testing.T) {
 			t.Fatal(err)
 		}
 		hookTaken := fmt.Sprintf("%s already has an XDP program attached (id %d: %s)", lab.HostLink, progID, firstProg[first])
-		for _, mode := range []string{config.ModeAFXDP, config.ModeNative} {
+		for _, mode := range modes {
 			want := hookTaken
 			if first == config.ModeAFXDP && mode == config.ModeAFXDP {
 				// Its socket binds before it attaches.

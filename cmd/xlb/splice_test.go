@@ -231,6 +231,28 @@ func pipeEnd(t *testing.T, l *lbLab, fd string) int {
 	return 0
 }
 
+// waitNothingLeft waits (15 s at most) until xlb holds no more fds than
+// before (its splice pipe cache aside), the balancer no socket on the
+// splice ports (see lbSockets) and the splice table no pair.
+func waitNothingLeft(t *testing.T, l *lbLab, before []string, when string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		now, pipes := xlbFDs(t, l)
+		left := lbSockets(t, l)
+		table := stats(t, l).SpliceTable
+		if len(now) <= len(before) && len(left) == 0 && table != nil && table.Pairs == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: splice table %+v; xlb has %d fds besides its splice pipe cache (was %d); sockets left: %v\n"+
+				"fds now:\n\t%s\nfds before:\n\t%s\nsplice pipe cache now:\n\t%s",
+				when, table, len(now), len(before), left, strings.Join(now, "\n\t"), strings.Join(before, "\n\t"), strings.Join(pipes, "\n\t"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // lbSockets lists the balancer's TCP sockets on the splice ports that are
 // neither listening nor in TIME_WAIT (which holds no file and no memory of
 // xlb's, and ends by itself).
@@ -379,21 +401,7 @@ func TestSpliceRoutesTLS(t *testing.T) {
 			t.Fatalf("connection %d: certificate of %q, %v", i, cn, err)
 		}
 	}
-	deadline = time.Now().Add(15 * time.Second)
-	for {
-		now, pipes := xlbFDs(t, l)
-		left := lbSockets(t, l)
-		table := stats(t, l).SpliceTable
-		if len(now) <= len(fds) && len(left) == 0 && table != nil && table.Pairs == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 1000 connections: splice table %+v; xlb has %d fds besides its splice pipe cache (was %d); sockets left: %v\n"+
-				"fds now:\n\t%s\nfds before:\n\t%s\nsplice pipe cache now:\n\t%s",
-				table, len(now), len(fds), left, strings.Join(now, "\n\t"), strings.Join(fds, "\n\t"), strings.Join(pipes, "\n\t"))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitNothingLeft(t, l, fds, "after 1000 connections")
 }
 
 // handshake connects to the lab's VIP on 443 from the client as name (see
@@ -637,19 +645,7 @@ func TestSpliceHandover(t *testing.T) {
 		r.SplicedBytesUp < 100<<20 || r.SplicedBytesDown < 100<<20 {
 		t.Errorf("route after the pairs ended: %+v", r)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		now, pipes := xlbFDs(t, l)
-		left := lbSockets(t, l)
-		if len(now) <= len(fds) && len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("xlb has %d fds besides its splice pipe cache (was %d); sockets left: %v\nfds now:\n\t%s\nsplice pipe cache now:\n\t%s",
-				len(now), len(fds), left, strings.Join(now, "\n\t"), strings.Join(pipes, "\n\t"))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitNothingLeft(t, l, fds, "after the pairs ended")
 
 	// On the 443 VIP (api.example.com to be1, idle_timeout 2s), whose
 	// backend obeys commands: the backend closes, the backend resets, and
@@ -721,19 +717,7 @@ func TestSpliceHandover(t *testing.T) {
 	if r := apiRoute(); r.Spliced != 3 || r.SplicedResets != 1 || r.IdleTimeouts != 1 || r.StayedCopied["splice_table_full"] != 0 {
 		t.Errorf("api route: %+v", r)
 	}
-	deadline = time.Now().Add(15 * time.Second)
-	for {
-		now, pipes := xlbFDs(t, l)
-		left := lbSockets(t, l)
-		if len(now) <= len(fds) && len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("xlb has %d fds besides its splice pipe cache (was %d); sockets left: %v\nfds now:\n\t%s\nsplice pipe cache now:\n\t%s",
-				len(now), len(fds), left, strings.Join(now, "\n\t"), strings.Join(pipes, "\n\t"))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitNothingLeft(t, l, fds, "after the api route's cases")
 	text := runXLB(t, l.lb, "stats", "--socket", l.socketPath())
 	t.Logf("xlb stats:\n%s", text)
 
@@ -743,7 +727,7 @@ func TestSpliceHandover(t *testing.T) {
 		t.Fatal(err)
 	}
 	c = tlsAs(t, l, 443, "api.example.com")
-	deadline = time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for apiRoute().StayedCopied["options_mismatch"] != 1 {
 		if time.Now().After(deadline) {
 			t.Fatalf("backend without timestamps: %+v", apiRoute())

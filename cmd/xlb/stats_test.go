@@ -190,10 +190,10 @@ func TestStatsLive(t *testing.T) {
 	l, logw := labForTest(t, func(dir string) (*lbLab, error) {
 		return newLBLab("xlbst", xlbBin, dir)
 	})
-	for _, mode := range []string{"afxdp", "native"} {
+	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			cfg := configText(l.socketPath(), 80, []int{1, 1, 1}) + "  state = \"drain\"\n"
-			cfg = strings.Replace(cfg, "queues = [0]", "queues = [0]\nmode = \""+mode+"\"", 1)
+			cfg = withMode(cfg, mode)
 			if err := l.startXLB(cfg, logw); err != nil {
 				t.Fatal(err)
 			}

@@ -160,11 +160,8 @@ func TestUnitCapabilities(t *testing.T) {
 	for _, v := range privilege.Kept {
 		want |= 1 << uint(v)
 	}
-	for _, mode := range []string{"afxdp", "native"} {
-		withMode := func(cfg string) string {
-			return strings.Replace(cfg, "queues = [0]", "queues = [0]\nmode = \""+mode+"\"", 1)
-		}
-		if err := l.startXLB(withMode(configText(l.socketPath(), 0, []int{1, 1})), logw); err != nil {
+	for _, mode := range modes {
+		if err := l.startXLB(withMode(configText(l.socketPath(), 0, []int{1, 1}), mode), logw); err != nil {
 			t.Fatalf("%s: %v", mode, err)
 		}
 		th := readThreads(t, l.xlb.Process.Pid)["0"]
@@ -173,7 +170,7 @@ func TestUnitCapabilities(t *testing.T) {
 		}
 		// An operator reloads as root (the control socket admits only
 		// root), not as the service's user.
-		if err := os.WriteFile(cfgFile, []byte(withMode(configText(l.socketPath(), 0, []int{1, 1, 1}))), 0o600); err != nil {
+		if err := os.WriteFile(cfgFile, []byte(withMode(configText(l.socketPath(), 0, []int{1, 1, 1}), mode)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		var out bytes.Buffer
