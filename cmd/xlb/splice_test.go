@@ -427,9 +427,8 @@ func handshakeTo(l *lbLab, vip netip.AddrPort, name string) (string, error) {
 	return c.ConnectionState().PeerCertificates[0].Subject.CommonName, nil
 }
 
-// startTLSEcho runs a Go TLS server on be1's port that echoes what it
-// reads.
-func startTLSEcho(t *testing.T, l *lbLab, port uint16) {
+// be1TLSListener listens on be1's port with be1's self-signed certificate.
+func be1TLSListener(t *testing.T, l *lbLab, port uint16) net.Listener {
 	t.Helper()
 	ln, err := l.backends[0].Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(int(port))))
 	if err != nil {
@@ -439,7 +438,15 @@ func startTLSEcho(t *testing.T, l *lbLab, port uint16) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wait := lab.Serve(tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}}), lab.Echo)
+	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
+}
+
+// startTLSEcho runs a Go TLS server on be1's port that echoes what it
+// reads.
+func startTLSEcho(t *testing.T, l *lbLab, port uint16) {
+	t.Helper()
+	ln := be1TLSListener(t, l, port)
+	wait := lab.Serve(ln, lab.Echo)
 	t.Cleanup(func() { ln.Close(); wait() })
 }
 
@@ -766,16 +773,9 @@ func TestSpliceHandover(t *testing.T) {
 // close or a clean end of the client's, else the read error).
 func startTLSCommands(t *testing.T, l *lbLab, port uint16) <-chan error {
 	t.Helper()
-	ln, err := l.backends[0].Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(int(port))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := lab.SelfSigned("be1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := be1TLSListener(t, l, port)
 	ends := make(chan error, 16)
-	wait := lab.Serve(tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}}), func(c net.Conn) {
+	wait := lab.Serve(ln, func(c net.Conn) {
 		tc := c.(*tls.Conn)
 		tc.SetDeadline(time.Now().Add(time.Minute))
 		line := make([]byte, 6)
