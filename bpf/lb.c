@@ -1500,7 +1500,13 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 		}
 	}
 	if (!be) {
-		h = p.family == 4 ? flow4_hash(&p) : flow6_hash(&p);
+		// An entry of this 5-tuple holds its hash (only this program
+		// writes entries, and only with the hash of their key): a SYN,
+		// or a flow gone idle or off its backend, need not hash again.
+		if (fvp)
+			h = fvp->hash;
+		else
+			h = p.family == 4 ? flow4_hash(&p) : flow6_hash(&p);
 		__u32 size = conf->table_size;
 		__u32 idx = conf->table_off + (__u32)(((__u64)h * size) >> 32);
 		__u32 *s = bpf_map_lookup_elem(&maglev, &idx);

@@ -18,6 +18,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 
+	"github.com/xlbproject/xlb/bpf/labprogs"
 	"github.com/xlbproject/xlb/datapath"
 	"github.com/xlbproject/xlb/datapath/packet"
 	"github.com/xlbproject/xlb/hash"
@@ -1295,6 +1296,16 @@ func loadLBBench(b *testing.B, lb *LB) *ebpf.Program {
 func BenchmarkLB(b *testing.B) {
 	lb := loadTestLB(b)
 	bench := loadLBBench(b, lb)
+	// The perf lab's 64-byte frames, byte for byte (its generator's
+	// templates): a UDP datagram and a pure ACK, each hitting its flow.
+	lab := func(dst netip.Addr, port uint16, proto, flags uint8) []byte {
+		f, err := labprogs.BuildTemplate(labprogs.TemplateSpec{Src: netip.MustParseAddr("198.18.1.1"), Dst: dst,
+			DstPort: port, Proto: proto, TCPFlags: flags, Size: 64})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return f
+	}
 	for _, bc := range []struct {
 		name  string
 		frame []byte
@@ -1302,6 +1313,9 @@ func BenchmarkLB(b *testing.B) {
 	}{
 		{"established", tcpFrame(b, vipTCP, 43000, 80, "A", 0, false, 64), xdpTX}, // flow table hit
 		{"syn", tcpFrame(b, vipTCP, 43001, 80, "S", 0, false, 64), xdpTX},         // Maglev pick, flow table update
+		{"lab-udp", lab(vipUDP, 53, 17, 0), xdpTX},
+		{"lab-tcp-ack", lab(vipTCP, 80, 6, labprogs.TCPAck), xdpTX},
+		{"lab-tcp-syn", lab(vipTCP, 80, 6, labprogs.TCPSyn), xdpTX},
 		{"non-vip-pass", frame4(b, nonVIP, layers.IPProtocolTCP, 80), xdpPass},
 		{"ip6ip6-established", tcpFrame(b, vip6, 43000, 443, "A", 0, false, 64), xdpTX},
 		{"gue4-established", tcpFrame(b, vipGUE4, 43000, 80, "A", 0, false, 64), xdpTX},

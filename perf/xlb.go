@@ -140,8 +140,9 @@ type xlbStats struct {
 	Drops map[string]uint64 `json:"drops"`
 	// Native is the native program's counters (mode = "native").
 	Native *struct {
-		Forwarded, FlowHits, Passed, Malformed uint64
-		Drops                                  map[string]uint64
+		Forwarded, Passed, Malformed uint64
+		FlowHits                     uint64 `json:"flow_hits"`
+		Drops                        map[string]uint64
 	} `json:"native"`
 	Firewall struct {
 		VIPs []struct {
