@@ -155,7 +155,7 @@ func rewrite(t *testing.T, ts TemplateSpec, f uint32) []byte {
 	copy(pseudo[4:8], frame[ipDstOff:ipDstOff+4])
 	pseudo[9] = ts.Proto
 	binary.BigEndian.PutUint16(pseudo[10:], uint16(len(frame)-l4Off))
-	c := internetChecksum(append(pseudo, frame[l4Off:]...))
+	c := packet.Checksum(append(pseudo, frame[l4Off:]...))
 	if c == 0 && ts.Proto == protoUDP {
 		c = 0xffff
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+
+	"github.com/xlbproject/xlb/datapath/packet"
 )
 
 // TCP flags for TemplateSpec.TCPFlags.
@@ -68,7 +70,7 @@ func BuildTemplate(ts TemplateSpec) ([]byte, error) {
 	src, dst := ts.Src.As4(), ts.Dst.As4()
 	copy(ip[12:16], src[:])
 	copy(ip[16:20], dst[:])
-	binary.BigEndian.PutUint16(ip[10:12], internetChecksum(ip))
+	binary.BigEndian.PutUint16(ip[10:12], packet.Checksum(ip))
 
 	seg := f[l4Off:]
 	binary.BigEndian.PutUint16(seg[0:2], PortBase)
@@ -91,26 +93,10 @@ func BuildTemplate(ts TemplateSpec) ([]byte, error) {
 	copy(pseudo[4:8], dst[:])
 	pseudo[9] = ts.Proto
 	binary.BigEndian.PutUint16(pseudo[10:], uint16(len(seg)))
-	c := internetChecksum(append(pseudo[:], seg...))
+	c := packet.Checksum(append(pseudo[:], seg...))
 	if c == 0 && ts.Proto == protoUDP {
 		c = 0xffff
 	}
 	binary.BigEndian.PutUint16(seg[checkOff:], c)
 	return f, nil
-}
-
-// internetChecksum is the RFC 1071 checksum of b.
-func internetChecksum(b []byte) uint16 {
-	var s uint32
-	for len(b) >= 2 {
-		s += uint32(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	for s > 0xffff {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
 }
