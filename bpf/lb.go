@@ -818,33 +818,57 @@ func (lb *LB) Counters() (LBCounters, error) {
 // their size, never on the packet path. Entries the kernel adds or evicts
 // during the pass may be missed or counted; an entry of a freed id counts
 // for that id until its flow comes back and re-picks.
+//
+// The pass (about 0.6 µs a flow) runs on duplicates of the tables'
+// descriptors, outside lb.mu: a scrape of a million flows must not hold up
+// a reload or a health change, and Close cannot pull a descriptor from
+// under it.
 func (lb *LB) FlowsByBackend() (map[uint32]uint64, error) {
-	lb.mu.Lock()
-	defer lb.mu.Unlock()
-	if lb.closed {
-		return nil, ErrClosed
-	}
-	now, _, err := lb.clock()
+	now, tcpTimeout, udpTimeout, flows4, flows6, err := lb.flowTables()
 	if err != nil {
 		return nil, err
 	}
+	defer flows4.Close()
+	defer flows6.Close()
 	n := map[uint32]uint64{}
 	live := func(proto uint8, v lbFlowValue) {
-		timeout := lb.settings.UdpTimeout
+		timeout := udpTimeout
 		if proto == unix.IPPROTO_TCP {
-			timeout = lb.settings.TcpTimeout
+			timeout = tcpTimeout
 		}
 		if now-v.Seen <= timeout {
 			n[v.Backend]++
 		}
 	}
-	if err := countFlows(lb.objs.Flows, lb.opts.FlowTableSize, func(k lbFlowKey4, v lbFlowValue) { live(k.Proto, v) }); err != nil {
+	if err := countFlows(flows4, lb.opts.FlowTableSize, func(k lbFlowKey4, v lbFlowValue) { live(k.Proto, v) }); err != nil {
 		return nil, err
 	}
-	if err := countFlows(lb.objs.Flows6, lb.opts.FlowTableSize, func(k lbFlowKey6, v lbFlowValue) { live(k.Proto, v) }); err != nil {
+	if err := countFlows(flows6, lb.opts.FlowTableSize, func(k lbFlowKey6, v lbFlowValue) { live(k.Proto, v) }); err != nil {
 		return nil, err
 	}
 	return n, nil
+}
+
+// flowTables returns, under lb.mu, what FlowsByBackend's pass needs: the
+// program's clock, the timeouts in force (jiffies) and duplicates of the
+// two flow tables' descriptors, which the caller closes.
+func (lb *LB) flowTables() (now, tcpTimeout, udpTimeout uint64, flows4, flows6 *ebpf.Map, err error) {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	if lb.closed {
+		return 0, 0, 0, nil, nil, ErrClosed
+	}
+	if now, _, err = lb.clock(); err != nil {
+		return 0, 0, 0, nil, nil, err
+	}
+	if flows4, err = lb.objs.Flows.Clone(); err != nil {
+		return 0, 0, 0, nil, nil, fmt.Errorf("bpf: lb: duplicate the flow table: %w", err)
+	}
+	if flows6, err = lb.objs.Flows6.Clone(); err != nil {
+		flows4.Close()
+		return 0, 0, 0, nil, nil, fmt.Errorf("bpf: lb: duplicate the flow table: %w", err)
+	}
+	return now, lb.settings.TcpTimeout, lb.settings.UdpTimeout, flows4, flows6, nil
 }
 
 // countFlows visits every entry of the flow table m (at most size).
