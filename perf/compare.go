@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xlbproject/xlb/bpf/labprogs"
+	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/lab/xlbbin"
 	"github.com/xlbproject/xlb/perf/procstat"
 )
@@ -48,11 +49,15 @@ type ReportSetup struct {
 	WarmupSec   float64  `json:"warmup_sec"`
 	Repeat      int      `json:"repeat"`
 	Flows       int      `json:"flows"`
-	Backends    int      `json:"backends"`
-	GenCPUs     []int    `json:"gen_cpus"`
-	LBCPUs      []int    `json:"lb_cpus"`
-	Queues      int      `json:"queues"`
-	Tuning      Tuning   `json:"tuning"`
+	// FlowTableNative and FlowTableAFXDP are the flow_table_size of
+	// xlb-native and of xlb-afxdp (per worker).
+	FlowTableNative int    `json:"flow_table_native"`
+	FlowTableAFXDP  int    `json:"flow_table_afxdp"`
+	Backends        int    `json:"backends"`
+	GenCPUs         []int  `json:"gen_cpus"`
+	LBCPUs          []int  `json:"lb_cpus"`
+	Queues          int    `json:"queues"`
+	Tuning          Tuning `json:"tuning"`
 }
 
 // Record is one datapath measured with one traffic kind and frame size.
@@ -138,7 +143,7 @@ func compare(o Options, table bool) (Report, error) {
 		CPUs:    runtime.NumCPU(),
 		Setup: ReportSetup{
 			Scenario: o.Scenario, Topology: o.Topology, DurationSec: o.Duration.Seconds(), WarmupSec: o.Warmup.Seconds(), Repeat: o.Repeat,
-			Flows: o.Flows, Backends: o.Backends, GenCPUs: o.GenCPUs, LBCPUs: o.LBCPUs, Queues: o.Queues, Tuning: o.Tuning,
+			Flows: o.Flows, FlowTableNative: o.flowTableSize(config.ModeNative), FlowTableAFXDP: o.flowTableSize(""), Backends: o.Backends, GenCPUs: o.GenCPUs, LBCPUs: o.LBCPUs, Queues: o.Queues, Tuning: o.Tuning,
 		},
 	}
 	rep.LoadAvg[0] = loadAvg()
@@ -151,8 +156,8 @@ func compare(o Options, table bool) (Report, error) {
 			return rep, errors.Join(err, pl.Close())
 		}
 	}
-	fmt.Fprintf(o.Out, "perf lab %s (%s, %s): gen cpus %v -> lb cpus %v (%d queues) -> sink; %d flows, %d backends, %s x %d per run\n",
-		o.Prefix, o.Topology, o.Scenario, o.GenCPUs, o.LBCPUs, o.Queues, o.Flows, o.Backends, o.Duration, o.Repeat)
+	fmt.Fprintf(o.Out, "perf lab %s (%s, %s): gen cpus %v -> lb cpus %v (%d queues) -> sink; %d flows (flow tables: native %d entries, AF_XDP %d per worker), %d backends, %s x %d per run\n",
+		o.Prefix, o.Topology, o.Scenario, o.GenCPUs, o.LBCPUs, o.Queues, o.Flows, o.flowTableSize(config.ModeNative), o.flowTableSize(""), o.Backends, o.Duration, o.Repeat)
 	var errs []error
 	for _, name := range o.Datapaths {
 		recs, err := runDatapath(pl, findDatapath(name), o)
@@ -552,8 +557,8 @@ func (r Record) label() string {
 // WriteMarkdown writes the report as a markdown table, one row per record.
 func (r Report) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Kernel %s, %d CPUs (load average %.1f at start, %.1f at end), %s topology; generator on cpu %v, balancer on cpu %v; %d flows, %d backends; %gs x %d repeats (median, min-max).\n\n",
-		r.Kernel, r.CPUs, r.LoadAvg[0], r.LoadAvg[1], r.Setup.Topology, r.Setup.GenCPUs, r.Setup.LBCPUs, r.Setup.Flows, r.Setup.Backends, r.Setup.DurationSec, r.Setup.Repeat)
+	fmt.Fprintf(&b, "Kernel %s, %d CPUs (load average %.1f at start, %.1f at end), %s topology; generator on cpu %v, balancer on cpu %v; %d flows (flow tables: native %d entries, AF_XDP %d per worker), %d backends; %gs x %d repeats (median, min-max).\n\n",
+		r.Kernel, r.CPUs, r.LoadAvg[0], r.LoadAvg[1], r.Setup.Topology, r.Setup.GenCPUs, r.Setup.LBCPUs, r.Setup.Flows, r.Setup.FlowTableNative, r.Setup.FlowTableAFXDP, r.Setup.Backends, r.Setup.DurationSec, r.Setup.Repeat)
 	if r.Setup.Scenario == ScenarioDrop {
 		r.writeDropTable(&b)
 		_, err := io.WriteString(w, b.String())

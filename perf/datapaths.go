@@ -9,6 +9,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/xlbproject/xlb/bpf/labprogs"
+	"github.com/xlbproject/xlb/config"
 )
 
 // Kinds of datapath, as the report labels them.
@@ -87,10 +88,10 @@ var datapaths = []datapath{
 		nativeTX:   true,
 		multiQueue: true,
 		scenarios:  bothScenarios,
-		// A million-entry connection table, the size the native target
-		// is set for. The AF_XDP run keeps xlb's default (262144 per
-		// worker): the table's size, not its fill, sets its cache misses.
-		start: startXLB("mode = \"native\"\nflow_table_size = 1048576\n"),
+		// NativeFlowTableSize entries unless Options.FlowTableSize says
+		// otherwise; the AF_XDP run keeps xlb's default (262144 per
+		// worker).
+		start: startXLB(config.ModeNative),
 	},
 	{
 		name:      "xdp-tx",

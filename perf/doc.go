@@ -30,11 +30,12 @@
 // traffic kind and frame size: a warm-up, then Repeat windows of Duration
 // back to back, each with the sink read every second and /proc/stat read
 // at both ends (per-core user, system and softirq time). The list:
-// xlb-afxdp (the real `xlb run` binary), xlb-native (a hook until the
-// engine's native mode exists), xdp-tx (native-XDP ceiling), ring-fwd
-// (AF_XDP transport ceiling on xlb's own ring package) and asavie (the
-// asavie/xdp library as shipped doing xlb's per-packet work). Adding one is
-// adding an entry.
+// xlb-afxdp (the real `xlb run` binary), xlb-native (`xlb run` with mode
+// = "native", its flow tables of NativeFlowTableSize entries unless
+// Options.FlowTableSize sets both xlb datapaths' size), xdp-tx (native-XDP
+// ceiling), ring-fwd (AF_XDP transport ceiling on xlb's own ring package)
+// and asavie (the asavie/xdp library as shipped doing xlb's per-packet
+// work). Adding one is adding an entry.
 //
 // # Firewall
 //

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xlbproject/xlb/bpf/labprogs"
+	"github.com/xlbproject/xlb/config"
 )
 
 // Traffic is a kind of generated traffic.
@@ -89,6 +90,12 @@ type Options struct {
 	Rules []int
 	// Flows is the number of distinct 5-tuples (default 4096).
 	Flows int
+	// FlowTableSize is the xlb datapaths' flow_table_size, a power of two
+	// in config's range (default 0: xlb-native gets NativeFlowTableSize,
+	// the size the native target is set for, and xlb-afxdp xlb's own
+	// default per worker). The table's size, not its fill, sets how many
+	// of its lookups miss the CPU's TLB and caches.
+	FlowTableSize int
 	// Backends is the number of backends of the VIPs (default 4). They
 	// all share the sink's link and MAC, at consecutive addresses.
 	Backends int
@@ -134,6 +141,23 @@ const (
 	maxFrame        = 1514 // the generator's link has MTU 1500
 	maxQueues       = 64
 )
+
+// NativeFlowTableSize is xlb-native's flow_table_size unless
+// Options.FlowTableSize says otherwise: a million entries, the size the
+// native performance target is set for.
+const NativeFlowTableSize = 1 << 20
+
+// flowTableSize is the flow_table_size the xlb datapath of mode ("" or
+// config.ModeNative) runs with.
+func (o Options) flowTableSize(mode string) int {
+	switch {
+	case o.FlowTableSize != 0:
+		return o.FlowTableSize
+	case mode == config.ModeNative:
+		return NativeFlowTableSize
+	}
+	return config.DefaultFlowTableSize
+}
 
 // withDefaults validates o and fills in the defaults.
 func (o Options) withDefaults() (Options, error) {
@@ -220,6 +244,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Flows < 1 || o.Flows > labprogs.MaxFlows {
 		return bad("flows %d: want 1 to %d", o.Flows, labprogs.MaxFlows)
+	}
+	if n := o.FlowTableSize; n != 0 && (n < config.MinFlowTableSize || n > config.MaxFlowTableSize || n&(n-1) != 0) {
+		return bad("flow table size %d: want a power of two from %d to %d", n, config.MinFlowTableSize, config.MaxFlowTableSize)
 	}
 	if o.Backends == 0 {
 		o.Backends = defaultBackends

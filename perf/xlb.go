@@ -29,11 +29,12 @@ const (
 	xlbStatsWait = 30 * time.Second
 )
 
-// xlbConfig renders the balancer's config: one UDP and one TCP VIP on
-// vipPort, each with every backend, all with the sink's MAC as a static
-// next hop (no ARP), and the firewall of rules entries per VIP
-// (firewallRules). extra is added to [datapath].
-func xlbConfig(p *perfLab, o Options, rules int, socket, extra string) string {
+// xlbConfig renders the balancer's config in mode ("" or config.ModeNative): one
+// UDP and one TCP VIP on vipPort, each with every backend, all with the
+// sink's MAC as a static next hop (no ARP), the flow table of
+// o.flowTableSize(mode) entries and the firewall of rules entries per VIP
+// (firewallRules).
+func xlbConfig(p *perfLab, o Options, rules int, socket, mode string) string {
 	var b strings.Builder
 	t := o.Tuning
 	mac := net.HardwareAddr(p.sink.MAC[:]).String()
@@ -46,7 +47,10 @@ func xlbConfig(p *perfLab, o Options, rules int, socket, extra string) string {
 		p.lb.Name, strings.Join(queues, ", "), strings.Join(cpus, ", "), lbAddr.Addr())
 	fmt.Fprintf(&b, "batch_size = %d\nrx_ring = %d\ntx_ring = %d\nfill_ring = %d\ncompletion_ring = %d\nframe_count = %d\ntx_budget = %d\n",
 		t.Batch, t.Ring, t.Ring, t.Ring, t.Ring, 2*t.Ring, t.TxBudget)
-	fmt.Fprintf(&b, "spin = %t\nbusy_poll = %t\nneed_wakeup = %t\n%s", t.Spin, t.BusyPoll, !t.NoNeedWakeup, extra)
+	fmt.Fprintf(&b, "spin = %t\nbusy_poll = %t\nneed_wakeup = %t\nflow_table_size = %d\n", t.Spin, t.BusyPoll, !t.NoNeedWakeup, o.flowTableSize(mode))
+	if mode != "" {
+		fmt.Fprintf(&b, "mode = %q\n", mode)
+	}
 	fmt.Fprintf(&b, "\n[control]\nsocket = %q\n", socket)
 	fw := firewallRules(rules, o.Scenario)
 	if len(fw.deny) > 0 {
@@ -72,14 +76,14 @@ type xlbProcess struct {
 	log    *tailBuffer
 }
 
-// startXLB returns the starter of an xlb datapath whose config's
-// [datapath] table gets extra.
-func startXLB(extra string) func(*perfLab, Options, setup) (instance, error) {
+// startXLB returns the starter of the xlb datapath of mode ("" or
+// config.ModeNative).
+func startXLB(mode string) func(*perfLab, Options, setup) (instance, error) {
 	return func(p *perfLab, o Options, s setup) (instance, error) {
 		name := fmt.Sprintf("xlb%d", time.Now().UnixNano())
 		socket := filepath.Join(p.dir, name+".sock")
 		file := filepath.Join(p.dir, name+".toml")
-		if err := os.WriteFile(file, []byte(xlbConfig(p, o, s.rules, socket, extra)), 0o600); err != nil {
+		if err := os.WriteFile(file, []byte(xlbConfig(p, o, s.rules, socket, mode)), 0o600); err != nil {
 			return nil, fmt.Errorf("perf: %w", err)
 		}
 		x := &xlbProcess{socket: socket, log: &tailBuffer{max: 8 << 10}, done: make(chan error, 1)}

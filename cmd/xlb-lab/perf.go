@@ -27,9 +27,10 @@ func defineCompare(fs *flag.FlagSet, out io.Writer, xlb *string) func() error {
 	queues := fs.Int("queues", 0, "queues of the measured link, one xlb worker each (default 1; more needs --topology direct and xlb datapaths)")
 	genCPUs := fs.String("gen-cpus", "", "comma-separated generator CPUs (default 0); a veth receives on the queue of the sending CPU")
 	lbCPUs := fs.String("lb-cpus", "", "comma-separated balancer CPUs, one per queue (default 1, then 0, ...)")
+	flowTable := fs.Int("flow-table-size", 0, fmt.Sprintf("flow_table_size of the xlb datapaths, a power of two (default: xlb-native %d, xlb-afxdp xlb's default per worker)", perf.NativeFlowTableSize))
 	return func() error {
 		opts := perf.Options{Duration: *duration, Repeat: *repeat, JSONFile: *jsonFile, Topology: *topology,
-			XLBBinary: *xlb, Queues: *queues, Scenario: perf.Scenario(*scenario), Datapaths: splitList(*datapaths), Out: out}
+			XLBBinary: *xlb, Queues: *queues, FlowTableSize: *flowTable, Scenario: perf.Scenario(*scenario), Datapaths: splitList(*datapaths), Out: out}
 		var err error
 		if opts.FrameSizes, err = intList("frames", *frames); err != nil {
 			return err
