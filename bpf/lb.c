@@ -1126,6 +1126,18 @@ static __always_inline void flow_insert(struct pkt *p, union flow_keys *fk, stru
 
 #include "lbflowcache.h"
 
+// backend_in_use returns the backends map's entry for the full backend ID
+// id, or NULL if that index is unused or holds another generation.
+static __always_inline struct backend *backend_in_use(__u32 id)
+{
+	__u32 idx = BACKEND_INDEX(id);
+	struct backend *be = bpf_map_lookup_elem(&backends, &idx);
+
+	if (!be || !(be->flags & BACKEND_VALID) || be->id != id)
+		return NULL;
+	return be;
+}
+
 // flow_sync_table writes a cache hit's time through to the flow table
 // (lbflowcache.h): the flow's entry, or a new one if the LRU evicted it
 // (unless another CPU has just added one). It returns 1 if the table holds
@@ -1548,10 +1560,7 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 	if (chit && c.pv && p.icmp == ICMP_NONE && !p.syn && *c.epoch == epoch && !(*c.pv & FC_PENDING) &&
 	    (*c.pv >> 16) == vip_id && now - *c.seen <= timeout - (1ULL << st->flow_sync)) {
 		backend_id = *c.backend;
-		__u32 idx = BACKEND_INDEX(backend_id);
-		be = bpf_map_lookup_elem(&backends, &idx);
-		if (be && (!(be->flags & BACKEND_VALID) || be->id != backend_id))
-			be = NULL;
+		be = backend_in_use(backend_id);
 		if (be) {
 			count(cnt, LB_FLOW_HIT);
 			__u64 last = *c.seen;
@@ -1578,10 +1587,7 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 		// retransmits its SYN.
 		if (fvp && !p.syn && fvp->vip == vip_id && now - fvp->seen <= timeout) {
 			backend_id = fvp->backend;
-			__u32 idx = BACKEND_INDEX(backend_id);
-			be = bpf_map_lookup_elem(&backends, &idx);
-			if (be && (!(be->flags & BACKEND_VALID) || be->id != backend_id))
-				be = NULL;
+			be = backend_in_use(backend_id);
 			if (be) {
 				count(cnt, LB_FLOW_HIT);
 				if (fvp->seen != now)
@@ -1597,9 +1603,8 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 			if (!size || !s || *s == EMPTY_SLOT)
 				return drop(cnt, LB_DROP_NO_BACKEND);
 			backend_id = *s;
-			idx = BACKEND_INDEX(backend_id);
-			be = bpf_map_lookup_elem(&backends, &idx);
-			if (!be || !(be->flags & BACKEND_VALID) || be->id != backend_id)
+			be = backend_in_use(backend_id);
+			if (!be)
 				return drop(cnt, LB_DROP_NO_BACKEND);
 			// ICMP errors follow flows but never make one.
 			if (p.icmp == ICMP_NONE) {

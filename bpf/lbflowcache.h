@@ -48,7 +48,11 @@
 //    elsewhere, voids this CPU's entry: only a flow whose frames reach
 //    several CPUs while its table entry is evicted and its Maglev slot has
 //    changed can see two backends, and only until that write-through.
-// Mirrored by lbFc4 and lbFc6 in Go.
+// One more edge, of the handshake RTT only: a reused 5-tuple whose SYN and
+// first ACK reach different CPUs, while the ACK's CPU still holds the
+// previous connection's entry with the same backend, has its sample taken
+// late, at its first frame back on the SYN's CPU.
+// Mirrored by lbFcBucket4 and lbFcBucket6 in Go.
 
 #ifndef LBFLOWCACHE_H
 #define LBFLOWCACHE_H
