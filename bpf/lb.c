@@ -1625,8 +1625,10 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 			}
 		}
 		// The cache entry copies what the table now says (a SYN leaves
-		// its handshake pending there).
-		if (p.icmp == ICMP_NONE && c.pv) {
+		// its handshake pending there). A SYN of a flow the cache does
+		// not hold makes no entry: a SYN flood must not push the
+		// established flows out; the flow's next frame makes it.
+		if (p.icmp == ICMP_NONE && c.pv && (chit || !p.syn)) {
 			if (!chit) {
 				if (c4) {
 					c4->saddr = p.src;

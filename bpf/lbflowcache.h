@@ -28,8 +28,10 @@
 // taken on the table's entry, which any CPU can reach), the same VIP, the
 // backend still in use, and seen within the idle timeout less 2^flow_sync
 // jiffies. Every other frame takes the flow table's path unchanged and then
-// refreshes the cache entry. So the table stays the one authority across
-// CPUs:
+// refreshes the cache entry, except a SYN of a flow the cache does not
+// hold: a SYN flood must not push the established flows out, and the
+// flow's next frame makes the entry. So the table stays the one authority
+// across CPUs:
 //  - its time: a cache hit writes the flow's time through to the table
 //    whenever it crosses a multiple of 2^flow_sync jiffies (a sixteenth of
 //    the shorter idle timeout, settings.flow_sync), so the table's time is

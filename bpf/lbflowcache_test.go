@@ -66,7 +66,7 @@ func cacheSlot(t *testing.T, lb *LB, frame []byte) (uint32, lbFcBucket4, int) {
 // per 2^flow_sync jiffies, puts back a flow the table lost and drops an
 // entry the table contradicts; a SYN that moves a flow voids every cache,
 // one that keeps its backend does not; a pending handshake is left to the
-// table.
+// table; a new flow's SYN makes no cache entry.
 func TestLBFlowCache(t *testing.T) {
 	lb := loadTestLB(t)
 	onCPU0(t)
@@ -175,6 +175,21 @@ func TestLBFlowCache(t *testing.T) {
 	}
 	if got, _ := lbBackendOf(t, lb, syn); got != first || epoch() != e0+1 {
 		t.Fatalf("SYN moving the flow to %d: went to %d, epoch %d -> %d", first, got, e0, epoch())
+	}
+	// A new flow's SYN makes a table entry and no cache entry (a SYN
+	// flood does not push established flows out of the cache); its next
+	// frame makes the cache entry.
+	fresh := tcpFrame(t, vipTCP, 42001, 80, "S", 0, false, 0)
+	lbBackendOf(t, lb, fresh)
+	if _, ok := flowOf(t, lb, fresh); !ok {
+		t.Error("a new flow's SYN made no flow table entry")
+	}
+	if _, _, w := cacheSlot(t, lb, fresh); w >= 0 {
+		t.Error("a new flow's SYN made a cache entry")
+	}
+	lbBackendOf(t, lb, tcpFrame(t, vipTCP, 42001, 80, "A", 0, false, 0))
+	if _, _, w := cacheSlot(t, lb, fresh); w < 0 {
+		t.Error("a new flow's first ACK made no cache entry")
 	}
 }
 
