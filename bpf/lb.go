@@ -27,10 +27,11 @@ const (
 	// so about 230 MiB for the default.
 	DefaultLBFlowTableSize = 1 << 20
 	// LBFlowCacheSize is the number of entries of each CPU's flow caches
-	// (one per family; lbflowcache.h) in front of the flow tables: 512 KiB
-	// of IPv4 entries and 1 MiB of IPv6 ones per possible CPU, pages the
-	// TLB covers. Smaller if the flow tables are.
-	LBFlowCacheSize = 1 << 14
+	// (one per family; lbflowcache.h) in front of the flow tables: 1 MiB
+	// of IPv4 entries and 2 MiB of IPv6 ones per possible CPU, pages the
+	// TLB covers. Smaller if the flow tables are. A few thousand flows
+	// per CPU fill a quarter of its buckets, so few share one.
+	LBFlowCacheSize = 1 << 15
 	// lbFlowCacheWays is FC_WAYS, the entries of a cache bucket.
 	lbFlowCacheWays = 2
 	// DefaultLBMaxVIPs is how many VIP indexes the program holds by default.

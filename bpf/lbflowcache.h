@@ -10,7 +10,7 @@
 // the TLB holds, and under KVM every page walk is two-dimensional. In the
 // perf lab the lookup took a fifth of the balancer core, about 78 ns of a
 // frame's 370. The cache is small (LBFlowCacheSize entries per CPU and
-// family: 512 KiB of IPv4 entries), so the active flows stay on pages the
+// family: 1 MiB of IPv4 entries), so the active flows stay on pages the
 // TLB covers, and a lookup is one inlined array access: one cache line for
 // IPv4.
 //
