@@ -97,6 +97,17 @@
 // as the Go worker's flow table does. ICMP errors follow the flow table but
 // never make entries.
 //
+// In front of the flow tables each CPU keeps a small cache of them
+// (lbflowcache.h; LBFlowCacheSize entries per family): an established
+// frame takes its backend from there, one inlined array access on pages
+// the TLB covers, where the LRU hash of a million entries costs a TLB and
+// cache miss or two. The tables stay the one authority across CPUs: a
+// frame that is not a plain hit (a SYN, an ICMP error, a pending
+// handshake, a different VIP, a freed backend, an entry near its timeout)
+// takes the table's path; the cache writes the flow's time through once
+// per 2^flow_sync jiffies; and a SYN that moves a reused 5-tuple to another
+// backend voids every cache (flow_epoch).
+//
 // Output headers are the Go worker's byte for byte: packet.EncapIPIP (IPIP
 // and 6in4, ID from a per-CPU counter), EncapIPIP6 (IP6IP6 and 4in6, flow
 // label from the flow hash), EncapGUE4 and EncapGUE6 (source port from the

@@ -157,7 +157,8 @@ struct backend_stats {
 // idle timeouts (jiffies) of TCP and of every other protocol, and the limit
 // on the ICMP the program sends itself (echo replies, frag-needed /
 // packet-too-big): icmp_rate tokens a second (0: no limit) into a bucket of
-// icmp_burst, per CPU (icmp_bucket). Mirrored by lbSettings in Go.
+// icmp_burst, per CPU (icmp_bucket), and the flow cache's write-through
+// period, 2^flow_sync jiffies (lbflowcache.h). Mirrored by lbSettings in Go.
 struct settings {
 	__be32 addr;
 	__u8 addr6[16];
@@ -168,6 +169,8 @@ struct settings {
 	__u64 udp_timeout;
 	__u32 icmp_rate;
 	__u32 icmp_burst;
+	__u32 flow_sync;
+	__u32 pad;
 };
 
 // icmp_bucket: a CPU's ICMP token bucket, tokens in billionths of a token
@@ -1082,9 +1085,77 @@ static __noinline struct flow_value *flow6_lookup(struct flow_key6 *k)
 	return bpf_map_lookup_elem(&flows6, k);
 }
 
-static __noinline void flow6_update(struct flow_key6 *k, struct flow_value *v)
+static __noinline void flow6_update(struct flow_key6 *k, struct flow_value *v, __u64 flags)
 {
-	bpf_map_update_elem(&flows6, k, v, BPF_ANY);
+	bpf_map_update_elem(&flows6, k, v, flags);
+}
+
+union flow_keys {
+	struct flow_key4 k4;
+	struct flow_key6 k6;
+};
+
+// flow_lookup fills fk with p's flow-table key and returns its entry. The
+// keys are written in whole words, the protocol with its padding in one: a
+// load behind smaller stores (a zeroed key, then a byte) would stall.
+static __always_inline struct flow_value *flow_lookup(struct pkt *p, union flow_keys *fk)
+{
+	if (p->family == 4) {
+		fk->k4.saddr = p->src;
+		fk->k4.daddr = p->dst;
+		fk->k4.ports = p->ports;
+		*(__u32 *)&fk->k4.proto = p->proto;
+		return bpf_map_lookup_elem(&flows, &fk->k4);
+	}
+	copy16(fk->k6.saddr, p->src6);
+	copy16(fk->k6.daddr, p->dst6);
+	fk->k6.ports = p->ports;
+	*(__u32 *)&fk->k6.proto = p->proto;
+	return flow6_lookup(&fk->k6);
+}
+
+// flow_insert adds v as the entry of key fk (p's family), with
+// bpf_map_update_elem's flags.
+static __always_inline void flow_insert(struct pkt *p, union flow_keys *fk, struct flow_value *v, __u64 flags)
+{
+	if (p->family == 4)
+		bpf_map_update_elem(&flows, &fk->k4, v, flags);
+	else
+		flow6_update(&fk->k6, v, flags);
+}
+
+#include "lbflowcache.h"
+
+// backend_in_use returns the backends map's entry for the full backend ID
+// id, or NULL if that index is unused or holds another generation.
+static __always_inline struct backend *backend_in_use(__u32 id)
+{
+	__u32 idx = BACKEND_INDEX(id);
+	struct backend *be = bpf_map_lookup_elem(&backends, &idx);
+
+	if (!be || !(be->flags & BACKEND_VALID) || be->id != id)
+		return NULL;
+	return be;
+}
+
+// flow_sync_table writes a cache hit's time through to the flow table
+// (lbflowcache.h): the flow's entry, or a new one if the LRU evicted it
+// (unless another CPU has just added one). It returns 1 if the table holds
+// another backend or VIP for the flow: the cache entry is stale.
+static __always_inline int flow_sync_table(struct pkt *p, __u32 h, __u32 backend_id, __u32 vip_id, __u64 now)
+{
+	union flow_keys fk;
+	struct flow_value *fvp = flow_lookup(p, &fk);
+
+	if (!fvp) {
+		struct flow_value fv = { .seen = now, .backend = backend_id, .hash = h, .vip = vip_id };
+		flow_insert(p, &fk, &fv, BPF_NOEXIST);
+		return 0;
+	}
+	if (fvp->backend != backend_id || fvp->vip != vip_id)
+		return 1;
+	fvp->seen = now;
+	return 0;
 }
 
 // vip_lookup looks k up in its family's VIP map.
@@ -1382,6 +1453,21 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 		return malformed(cnt);
 	if (reason == PARSE_OTHER)
 		return pass(cnt);
+	// An IPv4 flow's cache bucket is fetched now: its load, often a miss
+	// in the CPU's caches, overlaps the VIP match instead of stalling the
+	// flow lookup.
+	__u32 cpu = bpf_get_smp_processor_id();
+	__u32 h = 0; // the flow hash
+	struct fc_bucket4 *cb4 = NULL;
+	if (p.family == 4) {
+		h = flow4_hash(&p);
+		__u32 ci = fc_bucket_index(cpu, h);
+		cb4 = bpf_map_lookup_elem(&flow_cache, &ci);
+		if (cb4) {
+			__u32 w = cb4->e[0].saddr;
+			asm volatile("" ::"r"(w));
+		}
+	}
 	struct settings *st = bpf_map_lookup_elem(&settings, &zero);
 	if (!st)
 		return pass(cnt); // cannot happen: an array always has key 0
@@ -1448,90 +1534,116 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 	if (!conf)
 		return drop(cnt, LB_DROP_NO_VIP);
 
-	// Flow table first, except for a TCP SYN: a new connection always
-	// takes the current Maglev choice (a reused 5-tuple must not stick to
-	// the backend of the connection before it). An entry is valid while
-	// it names this VIP and a backend ID still in use, and was seen within
-	// its protocol's idle timeout.
-	__u32 h; // the flow hash: the flow table's copy on a hit
-	union {
-		struct flow_key4 k4;
-		struct flow_key6 k6;
-	} fk;
-	struct flow_value *fvp;
-	// The keys are written in whole words, the protocol with its padding
-	// in one: the hash reads them back as words, and a load behind smaller
-	// stores (a zeroed key, then a byte) would stall.
+	// The flow cache first (lbflowcache.h): a frame the flow table would
+	// give its flow's backend with nothing else to do takes it from this
+	// CPU's cache.
+	__u64 now = bpf_jiffies64(); // inlined into one load
+	__u64 timeout = p.proto == IPPROTO_TCP ? st->tcp_timeout : st->udp_timeout;
+	__u32 epoch = flow_epoch;
+	struct fc4 *c4 = NULL;
+	struct fc6 *c6 = NULL;
+	struct fc_ref c = {};
+	int chit = 0;
 	if (p.family == 4) {
-		fk.k4.saddr = p.src;
-		fk.k4.daddr = p.dst;
-		fk.k4.ports = p.ports;
-		*(__u32 *)&fk.k4.proto = p.proto;
-		fvp = bpf_map_lookup_elem(&flows, &fk.k4);
+		if (cb4) {
+			c4 = FC_PICK(fc4_differs, cb4, &p, &chit);
+			FC_REF(c, c4);
+		}
 	} else {
-		copy16(fk.k6.saddr, p.src6);
-		copy16(fk.k6.daddr, p.dst6);
-		fk.k6.ports = p.ports;
-		*(__u32 *)&fk.k6.proto = p.proto;
-		fvp = flow6_lookup(&fk.k6);
+		h = flow6_hash(&p);
+		c6 = fc6_pick(cpu, h, &p, &chit);
+		if (c6)
+			FC_REF(c, c6);
 	}
-	// Jiffies: the verifier inlines bpf_jiffies64 into one load, where
-	// bpf_ktime_get_coarse_ns is a call costing about 20 ns a packet here.
-	__u64 now = bpf_jiffies64();
 	struct backend *be = NULL;
 	__u32 backend_id;
-	// Looked up for a SYN too: an entry that exists is rewritten in place,
-	// which costs far less than replacing it (an LRU node freed and one
-	// allocated) when a client reuses a 5-tuple or retransmits its SYN.
-	if (fvp && !p.syn && fvp->vip == vip_id &&
-	    now - fvp->seen <= (p.proto == IPPROTO_TCP ? st->tcp_timeout : st->udp_timeout)) {
-		backend_id = fvp->backend;
-		__u32 idx = BACKEND_INDEX(backend_id);
-		be = bpf_map_lookup_elem(&backends, &idx);
-		if (be && (!(be->flags & BACKEND_VALID) || be->id != backend_id))
-			be = NULL;
+	if (chit && c.pv && p.icmp == ICMP_NONE && !p.syn && *c.epoch == epoch && !(*c.pv & FC_PENDING) &&
+	    (*c.pv >> 16) == vip_id && now - *c.seen <= timeout - (1ULL << st->flow_sync)) {
+		backend_id = *c.backend;
+		be = backend_in_use(backend_id);
 		if (be) {
 			count(cnt, LB_FLOW_HIT);
-			h = fvp->hash;
-			if (fvp->seen != now)
-				fvp->seen = now;
-			if (fvp->pad)
-				rtt_handshake(ctx, &p, fvp, backend_id);
+			__u64 last = *c.seen;
+			if (last != now) {
+				*c.seen = now;
+				if ((last ^ now) >> st->flow_sync &&
+				    flow_sync_table(&p, h, backend_id, vip_id, now))
+					*c.epoch = epoch - 1;
+			}
 		}
 	}
+
+	// The flow table, except for a TCP SYN: a new connection always takes
+	// the current Maglev choice (a reused 5-tuple must not stick to the
+	// backend of the connection before it). An entry is valid while it
+	// names this VIP and a backend ID still in use, and was seen within
+	// its protocol's idle timeout.
 	if (!be) {
-		// An entry of this 5-tuple holds its hash (only this program
-		// writes entries, and only with the hash of their key): a SYN,
-		// or a flow gone idle or off its backend, need not hash again.
-		if (fvp)
-			h = fvp->hash;
-		else
-			h = p.family == 4 ? flow4_hash(&p) : flow6_hash(&p);
-		__u32 size = conf->table_size;
-		__u32 idx = conf->table_off + (__u32)(((__u64)h * size) >> 32);
-		__u32 *s = bpf_map_lookup_elem(&maglev, &idx);
-		if (!size || !s || *s == EMPTY_SLOT)
-			return drop(cnt, LB_DROP_NO_BACKEND);
-		backend_id = *s;
-		idx = BACKEND_INDEX(backend_id);
-		be = bpf_map_lookup_elem(&backends, &idx);
-		if (!be || !(be->flags & BACKEND_VALID) || be->id != backend_id)
-			return drop(cnt, LB_DROP_NO_BACKEND);
-		// ICMP errors follow flows but never make one.
-		if (p.icmp == ICMP_NONE) {
-			if (fvp) {
-				fvp->backend = backend_id;
-				fvp->hash = h;
-				fvp->vip = vip_id;
-				fvp->seen = now;
-				fvp->pad = rtt_mark(&p);
-			} else {
-				struct flow_value fv = { .seen = now, .backend = backend_id, .hash = h, .vip = vip_id, .pad = rtt_mark(&p) };
-				if (p.family == 4)
-					bpf_map_update_elem(&flows, &fk.k4, &fv, BPF_ANY);
-				else
-					flow6_update(&fk.k6, &fv);
+		union flow_keys fk;
+		struct flow_value *fvp = flow_lookup(&p, &fk);
+		// Looked up for a SYN too: an entry that exists is rewritten in
+		// place, which costs far less than replacing it (an LRU node
+		// freed and one allocated) when a client reuses a 5-tuple or
+		// retransmits its SYN.
+		if (fvp && !p.syn && fvp->vip == vip_id && now - fvp->seen <= timeout) {
+			backend_id = fvp->backend;
+			be = backend_in_use(backend_id);
+			if (be) {
+				count(cnt, LB_FLOW_HIT);
+				if (fvp->seen != now)
+					fvp->seen = now;
+				if (fvp->pad)
+					rtt_handshake(ctx, &p, fvp, backend_id);
 			}
+		}
+		if (!be) {
+			__u32 size = conf->table_size;
+			__u32 idx = conf->table_off + (__u32)(((__u64)h * size) >> 32);
+			__u32 *s = bpf_map_lookup_elem(&maglev, &idx);
+			if (!size || !s || *s == EMPTY_SLOT)
+				return drop(cnt, LB_DROP_NO_BACKEND);
+			backend_id = *s;
+			be = backend_in_use(backend_id);
+			if (!be)
+				return drop(cnt, LB_DROP_NO_BACKEND);
+			// ICMP errors follow flows but never make one.
+			if (p.icmp == ICMP_NONE) {
+				if (fvp) {
+					// A SYN moving a reused 5-tuple to another
+					// backend voids every CPU's cache.
+					if (p.syn && fvp->backend != backend_id)
+						__sync_fetch_and_add(&flow_epoch, 1);
+					fvp->backend = backend_id;
+					fvp->hash = h;
+					fvp->vip = vip_id;
+					fvp->seen = now;
+					fvp->pad = rtt_mark(&p);
+				} else {
+					struct flow_value fv = { .seen = now, .backend = backend_id, .hash = h, .vip = vip_id, .pad = rtt_mark(&p) };
+					flow_insert(&p, &fk, &fv, BPF_ANY);
+				}
+			}
+		}
+		// The cache entry copies what the table now says (a SYN leaves
+		// its handshake pending there). A SYN of a flow the cache does
+		// not hold makes no entry: a SYN flood must not push the
+		// established flows out; the flow's next frame makes it.
+		if (p.icmp == ICMP_NONE && c.pv && (chit || !p.syn)) {
+			if (!chit) {
+				if (c4) {
+					c4->saddr = p.src;
+					c4->daddr = p.dst;
+					c4->ports = p.ports;
+				} else if (c6) {
+					copy16(c6->saddr, p.src6);
+					copy16(c6->daddr, p.dst6);
+					c6->ports = p.ports;
+				}
+			}
+			*c.pv = p.proto | (p.syn ? FC_PENDING : 0) | vip_id << 16;
+			*c.backend = backend_id;
+			*c.epoch = flow_epoch;
+			*c.seen = now;
 		}
 	}
 	// Co-located mode: this host is the flow's backend. The flow is

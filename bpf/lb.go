@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"sync"
@@ -25,6 +26,14 @@ const (
 	// about 100 bytes of kernel memory per IPv4 entry (130 per IPv6 one),
 	// so about 230 MiB for the default.
 	DefaultLBFlowTableSize = 1 << 20
+	// LBFlowCacheSize is the number of entries of each CPU's flow caches
+	// (one per family; lbflowcache.h) in front of the flow tables: 1 MiB
+	// of IPv4 entries and 2 MiB of IPv6 ones per possible CPU, pages the
+	// TLB covers. Smaller if the flow tables are. A few thousand flows
+	// per CPU fill a quarter of its buckets, so few share one.
+	LBFlowCacheSize = 1 << 15
+	// lbFlowCacheWays is FC_WAYS, the entries of a cache bucket.
+	lbFlowCacheWays = 2
 	// DefaultLBMaxVIPs is how many VIP indexes the program holds by default.
 	DefaultLBMaxVIPs = 64
 	// DefaultLBMaxBackends is how many backend indexes the backends map
@@ -38,7 +47,7 @@ const (
 // LBFlowExpiry states how the lb program ages its flow tables, for `xlb
 // check` and the docs: the same rule as the Go worker's flow table, applied
 // when a packet looks its flow up.
-const LBFlowExpiry = "a flow entry idle longer than its protocol's timeout (TCP, or UDP for every other protocol; counted in kernel ticks, rounded up to one) is a miss: the flow re-picks its backend from the Maglev table; entries are never swept, the LRU evicts the least recently used ones when a table is full"
+const LBFlowExpiry = "a flow entry idle longer than its protocol's timeout (TCP, or UDP for every other protocol; counted in kernel ticks, rounded up to one; up to a sixteenth of it earlier for a flow the per-CPU flow cache served) is a miss: the flow re-picks its backend from the Maglev table; entries are never swept, the LRU evicts the least recently used ones when a table is full"
 
 // ErrNoSource: LB.Attach was called before LB.SetSource.
 var ErrNoSource = errors.New("bpf: lb has no source address yet (SetSource)")
@@ -79,12 +88,12 @@ func (o LBOptions) withDefaults() (LBOptions, error) {
 		o.MaxBackends = DefaultLBMaxBackends
 	}
 	switch {
-	case o.FlowTableSize < 0 || o.FlowTableSize > 1<<28:
-		return o, fmt.Errorf("bpf: lb: invalid flow table size %d (want 1..%d)", o.FlowTableSize, 1<<28)
+	case o.FlowTableSize < lbFlowCacheWays || o.FlowTableSize > 1<<28:
+		return o, fmt.Errorf("bpf: lb: invalid flow table size %d (want %d..%d)", o.FlowTableSize, lbFlowCacheWays, 1<<28)
 	case o.TableSize > hash.MaxTableSize:
 		return o, fmt.Errorf("bpf: lb: invalid Maglev table size %d (at most %d)", o.TableSize, hash.MaxTableSize)
-	case o.MaxVIPs < 0 || o.MaxVIPs > 1<<20:
-		return o, fmt.Errorf("bpf: lb: invalid VIP count %d (want 1..%d)", o.MaxVIPs, 1<<20)
+	case o.MaxVIPs < 0 || o.MaxVIPs > 1<<16: // a flow cache entry holds the VIP index in 16 bits
+		return o, fmt.Errorf("bpf: lb: invalid VIP count %d (want 1..%d)", o.MaxVIPs, 1<<16)
 	case o.MaxBackends < 0 || o.MaxBackends > MaxLBBackends:
 		return o, fmt.Errorf("bpf: lb: invalid backend count %d (want 1..%d)", o.MaxBackends, MaxLBBackends)
 	}
@@ -274,6 +283,7 @@ func LoadLB(opts LBOptions) (*LB, error) {
 	}
 	lb.tcp, lb.udp = flowtable.DefaultTCPTimeout, flowtable.DefaultUDPTimeout
 	lb.settings.TcpTimeout, lb.settings.UdpTimeout = lb.jiffies(lb.tcp), lb.jiffies(lb.udp)
+	lb.settings.FlowSync = flowSync(lb.settings.TcpTimeout, lb.settings.UdpTimeout)
 	lb.settings.VipsGen = 1 // the zeroed vip_cache's slots hold generation 0: none valid
 	if err := lb.writeSettings(); err != nil {
 		lb.objs.Close()
@@ -349,6 +359,19 @@ func lbSpec(opts LBOptions) (*ebpf.CollectionSpec, error) {
 	spec.Maps[lbMapRttHists].MaxEntries = uint32(opts.MaxBackends)
 	spec.Maps[lbMapFlows].MaxEntries = uint32(opts.FlowTableSize)
 	spec.Maps[lbMapFlows6].MaxEntries = uint32(opts.FlowTableSize)
+	// Each CPU's slice of the flow caches: 2^cache_shift buckets.
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("bpf: lb: %w", err)
+	}
+	buckets := 1 << (bits.Len(uint(min(opts.FlowTableSize, LBFlowCacheSize))) - 1) / lbFlowCacheWays
+	if err := spec.Variables[lbVarCacheShift].Set(uint32(bits.TrailingZeros(uint(buckets)))); err != nil {
+		return nil, fmt.Errorf("bpf: lb: %w", err)
+	}
+	for _, m := range []string{lbMapFlowCache, lbMapFlowCache6} {
+		spec.Maps[m].MaxEntries = uint32(cpus * buckets)
+		spec.Maps[m].Flags |= unix.BPF_F_MMAPABLE
+	}
 	return spec, nil
 }
 
@@ -362,6 +385,7 @@ type lbLoaded struct {
 	XlbLbClock   *ebpf.Program  `ebpf:"xlb_lb_clock"`
 	CaptureOn    *ebpf.Variable `ebpf:"capture_on"`
 	CaptureConf  *ebpf.Variable `ebpf:"capture_conf"`
+	FlowEpoch    *ebpf.Variable `ebpf:"flow_epoch"`
 }
 
 func (o *lbLoaded) Close() error {
@@ -700,11 +724,21 @@ func (lb *LB) SetTimeouts(tcp, udp time.Duration) error {
 	}
 	s := lb.settings
 	s.TcpTimeout, s.UdpTimeout = lb.jiffies(tcp), lb.jiffies(udp)
+	s.FlowSync = flowSync(s.TcpTimeout, s.UdpTimeout)
 	if err := lb.setSettings(s); err != nil {
 		return err
 	}
 	lb.tcp, lb.udp = tcp, udp
 	return nil
+}
+
+// flowSync is settings.flow_sync for idle timeouts of tcp and udp jiffies:
+// log2 of the largest power of two within a sixteenth of the shorter (0
+// below 32 jiffies). A flow cache hit writes the flow's time through to the
+// flow table whenever it crosses a multiple of that many jiffies, and the
+// cache stops short of the timeout by as much (lbflowcache.h).
+func flowSync(tcp, udp uint64) uint32 {
+	return uint32(max(bits.Len64(min(tcp, udp)/16), 1) - 1)
 }
 
 // Timeouts returns the flow idle timeouts in force.

@@ -61,6 +61,35 @@ type lbCaptureConf struct {
 	}
 }
 
+type lbFcBucket4 struct {
+	_ structs.HostLayout
+	E [2]struct {
+		_       structs.HostLayout
+		Saddr   uint32
+		Daddr   uint32
+		Ports   uint32
+		Pv      uint32
+		Backend uint32
+		Epoch   uint32
+		Seen    uint64
+	}
+}
+
+type lbFcBucket6 struct {
+	_ structs.HostLayout
+	E [2]struct {
+		_       structs.HostLayout
+		Saddr   [16]uint8
+		Daddr   [16]uint8
+		Ports   uint32
+		Pv      uint32
+		Backend uint32
+		Epoch   uint32
+		Seen    uint64
+		Pad     uint64
+	}
+}
+
 type lbFlowKey4 struct {
 	_     structs.HostLayout
 	Saddr uint32
@@ -149,6 +178,8 @@ type lbSettings struct {
 	UdpTimeout uint64
 	IcmpRate   uint32
 	IcmpBurst  uint32
+	FlowSync   uint32
+	Pad        uint32
 }
 
 type lbVip4Key struct {
@@ -202,6 +233,8 @@ const (
 	lbMapCaptureProg   = "capture_prog"
 	lbMapCaptureRing   = "capture_ring"
 	lbMapCounters      = "counters"
+	lbMapFlowCache     = "flow_cache"
+	lbMapFlowCache6    = "flow_cache6"
 	lbMapFlows         = "flows"
 	lbMapFlows6        = "flows6"
 	lbMapFwRuleStats   = "fw_rule_stats"
@@ -223,8 +256,10 @@ const (
 	lbProgXlbLbBench   = "xlb_lb_bench"
 	lbProgXlbLbCapture = "xlb_lb_capture"
 	lbProgXlbLbClock   = "xlb_lb_clock"
+	lbVarCacheShift    = "cache_shift"
 	lbVarCaptureConf   = "capture_conf"
 	lbVarCaptureOn     = "capture_on"
+	lbVarFlowEpoch     = "flow_epoch"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -286,6 +321,8 @@ type lbMapSpecs struct {
 	CaptureProg  *ebpf.MapSpec `ebpf:"capture_prog"`
 	CaptureRing  *ebpf.MapSpec `ebpf:"capture_ring"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	FlowCache    *ebpf.MapSpec `ebpf:"flow_cache"`
+	FlowCache6   *ebpf.MapSpec `ebpf:"flow_cache6"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Flows6       *ebpf.MapSpec `ebpf:"flows6"`
 	FwRuleStats  *ebpf.MapSpec `ebpf:"fw_rule_stats"`
@@ -309,8 +346,10 @@ type lbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
+	CacheShift  *ebpf.VariableSpec `ebpf:"cache_shift"`
 	CaptureConf *ebpf.VariableSpec `ebpf:"capture_conf"`
 	CaptureOn   *ebpf.VariableSpec `ebpf:"capture_on"`
+	FlowEpoch   *ebpf.VariableSpec `ebpf:"flow_epoch"`
 }
 
 // lbObjects contains all objects after they have been loaded into the kernel.
@@ -340,6 +379,8 @@ type lbMaps struct {
 	CaptureProg  *ebpf.Map `ebpf:"capture_prog"`
 	CaptureRing  *ebpf.Map `ebpf:"capture_ring"`
 	Counters     *ebpf.Map `ebpf:"counters"`
+	FlowCache    *ebpf.Map `ebpf:"flow_cache"`
+	FlowCache6   *ebpf.Map `ebpf:"flow_cache6"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Flows6       *ebpf.Map `ebpf:"flows6"`
 	FwRuleStats  *ebpf.Map `ebpf:"fw_rule_stats"`
@@ -368,6 +409,8 @@ func (m *lbMaps) Close() error {
 		m.CaptureProg,
 		m.CaptureRing,
 		m.Counters,
+		m.FlowCache,
+		m.FlowCache6,
 		m.Flows,
 		m.Flows6,
 		m.FwRuleStats,
@@ -392,8 +435,10 @@ func (m *lbMaps) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
+	CacheShift  *ebpf.Variable `ebpf:"cache_shift"`
 	CaptureConf *ebpf.Variable `ebpf:"capture_conf"`
 	CaptureOn   *ebpf.Variable `ebpf:"capture_on"`
+	FlowEpoch   *ebpf.Variable `ebpf:"flow_epoch"`
 }
 
 // lbPrograms contains all programs after they have been loaded into the kernel.

@@ -375,20 +375,43 @@ func subLB(a, b LBCounters) LBCounters {
 	return d
 }
 
+// voidFlowCaches moves the lb program's flow_epoch on, as a SYN that moves
+// a flow does: every CPU's flow cache entry is void, so the next frames
+// read the flow tables, where a test has changed an entry.
+func voidFlowCaches(t testing.TB, lb *LB) {
+	t.Helper()
+	var e uint32
+	if err := lb.objs.FlowEpoch.Get(&e); err != nil {
+		t.Fatal(err)
+	}
+	if err := lb.objs.FlowEpoch.Set(e + 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// flowKeys returns the flow table's keys of frame's 5-tuple (for an ICMP
+// error, of the flow it is about), and whether it is IPv4.
+func flowKeys(t testing.TB, frame []byte) (lbFlowKey4, lbFlowKey6, bool) {
+	t.Helper()
+	var fl packet.Flow
+	if packet.Parse(frame, &fl) != packet.OK {
+		t.Fatalf("flowKeys: frame does not parse")
+	}
+	return lbFlowKey4{Saddr: fl.Src, Daddr: fl.Dst, Ports: fl.Ports, Proto: fl.Proto},
+		lbFlowKey6{Saddr: fl.Src6, Daddr: fl.Dst6, Ports: fl.Ports, Proto: fl.Proto}, fl.Family == 4
+}
+
 // flowOf returns the flow table entry of frame's 5-tuple (for an ICMP
 // error, of the flow it is about).
 func flowOf(t testing.TB, lb *LB, frame []byte) (lbFlowValue, bool) {
 	t.Helper()
-	var fl packet.Flow
-	if packet.Parse(frame, &fl) != packet.OK {
-		t.Fatalf("flowOf: frame does not parse")
-	}
+	k4, k6, v4 := flowKeys(t, frame)
 	var v lbFlowValue
 	var err error
-	if fl.Family == 4 {
-		err = lb.objs.Flows.Lookup(lbFlowKey4{Saddr: fl.Src, Daddr: fl.Dst, Ports: fl.Ports, Proto: fl.Proto}, &v)
+	if v4 {
+		err = lb.objs.Flows.Lookup(k4, &v)
 	} else {
-		err = lb.objs.Flows6.Lookup(lbFlowKey6{Saddr: fl.Src6, Daddr: fl.Dst6, Ports: fl.Ports, Proto: fl.Proto}, &v)
+		err = lb.objs.Flows6.Lookup(k6, &v)
 	}
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		return v, false
@@ -397,6 +420,37 @@ func flowOf(t testing.TB, lb *LB, frame []byte) (lbFlowValue, bool) {
 		t.Fatal(err)
 	}
 	return v, true
+}
+
+// setFlow rewrites the flow table entry of frame's 5-tuple, which exists.
+func setFlow(t testing.TB, lb *LB, frame []byte, v lbFlowValue) {
+	t.Helper()
+	k4, k6, v4 := flowKeys(t, frame)
+	var err error
+	if v4 {
+		err = lb.objs.Flows.Update(k4, v, ebpf.UpdateExist)
+	} else {
+		err = lb.objs.Flows6.Update(k6, v, ebpf.UpdateExist)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deleteFlow removes the flow table entry of frame's 5-tuple, as the LRU
+// evicts one.
+func deleteFlow(t testing.TB, lb *LB, frame []byte) {
+	t.Helper()
+	k4, k6, v4 := flowKeys(t, frame)
+	var err error
+	if v4 {
+		err = lb.objs.Flows.Delete(k4)
+	} else {
+		err = lb.objs.Flows6.Delete(k6)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // tcpFrame is a TCP frame from the client (of dst's family) with source
@@ -901,17 +955,8 @@ func TestLBIdleTimeout(t *testing.T) {
 			t.Fatal("no flow entry")
 		}
 		fv.Seen = now - lb.jiffies(by)
-		var fl packet.Flow
-		packet.Parse(frame, &fl)
-		var err error
-		if fl.Family == 4 {
-			err = lb.objs.Flows.Update(lbFlowKey4{Saddr: fl.Src, Daddr: fl.Dst, Ports: fl.Ports, Proto: fl.Proto}, fv, ebpf.UpdateExist)
-		} else {
-			err = lb.objs.Flows6.Update(lbFlowKey6{Saddr: fl.Src6, Daddr: fl.Dst6, Ports: fl.Ports, Proto: fl.Proto}, fv, ebpf.UpdateExist)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		setFlow(t, lb, frame, fv)
+		voidFlowCaches(t, lb)
 	}
 	// 30 s idle: past UDP's 10 s, within TCP's hour.
 	for _, fr := range frames {
@@ -1082,6 +1127,7 @@ func TestLBLayout(t *testing.T) {
 	for name, size := range map[string]uintptr{
 		lbMapBackends: unsafe.Sizeof(lbBackend{}), lbMapSettings: unsafe.Sizeof(lbSettings{}),
 		lbMapFlows: unsafe.Sizeof(lbFlowValue{}), lbMapFlows6: unsafe.Sizeof(lbFlowValue{}),
+		lbMapFlowCache: unsafe.Sizeof(lbFcBucket4{}), lbMapFlowCache6: unsafe.Sizeof(lbFcBucket6{}),
 		lbMapBackendStats: unsafe.Sizeof(lbBackendStats{}), lbMapVipConf: lbVIPConfSize,
 		lbMapIcmpBucket: unsafe.Sizeof(lbIcmpBucket{}),
 	} {
@@ -1269,7 +1315,8 @@ func loadLBBench(b *testing.B, lb *LB) *ebpf.Program {
 	}
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
 		lbMapVips: m.Vips, lbMapVips4: m.Vips4, lbMapVipCache: m.VipCache, lbMapVipConf: m.VipConf, lbMapMaglev: m.Maglev, lbMapBackends: m.Backends,
-		lbMapBackendStats: m.BackendStats, lbMapFlows: m.Flows, lbMapFlows6: m.Flows6, lbMapSettings: m.Settings,
+		lbMapBackendStats: m.BackendStats, lbMapFlows: m.Flows, lbMapFlows6: m.Flows6, lbMapFlowCache: m.FlowCache,
+		lbMapFlowCache6: m.FlowCache6, lbMapSettings: m.Settings,
 		lbMapIpIds: m.IpIds, lbMapCounters: m.Counters, lbMapIcmpBucket: m.IcmpBucket,
 		lbMapFwRules: m.FwRules, lbMapFwTrieA: m.FwTrieA, lbMapFwTrieB: m.FwTrieB, lbMapFwRuleStats: m.FwRuleStats,
 		lbMapFwVipStats: m.FwVipStats, lbMapFwSyn: m.FwSyn,
