@@ -359,17 +359,19 @@ func lbSpec(opts LBOptions) (*ebpf.CollectionSpec, error) {
 	spec.Maps[lbMapRttHists].MaxEntries = uint32(opts.MaxBackends)
 	spec.Maps[lbMapFlows].MaxEntries = uint32(opts.FlowTableSize)
 	spec.Maps[lbMapFlows6].MaxEntries = uint32(opts.FlowTableSize)
-	// Each CPU's slice of the flow caches: 2^cache_shift buckets.
+	// Each CPU's slice of the flow caches: 2^cache_shift buckets, as many
+	// as hold the flow tables' entries or LBFlowCacheSize, rounded down to
+	// a power of two.
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, fmt.Errorf("bpf: lb: %w", err)
 	}
-	buckets := 1 << (bits.Len(uint(min(opts.FlowTableSize, LBFlowCacheSize))) - 1) / lbFlowCacheWays
-	if err := spec.Variables[lbVarCacheShift].Set(uint32(bits.TrailingZeros(uint(buckets)))); err != nil {
+	shift := bits.Len(uint(min(opts.FlowTableSize, LBFlowCacheSize)/lbFlowCacheWays)) - 1
+	if err := spec.Variables[lbVarCacheShift].Set(uint32(shift)); err != nil {
 		return nil, fmt.Errorf("bpf: lb: %w", err)
 	}
 	for _, m := range []string{lbMapFlowCache, lbMapFlowCache6} {
-		spec.Maps[m].MaxEntries = uint32(cpus * buckets)
+		spec.Maps[m].MaxEntries = uint32(cpus << shift)
 		spec.Maps[m].Flags |= unix.BPF_F_MMAPABLE
 	}
 	return spec, nil
