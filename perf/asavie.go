@@ -1,9 +1,11 @@
 package perf
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/xlbproject/xlb/datapath/packet"
 	"github.com/xlbproject/xlb/hash"
+	"github.com/xlbproject/xlb/perf/procstat"
 )
 
 // asavieFrameSize is the UMEM frame size given to asavie/xdp, as xlb's.
@@ -142,13 +145,39 @@ func (a *asavie) teardown() error {
 	}
 	errs = append(errs, a.loop.halt())
 	if a.sock != nil {
-		errs = append(errs, a.sock.Close())
+		errs = append(errs, unmapRings(a.sock.FD()), a.sock.Close())
 	}
 	if a.prog != nil {
 		errs = append(errs, a.prog.Close())
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("perf: asavie: %w", err)
+	}
+	return nil
+}
+
+// unmapRings unmaps the four rings of the AF_XDP socket fd, which
+// asavie/xdp v0.3.3's Close leaves mapped (it clears its slices only):
+// their mappings hold the socket, and so its queue, until the process
+// exits, and the next datapath on that queue (a later round's) could not
+// bind.
+func unmapRings(fd int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("unmap rings: %w", err)
+	}
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return fmt.Errorf("unmap rings: %w", err)
+	}
+	ms, err := procstat.ParseSocketMaps(bytes.NewReader(b), st.Ino)
+	if err != nil {
+		return fmt.Errorf("unmap rings: %w", err)
+	}
+	for _, m := range ms {
+		if _, _, errno := unix.Syscall(unix.SYS_MUNMAP, m.Start, m.End-m.Start, 0); errno != 0 {
+			return fmt.Errorf("unmap rings: munmap %#x: %w", m.Start, errno)
+		}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package perf
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +49,7 @@ type ReportSetup struct {
 	DurationSec float64  `json:"duration_sec"`
 	WarmupSec   float64  `json:"warmup_sec"`
 	Repeat      int      `json:"repeat"`
+	Rounds      int      `json:"rounds"`
 	Flows       int      `json:"flows"`
 	// FlowTableNative and FlowTableAFXDP are the flow_table_size of
 	// xlb-native and of xlb-afxdp (per worker).
@@ -98,6 +100,8 @@ type Record struct {
 
 // Run is one measured repeat.
 type Run struct {
+	// Round is the round (Options.Rounds) it was measured in, from 1.
+	Round     int     `json:"round"`
 	Seconds   float64 `json:"seconds"`
 	Sent      uint64  `json:"sent"`      // frames the generator sent
 	Delivered uint64  `json:"delivered"` // frames from the balancer the sink counted
@@ -142,7 +146,7 @@ func compare(o Options, table bool) (Report, error) {
 		Kernel:  kernelRelease(),
 		CPUs:    runtime.NumCPU(),
 		Setup: ReportSetup{
-			Scenario: o.Scenario, Topology: o.Topology, DurationSec: o.Duration.Seconds(), WarmupSec: o.Warmup.Seconds(), Repeat: o.Repeat,
+			Scenario: o.Scenario, Topology: o.Topology, DurationSec: o.Duration.Seconds(), WarmupSec: o.Warmup.Seconds(), Repeat: o.Repeat, Rounds: o.Rounds,
 			Flows: o.Flows, FlowTableNative: o.flowTableSize(config.ModeNative), FlowTableAFXDP: o.flowTableSize(""), Backends: o.Backends, GenCPUs: o.GenCPUs, LBCPUs: o.LBCPUs, Queues: o.Queues, Tuning: o.Tuning,
 		},
 	}
@@ -156,16 +160,32 @@ func compare(o Options, table bool) (Report, error) {
 			return rep, errors.Join(err, pl.Close())
 		}
 	}
-	fmt.Fprintf(o.Out, "perf lab %s (%s, %s): gen cpus %v -> lb cpus %v (%d queues) -> sink; %d flows (flow tables: native %d entries, AF_XDP %d per worker), %d backends, %s x %d per run\n",
-		o.Prefix, o.Topology, o.Scenario, o.GenCPUs, o.LBCPUs, o.Queues, o.Flows, o.flowTableSize(config.ModeNative), o.flowTableSize(""), o.Backends, o.Duration, o.Repeat)
+	fmt.Fprintf(o.Out, "perf lab %s (%s, %s): gen cpus %v -> lb cpus %v (%d queues) -> sink; %d flows (flow tables: native %d entries, AF_XDP %d per worker), %d backends, %s x %d per run, %d round(s)\n",
+		o.Prefix, o.Topology, o.Scenario, o.GenCPUs, o.LBCPUs, o.Queues, o.Flows, o.flowTableSize(config.ModeNative), o.flowTableSize(""), o.Backends, o.Duration, o.Repeat, o.Rounds)
 	var errs []error
-	for _, name := range o.Datapaths {
-		recs, err := runDatapath(pl, findDatapath(name), o)
-		rep.Records = append(rep.Records, recs...)
-		if err != nil {
-			fmt.Fprintf(o.Out, "%s: %v\n", name, err)
-			errs = append(errs, err)
+	for round := 1; round <= o.Rounds; round++ {
+		names := o.Datapaths
+		if round%2 == 0 {
+			names = slices.Clone(names)
+			slices.Reverse(names)
 		}
+		if o.Rounds > 1 {
+			fmt.Fprintf(o.Out, "round %d/%d: %s\n", round, o.Rounds, strings.Join(names, ", "))
+		}
+		for _, name := range names {
+			recs, err := runDatapath(pl, findDatapath(name), o, round)
+			rep.add(recs)
+			if err != nil {
+				if o.Rounds > 1 {
+					err = fmt.Errorf("round %d: %w", round, err)
+				}
+				fmt.Fprintf(o.Out, "%s: %v\n", name, err)
+				errs = append(errs, err)
+			}
+		}
+	}
+	for i := range rep.Records {
+		rep.Records[i].summarize()
 	}
 	errs = append(errs, pl.Close())
 	rep.LoadAvg[1] = loadAvg()
@@ -209,16 +229,37 @@ func kernelRelease() string {
 	return unix.ByteSliceToString(u.Release[:])
 }
 
+// add merges one round's records into the report: a record already there
+// (same datapath, firewall, traffic and frame size) takes the new runs,
+// and the first reason a round was skipped or failed. The caller
+// summarizes once every round is in.
+func (r *Report) add(recs []Record) {
+	for _, rec := range recs {
+		i := slices.IndexFunc(r.Records, func(o Record) bool {
+			return o.Datapath == rec.Datapath && o.Rules == rec.Rules && o.Traffic == rec.Traffic && o.FrameSize == rec.FrameSize
+		})
+		if i < 0 {
+			r.Records = append(r.Records, rec)
+			continue
+		}
+		o := &r.Records[i]
+		o.Runs = append(o.Runs, rec.Runs...)
+		o.Skipped = cmp.Or(o.Skipped, rec.Skipped)
+		o.Error = cmp.Or(o.Error, rec.Error)
+	}
+}
+
 // runDatapath measures dp with every traffic kind and frame size, and an
-// xlb datapath with every firewall size of o.Rules, each its own instance.
-// Records are returned even on error: a failed one carries Error.
-func runDatapath(pl *perfLab, dp *datapath, o Options) (recs []Record, err error) {
+// xlb datapath with every firewall size of o.Rules, each its own instance,
+// in the given round. Records are returned even on error: a failed one
+// carries Error.
+func runDatapath(pl *perfLab, dp *datapath, o Options, round int) (recs []Record, err error) {
 	sizes := []int{0}
 	if dp.kind == KindXLB {
 		sizes = o.Rules
 	}
 	for _, n := range sizes {
-		r, rerr := runInstance(pl, dp, o, setup{rules: n})
+		r, rerr := runInstance(pl, dp, o, setup{rules: n, round: round})
 		recs = append(recs, r...)
 		err = errors.Join(err, rerr)
 	}
@@ -271,7 +312,11 @@ func runInstance(pl *perfLab, dp *datapath, o Options, su setup) (recs []Record,
 	for _, t := range o.Traffic {
 		for _, size := range o.FrameSizes {
 			r := record(t, size)
-			if merr := measure(pl, inst, &r, o); merr != nil {
+			merr := measure(pl, inst, &r, o)
+			for i := range r.Runs {
+				r.Runs[i].Round = su.round
+			}
+			if merr != nil {
 				r.Error = merr.Error()
 				err = errors.Join(err, fmt.Errorf("%s %s %dB: %w", name, t, size, merr))
 			}
@@ -489,10 +534,11 @@ func diffCounters(before, after map[string]uint64) map[string]uint64 {
 	return out
 }
 
-// summarize fills r's summaries from its runs.
+// summarize fills r's summaries from its runs, anew each time.
 func (r *Record) summarize() {
 	var pps, bps, sent []float64
 	var cpu [][]CPUUsage
+	r.Drops, r.Counters = 0, nil
 	for _, run := range r.Runs {
 		pps = append(pps, run.PPS)
 		bps = append(bps, run.BPS)
@@ -557,8 +603,8 @@ func (r Record) label() string {
 // WriteMarkdown writes the report as a markdown table, one row per record.
 func (r Report) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Kernel %s, %d CPUs (load average %.1f at start, %.1f at end), %s topology; generator on cpu %v, balancer on cpu %v; %d flows (flow tables: native %d entries, AF_XDP %d per worker), %d backends; %gs x %d repeats (median, min-max).\n\n",
-		r.Kernel, r.CPUs, r.LoadAvg[0], r.LoadAvg[1], r.Setup.Topology, r.Setup.GenCPUs, r.Setup.LBCPUs, r.Setup.Flows, r.Setup.FlowTableNative, r.Setup.FlowTableAFXDP, r.Setup.Backends, r.Setup.DurationSec, r.Setup.Repeat)
+	fmt.Fprintf(&b, "Kernel %s, %d CPUs (load average %.1f at start, %.1f at end), %s topology; generator on cpu %v, balancer on cpu %v; %d flows (flow tables: native %d entries, AF_XDP %d per worker), %d backends; %gs x %d repeats x %d round(s) (median, min-max; vs ceiling: median over the ceiling's median).\n\n",
+		r.Kernel, r.CPUs, r.LoadAvg[0], r.LoadAvg[1], r.Setup.Topology, r.Setup.GenCPUs, r.Setup.LBCPUs, r.Setup.Flows, r.Setup.FlowTableNative, r.Setup.FlowTableAFXDP, r.Setup.Backends, r.Setup.DurationSec, r.Setup.Repeat, max(r.Setup.Rounds, 1))
 	if r.Setup.Scenario == ScenarioDrop {
 		r.writeDropTable(&b)
 		_, err := io.WriteString(w, b.String())
@@ -567,15 +613,15 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 	// The firewall's cost: each record against its datapath without one.
 	withRules := slices.ContainsFunc(r.Records, func(rec Record) bool { return rec.Rules > 0 })
 	if withRules {
-		b.WriteString("| datapath | kind | traffic | frame | firewall entries | Mpps delivered | vs no firewall | Gbit/s | Mpps sent | loss | CPU usr/sys/si % | per delivered frame |\n")
-		b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
+		b.WriteString("| datapath | kind | traffic | frame | firewall entries | Mpps delivered | vs no firewall | vs ceiling | Gbit/s | Mpps sent | loss | CPU usr/sys/si % | per delivered frame |\n")
+		b.WriteString("|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|---|\n")
 	} else {
-		b.WriteString("| datapath | kind | traffic | frame | Mpps delivered | Gbit/s | Mpps sent | loss | CPU usr/sys/si % | per delivered frame |\n")
-		b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---|---|\n")
+		b.WriteString("| datapath | kind | traffic | frame | Mpps delivered | vs ceiling | Gbit/s | Mpps sent | loss | CPU usr/sys/si % | per delivered frame |\n")
+		b.WriteString("|---|---|---|---:|---:|---|---:|---:|---:|---|---|\n")
 	}
 	for _, rec := range r.Records {
 		head := fmt.Sprintf("| %s | %s | %s | %d ", rec.Datapath, rec.Kind, rec.Traffic, rec.FrameSize)
-		empty := "| | | | | |"
+		empty := "| | | | | | |"
 		if withRules {
 			head += fmt.Sprintf("| %d ", rec.Rules)
 			empty += " |"
@@ -605,12 +651,83 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 			}
 			rate += "| " + ratio + " "
 		}
+		rate += "| " + r.vsCeiling(rec) + " "
 		fmt.Fprintf(&b, "%s| %s| %.2f | %.3f | %.0f%% | %s | %s |\n", head,
 			rate, rec.BPS.Median/1e9, rec.SentPPS.Median/1e6,
 			loss, formatCPU(rec.CPU), formatCounters(rec.Counters, delivered))
 	}
+	r.writeRoundsTable(&b)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// vsCeiling is rec's median rate over that of its transport's ceiling
+// (datapath.ceiling) without a firewall, as "0.78 xdp-tx", or "".
+func (r Report) vsCeiling(rec Record) string {
+	c := ceilingOf(rec)
+	if c == "" {
+		return ""
+	}
+	if ratio := r.ratio(rec, func(o Record) bool { return o.Datapath == c && o.Rules == 0 }); ratio != "" {
+		return ratio + " " + c
+	}
+	return ""
+}
+
+// ceilingOf names the ceiling rec's datapath is rated against, "" for none.
+func ceilingOf(rec Record) string {
+	if dp := findDatapath(rec.Datapath); dp != nil {
+		return dp.ceiling
+	}
+	return ""
+}
+
+// writeRoundsTable writes, when there was more than one round, each
+// round's rate of every datapath that has a ceiling over the ceiling's in
+// the same round (each the median of the round's repeats), and the median
+// of those ratios: the pairing cancels what moved the whole machine
+// between rounds.
+func (r Report) writeRoundsTable(b *strings.Builder) {
+	if r.Setup.Rounds < 2 {
+		return
+	}
+	fmt.Fprintf(b, "\nRound by round against the ceiling (each round's median rate over the ceiling's in the same round; every other round runs the datapaths in reverse order):\n\n| datapath | traffic | frame | vs |")
+	for i := 1; i <= r.Setup.Rounds; i++ {
+		fmt.Fprintf(b, " round %d |", i)
+	}
+	b.WriteString(" median (min-max) |\n|---|---|---:|---|" + strings.Repeat("---:|", r.Setup.Rounds+1) + "\n")
+	for _, rec := range r.Records {
+		c := ceilingOf(rec)
+		base, ok := r.baseOf(rec, func(o Record) bool { return o.Datapath == c && o.Rules == 0 })
+		if c == "" || !ok {
+			continue
+		}
+		fmt.Fprintf(b, "| %s | %s | %d | %s |", rec.label(), rec.Traffic, rec.FrameSize, c)
+		var ratios []float64
+		for i := 1; i <= r.Setup.Rounds; i++ {
+			n, d := rec.roundPPS(i), base.roundPPS(i)
+			if n == 0 || d == 0 {
+				b.WriteString(" |")
+				continue
+			}
+			ratios = append(ratios, n/d)
+			fmt.Fprintf(b, " %.2f |", n/d)
+		}
+		s := summarize(ratios)
+		fmt.Fprintf(b, " %.2f (%.2f-%.2f) |\n", s.Median, s.Min, s.Max)
+	}
+}
+
+// roundPPS is the median rate of the record's runs of one round, 0 if it
+// has none.
+func (r Record) roundPPS(round int) float64 {
+	var pps []float64
+	for _, run := range r.Runs {
+		if run.Round == round {
+			pps = append(pps, run.PPS)
+		}
+	}
+	return summarize(pps).Median
 }
 
 // dropCeiling is the datapath the drop table compares against.

@@ -18,17 +18,17 @@ import (
 func TestMain(m *testing.M) { os.Exit(xlbbin.RunAndRemove(m)) }
 
 // TestCompareSmoke runs every datapath of the forward scenario in both
-// topologies for one short repeat of 64-byte UDP and checks that each one
-// that is not skipped delivered traffic to the sink, and that the JSON report is well formed.
-// It checks behaviour, not rates.
+// topologies for one short repeat of 64-byte UDP (two rounds in the
+// direct one) and checks that each one that is not skipped delivered
+// traffic to the sink in every round, and that the JSON report is well
+// formed. It checks behaviour, not rates.
 func TestCompareSmoke(t *testing.T) {
-	testenv.Root(t, "builds namespace labs and runs every datapath with XDP and AF_XDP (~25s)")
-	for _, topo := range []string{TopologyBridge, TopologyDirect} {
-		t.Run(topo, func(t *testing.T) { smoke(t, topo) })
-	}
+	testenv.Root(t, "builds namespace labs and runs every datapath with XDP and AF_XDP (~35s)")
+	t.Run(TopologyBridge, func(t *testing.T) { smoke(t, TopologyBridge, 1) })
+	t.Run(TopologyDirect, func(t *testing.T) { smoke(t, TopologyDirect, 2) })
 }
 
-func smoke(t *testing.T, topology string) {
+func smoke(t *testing.T, topology string, rounds int) {
 	var out bytes.Buffer
 	jsonFile := filepath.Join(t.TempDir(), "report.json")
 	prefix := fmt.Sprintf("xlbperf%d", os.Getpid())
@@ -36,6 +36,7 @@ func smoke(t *testing.T, topology string) {
 		Duration:   time.Second,
 		Warmup:     300 * time.Millisecond,
 		Repeat:     1,
+		Rounds:     rounds,
 		FrameSizes: []int{64},
 		Traffic:    []Traffic{UDP},
 		Prefix:     prefix,
@@ -57,11 +58,16 @@ func smoke(t *testing.T, topology string) {
 		if r.Skipped != "" {
 			continue
 		}
-		if len(r.Runs) != 1 || r.Runs[0].Delivered == 0 || r.PPS.Median <= 0 {
-			t.Errorf("%s: delivered nothing to the sink: %+v", r.Datapath, r)
+		if len(r.Runs) != rounds || r.PPS.Median <= 0 {
+			t.Errorf("%s: %d runs, want one per round (%d): %+v", r.Datapath, len(r.Runs), rounds, r)
 		}
-		if r.Runs[0].Stray != 0 {
-			t.Errorf("%s: the sink counted %d frames not sent by the balancer", r.Datapath, r.Runs[0].Stray)
+		for i, run := range r.Runs {
+			if run.Delivered == 0 || run.Round != i+1 {
+				t.Errorf("%s: run %d (round %d) delivered %d frames to the sink", r.Datapath, i, run.Round, run.Delivered)
+			}
+			if run.Stray != 0 {
+				t.Errorf("%s: the sink counted %d frames not sent by the balancer", r.Datapath, run.Stray)
+			}
 		}
 		if len(r.CPU) == 0 {
 			t.Errorf("%s: no CPU accounting", r.Datapath)
@@ -80,6 +86,82 @@ func smoke(t *testing.T, topology string) {
 	}
 	if !strings.Contains(out.String(), "| datapath |") {
 		t.Errorf("no markdown table in the output")
+	}
+	if got := strings.Contains(out.String(), "Round by round"); got != (rounds > 1) {
+		t.Errorf("rounds table shown %v with %d rounds", got, rounds)
+	}
+}
+
+// TestReportAdd checks that a later round's records join the first's, in
+// the first's order, keeping the first reason a round failed.
+func TestReportAdd(t *testing.T) {
+	rec := func(dp string, round int, pps float64, failed string) Record {
+		r := Record{Datapath: dp, Traffic: UDP, FrameSize: 64, Error: failed}
+		if failed == "" {
+			r.Runs = []Run{{Round: round, PPS: pps}}
+		}
+		return r
+	}
+	var r Report
+	r.add([]Record{rec("xlb-native", 1, 3e6, "")})
+	r.add([]Record{rec("xdp-tx", 1, 4e6, "")})
+	r.add([]Record{rec("xdp-tx", 2, 5e6, "")})
+	r.add([]Record{rec("xlb-native", 2, 0, "start: boom")})
+	r.add([]Record{rec("xlb-native", 3, 2e6, "")})
+	r.add([]Record{rec("xlb-native", 4, 0, "later")})
+	for i := range r.Records {
+		r.Records[i].summarize()
+	}
+	if len(r.Records) != 2 || r.Records[0].Datapath != "xlb-native" || r.Records[1].Datapath != "xdp-tx" {
+		t.Fatalf("records %+v: want xlb-native then xdp-tx", r.Records)
+	}
+	n := r.Records[0]
+	if len(n.Runs) != 2 || n.Runs[1].Round != 3 || n.Error != "start: boom" || n.PPS.Median != 2.5e6 {
+		t.Errorf("xlb-native: %+v: want rounds 1 and 3, the first error, median 2.5 Mpps", n)
+	}
+	if got := r.Records[1].roundPPS(2); got != 5e6 {
+		t.Errorf("xdp-tx round 2: %g pps, want 5e6", got)
+	}
+}
+
+// TestMarkdownRounds checks the ratio to the ceiling: in the main table
+// from the medians of every round, and round by round from each round's
+// own, a round that failed left empty.
+func TestMarkdownRounds(t *testing.T) {
+	runs := func(pps ...float64) []Run {
+		var rs []Run
+		for i, p := range pps {
+			if p > 0 {
+				rs = append(rs, Run{Round: i + 1, PPS: p * 1e6, Seconds: 1})
+			}
+		}
+		return rs
+	}
+	r := Report{Setup: ReportSetup{Rounds: 3}, Records: []Record{
+		{Datapath: "xlb-native", Kind: KindXLB, Traffic: UDP, FrameSize: 64, Runs: runs(3, 2, 0)},
+		{Datapath: "xdp-tx", Kind: KindCeiling, Traffic: UDP, FrameSize: 64, Runs: runs(4, 4, 5)},
+		{Datapath: "ring-fwd", Kind: KindCeiling, Traffic: UDP, FrameSize: 64, Runs: runs(2, 2, 2)},
+		{Datapath: "asavie", Kind: KindBaseline, Traffic: UDP, FrameSize: 64, Runs: runs(1, 1, 1)},
+	}}
+	for i := range r.Records {
+		r.Records[i].summarize()
+	}
+	var b strings.Builder
+	if err := r.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| Mpps delivered | vs ceiling |",
+		"| xlb-native | xlb | udp | 64 | 2.500 (2.000-3.000) | 0.62 xdp-tx |",
+		"| xdp-tx | ceiling | udp | 64 | 4.000 (4.000-5.000) |  |",
+		"| asavie | baseline | udp | 64 | 1.000 (1.000-1.000) | 0.50 ring-fwd |",
+		"| datapath | traffic | frame | vs | round 1 | round 2 | round 3 | median (min-max) |",
+		"| xlb-native | udp | 64 | xdp-tx | 0.75 | 0.50 | | 0.62 (0.50-0.75) |",
+		"| asavie | udp | 64 | ring-fwd | 0.50 | 0.50 | 0.50 | 0.50 (0.50-0.50) |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, b.String())
+		}
 	}
 }
 

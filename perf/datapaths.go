@@ -32,6 +32,9 @@ type datapath struct {
 	multiQueue bool
 	// scenarios it takes part in: forwarding, dropping, or both.
 	scenarios []Scenario
+	// ceiling names the forward scenario's ceiling of its transport,
+	// which the report rates it against ("" for none).
+	ceiling string
 	// skip, when set, says why the entry cannot run yet; it is reported
 	// instead of measured.
 	skip  string
@@ -43,6 +46,8 @@ type datapath struct {
 type setup struct {
 	// rules is the size of the xlb datapaths' firewall (Options.Rules).
 	rules int
+	// round is the round (Options.Rounds) the instance is measured in.
+	round int
 }
 
 // instance is a running datapath.
@@ -79,6 +84,7 @@ var datapaths = []datapath{
 		about:      "`xlb run`: steering program, AF_XDP worker, parse + Maglev + IPIP",
 		multiQueue: true,
 		scenarios:  bothScenarios,
+		ceiling:    "ring-fwd",
 		start:      startXLB(""),
 	},
 	{
@@ -88,6 +94,7 @@ var datapaths = []datapath{
 		nativeTX:   true,
 		multiQueue: true,
 		scenarios:  bothScenarios,
+		ceiling:    "xdp-tx",
 		// NativeFlowTableSize entries unless Options.FlowTableSize says
 		// otherwise; the AF_XDP run keeps xlb's default (262144 per
 		// worker).
@@ -113,6 +120,7 @@ var datapaths = []datapath{
 		kind:      KindBaseline,
 		about:     "asavie/xdp v0.3.3 as shipped + xlb's parse, Maglev and IPIP",
 		scenarios: forwardOnly,
+		ceiling:   "ring-fwd",
 		start:     startAsavie,
 	},
 	{

@@ -72,6 +72,13 @@ type Options struct {
 	Warmup time.Duration
 	// Repeat is the number of measured repeats per run (default 3).
 	Repeat int
+	// Rounds is how many times every datapath is started and measured,
+	// the datapaths in reverse order every other round (default 1). A
+	// datapath's rate moves between instances (where its maps' memory
+	// lands) and with the machine's other work more than between the
+	// repeats of one instance; the report rates each round against its
+	// ceiling of the same round.
+	Rounds int
 	// FrameSizes are Ethernet frame sizes without FCS, 60 to 1514
 	// (default 64).
 	FrameSizes []int
@@ -134,6 +141,8 @@ const (
 	defaultDuration = 5 * time.Second
 	defaultWarmup   = time.Second
 	defaultRepeat   = 3
+	defaultRounds   = 1
+	maxRounds       = 100
 	defaultFlows    = 4096
 	defaultBackends = 4
 	maxBackends     = 200  // consecutive addresses from .20 stay in the /24
@@ -183,6 +192,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Repeat < 1 || o.Repeat > maxRepeat {
 		return bad("repeat %d: want 1 to %d", o.Repeat, maxRepeat)
+	}
+	if o.Rounds == 0 {
+		o.Rounds = defaultRounds
+	}
+	if o.Rounds < 1 || o.Rounds > maxRounds {
+		return bad("rounds %d: want 1 to %d", o.Rounds, maxRounds)
 	}
 	if len(o.FrameSizes) == 0 {
 		o.FrameSizes = []int{64}

@@ -12,7 +12,7 @@ func TestOptionsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Duration != defaultDuration || o.Repeat != defaultRepeat || len(o.FrameSizes) != 1 || o.FrameSizes[0] != 64 ||
+	if o.Duration != defaultDuration || o.Repeat != defaultRepeat || o.Rounds != defaultRounds || len(o.FrameSizes) != 1 || o.FrameSizes[0] != 64 ||
 		len(o.Traffic) != 1 || o.Traffic[0] != UDP || !slices.Equal(o.Datapaths, DatapathsOf(ScenarioForward)) || o.Flows != defaultFlows ||
 		len(o.GenCPUs) != 1 || len(o.LBCPUs) != 1 || o.Tuning.Batch != 64 || o.Tuning.Ring != 2048 || o.Out == nil || o.Prefix == "" || o.Topology != TopologyBridge {
 		t.Errorf("defaults: %+v", o)
@@ -29,6 +29,8 @@ func TestOptionsInvalid(t *testing.T) {
 	}{
 		{"short-duration", Options{Duration: time.Millisecond}},
 		{"repeat", Options{Repeat: -1}},
+		{"rounds-negative", Options{Rounds: -1}},
+		{"rounds-many", Options{Rounds: maxRounds + 1}},
 		{"frame-small", Options{FrameSizes: []int{59}}},
 		{"frame-big", Options{FrameSizes: []int{1515}}},
 		{"traffic", Options{Traffic: []Traffic{"icmp"}}},

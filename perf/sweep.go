@@ -254,7 +254,7 @@ func Sweep(so SweepOptions) (SweepReport, error) {
 		for round := range bo.Repeat {
 			for i, pt := range pts {
 				fmt.Fprintf(bo.Out, "sweep %s = %s, round %d/%d\n", k.name, pt.label, round+1, bo.Repeat)
-				if err := runPoint(base, pt, &kr.Points[i].Record); err != nil {
+				if err := runPoint(base, pt, &kr.Points[i].Record, round+1); err != nil {
 					err = fmt.Errorf("perf: sweep %s = %s: %w", k.name, pt.label, err)
 					errs = append(errs, err)
 					kr.Points[i].Record.Error = err.Error()
@@ -289,11 +289,11 @@ func Sweep(so SweepOptions) (SweepReport, error) {
 	return rep, errors.Join(errs...)
 }
 
-// runPoint runs one repeat of pt (a Compare run of its own) and appends
-// its measured window to rec.
-func runPoint(base Options, pt knobPoint, rec *Record) error {
+// runPoint runs one repeat of pt (a Compare run of its own) in the given
+// round and appends its measured window to rec.
+func runPoint(base Options, pt knobPoint, rec *Record, round int) error {
 	o := base
-	o.Repeat = 1
+	o.Repeat, o.Rounds = 1, 1
 	pt.apply(&o)
 	o, err := o.withDefaults()
 	if err != nil {
@@ -301,7 +301,10 @@ func runPoint(base Options, pt knobPoint, rec *Record) error {
 	}
 	r, err := compare(o, false)
 	if len(r.Records) > 0 {
-		rec.Runs = append(rec.Runs, r.Records[0].Runs...)
+		for _, run := range r.Records[0].Runs {
+			run.Round = round
+			rec.Runs = append(rec.Runs, run)
+		}
 	}
 	return err
 }

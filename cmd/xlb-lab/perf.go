@@ -15,6 +15,7 @@ import (
 func defineCompare(fs *flag.FlagSet, out io.Writer, xlb *string) func() error {
 	duration := fs.Duration("duration", 0, "measured time of each repeat (default 5s)")
 	repeat := fs.Int("repeat", 0, "repeats per run; the table shows median (min-max) (default 3)")
+	rounds := fs.Int("rounds", 0, "times every datapath is started and measured, in reverse order every other round; the report rates each round against its ceiling (default 1)")
 	jsonFile := fs.String("json", "", "write the report as JSON to this file")
 	frames := fs.String("frames", "64", "comma-separated Ethernet frame sizes")
 	traffic := fs.String("traffic", "udp", "comma-separated traffic kinds: udp, tcp-syn, tcp-ack")
@@ -29,7 +30,7 @@ func defineCompare(fs *flag.FlagSet, out io.Writer, xlb *string) func() error {
 	lbCPUs := fs.String("lb-cpus", "", "comma-separated balancer CPUs, one per queue (default 1, then 0, ...)")
 	flowTable := fs.Int("flow-table-size", 0, fmt.Sprintf("flow_table_size of the xlb datapaths, a power of two (default: xlb-native %d, xlb-afxdp xlb's default per worker)", perf.NativeFlowTableSize))
 	return func() error {
-		opts := perf.Options{Duration: *duration, Repeat: *repeat, JSONFile: *jsonFile, Topology: *topology,
+		opts := perf.Options{Duration: *duration, Repeat: *repeat, Rounds: *rounds, JSONFile: *jsonFile, Topology: *topology,
 			XLBBinary: *xlb, Queues: *queues, FlowTableSize: *flowTable, Scenario: perf.Scenario(*scenario), Datapaths: splitList(*datapaths), Out: out}
 		var err error
 		if opts.FrameSizes, err = intList("frames", *frames); err != nil {

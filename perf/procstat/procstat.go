@@ -2,6 +2,8 @@
 // from: /proc/stat, for the machine's and each core's times, and a task's
 // stat file (/proc/PID/stat, /proc/self/task/TID/stat), for a process's
 // or a thread's. Both perf (datapath comparison) and perf/tcpbench use it.
+// It also reads a process's memory map (/proc/PID/maps), for the ranges
+// that still map a socket.
 //
 // Times are in clock ticks (USER_HZ), ClockTick per second. /proc/stat is
 // not namespaced: it reads the same from any network namespace.
@@ -148,4 +150,37 @@ func ReadTask(path string) (Task, error) {
 		return Task{}, fmt.Errorf("procstat: %w", err)
 	}
 	return ParseTask(b)
+}
+
+// Mapping is one range of a process's address space, [Start, End).
+type Mapping struct {
+	Start, End uintptr
+}
+
+// ParseSocketMaps returns the ranges of a maps file (/proc/PID/maps,
+// "START-END PERMS OFFSET DEV INODE [PATH]" per line) that map the socket
+// of inode ino: the lines of that inode named "socket:[INO]".
+func ParseSocketMaps(r io.Reader, ino uint64) ([]Mapping, error) {
+	name := fmt.Sprintf("socket:[%d]", ino)
+	var out []Mapping
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 5 {
+			return nil, fmt.Errorf("%w: maps line %q has %d fields, want at least 5", ErrFormat, sc.Text(), len(f))
+		}
+		lo, hi, ok := strings.Cut(f[0], "-")
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if !ok || err1 != nil || err2 != nil || end < start {
+			return nil, fmt.Errorf("%w: maps range %q", ErrFormat, f[0])
+		}
+		if len(f) == 6 && f[5] == name && f[4] == strconv.FormatUint(ino, 10) {
+			out = append(out, Mapping{Start: uintptr(start), End: uintptr(end)})
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("procstat: %w", err)
+	}
+	return out, nil
 }

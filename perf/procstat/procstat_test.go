@@ -137,3 +137,49 @@ func FuzzParseTask(f *testing.F) {
 		}
 	})
 }
+
+const mapsSample = `55d0c0a00000-55d0c0a21000 r--p 00000000 fe:01 1835 /usr/bin/xlb-lab
+7f3a10000000-7f3a10001000 rw-s 100000000 00:08 4242                       socket:[4242]
+7f3a10001000-7f3a10003000 rw-s 180000000 00:08 4242                       socket:[4242]
+7f3a10003000-7f3a10004000 rw-s 00000000 00:08 4243                       socket:[4243]
+7f3a20000000-7f3a20400000 rw-p 00000000 00:00 0
+7ffc5b3e0000-7ffc5b401000 rw-p 00000000 00:00 0                          [stack]
+7f3a30000000-7f3a30001000 r--p 00000000 fe:01 4242                       /a file named socket:[4242]
+`
+
+// TestParseSocketMaps: only the lines naming the socket's inode are
+// returned, a file of the same inode number or with the name in its path
+// is not, and a malformed line is an error.
+func TestParseSocketMaps(t *testing.T) {
+	got, err := ParseSocketMaps(strings.NewReader(mapsSample), 4242)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Mapping{{0x7f3a10000000, 0x7f3a10001000}, {0x7f3a10001000, 0x7f3a10003000}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %x, want %x", got, want)
+	}
+	for _, bad := range []string{"7f00-7e00 rw-s 0 00:08 1 socket:[1]\n", "zz-7e00 rw-s 0 00:08 1 socket:[1]\n", "7f00 rw-s 0 00:08\n"} {
+		if _, err := ParseSocketMaps(strings.NewReader(bad), 1); !errors.Is(err, ErrFormat) {
+			t.Errorf("%q: err %v, want ErrFormat", bad, err)
+		}
+	}
+}
+
+// FuzzParseSocketMaps: ParseSocketMaps never panics, an error comes with
+// nothing, and every range it returns is ordered.
+func FuzzParseSocketMaps(f *testing.F) {
+	f.Add(mapsSample, uint64(4242))
+	f.Add("0-0 r 0 0 0\n", uint64(0))
+	f.Fuzz(func(t *testing.T, s string, ino uint64) {
+		ms, err := ParseSocketMaps(strings.NewReader(s), ino)
+		if err != nil && ms != nil {
+			t.Fatalf("error %v with ranges %v", err, ms)
+		}
+		for _, m := range ms {
+			if m.End < m.Start {
+				t.Fatalf("range %x", m)
+			}
+		}
+	})
+}
