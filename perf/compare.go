@@ -448,7 +448,6 @@ func measure(pl *perfLab, inst instance, r *Record, o Options) (err error) {
 		fmt.Fprintf(o.Out, "%-10s %-7s %4dB run %d/%d: %6.3f Mpps %s, %6.3f Mpps sent; %s\n",
 			r.label(), r.Traffic, r.FrameSize, i+1, o.Repeat, run.PPS/1e6, verb, run.SentPPS/1e6, formatCPU(run.CPU))
 	}
-	r.summarize()
 	return nil
 }
 
@@ -534,11 +533,10 @@ func diffCounters(before, after map[string]uint64) map[string]uint64 {
 	return out
 }
 
-// summarize fills r's summaries from its runs, anew each time.
+// summarize fills r's summaries from its runs, once they are all in.
 func (r *Record) summarize() {
 	var pps, bps, sent []float64
 	var cpu [][]CPUUsage
-	r.Drops, r.Counters = 0, nil
 	for _, run := range r.Runs {
 		pps = append(pps, run.PPS)
 		bps = append(bps, run.BPS)
@@ -661,25 +659,24 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 	return err
 }
 
-// vsCeiling is rec's median rate over that of its transport's ceiling
-// (datapath.ceiling) without a firewall, as "0.78 xdp-tx", or "".
+// vsCeiling is rec's median rate over that of its ceiling (ceilingOf), as
+// "0.78 xdp-tx", or "".
 func (r Report) vsCeiling(rec Record) string {
-	c := ceilingOf(rec)
-	if c == "" {
-		return ""
-	}
-	if ratio := r.ratio(rec, func(o Record) bool { return o.Datapath == c && o.Rules == 0 }); ratio != "" {
-		return ratio + " " + c
+	if c, ok := r.ceilingOf(rec); ok {
+		return fmt.Sprintf("%.2f %s", rec.PPS.Median/c.PPS.Median, c.Datapath)
 	}
 	return ""
 }
 
-// ceilingOf names the ceiling rec's datapath is rated against, "" for none.
-func ceilingOf(rec Record) string {
-	if dp := findDatapath(rec.Datapath); dp != nil {
-		return dp.ceiling
+// ceilingOf is the measured record of rec's traffic and frame size of the
+// ceiling rec's datapath is rated against (datapath.ceiling), without a
+// firewall.
+func (r Report) ceilingOf(rec Record) (Record, bool) {
+	dp := findDatapath(rec.Datapath)
+	if dp == nil || dp.ceiling == "" {
+		return Record{}, false
 	}
-	return ""
+	return r.baseOf(rec, func(o Record) bool { return o.Datapath == dp.ceiling && o.Rules == 0 })
 }
 
 // writeRoundsTable writes, when there was more than one round, each
@@ -691,18 +688,17 @@ func (r Report) writeRoundsTable(b *strings.Builder) {
 	if r.Setup.Rounds < 2 {
 		return
 	}
-	fmt.Fprintf(b, "\nRound by round against the ceiling (each round's median rate over the ceiling's in the same round; every other round runs the datapaths in reverse order):\n\n| datapath | traffic | frame | vs |")
+	b.WriteString("\nRound by round against the ceiling (each round's median rate over the ceiling's in the same round; every other round runs the datapaths in reverse order):\n\n| datapath | traffic | frame | vs |")
 	for i := 1; i <= r.Setup.Rounds; i++ {
 		fmt.Fprintf(b, " round %d |", i)
 	}
 	b.WriteString(" median (min-max) |\n|---|---|---:|---|" + strings.Repeat("---:|", r.Setup.Rounds+1) + "\n")
 	for _, rec := range r.Records {
-		c := ceilingOf(rec)
-		base, ok := r.baseOf(rec, func(o Record) bool { return o.Datapath == c && o.Rules == 0 })
-		if c == "" || !ok {
+		base, ok := r.ceilingOf(rec)
+		if !ok {
 			continue
 		}
-		fmt.Fprintf(b, "| %s | %s | %d | %s |", rec.label(), rec.Traffic, rec.FrameSize, c)
+		fmt.Fprintf(b, "| %s | %s | %d | %s |", rec.label(), rec.Traffic, rec.FrameSize, base.Datapath)
 		var ratios []float64
 		for i := 1; i <= r.Setup.Rounds; i++ {
 			n, d := rec.roundPPS(i), base.roundPPS(i)
