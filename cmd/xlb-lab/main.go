@@ -47,7 +47,7 @@ type command struct {
 var commands = map[string]command{
 	"compare": {
 		"every datapath side by side: markdown, JSON, PNG charts",
-		"[--duration D] [--repeat N] [--rounds N] [--json FILE] [--frames 64,512,1500] [--traffic udp,tcp-syn,tcp-ack] [--scenario forward|drop] [--datapaths a,b] [--rules 0,10,1000] [--topology bridge|direct] [--flow-table-size N] [--charts DIR] [--queues N --gen-cpus 0,1 --lb-cpus 1,0]",
+		"[--duration D] [--repeat N] [--rounds N] [--json FILE] [--frames 64,512,1500] [--traffic udp,tcp-syn,tcp-ack] [--scenario forward|drop] [--datapaths a,b] [--rules 0,10,1000] [--topology bridge|direct] [--flows N] [--flow-table-size N] [--charts DIR] [--queues N --gen-cpus 0,1 --lb-cpus 1,0]",
 		defineCompare,
 	},
 	"sweep": {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/xlbproject/xlb/bpf/labprogs"
 	"github.com/xlbproject/xlb/perf"
 	"github.com/xlbproject/xlb/perf/tcpbench"
 )
@@ -28,10 +29,11 @@ func defineCompare(fs *flag.FlagSet, out io.Writer, xlb *string) func() error {
 	queues := fs.Int("queues", 0, "queues of the measured link, one xlb worker each (default 1; more needs --topology direct and xlb datapaths)")
 	genCPUs := fs.String("gen-cpus", "", "comma-separated generator CPUs (default 0); a veth receives on the queue of the sending CPU")
 	lbCPUs := fs.String("lb-cpus", "", "comma-separated balancer CPUs, one per queue (default 1, then 0, ...)")
+	flows := fs.Int("flows", 0, fmt.Sprintf("distinct 5-tuples the generator cycles through, 1 to %d (default 4096); above a datapath's flow table, every tcp-syn frame is a new flow that evicts another", labprogs.MaxFlows))
 	flowTable := fs.Int("flow-table-size", 0, fmt.Sprintf("flow_table_size of the xlb datapaths, a power of two (default: xlb-native %d, xlb-afxdp xlb's default per worker)", perf.NativeFlowTableSize))
 	return func() error {
 		opts := perf.Options{Duration: *duration, Repeat: *repeat, Rounds: *rounds, JSONFile: *jsonFile, Topology: *topology,
-			XLBBinary: *xlb, Queues: *queues, FlowTableSize: *flowTable, Scenario: perf.Scenario(*scenario), Datapaths: splitList(*datapaths), Out: out}
+			XLBBinary: *xlb, Queues: *queues, Flows: *flows, FlowTableSize: *flowTable, Scenario: perf.Scenario(*scenario), Datapaths: splitList(*datapaths), Out: out}
 		var err error
 		if opts.FrameSizes, err = intList("frames", *frames); err != nil {
 			return err
