@@ -77,8 +77,10 @@ func (md *model[K]) run(script []byte) {
 		switch op & 7 {
 		case 0, 1, 2:
 			md.lookup(k)
-		case 3, 4:
+		case 3:
 			md.upsert(k, Entry{Backend: uint32(arg), VIP: uint32(k)})
+		case 4:
+			md.update(k, Entry{Backend: uint32(arg), VIP: uint32(k)})
 		case 5:
 			md.del(k)
 		case 6:
@@ -124,7 +126,9 @@ func (md *model[K]) lookup(i int) {
 func (md *model[K]) upsert(i int, v Entry) {
 	defer func() { md.m[i] = modelEntry{val: v, dead: md.now + md.tb.timeout(&md.keys[i])} }()
 	if _, ok := md.live(i); ok {
-		md.tb.Upsert(md.hashes[i], &md.keys[i], md.now, v)
+		if md.tb.Upsert(md.hashes[i], &md.keys[i], md.now, v) {
+			md.t.Fatalf("Upsert(key %d) over a live entry says it created one", i)
+		}
 		md.want.Updates++
 		return
 	}
@@ -149,7 +153,9 @@ func (md *model[K]) upsert(i int, v Entry) {
 			oldest = append(oldest, j)
 		}
 	}
-	md.tb.Upsert(md.hashes[i], &md.keys[i], md.now, v)
+	if !md.tb.Upsert(md.hashes[i], &md.keys[i], md.now, v) {
+		md.t.Fatalf("Upsert(key %d) without a live entry says it created none", i)
+	}
 	md.want.Inserts++
 	if len(same) < Ways {
 		return
@@ -168,6 +174,18 @@ func (md *model[K]) upsert(i int, v Entry) {
 		md.t.Fatalf("Upsert(key %d) into a full bucket evicted none of %v", i, oldest)
 	}
 	delete(md.m, gone)
+}
+
+// update is Update: the live entry rewritten, or nothing stored.
+func (md *model[K]) update(i int, v Entry) {
+	_, want := md.live(i)
+	if got := md.tb.Update(md.hashes[i], &md.keys[i], md.now, v); got != want {
+		md.t.Fatalf("Update(key %d) = %v, model %v", i, got, want)
+	}
+	if want {
+		md.want.Updates++
+		md.m[i] = modelEntry{val: v, dead: md.now + md.tb.timeout(&md.keys[i])}
+	}
 }
 
 func (md *model[K]) del(i int) {
@@ -223,6 +241,7 @@ func FuzzTable(f *testing.F) {
 	f.Add([]byte{3, 1, 0, 0, 6, 255, 0, 0})                                             // insert, hit, jump past timeouts, miss
 	f.Add([]byte{3, 1, 11, 2, 19, 3, 27, 4, 35, 5, 43, 6, 51, 7, 59, 8, 67, 9, 75, 10}) // ten flows
 	f.Add([]byte{3, 1, 3, 2, 5, 0, 5, 0, 7, 15})                                        // update, delete twice, sweep
+	f.Add([]byte{4, 1, 3, 1, 4, 2, 0, 0, 6, 255, 4, 3})                                 // update of none, insert, update, expire, update
 	f.Fuzz(func(t *testing.T, script []byte) {
 		newModel(t, 16, key4).run(script)
 		newModel(t, 8, key6).run(script)

@@ -193,7 +193,8 @@ func (t *Table[K]) Lookup(h uint32, k *K, now uint32) (Entry, bool) {
 // this way. A new entry goes into an empty or expired way of its bucket, or
 // else replaces the live entry of that bucket closest to its idle deadline
 // (with one protocol, the least recently used one), counted as an eviction.
-func (t *Table[K]) Upsert(h uint32, k *K, now uint32, e Entry) {
+// It reports whether it created an entry rather than overwrote k's.
+func (t *Table[K]) Upsert(h uint32, k *K, now uint32, e Entry) (created bool) {
 	b := t.bucket(h)
 	tag := h | 1
 	free, victim := -1, 0
@@ -213,7 +214,7 @@ func (t *Table[K]) Upsert(h uint32, k *K, now uint32, e Entry) {
 			b.dead[w] = now + t.timeout(k)
 			b.slot[w].val = e
 			t.stats.Updates++
-			return
+			return false
 		default:
 			if l := b.dead[w] - now; l < left {
 				left, victim = l, w
@@ -230,6 +231,30 @@ func (t *Table[K]) Upsert(h uint32, k *K, now uint32, e Entry) {
 	b.tag[free] = tag
 	b.dead[free] = now + t.timeout(k)
 	b.slot[free] = slot[K]{key: *k, val: e}
+	return true
+}
+
+// Update stores e for flow k and refreshes its idle deadline if k has a
+// live entry, and reports whether it had: Upsert that never creates. A
+// worker past its SYN rate re-picks a reused 5-tuple this way without
+// taking a slot for a flow it does not track yet.
+func (t *Table[K]) Update(h uint32, k *K, now uint32, e Entry) bool {
+	b := t.bucket(h)
+	tag := h | 1
+	for w := range Ways {
+		if b.tag[w] != tag || b.slot[w].key != *k {
+			continue
+		}
+		if expired(b.dead[w], now) {
+			t.reclaim(b, w)
+			return false
+		}
+		b.dead[w] = now + t.timeout(k)
+		b.slot[w].val = e
+		t.stats.Updates++
+		return true
+	}
+	return false
 }
 
 // Delete removes the entry of flow k and reports whether it was live at now;

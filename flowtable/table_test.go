@@ -395,6 +395,7 @@ func checkAllocs[K Key](t *testing.T, mk func(int, uint8) (K, uint32)) {
 		sinkEntry, _ = tb.Lookup(h1, &k1, now)
 		sinkEntry, _ = tb.Lookup(h2, &k2, now)
 		tb.Upsert(h2, &k2, now, Entry{Backend: now})
+		tb.Update(h2, &k2, now, Entry{Backend: now + 1})
 		tb.Delete(h2, &k2, now)
 		tb.Sweep(now, 2)
 	})
