@@ -30,6 +30,7 @@ const (
 	lbFragNeeded
 	lbICMPError
 	lbICMPRateLimited
+	lbSYNUntracked
 	lbFirstDrop // the drop reasons follow, in lbDropNames order
 )
 

@@ -158,7 +158,10 @@ struct backend_stats {
 // on the ICMP the program sends itself (echo replies, frag-needed /
 // packet-too-big): icmp_rate tokens a second (0: no limit) into a bucket of
 // icmp_burst, per CPU (icmp_bucket), and the flow cache's write-through
-// period, 2^flow_sync jiffies (lbflowcache.h). Mirrored by lbSettings in Go.
+// period, 2^flow_sync jiffies (lbflowcache.h), and the SYN flood guard:
+// at most syn_rate SYNs per syn_window jiffies (a second) create flow
+// entries, per CPU (0: every SYN does; syn_guard). Mirrored by lbSettings
+// in Go.
 struct settings {
 	__be32 addr;
 	__u8 addr6[16];
@@ -170,6 +173,8 @@ struct settings {
 	__u32 icmp_rate;
 	__u32 icmp_burst;
 	__u32 flow_sync;
+	__u32 syn_rate;
+	__u32 syn_window;
 	__u32 pad;
 };
 
@@ -196,6 +201,7 @@ enum lb_counter {
 	LB_FRAG_NEEDED,
 	LB_ICMP_ERROR,
 	LB_ICMP_RATE_LIMITED, // an echo reply or frag-needed not sent: no token
+	LB_SYN_UNTRACKED, // a new flow's SYN forwarded without an entry: syn_guard
 	// Drop reasons, named as the Go worker's (datapath.Drop).
 	LB_DROP_BAD_IP_VERSION,
 	LB_DROP_BAD_IP_LENGTH,
@@ -311,6 +317,34 @@ struct {
 	__type(value, struct icmp_bucket);
 	__uint(max_entries, 1);
 } icmp_bucket SEC(".maps");
+
+// syn_guard: a CPU's count of the SYNs that created flow entries in the
+// window (of settings.syn_window jiffies) that started at start.
+//
+// Why. A SYN of a 5-tuple the table does not hold is the costliest frame
+// the program sees: the LRU hash takes a free element, and once the table
+// is full it evicts, walking its lists and another flow's bucket, all of
+// it misses in the TLB and caches of a table of a million entries. In the
+// perf lab a flood of distinct SYNs ran at a fifth of the XDP_TX ceiling.
+// Past settings.syn_rate in a window, such a SYN is forwarded by its Maglev
+// pick and makes no entry; its flow gets one from its first frame that is
+// not a SYN (the client's ACK), which a spoofed SYN never sends. What that
+// gives up, for the SYNs past the limit only: the handshake RTT sample,
+// and the pin between SYN and ACK (a Maglev change within that one round
+// trip sends the ACK to the new pick). A SYN that finds its entry
+// rewrites it in place whatever the count: that is cheap, and a reused
+// 5-tuple must still re-pick. As the Go worker's (datapath.SYNGuard).
+struct syn_guard {
+	__u64 start;
+	__u64 count;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct syn_guard);
+	__uint(max_entries, 1);
+} syn_guard SEC(".maps");
 
 // ip_ids: the outer IPv4 identification, one counter per CPU as the Go
 // workers keep one each.
@@ -1124,6 +1158,27 @@ static __always_inline void flow_insert(struct pkt *p, union flow_keys *fk, stru
 		flow6_update(&fk->k6, v, flags);
 }
 
+// syn_admit says whether a SYN of a flow the table does not hold may create
+// its entry at now (jiffies): always without a limit, else while this
+// CPU's window has room (syn_guard).
+static __always_inline int syn_admit(const struct settings *st, __u64 now)
+{
+	if (!st->syn_rate)
+		return 1;
+	__u32 zero = 0;
+	struct syn_guard *g = bpf_map_lookup_elem(&syn_guard, &zero);
+	if (!g)
+		return 1;
+	if (now - g->start >= st->syn_window) {
+		g->start = now;
+		g->count = 0;
+	}
+	if (g->count >= st->syn_rate)
+		return 0;
+	g->count++;
+	return 1;
+}
+
 #include "lbflowcache.h"
 
 // backend_in_use returns the backends map's entry for the full backend ID
@@ -1618,9 +1673,11 @@ static __always_inline int lb_process(struct xdp_md *ctx, __u32 *backend_out)
 					fvp->vip = vip_id;
 					fvp->seen = now;
 					fvp->pad = rtt_mark(&p);
-				} else {
+				} else if (!p.syn || syn_admit(st, now)) {
 					struct flow_value fv = { .seen = now, .backend = backend_id, .hash = h, .vip = vip_id, .pad = rtt_mark(&p) };
 					flow_insert(&p, &fk, &fv, BPF_ANY);
+				} else {
+					count(cnt, LB_SYN_UNTRACKED);
 				}
 			}
 		}

@@ -184,6 +184,10 @@ type LBCounters struct {
 	// event icmp_rate_limited); see SetICMPRate. Each is for a frame also
 	// counted in Drops, as echo_rate_limited or too_big.
 	ICMPRateLimited uint64
+	// SYNUntracked counts the SYNs of new flows forwarded without a flow
+	// entry, past the SYN flood guard's rate (the Go worker's event
+	// syn_untracked); see SetSYNRate. Each is also counted in Forwarded.
+	SYNUntracked uint64
 	// Dropped is the sum of Drops.
 	Dropped uint64
 	// Drops counts the dropped frames by reason, named as the Go worker's
@@ -285,6 +289,7 @@ func LoadLB(opts LBOptions) (*LB, error) {
 	lb.settings.TcpTimeout, lb.settings.UdpTimeout = lb.jiffies(lb.tcp), lb.jiffies(lb.udp)
 	lb.settings.FlowSync = flowSync(lb.settings.TcpTimeout, lb.settings.UdpTimeout)
 	lb.settings.VipsGen = 1 // the zeroed vip_cache's slots hold generation 0: none valid
+	lb.settings.SynWindow = uint32(lb.hz)
 	if err := lb.writeSettings(); err != nil {
 		lb.objs.Close()
 		return nil, err
@@ -772,6 +777,23 @@ func (lb *LB) SetICMPRate(perSec, burst uint32) error {
 	return lb.setSettings(s)
 }
 
+// SetSYNRate sets the SYN flood guard (syn_guard in lb.c): at most perSec
+// SYNs a second, per CPU, create flow entries; a SYN past that of a flow
+// the table does not hold is forwarded by its Maglev pick without one, and
+// counted SYNUntracked. 0 means no limit (the default). The window is a
+// second of the kernel's ticks; a change applies from the next SYN, to the
+// windows as they are.
+func (lb *LB) SetSYNRate(perSec uint32) error {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	if lb.closed {
+		return ErrClosed
+	}
+	s := lb.settings
+	s.SynRate = perSec
+	return lb.setSettings(s)
+}
+
 func (lb *LB) setSettings(s lbSettings) error {
 	old := lb.settings
 	lb.settings = s
@@ -839,6 +861,7 @@ func (lb *LB) Counters() (LBCounters, error) {
 		FragNeeded:      raw[lbFragNeeded],
 		ICMPErrors:      raw[lbICMPError],
 		ICMPRateLimited: raw[lbICMPRateLimited],
+		SYNUntracked:    raw[lbSYNUntracked],
 		Drops:           make(map[string]uint64, len(lbDropNames)),
 	}
 	for i, name := range lbDropNames {

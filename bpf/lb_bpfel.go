@@ -29,7 +29,7 @@ type lbBackendStats struct {
 
 type lbCapScratch struct {
 	_      structs.HostLayout
-	Before [27]uint64
+	Before [28]uint64
 	Hdr    struct {
 		_       structs.HostLayout
 		Ns      uint64
@@ -158,7 +158,7 @@ type lbIcmpBucket struct {
 
 type lbLbCounters struct {
 	_ structs.HostLayout
-	C [27]uint64
+	C [28]uint64
 }
 
 type lbRttHist struct {
@@ -179,7 +179,15 @@ type lbSettings struct {
 	IcmpRate   uint32
 	IcmpBurst  uint32
 	FlowSync   uint32
+	SynRate    uint32
+	SynWindow  uint32
 	Pad        uint32
+}
+
+type lbSynGuard struct {
+	_     structs.HostLayout
+	Start uint64
+	Count uint64
 }
 
 type lbVip4Key struct {
@@ -248,6 +256,7 @@ const (
 	lbMapMaglev        = "maglev"
 	lbMapRttHists      = "rtt_hists"
 	lbMapSettings      = "settings"
+	lbMapSynGuard      = "syn_guard"
 	lbMapVipCache      = "vip_cache"
 	lbMapVipConf       = "vip_conf"
 	lbMapVips          = "vips"
@@ -336,6 +345,7 @@ type lbMapSpecs struct {
 	Maglev       *ebpf.MapSpec `ebpf:"maglev"`
 	RttHists     *ebpf.MapSpec `ebpf:"rtt_hists"`
 	Settings     *ebpf.MapSpec `ebpf:"settings"`
+	SynGuard     *ebpf.MapSpec `ebpf:"syn_guard"`
 	VipCache     *ebpf.MapSpec `ebpf:"vip_cache"`
 	VipConf      *ebpf.MapSpec `ebpf:"vip_conf"`
 	Vips         *ebpf.MapSpec `ebpf:"vips"`
@@ -394,6 +404,7 @@ type lbMaps struct {
 	Maglev       *ebpf.Map `ebpf:"maglev"`
 	RttHists     *ebpf.Map `ebpf:"rtt_hists"`
 	Settings     *ebpf.Map `ebpf:"settings"`
+	SynGuard     *ebpf.Map `ebpf:"syn_guard"`
 	VipCache     *ebpf.Map `ebpf:"vip_cache"`
 	VipConf      *ebpf.Map `ebpf:"vip_conf"`
 	Vips         *ebpf.Map `ebpf:"vips"`
@@ -424,6 +435,7 @@ func (m *lbMaps) Close() error {
 		m.Maglev,
 		m.RttHists,
 		m.Settings,
+		m.SynGuard,
 		m.VipCache,
 		m.VipConf,
 		m.Vips,

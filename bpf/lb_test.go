@@ -364,8 +364,8 @@ func subLB(a, b LBCounters) LBCounters {
 		Malformed: a.Malformed - b.Malformed, FlowHits: a.FlowHits - b.FlowHits,
 		EchoReplies: a.EchoReplies - b.EchoReplies, FragNeeded: a.FragNeeded - b.FragNeeded,
 		ICMPErrors: a.ICMPErrors - b.ICMPErrors, ICMPRateLimited: a.ICMPRateLimited - b.ICMPRateLimited,
-		Dropped: a.Dropped - b.Dropped,
-		Drops:   map[string]uint64{},
+		SYNUntracked: a.SYNUntracked - b.SYNUntracked, Dropped: a.Dropped - b.Dropped,
+		Drops: map[string]uint64{},
 	}
 	for k, v := range a.Drops {
 		if v != b.Drops[k] {
@@ -1165,6 +1165,9 @@ func TestLBLayout(t *testing.T) {
 	}
 	if datapath.EventICMPRateLimited.String() != "icmp_rate_limited" {
 		t.Errorf("the worker's event is %q, LBCounters.ICMPRateLimited documents icmp_rate_limited", datapath.EventICMPRateLimited)
+	}
+	if datapath.EventSYNUntracked.String() != "syn_untracked" {
+		t.Errorf("the worker's event is %q, LBCounters.SYNUntracked documents syn_untracked", datapath.EventSYNUntracked)
 	}
 	if got := binary.NativeEndian.Uint32([]byte{198, 18, 0, 1}); got != nativeAddr(lbSrc) {
 		t.Errorf("nativeAddr(%v) = %#x", lbSrc, nativeAddr(lbSrc))

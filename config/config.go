@@ -90,6 +90,12 @@ type Datapath struct {
 	// backend without a packet: TCP, and every other protocol (UDP).
 	// Both in [MinFlowTimeout, MaxFlowTimeout].
 	FlowTCPTimeout, FlowUDPTimeout time.Duration
+	// FlowSYNRate is the SYN flood guard: how many SYNs of new flows a
+	// second each worker (AF_XDP mode) or each CPU (native mode) tracks
+	// from the SYN, 0..MaxFlowSYNRate; past it, such a SYN is forwarded by
+	// its Maglev pick without a flow entry, and the flow's first other
+	// packet (the client's ACK) makes one. 0 means no limit.
+	FlowSYNRate uint32
 
 	// SpliceTableSize is how many connection pairs of splice VIPs the
 	// steering program can forward itself once the proxy has handed them
@@ -284,6 +290,12 @@ const (
 	DefaultFlowTableSize  = 1 << 18
 	DefaultFlowTCPTimeout = 15 * time.Minute
 	DefaultFlowUDPTimeout = 30 * time.Second
+	// DefaultFlowSYNRate is Katran's default connection rate per CPU
+	// before it stops adding flows to its LRU: far above the new
+	// connections one CPU's share of real clients opens, and about a
+	// seventh of the new flows the native program tracks a second on one
+	// CPU of the perf lab.
+	DefaultFlowSYNRate = 125000
 	// DefaultSpliceTableSize is 65536 map entries, two per pair.
 	DefaultSpliceTableSize = 1 << 15
 	DefaultICMPRateLimit   = 1000 // Linux's net.ipv4.icmp_msgs_per_sec
@@ -319,6 +331,8 @@ const (
 	MaxSpliceTableSize = 1 << 20
 
 	MaxICMPRate = 1000000
+	// MaxFlowSYNRate bounds flow_syn_rate: beyond what a CPU can track.
+	MaxFlowSYNRate = 100000000
 
 	MinHealthInterval  = 10 * time.Millisecond
 	MaxHealthInterval  = time.Hour
@@ -352,6 +366,7 @@ func DefaultDatapath() Datapath {
 		FlowTableSize:   DefaultFlowTableSize,
 		FlowTCPTimeout:  DefaultFlowTCPTimeout,
 		FlowUDPTimeout:  DefaultFlowUDPTimeout,
+		FlowSYNRate:     DefaultFlowSYNRate,
 		SpliceTableSize: DefaultSpliceTableSize,
 		ICMPRateLimit:   DefaultICMPRateLimit,
 		ICMPRateBurst:   DefaultICMPRateBurst,

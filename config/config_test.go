@@ -219,6 +219,8 @@ protocol = "tcp"
 			`f.toml:3: datapath.icmp_rate_limit: ICMP rate limit out of range: -1 (must be 0..1000000)`},
 		{"icmp burst 0", edit("interface", "interface = \"eth0\"\nicmp_rate_burst = 0"),
 			`f.toml:3: datapath.icmp_rate_burst: ICMP burst out of range: 0 (must be 1..1000000)`},
+		{"syn rate too high", edit("interface", "interface = \"eth0\"\nflow_syn_rate = 100000001"),
+			`f.toml:3: datapath.flow_syn_rate: SYN rate out of range: 100000001 (must be 0..100000000)`},
 		{"bad vip address", edit(`address = "198.18.100.1"`, `address = "vip"`),
 			`f.toml:5: vip[0].address: "vip" is not an IP address`},
 		{"ipv6 vip with ipv4 backend", edit(`address = "198.18.100.1"`, `address = "2001:db8::1"`),
@@ -385,6 +387,7 @@ source6 = "2001:db8::1"
 flow_table_size = 1024
 flow_tcp_timeout = "1h30m"
 flow_udp_timeout = "2s"
+flow_syn_rate = 0
 icmp_rate_limit = 0
 icmp_rate_burst = 7
 splice_table_size = 0
@@ -467,7 +470,7 @@ backend = [
 		NeedWakeup: false, BusyPoll: true, BusyPollBudget: 16, Spin: true, TxBudget: 0,
 		Source: netip.MustParseAddr("198.18.0.1"), TableSize: 251,
 		Source6: netip.MustParseAddr("2001:db8::1"), FlowTableSize: 1024,
-		FlowTCPTimeout: 90 * time.Minute, FlowUDPTimeout: 2 * time.Second,
+		FlowTCPTimeout: 90 * time.Minute, FlowUDPTimeout: 2 * time.Second, FlowSYNRate: 0,
 		ICMPRateLimit: 0, ICMPRateBurst: 7,
 	}
 	if !reflect.DeepEqual(c.Datapath, want) {

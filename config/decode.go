@@ -373,7 +373,7 @@ var datapathKeys = []string{
 	"rx_ring", "tx_ring", "fill_ring", "completion_ring", "batch_size",
 	"need_wakeup", "busy_poll", "busy_poll_budget", "spin", "tx_budget",
 	"source", "source6", "table_size",
-	"flow_table_size", "flow_tcp_timeout", "flow_udp_timeout",
+	"flow_table_size", "flow_tcp_timeout", "flow_udp_timeout", "flow_syn_rate",
 	"icmp_rate_limit", "icmp_rate_burst", "splice_table_size",
 }
 
@@ -448,6 +448,8 @@ func (d *decoder) datapath(dp *Datapath, path string, t map[string]any) {
 			if t, ok := d.duration(key, v, "flow timeout", MinFlowTimeout, MaxFlowTimeout); ok {
 				dp.FlowUDPTimeout = t
 			}
+		case "flow_syn_rate":
+			d.u32(&dp.FlowSYNRate, key, v, "SYN rate", 0, MaxFlowSYNRate)
 		case "icmp_rate_limit":
 			d.u32(&dp.ICMPRateLimit, key, v, "ICMP rate limit", 0, MaxICMPRate)
 		case "icmp_rate_burst":

@@ -8,7 +8,7 @@ import (
 )
 
 // reloadableDatapathKeys are the [datapath] keys a reload applies.
-var reloadableDatapathKeys = []string{"source", "source6", "table_size", "flow_tcp_timeout", "flow_udp_timeout", "icmp_rate_limit", "icmp_rate_burst"}
+var reloadableDatapathKeys = []string{"source", "source6", "table_size", "flow_tcp_timeout", "flow_udp_timeout", "icmp_rate_limit", "icmp_rate_burst", "flow_syn_rate"}
 
 func TestRestartKeysCoverEveryKey(t *testing.T) {
 	var restart []string

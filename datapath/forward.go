@@ -64,7 +64,8 @@ func (d Drop) String() string {
 	return "unknown"
 }
 
-// Event counts what a worker sent that is not a forwarded client packet.
+// Event counts what a worker sent that is not a forwarded client packet,
+// what it withheld, and the SYNs it forwarded without tracking them.
 type Event uint8
 
 const (
@@ -79,6 +80,9 @@ const (
 	// EventICMPRateLimited: an echo reply or frag-needed / packet-too-big
 	// the worker did not send because its ICMP rate limit was spent.
 	EventICMPRateLimited
+	// EventSYNUntracked: a new flow's SYN was forwarded without a flow
+	// entry, the worker being past its SYN rate (PlanSpec.SYNRate).
+	EventSYNUntracked
 	// NumEvents bounds the Event values.
 	NumEvents
 )
@@ -88,6 +92,7 @@ var eventNames = [...]string{
 	EventFragNeeded:      "frag_needed_sent",
 	EventICMPError:       "icmp_error_forwarded",
 	EventICMPRateLimited: "icmp_rate_limited",
+	EventSYNUntracked:    "syn_untracked",
 }
 
 func (e Event) String() string { return eventNames[e] }
@@ -110,6 +115,9 @@ type Forwarder struct {
 	// no division; refilled per batch from the batch clock.
 	icmpTokens uint64
 	icmpLast   time.Duration
+	// The SYN flood guard's window: when it started (ms, the flow
+	// tables' clock) and the flow entries SYNs created in it.
+	synStart, synCount uint32
 	// handshakes holds the SYN times of handshakes in flight (see rtt.go).
 	handshakes *[handshakeSlots]handshakeSlot
 	// What became of the last frame, for a capture: the backend it was
@@ -197,6 +205,18 @@ func (f *Forwarder) icmpAllowed(p *Plan) bool {
 	}
 	f.events[EventICMPRateLimited].Add(1)
 	return false
+}
+
+// synFull reports whether the plan's SYN rate is spent in this second's
+// window, starting a new window when a second has passed.
+func (f *Forwarder) synFull(p *Plan) bool {
+	if p.synRate == 0 {
+		return false
+	}
+	if f.now-f.synStart >= 1000 {
+		f.synStart, f.synCount = f.now, 0
+	}
+	return f.synCount >= p.synRate
 }
 
 // forgetBackend clears the backend the last Forward chose, so that verdict
@@ -407,7 +427,9 @@ func (f *Forwarder) echo(p *Plan, buf []byte, off, n int, fl *packet.Flow, k vip
 // while it is still in the plan and up (even if drained or its weight
 // changed), else a fresh Maglev decision, which is then tracked. A TCP SYN
 // always takes a fresh decision, so a reused 5-tuple is not pinned to a
-// stale choice. ICMP errors look the flow up but never create one.
+// stale choice. ICMP errors look the flow up but never create one, and
+// neither does a new flow's SYN past the plan's SYN rate (its next packet
+// does).
 func pick4(f *Forwarder, p *Plan, v *vipState, fl *packet.Flow, pkt []byte, h uint32) *backendState {
 	k := flowtable.Key4{Src: fl.Src, Dst: fl.Dst, Ports: fl.Ports, Proto: fl.Proto}
 	return pick(f, f.flows, &k, p, v, fl, pkt, h)
@@ -441,13 +463,23 @@ func pick[K flowtable.Key](f *Forwarder, t *flowtable.Table[K], k *K, p *Plan, v
 		return nil
 	}
 	be := &v.backends[bi]
-	if fl.ICMP == packet.ICMPNone {
-		vip := v.id
-		if syn {
-			vip |= handshakePending
-			f.synSeen(h, be.id)
+	switch {
+	case fl.ICMP != packet.ICMPNone:
+	case !syn:
+		t.Upsert(h, k, f.now, flowtable.Entry{Backend: be.id, VIP: v.id})
+	case f.synFull(p):
+		// Past the SYN rate a SYN rewrites its flow's entry, but makes
+		// none.
+		if !t.Update(h, k, f.now, flowtable.Entry{Backend: be.id, VIP: v.id | handshakePending}) {
+			f.events[EventSYNUntracked].Add(1)
+			return be
 		}
-		t.Upsert(h, k, f.now, flowtable.Entry{Backend: be.id, VIP: vip})
+		f.synSeen(h, be.id)
+	default:
+		if t.Upsert(h, k, f.now, flowtable.Entry{Backend: be.id, VIP: v.id | handshakePending}) {
+			f.synCount++
+		}
+		f.synSeen(h, be.id)
 	}
 	return be
 }

@@ -38,7 +38,14 @@ type PlanSpec struct {
 	// ICMPRate limits the ICMP messages each worker originates (echo
 	// replies, frag-needed and packet-too-big).
 	ICMPRate ICMPRate
-	VIPs     []VIPSpec
+	// SYNRate is the SYN flood guard: at most this many SYNs a second,
+	// per worker, create flow entries; past it, a SYN of a flow the
+	// worker does not track is forwarded by its Maglev pick without an
+	// entry (event syn_untracked), and the flow's first other packet
+	// makes one. 0 means no limit. As the native program's (syn_guard in
+	// bpf/lb.c, which says why).
+	SYNRate uint32
+	VIPs    []VIPSpec
 }
 
 // ICMPRate is a token bucket: PerSecond tokens a second, at most Burst
@@ -110,6 +117,7 @@ type Plan struct {
 	byID                   []*backendState
 	tcpTimeout, udpTimeout time.Duration
 	icmpRate               ICMPRate
+	synRate                uint32
 }
 
 type vipState struct {
@@ -133,7 +141,7 @@ type backendState struct {
 
 // NewPlan builds the plan for s. It copies what it needs: s may be reused.
 func NewPlan(s PlanSpec) (*Plan, error) {
-	p := &Plan{vips: make([]vipState, len(s.VIPs)), tcpTimeout: s.TCPTimeout, udpTimeout: s.UDPTimeout, icmpRate: s.ICMPRate}
+	p := &Plan{vips: make([]vipState, len(s.VIPs)), tcpTimeout: s.TCPTimeout, udpTimeout: s.UDPTimeout, icmpRate: s.ICMPRate, synRate: s.SYNRate}
 	if s.Source.Is4() {
 		p.src = s.Source.As4()
 	}

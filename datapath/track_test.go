@@ -13,6 +13,11 @@ import (
 // down ones held down by health checks.
 func (ps *planSet) trackPlan(t *testing.T, weights map[string]int, down ...string) *Plan {
 	t.Helper()
+	return ps.plan(t, ps.trackPlanVIP(weights, down...))
+}
+
+// trackPlanVIP is trackPlan's VIP.
+func (ps *planSet) trackPlanVIP(weights map[string]int, down ...string) tvip {
 	v := tvip{addr: "198.18.100.1", port: 80}
 	for i := 11; i <= 16; i++ {
 		addr := fmt.Sprintf("198.18.0.%d", i)
@@ -22,7 +27,7 @@ func (ps *planSet) trackPlan(t *testing.T, weights map[string]int, down ...strin
 		}
 		v.backends = append(v.backends, tbe{addr: addr, weight: uint32(w), mac: byte(i), down: slices.Contains(down, addr)})
 	}
-	return ps.plan(t, v)
+	return v
 }
 
 // sendTo forwards one packet of the flow from sport and returns the backend

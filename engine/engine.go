@@ -48,6 +48,7 @@ type nativeLB interface {
 	SetSource6(addr [16]byte) error
 	SetTimeouts(tcp, udp time.Duration) error
 	SetICMPRate(perSec, burst uint32) error
+	SetSYNRate(perSec uint32) error
 	SetBackends([]bpf.LBBackend) error
 	SetTable(vip uint32, slots []uint32) error
 	SetVIPs([]bpf.VIPEntry) error

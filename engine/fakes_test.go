@@ -53,6 +53,7 @@ type fakeLB struct {
 	src6     [16]byte
 	timeouts [2]time.Duration
 	icmpRate [2]uint32 // per second, burst
+	synRate  uint32
 	backends []bpf.LBBackend
 	tables   map[uint32][]uint32
 	vips     []bpf.VIPEntry
@@ -75,6 +76,10 @@ func (l *fakeLB) SetTimeouts(tcp, udp time.Duration) error {
 func (l *fakeLB) SetICMPRate(perSec, burst uint32) error {
 	l.icmpRate = [2]uint32{perSec, burst}
 	return l.faults.hit("lb.SetICMPRate")
+}
+func (l *fakeLB) SetSYNRate(perSec uint32) error {
+	l.synRate = perSec
+	return l.faults.hit("lb.SetSYNRate")
 }
 func (l *fakeLB) SetBackends(b []bpf.LBBackend) error {
 	if len(b) > l.opts.MaxBackends {
@@ -111,7 +116,7 @@ func (l *fakeLB) Close() error { return nil }
 // VIPs name.
 func (l *fakeLB) snapshot() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "src %v %v timeouts %v icmp rate %v\nbackends %v\nvips %v\n", l.src, l.src6, l.timeouts, l.icmpRate, l.backends, l.vips)
+	fmt.Fprintf(&b, "src %v %v timeouts %v icmp rate %v syn rate %d\nbackends %v\nvips %v\n", l.src, l.src6, l.timeouts, l.icmpRate, l.synRate, l.backends, l.vips)
 	for _, v := range l.vips {
 		fmt.Fprintf(&b, "table %d %v\n", v.ID, l.tables[v.ID])
 	}

@@ -66,12 +66,13 @@ func (e *Engine) startNative() error {
 	}
 	e.log.Info("native XDP load balancer attached", "interface", e.ifname, "xdp_mode", e.mode, "source", dp.Source, "source6", dp.Source6,
 		"mtu", e.mtu, "flow_table", dp.FlowTableSize, "flow_tcp_timeout", dp.FlowTCPTimeout, "flow_udp_timeout", dp.FlowUDPTimeout,
-		"icmp_rate_limit_per_cpu", dp.ICMPRateLimit, "icmp_rate_burst", dp.ICMPRateBurst)
+		"icmp_rate_limit_per_cpu", dp.ICMPRateLimit, "icmp_rate_burst", dp.ICMPRateBurst, "flow_syn_rate_per_cpu", dp.FlowSYNRate)
 	return nil
 }
 
 // setNativeSettings writes the outer sources, the MTU, the flow idle
-// timeouts and the ICMP rate limit of dp into the lb program.
+// timeouts, the ICMP rate limit and the SYN flood guard of dp into the lb
+// program.
 func (e *Engine) setNativeSettings(dp config.Datapath) error {
 	if err := e.lb.SetSource(source4(dp), e.srcMAC, e.mtu); err != nil {
 		return err
@@ -82,7 +83,10 @@ func (e *Engine) setNativeSettings(dp config.Datapath) error {
 	if err := e.lb.SetTimeouts(dp.FlowTCPTimeout, dp.FlowUDPTimeout); err != nil {
 		return err
 	}
-	return e.lb.SetICMPRate(dp.ICMPRateLimit, dp.ICMPRateBurst)
+	if err := e.lb.SetICMPRate(dp.ICMPRateLimit, dp.ICMPRateBurst); err != nil {
+		return err
+	}
+	return e.lb.SetSYNRate(dp.FlowSYNRate)
 }
 
 // source4 and source6 are the outer sources of dp as the lb program takes

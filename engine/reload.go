@@ -133,6 +133,13 @@ func (e *Engine) commit(old, next *state) (err error) {
 				return fmt.Errorf("engine: native ICMP rate limit: %w", err)
 			}
 		}
+		if a.FlowSYNRate != b.FlowSYNRate {
+			err := step(func() error { return e.lb.SetSYNRate(b.FlowSYNRate) },
+				func() error { return e.lb.SetSYNRate(a.FlowSYNRate) })
+			if err != nil {
+				return fmt.Errorf("engine: native SYN rate: %w", err)
+			}
+		}
 		if err := step(func() error { return e.syncLB(next) }, func() error { return e.syncLB(old) }); err != nil {
 			return fmt.Errorf("engine: native maps: %w", err)
 		}
@@ -205,6 +212,9 @@ func diff(old, next *config.Config) []string {
 	}
 	if a, b := old.Datapath, next.Datapath; a.ICMPRateLimit != b.ICMPRateLimit || a.ICMPRateBurst != b.ICMPRateBurst {
 		out = append(out, fmt.Sprintf("icmp rate limit %d/s burst %d -> %d/s burst %d", a.ICMPRateLimit, a.ICMPRateBurst, b.ICMPRateLimit, b.ICMPRateBurst))
+	}
+	if a, b := old.Datapath.FlowSYNRate, next.Datapath.FlowSYNRate; a != b {
+		out = append(out, fmt.Sprintf("flow syn rate %d/s -> %d/s", a, b))
 	}
 	if old.Datapath.Source != next.Datapath.Source {
 		out = append(out, fmt.Sprintf("outer source %s -> %s", old.Datapath.Source, next.Datapath.Source))

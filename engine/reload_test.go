@@ -26,14 +26,14 @@ func TestReloadFailureChangesNothing(t *testing.T) {
 	}
 	second := func() *config.Config {
 		v1 := strings.Replace(vipText(1, 11, 14), "port = 80", "port = 80\ntable_size = 257\nforward = \"gue\"\ngue_port = 6080\nicmp_echo = false\nfragments = \"pass\"", 1)
-		return parse(t, "source = \"198.18.0.9\"\nsource6 = \"2001:db8::9\"\nflow_tcp_timeout = \"1m\"\nflow_udp_timeout = \"20s\"\nicmp_rate_limit = 10\nicmp_rate_burst = 5", v1, vipText(3, 11, 12, 13))
+		return parse(t, "source = \"198.18.0.9\"\nsource6 = \"2001:db8::9\"\nflow_tcp_timeout = \"1m\"\nflow_udp_timeout = \"20s\"\nicmp_rate_limit = 10\nicmp_rate_burst = 5\nflow_syn_rate = 7", v1, vipText(3, 11, 12, 13))
 	}
 	for _, tt := range []struct {
 		native bool
 		steps  []string
 	}{
 		{false, []string{"steer.SetVIPs", "health.Set"}},
-		{true, []string{"lb.SetSource", "lb.SetSource6", "lb.SetTimeouts", "lb.SetICMPRate", "lb.SetBackends", "lb.SetTable", "lb.SetVIPs", "health.Set"}},
+		{true, []string{"lb.SetSource", "lb.SetSource6", "lb.SetTimeouts", "lb.SetICMPRate", "lb.SetSYNRate", "lb.SetBackends", "lb.SetTable", "lb.SetVIPs", "health.Set"}},
 	} {
 		for _, step := range tt.steps {
 			e := newOffline(t, first(), tt.native, 4096)
@@ -62,6 +62,9 @@ func TestReloadFailureChangesNothing(t *testing.T) {
 			if r := e.cur.spec.ICMPRate; r != (datapath.ICMPRate{PerSecond: 10, Burst: 5}) {
 				t.Errorf("native %v: ICMP rate %+v after the reload", tt.native, r)
 			}
+			if r := e.cur.spec.SYNRate; r != 7 {
+				t.Errorf("native %v: SYN rate %d after the reload", tt.native, r)
+			}
 			if tt.native {
 				l := e.lb
 				if l.src != [4]byte{198, 18, 0, 9} || netip.AddrFrom16(l.src6) != netip.MustParseAddr("2001:db8::9") {
@@ -72,6 +75,9 @@ func TestReloadFailureChangesNothing(t *testing.T) {
 				}
 				if l.icmpRate != [2]uint32{10, 5} {
 					t.Errorf("native ICMP rate %v after the reload", l.icmpRate)
+				}
+				if l.synRate != 7 {
+					t.Errorf("native SYN rate %d after the reload", l.synRate)
 				}
 				v := l.vips[0]
 				if v.Forward != bpf.LBForwardGUE || v.GUEPort != 6080 || v.ICMPEcho || !v.PassFragments || len(l.tables[v.ID]) != 257 {

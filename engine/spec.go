@@ -73,8 +73,8 @@ func planSpec(in specInput) datapath.PlanSpec {
 	dp := in.cfg.Datapath
 	s := datapath.PlanSpec{
 		Source: dp.Source, Source6: dp.Source6, TCPTimeout: dp.FlowTCPTimeout, UDPTimeout: dp.FlowUDPTimeout,
-		ICMPRate: datapath.ICMPRate{PerSecond: dp.ICMPRateLimit, Burst: dp.ICMPRateBurst},
-		VIPs:     make([]datapath.VIPSpec, len(in.cfg.VIPs)),
+		ICMPRate: datapath.ICMPRate{PerSecond: dp.ICMPRateLimit, Burst: dp.ICMPRateBurst}, SYNRate: dp.FlowSYNRate,
+		VIPs: make([]datapath.VIPSpec, len(in.cfg.VIPs)),
 	}
 	for i, v := range in.cfg.VIPs {
 		vs := datapath.VIPSpec{

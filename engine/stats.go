@@ -101,9 +101,12 @@ type NativeStats struct {
 	ICMPErrors  uint64 `json:"icmp_errors"`
 	// ICMPRateLimited counts the echo replies and frag-needed /
 	// packet-too-big the program withheld for the ICMP rate limit.
-	ICMPRateLimited uint64            `json:"icmp_rate_limited"`
-	Dropped         uint64            `json:"dropped"`
-	Drops           map[string]uint64 `json:"drops"`
+	ICMPRateLimited uint64 `json:"icmp_rate_limited"`
+	// SYNUntracked counts the SYNs of new flows forwarded without a flow
+	// entry, past datapath.flow_syn_rate (the workers' syn_untracked).
+	SYNUntracked uint64            `json:"syn_untracked"`
+	Dropped      uint64            `json:"dropped"`
+	Drops        map[string]uint64 `json:"drops"`
 	// Flows is the number of live flows in the kernel's flow tables (IPv4
 	// and IPv6), counted at stats time.
 	Flows uint64 `json:"flows"`
@@ -211,7 +214,7 @@ func (e *Engine) Stats() Stats {
 			s.SteerErr = err.Error()
 		}
 		s.Native = &NativeStats{Seen: c.Seen, Forwarded: c.Forwarded, Passed: c.Passed, Malformed: c.Malformed,
-			FlowHits: c.FlowHits, EchoReplies: c.EchoReplies, FragNeeded: c.FragNeeded, ICMPErrors: c.ICMPErrors, ICMPRateLimited: c.ICMPRateLimited,
+			FlowHits: c.FlowHits, EchoReplies: c.EchoReplies, FragNeeded: c.FragNeeded, ICMPErrors: c.ICMPErrors, ICMPRateLimited: c.ICMPRateLimited, SYNUntracked: c.SYNUntracked,
 			Dropped: c.Dropped, Drops: c.Drops}
 		if perBackend, err = e.lb.BackendCounters(); err != nil {
 			s.SteerErr = err.Error()

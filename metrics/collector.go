@@ -41,7 +41,7 @@ var (
 	nativePackets  = newDesc("xlb_native_packets_total", "Frames the native lb XDP program saw, by verdict: forwarded, passed to the kernel, malformed or dropped.", "verdict")
 	nativeDrops    = newDesc("xlb_native_dropped_packets_total", "Frames the native lb XDP program dropped, by reason.", "reason")
 	nativeFlowHits = newDesc("xlb_native_flow_hits_total", "Forwarded frames whose backend came from the flow table rather than the Maglev table.")
-	nativeEvents   = newDesc("xlb_native_events_total", "Frames the native lb XDP program sent that are not plain forwarded client packets, and answers it withheld, named as xlb_events_total's: echo_reply, frag_needed_sent (both from the balancer itself), icmp_error_forwarded, icmp_rate_limited (an echo reply or frag-needed not sent for the ICMP rate limit).", "event")
+	nativeEvents   = newDesc("xlb_native_events_total", "Frames the native lb XDP program sent that are not plain forwarded client packets, answers it withheld and SYNs it did not track, named as xlb_events_total's: echo_reply, frag_needed_sent (both from the balancer itself), icmp_error_forwarded, icmp_rate_limited (an echo reply or frag-needed not sent for the ICMP rate limit), syn_untracked (a new flow's SYN forwarded without a flow entry, past the SYN flood guard's rate).", "event")
 
 	// afxdp mode: one series per worker (queue).
 	queueInfo     = newDesc("xlb_queue_info", "A worker: its NIC queue, its CPU and whether its socket runs in zero-copy mode; always 1.", "queue", "cpu", "zero_copy")
@@ -50,7 +50,7 @@ var (
 	txPackets     = newDesc("xlb_tx_packets_total", "Frames a worker queued for transmission.", "queue")
 	txBytes       = newDesc("xlb_tx_bytes_total", "Bytes of the frames a worker queued for transmission, encapsulation included.", "queue")
 	drops         = newDesc("xlb_dropped_packets_total", "Frames a worker dropped, by reason.", "queue", "reason")
-	events        = newDesc("xlb_events_total", "Frames a worker sent that are not plain forwarded client packets: echo_reply, frag_needed_sent (both from the balancer itself), icmp_error_forwarded.", "queue", "event")
+	events        = newDesc("xlb_events_total", "Frames a worker sent that are not plain forwarded client packets, answers it withheld and SYNs it did not track: echo_reply, frag_needed_sent (both from the balancer itself), icmp_error_forwarded, icmp_rate_limited, syn_untracked.", "queue", "event")
 	kicks         = newDesc("xlb_tx_kicks_total", "sendto(2) calls that asked the kernel to transmit.", "queue")
 	kickFailures  = newDesc("xlb_tx_kick_failures_total", "TX kicks that failed.", "queue")
 	txRingFull    = newDesc("xlb_tx_ring_full_total", "Times a batch did not fit the TX ring (it is retried, never dropped).", "queue")
@@ -154,6 +154,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(ch, nativeEvents, n.FragNeeded, "frag_needed_sent")
 			counter(ch, nativeEvents, n.ICMPErrors, "icmp_error_forwarded")
 			counter(ch, nativeEvents, n.ICMPRateLimited, "icmp_rate_limited")
+			counter(ch, nativeEvents, n.SYNUntracked, "syn_untracked")
 		} else {
 			s := st.Steer
 			counter(ch, steerPackets, s.Redirected, "redirected")

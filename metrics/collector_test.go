@@ -130,7 +130,7 @@ xlb_flow_table_evictions_total{queue="1"} 0
 # TYPE xlb_xsk_rx_ring_full_total counter
 xlb_xsk_rx_ring_full_total{queue="0"} 2
 xlb_xsk_rx_ring_full_total{queue="1"} 0
-# HELP xlb_events_total Frames a worker sent that are not plain forwarded client packets: echo_reply, frag_needed_sent (both from the balancer itself), icmp_error_forwarded.
+# HELP xlb_events_total Frames a worker sent that are not plain forwarded client packets, answers it withheld and SYNs it did not track: echo_reply, frag_needed_sent (both from the balancer itself), icmp_error_forwarded, icmp_rate_limited, syn_untracked.
 # TYPE xlb_events_total counter
 xlb_events_total{event="echo_reply",queue="0"} 2
 xlb_events_total{event="echo_reply",queue="1"} 0
@@ -272,7 +272,7 @@ func nativeSnapshot() *fixed {
 		stats: engine.Stats{
 			Interface: "eth1", XDPMode: "native", Mode: "native",
 			Native: &engine.NativeStats{Seen: 120, Forwarded: 100, Passed: 12, Malformed: 1, FlowHits: 80, Dropped: 7,
-				EchoReplies: 3, FragNeeded: 2, ICMPErrors: 4, ICMPRateLimited: 1,
+				EchoReplies: 3, FragNeeded: 2, ICMPErrors: 4, ICMPRateLimited: 1, SYNUntracked: 9,
 				Drops: map[string]uint64{"no_backend": 2, "too_big": 5}},
 			VIPs: []engine.VIPStats{{Address: "198.18.100.1", Port: 0, Protocol: "tcp", Forward: "ipip", Backends: []engine.BackendStats{
 				{Address: "198.18.0.11", Weight: 1, Packets: 100, Bytes: 9000, Flows: 17, FlowsKnown: true},
@@ -298,12 +298,13 @@ xlb_native_dropped_packets_total{reason="too_big"} 5
 # HELP xlb_native_flow_hits_total Forwarded frames whose backend came from the flow table rather than the Maglev table.
 # TYPE xlb_native_flow_hits_total counter
 xlb_native_flow_hits_total 80
-# HELP xlb_native_events_total Frames the native lb XDP program sent that are not plain forwarded client packets, and answers it withheld, named as xlb_events_total's: echo_reply, frag_needed_sent (both from the balancer itself), icmp_error_forwarded, icmp_rate_limited (an echo reply or frag-needed not sent for the ICMP rate limit).
+# HELP xlb_native_events_total Frames the native lb XDP program sent that are not plain forwarded client packets, answers it withheld and SYNs it did not track, named as xlb_events_total's: echo_reply, frag_needed_sent (both from the balancer itself), icmp_error_forwarded, icmp_rate_limited (an echo reply or frag-needed not sent for the ICMP rate limit), syn_untracked (a new flow's SYN forwarded without a flow entry, past the SYN flood guard's rate).
 # TYPE xlb_native_events_total counter
 xlb_native_events_total{event="echo_reply"} 3
 xlb_native_events_total{event="frag_needed_sent"} 2
 xlb_native_events_total{event="icmp_error_forwarded"} 4
 xlb_native_events_total{event="icmp_rate_limited"} 1
+xlb_native_events_total{event="syn_untracked"} 9
 # HELP xlb_backend_flows Flows pinned to the backend in the flow tables (every worker's, or the native program's), counted at this scrape; left out when the count failed.
 # TYPE xlb_backend_flows gauge
 xlb_backend_flows{backend="198.18.0.11",vip="198.18.100.1:0/tcp"} 17

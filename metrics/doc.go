@@ -87,7 +87,7 @@
 //	xlb_native_packets_total{verdict}                   counter lb program: forwarded, passed, malformed, dropped (their sum is every frame seen)
 //	xlb_native_dropped_packets_total{reason}            counter its drops by reason
 //	xlb_native_flow_hits_total                          counter forwarded frames whose backend came from the flow table
-//	xlb_native_events_total{event}                      counter as xlb_events_total: echo_reply, frag_needed_sent, icmp_error_forwarded, icmp_rate_limited
+//	xlb_native_events_total{event}                      counter as xlb_events_total: echo_reply, frag_needed_sent, icmp_error_forwarded, icmp_rate_limited, syn_untracked
 //
 // Splice VIPs (the proxy; see docs/metrics.md for the label values):
 //

@@ -84,6 +84,11 @@ func printPlan(w io.Writer, cfg *config.Config) {
 	} else {
 		fmt.Fprintf(w, "icmp sent by the balancer: at most %d/s per %s, burst %d\n", dp.ICMPRateLimit, per, dp.ICMPRateBurst)
 	}
+	if dp.FlowSYNRate == 0 {
+		fmt.Fprintln(w, "syn flood guard: off: every new flow's SYN makes a flow entry")
+	} else {
+		fmt.Fprintf(w, "syn flood guard: past %d SYNs/s per %s, a new flow's SYN goes by Maglev without a flow entry (its next packet makes one)\n", dp.FlowSYNRate, per)
+	}
 	if !native && hasSplice(cfg) {
 		if dp.SpliceTableSize == 0 {
 			fmt.Fprintln(w, "splice table: 0 (disabled): the proxy copies every connection of the splice VIPs")

@@ -227,7 +227,8 @@ port = 80
 		t.Fatal(err)
 	}
 	code, stdout, stderr := runCmd("check", "-c", file)
-	if code != exitOK || !strings.Contains(stdout, "config "+file+": ok") || !strings.Contains(stdout, "icmp sent by the balancer: at most 1000/s per queue, burst 50") {
+	if code != exitOK || !strings.Contains(stdout, "config "+file+": ok") || !strings.Contains(stdout, "icmp sent by the balancer: at most 1000/s per queue, burst 50") ||
+		!strings.Contains(stdout, "syn flood guard: past 125000 SYNs/s per queue") {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
 	want := "xlb: warning: " + file + ":9: vip[0].backend[0].address: 198.18.100.1 is the VIP's own address: its packets would come back to the balancer\n"

@@ -60,9 +60,16 @@ func withMode(cfg, mode string) string {
 // inEachMode runs check once per mode, against xlb started on l with the
 // lab's config (three backends of weight 1, every port) and stopped after.
 func inEachMode(t *testing.T, l *lbLab, check func(t *testing.T)) {
+	inEachModeWith(t, l, "", check)
+}
+
+// inEachModeWith is inEachMode with datapath settings added to the config
+// (TOML lines, "" for none).
+func inEachModeWith(t *testing.T, l *lbLab, datapath string, check func(t *testing.T)) {
+	cfg := strings.Replace(configText(l.socketPath(), 0, []int{1, 1, 1}), "queues = [0]", "queues = [0]\n"+datapath, 1)
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
-			if err := l.startXLB(withMode(configText(l.socketPath(), 0, []int{1, 1, 1}), mode), io.Discard); err != nil {
+			if err := l.startXLB(withMode(cfg, mode), io.Discard); err != nil {
 				t.Fatal(err)
 			}
 			check(t)

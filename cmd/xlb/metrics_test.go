@@ -115,6 +115,7 @@ func TestMetricsEndpoint(t *testing.T) {
 				add("xlb_native_events_total", func(s engine.Stats) uint64 { return s.Native.FragNeeded }, "event", "frag_needed_sent")
 				add("xlb_native_events_total", func(s engine.Stats) uint64 { return s.Native.ICMPErrors }, "event", "icmp_error_forwarded")
 				add("xlb_native_events_total", func(s engine.Stats) uint64 { return s.Native.ICMPRateLimited }, "event", "icmp_rate_limited")
+				add("xlb_native_events_total", func(s engine.Stats) uint64 { return s.Native.SYNUntracked }, "event", "syn_untracked")
 				for reason := range before.Native.Drops {
 					add("xlb_native_dropped_packets_total", func(s engine.Stats) uint64 { return s.Native.Drops[reason] }, "reason", reason)
 				}

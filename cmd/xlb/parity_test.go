@@ -62,6 +62,7 @@ fragments = "pass"
 		"queues, cpus, umem, rings and polling are AF_XDP settings, unused",
 		"flow tables: 262144 entries each (IPv4, IPv6), idle tcp 1m0s udp 30s: " + bpf.LBFlowExpiry,
 		"icmp sent by the balancer: at most 1000/s per CPU, burst 50",
+		"syn flood guard: past 125000 SYNs/s per CPU, a new flow's SYN goes by Maglev without a flow entry (its next packet makes one)",
 		"vip 198.18.100.1:80/tcp forward=gue(port 6080) maglev_slots=257",
 		"vip [2001:db8::100]:53/udp forward=ipip",
 	} {

@@ -77,8 +77,8 @@ func printStats(w io.Writer, st engine.Stats) {
 		fmt.Fprintf(w, "native: seen %d  forwarded %d  passed %d  malformed %d  flow_hits %d  dropped %d  icmp_rate_limited %d  flows %d\n", n.Seen, n.Forwarded, n.Passed, n.Malformed, n.FlowHits, n.Dropped, n.ICMPRateLimited, n.Flows)
 		printCounters(w, "drops:", n.Drops)
 		// Named as the workers' events, which AF_XDP mode prints the same way.
-		printCounters(w, "sent by the balancer:", map[string]uint64{"echo_reply": n.EchoReplies, "frag_needed_sent": n.FragNeeded,
-			"icmp_error_forwarded": n.ICMPErrors, "icmp_rate_limited": n.ICMPRateLimited})
+		printCounters(w, "events:", map[string]uint64{"echo_reply": n.EchoReplies, "frag_needed_sent": n.FragNeeded,
+			"icmp_error_forwarded": n.ICMPErrors, "icmp_rate_limited": n.ICMPRateLimited, "syn_untracked": n.SYNUntracked})
 	} else {
 		s := st.Steer
 		fmt.Fprintf(w, "steering: seen %d  redirected %d  passed %d  malformed %d  no_socket %d  spliced %d  splice_expired %d\n",
@@ -100,7 +100,7 @@ func printStats(w io.Writer, st engine.Stats) {
 			fmt.Fprintf(w, "  xdp_statistics unreadable: %s\n", q.SocketErr)
 		}
 		printCounters(w, "  drops:", q.Drops)
-		printCounters(w, "  sent by the balancer:", q.Events)
+		printCounters(w, "  events:", q.Events)
 	}
 	if len(st.Queues) > 0 {
 		printCounters(w, "drops (all queues):", st.Drops)
