@@ -1320,7 +1320,7 @@ func loadLBBench(b *testing.B, lb *LB) *ebpf.Program {
 		lbMapVips: m.Vips, lbMapVips4: m.Vips4, lbMapVipCache: m.VipCache, lbMapVipConf: m.VipConf, lbMapMaglev: m.Maglev, lbMapBackends: m.Backends,
 		lbMapBackendStats: m.BackendStats, lbMapFlows: m.Flows, lbMapFlows6: m.Flows6, lbMapFlowCache: m.FlowCache,
 		lbMapFlowCache6: m.FlowCache6, lbMapSettings: m.Settings,
-		lbMapIpIds: m.IpIds, lbMapCounters: m.Counters, lbMapIcmpBucket: m.IcmpBucket,
+		lbMapIpIds: m.IpIds, lbMapCounters: m.Counters, lbMapIcmpBucket: m.IcmpBucket, lbMapSynGuard: m.SynGuard,
 		lbMapFwRules: m.FwRules, lbMapFwTrieA: m.FwTrieA, lbMapFwTrieB: m.FwTrieB, lbMapFwRuleStats: m.FwRuleStats,
 		lbMapFwVipStats: m.FwVipStats, lbMapFwSyn: m.FwSyn,
 		lbMapRttHists: m.RttHists, lbMapCapScratch: m.CapScratch, lbMapCaptureRing: m.CaptureRing, lbMapCapLost: m.CapLost,

@@ -69,6 +69,22 @@ func TestSYNGuard(t *testing.T) {
 	if got, _ := tracked(t, f, 43000); got != pick || f.Events(EventSYNUntracked) != 1 {
 		t.Fatalf("SYN of a tracked flow past the rate: backend ID %d, want %d (syn_untracked %d)", got, pick, f.Events(EventSYNUntracked))
 	}
+	// The guard's path allocates nothing: a SYN past the rate, untracked
+	// every time.
+	in := frame(t, frameSpec{dst: vipAddr, sport: 44000, dport: 80})
+	in[14+20+13] = 0x02
+	buf := umemFrame(in)
+	untracked := f.Events(EventSYNUntracked)
+	if allocs := testing.AllocsPerRun(1000, func() {
+		copy(buf[headroom:], in)
+		sinkInt, _, _ = f.Forward(p, buf, headroom, len(in))
+	}); allocs != 0 {
+		t.Errorf("an untracked SYN allocates %v times", allocs)
+	}
+	if n := f.Events(EventSYNUntracked) - untracked; n < 1000 {
+		t.Errorf("%d SYNs untracked in the allocation run, want every one", n)
+	}
+	f.events[EventSYNUntracked].Store(untracked)
 	// The next second admits again.
 	f.BeginBatch(p, 2*time.Second)
 	sendTo(t, f, p, 43003, true)
