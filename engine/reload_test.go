@@ -209,6 +209,7 @@ func TestDiffReportsEverySetting(t *testing.T) {
 		{"flow_tcp_timeout = \"1m\"", base, "flow timeouts tcp 15m0s"},
 		{"source = \"198.18.0.2\"", base, "outer source 198.18.0.1 -> 198.18.0.2"},
 		{"icmp_rate_limit = 10\nicmp_rate_burst = 5", base, "icmp rate limit 1000/s burst 50 -> 10/s burst 5"},
+		{"flow_syn_rate = 0", base, "flow syn rate 125000/s -> 0/s"},
 		{"source6 = \"2001:db8::2\"", base, "outer IPv6 source"},
 		{"", strings.Replace(base, "port = 80", "port = 80\nicmp_echo = false", 1), "icmp_echo true -> false"},
 		{"", strings.Replace(base, "port = 80", "port = 80\nfragments = \"pass\"", 1), "fragments drop -> pass"},
