@@ -469,11 +469,12 @@ func (lb *LB) SetVIPs(vips []VIPEntry) error {
 	}
 	// A new generation whatever was written, even in part: the program's
 	// cached resolutions (vip_cache) are of the maps as they were.
-	s := lb.settings
-	if s.VipsGen++; s.VipsGen == 0 {
-		s.VipsGen = 1
+	nextGen := func(s *lbSettings) {
+		if s.VipsGen++; s.VipsGen == 0 {
+			s.VipsGen = 1
+		}
 	}
-	if err := errors.Join(err, lb.setSettings(s)); err != nil {
+	if err := errors.Join(err, lb.changeSettings(nextGen)); err != nil {
 		return err
 	}
 	for id := range lb.regions {
@@ -687,9 +688,8 @@ func (lb *LB) SetSource(addr [4]byte, mac [6]byte, mtu int) error {
 	if lb.closed {
 		return ErrClosed
 	}
-	s := lb.settings
-	s.Addr, s.Mac, s.Mtu = nativeAddr(addr), mac, uint16(mtu)
-	if err := lb.setSettings(s); err != nil {
+	err := lb.changeSettings(func(s *lbSettings) { s.Addr, s.Mac, s.Mtu = nativeAddr(addr), mac, uint16(mtu) })
+	if err != nil {
 		return err
 	}
 	lb.source = true
@@ -702,14 +702,7 @@ func (lb *LB) SetSource6(addr [16]byte) error {
 	if a := netip.AddrFrom16(addr); a.Is4In6() {
 		return fmt.Errorf("bpf: lb: IPv6 source %v is an IPv4-mapped address", a)
 	}
-	lb.mu.Lock()
-	defer lb.mu.Unlock()
-	if lb.closed {
-		return ErrClosed
-	}
-	s := lb.settings
-	s.Addr6 = addr
-	return lb.setSettings(s)
+	return lb.setting(func(s *lbSettings) { s.Addr6 = addr })
 }
 
 // SetTimeouts sets the flow idle timeouts, of TCP and of every other
@@ -729,10 +722,11 @@ func (lb *LB) SetTimeouts(tcp, udp time.Duration) error {
 	if lb.closed {
 		return ErrClosed
 	}
-	s := lb.settings
-	s.TcpTimeout, s.UdpTimeout = lb.jiffies(tcp), lb.jiffies(udp)
-	s.FlowSync = flowSync(s.TcpTimeout, s.UdpTimeout)
-	if err := lb.setSettings(s); err != nil {
+	err := lb.changeSettings(func(s *lbSettings) {
+		s.TcpTimeout, s.UdpTimeout = lb.jiffies(tcp), lb.jiffies(udp)
+		s.FlowSync = flowSync(s.TcpTimeout, s.UdpTimeout)
+	})
+	if err != nil {
 		return err
 	}
 	lb.tcp, lb.udp = tcp, udp
@@ -767,14 +761,7 @@ func (lb *LB) SetICMPRate(perSec, burst uint32) error {
 	if perSec != 0 && burst == 0 {
 		return fmt.Errorf("bpf: lb: ICMP rate %d/s with a burst of 0", perSec)
 	}
-	lb.mu.Lock()
-	defer lb.mu.Unlock()
-	if lb.closed {
-		return ErrClosed
-	}
-	s := lb.settings
-	s.IcmpRate, s.IcmpBurst = perSec, burst
-	return lb.setSettings(s)
+	return lb.setting(func(s *lbSettings) { s.IcmpRate, s.IcmpBurst = perSec, burst })
 }
 
 // SetSYNRate sets the SYN flood guard (syn_guard in lb.c): at most perSec
@@ -784,17 +771,24 @@ func (lb *LB) SetICMPRate(perSec, burst uint32) error {
 // second of the kernel's ticks; a change applies from the next SYN, to the
 // windows as they are.
 func (lb *LB) SetSYNRate(perSec uint32) error {
+	return lb.setting(func(s *lbSettings) { s.SynRate = perSec })
+}
+
+// setting is the setters' common path: changeSettings under lb.mu.
+func (lb *LB) setting(change func(*lbSettings)) error {
 	lb.mu.Lock()
 	defer lb.mu.Unlock()
 	if lb.closed {
 		return ErrClosed
 	}
-	s := lb.settings
-	s.SynRate = perSec
-	return lb.setSettings(s)
+	return lb.changeSettings(change)
 }
 
-func (lb *LB) setSettings(s lbSettings) error {
+// changeSettings writes the settings as change leaves a copy of them, and
+// keeps them as they were if the write fails. The caller holds lb.mu.
+func (lb *LB) changeSettings(change func(*lbSettings)) error {
+	s := lb.settings
+	change(&s)
 	old := lb.settings
 	lb.settings = s
 	if err := lb.writeSettings(); err != nil {

@@ -237,7 +237,9 @@ func (t *Table[K]) Upsert(h uint32, k *K, now uint32, e Entry) (created bool) {
 // Update stores e for flow k and refreshes its idle deadline if k has a
 // live entry, and reports whether it had: Upsert that never creates. A
 // worker past its SYN rate re-picks a reused 5-tuple this way without
-// taking a slot for a flow it does not track yet.
+// taking a slot for a flow it does not track yet. Its loop is Lookup's and
+// Delete's, written out in each: a shared helper returning the way cost
+// Lookup 4-5 ns a hit and 3 a miss in BenchmarkTable.
 func (t *Table[K]) Update(h uint32, k *K, now uint32, e Entry) bool {
 	b := t.bucket(h)
 	tag := h | 1
