@@ -333,7 +333,8 @@ struct {
 // and the pin between SYN and ACK (a Maglev change within that one round
 // trip sends the ACK to the new pick). A SYN that finds its entry
 // rewrites it in place whatever the count: that is cheap, and a reused
-// 5-tuple must still re-pick. As the Go worker's (datapath.SYNGuard).
+// 5-tuple must still re-pick. The Go worker does the same per worker
+// (datapath.PlanSpec.SYNRate).
 struct syn_guard {
 	__u64 start;
 	__u64 count;
