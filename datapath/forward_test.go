@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -14,6 +13,8 @@ import (
 	"github.com/xlbproject/xlb/datapath/packet"
 	"github.com/xlbproject/xlb/flowtable"
 	"github.com/xlbproject/xlb/hash"
+
+	"github.com/xlbproject/xlb/internal/benchpair"
 )
 
 var (
@@ -330,42 +331,9 @@ func benchInput(b *testing.B) (*Plan, []byte) {
 
 func BenchmarkPerPacket(b *testing.B) {
 	p, in := benchInput(b)
-	b.Run("xlb", func(b *testing.B) {
-		step := xlbStep(b, p, in)
-		b.ReportAllocs()
-		for b.Loop() {
-			step()
-		}
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds()/1e6, "Mpps")
-	})
-	b.Run("gopacket", func(b *testing.B) {
-		step := gopacketStep(b, p, in)
-		b.ReportAllocs()
-		for b.Loop() {
-			step()
-		}
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds()/1e6, "Mpps")
-	})
-	// Alternating batches of both in one loop, so both see the same machine
-	// load: the ratio is the figure to quote.
-	b.Run("ratio", func(b *testing.B) {
-		x, g := xlbStep(b, p, in), gopacketStep(b, p, in)
-		var tx, tg time.Duration
-		for b.Loop() {
-			t0 := time.Now()
-			for range 64 {
-				x()
-			}
-			t1 := time.Now()
-			for range 64 {
-				g()
-			}
-			tx, tg = tx+t1.Sub(t0), tg+time.Since(t1)
-		}
-		b.ReportMetric(float64(tx.Nanoseconds())/float64(64*b.N), "xlb-ns/pkt")
-		b.ReportMetric(float64(tg.Nanoseconds())/float64(64*b.N), "gopacket-ns/pkt")
-		b.ReportMetric(float64(tg)/float64(tx), "gopacket/xlb")
-	})
+	benchpair.Run(b,
+		func(b *testing.B) func() { return xlbStep(b, p, in) },
+		func(b *testing.B) func() { return gopacketStep(b, p, in) })
 }
 
 // xlbStep is one received frame through the worker's per-packet code.

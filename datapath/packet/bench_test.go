@@ -3,16 +3,12 @@ package packet
 import (
 	"net"
 	"testing"
-	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-)
 
-// reportMpps adds packets per second, the unit the lab reports in.
-func reportMpps(b *testing.B) {
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds()/1e6, "Mpps")
-}
+	"github.com/xlbproject/xlb/internal/benchpair"
+)
 
 func BenchmarkParse(b *testing.B) {
 	for _, bf := range []struct {
@@ -35,7 +31,7 @@ func BenchmarkParse(b *testing.B) {
 			if sinkReason != OK {
 				b.Fatal(sinkReason)
 			}
-			reportMpps(b)
+			benchpair.ReportMpps(b)
 		})
 	}
 }
@@ -199,47 +195,17 @@ func gopacketStepOut(b testing.TB, mode string, frame []byte) (func(), gopacket.
 }
 
 // BenchmarkForward compares the worker's per-packet rewrite in each
-// forwarding mode with the same work done with gopacket. The xlb and
-// gopacket sub-benchmarks give each one's ns/op; the ratio sub-benchmark
-// interleaves the two in batches of 64 packets and reports gopacket's time
-// over xlb's, a figure that holds up on a machine shared with other load.
+// forwarding mode with the same work done with gopacket (benchpair: each
+// alone, and the ratio of the two interleaved, the figure to quote).
 func BenchmarkForward(b *testing.B) {
 	for _, fm := range fwdModes {
 		for _, sz := range fwdSizes {
 			frame := build(b, spec{v6: fm.v6, vlan: true, payload: sz.payload})
 			name := fm.name + "/" + sz.name
-			b.Run(name+"/xlb", func(b *testing.B) {
-				step := xlbStep(b, fm.mode, frame)
-				b.ReportAllocs()
-				for b.Loop() {
-					step()
-				}
-				reportMpps(b)
-			})
-			b.Run(name+"/gopacket", func(b *testing.B) {
-				step := gopacketStep(b, fm.mode, frame)
-				b.ReportAllocs()
-				for b.Loop() {
-					step()
-				}
-				reportMpps(b)
-			})
-			b.Run(name+"/ratio", func(b *testing.B) {
-				x, g := xlbStep(b, fm.mode, frame), gopacketStep(b, fm.mode, frame)
-				var tx, tg time.Duration
-				for b.Loop() {
-					t0 := time.Now()
-					for range 64 {
-						x()
-					}
-					t1 := time.Now()
-					for range 64 {
-						g()
-					}
-					tg += time.Since(t1)
-					tx += t1.Sub(t0)
-				}
-				b.ReportMetric(float64(tg)/float64(tx), "gopacket/xlb")
+			b.Run(name, func(b *testing.B) {
+				benchpair.Run(b,
+					func(b *testing.B) func() { return xlbStep(b, fm.mode, frame) },
+					func(b *testing.B) func() { return gopacketStep(b, fm.mode, frame) })
 			})
 		}
 	}
@@ -268,7 +234,7 @@ func BenchmarkICMP(b *testing.B) {
 				}
 				sinkInt += off + n
 			}
-			reportMpps(b)
+			benchpair.ReportMpps(b)
 		})
 		b.Run("frag_needed/"+fam, func(b *testing.B) {
 			frame := build(b, spec{v6: v6, df: true, payload: 1400})
@@ -284,7 +250,7 @@ func BenchmarkICMP(b *testing.B) {
 				}
 				sinkInt += off + n
 			}
-			reportMpps(b)
+			benchpair.ReportMpps(b)
 		})
 	}
 }
