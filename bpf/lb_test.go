@@ -22,6 +22,7 @@ import (
 	"github.com/xlbproject/xlb/datapath"
 	"github.com/xlbproject/xlb/datapath/packet"
 	"github.com/xlbproject/xlb/hash"
+	"github.com/xlbproject/xlb/hash/hashtest"
 	"github.com/xlbproject/xlb/internal/testenv"
 )
 
@@ -719,63 +720,56 @@ func TestLBFrames(t *testing.T) {
 	}
 }
 
-// flow4Golden and flow6Golden are hash/flow_test.go's golden vectors with
-// ports (TCP and UDP): the flow table records the hash that picked each
-// flow's backend.
-var flow4Golden = []struct {
-	saddr, daddr string
-	sport, dport uint16
-	proto        uint8
-	want         uint32
-}{
-	{"198.18.0.1", "198.19.0.10", 40000, 80, 6, 0x182e99af},
-	{"198.19.0.10", "198.18.0.1", 80, 40000, 6, 0x8740f0cc},
-	{"198.18.0.1", "198.19.0.10", 40000, 80, 17, 0x414a5f54},
-	{"198.18.0.2", "198.19.0.10", 40000, 80, 6, 0x77c4b205},
-	{"198.18.0.1", "198.19.0.10", 40001, 80, 6, 0x2199bf1d},
-	{"198.18.255.254", "198.19.255.255", 65535, 443, 6, 0x7f735990},
-}
-
+// TestLBFlowHashGolden checks the native program's IPv4 flow hash against
+// the golden vectors that package hash is held to, as the flow table
+// records it, and the backend its Maglev slot names.
 func TestLBFlowHashGolden(t *testing.T) {
 	lb := loadTestLB(t)
 	var vips []VIPEntry
-	golden := flow4Golden
+	// The rows with ports: the flow table records the hash that picked
+	// each flow's backend.
+	var golden []hashtest.Golden
+	for _, g := range hashtest.Flow4 {
+		if g.Proto == 6 || g.Proto == 17 {
+			golden = append(golden, g)
+		}
+	}
 	for _, g := range golden {
-		vips = append(vips, VIPEntry{Key: NewVIPKey(netip.MustParseAddr(g.daddr), 0, g.proto), ID: 0})
+		vips = append(vips, VIPEntry{Key: NewVIPKey(netip.MustParseAddr(g.Dst), 0, g.Proto), ID: 0})
 	}
 	if err := lb.SetVIPs(vips); err != nil {
 		t.Fatal(err)
 	}
 	tab := lbTables(t)[tab4]
 	for _, g := range golden {
-		src, dst := netip.MustParseAddr(g.saddr), netip.MustParseAddr(g.daddr)
-		ip := ipv4(src, dst, layers.IPProtocol(g.proto))
+		src, dst := netip.MustParseAddr(g.Src), netip.MustParseAddr(g.Dst)
+		ip := ipv4(src, dst, layers.IPProtocol(g.Proto))
 		var l4l gopacket.SerializableLayer
-		if g.proto == 6 {
-			tc := &layers.TCP{SrcPort: layers.TCPPort(g.sport), DstPort: layers.TCPPort(g.dport), SYN: true, Window: 1}
+		if g.Proto == 6 {
+			tc := &layers.TCP{SrcPort: layers.TCPPort(g.Sport), DstPort: layers.TCPPort(g.Dport), SYN: true, Window: 1}
 			_ = tc.SetNetworkLayerForChecksum(ip)
 			l4l = tc
 		} else {
-			u := &layers.UDP{SrcPort: layers.UDPPort(g.sport), DstPort: layers.UDPPort(g.dport)}
+			u := &layers.UDP{SrcPort: layers.UDPPort(g.Sport), DstPort: layers.UDPPort(g.Dport)}
 			_ = u.SetNetworkLayerForChecksum(ip)
 			l4l = u
 		}
 		frame := serialize(t, eth(layers.EthernetTypeIPv4), ip, l4l, payload)
 		verdict, out, _, _ := lbRun(t, lb, frame)
 		if verdict != xdpTX {
-			t.Fatalf("%s -> %s: verdict %d, want XDP_TX", g.saddr, g.daddr, verdict)
+			t.Fatalf("%s -> %s: verdict %d, want XDP_TX", g.Src, g.Dst, verdict)
 		}
 		fv, ok := flowOf(t, lb, frame)
 		if !ok {
-			t.Fatalf("%s -> %s: no flow table entry", g.saddr, g.daddr)
+			t.Fatalf("%s -> %s: no flow table entry", g.Src, g.Dst)
 		}
-		if fv.Hash != g.want {
-			t.Errorf("%s:%d -> %s:%d proto %d: BPF hash %#08x, want %#08x", g.saddr, g.sport, g.daddr, g.dport, g.proto, fv.Hash, g.want)
+		if fv.Hash != g.Want {
+			t.Errorf("%s:%d -> %s:%d proto %d: BPF hash %#08x, want %#08x", g.Src, g.Sport, g.Dst, g.Dport, g.Proto, fv.Hash, g.Want)
 		}
-		bi := tab.pick(g.want)
+		bi := tab.pick(g.Want)
 		want := lbTestBackends()[bi].Addr.As4()
 		if got := [4]byte(out[30:34]); got != want || fv.Backend != LBBackendID(bi, lbTestGen) {
-			t.Errorf("%s -> %s: sent to %v (id %#x), want %v", g.saddr, g.daddr, netip.AddrFrom4(got), fv.Backend, netip.AddrFrom4(want))
+			t.Errorf("%s -> %s: sent to %v (id %#x), want %v", g.Src, g.Dst, netip.AddrFrom4(got), fv.Backend, netip.AddrFrom4(want))
 		}
 	}
 }
