@@ -721,10 +721,14 @@ func TestPortXDP(t *testing.T) {
 // attachXDPTx makes h's eth0 send every frame it receives straight back.
 func attachXDPTx(t *testing.T, h *Host) {
 	t.Helper()
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type: ebpf.XDP, License: "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 3 /* XDP_TX */), asm.Return()},
-	})
+	attachXDP(t, h, asm.Instructions{asm.Mov.Imm(asm.R0, 3 /* XDP_TX */), asm.Return()})
+}
+
+// attachXDP attaches the program of insns to h's eth0 in native mode. The
+// link keeps the program; the namespace's deletion detaches it.
+func attachXDP(t *testing.T, h *Host, insns asm.Instructions) {
+	t.Helper()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: insns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -812,33 +816,19 @@ func TestInlineVLAN(t *testing.T) {
 // field is 802.1Q (a tag inside the frame) and pass the others.
 func attachXDPTxTagged(t *testing.T, h *Host) {
 	t.Helper()
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type: ebpf.XDP, License: "GPL",
-		Instructions: asm.Instructions{
-			asm.LoadMem(asm.R2, asm.R1, 0, asm.Word), // data
-			asm.LoadMem(asm.R3, asm.R1, 4, asm.Word), // data_end
-			asm.Mov.Reg(asm.R4, asm.R2),
-			asm.Add.Imm(asm.R4, 14),
-			asm.JGT.Reg(asm.R4, asm.R3, "pass"),
-			asm.LoadMem(asm.R5, asm.R2, 12, asm.Half),
-			asm.JNE.Imm(asm.R5, 0x0081, "pass"), // 0x8100 in network order, loaded little-endian
-			asm.Mov.Imm(asm.R0, 3 /* XDP_TX */),
-			asm.Return(),
-			asm.Mov.Imm(asm.R0, 2 /* XDP_PASS */).WithSymbol("pass"),
-			asm.Return(),
-		},
+	attachXDP(t, h, asm.Instructions{
+		asm.LoadMem(asm.R2, asm.R1, 0, asm.Word), // data
+		asm.LoadMem(asm.R3, asm.R1, 4, asm.Word), // data_end
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, 14),
+		asm.JGT.Reg(asm.R4, asm.R3, "pass"),
+		asm.LoadMem(asm.R5, asm.R2, 12, asm.Half),
+		asm.JNE.Imm(asm.R5, 0x0081, "pass"), // 0x8100 in network order, loaded little-endian
+		asm.Mov.Imm(asm.R0, 3 /* XDP_TX */),
+		asm.Return(),
+		asm.Mov.Imm(asm.R0, 2 /* XDP_PASS */).WithSymbol("pass"),
+		asm.Return(),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prog.Close()
-	err = h.Do(func() error {
-		link := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: h.Ifindex}}
-		return netlink.LinkSetXdpFdWithFlags(link, prog.FD(), nl.XDP_FLAGS_DRV_MODE)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestPairs builds a host on the switch, two hosts off it (NoSwitch) and
