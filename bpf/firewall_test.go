@@ -12,6 +12,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/xlbproject/xlb/firewall"
+	"github.com/xlbproject/xlb/internal/frametest"
 )
 
 // fwFrame is a TCP frame from src:sport to dst:dport; syn without ack is a
@@ -23,14 +24,14 @@ func fwFrame(t testing.TB, src, dst netip.Addr, sport, dport uint16, syn bool) [
 	var l3 gopacket.SerializableLayer
 	et := layers.EthernetTypeIPv4
 	if src.Is4() {
-		v := ipv4(src, dst, layers.IPProtocolTCP)
+		v := frametest.IPv4(src, dst, layers.IPProtocolTCP)
 		ip, l3 = v, v
 	} else {
-		v := ipv6(src, dst, layers.IPProtocolTCP)
+		v := frametest.IPv6(src, dst, layers.IPProtocolTCP)
 		ip, l3, et = v, v, layers.EthernetTypeIPv6
 	}
 	_ = tc.SetNetworkLayerForChecksum(ip)
-	return serialize(t, eth(et), l3, tc, payload)
+	return frametest.Serialize(t, eth(et), l3, tc, payload)
 }
 
 var (
@@ -120,8 +121,8 @@ func testFirewallVerdicts(t *testing.T, prog *ebpf.Program, fw *Firewall, allow 
 			src := netip.MustParseAddr(c.src)
 			var frame []byte
 			if c.vip == vipUDP {
-				ip := ipv4(src, c.vip, layers.IPProtocolUDP)
-				frame = serialize(t, eth(layers.EthernetTypeIPv4), ip, l4(layers.IPProtocolUDP, 53, ip), payload)
+				ip := frametest.IPv4(src, c.vip, layers.IPProtocolUDP)
+				frame = frametest.Serialize(t, eth(layers.EthernetTypeIPv4), ip, l4(layers.IPProtocolUDP, 53, ip), payload)
 			} else {
 				frame = fwFrame(t, src, c.vip, uint16(40000+i), c.port, true)
 			}

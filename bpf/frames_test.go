@@ -7,9 +7,11 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/xlbproject/xlb/internal/frametest"
 )
 
-// Frame builders shared by the steer and decap tests. Addresses are from the
+// Frame builders shared by the steer, lb and firewall tests. Addresses are from the
 // 198.18.0.0/15 and 2001:db8::/32 test ranges.
 
 var (
@@ -19,26 +21,8 @@ var (
 	client6 = netip.MustParseAddr("2001:db8:1::1")
 )
 
-func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
-	t.Helper()
-	buf := gopacket.NewSerializeBuffer()
-	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
-	if err := gopacket.SerializeLayers(buf, opts, ls...); err != nil {
-		t.Fatalf("serialize: %v", err)
-	}
-	return append([]byte(nil), buf.Bytes()...)
-}
-
 func eth(t layers.EthernetType) *layers.Ethernet {
 	return &layers.Ethernet{SrcMAC: macSrc, DstMAC: macDst, EthernetType: t}
-}
-
-func ipv4(src, dst netip.Addr, proto layers.IPProtocol) *layers.IPv4 {
-	return &layers.IPv4{Version: 4, TTL: 64, Protocol: proto, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
-}
-
-func ipv6(src, dst netip.Addr, next layers.IPProtocol) *layers.IPv6 {
-	return &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: next, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
 }
 
 var payload = gopacket.Payload("xlb test payload")
@@ -57,18 +41,18 @@ func l4(proto layers.IPProtocol, port uint16, ip gopacket.NetworkLayer) gopacket
 
 // frame4 is an untagged IPv4 TCP/UDP frame from client to dst:port.
 func frame4(t testing.TB, dst netip.Addr, proto layers.IPProtocol, port uint16) []byte {
-	ip := ipv4(client, dst, proto)
-	return serialize(t, eth(layers.EthernetTypeIPv4), ip, l4(proto, port, ip), payload)
+	ip := frametest.IPv4(client, dst, proto)
+	return frametest.Serialize(t, eth(layers.EthernetTypeIPv4), ip, l4(proto, port, ip), payload)
 }
 
 // frame4Opts is frame4 with an IPv4 header of ihl 32-bit words (5..15),
 // padded with NOP options.
 func frame4Opts(t testing.TB, dst netip.Addr, port uint16, ihl int) []byte {
-	ip := ipv4(client, dst, layers.IPProtocolTCP)
+	ip := frametest.IPv4(client, dst, layers.IPProtocolTCP)
 	for range 4 * (ihl - 5) {
 		ip.Options = append(ip.Options, layers.IPv4Option{OptionType: 1, OptionLength: 1})
 	}
-	f := serialize(t, eth(layers.EthernetTypeIPv4), ip, l4(layers.IPProtocolTCP, port, ip), payload)
+	f := frametest.Serialize(t, eth(layers.EthernetTypeIPv4), ip, l4(layers.IPProtocolTCP, port, ip), payload)
 	if got := int(f[14] & 0x0f); got != ihl {
 		t.Fatalf("built IHL %d, want %d", got, ihl)
 	}
@@ -77,66 +61,59 @@ func frame4Opts(t testing.TB, dst netip.Addr, port uint16, ihl int) []byte {
 
 // frame4VLAN is frame4 behind one VLAN tag of the given TPID.
 func frame4VLAN(t testing.TB, tpid layers.EthernetType, dst netip.Addr, proto layers.IPProtocol, port uint16) []byte {
-	ip := ipv4(client, dst, proto)
-	return serialize(t, eth(tpid), &layers.Dot1Q{VLANIdentifier: 100, Type: layers.EthernetTypeIPv4}, ip, l4(proto, port, ip), payload)
+	ip := frametest.IPv4(client, dst, proto)
+	return frametest.Serialize(t, eth(tpid), &layers.Dot1Q{VLANIdentifier: 100, Type: layers.EthernetTypeIPv4}, ip, l4(proto, port, ip), payload)
 }
 
 // frame6 is an IPv6 TCP/UDP frame from client6 to dst:port.
 func frame6(t testing.TB, dst netip.Addr, proto layers.IPProtocol, port uint16) []byte {
-	ip := ipv6(client6, dst, proto)
-	return serialize(t, eth(layers.EthernetTypeIPv6), ip, l4(proto, port, ip), payload)
+	ip := frametest.IPv6(client6, dst, proto)
+	return frametest.Serialize(t, eth(layers.EthernetTypeIPv6), ip, l4(proto, port, ip), payload)
 }
 
 // frame6HopByHop is an IPv6 TCP frame with a hop-by-hop extension header.
 func frame6HopByHop(t testing.TB, dst netip.Addr, port uint16) []byte {
-	ip := ipv6(client6, dst, layers.IPProtocolIPv6HopByHop)
+	ip := frametest.IPv6(client6, dst, layers.IPProtocolIPv6HopByHop)
 	hbh := &layers.IPv6HopByHop{}
 	hbh.NextHeader = layers.IPProtocolTCP
 	hbh.Options = []*layers.IPv6HopByHopOption{{OptionType: 1, OptionLength: 4, OptionData: make([]byte, 4)}}
-	return serialize(t, eth(layers.EthernetTypeIPv6), ip, hbh, l4(layers.IPProtocolTCP, port, ip), payload)
+	return frametest.Serialize(t, eth(layers.EthernetTypeIPv6), ip, hbh, l4(layers.IPProtocolTCP, port, ip), payload)
 }
 
 // fragment4 is a non-first IPv4 fragment (offset 1480 bytes) to dst.
 func fragment4(t testing.TB, dst netip.Addr, proto layers.IPProtocol) []byte {
-	ip := ipv4(client, dst, proto)
+	ip := frametest.IPv4(client, dst, proto)
 	ip.FragOffset = 185
-	return serialize(t, eth(layers.EthernetTypeIPv4), ip, gopacket.Payload("continuation bytes, no L4 header"))
+	return frametest.Serialize(t, eth(layers.EthernetTypeIPv4), ip, gopacket.Payload("continuation bytes, no L4 header"))
 }
 
 // firstFragment4 is the first fragment (MF set, offset 0) of a TCP packet.
 func firstFragment4(t testing.TB, dst netip.Addr, port uint16) []byte {
-	ip := ipv4(client, dst, layers.IPProtocolTCP)
+	ip := frametest.IPv4(client, dst, layers.IPProtocolTCP)
 	ip.Flags = layers.IPv4MoreFragments
-	return serialize(t, eth(layers.EthernetTypeIPv4), ip, l4(layers.IPProtocolTCP, port, ip), payload)
+	return frametest.Serialize(t, eth(layers.EthernetTypeIPv4), ip, l4(layers.IPProtocolTCP, port, ip), payload)
 }
 
 func icmp4(t testing.TB, dst netip.Addr) []byte {
-	ip := ipv4(client, dst, layers.IPProtocolICMPv4)
-	return serialize(t, eth(layers.EthernetTypeIPv4), ip,
+	ip := frametest.IPv4(client, dst, layers.IPProtocolICMPv4)
+	return frametest.Serialize(t, eth(layers.EthernetTypeIPv4), ip,
 		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 1, Seq: 1}, payload)
 }
 
 func icmp6(t testing.TB, dst netip.Addr) []byte {
-	ip := ipv6(client6, dst, layers.IPProtocolICMPv6)
+	ip := frametest.IPv6(client6, dst, layers.IPProtocolICMPv6)
 	ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeEchoRequest, 0)}
 	_ = ic.SetNetworkLayerForChecksum(ip)
-	return serialize(t, eth(layers.EthernetTypeIPv6), ip, ic, &layers.ICMPv6Echo{Identifier: 1, SeqNumber: 1}, payload)
+	return frametest.Serialize(t, eth(layers.EthernetTypeIPv6), ip, ic, &layers.ICMPv6Echo{Identifier: 1, SeqNumber: 1}, payload)
 }
 
 func arp(t testing.TB) []byte {
-	return serialize(t, eth(layers.EthernetTypeARP), &layers.ARP{
+	return frametest.Serialize(t, eth(layers.EthernetTypeARP), &layers.ARP{
 		AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4,
 		HwAddressSize: 6, ProtAddressSize: 4, Operation: layers.ARPRequest,
 		SourceHwAddress: macSrc, SourceProtAddress: client.AsSlice(),
 		DstHwAddress: make([]byte, 6), DstProtAddress: []byte{198, 18, 0, 10},
 	})
-}
-
-// withIHL returns a copy of f with the IPv4 IHL nibble at offset off set to ihl.
-func withIHL(f []byte, off int, ihl byte) []byte {
-	g := append([]byte(nil), f...)
-	g[off] = g[off]&0xf0 | ihl
-	return g
 }
 
 // XDP verdicts (enum xdp_action).
@@ -172,7 +149,7 @@ func frame6Ext(t testing.TB, dst netip.Addr, exts []layers.IPProtocol, proto lay
 	if len(exts) > 0 {
 		first = exts[0]
 	}
-	ip := ipv6(client6, dst, first)
+	ip := frametest.IPv6(client6, dst, first)
 	var chain []byte
 	for i, typ := range exts {
 		next := proto
@@ -189,23 +166,23 @@ func frame6Ext(t testing.TB, dst netip.Addr, exts []layers.IPProtocol, proto lay
 	} else {
 		l4l = l4(proto, port, ip)
 	}
-	return serialize(t, eth(layers.EthernetTypeIPv6), ip, gopacket.Payload(chain), l4l, payload)
+	return frametest.Serialize(t, eth(layers.EthernetTypeIPv6), ip, gopacket.Payload(chain), l4l, payload)
 }
 
 // quoted4 is what an ICMP error quotes: the IPv4 header and first 8 bytes
 // of a packet a backend sent from vip:80 to the client.
 func quoted4(t testing.TB, vip netip.Addr) []byte {
-	ip := ipv4(vip, client, layers.IPProtocolTCP)
+	ip := frametest.IPv4(vip, client, layers.IPProtocolTCP)
 	ip.Flags = layers.IPv4DontFragment
-	return serialize(t, ip, l4(layers.IPProtocolTCP, 40000, ip), payload)[:28]
+	return frametest.Serialize(t, ip, l4(layers.IPProtocolTCP, 40000, ip), payload)[:28]
 }
 
 // icmp4Error is an ICMP error of type/code from a router to dst quoting a
 // packet the backends sent with source vip. For "fragmentation needed" the
 // next-hop MTU (1400) is in the second half of the rest-of-header word.
 func icmp4Error(t testing.TB, dst, vip netip.Addr, typ, code uint8) []byte {
-	ip := ipv4(netip.MustParseAddr("198.18.5.1"), dst, layers.IPProtocolICMPv4)
-	return serialize(t, eth(layers.EthernetTypeIPv4), ip,
+	ip := frametest.IPv4(netip.MustParseAddr("198.18.5.1"), dst, layers.IPProtocolICMPv4)
+	return frametest.Serialize(t, eth(layers.EthernetTypeIPv4), ip,
 		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(typ, code), Seq: 1400}, gopacket.Payload(quoted4(t, vip)))
 }
 
@@ -213,10 +190,10 @@ func icmp4Error(t testing.TB, dst, vip netip.Addr, typ, code uint8) []byte {
 // packet the backends sent with source vip; the 4 bytes after the ICMPv6
 // header carry the MTU (1280) for "packet too big".
 func icmp6Error(t testing.TB, dst, vip netip.Addr, typ, code uint8) []byte {
-	inner := ipv6(vip, client6, layers.IPProtocolTCP)
-	quoted := serialize(t, inner, l4(layers.IPProtocolTCP, 40000, inner), payload)
-	ip := ipv6(netip.MustParseAddr("2001:db8:5::1"), dst, layers.IPProtocolICMPv6)
+	inner := frametest.IPv6(vip, client6, layers.IPProtocolTCP)
+	quoted := frametest.Serialize(t, inner, l4(layers.IPProtocolTCP, 40000, inner), payload)
+	ip := frametest.IPv6(netip.MustParseAddr("2001:db8:5::1"), dst, layers.IPProtocolICMPv6)
 	ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(typ, code)}
 	_ = ic.SetNetworkLayerForChecksum(ip)
-	return serialize(t, eth(layers.EthernetTypeIPv6), ip, ic, gopacket.Payload(append([]byte{0, 0, 5, 0}, quoted...)))
+	return frametest.Serialize(t, eth(layers.EthernetTypeIPv6), ip, ic, gopacket.Payload(append([]byte{0, 0, 5, 0}, quoted...)))
 }

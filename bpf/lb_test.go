@@ -23,6 +23,7 @@ import (
 	"github.com/xlbproject/xlb/datapath/packet"
 	"github.com/xlbproject/xlb/hash"
 	"github.com/xlbproject/xlb/hash/hashtest"
+	"github.com/xlbproject/xlb/internal/frametest"
 	"github.com/xlbproject/xlb/internal/testenv"
 )
 
@@ -461,19 +462,19 @@ func tcpFrame(t testing.TB, dst netip.Addr, sport, dport uint16, flags string, t
 	tc := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), Seq: 7, Ack: 9, Window: 512,
 		SYN: bytes.Contains([]byte(flags), []byte("S")), ACK: bytes.Contains([]byte(flags), []byte("A"))}
 	if dst.Is6() {
-		ip := ipv6(client6, dst, layers.IPProtocolTCP)
+		ip := frametest.IPv6(client6, dst, layers.IPProtocolTCP)
 		ip.TrafficClass = tos
 		ip.FlowLabel = 0x12345
 		_ = tc.SetNetworkLayerForChecksum(ip)
-		return serialize(t, eth(layers.EthernetTypeIPv6), ip, tc, gopacket.Payload(make([]byte, n)))
+		return frametest.Serialize(t, eth(layers.EthernetTypeIPv6), ip, tc, gopacket.Payload(make([]byte, n)))
 	}
-	ip := ipv4(client, dst, layers.IPProtocolTCP)
+	ip := frametest.IPv4(client, dst, layers.IPProtocolTCP)
 	ip.TOS = tos
 	if df {
 		ip.Flags = layers.IPv4DontFragment
 	}
 	_ = tc.SetNetworkLayerForChecksum(ip)
-	return serialize(t, eth(layers.EthernetTypeIPv4), ip, tc, gopacket.Payload(make([]byte, n)))
+	return frametest.Serialize(t, eth(layers.EthernetTypeIPv4), ip, tc, gopacket.Payload(make([]byte, n)))
 }
 
 // udpFrame is a UDP frame from the client:40000 to dst:port with n payload
@@ -485,13 +486,13 @@ func udpFrame(t testing.TB, dst netip.Addr, port uint16, n int) []byte {
 		pl[i] = byte(i*7 + 1)
 	}
 	if dst.Is6() {
-		ip := ipv6(client6, dst, layers.IPProtocolUDP)
+		ip := frametest.IPv6(client6, dst, layers.IPProtocolUDP)
 		_ = u.SetNetworkLayerForChecksum(ip)
-		return serialize(t, eth(layers.EthernetTypeIPv6), ip, u, gopacket.Payload(pl))
+		return frametest.Serialize(t, eth(layers.EthernetTypeIPv6), ip, u, gopacket.Payload(pl))
 	}
-	ip := ipv4(client, dst, layers.IPProtocolUDP)
+	ip := frametest.IPv4(client, dst, layers.IPProtocolUDP)
 	_ = u.SetNetworkLayerForChecksum(ip)
-	return serialize(t, eth(layers.EthernetTypeIPv4), ip, u, gopacket.Payload(pl))
+	return frametest.Serialize(t, eth(layers.EthernetTypeIPv4), ip, u, gopacket.Payload(pl))
 }
 
 // withIPField returns a copy of f (untagged) with IP header bytes
@@ -522,20 +523,20 @@ func icmpErrorAbout(t testing.TB, vip netip.Addr, vport, cport uint16, typ, code
 	tc := &layers.TCP{SrcPort: layers.TCPPort(vport), DstPort: layers.TCPPort(cport), ACK: true, Window: 1}
 	pl := gopacket.Payload(make([]byte, extra))
 	if vip.Is6() {
-		inner := ipv6(vip, client6, layers.IPProtocolTCP)
+		inner := frametest.IPv6(vip, client6, layers.IPProtocolTCP)
 		_ = tc.SetNetworkLayerForChecksum(inner)
-		quoted := serialize(t, inner, tc, pl)
-		ip := ipv6(router6, vip, layers.IPProtocolICMPv6)
+		quoted := frametest.Serialize(t, inner, tc, pl)
+		ip := frametest.IPv6(router6, vip, layers.IPProtocolICMPv6)
 		ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(typ, code)}
 		_ = ic.SetNetworkLayerForChecksum(ip)
-		return serialize(t, eth(layers.EthernetTypeIPv6), ip, ic, gopacket.Payload(append([]byte{0, 0, 5, 0}, quoted...)))
+		return frametest.Serialize(t, eth(layers.EthernetTypeIPv6), ip, ic, gopacket.Payload(append([]byte{0, 0, 5, 0}, quoted...)))
 	}
-	inner := ipv4(vip, client, layers.IPProtocolTCP)
+	inner := frametest.IPv4(vip, client, layers.IPProtocolTCP)
 	inner.Flags = layers.IPv4DontFragment
 	_ = tc.SetNetworkLayerForChecksum(inner)
-	quoted := serialize(t, inner, tc, pl)
-	ip := ipv4(router, vip, layers.IPProtocolICMPv4)
-	return serialize(t, eth(layers.EthernetTypeIPv4), ip,
+	quoted := frametest.Serialize(t, inner, tc, pl)
+	ip := frametest.IPv4(router, vip, layers.IPProtocolICMPv4)
+	return frametest.Serialize(t, eth(layers.EthernetTypeIPv4), ip,
 		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(typ, code), Seq: 1400}, gopacket.Payload(quoted))
 }
 
@@ -561,7 +562,7 @@ func lbCases(t testing.TB) []lbCase {
 		return frame6Ext(t, dst, exts, tcp, port)
 	}
 	hbh, dstopts, rt, frag := layers.IPProtocolIPv6HopByHop, layers.IPProtocolIPv6Destination, layers.IPProtocolIPv6Routing, layers.IPProtocolIPv6Fragment
-	icmp4Opts := withIHL(icmp4(t, vipTCP), 14, 6) // IHL 6: the echo data's first word read as an option
+	icmp4Opts := frametest.WithIHL(icmp4(t, vipTCP), 14, 6) // IHL 6: the echo data's first word read as an option
 	unreach, fragNeeded := uint8(layers.ICMPv4TypeDestinationUnreachable), uint8(layers.ICMPv4CodeFragmentationNeeded)
 	return []lbCase{
 		// IPIP, IPv4 to IPv4 (packet.EncapIPIP).
@@ -662,7 +663,7 @@ func lbCases(t testing.TB) []lbCase {
 		{"non-VIP ipv6", frame6(t, nonVIP6, tcp, 443), xdpPass, "", false, ""},
 		{"non-VIP icmp error", icmpErrorAbout(t, nonVIP, 80, 40000, unreach, fragNeeded, 0), xdpPass, "", false, ""},
 		{"arp", arp(t), xdpPass, "", false, ""},
-		{"ihl 4", withIHL(short, 14, 4), xdpPass, "", true, ""},
+		{"ihl 4", frametest.WithIHL(short, 14, 4), xdpPass, "", true, ""},
 		{"14 bytes", short[:14], xdpPass, "", true, ""},
 		{"cut in the ip header", short[:30], xdpPass, "", true, ""},
 		{"cut in the ipv6 header", short6[:50], xdpPass, "", true, ""},
@@ -743,7 +744,7 @@ func TestLBFlowHashGolden(t *testing.T) {
 	tab := lbTables(t)[tab4]
 	for _, g := range golden {
 		src, dst := netip.MustParseAddr(g.Src), netip.MustParseAddr(g.Dst)
-		ip := ipv4(src, dst, layers.IPProtocol(g.Proto))
+		ip := frametest.IPv4(src, dst, layers.IPProtocol(g.Proto))
 		var l4l gopacket.SerializableLayer
 		if g.Proto == 6 {
 			tc := &layers.TCP{SrcPort: layers.TCPPort(g.Sport), DstPort: layers.TCPPort(g.Dport), SYN: true, Window: 1}
@@ -754,7 +755,7 @@ func TestLBFlowHashGolden(t *testing.T) {
 			_ = u.SetNetworkLayerForChecksum(ip)
 			l4l = u
 		}
-		frame := serialize(t, eth(layers.EthernetTypeIPv4), ip, l4l, payload)
+		frame := frametest.Serialize(t, eth(layers.EthernetTypeIPv4), ip, l4l, payload)
 		verdict, out, _, _ := lbRun(t, lb, frame)
 		if verdict != xdpTX {
 			t.Fatalf("%s -> %s: verdict %d, want XDP_TX", g.Src, g.Dst, verdict)

@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/google/gopacket/layers"
 
+	"github.com/xlbproject/xlb/internal/frametest"
 	"github.com/xlbproject/xlb/internal/testenv"
 )
 
@@ -80,7 +81,7 @@ func steerCases(t testing.TB) []steerCase {
 		{"tcp to udp wildcard VIP address", frame4(t, vipUDP, tcp, 80), outPass},
 		{"tcp to non-VIP", frame4(t, nonVIP, tcp, 80), outPass},
 		{"arp", arp(t), outPass},
-		{"lldp ethertype", serialize(t, eth(layers.EthernetType(0x88cc)), payload), outPass},
+		{"lldp ethertype", frametest.Serialize(t, eth(layers.EthernetType(0x88cc)), payload), outPass},
 		{"802.1Q tcp to VIP", frame4VLAN(t, layers.EthernetTypeDot1Q, vipTCP, tcp, 80), outVIP},
 		{"802.1ad tcp to VIP", frame4VLAN(t, layers.EthernetTypeQinQ, vipTCP, tcp, 80), outVIP},
 		{"802.1Q tcp to non-VIP", frame4VLAN(t, layers.EthernetTypeDot1Q, nonVIP, tcp, 80), outPass},
@@ -131,7 +132,7 @@ func steerCases(t testing.TB) []steerCase {
 		)
 	}
 	for ihl := range byte(5) {
-		cases = append(cases, steerCase{fmt.Sprintf("ihl %d", ihl), withIHL(frame4(t, vipTCP, tcp, 80), 14, ihl), outMalformed})
+		cases = append(cases, steerCase{fmt.Sprintf("ihl %d", ihl), frametest.WithIHL(frame4(t, vipTCP, tcp, 80), 14, ihl), outMalformed})
 	}
 	// Truncation at every length: inside the L2/L3 headers it is malformed;
 	// past them (inside the L4 header, or inside an IPv6 extension header

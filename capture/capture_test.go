@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/xlbproject/xlb/internal/frametest"
 )
 
 func TestParseRequest(t *testing.T) {
@@ -70,11 +72,7 @@ func frame4(t testing.TB, dst string, dport uint16, udp bool) []byte {
 		_ = tc.SetNetworkLayerForChecksum(ip)
 		l4 = tc
 	}
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, l4); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return frametest.Serialize(t, eth, ip, l4)
 }
 
 func TestFilterMatch(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"github.com/xlbproject/xlb/hash"
 
 	"github.com/xlbproject/xlb/internal/benchpair"
+	"github.com/xlbproject/xlb/internal/frametest"
 )
 
 var (
@@ -84,13 +85,7 @@ func frame(tb testing.TB, s frameSpec) []byte {
 		_ = t.SetNetworkLayerForChecksum(ip)
 		l4 = t
 	}
-	buf := gopacket.NewSerializeBuffer()
-	err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
-		eth, ip, l4, gopacket.Payload(make([]byte, s.payload)))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return buf.Bytes()[:14+int(ip.Length)]
+	return frametest.Serialize(tb, eth, ip, l4, gopacket.Payload(make([]byte, s.payload)))[:14+int(ip.Length)]
 }
 
 // umemFrame places f at headroom inside a 2048-byte frame, as the kernel does.

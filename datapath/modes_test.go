@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/xlbproject/xlb/internal/frametest"
 )
 
 var lbAddr6 = netip.MustParseAddr("2001:db8::1")
@@ -57,11 +59,7 @@ func packetTo(t *testing.T, src, dst netip.Addr, payload int, echo bool) []byte 
 		ls = append(ls, tcp)
 	}
 	ls = append(ls, gopacket.Payload(make([]byte, payload)))
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-		t.Fatal(err)
-	}
-	b := buf.Bytes()
+	b := frametest.Serialize(t, ls...)
 	if dst.Is4() {
 		return b[:14+int(nl.(*layers.IPv4).Length)]
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/datapath"
 	"github.com/xlbproject/xlb/flowtable"
+	"github.com/xlbproject/xlb/internal/frametest"
 )
 
 // headroom is where AF_XDP copy mode puts received data in a frame.
@@ -27,11 +28,7 @@ func udpFrame(tb testing.TB, src, dst netip.Addr, sport, dport uint16, payload i
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
 	u := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
 	_ = u.SetNetworkLayerForChecksum(ip)
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, u, gopacket.Payload(make([]byte, payload))); err != nil {
-		tb.Fatal(err)
-	}
-	return buf.Bytes()
+	return frametest.Serialize(tb, eth, ip, u, gopacket.Payload(make([]byte, payload)))
 }
 
 // bigConfig is one VIP with n backends, as a file would hold it.

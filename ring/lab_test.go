@@ -14,6 +14,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 
+	"github.com/xlbproject/xlb/internal/frametest"
 	"github.com/xlbproject/xlb/lab"
 	"github.com/xlbproject/xlb/lab/labtest"
 )
@@ -148,12 +149,7 @@ func (l *vethLab) udpFrame(t *testing.T, seq uint32) []byte {
 	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
 		t.Fatal(err)
 	}
-	buf := gopacket.NewSerializeBuffer()
-	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
-	if err := gopacket.SerializeLayers(buf, opts, eth, ip, udp, gopacket.Payload(payload)); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return frametest.Serialize(t, eth, ip, udp, gopacket.Payload(payload))
 }
 
 // frameSeq returns the sequence number of a test frame (under any prepended

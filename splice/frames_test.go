@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/xlbproject/xlb/internal/frametest"
 )
 
 // Test addresses (198.18.0.0/15, 2001:db8::/32): the client connection is
@@ -97,11 +99,7 @@ func (s seg) frame(t testing.TB) []byte {
 	_ = tcp.SetNetworkLayerForChecksum(nl)
 	pl := append(append([]byte(nil), s.raw...), s.payload...)
 	ls = append(ls, nl.(gopacket.SerializableLayer), tcp, gopacket.Payload(pl))
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-		t.Fatal(err)
-	}
-	f := append([]byte(nil), buf.Bytes()...)
+	f := frametest.Serialize(t, ls...)
 	if len(s.raw) > 0 {
 		// The raw options become header: a larger data offset, and the
 		// checksum summed again by hand.

@@ -11,6 +11,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
+	"github.com/xlbproject/xlb/internal/frametest"
 	"github.com/xlbproject/xlb/internal/testenv"
 )
 
@@ -147,7 +148,7 @@ func decapCases(t testing.TB) []decapCase {
 		{"ipip fragment", fragment, nil, passed, false},
 		{"6in6 behind hop-by-hop", encap6(t, in6, layers.IPProtocolIPv6, false, layers.IPProtocolIPv6HopByHop), nil, passed, false},
 		{"6in6 fragment", encap6(t, in6, layers.IPProtocolIPv6, false, layers.IPProtocolIPv6Fragment), nil, passed, false},
-		{"ipip outer ihl 4", withIHL(ipip, 14, 4), nil, bad, false},
+		{"ipip outer ihl 4", frametest.WithIHL(ipip, 14, 4), nil, bad, false},
 		{"ipip no inner", ipip[:34], nil, bad, false},
 		{"ipip inner version mismatch", encap(t, in6, layers.IPProtocolIPv4, 5, false), nil, bad, false},
 		{"6in4 inner version mismatch", encap(t, in4, layers.IPProtocolIPv6, 5, false), nil, bad, false},

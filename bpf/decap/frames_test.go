@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/xlbproject/xlb/internal/frametest"
 )
 
 // The frames the decap tests send: balancer-to-backend tunnels carrying a
@@ -30,33 +32,15 @@ const xdpPass = 2
 
 var payload = gopacket.Payload("xlb test payload")
 
-func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
-	t.Helper()
-	buf := gopacket.NewSerializeBuffer()
-	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
-	if err := gopacket.SerializeLayers(buf, opts, ls...); err != nil {
-		t.Fatalf("serialize: %v", err)
-	}
-	return append([]byte(nil), buf.Bytes()...)
-}
-
-func ipv4(src, dst netip.Addr, proto layers.IPProtocol) *layers.IPv4 {
-	return &layers.IPv4{Version: 4, TTL: 64, Protocol: proto, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
-}
-
-func ipv6(src, dst netip.Addr, next layers.IPProtocol) *layers.IPv6 {
-	return &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: next, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
-}
-
 // l2 prepends an Ethernet header (and a VLAN tag if vlan) with ethertype
 // to ls.
 func l2(t testing.TB, vlan bool, ethertype layers.EthernetType, ls ...gopacket.SerializableLayer) []byte {
 	if vlan {
-		return serialize(t, append([]gopacket.SerializableLayer{
+		return frametest.Serialize(t, append([]gopacket.SerializableLayer{
 			&layers.Ethernet{SrcMAC: macSrc, DstMAC: macDst, EthernetType: layers.EthernetTypeDot1Q},
 			&layers.Dot1Q{Priority: 3, VLANIdentifier: 100, Type: ethertype}}, ls...)...)
 	}
-	return serialize(t, append([]gopacket.SerializableLayer{&layers.Ethernet{SrcMAC: macSrc, DstMAC: macDst, EthernetType: ethertype}}, ls...)...)
+	return frametest.Serialize(t, append([]gopacket.SerializableLayer{&layers.Ethernet{SrcMAC: macSrc, DstMAC: macDst, EthernetType: ethertype}}, ls...)...)
 }
 
 // inner is a packet from src to dst:port over proto (TCP SYN or UDP), from
@@ -64,9 +48,9 @@ func l2(t testing.TB, vlan bool, ethertype layers.EthernetType, ls ...gopacket.S
 func inner(t testing.TB, src, dst netip.Addr, proto layers.IPProtocol, port uint16) []byte {
 	var ip gopacket.NetworkLayer
 	if src.Is4() {
-		ip = ipv4(src, dst, proto)
+		ip = frametest.IPv4(src, dst, proto)
 	} else {
-		ip = ipv6(src, dst, proto)
+		ip = frametest.IPv6(src, dst, proto)
 	}
 	var l4 interface {
 		gopacket.SerializableLayer
@@ -78,7 +62,7 @@ func inner(t testing.TB, src, dst netip.Addr, proto layers.IPProtocol, port uint
 		l4 = &layers.TCP{SrcPort: 40000, DstPort: layers.TCPPort(port), SYN: true, Seq: 1, Window: 1024}
 	}
 	_ = l4.SetNetworkLayerForChecksum(ip)
-	return serialize(t, ip.(gopacket.SerializableLayer), l4, payload)
+	return frametest.Serialize(t, ip.(gopacket.SerializableLayer), l4, payload)
 }
 
 func innerTCP4(t testing.TB) []byte { return inner(t, client, vip4, layers.IPProtocolTCP, 80) }
@@ -96,7 +80,7 @@ func plain(t testing.TB, p []byte) []byte {
 // encap prepends an outer IPv4 header (balancer -> backend) of ihl words
 // carrying proto, and an Ethernet header with an optional VLAN tag.
 func encap(t testing.TB, inner []byte, proto layers.IPProtocol, ihl int, vlan bool) []byte {
-	outer := ipv4(balancer, backend, proto)
+	outer := frametest.IPv4(balancer, backend, proto)
 	for range 4 * (ihl - 5) {
 		outer.Options = append(outer.Options, layers.IPv4Option{OptionType: 1, OptionLength: 1})
 	}
@@ -124,7 +108,7 @@ func encap6(t testing.TB, inner []byte, next layers.IPProtocol, vlan bool, exts 
 			chain = append(chain, byte(n), 0, 1, 4, 0, 0, 0, 0) // PadN over the rest
 		}
 	}
-	outer := ipv6(balancer6, backend6, first)
+	outer := frametest.IPv6(balancer6, backend6, first)
 	return l2(t, vlan, layers.EthernetTypeIPv6, outer, gopacket.Payload(append(chain, inner...)))
 }
 
@@ -146,11 +130,11 @@ func gueFrame(t testing.TB, outer4 bool, port uint16, hdr, inner []byte, vlan bo
 	udp := &layers.UDP{SrcPort: 51234, DstPort: layers.UDPPort(port)}
 	body := gopacket.Payload(append(append([]byte(nil), hdr...), inner...))
 	if outer4 {
-		ip := ipv4(balancer, backend, layers.IPProtocolUDP)
+		ip := frametest.IPv4(balancer, backend, layers.IPProtocolUDP)
 		_ = udp.SetNetworkLayerForChecksum(ip)
 		return l2(t, vlan, layers.EthernetTypeIPv4, ip, udp, body)
 	}
-	ip := ipv6(balancer6, backend6, layers.IPProtocolUDP)
+	ip := frametest.IPv6(balancer6, backend6, layers.IPProtocolUDP)
 	_ = udp.SetNetworkLayerForChecksum(ip)
 	return l2(t, vlan, layers.EthernetTypeIPv6, ip, udp, body)
 }
@@ -162,13 +146,6 @@ func arp(t testing.TB) []byte {
 		SourceHwAddress: macSrc, SourceProtAddress: client.AsSlice(),
 		DstHwAddress: make([]byte, 6), DstProtAddress: backend.AsSlice(),
 	})
-}
-
-// withIHL returns a copy of f with the IPv4 IHL nibble at offset off set to ihl.
-func withIHL(f []byte, off int, ihl byte) []byte {
-	g := append([]byte(nil), f...)
-	g[off] = g[off]&0xf0 | ihl
-	return g
 }
 
 // readdress returns a copy of the untagged tunnel frame f with its outer

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -25,6 +24,7 @@ import (
 	"github.com/xlbproject/xlb/config"
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/engine"
+	"github.com/xlbproject/xlb/internal/frametest"
 	"github.com/xlbproject/xlb/internal/testenv"
 	"github.com/xlbproject/xlb/lab"
 	"github.com/xlbproject/xlb/lab/xlbbin"
@@ -390,13 +390,9 @@ func vipFrame(t *testing.T, l *lbLab, opts []layers.IPv4Option) []byte {
 	if err := tcp.SetNetworkLayerForChecksum(ip); err != nil {
 		t.Fatal(err)
 	}
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp); err != nil {
-		t.Fatal(err)
-	}
 	// gopacket pads Ethernet frames to 60 bytes; the truncation loop wants
 	// the frame to end where the IP packet does.
-	return buf.Bytes()[:14+int(ip.Length)]
+	return frametest.Serialize(t, eth, ip, tcp)[:14+int(ip.Length)]
 }
 
 // sendRaw writes whole Ethernet frames out of the host's eth0.

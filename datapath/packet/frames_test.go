@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/xlbproject/xlb/internal/frametest"
 )
 
 // Addresses used by every fixture: test ranges only (RFC 2544, RFC 3849).
@@ -105,9 +107,9 @@ func build(tb testing.TB, s spec) []byte {
 			SourceHwAddress: clientMAC, SourceProtAddress: clientIP,
 			DstHwAddress: make([]byte, 6), DstProtAddress: vipIP,
 		})
-		return serialize(tb, ls...)
+		return frametest.Serialize(tb, ls...)
 	}
-	return serialize(tb, append(ls, ipLayers(tb, s)...)...)
+	return frametest.Serialize(tb, append(ls, ipLayers(tb, s)...)...)
 }
 
 // ipLayers returns the IP header and everything after it for s.
@@ -220,7 +222,7 @@ func ipLayers(tb testing.TB, s spec) []gopacket.SerializableLayer {
 		if s.errUDP {
 			in.proto = "udp"
 		}
-		quote := serialize(tb, ipLayers(tb, in)...)
+		quote := frametest.Serialize(tb, ipLayers(tb, in)...)
 		if s.quote > 0 && s.quote < len(quote) {
 			quote = quote[:s.quote]
 		}
@@ -243,15 +245,6 @@ func ipLayers(tb testing.TB, s spec) []gopacket.SerializableLayer {
 		_ = tcp.SetNetworkLayerForChecksum(netLayer)
 		return append(ls, tcp, payload)
 	}
-}
-
-func serialize(tb testing.TB, ls ...gopacket.SerializableLayer) []byte {
-	tb.Helper()
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-		tb.Fatalf("serialize: %v", err)
-	}
-	return append([]byte(nil), buf.Bytes()...)
 }
 
 // le32 loads four raw bytes as a little-endian word, as Flow.Src/Dst/Ports do.

@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/xlbproject/xlb/internal/frametest"
 )
 
 // replyL2 returns the L2 layers of a frame the balancer sends back to
@@ -31,14 +33,14 @@ func wantEchoReply(tb testing.TB, s spec) []byte {
 		ip := &layers.IPv6{Version: 6, TrafficClass: s.tos, FlowLabel: s.label, HopLimit: 64, NextHeader: layers.IPProtocolICMPv6, SrcIP: vipIP6, DstIP: clientIP6}
 		icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeEchoReply, 0)}
 		_ = icmp.SetNetworkLayerForChecksum(ip)
-		return serialize(tb, append(replyL2(s, layers.EthernetTypeIPv6), ip, icmp, &layers.ICMPv6Echo{Identifier: 0x4242, SeqNumber: 7}, payload)...)
+		return frametest.Serialize(tb, append(replyL2(s, layers.EthernetTypeIPv6), ip, icmp, &layers.ICMPv6Echo{Identifier: 0x4242, SeqNumber: 7}, payload)...)
 	}
 	ip := &layers.IPv4{Version: 4, TOS: s.tos, Id: 0x1234, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: vipIP, DstIP: clientIP}
 	if s.df {
 		ip.Flags = layers.IPv4DontFragment
 	}
 	icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoReply, 0), Id: 0x4242, Seq: 7}
-	return serialize(tb, append(replyL2(s, layers.EthernetTypeIPv4), ip, icmp, payload)...)
+	return frametest.Serialize(tb, append(replyL2(s, layers.EthernetTypeIPv4), ip, icmp, payload)...)
 }
 
 // samePrefix reports whether out equals want, where want may carry the
@@ -153,12 +155,12 @@ func wantFragNeeded(tb testing.TB, s spec, frame []byte, f *Flow, mtu, q int) []
 		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolICMPv6, SrcIP: vipIP6, DstIP: clientIP6}
 		icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypePacketTooBig, 0)}
 		_ = icmp.SetNetworkLayerForChecksum(ip)
-		return serialize(tb, append(replyL2(s, layers.EthernetTypeIPv6), ip, icmp,
+		return frametest.Serialize(tb, append(replyL2(s, layers.EthernetTypeIPv6), ip, icmp,
 			gopacket.Payload(append(binary.BigEndian.AppendUint32(nil, uint32(mtu)), quote...)))...)
 	}
 	ip := &layers.IPv4{Version: 4, TTL: 64, Flags: layers.IPv4DontFragment, Protocol: layers.IPProtocolICMPv4, SrcIP: vipIP, DstIP: clientIP}
 	icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeFragmentationNeeded), Seq: uint16(mtu)}
-	return serialize(tb, append(replyL2(s, layers.EthernetTypeIPv4), ip, icmp, gopacket.Payload(quote))...)
+	return frametest.Serialize(tb, append(replyL2(s, layers.EthernetTypeIPv4), ip, icmp, gopacket.Payload(quote))...)
 }
 
 // fragNeededSpecs are the too-big packets FragNeeded answers in tests.
